@@ -1,0 +1,80 @@
+#include "api/ops.hpp"
+
+#include <openssl/crypto.h>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "api/services.hpp"
+#include "blob/blob_store.hpp"
+#include "config/config.hpp"
+#include "http/blocking_pool.hpp"
+#include "http/problem.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+#include "store/database.hpp"
+
+namespace docflow::api::ops {
+
+namespace {
+// Runs one readiness probe on the blocking pool: "ok" or a failure note.
+// The failure's details go to the log only.
+template <class F>
+boost::asio::awaitable<std::string> probe(services& s, const http::request& req, const char* what, F f) {
+  try {
+    co_await s.blocking.run(std::move(f));
+    co_return "ok";
+  } catch (const std::exception& e) {
+    obs::log(obs::level::warn, "readiness.failed",
+             {{"request_id", req.request_id}, {"check", what}, {"error", e.what()}});
+  }
+  co_return "unavailable";
+}
+
+bool same_secret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+}  // namespace
+
+boost::asio::awaitable<http::response> healthz(services&, http::request&) {
+  co_return http::response::json(200, boost::json::object{{"status", "ok"}});
+}
+
+boost::asio::awaitable<http::response> readyz(services& s, http::request& req) {
+  const auto database = co_await probe(s, req, "database", [&s] { s.db.check(); });
+  const auto storage = co_await probe(s, req, "storage", [&s] { s.blobs.check(); });
+  boost::json::object checks{{"database", database}, {"storage", storage}};
+  if (database == "ok" && storage == "ok") {
+    co_return http::response::json(200, boost::json::object{{"status", "ready"}, {"checks", checks}});
+  }
+  auto p = http::service_unavailable("A dependency of the service is not answering; see checks.");
+  p.extensions["checks"] = checks;
+  auto res = http::make_problem(req, p);
+  res.fields.set("Retry-After", "5");
+  co_return res;
+}
+
+boost::asio::awaitable<http::response> metrics(services& s, http::request& req) {
+  if (s.cfg.metrics_token) {
+    const auto auth = req.fields.get("Authorization").value_or("");
+    constexpr std::string_view scheme = "Bearer ";
+    if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme ||
+        !same_secret(auth.substr(scheme.size()), *s.cfg.metrics_token)) {
+      auto res = http::make_problem(
+          req, {401, "unauthorized", "Unauthorized", "This endpoint needs the metrics bearer token.", {}, {}});
+      res.fields.set("WWW-Authenticate", auth.empty() ? R"(Bearer realm="docflow")"
+                                                      : R"(Bearer realm="docflow", error="invalid_token")");
+      co_return res;
+    }
+  }
+  co_return http::response::text(200, s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void describe_metrics(services& s) {
+  s.metrics.describe("process_start_time_seconds", obs::metrics::kind::gauge,
+                     "Start time of the process since the Unix epoch, in seconds.");
+  s.metrics.set("process_start_time_seconds", "",
+                std::chrono::duration<double>(s.started_at.time_since_epoch()).count());
+}
+
+}  // namespace docflow::api::ops

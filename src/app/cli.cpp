@@ -1,0 +1,77 @@
+#include "app/cli.hpp"
+
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "app/wiring.hpp"
+#include "config/config.hpp"
+
+namespace docflow::app {
+
+namespace {
+
+constexpr int exit_bad_config = 2;
+
+// Registers one option per setting on `cmd`; CLI11 falls back to the
+// environment variable when the flag is absent.
+void add_settings(CLI::App& cmd, std::map<std::string, std::string>& raw) {
+  for (const auto& s : config::settings()) {
+    cmd.add_option_function<std::string>(
+           s.flag, [&raw, env = s.env](const std::string& v) { raw[env] = v; }, s.help)
+        ->envname(s.env)
+        ->group("Settings (each also read from its environment variable)");
+  }
+}
+
+config::config load_or_exit(const std::map<std::string, std::string>& raw) {
+  try {
+    return config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
+  } catch (const config::config_error& e) {
+    std::cerr << "docflow: invalid configuration: " << e.what() << '\n';
+    std::exit(exit_bad_config);
+  }
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"docflow: a document lifecycle service (upload, process, results)", "docflow"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show every command's options");
+
+  std::map<std::string, std::string> raw;
+  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
+  add_settings(*serve_cmd, raw);
+  auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
+  add_settings(*migrate_cmd, raw);
+  auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return exit_bad_config;
+  }
+
+  if (version_cmd->parsed()) {
+    std::cout << "docflow " << DOCFLOW_VERSION << '\n';
+    return 0;
+  }
+  const auto cfg = load_or_exit(raw);
+  if (migrate_cmd->parsed()) {
+    return migrate(cfg);
+  }
+  if (serve_cmd->parsed()) {
+    return serve(cfg);
+  }
+  return exit_bad_config;
+}
+
+}  // namespace docflow::app

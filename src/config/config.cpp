@@ -1,0 +1,235 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include "config/units.hpp"
+
+namespace docflow::config {
+
+const std::vector<setting_info>& settings() {
+  static const std::vector<setting_info> all{
+      {"DOCFLOW_LISTEN", "--listen", "address:port to listen on (default 127.0.0.1:8000)"},
+      {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)"},
+      {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)"},
+      {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)"},
+      {"DOCFLOW_JWT_SECRET", "--jwt-secret", "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)"},
+      {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)"},
+      {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)"},
+      {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)"},
+      {"DOCFLOW_REFRESH_REUSE_GRACE", "--refresh-reuse-grace", "window in which a just-rotated refresh token is accepted again (default 0s)"},
+      {"DOCFLOW_LOGIN_MAX_FAILURES", "--login-max-failures", "failed logins per username per 15 minutes before 429 (default 5)"},
+      {"DOCFLOW_MAX_CONCURRENT_HASHES", "--max-concurrent-hashes", "argon2id hashes running at once (default: cores)"},
+      {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)"},
+      {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)"},
+      {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)"},
+      {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)"},
+      {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)"},
+      {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl", "how long Idempotency-Key responses are kept (default 24h)"},
+      {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth", "waiting jobs before /process answers 429 (default 10000)"},
+      {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms", "extra delay inside processing, in ms (default 0)"},
+      {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)"},
+      {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)"},
+      {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)"},
+      {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)"},
+      {"DOCFLOW_IDLE_TIMEOUT", "--idle-timeout", "keep-alive wait for the next request (default 60s)"},
+      {"DOCFLOW_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "how long in-flight requests may finish after SIGTERM (default 30s)"},
+      {"DOCFLOW_IO_THREADS", "--io-threads", "threads running the event loop (default 2)"},
+      {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads", "threads for database, fsync and hashing work (default: 2 x cores)"},
+      {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)"},
+  };
+  return all;
+}
+
+namespace {
+
+// Reads raw values with defaults and turns parse failures into config_error.
+class reader {
+public:
+  explicit reader(const std::map<std::string, std::string>& values) : values_(values) {}
+
+  std::optional<std::string> raw(const std::string& name) const {
+    const auto it = values_.find(name);
+    if (it == values_.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+  std::string string(const std::string& name, const std::string& fallback) const {
+    return raw(name).value_or(fallback);
+  }
+
+  std::optional<std::string> optional_string(const std::string& name) const {
+    auto v = raw(name);
+    if (v && v->empty()) {
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  milliseconds duration(const std::string& name, const std::string& fallback, milliseconds min,
+                        milliseconds max = milliseconds::max()) const {
+    const auto text = string(name, fallback);
+    const auto d = parse_duration(text);
+    if (!d) {
+      throw config_error(name, "'" + text + "' is not a duration (use e.g. 500ms, 2s, 15m, 7d)");
+    }
+    if (*d < min || *d > max) {
+      throw config_error(name, "'" + text + "' is out of range");
+    }
+    return *d;
+  }
+
+  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) const {
+    const auto text = string(name, fallback);
+    const auto n = parse_size(text);
+    if (!n) {
+      throw config_error(name, "'" + text + "' is not a size (use e.g. 64KiB, 100MiB)");
+    }
+    if (*n < min) {
+      throw config_error(name, "'" + text + "' is too small (at least " + std::to_string(min) + " bytes)");
+    }
+    return *n;
+  }
+
+  std::uint64_t integer(const std::string& name, std::uint64_t fallback, std::uint64_t min,
+                        std::uint64_t max) const {
+    const auto text = raw(name);
+    if (!text) {
+      return fallback;
+    }
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
+    if (ec != std::errc{} || end != text->data() + text->size() || text->empty()) {
+      throw config_error(name, "'" + *text + "' is not a whole number");
+    }
+    if (n < min || n > max) {
+      throw config_error(name, "'" + *text + "' must be between " + std::to_string(min) + " and " +
+                                   std::to_string(max));
+    }
+    return n;
+  }
+
+private:
+  const std::map<std::string, std::string>& values_;
+};
+
+listen_address parse_listen(const std::string& text) {
+  const auto fail = [&] {
+    return config_error("DOCFLOW_LISTEN", "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
+  };
+  listen_address a;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw fail();
+    }
+    a.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) {
+      throw fail();
+    }
+    a.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned n = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (a.host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() ||
+      n > 65535) {
+    throw fail();
+  }
+  a.port = static_cast<std::uint16_t>(n);
+  return a;
+}
+
+// Returns the part after "scheme://", or throws naming the setting.
+std::string strip_scheme(const std::string& setting, const std::string& url, const std::string& scheme,
+                         const std::string& example) {
+  const std::string prefix = scheme + "://";
+  if (url.rfind(prefix, 0) != 0 || url.size() == prefix.size()) {
+    throw config_error(setting, "'" + url + "' is not supported (expected " + example + ")");
+  }
+  return url.substr(prefix.size());
+}
+
+}  // namespace
+
+config load(const std::map<std::string, std::string>& values, unsigned cores) {
+  cores = std::max(cores, 1U);
+  const reader r(values);
+  config c;
+
+  c.listen = parse_listen(r.string("DOCFLOW_LISTEN", "127.0.0.1:8000"));
+  c.data_dir = r.string("DOCFLOW_DATA_DIR", "./data");
+  if (c.data_dir.empty()) {
+    throw config_error("DOCFLOW_DATA_DIR", "must not be empty");
+  }
+
+  const auto db = r.string("DOCFLOW_DATABASE_URL", "sqlite://" + (c.data_dir / "docflow.db").string());
+  if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
+    throw config_error("DOCFLOW_DATABASE_URL", "PostgreSQL is not available in this version yet; use sqlite://PATH");
+  }
+  c.sqlite_path = strip_scheme("DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
+
+  const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
+  if (storage.rfind("s3://", 0) == 0) {
+    throw config_error("DOCFLOW_STORAGE_URL", "S3 storage is not available in this version yet; use file://PATH");
+  }
+  c.blob_dir = strip_scheme("DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
+
+  c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
+  if (c.jwt_secret && c.jwt_secret->size() < 32) {
+    throw config_error("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
+  }
+  c.jwt_issuer = r.string("DOCFLOW_JWT_ISSUER", "docflow");
+  if (c.jwt_issuer.empty()) {
+    throw config_error("DOCFLOW_JWT_ISSUER", "must not be empty");
+  }
+  using namespace std::chrono_literals;
+  c.access_ttl = r.duration("DOCFLOW_ACCESS_TTL", "15m", 1s, 24h);
+  c.refresh_ttl = r.duration("DOCFLOW_REFRESH_TTL", "7d", 1s, 24h * 366);
+  c.refresh_reuse_grace = r.duration("DOCFLOW_REFRESH_REUSE_GRACE", "0s", 0ms, 5min);
+  c.login_max_failures = static_cast<unsigned>(r.integer("DOCFLOW_LOGIN_MAX_FAILURES", 5, 1, 1000));
+  c.max_concurrent_hashes = static_cast<unsigned>(r.integer("DOCFLOW_MAX_CONCURRENT_HASHES", cores, 1, 256));
+
+  const auto signup = r.string("DOCFLOW_SIGNUP", "open");
+  if (signup != "open" && signup != "closed") {
+    throw config_error("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
+  }
+  c.signup_open = signup == "open";
+
+  c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
+  c.workers = static_cast<unsigned>(r.integer("DOCFLOW_WORKERS", cores, 0, 256));
+  c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
+  c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
+  c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);
+  c.queue_max_depth = r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
+  c.simulated_delay = milliseconds{
+      static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
+
+  c.ml_url = r.optional_string("DOCFLOW_ML_URL");
+  if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {
+    throw config_error("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
+  }
+
+  c.log_level = r.string("DOCFLOW_LOG_LEVEL", "info");
+  if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
+    throw config_error("DOCFLOW_LOG_LEVEL", "'" + c.log_level + "' must be debug, info, warn or error");
+  }
+
+  c.header_timeout = r.duration("DOCFLOW_HEADER_TIMEOUT", "30s", 1ms, 1h);
+  c.body_timeout = r.duration("DOCFLOW_BODY_TIMEOUT", "60s", 1ms, 1h);
+  c.idle_timeout = r.duration("DOCFLOW_IDLE_TIMEOUT", "60s", 1ms, 1h);
+  c.shutdown_timeout = r.duration("DOCFLOW_SHUTDOWN_TIMEOUT", "30s", 0ms, 1h);
+  c.io_threads = static_cast<unsigned>(r.integer("DOCFLOW_IO_THREADS", 2, 1, 256));
+  c.blocking_threads = static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", 2 * cores, 1, 1024));
+  c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
+  return c;
+}
+
+}  // namespace docflow::config

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace docflow::config {
+
+using std::chrono::milliseconds;
+
+/// One configuration setting: its environment variable, the command-line flag
+/// that overrides it, and what it means. The table drives both the CLI and
+/// the validation, so a setting is declared once.
+struct setting_info {
+  std::string env;      ///< DOCFLOW_LISTEN
+  std::string flag;     ///< --listen
+  std::string help;
+};
+
+/// Every setting docflow reads, in documentation order.
+const std::vector<setting_info>& settings();
+
+/// A setting that failed validation; `what()` names it and says why.
+class config_error : public std::runtime_error {
+public:
+  config_error(const std::string& setting, const std::string& message)
+      : std::runtime_error(setting + ": " + message), setting_(setting) {}
+  const std::string& setting() const noexcept { return setting_; }
+
+private:
+  std::string setting_;
+};
+
+struct listen_address {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+enum class database_kind { sqlite };
+enum class storage_kind { file };
+
+/// The validated configuration, loaded once at start-up.
+struct config {
+  listen_address listen;
+  std::filesystem::path data_dir;
+  database_kind database = database_kind::sqlite;
+  std::filesystem::path sqlite_path;
+  storage_kind storage = storage_kind::file;
+  std::filesystem::path blob_dir;
+  std::optional<std::string> jwt_secret;
+  std::string jwt_issuer;
+  milliseconds access_ttl{};
+  milliseconds refresh_ttl{};
+  milliseconds refresh_reuse_grace{};
+  unsigned login_max_failures = 0;
+  unsigned max_concurrent_hashes = 0;
+  bool signup_open = true;
+  std::uint64_t max_upload_bytes = 0;
+  unsigned workers = 0;
+  milliseconds job_lease{};
+  unsigned job_max_attempts = 0;
+  milliseconds idempotency_ttl{};
+  std::uint64_t queue_max_depth = 0;
+  milliseconds simulated_delay{};
+  std::optional<std::string> ml_url;
+  std::string log_level;
+  milliseconds header_timeout{};
+  milliseconds body_timeout{};
+  milliseconds idle_timeout{};
+  milliseconds shutdown_timeout{};
+  unsigned io_threads = 0;
+  unsigned blocking_threads = 0;
+  std::optional<std::string> metrics_token;
+};
+
+/// Builds the configuration from raw values keyed by environment variable
+/// name; a missing key takes its default. `cores` is the machine's core count
+/// (defaults that scale with it). Throws config_error naming the first bad
+/// setting.
+config load(const std::map<std::string, std::string>& values, unsigned cores);
+
+}  // namespace docflow::config

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace docflow::core {
+
+using time_point = std::chrono::system_clock::time_point;
+
+/// Where "now" comes from. Production uses system_clock(); tests of leases,
+/// expiry and throttling inject a manual clock.
+class clock {
+public:
+  virtual ~clock() = default;
+  virtual time_point now() const = 0;
+};
+
+/// The process-wide wall clock.
+const clock& system_clock();
+
+/// RFC 3339 UTC with milliseconds: 2026-11-29T01:02:03.456Z.
+std::string format_rfc3339(time_point t);
+
+}  // namespace docflow::core

@@ -1,0 +1,76 @@
+#include "http/message.hpp"
+
+#include <algorithm>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "core/ids.hpp"
+
+namespace docflow::http {
+
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);  // field names are tokens: ASCII only
+         });
+}
+}  // namespace
+
+std::optional<std::string_view> headers::get(std::string_view name) const {
+  for (const auto& [k, v] : fields_) {
+    if (iequals(k, name)) {
+      return std::string_view(v);
+    }
+  }
+  return std::nullopt;
+}
+
+void headers::set(std::string name, std::string value) {
+  std::erase_if(fields_, [&](const auto& f) { return iequals(f.first, name); });
+  fields_.emplace_back(std::move(name), std::move(value));
+}
+
+void headers::add(std::string name, std::string value) {
+  fields_.emplace_back(std::move(name), std::move(value));
+}
+
+std::string_view request::param(std::string_view name) const {
+  const auto it = params.find(name);
+  return it == params.end() ? std::string_view{} : std::string_view(it->second);
+}
+
+response response::json(int status, const boost::json::value& body, std::string content_type) {
+  response r;
+  r.status = status;
+  r.fields.set("Content-Type", std::move(content_type));
+  r.body = boost::json::serialize(body);
+  return r;
+}
+
+response response::text(int status, std::string body, std::string content_type) {
+  response r;
+  r.status = status;
+  r.fields.set("Content-Type", std::move(content_type));
+  r.body = std::move(body);
+  return r;
+}
+
+response response::empty(int status) {
+  response r;
+  r.status = status;
+  return r;
+}
+
+std::string request_id_for(std::optional<std::string_view> incoming) {
+  if (incoming && !incoming->empty() && incoming->size() <= 128 &&
+      std::all_of(incoming->begin(), incoming->end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
+      })) {
+    return std::string(*incoming);
+  }
+  return core::new_uuid_v7();
+}
+
+}  // namespace docflow::http

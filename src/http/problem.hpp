@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "http/message.hpp"
+
+namespace docflow::http {
+
+struct field_error {
+  std::string field;
+  std::string message;
+};
+
+/// An RFC 9457 problem. `slug` becomes `type: /problems/<slug>`; `detail` is
+/// shown to the client, so it must never hold internal paths or messages.
+struct problem {
+  int status = 500;
+  std::string slug;
+  std::string title;
+  std::string detail;
+  std::vector<field_error> errors;    ///< validation failures, if any
+  boost::json::object extensions;     ///< extra members named by the spec
+};
+
+/// The application/problem+json response for `p`, with `instance` set to the
+/// request's path and `request_id` to its id.
+response make_problem(const request& req, const problem& p);
+
+/// Shorthands for the problems the HTTP layer itself produces.
+problem not_found();
+problem method_not_allowed();
+problem bad_request(std::string detail);
+problem header_too_large();
+problem payload_too_large(std::string detail);
+problem internal_error();
+problem service_unavailable(std::string detail);
+
+}  // namespace docflow::http

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "http/message.hpp"
+
+namespace docflow::http {
+
+/// Who may call a route. The server enforces it before the handler runs.
+enum class auth_policy {
+  none,  ///< anyone
+};
+
+using handler = std::function<boost::asio::awaitable<response>(request&)>;
+
+/// One line of the route table.
+struct route {
+  std::string method;
+  std::string pattern;  ///< literal segments and {name} parameters
+  handler fn;
+  auth_policy auth = auth_policy::none;
+  std::size_t body_limit = 0;  ///< largest accepted request body in bytes
+};
+
+/// The outcome of matching a request against the route table.
+struct match_result {
+  const route* found = nullptr;  ///< set when method and path match
+  std::map<std::string, std::string, std::less<>> params;
+  std::vector<std::string> allowed;  ///< when the path matches under other methods (405)
+};
+
+/// Matches method and path against a fixed table. HEAD matches GET routes.
+class router {
+public:
+  /// Throws std::invalid_argument on a malformed pattern or a duplicate route.
+  explicit router(std::vector<route> routes);
+
+  match_result match(std::string_view method, std::string_view path) const;
+  const std::vector<route>& routes() const noexcept { return routes_; }
+
+private:
+  std::vector<route> routes_;
+  std::vector<std::vector<std::string>> segments_;  // split patterns, parallel to routes_
+};
+
+}  // namespace docflow::http

@@ -1,0 +1,481 @@
+#include "http/server.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "http/problem.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+
+namespace docflow::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
+constexpr std::size_t lingering_close_bytes = 1 << 20;
+constexpr auto lingering_close_time = 2s;
+
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) {
+      out += sep;
+    }
+    out += p;
+  }
+  return out;
+}
+
+// True for the errors Beast's parser reports about the bytes it was given
+// (as opposed to the connection's own errors).
+bool is_parse_error(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
+}
+
+enum class body_outcome { read, answered, gone };
+
+// What one exchange cost and produced, for the access log and metrics.
+struct exchange {
+  request req;
+  response res;
+  std::size_t bytes_in = 0;
+  std::size_t bytes_out = 0;
+  bool keep_alive = false;
+  bool head_only = false;
+};
+
+}  // namespace
+
+struct server::impl {
+  using strand_t = net::strand<net::io_context::executor_type>;
+
+  struct connection {
+    beast::tcp_stream* stream;
+    strand_t strand;
+    bool idle;
+  };
+
+  impl(server_options o, const router& r, obs::metrics& m)
+      : opt(std::move(o)), routes(r), metrics(m), ioc(static_cast<int>(opt.io_threads)),
+        acceptor(ioc), signals(ioc, SIGINT, SIGTERM), drain_deadline(ioc) {}
+
+  server_options opt;
+  const router& routes;
+  obs::metrics& metrics;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  net::signal_set signals;
+  net::steady_timer drain_deadline;
+  std::atomic<bool> draining{false};
+
+  std::mutex mutex;  // guards connections and next_id
+  std::unordered_map<std::uint64_t, connection> connections;
+  std::uint64_t next_id = 0;
+
+  std::uint64_t add_connection(beast::tcp_stream* stream, strand_t strand) {
+    const std::lock_guard lock(mutex);
+    connections.emplace(next_id, connection{stream, std::move(strand), false});
+    return next_id++;
+  }
+
+  void remove_connection(std::uint64_t id) {
+    const std::lock_guard lock(mutex);
+    connections.erase(id);
+    if (draining && connections.empty()) {
+      ioc.stop();
+    }
+  }
+
+  void set_idle(std::uint64_t id, bool idle) {
+    const std::lock_guard lock(mutex);
+    connections.at(id).idle = idle;
+  }
+
+  // Runs on the io_context: stop accepting, close idle connections, give the
+  // busy ones until the deadline.
+  void begin_drain() {
+    if (draining.exchange(true)) {
+      return;
+    }
+    obs::log(obs::level::info, "server.draining",
+             {{"shutdown_timeout_ms", static_cast<std::int64_t>(opt.shutdown_timeout.count())}});
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    signals.cancel(ignored);
+    const std::lock_guard lock(mutex);
+    if (connections.empty()) {
+      ioc.stop();
+      return;
+    }
+    for (const auto& [id, c] : connections) {
+      net::post(c.strand, [this, id = id] {
+        const std::lock_guard inner(mutex);
+        const auto it = connections.find(id);
+        if (it != connections.end() && it->second.idle) {
+          it->second.stream->cancel();
+        }
+      });
+    }
+    drain_deadline.expires_after(opt.shutdown_timeout);
+    drain_deadline.async_wait([this](beast::error_code ec) {
+      if (!ec) {
+        obs::log(obs::level::warn, "server.drain_timeout", {});
+        ioc.stop();
+      }
+    });
+  }
+
+  void record(const exchange& x, std::chrono::steady_clock::time_point started) {
+    const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const std::string route = x.req.route.empty() ? std::string("unmatched") : x.req.route;
+    metrics.add("http_requests_total",
+                obs::metrics::label("method", x.req.method) + ',' + obs::metrics::label("route", route) +
+                    ',' + obs::metrics::label("status", std::to_string(x.res.status)));
+    metrics.observe("http_request_duration_seconds", obs::metrics::label("route", route), seconds);
+    obs::log(obs::level::info, "http.request",
+             {{"request_id", x.req.request_id},
+              {"method", x.req.method},
+              {"route", route},
+              {"path", x.req.path},
+              {"status", x.res.status},
+              {"duration_ms", seconds * 1000.0},
+              {"bytes_in", x.bytes_in},
+              {"bytes_out", x.bytes_out},
+              {"remote", x.req.remote_address}});
+  }
+};
+
+namespace {
+
+// Answers with the problem and marks the connection for closing.
+void fail(exchange& x, const problem& p) {
+  x.res = make_problem(x.req, p);
+  x.res.close = true;
+}
+
+void fill_request(request& req, const bhttp::request_parser<bhttp::empty_body>& head) {
+  const auto& h = head.get();
+  req.method = std::string(h.method_string());
+  req.target = std::string(h.target());
+  const auto q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  if (q != std::string::npos) {
+    req.query = req.target.substr(q + 1);
+  }
+  for (const auto& f : h) {
+    req.fields.add(std::string(f.name_string()), std::string(f.value()));
+  }
+  req.request_id = request_id_for(req.fields.get("X-Request-ID"));
+}
+
+net::awaitable<void> write_response(beast::tcp_stream& stream, exchange& x,
+                                    std::chrono::milliseconds timeout) {
+  x.res.fields.set("X-Request-ID", x.req.request_id);
+  stream.expires_after(timeout);
+  if (x.head_only) {
+    bhttp::response<bhttp::empty_body> out;
+    out.result(static_cast<unsigned>(x.res.status));
+    for (const auto& [k, v] : x.res.fields) {
+      out.insert(k, v);
+    }
+    out.content_length(x.res.body.size());
+    out.keep_alive(x.keep_alive);
+    auto [ec, n] = co_await bhttp::async_write(stream, out, tuple_awaitable);
+    x.bytes_out = n;
+    if (ec) {
+      x.keep_alive = false;
+    }
+    co_return;
+  }
+  bhttp::response<bhttp::string_body> out;
+  out.result(static_cast<unsigned>(x.res.status));
+  for (const auto& [k, v] : x.res.fields) {
+    out.insert(k, v);
+  }
+  out.body() = std::move(x.res.body);
+  out.keep_alive(x.keep_alive);
+  out.prepare_payload();
+  auto [ec, n] = co_await bhttp::async_write(stream, out, tuple_awaitable);
+  x.bytes_out = n;
+  if (ec) {
+    x.keep_alive = false;
+  }
+}
+
+// Half-closes, then reads and discards for a moment, so that a client still
+// sending its body reads our answer instead of a connection reset.
+net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(lingering_close_time);
+  std::array<char, 4096> sink{};
+  std::size_t total = 0;
+  while (!ec && total < lingering_close_bytes) {
+    std::size_t n = 0;
+    std::tie(ec, n) = co_await stream.async_read_some(net::buffer(sink), tuple_awaitable);
+    total += n;
+  }
+  stream.close();
+}
+
+// Reads the body into req.body under the route's limit, resetting the
+// inactivity deadline before every read.
+net::awaitable<body_outcome> read_body(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                               bhttp::request_parser<bhttp::empty_body>& head, exchange& x,
+                               std::size_t limit, std::chrono::milliseconds timeout) {
+  bhttp::request_parser<bhttp::string_body> parser{std::move(head)};
+  parser.body_limit(limit);
+  while (!parser.is_done()) {
+    stream.expires_after(timeout);
+    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, tuple_awaitable);
+    x.bytes_in += n;
+    if (ec == bhttp::error::body_limit) {
+      fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
+                                std::to_string(limit) + " bytes."));
+      co_return body_outcome::answered;
+    }
+    if (is_parse_error(ec)) {
+      fail(x, bad_request("The request body is malformed: " + ec.message() + '.'));
+      co_return body_outcome::answered;
+    }
+    if (ec) {
+      obs::log(obs::level::info, "http.body_aborted",
+               {{"request_id", x.req.request_id}, {"reason", ec.message()}, {"bytes_in", x.bytes_in}});
+      co_return body_outcome::gone;
+    }
+  }
+  x.req.body = std::move(parser.get().body());
+  co_return body_outcome::read;
+}
+
+// Reads, routes and answers one request. Returns whether to keep the
+// connection open for another.
+net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                               const std::string& remote) {
+  const auto started = std::chrono::steady_clock::now();
+  exchange x;
+  x.req.remote_address = remote;
+  bhttp::request_parser<bhttp::empty_body> head;
+  head.header_limit(static_cast<std::uint32_t>(s.opt.header_limit));
+  auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, head, tuple_awaitable);
+  x.bytes_in = n;
+  if (ec) {
+    x.req.request_id = request_id_for(std::nullopt);
+    if (ec == bhttp::error::header_limit) {
+      fail(x, header_too_large());
+    } else if (is_parse_error(ec)) {
+      fail(x, bad_request("The request could not be parsed: " + ec.message() + '.'));
+    } else {
+      if (ec == beast::error::timeout) {
+        obs::log(obs::level::info, "http.header_timeout", {{"remote", remote}});
+      }
+      co_return false;  // timed out or the client went away: nobody to answer
+    }
+  } else {
+    fill_request(x.req, head);
+    x.keep_alive = head.keep_alive();
+    x.head_only = x.req.method == "HEAD";
+    const auto& h = head.get();
+    const bool has_body = head.chunked() || head.content_length().value_or(0) > 0;
+    const auto m = s.routes.match(x.req.method, x.req.path);
+    if (h.count(bhttp::field::content_length) && h.count(bhttp::field::transfer_encoding)) {
+      fail(x, bad_request("A request must not carry both Content-Length and Transfer-Encoding."));
+    } else if (!m.found) {
+      x.res = make_problem(x.req, m.allowed.empty() ? not_found() : method_not_allowed());
+      if (!m.allowed.empty()) {
+        x.res.fields.set("Allow", join(m.allowed, ", "));
+      }
+      x.res.close = has_body;  // the unread body would be taken for the next request
+    } else {
+      x.req.route = m.found->pattern;
+      x.req.params = m.params;
+      const auto limit = m.found->body_limit;
+      bool ready = true;
+      if (head.content_length().value_or(0) > limit) {
+        fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
+                                  std::to_string(limit) + " bytes."));
+        ready = false;
+      } else if (has_body) {
+        if (const auto expect = x.req.fields.get("Expect"); expect && *expect == "100-continue") {
+          static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+          stream.expires_after(s.opt.body_timeout);
+          co_await net::async_write(stream, net::buffer(go_on.data(), go_on.size()), tuple_awaitable);
+        }
+        const auto outcome = co_await read_body(stream, buffer, head, x, limit, s.opt.body_timeout);
+        if (outcome == body_outcome::gone) {
+          x.res.status = 499;  // nginx's "client closed request", for the log only
+          s.record(x, started);
+          co_return false;
+        }
+        ready = outcome == body_outcome::read;
+      }
+      if (ready) {
+        s.metrics.add("http_requests_in_flight", "", 1);
+        try {
+          x.res = co_await m.found->fn(x.req);
+        } catch (const std::exception& e) {
+          obs::log(obs::level::error, "http.handler_exception",
+                   {{"request_id", x.req.request_id}, {"route", x.req.route}, {"error", e.what()}});
+          x.res = make_problem(x.req, internal_error());
+        }
+        s.metrics.add("http_requests_in_flight", "", -1);
+      }
+    }
+  }
+  x.keep_alive = x.keep_alive && !x.res.close && !s.draining;
+  co_await write_response(stream, x, s.opt.body_timeout);
+  s.record(x, started);
+  if (!x.keep_alive) {
+    co_await lingering_close(stream);
+  }
+  co_return x.keep_alive;
+}
+
+net::awaitable<void> session(server::impl& s, tcp::socket socket, server::impl::strand_t strand) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::error_code ec;
+  const auto endpoint = stream.socket().remote_endpoint(ec);
+  const std::string remote = ec ? std::string() : endpoint.address().to_string();
+  stream.socket().set_option(tcp::no_delay(true), ec);
+  const auto id = s.add_connection(&stream, std::move(strand));
+  beast::flat_buffer buffer;
+  try {
+    // The first request's head must arrive within header_timeout of accept;
+    // later ones may wait idle_timeout for their first byte, then get
+    // header_timeout from there.
+    stream.expires_after(s.opt.header_timeout);
+    bool first = true;
+    for (;;) {
+      if (buffer.size() == 0) {
+        s.set_idle(id, true);
+        if (s.draining) {
+          break;
+        }
+        if (!first) {
+          stream.expires_after(s.opt.idle_timeout);
+        }
+        auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(4096), tuple_awaitable);
+        s.set_idle(id, false);
+        if (read_ec) {
+          break;
+        }
+        buffer.commit(n);
+        if (!first) {
+          stream.expires_after(s.opt.header_timeout);
+        }
+      } else if (!first) {
+        stream.expires_after(s.opt.header_timeout);  // pipelined: the next head is already here
+      }
+      first = false;
+      if (!co_await serve_one(s, stream, buffer, remote)) {
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    obs::log(obs::level::error, "http.session_exception", {{"error", e.what()}});
+  }
+  stream.close();
+  s.remove_connection(id);
+}
+
+net::awaitable<void> accept_loop(server::impl& s) {
+  for (;;) {
+    auto strand = net::make_strand(s.ioc);
+    auto [ec, socket] = co_await s.acceptor.async_accept(strand, tuple_awaitable);
+    if (ec) {
+      if (!s.acceptor.is_open()) {
+        co_return;
+      }
+      obs::log(obs::level::warn, "http.accept_failed", {{"error", ec.message()}});
+      // Out of descriptors: back off instead of spinning.
+      net::steady_timer pause(s.ioc, 50ms);
+      co_await pause.async_wait(tuple_awaitable);
+      continue;
+    }
+    net::co_spawn(strand, session(s, std::move(socket), strand), net::detached);
+  }
+}
+
+}  // namespace
+
+server::server(server_options options, const router& routes, obs::metrics& metrics)
+    : impl_(std::make_unique<impl>(std::move(options), routes, metrics)) {
+  auto& s = *impl_;
+  tcp::resolver resolver(s.ioc);
+  const auto endpoint = resolver.resolve(s.opt.host, std::to_string(s.opt.port)).begin()->endpoint();
+  s.acceptor.open(endpoint.protocol());
+  s.acceptor.set_option(tcp::acceptor::reuse_address(true));
+  s.acceptor.bind(endpoint);
+  s.acceptor.listen(net::socket_base::max_listen_connections);
+  metrics.describe("http_requests_total", obs::metrics::kind::counter,
+                   "HTTP requests answered, by method, route pattern and status.");
+  metrics.describe("http_request_duration_seconds", obs::metrics::kind::histogram,
+                   "Time from request head to answer, by route pattern.",
+                   {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+  metrics.describe("http_requests_in_flight", obs::metrics::kind::gauge, "Requests being handled now.");
+  metrics.set("http_requests_in_flight", "", 0);
+}
+
+server::~server() = default;
+
+std::uint16_t server::port() const noexcept {
+  beast::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void server::run() {
+  auto& s = *impl_;
+  net::co_spawn(s.ioc, accept_loop(s), net::detached);
+  s.signals.async_wait([&s](beast::error_code ec, int signo) {
+    if (!ec) {
+      obs::log(obs::level::info, "server.signal", {{"signal", signo}});
+      s.begin_drain();
+    }
+  });
+  obs::log(obs::level::info, "server.listening",
+           {{"address", s.opt.host}, {"port", port()}, {"io_threads", s.opt.io_threads}});
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < s.opt.io_threads; ++i) {
+    threads.emplace_back([&s] { s.ioc.run(); });
+  }
+  s.ioc.run();
+  for (auto& t : threads) {
+    t.join();
+  }
+  obs::log(obs::level::info, "server.stopped", {});
+}
+
+void server::stop() {
+  net::post(impl_->ioc, [s = impl_.get()] { s->begin_drain(); });
+}
+
+}  // namespace docflow::http

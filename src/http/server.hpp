@@ -1,0 +1,57 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/router.hpp"
+
+namespace docflow::obs {
+class metrics;
+}
+
+namespace docflow::http {
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  ///< 0: any free port (tests)
+  std::chrono::milliseconds header_timeout{30000};
+  std::chrono::milliseconds body_timeout{60000};
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds shutdown_timeout{30000};
+  unsigned io_threads = 2;
+  std::size_t header_limit = 16 * 1024;  ///< request line + header fields
+};
+
+/// The HTTP/1.1 server: accepts connections, reads each request head,
+/// routes it, enforces deadlines and limits, runs the handler, writes the
+/// answer, logs it and counts it. Every error it answers itself is
+/// problem+json.
+class server {
+public:
+  /// Binds and listens at once, so port() is known before run(). Throws
+  /// std::system_error when the address cannot be bound.
+  server(server_options options, const router& routes, obs::metrics& metrics);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The bound port (useful with port 0).
+  std::uint16_t port() const noexcept;
+
+  /// Serves until SIGTERM/SIGINT or stop(), then drains: stops accepting,
+  /// closes idle connections, lets in-flight requests finish within
+  /// shutdown_timeout, and returns.
+  void run();
+
+  /// Starts the graceful shutdown from any thread.
+  void stop();
+
+  struct impl;  ///< defined in server.cpp; public only so its helpers can name it
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace docflow::http

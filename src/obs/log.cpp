@@ -1,0 +1,74 @@
+#include "obs/log.hpp"
+
+#include <atomic>
+#include <mutex>
+
+#include <unistd.h>
+
+#include <boost/json/serialize.hpp>
+
+#include "core/clock.hpp"
+
+namespace docflow::obs {
+
+namespace {
+std::atomic<level> min_level{level::info};
+std::mutex write_mutex;
+
+const char* name(level l) {
+  switch (l) {
+    case level::debug: return "debug";
+    case level::info: return "info";
+    case level::warn: return "warn";
+    case level::error: return "error";
+  }
+  return "info";
+}
+
+void write_all(const std::string& s) {
+  std::size_t done = 0;
+  while (done < s.size()) {
+    const auto n = ::write(STDOUT_FILENO, s.data() + done, s.size() - done);
+    if (n <= 0) {
+      return;  // stdout gone: logging must not take the service down
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+}  // namespace
+
+std::optional<level> parse_level(std::string_view s) noexcept {
+  if (s == "debug") return level::debug;
+  if (s == "info") return level::info;
+  if (s == "warn") return level::warn;
+  if (s == "error") return level::error;
+  return std::nullopt;
+}
+
+void set_level(level min) noexcept { min_level.store(min, std::memory_order_relaxed); }
+
+bool enabled(level l) noexcept { return l >= min_level.load(std::memory_order_relaxed); }
+
+void log(level l, std::string_view event, const boost::json::object& fields) {
+  if (!enabled(l)) {
+    return;
+  }
+  try {
+    boost::json::object line;
+    line.reserve(fields.size() + 3);
+    line["ts"] = core::format_rfc3339(core::system_clock().now());
+    line["level"] = name(l);
+    line["event"] = event;
+    for (const auto& [k, v] : fields) {
+      line[k] = v;
+    }
+    std::string text = boost::json::serialize(line);
+    text.push_back('\n');
+    const std::lock_guard lock(write_mutex);
+    write_all(text);
+  } catch (...) {
+    // Out of memory while logging: drop the line rather than fail the caller.
+  }
+}
+
+}  // namespace docflow::obs

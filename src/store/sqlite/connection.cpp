@@ -1,0 +1,108 @@
+#include "store/sqlite/connection.hpp"
+
+#include <sqlite3.h>
+
+#include "store/database.hpp"
+
+namespace docflow::store::sqlite {
+
+namespace {
+[[noreturn]] void raise(sqlite3* db, std::string_view what) {
+  throw store_error(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+}  // namespace
+
+statement::statement(sqlite3* db, std::string_view sql) : db_(db) {
+  if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK) {
+    raise(db, "prepare");
+  }
+}
+
+statement::~statement() { sqlite3_finalize(stmt_); }
+
+statement& statement::bind(int index, std::int64_t v) {
+  if (sqlite3_bind_int64(stmt_, index, v) != SQLITE_OK) {
+    raise(db_, "bind");
+  }
+  return *this;
+}
+
+statement& statement::bind(int index, std::string_view v) {
+  if (sqlite3_bind_text(stmt_, index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK) {
+    raise(db_, "bind");
+  }
+  return *this;
+}
+
+statement& statement::bind_null(int index) {
+  if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) {
+    raise(db_, "bind");
+  }
+  return *this;
+}
+
+bool statement::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) {
+    return true;
+  }
+  if (rc == SQLITE_DONE) {
+    return false;
+  }
+  raise(db_, "step");
+}
+
+std::int64_t statement::column_int(int index) const { return sqlite3_column_int64(stmt_, index); }
+
+std::string statement::column_text(int index) const {
+  const auto* p = sqlite3_column_text(stmt_, index);
+  return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index)))
+           : std::string();
+}
+
+bool statement::column_is_null(int index) const { return sqlite3_column_type(stmt_, index) == SQLITE_NULL; }
+
+connection::connection(const std::filesystem::path& path, bool create) {
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw store_error("open " + path.string() + ": " + message);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+}
+
+connection::~connection() { sqlite3_close(db_); }
+
+void connection::exec(std::string_view sql) {
+  const std::string text(sql);
+  char* error = nullptr;
+  if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    const std::string message = error ? error : sqlite3_errmsg(db_);
+    sqlite3_free(error);
+    throw store_error("exec: " + message);
+  }
+}
+
+statement connection::prepare(std::string_view sql) { return statement(db_, sql); }
+
+transaction::transaction(connection& c) : c_(c) { c_.exec("BEGIN IMMEDIATE"); }
+
+transaction::~transaction() {
+  if (!done_) {
+    try {
+      c_.exec("ROLLBACK");
+    } catch (...) {
+      // Already rolled back by SQLite (e.g. after SQLITE_FULL): nothing to undo.
+    }
+  }
+}
+
+void transaction::commit() {
+  c_.exec("COMMIT");
+  done_ = true;
+}
+
+}  // namespace docflow::store::sqlite

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace docflow::store::sqlite {
+
+/// A prepared statement. Bind parameters are 1-based, columns 0-based.
+class statement {
+public:
+  statement(sqlite3* db, std::string_view sql);
+  ~statement();
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement& bind(int index, std::int64_t v);
+  statement& bind(int index, std::string_view v);
+  statement& bind_null(int index);
+
+  /// Advances to the next row: true while a row is available. Throws store_error.
+  bool step();
+  std::int64_t column_int(int index) const;
+  std::string column_text(int index) const;
+  bool column_is_null(int index) const;
+
+private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// One SQLite connection configured for docflow: WAL, synchronous=FULL (a
+/// commit is on disk before we answer), foreign keys, a busy timeout.
+class connection {
+public:
+  /// Opens `path`; `create` allows creating a missing file. Throws store_error.
+  connection(const std::filesystem::path& path, bool create);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Runs one or more statements without results. Throws store_error.
+  void exec(std::string_view sql);
+  statement prepare(std::string_view sql);
+  sqlite3* handle() const noexcept { return db_; }
+
+private:
+  sqlite3* db_ = nullptr;
+};
+
+/// BEGIN IMMEDIATE on construction, ROLLBACK on destruction unless committed.
+class transaction {
+public:
+  explicit transaction(connection& c);
+  ~transaction();
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+  void commit();
+
+private:
+  connection& c_;
+  bool done_ = false;
+};
+
+}  // namespace docflow::store::sqlite

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "store/database.hpp"
+
+namespace docflow::store::sqlite {
+
+class connection;
+
+/// The embedded database: one SQLite file in WAL mode, shared by the threads
+/// of the blocking pool through a small set of reusable connections.
+class sqlite_store final : public database {
+public:
+  /// Opens (creating if missing) the database file. Throws store_error.
+  explicit sqlite_store(std::filesystem::path path);
+  ~sqlite_store() override;
+
+  int migrate() override;
+  int schema_version() override;
+  void check() override;
+
+private:
+  // A connection borrowed from the pool, returned on destruction.
+  class lease {
+  public:
+    explicit lease(sqlite_store& s);
+    ~lease();
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    connection& operator*() const noexcept { return *c_; }
+    connection* operator->() const noexcept { return c_.get(); }
+
+  private:
+    sqlite_store& s_;
+    std::unique_ptr<connection> c_;
+  };
+
+  std::filesystem::path path_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<connection>> idle_;
+};
+
+}  // namespace docflow::store::sqlite
