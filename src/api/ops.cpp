@@ -61,7 +61,8 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
     if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme ||
         !same_secret(auth.substr(scheme.size()), *s.cfg.metrics_token)) {
       auto res = http::make_problem(
-          req, {401, "unauthorized", "Unauthorized", "This endpoint needs the metrics bearer token.", {}, {}});
+          req,
+          {401, "unauthorized", "Unauthorized", "This endpoint needs the metrics bearer token.", {}, {}});
       res.fields.set("WWW-Authenticate", auth.empty() ? R"(Bearer realm="docflow")"
                                                       : R"(Bearer realm="docflow", error="invalid_token")");
       co_return res;

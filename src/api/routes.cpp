@@ -1,5 +1,6 @@
 #include "api/routes.hpp"
 
+#include "api/accounts.hpp"
 #include "api/ops.hpp"
 #include "api/services.hpp"
 
@@ -7,18 +8,28 @@ namespace docflow::api {
 
 namespace {
 constexpr std::size_t no_body = 0;
+constexpr std::size_t small_json = 16 * 1024;
 }  // namespace
 
 std::vector<http::route> routes(services& s) {
   using http::auth_policy;
   // Each handler is a free coroutine; the lambdas only bind the services.
+  const auto bind = [&s](auto fn) { return [&s, fn](http::request& r) { return fn(s, r); }; };
   return {
-      {"GET", "/healthz", [&s](http::request& r) { return ops::healthz(s, r); }, auth_policy::none, no_body},
-      {"GET", "/readyz", [&s](http::request& r) { return ops::readyz(s, r); }, auth_policy::none, no_body},
-      {"GET", "/metrics", [&s](http::request& r) { return ops::metrics(s, r); }, auth_policy::none, no_body},
+      {"GET", "/healthz", bind(ops::healthz), auth_policy::none, no_body},
+      {"GET", "/readyz", bind(ops::readyz), auth_policy::none, no_body},
+      {"GET", "/metrics", bind(ops::metrics), auth_policy::none, no_body},
+      {"POST", "/auth/register", bind(accounts::register_user), auth_policy::none, small_json},
+      {"POST", "/auth/login", bind(accounts::login), auth_policy::none, small_json},
+      {"POST", "/auth/refresh", bind(accounts::refresh), auth_policy::none, small_json},
+      {"POST", "/auth/logout", bind(accounts::logout), auth_policy::none, small_json},
+      {"GET", "/auth/me", bind(accounts::me), auth_policy::user, no_body},
   };
 }
 
-void describe_metrics(services& s) { ops::describe_metrics(s); }
+void describe_metrics(services& s) {
+  ops::describe_metrics(s);
+  accounts::describe_metrics(s);
+}
 
 }  // namespace docflow::api

@@ -5,6 +5,9 @@
 namespace docflow::config {
 struct config;
 }
+namespace docflow::core {
+class clock;
+}
 namespace docflow::store {
 class database;
 }
@@ -17,16 +20,27 @@ class metrics;
 namespace docflow::http {
 class blocking_pool;
 }
+namespace docflow::auth {
+class jwt_codec;
+class password_hasher;
+class hash_slots;
+class login_throttle;
+}  // namespace docflow::auth
 
 namespace docflow::api {
 
 /// What the handlers work with. Built once by app/ and outliving the server.
 struct services {
   const config::config& cfg;
+  const core::clock& clock;
   store::database& db;
   blob::blob_store& blobs;
   obs::metrics& metrics;
   http::blocking_pool& blocking;
+  docflow::auth::jwt_codec& tokens;
+  docflow::auth::password_hasher& passwords;
+  docflow::auth::hash_slots& hashing;
+  docflow::auth::login_throttle& throttle;
   std::chrono::system_clock::time_point started_at;
 };
 

@@ -43,11 +43,22 @@ int run_cli(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show every command's options");
 
   std::map<std::string, std::string> raw;
-  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
+  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API");
   add_settings(*serve_cmd, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
   add_settings(*migrate_cmd, raw);
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
+  auto* user_cmd = app.add_subcommand("user", "Manage accounts");
+  user_cmd->require_subcommand(1);
+  std::string user_name;
+  bool user_admin = false;
+  auto* user_add_cmd =
+      user_cmd->add_subcommand("add", "Create an account; the password is the first line of standard input");
+  user_add_cmd->add_option("name", user_name, "Username (3-64 of A-Z a-z 0-9 . _ -)")->required();
+  user_add_cmd->add_flag("--admin", user_admin, "Give the account the admin role");
+  add_settings(*user_add_cmd, raw);
+  auto* user_list_cmd = user_cmd->add_subcommand("list", "List accounts");
+  add_settings(*user_list_cmd, raw);
 
   try {
     app.parse(argc, argv);
@@ -67,6 +78,12 @@ int run_cli(int argc, char** argv) {
   const auto cfg = load_or_exit(raw);
   if (migrate_cmd->parsed()) {
     return migrate(cfg);
+  }
+  if (user_add_cmd->parsed()) {
+    return user_add(cfg, user_name, user_admin, std::cin);
+  }
+  if (user_list_cmd->parsed()) {
+    return user_list(cfg);
   }
   if (serve_cmd->parsed()) {
     return serve(cfg);

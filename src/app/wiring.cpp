@@ -5,11 +5,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
+#include "api/accounts.hpp"
 #include "api/routes.hpp"
 #include "api/services.hpp"
+#include "auth/jwt.hpp"
+#include "auth/password.hpp"
+#include "auth/throttle.hpp"
 #include "blob/fs_blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
@@ -24,6 +31,9 @@ namespace docflow::app {
 namespace {
 
 constexpr int exit_failure = 1;
+// Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
+constexpr unsigned login_max_failures_per_address = 20;
+constexpr std::chrono::seconds login_window{15 * 60};
 
 void prepare_directories(const config::config& cfg) {
   std::filesystem::create_directories(cfg.data_dir);
@@ -37,9 +47,9 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
   const auto path = data_dir / "jwt.secret";
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd >= 0) {
-    const auto secret = core::random_hex(32);
-    const bool ok = ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size()) &&
-                    ::fsync(fd) == 0;
+    auto secret = core::random_hex(32);
+    const bool ok =
+        ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size()) && ::fsync(fd) == 0;
     ::close(fd);
     if (!ok) {
       std::filesystem::remove(path);
@@ -47,8 +57,9 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
     }
     obs::log(obs::level::warn, "config.jwt_secret_generated",
              {{"path", path.string()},
-              {"message", "DOCFLOW_JWT_SECRET is not set: generated one; set it explicitly when "
-                          "running more than one node"}});
+              {"message",
+               "DOCFLOW_JWT_SECRET is not set: generated one; set it explicitly when "
+               "running more than one node"}});
     return secret;
   }
   std::ifstream in(path);
@@ -61,6 +72,35 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
 }
 
 }  // namespace
+
+// Removes what has expired (refresh families now; idempotency keys later)
+// every `period` until stopped.
+class maintenance {
+public:
+  maintenance(store::database& db, const core::clock& clock, std::chrono::minutes period)
+      : thread_([this, &db, &clock, period](std::stop_token stop) { loop(stop, db, clock, period); }) {}
+
+private:
+  void loop(const std::stop_token& stop, store::database& db, const core::clock& clock,
+            std::chrono::minutes period) {
+    std::mutex m;
+    std::condition_variable_any wake;
+    while (!stop.stop_requested()) {
+      try {
+        const auto purged = db.purge_refresh_families(clock.now());
+        if (purged > 0) {
+          obs::log(obs::level::info, "maintenance.purged", {{"refresh_families", purged}});
+        }
+      } catch (const std::exception& e) {
+        obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
+      }
+      std::unique_lock lock(m);
+      wake.wait_for(lock, stop, period, [] { return false; });
+    }
+  }
+
+  std::jthread thread_;
+};
 
 int migrate(const config::config& cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
@@ -90,7 +130,14 @@ int serve(config::config cfg) {
 
     obs::metrics metrics;
     http::blocking_pool blocking(cfg.blocking_threads);
-    api::services services{cfg, db, blobs, metrics, blocking, std::chrono::system_clock::now()};
+    const auto& clock = core::system_clock();
+    auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer);
+    auth::password_hasher passwords;
+    auth::hash_slots hashing(cfg.max_concurrent_hashes);
+    auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
+                                  clock);
+    api::services services{cfg,    clock,     db,      blobs,    metrics,    blocking,
+                           tokens, passwords, hashing, throttle, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
@@ -102,9 +149,14 @@ int serve(config::config cfg) {
     options.idle_timeout = cfg.idle_timeout;
     options.shutdown_timeout = cfg.shutdown_timeout;
     options.io_threads = cfg.io_threads;
-    http::server server(options, router, metrics);
+    const maintenance housekeeping(db, clock, std::chrono::minutes{10});
+    http::server server(
+        options, router,
+        [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
+        metrics);
 
-    const auto host = cfg.listen.host.find(':') != std::string::npos ? '[' + cfg.listen.host + ']' : cfg.listen.host;
+    const auto host =
+        cfg.listen.host.find(':') != std::string::npos ? '[' + cfg.listen.host + ']' : cfg.listen.host;
     const auto url = "http://" + host + ':' + std::to_string(server.port());
     obs::log(obs::level::info, "docflow.started",
              {{"url", url},
@@ -119,6 +171,65 @@ int serve(config::config cfg) {
   } catch (const std::exception& e) {
     obs::log(obs::level::error, "docflow.start_failed", {{"error", e.what()}});
     std::cerr << "docflow: " << e.what() << '\n';
+    return exit_failure;
+  }
+}
+
+namespace {
+// Opens and migrates the database for a one-shot command.
+std::unique_ptr<store::database> open_database(const config::config& cfg) {
+  prepare_directories(cfg);
+  auto db = std::make_unique<store::sqlite::sqlite_store>(cfg.sqlite_path);
+  db->migrate();
+  return db;
+}
+}  // namespace
+
+int user_add(const config::config& cfg, const std::string& name, bool admin, std::istream& password_input) {
+  obs::set_level(obs::level::warn);
+  std::string password;
+  std::getline(password_input, password);
+  if (!password.empty() && password.back() == '\r') {
+    password.pop_back();
+  }
+  if (!core::valid_username(name)) {
+    std::cerr << "docflow: invalid username: use 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'\n";
+    return 2;
+  }
+  if (password.size() < 8 || password.size() > 1024) {
+    std::cerr << "docflow: the password (first line of standard input) must be 8-1024 characters\n";
+    return 2;
+  }
+  try {
+    const auto db = open_database(cfg);
+    const auth::password_hasher passwords;
+    core::user u{core::new_uuid_v7(), name, passwords.hash(password),
+                 admin ? core::role::admin : core::role::user, core::system_clock().now()};
+    if (!db->create_user(u)) {
+      std::cerr << "docflow: username '" << name << "' is already taken\n";
+      return exit_failure;
+    }
+    std::cout << u.id << '\n';
+    std::cerr << "docflow: created " << core::to_string(u.role) << " '" << name << "'\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "docflow: user add failed: " << e.what() << '\n';
+    return exit_failure;
+  }
+}
+
+int user_list(const config::config& cfg) {
+  obs::set_level(obs::level::warn);
+  try {
+    const auto db = open_database(cfg);
+    std::cout << "id\tusername\trole\tcreated_at\n";
+    for (const auto& u : db->list_users()) {
+      std::cout << u.id << '\t' << u.username << '\t' << core::to_string(u.role) << '\t'
+                << core::format_rfc3339(u.created_at) << '\n';
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "docflow: user list failed: " << e.what() << '\n';
     return exit_failure;
   }
 }

@@ -14,29 +14,38 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)"},
       {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)"},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)"},
-      {"DOCFLOW_JWT_SECRET", "--jwt-secret", "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)"},
+      {"DOCFLOW_JWT_SECRET", "--jwt-secret",
+       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)"},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)"},
       {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)"},
       {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)"},
-      {"DOCFLOW_REFRESH_REUSE_GRACE", "--refresh-reuse-grace", "window in which a just-rotated refresh token is accepted again (default 0s)"},
-      {"DOCFLOW_LOGIN_MAX_FAILURES", "--login-max-failures", "failed logins per username per 15 minutes before 429 (default 5)"},
-      {"DOCFLOW_MAX_CONCURRENT_HASHES", "--max-concurrent-hashes", "argon2id hashes running at once (default: cores)"},
+      {"DOCFLOW_REFRESH_REUSE_GRACE", "--refresh-reuse-grace",
+       "window in which a just-rotated refresh token is accepted again (default 0s)"},
+      {"DOCFLOW_LOGIN_MAX_FAILURES", "--login-max-failures",
+       "failed logins per username per 15 minutes before 429 (default 5)"},
+      {"DOCFLOW_MAX_CONCURRENT_HASHES", "--max-concurrent-hashes",
+       "argon2id hashes running at once (default: cores)"},
       {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)"},
       {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)"},
       {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)"},
       {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)"},
       {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)"},
-      {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl", "how long Idempotency-Key responses are kept (default 24h)"},
-      {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth", "waiting jobs before /process answers 429 (default 10000)"},
-      {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms", "extra delay inside processing, in ms (default 0)"},
+      {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl",
+       "how long Idempotency-Key responses are kept (default 24h)"},
+      {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth",
+       "waiting jobs before /process answers 429 (default 10000)"},
+      {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
+       "extra delay inside processing, in ms (default 0)"},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)"},
       {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)"},
       {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)"},
       {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)"},
       {"DOCFLOW_IDLE_TIMEOUT", "--idle-timeout", "keep-alive wait for the next request (default 60s)"},
-      {"DOCFLOW_SHUTDOWN_TIMEOUT", "--shutdown-timeout", "how long in-flight requests may finish after SIGTERM (default 30s)"},
+      {"DOCFLOW_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
+       "how long in-flight requests may finish after SIGTERM (default 30s)"},
       {"DOCFLOW_IO_THREADS", "--io-threads", "threads running the event loop (default 2)"},
-      {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads", "threads for database, fsync and hashing work (default: 2 x cores)"},
+      {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads",
+       "threads for database, fsync and hashing work (default: 2 x cores)"},
       {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)"},
   };
   return all;
@@ -106,8 +115,8 @@ public:
       throw config_error(name, "'" + *text + "' is not a whole number");
     }
     if (n < min || n > max) {
-      throw config_error(name, "'" + *text + "' must be between " + std::to_string(min) + " and " +
-                                   std::to_string(max));
+      throw config_error(
+          name, "'" + *text + "' must be between " + std::to_string(min) + " and " + std::to_string(max));
     }
     return n;
   }
@@ -118,7 +127,8 @@ private:
 
 listen_address parse_listen(const std::string& text) {
   const auto fail = [&] {
-    return config_error("DOCFLOW_LISTEN", "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
+    return config_error("DOCFLOW_LISTEN",
+                        "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
   };
   listen_address a;
   std::string port;
@@ -139,8 +149,7 @@ listen_address parse_listen(const std::string& text) {
   }
   unsigned n = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
-  if (a.host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() ||
-      n > 65535) {
+  if (a.host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || n > 65535) {
     throw fail();
   }
   a.port = static_cast<std::uint16_t>(n);
@@ -172,13 +181,15 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
 
   const auto db = r.string("DOCFLOW_DATABASE_URL", "sqlite://" + (c.data_dir / "docflow.db").string());
   if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    throw config_error("DOCFLOW_DATABASE_URL", "PostgreSQL is not available in this version yet; use sqlite://PATH");
+    throw config_error("DOCFLOW_DATABASE_URL",
+                       "PostgreSQL is not available in this version yet; use sqlite://PATH");
   }
   c.sqlite_path = strip_scheme("DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
 
   const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
   if (storage.rfind("s3://", 0) == 0) {
-    throw config_error("DOCFLOW_STORAGE_URL", "S3 storage is not available in this version yet; use file://PATH");
+    throw config_error("DOCFLOW_STORAGE_URL",
+                       "S3 storage is not available in this version yet; use file://PATH");
   }
   c.blob_dir = strip_scheme("DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
 
@@ -208,9 +219,10 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
   c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);
-  c.queue_max_depth = r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
-  c.simulated_delay = milliseconds{
-      static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
+  c.queue_max_depth =
+      r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
+  c.simulated_delay =
+      milliseconds{static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {

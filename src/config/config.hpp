@@ -17,8 +17,8 @@ using std::chrono::milliseconds;
 /// that overrides it, and what it means. The table drives both the CLI and
 /// the validation, so a setting is declared once.
 struct setting_info {
-  std::string env;      ///< DOCFLOW_LISTEN
-  std::string flag;     ///< --listen
+  std::string env;   ///< DOCFLOW_LISTEN
+  std::string flag;  ///< --listen
   std::string help;
 };
 

@@ -25,8 +25,7 @@ std::optional<std::pair<std::uint64_t, std::string_view>> split_number(std::stri
 }
 
 template <std::size_t N>
-std::optional<std::uint64_t> scale(std::string_view s, const std::array<unit, N>& units,
-                                   bool unit_required) {
+std::optional<std::uint64_t> scale(std::string_view s, const std::array<unit, N>& units, bool unit_required) {
   const auto parsed = split_number(s);
   if (!parsed) {
     return std::nullopt;

@@ -18,8 +18,7 @@ const clock& system_clock() {
 }
 
 std::string format_rfc3339(time_point t) {
-  const auto ms_total =
-      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const auto ms_total = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   auto secs = static_cast<std::time_t>(ms_total / 1000);
   auto ms = static_cast<int>(ms_total % 1000);
   if (ms < 0) {
@@ -29,8 +28,8 @@ std::string format_rfc3339(time_point t) {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
   return buf;
 }
 

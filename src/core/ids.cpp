@@ -37,10 +37,9 @@ std::string random_hex(std::size_t n) {
 std::string new_uuid_v7() {
   std::array<unsigned char, 16> b{};
   random_bytes(b.data(), b.size());
-  const auto ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
   for (int i = 0; i < 6; ++i) {
     b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
   }

@@ -42,9 +42,8 @@ public:
           error = std::current_exception();
         }
         auto ex = boost::asio::get_associated_executor(completion);
-        boost::asio::post(ex, [completion = std::move(completion), error, value = std::move(value)]() mutable {
-          completion(error, std::move(value));
-        });
+        boost::asio::post(ex, [completion = std::move(completion), error,
+                               value = std::move(value)]() mutable { completion(error, std::move(value)); });
       });
     };
     auto value = co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,

@@ -65,8 +65,8 @@ response response::empty(int status) {
 std::string request_id_for(std::optional<std::string_view> incoming) {
   if (incoming && !incoming->empty() && incoming->size() <= 128 &&
       std::all_of(incoming->begin(), incoming->end(), [](char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-';
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
       })) {
     return std::string(*incoming);
   }

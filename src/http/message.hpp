@@ -31,6 +31,12 @@ private:
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
+/// The caller, as established from a valid access token.
+struct identity {
+  std::string user_id;
+  bool admin = false;
+};
+
 /// A parsed request as handlers see it. Handlers never see Beast types.
 struct request {
   std::string method;
@@ -41,8 +47,9 @@ struct request {
   std::string body;
   std::string remote_address;
   std::string request_id;
-  std::string route;   ///< the matched route's pattern, e.g. /documents/{id}
+  std::string route;  ///< the matched route's pattern, e.g. /documents/{id}
   std::map<std::string, std::string, std::less<>> params;
+  std::optional<identity> user;  ///< set when the route's auth policy admitted a caller
 
   /// A path parameter; empty when the route has no such parameter.
   std::string_view param(std::string_view name) const;
@@ -58,8 +65,7 @@ struct response {
   /// `body` serialised as application/json (or `content_type`).
   static response json(int status, const boost::json::value& body,
                        std::string content_type = "application/json");
-  static response text(int status, std::string body,
-                       std::string content_type = "text/plain; charset=utf-8");
+  static response text(int status, std::string body, std::string content_type = "text/plain; charset=utf-8");
   static response empty(int status);
 };
 

@@ -26,13 +26,15 @@ response make_problem(const request& req, const problem& p) {
   return response::json(p.status, body, "application/problem+json");
 }
 
-problem not_found() {
-  return {404, "not-found", "Not Found", "No resource exists at this path.", {}, {}};
-}
+problem not_found() { return {404, "not-found", "Not Found", "No resource exists at this path.", {}, {}}; }
 
 problem method_not_allowed() {
-  return {405, "method-not-allowed", "Method Not Allowed",
-          "This resource does not support the request method; see the Allow header.", {}, {}};
+  return {405,
+          "method-not-allowed",
+          "Method Not Allowed",
+          "This resource does not support the request method; see the Allow header.",
+          {},
+          {}};
 }
 
 problem bad_request(std::string detail) {
@@ -40,8 +42,12 @@ problem bad_request(std::string detail) {
 }
 
 problem header_too_large() {
-  return {431, "request-header-too-large", "Request Header Fields Too Large",
-          "The request line or header fields exceed the server's limit.", {}, {}};
+  return {431,
+          "request-header-too-large",
+          "Request Header Fields Too Large",
+          "The request line or header fields exceed the server's limit.",
+          {},
+          {}};
 }
 
 problem payload_too_large(std::string detail) {
@@ -49,9 +55,32 @@ problem payload_too_large(std::string detail) {
 }
 
 problem internal_error() {
-  return {500, "internal-error", "Internal Server Error",
-          "The server failed to handle the request; the request id identifies it in the logs.", {}, {}};
+  return {500,
+          "internal-error",
+          "Internal Server Error",
+          "The server failed to handle the request; the request id identifies it in the logs.",
+          {},
+          {}};
 }
+
+problem unsupported_media_type(std::string detail) {
+  return {415, "unsupported-media-type", "Unsupported Media Type", std::move(detail), {}, {}};
+}
+
+problem validation_failed(std::vector<field_error> errors) {
+  return {422,
+          "validation-failed",
+          "Unprocessable Content",
+          "One or more fields are invalid; see errors.",
+          std::move(errors),
+          {}};
+}
+
+problem unauthorized(std::string detail) {
+  return {401, "unauthorized", "Unauthorized", std::move(detail), {}, {}};
+}
+
+problem forbidden(std::string detail) { return {403, "forbidden", "Forbidden", std::move(detail), {}, {}}; }
 
 problem service_unavailable(std::string detail) {
   return {503, "service-unavailable", "Service Unavailable", std::move(detail), {}, {}};

@@ -21,8 +21,8 @@ struct problem {
   std::string slug;
   std::string title;
   std::string detail;
-  std::vector<field_error> errors;    ///< validation failures, if any
-  boost::json::object extensions;     ///< extra members named by the spec
+  std::vector<field_error> errors;  ///< validation failures, if any
+  boost::json::object extensions;   ///< extra members named by the spec
 };
 
 /// The application/problem+json response for `p`, with `instance` set to the
@@ -36,6 +36,11 @@ problem bad_request(std::string detail);
 problem header_too_large();
 problem payload_too_large(std::string detail);
 problem internal_error();
+problem unsupported_media_type(std::string detail);
+/// 422 with one entry per invalid field.
+problem validation_failed(std::vector<field_error> errors);
+problem unauthorized(std::string detail);
+problem forbidden(std::string detail);
 problem service_unavailable(std::string detail);
 
 }  // namespace docflow::http

@@ -23,9 +23,7 @@ std::vector<std::string_view> split(std::string_view path) {
   }
 }
 
-bool is_param(std::string_view seg) {
-  return seg.size() > 2 && seg.front() == '{' && seg.back() == '}';
-}
+bool is_param(std::string_view seg) { return seg.size() > 2 && seg.front() == '{' && seg.back() == '}'; }
 }  // namespace
 
 router::router(std::vector<route> routes) : routes_(std::move(routes)) {

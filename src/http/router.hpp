@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,10 +13,22 @@
 
 namespace docflow::http {
 
-/// Who may call a route. The server enforces it before the handler runs.
+/// Who may call a route. The server enforces it before reading the body.
 enum class auth_policy {
-  none,  ///< anyone
+  none,   ///< anyone
+  user,   ///< any valid access token
+  admin,  ///< a valid access token with role admin
 };
+
+/// What the server learns from a bearer token: an identity, or why not.
+struct authentication {
+  std::optional<identity> who;
+  std::string error_description;  ///< for WWW-Authenticate when `who` is empty
+};
+
+/// Verifies a bearer token (the text after "Bearer "). Must not block: it
+/// runs on an I/O thread.
+using authenticator = std::function<authentication(std::string_view token)>;
 
 using handler = std::function<boost::asio::awaitable<response>(request&)>;
 

@@ -25,6 +25,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <boost/json/value.hpp>
+
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
@@ -63,6 +65,50 @@ bool is_parse_error(const beast::error_code& ec) {
 
 enum class body_outcome { read, answered, gone };
 
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    if ((s[i] | 0x20) != (prefix[i] | 0x20)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Applies the route's auth policy (RFC 6750): sets req.user, or returns the
+// 401/403 answer to send instead of running the handler.
+std::optional<response> authorize(const authenticator& auth, auth_policy policy, request& req) {
+  if (policy == auth_policy::none) {
+    return std::nullopt;
+  }
+  const auto header = req.fields.get("Authorization");
+  constexpr std::string_view scheme = "Bearer ";
+  if (!header || !iequals_prefix(*header, scheme) || header->size() == scheme.size()) {
+    auto res = make_problem(
+        req, unauthorized("This endpoint needs an access token: Authorization: Bearer <token>."));
+    res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow")");
+    return res;
+  }
+  auto result = auth(header->substr(scheme.size()));
+  if (!result.who) {
+    auto res =
+        make_problem(req, unauthorized("The access token was refused: " + result.error_description + '.'));
+    res.fields.set("WWW-Authenticate",
+                   R"(Bearer realm="docflow", error="invalid_token", error_description=")" +
+                       result.error_description + '"');
+    return res;
+  }
+  if (policy == auth_policy::admin && !result.who->admin) {
+    auto res = make_problem(req, forbidden("This endpoint is for administrators."));
+    res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow", error="insufficient_scope")");
+    return res;
+  }
+  req.user = std::move(result.who);
+  return std::nullopt;
+}
+
 // What one exchange cost and produced, for the access log and metrics.
 struct exchange {
   request req;
@@ -84,12 +130,19 @@ struct server::impl {
     bool idle;
   };
 
-  impl(server_options o, const router& r, obs::metrics& m)
-      : opt(std::move(o)), routes(r), metrics(m), ioc(static_cast<int>(opt.io_threads)),
-        acceptor(ioc), signals(ioc, SIGINT, SIGTERM), drain_deadline(ioc) {}
+  impl(server_options o, const router& r, authenticator a, obs::metrics& m)
+      : opt(std::move(o)),
+        routes(r),
+        auth(std::move(a)),
+        metrics(m),
+        ioc(static_cast<int>(opt.io_threads)),
+        acceptor(ioc),
+        signals(ioc, SIGINT, SIGTERM),
+        drain_deadline(ioc) {}
 
   server_options opt;
   const router& routes;
+  authenticator auth;
   obs::metrics& metrics;
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -157,20 +210,22 @@ struct server::impl {
   void record(const exchange& x, std::chrono::steady_clock::time_point started) {
     const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::string route = x.req.route.empty() ? std::string("unmatched") : x.req.route;
-    metrics.add("http_requests_total",
-                obs::metrics::label("method", x.req.method) + ',' + obs::metrics::label("route", route) +
-                    ',' + obs::metrics::label("status", std::to_string(x.res.status)));
+    metrics.add("http_requests_total", obs::metrics::label("method", x.req.method) + ',' +
+                                           obs::metrics::label("route", route) + ',' +
+                                           obs::metrics::label("status", std::to_string(x.res.status)));
     metrics.observe("http_request_duration_seconds", obs::metrics::label("route", route), seconds);
-    obs::log(obs::level::info, "http.request",
-             {{"request_id", x.req.request_id},
-              {"method", x.req.method},
-              {"route", route},
-              {"path", x.req.path},
-              {"status", x.res.status},
-              {"duration_ms", seconds * 1000.0},
-              {"bytes_in", x.bytes_in},
-              {"bytes_out", x.bytes_out},
-              {"remote", x.req.remote_address}});
+    obs::log(
+        obs::level::info, "http.request",
+        {{"request_id", x.req.request_id},
+         {"method", x.req.method},
+         {"route", route},
+         {"path", x.req.path},
+         {"status", x.res.status},
+         {"duration_ms", seconds * 1000.0},
+         {"bytes_in", x.bytes_in},
+         {"bytes_out", x.bytes_out},
+         {"remote", x.req.remote_address},
+         {"user_id", x.req.user ? boost::json::value(x.req.user->user_id) : boost::json::value(nullptr)}});
   }
 };
 
@@ -250,8 +305,8 @@ net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
 // Reads the body into req.body under the route's limit, resetting the
 // inactivity deadline before every read.
 net::awaitable<body_outcome> read_body(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                               bhttp::request_parser<bhttp::empty_body>& head, exchange& x,
-                               std::size_t limit, std::chrono::milliseconds timeout) {
+                                       bhttp::request_parser<bhttp::empty_body>& head, exchange& x,
+                                       std::size_t limit, std::chrono::milliseconds timeout) {
   bhttp::request_parser<bhttp::string_body> parser{std::move(head)};
   parser.body_limit(limit);
   while (!parser.is_done()) {
@@ -259,8 +314,8 @@ net::awaitable<body_outcome> read_body(beast::tcp_stream& stream, beast::flat_bu
     auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, tuple_awaitable);
     x.bytes_in += n;
     if (ec == bhttp::error::body_limit) {
-      fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
-                                std::to_string(limit) + " bytes."));
+      fail(x, payload_too_large("The request body exceeds this endpoint's limit of " + std::to_string(limit) +
+                                " bytes."));
       co_return body_outcome::answered;
     }
     if (is_parse_error(ec)) {
@@ -320,7 +375,11 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
       x.req.params = m.params;
       const auto limit = m.found->body_limit;
       bool ready = true;
-      if (head.content_length().value_or(0) > limit) {
+      if (auto refused = authorize(s.auth, m.found->auth, x.req)) {
+        x.res = std::move(*refused);
+        x.res.close = has_body;
+        ready = false;
+      } else if (head.content_length().value_or(0) > limit) {
         fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
                                   std::to_string(limit) + " bytes."));
         ready = false;
@@ -427,8 +486,8 @@ net::awaitable<void> accept_loop(server::impl& s) {
 
 }  // namespace
 
-server::server(server_options options, const router& routes, obs::metrics& metrics)
-    : impl_(std::make_unique<impl>(std::move(options), routes, metrics)) {
+server::server(server_options options, const router& routes, authenticator auth, obs::metrics& metrics)
+    : impl_(std::make_unique<impl>(std::move(options), routes, std::move(auth), metrics)) {
   auto& s = *impl_;
   tcp::resolver resolver(s.ioc);
   const auto endpoint = resolver.resolve(s.opt.host, std::to_string(s.opt.port)).begin()->endpoint();

@@ -32,7 +32,8 @@ class server {
 public:
   /// Binds and listens at once, so port() is known before run(). Throws
   /// std::system_error when the address cannot be bound.
-  server(server_options options, const router& routes, obs::metrics& metrics);
+  /// `auth` verifies bearer tokens for routes whose policy is not none.
+  server(server_options options, const router& routes, authenticator auth, obs::metrics& metrics);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;

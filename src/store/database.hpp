@@ -1,9 +1,33 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/refresh_rules.hpp"
+#include "core/user.hpp"
 
 namespace docflow::store {
+
+/// A new refresh token: the family it belongs to and its lifetime.
+struct refresh_grant {
+  std::string family_id;
+  std::string user_id;
+  std::string token_hash;  ///< SHA-256 hex of the opaque token
+  core::time_point issued_at;
+  core::time_point expires_at;
+};
+
+/// What presenting a refresh token did.
+struct rotation_result {
+  core::rotation_decision decision = core::rotation_decision::reject;
+  std::optional<core::user> user;  ///< the token's owner, when rotated
+};
 
 /// A database failure; `what()` is for the log, never for a client.
 class store_error : public std::runtime_error {
@@ -29,6 +53,34 @@ public:
   /// Answers a trivial query over a fresh connection, so that a database file
   /// that vanished or was damaged is noticed. Throws store_error.
   virtual void check() = 0;
+
+  // --- users
+
+  /// Inserts `u`; false when the username is taken (ignoring case).
+  virtual bool create_user(const core::user& u) = 0;
+  virtual std::optional<core::user> find_user_by_name(std::string_view username) = 0;
+  virtual std::optional<core::user> find_user(std::string_view id) = 0;
+  /// Every user, oldest first.
+  virtual std::vector<core::user> list_users() = 0;
+
+  // --- refresh-token families
+
+  /// Starts a family (a login) holding its first token.
+  virtual void start_refresh_family(const refresh_grant& first) = 0;
+
+  /// In one transaction: finds `presented_hash`, applies
+  /// core::decide_rotation, and then either stores `successor` in the same
+  /// family (rotate), revokes the family (reuse_detected), or does nothing
+  /// (reject; also for an unknown token). successor.family_id and user_id are
+  /// filled in by the store.
+  virtual rotation_result rotate_refresh_token(std::string_view presented_hash, refresh_grant successor,
+                                               std::chrono::milliseconds grace) = 0;
+
+  /// Revokes the family holding `token_hash`; unknown tokens are ignored.
+  virtual void revoke_refresh_family(std::string_view token_hash, core::time_point now) = 0;
+
+  /// Deletes families that expired before `now`; returns how many.
+  virtual std::size_t purge_refresh_families(core::time_point now) = 0;
 };
 
 }  // namespace docflow::store

@@ -56,7 +56,8 @@ std::int64_t statement::column_int(int index) const { return sqlite3_column_int6
 
 std::string statement::column_text(int index) const {
   const auto* p = sqlite3_column_text(stmt_, index);
-  return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index)))
+  return p ? std::string(reinterpret_cast<const char*>(p),
+                         static_cast<std::size_t>(sqlite3_column_bytes(stmt_, index)))
            : std::string();
 }
 

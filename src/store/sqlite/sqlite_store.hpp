@@ -23,6 +23,17 @@ public:
   int schema_version() override;
   void check() override;
 
+  bool create_user(const core::user& u) override;
+  std::optional<core::user> find_user_by_name(std::string_view username) override;
+  std::optional<core::user> find_user(std::string_view id) override;
+  std::vector<core::user> list_users() override;
+
+  void start_refresh_family(const refresh_grant& first) override;
+  rotation_result rotate_refresh_token(std::string_view presented_hash, refresh_grant successor,
+                                       std::chrono::milliseconds grace) override;
+  void revoke_refresh_family(std::string_view token_hash, core::time_point now) override;
+  std::size_t purge_refresh_families(core::time_point now) override;
+
 private:
   // A connection borrowed from the pool, returned on destruction.
   class lease {

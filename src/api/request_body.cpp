@@ -1,0 +1,64 @@
+#include "api/request_body.hpp"
+
+#include <algorithm>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <boost/url/encoding_opts.hpp>
+#include <boost/url/parse_query.hpp>
+
+namespace docflow::api {
+
+std::string media_type(const http::request& req) {
+  std::string_view type = req.fields.get("Content-Type").value_or("");
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) {
+    type.remove_suffix(1);
+  }
+  std::string lower(type);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
+  return lower;
+}
+
+std::variant<boost::json::object, http::problem> json_object_body(const http::request& req) {
+  if (media_type(req) != "application/json") {
+    return http::unsupported_media_type("This endpoint takes a JSON body (Content-Type: application/json).");
+  }
+  boost::json::error_code ec;
+  auto v = boost::json::parse(req.body, ec);
+  if (ec || !v.is_object()) {
+    return http::bad_request("The body is not a JSON object.");
+  }
+  return std::move(v.as_object());
+}
+
+std::variant<std::map<std::string, std::string, std::less<>>, http::problem> form_body(
+    const http::request& req) {
+  auto params = boost::urls::parse_query(req.body);
+  if (!params) {
+    return http::bad_request("The form body is not valid application/x-www-form-urlencoded.");
+  }
+  const boost::urls::encoding_opts form_encoding(true);  // '+' is a space in forms
+  std::map<std::string, std::string, std::less<>> out;
+  for (const auto& p : *params) {
+    out.emplace(p.key.decode(form_encoding), p.value.decode(form_encoding));
+  }
+  return out;
+}
+
+std::optional<std::string> required_string(const boost::json::object& o, std::string_view name,
+                                           std::vector<http::field_error>& errors) {
+  const auto* v = o.if_contains(name);
+  if (!v) {
+    errors.push_back({std::string(name), "is required"});
+    return std::nullopt;
+  }
+  if (!v->is_string()) {
+    errors.push_back({std::string(name), "must be a string"});
+    return std::nullopt;
+  }
+  return std::string(v->as_string());
+}
+
+}  // namespace docflow::api

@@ -1,0 +1,89 @@
+#include "core/encoding.hpp"
+
+#include <array>
+#include <cstdint>
+
+namespace docflow::core {
+
+namespace {
+constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+constexpr std::array<std::int8_t, 256> make_reverse() {
+  std::array<std::int8_t, 256> r{};
+  r.fill(-1);
+  for (std::size_t i = 0; i < alphabet.size(); ++i) {
+    r[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+  }
+  return r;
+}
+constexpr auto reverse = make_reverse();
+}  // namespace
+
+std::string base64url_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() * 4 + 2) / 3);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const auto n = (std::uint32_t(static_cast<unsigned char>(bytes[i])) << 16) |
+                   (std::uint32_t(static_cast<unsigned char>(bytes[i + 1])) << 8) |
+                   std::uint32_t(static_cast<unsigned char>(bytes[i + 2]));
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += alphabet[(n >> 6) & 63];
+    out += alphabet[n & 63];
+  }
+  const auto rest = bytes.size() - i;
+  if (rest > 0) {
+    auto n = std::uint32_t(static_cast<unsigned char>(bytes[i])) << 16;
+    if (rest == 2) {
+      n |= std::uint32_t(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    }
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    if (rest == 2) {
+      out += alphabet[(n >> 6) & 63];
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view text) {
+  if (text.size() % 4 == 1) {
+    return std::nullopt;
+  }
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : text) {
+    const auto v = reverse[static_cast<unsigned char>(c)];
+    if (v < 0) {
+      return std::nullopt;
+    }
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  // Leftover bits must be zero, or two texts would decode to the same bytes.
+  if ((acc & ((1U << bits) - 1)) != 0) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::string hex_encode(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
+    out += digits[b >> 4];
+    out += digits[b & 0x0f];
+  }
+  return out;
+}
+
+}  // namespace docflow::core
