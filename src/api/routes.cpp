@@ -1,14 +1,18 @@
 #include "api/routes.hpp"
 
 #include "api/accounts.hpp"
+#include "api/documents.hpp"
 #include "api/ops.hpp"
 #include "api/services.hpp"
+#include "config/config.hpp"
 
 namespace docflow::api {
 
 namespace {
 constexpr std::size_t no_body = 0;
 constexpr std::size_t small_json = 16 * 1024;
+// Spec §3: the body may exceed the file limit only by the form's framing.
+constexpr std::size_t multipart_framing = 64 * 1024;
 }  // namespace
 
 std::vector<http::route> routes(services& s) {
@@ -24,12 +28,19 @@ std::vector<http::route> routes(services& s) {
       {"POST", "/auth/refresh", bind(accounts::refresh), auth_policy::none, small_json},
       {"POST", "/auth/logout", bind(accounts::logout), auth_policy::none, small_json},
       {"GET", "/auth/me", bind(accounts::me), auth_policy::user, no_body},
+      {"POST", "/documents", bind(documents::upload), auth_policy::user,
+       static_cast<std::size_t>(s.cfg.max_upload_bytes) + multipart_framing, true},
+      {"GET", "/documents", bind(documents::list), auth_policy::user, no_body},
+      {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
+      {"DELETE", "/documents/{id}", bind(documents::remove), auth_policy::user, no_body},
+      {"GET", "/documents/{id}/content", bind(documents::content), auth_policy::user, no_body},
   };
 }
 
 void describe_metrics(services& s) {
   ops::describe_metrics(s);
   accounts::describe_metrics(s);
+  documents::describe_metrics(s);
 }
 
 }  // namespace docflow::api

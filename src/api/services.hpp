@@ -29,6 +29,8 @@ class login_throttle;
 
 namespace docflow::api {
 
+class cursor_codec;
+
 /// What the handlers work with. Built once by app/ and outliving the server.
 struct services {
   const config::config& cfg;
@@ -41,6 +43,7 @@ struct services {
   docflow::auth::password_hasher& passwords;
   docflow::auth::hash_slots& hashing;
   docflow::auth::login_throttle& throttle;
+  const cursor_codec& cursors;
   std::chrono::system_clock::time_point started_at;
 };
 

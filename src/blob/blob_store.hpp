@@ -1,6 +1,12 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 
 namespace docflow::blob {
 
@@ -10,14 +16,65 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// The store is out of space (ENOSPC, EDQUOT): the client may retry later.
+class blob_full : public blob_error {
+public:
+  using blob_error::blob_error;
+};
+
+/// An upload in progress. Bytes go to a local temporary file first (so they
+/// can be inspected before they are published); nothing is visible under a
+/// key until commit. Destroying an uncommitted writer discards its bytes.
+class blob_writer {
+public:
+  virtual ~blob_writer() = default;
+
+  /// Appends bytes to the temporary file. Throws blob_full or blob_error.
+  virtual void write(std::string_view bytes) = 0;
+
+  /// The temporary file, readable until commit or abort.
+  virtual const std::filesystem::path& local_path() const noexcept = 0;
+
+  /// Makes the bytes durable and visible under `key` (for the local disk:
+  /// fsync, rename into place, fsync the directory). Blocks: call it on the
+  /// blocking pool. Throws blob_full or blob_error; on failure nothing is
+  /// visible under `key`.
+  virtual void commit(const std::string& key) = 0;
+};
+
+/// Random-access reads of a stored blob.
+class blob_reader {
+public:
+  virtual ~blob_reader() = default;
+  virtual std::uint64_t size() const noexcept = 0;
+  /// Reads up to `n` bytes at `offset`; fewer only at the end. Throws blob_error.
+  virtual std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) = 0;
+};
+
 /// Where document bytes live: local disk now, S3-compatible storage later.
-/// Every method blocks: call it from the blocking pool.
+/// Keys are ours (document ids), never names a client chose. Methods that
+/// touch the disk block: call them from the blocking pool.
 class blob_store {
 public:
   virtual ~blob_store() = default;
 
   /// Proves the store can take a write right now (readiness). Throws blob_error.
   virtual void check() = 0;
+
+  /// Starts an upload. Throws blob_full or blob_error.
+  virtual std::unique_ptr<blob_writer> begin() = 0;
+
+  /// Opens a blob; nullptr when no blob has that key. Throws blob_error.
+  virtual std::unique_ptr<blob_reader> open(const std::string& key) = 0;
+
+  /// Deletes a blob; a missing one is not an error. Throws blob_error.
+  virtual void remove(const std::string& key) = 0;
+
+  virtual bool exists(const std::string& key) = 0;
+
+  /// Deletes temporaries older than `age` (uploads that a crash or a kill
+  /// interrupted). Returns how many.
+  virtual std::size_t sweep_temporaries(std::chrono::seconds age) = 0;
 };
 
 }  // namespace docflow::blob

@@ -4,11 +4,116 @@
 #include <cstring>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/ids.hpp"
 
 namespace docflow::blob {
+
+namespace {
+
+[[noreturn]] void raise(const std::string& what, int err) {
+  const std::string message = what + ": " + std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT) {
+    throw blob_full(message);
+  }
+  throw blob_error(message);
+}
+
+void fsync_path(const std::filesystem::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) raise("open " + p.string(), errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) raise("fsync " + p.string(), err);
+}
+
+bool valid_key(const std::string& key) {
+  return key.size() >= 2 && key.size() <= 128 && key.find_first_of("/\\.") == std::string::npos;
+}
+
+class fs_writer final : public blob_writer {
+public:
+  fs_writer(const fs_blob_store& store, std::filesystem::path tmp) : store_(store), tmp_(std::move(tmp)) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0) raise("create " + tmp_.string(), errno);
+  }
+
+  ~fs_writer() override {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+
+  fs_writer(const fs_writer&) = delete;
+  fs_writer& operator=(const fs_writer&) = delete;
+
+  void write(std::string_view bytes) override {
+    while (!bytes.empty()) {
+      const auto n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        raise("write " + tmp_.string(), errno);
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  const std::filesystem::path& local_path() const noexcept override { return tmp_; }
+
+  void commit(const std::string& key) override {
+    if (::fsync(fd_) != 0) raise("fsync " + tmp_.string(), errno);
+    ::close(fd_);
+    fd_ = -1;
+    const auto target = store_.path_of(key);
+    const auto dir = target.parent_path();
+    std::error_code ec;
+    if (std::filesystem::create_directory(dir, ec)) {
+      fsync_path(dir.parent_path());  // the new shard directory itself must survive a crash
+    }
+    if (ec) raise("mkdir " + dir.string(), ec.value());
+    if (::rename(tmp_.c_str(), target.c_str()) != 0) raise("rename to " + target.string(), errno);
+    committed_ = true;
+    fsync_path(dir);
+  }
+
+private:
+  const fs_blob_store& store_;
+  std::filesystem::path tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+class fs_reader final : public blob_reader {
+public:
+  fs_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+  ~fs_reader() override { ::close(fd_); }
+  fs_reader(const fs_reader&) = delete;
+  fs_reader& operator=(const fs_reader&) = delete;
+
+  std::uint64_t size() const noexcept override { return size_; }
+
+  std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) override {
+    std::size_t done = 0;
+    while (done < n) {
+      const auto got = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        raise("read blob", errno);
+      }
+      if (got == 0) break;
+      done += static_cast<std::size_t>(got);
+    }
+    return done;
+  }
+
+private:
+  int fd_;
+  std::uint64_t size_;
+};
+
+}  // namespace
 
 fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)) {
   std::error_code ec;
@@ -16,6 +121,13 @@ fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)
   if (ec) {
     throw blob_error("create " + (root_ / "tmp").string() + ": " + ec.message());
   }
+}
+
+std::filesystem::path fs_blob_store::path_of(const std::string& key) const {
+  if (!valid_key(key)) {
+    throw blob_error("invalid blob key");
+  }
+  return root_ / key.substr(key.size() - 2) / key;
 }
 
 void fs_blob_store::check() {
@@ -28,6 +140,52 @@ void fs_blob_store::check() {
   }
   ::close(fd);
   ::unlink(probe.c_str());
+}
+
+std::unique_ptr<blob_writer> fs_blob_store::begin() {
+  return std::make_unique<fs_writer>(*this, root_ / "tmp" / (core::random_hex(16) + ".part"));
+}
+
+std::unique_ptr<blob_reader> fs_blob_store::open(const std::string& key) {
+  const auto path = path_of(key);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return nullptr;
+    raise("open " + path.string(), errno);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    raise("stat " + path.string(), err);
+  }
+  return std::make_unique<fs_reader>(fd, static_cast<std::uint64_t>(st.st_size));
+}
+
+void fs_blob_store::remove(const std::string& key) {
+  const auto path = path_of(key);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    raise("unlink " + path.string(), errno);
+  }
+}
+
+bool fs_blob_store::exists(const std::string& key) {
+  struct stat st {};
+  return ::stat(path_of(key).c_str(), &st) == 0;
+}
+
+std::size_t fs_blob_store::sweep_temporaries(std::chrono::seconds age) {
+  const auto cutoff = std::filesystem::file_time_type::clock::now() - age;
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root_ / "tmp", ec)) {
+    std::error_code entry_ec;
+    if (entry.is_regular_file(entry_ec) && entry.last_write_time(entry_ec) < cutoff && !entry_ec &&
+        std::filesystem::remove(entry.path(), entry_ec)) {
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace docflow::blob

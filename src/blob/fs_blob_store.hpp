@@ -6,14 +6,23 @@
 
 namespace docflow::blob {
 
-/// Blobs as files under one directory, written through a tmp/ subdirectory on
-/// the same filesystem so that a rename publishes them atomically.
+/// Blobs as files: `root/<last two chars of key>/<key>`, written through
+/// `root/tmp/` on the same filesystem so that a rename publishes them
+/// atomically.
 class fs_blob_store final : public blob_store {
 public:
   /// Creates `root` and `root/tmp` when missing. Throws blob_error.
   explicit fs_blob_store(std::filesystem::path root);
 
   void check() override;
+  std::unique_ptr<blob_writer> begin() override;
+  std::unique_ptr<blob_reader> open(const std::string& key) override;
+  void remove(const std::string& key) override;
+  bool exists(const std::string& key) override;
+  std::size_t sweep_temporaries(std::chrono::seconds age) override;
+
+  /// Where `key` lives (also used by the writer to commit).
+  std::filesystem::path path_of(const std::string& key) const;
 
 private:
   std::filesystem::path root_;

@@ -24,6 +24,11 @@ public:
 
   /// Runs `f()` on the pool and resumes the awaiting coroutine on its own
   /// executor with the result; an exception thrown by `f` is rethrown there.
+  ///
+  /// House rule (GCC 12): `f` captures by reference only, and a co_await of
+  /// run() is never part of a condition. GCC 12 destroys a temporary lambda
+  /// that owns a std::string or path twice when it is built in the same
+  /// expression as the co_await (seen here as a crash in free()).
   template <class F>
   boost::asio::awaitable<std::invoke_result_t<F>> run(F f) {
     using result_t = std::invoke_result_t<F>;

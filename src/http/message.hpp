@@ -2,11 +2,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
 
 namespace boost::json {
 class value;
@@ -37,6 +41,40 @@ struct identity {
   bool admin = false;
 };
 
+/// Why a request body could not be read to its end.
+class body_error : public std::runtime_error {
+public:
+  enum class kind {
+    too_large,     ///< past the route's limit: the server answers 413
+    malformed,     ///< bad chunked framing: 400
+    timeout,       ///< the client paused longer than the body timeout: no answer
+    disconnected,  ///< the client went away: no answer
+  };
+  body_error(kind k, const std::string& what) : std::runtime_error(what), kind_(k) {}
+  kind which() const noexcept { return kind_; }
+
+private:
+  kind kind_;
+};
+
+/// A request body read as it arrives (routes that stream, such as uploads).
+class body_reader {
+public:
+  virtual ~body_reader() = default;
+  /// Reads up to `max` bytes into `out`; returns 0 at the end of the body.
+  /// Throws body_error.
+  virtual boost::asio::awaitable<std::size_t> read_some(char* out, std::size_t max) = 0;
+};
+
+/// A response body produced piece by piece (downloads).
+class body_source {
+public:
+  virtual ~body_source() = default;
+  /// Reads up to `max` next bytes into `out`. May block briefly (local disk).
+  /// Throws std::runtime_error on an I/O failure.
+  virtual std::size_t read(char* out, std::size_t max) = 0;
+};
+
 /// A parsed request as handlers see it. Handlers never see Beast types.
 struct request {
   std::string method;
@@ -49,7 +87,8 @@ struct request {
   std::string request_id;
   std::string route;  ///< the matched route's pattern, e.g. /documents/{id}
   std::map<std::string, std::string, std::less<>> params;
-  std::optional<identity> user;  ///< set when the route's auth policy admitted a caller
+  std::optional<identity> user;        ///< set when the route's auth policy admitted a caller
+  body_reader* body_stream = nullptr;  ///< set instead of `body` on streaming routes
 
   /// A path parameter; empty when the route has no such parameter.
   std::string_view param(std::string_view name) const;
@@ -60,7 +99,9 @@ struct response {
   int status = 200;
   headers fields;
   std::string body;
-  bool close = false;  ///< close the connection after sending
+  std::shared_ptr<body_source> stream;  ///< when set, sent instead of `body`
+  std::uint64_t stream_size = 0;        ///< Content-Length of `stream`
+  bool close = false;                   ///< close the connection after sending
 
   /// `body` serialised as application/json (or `content_type`).
   static response json(int status, const boost::json::value& body,

@@ -39,6 +39,7 @@ struct route {
   handler fn;
   auth_policy auth = auth_policy::none;
   std::size_t body_limit = 0;  ///< largest accepted request body in bytes
+  bool stream_body = false;    ///< the handler reads request::body_stream itself
 };
 
 /// The outcome of matching a request against the route table.

@@ -18,10 +18,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -62,8 +64,6 @@ bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
 }
-
-enum class body_outcome { read, answered, gone };
 
 bool iequals_prefix(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) {
@@ -252,6 +252,52 @@ void fill_request(request& req, const bhttp::request_parser<bhttp::empty_body>& 
   req.request_id = request_id_for(req.fields.get("X-Request-ID"));
 }
 
+// Sends x.res.stream piece by piece with its declared Content-Length.
+net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::chrono::milliseconds timeout) {
+  bhttp::response<bhttp::buffer_body> out;
+  out.result(static_cast<unsigned>(x.res.status));
+  for (const auto& [k, v] : x.res.fields) {
+    out.insert(k, v);
+  }
+  out.content_length(x.res.stream_size);
+  out.keep_alive(x.keep_alive);
+  out.body().data = nullptr;
+  out.body().more = true;
+  bhttp::response_serializer<bhttp::buffer_body> serializer{out};
+  auto [ec, n] = co_await bhttp::async_write_header(stream, serializer, tuple_awaitable);
+  x.bytes_out = n;
+  std::vector<char> chunk(64 * 1024);
+  auto remaining = x.res.stream_size;
+  while (!ec && !serializer.is_done()) {
+    std::size_t got = 0;
+    if (remaining > 0) {
+      try {
+        got = x.res.stream->read(chunk.data(),
+                                 static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), remaining)));
+      } catch (const std::exception& e) {
+        obs::log(obs::level::error, "http.stream_failed",
+                 {{"request_id", x.req.request_id}, {"error", e.what()}});
+      }
+      if (got == 0) {
+        break;  // the source ended early: the client sees a short body and a closed connection
+      }
+    }
+    remaining -= got;
+    out.body().data = got ? chunk.data() : nullptr;
+    out.body().size = got;
+    out.body().more = remaining > 0;
+    stream.expires_after(timeout);
+    std::tie(ec, n) = co_await bhttp::async_write(stream, serializer, tuple_awaitable);
+    x.bytes_out += n;
+    if (ec == bhttp::error::need_buffer) {
+      ec = {};
+    }
+  }
+  if (ec || !serializer.is_done()) {
+    x.keep_alive = false;
+  }
+}
+
 net::awaitable<void> write_response(beast::tcp_stream& stream, exchange& x,
                                     std::chrono::milliseconds timeout) {
   x.res.fields.set("X-Request-ID", x.req.request_id);
@@ -262,13 +308,17 @@ net::awaitable<void> write_response(beast::tcp_stream& stream, exchange& x,
     for (const auto& [k, v] : x.res.fields) {
       out.insert(k, v);
     }
-    out.content_length(x.res.body.size());
+    out.content_length(x.res.stream ? x.res.stream_size : x.res.body.size());
     out.keep_alive(x.keep_alive);
     auto [ec, n] = co_await bhttp::async_write(stream, out, tuple_awaitable);
     x.bytes_out = n;
     if (ec) {
       x.keep_alive = false;
     }
+    co_return;
+  }
+  if (x.res.stream) {
+    co_await write_stream(stream, x, timeout);
     co_return;
   }
   bhttp::response<bhttp::string_body> out;
@@ -302,34 +352,105 @@ net::awaitable<void> lingering_close(beast::tcp_stream& stream) {
   stream.close();
 }
 
-// Reads the body into req.body under the route's limit, resetting the
-// inactivity deadline before every read.
-net::awaitable<body_outcome> read_body(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                       bhttp::request_parser<bhttp::empty_body>& head, exchange& x,
-                                       std::size_t limit, std::chrono::milliseconds timeout) {
-  bhttp::request_parser<bhttp::string_body> parser{std::move(head)};
-  parser.body_limit(limit);
-  while (!parser.is_done()) {
-    stream.expires_after(timeout);
-    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, tuple_awaitable);
-    x.bytes_in += n;
-    if (ec == bhttp::error::body_limit) {
-      fail(x, payload_too_large("The request body exceeds this endpoint's limit of " + std::to_string(limit) +
-                                " bytes."));
-      co_return body_outcome::answered;
-    }
-    if (is_parse_error(ec)) {
-      fail(x, bad_request("The request body is malformed: " + ec.message() + '.'));
-      co_return body_outcome::answered;
-    }
-    if (ec) {
-      obs::log(obs::level::info, "http.body_aborted",
-               {{"request_id", x.req.request_id}, {"reason", ec.message()}, {"bytes_in", x.bytes_in}});
-      co_return body_outcome::gone;
-    }
+// The request body as handlers read it: Beast's parser fills the caller's
+// buffer directly, the route's limit is enforced as bytes arrive, and each
+// read gets the body timeout afresh, so only a client that stalls is cut off.
+class beast_body_reader final : public body_reader {
+public:
+  beast_body_reader(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                    bhttp::request_parser<bhttp::empty_body>&& head, std::size_t limit,
+                    std::chrono::milliseconds timeout, std::size_t& bytes_in)
+      : stream_(stream), buffer_(buffer), parser_(std::move(head)), timeout_(timeout), bytes_in_(bytes_in) {
+    parser_.body_limit(limit);
   }
-  x.req.body = std::move(parser.get().body());
-  co_return body_outcome::read;
+
+  net::awaitable<std::size_t> read_some(char* out, std::size_t max) override {
+    while (!parser_.is_done()) {
+      parser_.get().body().data = out;
+      parser_.get().body().size = max;
+      stream_.expires_after(timeout_);
+      auto [ec, n] = co_await bhttp::async_read_some(stream_, buffer_, parser_, tuple_awaitable);
+      bytes_in_ += n;
+      if (ec == bhttp::error::need_buffer) {
+        ec = {};
+      }
+      if (ec == bhttp::error::body_limit) {
+        throw body_error(body_error::kind::too_large, "request body over the limit");
+      }
+      if (is_parse_error(ec)) {
+        throw body_error(body_error::kind::malformed, ec.message());
+      }
+      if (ec == beast::error::timeout) {
+        throw body_error(body_error::kind::timeout, "body timeout");
+      }
+      if (ec) {
+        throw body_error(body_error::kind::disconnected, ec.message());
+      }
+      if (const auto got = max - parser_.get().body().size; got > 0) {
+        co_return got;
+      }
+    }
+    co_return 0;
+  }
+
+  bool complete() const { return parser_.is_done(); }
+
+private:
+  beast::tcp_stream& stream_;
+  beast::flat_buffer& buffer_;
+  bhttp::request_parser<bhttp::buffer_body> parser_;
+  std::chrono::milliseconds timeout_;
+  std::size_t& bytes_in_;
+};
+
+// Reads a whole (small) body into a string.
+net::awaitable<std::string> read_all(body_reader& reader) {
+  std::string body;
+  std::array<char, 8192> chunk{};
+  while (const auto n = co_await reader.read_some(chunk.data(), chunk.size())) {
+    body.append(chunk.data(), n);
+  }
+  co_return body;
+}
+
+// Runs the handler; a body_error becomes the answer it calls for (or none:
+// returns false when the client is gone and the connection must just close).
+net::awaitable<bool> run_handler(const route& r, exchange& x, beast_body_reader* reader) {
+  std::optional<body_error> body_failure;
+  try {
+    if (reader && !r.stream_body) {
+      x.req.body = co_await read_all(*reader);
+    }
+    x.req.body_stream = r.stream_body ? reader : nullptr;
+    x.res = co_await r.fn(x.req);
+  } catch (const body_error& e) {
+    body_failure = e;
+  } catch (const std::exception& e) {
+    obs::log(obs::level::error, "http.handler_exception",
+             {{"request_id", x.req.request_id}, {"route", x.req.route}, {"error", e.what()}});
+    x.res = make_problem(x.req, internal_error());
+  }
+  x.req.body_stream = nullptr;
+  if (reader && !reader->complete()) {
+    x.res.close = true;  // the unread rest of the body would be taken for the next request
+  }
+  if (!body_failure) {
+    co_return true;
+  }
+  switch (body_failure->which()) {
+    case body_error::kind::too_large:
+      fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
+                                std::to_string(r.body_limit) + " bytes."));
+      co_return true;
+    case body_error::kind::malformed:
+      fail(x, bad_request(std::string("The request body is malformed: ") + body_failure->what() + '.'));
+      co_return true;
+    case body_error::kind::timeout:
+    case body_error::kind::disconnected: break;
+  }
+  obs::log(obs::level::info, "http.body_aborted",
+           {{"request_id", x.req.request_id}, {"reason", body_failure->what()}, {"bytes_in", x.bytes_in}});
+  co_return false;
 }
 
 // Reads, routes and answers one request. Returns whether to keep the
@@ -389,24 +510,20 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
           stream.expires_after(s.opt.body_timeout);
           co_await net::async_write(stream, net::buffer(go_on.data(), go_on.size()), tuple_awaitable);
         }
-        const auto outcome = co_await read_body(stream, buffer, head, x, limit, s.opt.body_timeout);
-        if (outcome == body_outcome::gone) {
+      }
+      if (ready) {
+        std::optional<beast_body_reader> reader;
+        if (has_body) {
+          reader.emplace(stream, buffer, std::move(head), limit, s.opt.body_timeout, x.bytes_in);
+        }
+        s.metrics.add("http_requests_in_flight", "", 1);
+        const bool answer = co_await run_handler(*m.found, x, reader ? &*reader : nullptr);
+        s.metrics.add("http_requests_in_flight", "", -1);
+        if (!answer) {
           x.res.status = 499;  // nginx's "client closed request", for the log only
           s.record(x, started);
           co_return false;
         }
-        ready = outcome == body_outcome::read;
-      }
-      if (ready) {
-        s.metrics.add("http_requests_in_flight", "", 1);
-        try {
-          x.res = co_await m.found->fn(x.req);
-        } catch (const std::exception& e) {
-          obs::log(obs::level::error, "http.handler_exception",
-                   {{"request_id", x.req.request_id}, {"route", x.req.route}, {"error", e.what()}});
-          x.res = make_problem(x.req, internal_error());
-        }
-        s.metrics.add("http_requests_in_flight", "", -1);
       }
     }
   }

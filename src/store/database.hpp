@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/clock.hpp"
+#include "core/document.hpp"
 #include "core/refresh_rules.hpp"
 #include "core/user.hpp"
 
@@ -28,6 +29,17 @@ struct rotation_result {
   core::rotation_decision decision = core::rotation_decision::reject;
   std::optional<core::user> user;  ///< the token's owner, when rotated
 };
+
+/// A page request over documents, newest first.
+struct document_query {
+  std::optional<std::string> owner_id;  ///< nullopt: every owner (admins)
+  std::optional<core::status> status;
+  std::size_t limit = 50;
+  /// Keyset position: only documents strictly older than (created_at, id).
+  std::optional<std::pair<core::time_point, std::string>> after;
+};
+
+enum class delete_outcome { deleted, not_found, busy };
 
 /// A database failure; `what()` is for the log, never for a client.
 class store_error : public std::runtime_error {
@@ -81,6 +93,21 @@ public:
 
   /// Deletes families that expired before `now`; returns how many.
   virtual std::size_t purge_refresh_families(core::time_point now) = 0;
+
+  // --- documents
+
+  virtual void insert_document(const core::document& d) = 0;
+
+  /// The document `id`, if it exists and (when `owner_id` is set) belongs to that owner.
+  virtual std::optional<core::document> find_document(std::string_view id,
+                                                      const std::optional<std::string>& owner_id) = 0;
+
+  /// Up to q.limit documents in (created_at, id) descending order.
+  virtual std::vector<core::document> list_documents(const document_query& q) = 0;
+
+  /// Deletes the row unless core::can_delete refuses its status (busy); the
+  /// check and the delete are one transaction.
+  virtual delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) = 0;
 };
 
 }  // namespace docflow::store

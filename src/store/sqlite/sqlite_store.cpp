@@ -42,6 +42,36 @@ void insert_token(connection& c, const refresh_grant& g) {
       .step();
 }
 
+constexpr std::string_view document_columns =
+    "id, owner_id, filename, title, kind, size_bytes, sha256, status, created_at, updated_at, attempts,"
+    " started_at, finished_at, error_code, error_message, error_retryable";
+
+std::optional<core::time_point> optional_time(const statement& st, int i) {
+  if (st.column_is_null(i)) return std::nullopt;
+  return from_ms(st.column_int(i));
+}
+
+core::document read_document(const statement& st) {
+  core::document d;
+  d.id = st.column_text(0);
+  d.owner_id = st.column_text(1);
+  d.filename = st.column_text(2);
+  if (!st.column_is_null(3)) d.title = st.column_text(3);
+  d.kind = st.column_text(4) == "docx" ? core::file_kind::docx : core::file_kind::pdf;
+  d.size_bytes = static_cast<std::uint64_t>(st.column_int(5));
+  d.sha256 = st.column_text(6);
+  d.status = core::parse_status(st.column_text(7)).value_or(core::status::uploaded);
+  d.created_at = from_ms(st.column_int(8));
+  d.updated_at = from_ms(st.column_int(9));
+  d.attempts = static_cast<unsigned>(st.column_int(10));
+  d.started_at = optional_time(st, 11);
+  d.finished_at = optional_time(st, 12);
+  if (!st.column_is_null(13)) {
+    d.error = core::failure{st.column_text(13), st.column_text(14), st.column_int(15) != 0};
+  }
+  return d;
+}
+
 int read_version(connection& c) {
   auto st = c.prepare("SELECT coalesce(max(version), 0) FROM schema_migrations");
   st.step();
@@ -221,6 +251,81 @@ std::size_t sqlite_store::purge_refresh_families(core::time_point now) {
   const lease c(*this);
   c->prepare("DELETE FROM refresh_families WHERE expires_at <= ?").bind(1, to_ms(now)).step();
   return static_cast<std::size_t>(sqlite3_changes(c->handle()));
+}
+
+}  // namespace docflow::store::sqlite
+
+namespace docflow::store::sqlite {
+
+void sqlite_store::insert_document(const core::document& d) {
+  const lease c(*this);
+  auto st = c->prepare("INSERT INTO documents (" + std::string(document_columns) +
+                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)");
+  st.bind(1, d.id).bind(2, d.owner_id).bind(3, d.filename);
+  if (d.title) {
+    st.bind(4, *d.title);
+  } else {
+    st.bind_null(4);
+  }
+  st.bind(5, d.kind == core::file_kind::docx ? "docx" : "pdf")
+      .bind(6, static_cast<std::int64_t>(d.size_bytes))
+      .bind(7, d.sha256)
+      .bind(8, core::to_string(d.status))
+      .bind(9, to_ms(d.created_at))
+      .bind(10, to_ms(d.updated_at))
+      .bind(11, static_cast<std::int64_t>(d.attempts));
+  st.step();
+}
+
+std::optional<core::document> sqlite_store::find_document(std::string_view id,
+                                                          const std::optional<std::string>& owner_id) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(document_columns) + " FROM documents WHERE id = ?" +
+                       (owner_id ? " AND owner_id = ?" : ""));
+  st.bind(1, id);
+  if (owner_id) st.bind(2, *owner_id);
+  if (!st.step()) return std::nullopt;
+  return read_document(st);
+}
+
+std::vector<core::document> sqlite_store::list_documents(const document_query& q) {
+  std::string sql = "SELECT " + std::string(document_columns) + " FROM documents WHERE 1 = 1";
+  if (q.owner_id) sql += " AND owner_id = ?";
+  if (q.status) sql += " AND status = ?";
+  if (q.after) sql += " AND (created_at, id) < (?, ?)";
+  sql += " ORDER BY created_at DESC, id DESC LIMIT ?";
+  const lease c(*this);
+  auto st = c->prepare(sql);
+  int i = 0;
+  if (q.owner_id) st.bind(++i, *q.owner_id);
+  if (q.status) st.bind(++i, core::to_string(*q.status));
+  if (q.after) {
+    st.bind(++i, to_ms(q.after->first));
+    st.bind(++i, q.after->second);
+  }
+  st.bind(++i, static_cast<std::int64_t>(q.limit));
+  std::vector<core::document> out;
+  while (st.step()) {
+    out.push_back(read_document(st));
+  }
+  return out;
+}
+
+delete_outcome sqlite_store::delete_document(std::string_view id,
+                                             const std::optional<std::string>& owner_id) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto st = c->prepare(std::string("SELECT status FROM documents WHERE id = ?") +
+                       (owner_id ? " AND owner_id = ?" : ""));
+  st.bind(1, id);
+  if (owner_id) st.bind(2, *owner_id);
+  if (!st.step()) return delete_outcome::not_found;
+  if (!core::can_delete(core::parse_status(st.column_text(0)).value_or(core::status::processing))) {
+    return delete_outcome::busy;
+  }
+  c->prepare("DELETE FROM documents WHERE id = ?").bind(1, id).step();
+  tx.commit();
+  return delete_outcome::deleted;
 }
 
 }  // namespace docflow::store::sqlite

@@ -34,6 +34,12 @@ public:
   void revoke_refresh_family(std::string_view token_hash, core::time_point now) override;
   std::size_t purge_refresh_families(core::time_point now) override;
 
+  void insert_document(const core::document& d) override;
+  std::optional<core::document> find_document(std::string_view id,
+                                              const std::optional<std::string>& owner_id) override;
+  std::vector<core::document> list_documents(const document_query& q) override;
+  delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) override;
+
 private:
   // A connection borrowed from the pool, returned on destruction.
   class lease {

@@ -1,0 +1,56 @@
+#include "api/cursor.hpp"
+
+#include <charconv>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "core/encoding.hpp"
+#include "core/ids.hpp"
+
+namespace docflow::api {
+
+namespace {
+constexpr std::size_t tag_bytes = 16;
+
+std::string hmac(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+}  // namespace
+
+cursor_codec::cursor_codec(std::string_view secret) : key_(hmac(secret, "docflow cursor key v1")) {}
+
+std::string cursor_codec::tag(std::string_view payload) const {
+  return hmac(key_, payload).substr(0, tag_bytes);
+}
+
+std::string cursor_codec::encode(core::time_point created_at, std::string_view id) const {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(created_at.time_since_epoch()).count();
+  const std::string payload = std::to_string(ms) + ':' + std::string(id);
+  return core::base64url_encode(payload + tag(payload));
+}
+
+std::optional<std::pair<core::time_point, std::string>> cursor_codec::decode(std::string_view cursor) const {
+  if (cursor.size() > 256) return std::nullopt;
+  const auto raw = core::base64url_decode(cursor);
+  if (!raw || raw->size() <= tag_bytes) return std::nullopt;
+  const std::string_view payload(raw->data(), raw->size() - tag_bytes);
+  const auto expected = tag(payload);
+  if (CRYPTO_memcmp(expected.data(), raw->data() + payload.size(), tag_bytes) != 0) return std::nullopt;
+  const auto colon = payload.find(':');
+  std::int64_t ms = 0;
+  const auto [end, ec] = std::from_chars(payload.data(), payload.data() + colon, ms);
+  if (colon == std::string_view::npos || ec != std::errc{} || end != payload.data() + colon)
+    return std::nullopt;
+  const auto id = payload.substr(colon + 1);
+  if (!core::is_uuid(id)) return std::nullopt;
+  return std::pair{core::time_point{std::chrono::milliseconds{ms}}, std::string(id)};
+}
+
+}  // namespace docflow::api

@@ -1,0 +1,43 @@
+#include "api/document_json.hpp"
+
+#include <boost/json/value.hpp>
+
+namespace docflow::api {
+
+namespace {
+boost::json::value optional_time(const std::optional<core::time_point>& t) {
+  return t ? boost::json::value(core::format_rfc3339(*t)) : boost::json::value(nullptr);
+}
+}  // namespace
+
+boost::json::object document_json(const core::document& d) {
+  const std::string self = "/documents/" + d.id;
+  boost::json::value error = nullptr;
+  if (d.error) {
+    error = boost::json::object{
+        {"code", d.error->code}, {"message", d.error->message}, {"retryable", d.error->retryable}};
+  }
+  return {
+      {"id", d.id},
+      {"filename", d.filename},
+      {"title", d.title ? boost::json::value(*d.title) : boost::json::value(nullptr)},
+      {"content_type", core::content_type(d.kind)},
+      {"size_bytes", d.size_bytes},
+      {"sha256", d.sha256},
+      {"status", core::to_string(d.status)},
+      {"created_at", core::format_rfc3339(d.created_at)},
+      {"updated_at", core::format_rfc3339(d.updated_at)},
+      {"processing",
+       {{"attempts", d.attempts},
+        {"started_at", optional_time(d.started_at)},
+        {"finished_at", optional_time(d.finished_at)},
+        {"error", error}}},
+      {"links",
+       {{"self", self},
+        {"content", self + "/content"},
+        {"process", self + "/process"},
+        {"result", self + "/result"}}},
+  };
+}
+
+}  // namespace docflow::api

@@ -1,0 +1,495 @@
+#include "api/documents.hpp"
+
+#include <charconv>
+#include <vector>
+
+#include <openssl/evp.h>
+
+#include <boost/json/array.hpp>
+#include <boost/json/value.hpp>
+#include <boost/url/encoding_opts.hpp>
+#include <boost/url/parse_query.hpp>
+
+#include "api/cursor.hpp"
+#include "api/document_json.hpp"
+#include "api/request_body.hpp"
+#include "api/services.hpp"
+#include "blob/blob_store.hpp"
+#include "config/config.hpp"
+#include "core/encoding.hpp"
+#include "core/ids.hpp"
+#include "http/blocking_pool.hpp"
+#include "http/multipart.hpp"
+#include "http/problem.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+#include "pipeline/docx_probe.hpp"
+#include "store/database.hpp"
+
+namespace docflow::api::documents {
+
+namespace {
+
+using boost::asio::awaitable;
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t max_title_chars = 256;
+constexpr std::size_t sniff_bytes = 8;
+
+http::response problem(const http::request& req, const http::problem& p) {
+  return http::make_problem(req, p);
+}
+
+http::problem not_found() {
+  return {404, "not-found", "Not Found", "No document with this id exists for this account.", {}, {}};
+}
+
+http::problem unsupported(std::string detail) { return http::unsupported_media_type(std::move(detail)); }
+
+http::problem invalid_field(std::string field, std::string message) {
+  return http::validation_failed({{std::move(field), std::move(message)}});
+}
+
+std::optional<std::string> scope(const http::request& req) {
+  return req.user->admin ? std::nullopt : std::optional(req.user->user_id);
+}
+
+std::size_t utf8_length(std::string_view s) {
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
+bool valid_utf8_text(std::string_view s) {
+  return core::sanitize_filename(s).size() == s.size() ||
+         s.empty();  // same validator; no controls, valid UTF-8
+}
+
+// Receives the parts of an upload as they stream in: the file part goes to
+// the blob writer with its SHA-256 computed on the way; the title part is
+// kept (it is small). The first violation is remembered and everything
+// after it ignored; the handler answers with it.
+class upload_sink final : public http::multipart_handler {
+public:
+  upload_sink(blob::blob_writer& writer, std::uint64_t max_bytes) : writer_(writer), max_bytes_(max_bytes) {
+    EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr);
+  }
+
+  void on_part_begin(const http::part_info& part) override {
+    if (problem_) return;
+    if (part.name == "file") {
+      if (file_seen_) return reject(invalid_field("file", "exactly one file part is allowed"));
+      if (!part.filename) return reject(invalid_field("file", "the file part needs a filename"));
+      file_seen_ = true;
+      filename_ = *part.filename;
+      current_ = part_kind::file;
+    } else if (part.name == "title") {
+      if (title_) return reject(invalid_field("title", "only one title part is allowed"));
+      title_.emplace();
+      current_ = part_kind::title;
+    } else {
+      reject(invalid_field(part.name, "unexpected part: only 'file' and 'title' are accepted"));
+    }
+  }
+
+  void on_part_data(std::string_view bytes) override {
+    if (problem_) return;
+    if (current_ == part_kind::title) {
+      title_->append(bytes);
+      if (title_->size() > max_title_chars * 4)
+        reject(invalid_field("title", "must be at most 256 characters"));
+      return;
+    }
+    size_ += bytes.size();
+    if (size_ > max_bytes_) {
+      return reject(
+          http::payload_too_large("The file exceeds the limit of " + std::to_string(max_bytes_) + " bytes."));
+    }
+    if (head_.size() < sniff_bytes) head_.append(bytes.substr(0, sniff_bytes - head_.size()));
+    EVP_DigestUpdate(sha_.get(), bytes.data(), bytes.size());
+    writer_.write(bytes);
+  }
+
+  void on_part_end() override { current_ = part_kind::none; }
+
+  const std::optional<http::problem>& problem() const { return problem_; }
+  bool file_seen() const { return file_seen_; }
+  const std::string& filename() const { return filename_; }
+  const std::optional<std::string>& title() const { return title_; }
+  std::uint64_t size() const { return size_; }
+  const std::string& head() const { return head_; }
+
+  std::string sha256_hex() {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(sha_.get(), digest, &len);
+    return core::hex_encode(std::string_view(reinterpret_cast<const char*>(digest), len));
+  }
+
+private:
+  enum class part_kind { none, file, title };
+  struct md_free {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+
+  void reject(http::problem p) { problem_ = std::move(p); }
+
+  blob::blob_writer& writer_;
+  std::uint64_t max_bytes_;
+  std::unique_ptr<EVP_MD_CTX, md_free> sha_{EVP_MD_CTX_new()};
+  part_kind current_ = part_kind::none;
+  bool file_seen_ = false;
+  std::string filename_;
+  std::optional<std::string> title_;
+  std::uint64_t size_ = 0;
+  std::string head_;
+  std::optional<http::problem> problem_;
+};
+
+// Everything the form must satisfy once it has been read in full; the
+// problem to answer, or the document to commit.
+std::variant<core::document, http::problem> validate(upload_sink& sink) {
+  if (!sink.file_seen()) return invalid_field("file", "is required");
+  auto filename = core::sanitize_filename(sink.filename());
+  if (filename.empty()) return invalid_field("file", "the file part needs a filename");
+  if (sink.title() && (!valid_utf8_text(*sink.title()) || utf8_length(*sink.title()) > max_title_chars)) {
+    return invalid_field("title", "must be at most 256 characters of text");
+  }
+  if (sink.size() == 0) return invalid_field("file", "is empty");
+  const auto claimed = core::kind_from_extension(filename);
+  if (!claimed) return unsupported("Only .pdf and .docx files are accepted.");
+  const auto sniffed = core::sniff(sink.head());
+  if (!sniffed) return unsupported("The file is neither a PDF nor a DOCX document.");
+  if (*sniffed != *claimed) return unsupported("The file's content does not match its extension.");
+  core::document d;
+  d.filename = std::move(filename);
+  if (sink.title() && !sink.title()->empty()) d.title = *sink.title();
+  d.kind = *claimed;
+  d.size_bytes = sink.size();
+  d.sha256 = sink.sha256_hex();
+  return d;
+}
+
+// Reads the body through the parser. Returns the problem to answer when the
+// framing or the form is wrong; otherwise nullopt with the file written.
+awaitable<std::optional<http::problem>> stream_form(http::body_reader* body, http::multipart_parser& parser,
+                                                    upload_sink& sink) {
+  std::vector<char> chunk(read_chunk);
+  while (body) {
+    const auto n = co_await body->read_some(chunk.data(), chunk.size());
+    if (n == 0) break;
+    if (const auto e = parser.feed(std::string_view(chunk.data(), n)); e != http::multipart_error::none) {
+      co_return http::bad_request("The multipart body is malformed: " + http::describe(e, parser.limits()) +
+                                  '.');
+    }
+    if (sink.problem()) co_return sink.problem();
+  }
+  if (const auto e = parser.finish(); e != http::multipart_error::none) {
+    co_return http::bad_request("The multipart body is malformed: " + http::describe(e, parser.limits()) +
+                                '.');
+  }
+  co_return std::nullopt;
+}
+
+std::string outcome_label(int status) {
+  return obs::metrics::label("outcome", status == 201 ? "created" : status >= 500 ? "failed" : "rejected");
+}
+
+// A byte range of a blob as a response body.
+class blob_range final : public http::body_source {
+public:
+  blob_range(std::unique_ptr<blob::blob_reader> reader, std::uint64_t offset)
+      : reader_(std::move(reader)), offset_(offset) {}
+  std::size_t read(char* out, std::size_t max) override {
+    const auto n = reader_->read_at(offset_, out, max);
+    offset_ += n;
+    return n;
+  }
+
+private:
+  std::unique_ptr<blob::blob_reader> reader_;
+  std::uint64_t offset_;
+};
+
+// RFC 6266 / 8187: an ASCII fallback and the exact UTF-8 name.
+std::string content_disposition(const std::string& filename) {
+  std::string fallback;
+  std::string encoded;
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (const char ch : filename) {
+    const auto c = static_cast<unsigned char>(ch);
+    fallback += (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') ? ch : '_';
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+        std::string_view("!#$&+-.^_`|~").find(ch) != std::string_view::npos) {
+      encoded += ch;
+    } else {
+      encoded += '%';
+      encoded += hex[c >> 4];
+      encoded += hex[c & 0x0F];
+    }
+  }
+  return "attachment; filename=\"" + fallback + "\"; filename*=UTF-8''" + encoded;
+}
+
+// A single "bytes=" range against `size`: nullopt to serve the whole body
+// (no Range, or one we ignore as RFC 9110 allows), or {first, last}; an
+// unsatisfiable range gives first > last.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(std::string_view h, std::uint64_t size) {
+  constexpr std::string_view unit = "bytes=";
+  if (h.substr(0, unit.size()) != unit || h.find(',') != std::string_view::npos) return std::nullopt;
+  h.remove_prefix(unit.size());
+  const auto dash = h.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  const auto number = [](std::string_view t) -> std::optional<std::uint64_t> {
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
+    return v;
+  };
+  const auto first = h.substr(0, dash);
+  const auto last = h.substr(dash + 1);
+  if (first.empty()) {  // suffix: the last N bytes
+    const auto n = number(last);
+    if (!n) return std::nullopt;
+    if (*n == 0 || size == 0) return std::pair<std::uint64_t, std::uint64_t>{1, 0};
+    return std::pair{size - std::min(*n, size), size - 1};
+  }
+  const auto a = number(first);
+  const auto b = last.empty() ? std::optional<std::uint64_t>(UINT64_MAX) : number(last);
+  if (!a || !b || *b < *a) return std::nullopt;  // invalid syntax: ignored
+  if (*a >= size) return std::pair<std::uint64_t, std::uint64_t>{1, 0};
+  return std::pair{*a, std::min(*b, size - 1)};
+}
+
+bool etag_matches(std::string_view header, const std::string& etag) {
+  if (header.find('*') != std::string_view::npos) return true;
+  // A comma-separated list; weak comparison (W/ ignored) as RFC 9110 asks for If-None-Match.
+  std::size_t pos = 0;
+  while (pos < header.size()) {
+    auto next = header.find(',', pos);
+    auto item = header.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.substr(0, 2) == "W/") item.remove_prefix(2);
+    if (item == etag) return true;
+    if (next == std::string_view::npos) break;
+    pos = next + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+awaitable<http::response> upload(services& s, http::request& req) {
+  const auto type = media_type(req);
+  if (type != "multipart/form-data") {
+    s.metrics.add("docflow_uploads_total", outcome_label(415));
+    co_return problem(req, unsupported("Upload a file as multipart/form-data with a part named 'file'."));
+  }
+  const auto boundary = http::form_data_boundary(req.fields.get("Content-Type").value_or(""));
+  if (!boundary) {
+    s.metrics.add("docflow_uploads_total", outcome_label(400));
+    co_return problem(req,
+                      http::bad_request("The multipart boundary is missing or invalid (1-70 characters)."));
+  }
+  auto writer = co_await s.blocking.run([&s] { return s.blobs.begin(); });
+  upload_sink sink(*writer, s.cfg.max_upload_bytes);
+  http::multipart_parser parser(*boundary, sink);
+  std::optional<http::problem> refused;
+  try {
+    refused = co_await stream_form(req.body_stream, parser, sink);
+  } catch (const http::body_error&) {
+    s.metrics.add("docflow_uploads_total", obs::metrics::label("outcome", "aborted"));
+    throw;  // the writer's destructor discards the bytes
+  }
+  core::document doc;
+  if (!refused) {
+    auto checked = validate(sink);
+    if (auto* p = std::get_if<http::problem>(&checked)) {
+      refused = std::move(*p);
+    } else {
+      doc = std::move(std::get<core::document>(checked));
+    }
+  }
+  if (!refused && doc.kind == core::file_kind::docx) {
+    const auto& path = writer->local_path();
+    const bool docx = co_await s.blocking.run([&path] { return pipeline::is_docx(path); });
+    if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
+  }
+  if (refused) {
+    s.metrics.add("docflow_uploads_total", outcome_label(refused->status));
+    co_return problem(req, *refused);
+  }
+  doc.id = core::new_uuid_v7();
+  doc.owner_id = req.user->user_id;
+  doc.status = core::status::uploaded;
+  doc.created_at = doc.updated_at = s.clock.now();
+  // Bytes first, row last: a crash in between leaves an unreferenced blob,
+  // never a row without its bytes.
+  co_await s.blocking.run([&s, &writer, &doc] {
+    writer->commit(doc.id);
+    try {
+      s.db.insert_document(doc);
+    } catch (...) {
+      s.blobs.remove(doc.id);
+      throw;
+    }
+  });
+  s.metrics.add("docflow_uploads_total", outcome_label(201));
+  s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
+  obs::log(obs::level::info, "document.uploaded",
+           {{"request_id", req.request_id},
+            {"document_id", doc.id},
+            {"user_id", doc.owner_id},
+            {"size_bytes", doc.size_bytes},
+            {"sha256", doc.sha256},
+            {"content_type", core::content_type(doc.kind)}});
+  auto res = http::response::json(201, document_json(doc));
+  res.fields.set("Location", "/documents/" + doc.id);
+  co_return res;
+}
+
+awaitable<http::response> list(services& s, http::request& req) {
+  store::document_query q;
+  q.owner_id = scope(req);
+  auto params = boost::urls::parse_query(req.query);
+  if (!params) co_return problem(req, http::bad_request("The query string cannot be parsed."));
+  std::vector<http::field_error> errors;
+  const boost::urls::encoding_opts query_encoding(true);
+  for (const auto& p : *params) {
+    const auto key = p.key.decode(query_encoding);
+    const auto value = p.value.decode(query_encoding);
+    if (key == "limit") {
+      std::int64_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
+        co_return problem(req, http::bad_request("limit must be a whole number."));
+      }
+      if (n < 1 || n > 200) {
+        errors.push_back({"limit", "must be between 1 and 200"});
+      } else {
+        q.limit = static_cast<std::size_t>(n);
+      }
+    } else if (key == "status") {
+      q.status = core::parse_status(value);
+      if (!q.status) errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
+    } else if (key == "cursor") {
+      q.after = s.cursors.decode(value);
+      if (!q.after) co_return problem(req, http::bad_request("The cursor is not one this server issued."));
+    }
+  }
+  if (!errors.empty()) co_return problem(req, http::validation_failed(std::move(errors)));
+  const auto page_size = q.limit;
+  ++q.limit;  // one more tells whether a next page exists
+  auto docs = co_await s.blocking.run([&s, &q] { return s.db.list_documents(q); });
+  boost::json::value next = nullptr;
+  if (docs.size() > page_size) {
+    docs.resize(page_size);
+    next = s.cursors.encode(docs.back().created_at, docs.back().id);
+  }
+  boost::json::array items;
+  items.reserve(docs.size());
+  for (const auto& d : docs) items.push_back(document_json(d));
+  co_return http::response::json(200,
+                                 boost::json::object{{"items", std::move(items)}, {"next_cursor", next}});
+}
+
+namespace {
+// The document named in the path, scoped to the caller; nullopt (a 404) for
+// a malformed id, a missing one and another user's alike.
+awaitable<std::optional<core::document>> load(services& s, const http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return std::nullopt;
+  const auto owner = scope(req);
+  co_return co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
+}
+}  // namespace
+
+awaitable<http::response> get(services& s, http::request& req) {
+  const auto doc = co_await load(s, req);
+  if (!doc) co_return problem(req, not_found());
+  co_return http::response::json(200, document_json(*doc));
+}
+
+awaitable<http::response> content(services& s, http::request& req) {
+  const auto doc = co_await load(s, req);
+  if (!doc) co_return problem(req, not_found());
+  const std::string etag = '"' + doc->sha256 + '"';
+  http::response res;
+  res.fields.set("ETag", etag);
+  res.fields.set("Cache-Control", "private, no-cache");
+  if (const auto inm = req.fields.get("If-None-Match"); inm && etag_matches(*inm, etag)) {
+    res.status = 304;
+    co_return res;
+  }
+  auto reader = co_await s.blocking.run([&s, &doc] { return s.blobs.open(doc->id); });
+  if (!reader) {
+    obs::log(obs::level::error, "document.blob_missing",
+             {{"request_id", req.request_id}, {"document_id", doc->id}});
+    co_return problem(req, http::internal_error());
+  }
+  const auto size = reader->size();
+  res.fields.set("Accept-Ranges", "bytes");
+  res.fields.set("Content-Type", core::content_type(doc->kind));
+  res.fields.set("Content-Disposition", content_disposition(doc->filename));
+  res.fields.set("X-Content-Type-Options", "nosniff");
+  std::uint64_t first = 0;
+  std::uint64_t length = size;
+  res.status = 200;
+  const auto if_range = req.fields.get("If-Range");
+  if (const auto range = req.fields.get("Range"); range && (!if_range || *if_range == etag)) {
+    if (const auto r = parse_range(*range, size)) {
+      if (r->first > r->second) {
+        auto unsatisfiable = problem(req, {416,
+                                           "range-not-satisfiable",
+                                           "Range Not Satisfiable",
+                                           "The requested range lies outside the document.",
+                                           {},
+                                           {}});
+        unsatisfiable.fields.set("Content-Range", "bytes */" + std::to_string(size));
+        co_return unsatisfiable;
+      }
+      first = r->first;
+      length = r->second - r->first + 1;
+      res.status = 206;
+      res.fields.set("Content-Range", "bytes " + std::to_string(r->first) + '-' + std::to_string(r->second) +
+                                          '/' + std::to_string(size));
+    }
+  }
+  res.stream = std::make_shared<blob_range>(std::move(reader), first);
+  res.stream_size = length;
+  co_return res;
+}
+
+awaitable<http::response> remove(services& s, http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return problem(req, not_found());
+  const auto owner = scope(req);
+  const auto outcome = co_await s.blocking.run([&s, &id, &owner] {
+    const auto o = s.db.delete_document(id, owner);
+    if (o == store::delete_outcome::deleted) s.blobs.remove(id);
+    return o;
+  });
+  switch (outcome) {
+    case store::delete_outcome::not_found: co_return problem(req, not_found());
+    case store::delete_outcome::busy: {
+      http::problem p{
+          409, "document-busy", "Conflict", "The document is being processed; cancel it first.", {}, {}};
+      p.extensions["document_status"] = "PROCESSING";
+      co_return problem(req, p);
+    }
+    case store::delete_outcome::deleted: break;
+  }
+  obs::log(obs::level::info, "document.deleted",
+           {{"request_id", req.request_id}, {"document_id", id}, {"user_id", req.user->user_id}});
+  co_return http::response::empty(204);
+}
+
+void describe_metrics(services& s) {
+  s.metrics.describe("docflow_uploads_total", obs::metrics::kind::counter,
+                     "Uploads by outcome (created, rejected, aborted, failed).");
+  s.metrics.describe("docflow_upload_bytes_total", obs::metrics::kind::counter,
+                     "Bytes of documents stored by accepted uploads.");
+  s.metrics.set("docflow_upload_bytes_total", "", 0);
+}
+
+}  // namespace docflow::api::documents

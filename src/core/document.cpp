@@ -1,0 +1,113 @@
+#include "core/document.hpp"
+
+namespace docflow::core {
+
+const char* to_string(status s) noexcept {
+  switch (s) {
+    case status::uploaded: return "UPLOADED";
+    case status::processing: return "PROCESSING";
+    case status::completed: return "COMPLETED";
+    case status::failed: return "FAILED";
+  }
+  return "UPLOADED";
+}
+
+std::optional<status> parse_status(std::string_view s) noexcept {
+  if (s == "UPLOADED") return status::uploaded;
+  if (s == "PROCESSING") return status::processing;
+  if (s == "COMPLETED") return status::completed;
+  if (s == "FAILED") return status::failed;
+  return std::nullopt;
+}
+
+bool can_transition(status from, status to) noexcept {
+  switch (to) {
+    case status::processing: return from == status::uploaded || from == status::failed;
+    case status::completed:
+    case status::failed: return from == status::processing;
+    case status::uploaded: return false;
+  }
+  return false;
+}
+
+bool can_delete(status s) noexcept { return s != status::processing; }
+
+const char* content_type(file_kind k) noexcept {
+  return k == file_kind::pdf ? "application/pdf"
+                             : "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+}
+
+namespace {
+// Length of the UTF-8 sequence starting at s[i], or 0 when it is invalid
+// (overlong, surrogate, out of range or truncated).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;
+    if (c == 0xF4 && b(1) >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
+
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+  if (s.size() < suffix.size()) return false;
+  for (std::size_t i = 0; i < suffix.size(); ++i) {
+    if (lower(s[s.size() - suffix.size() + i]) != suffix[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string sanitize_filename(std::string_view name) {
+  // Browsers on Windows may send C:\dir\file.pdf; either separator ends a directory.
+  const auto slash = name.find_last_of("/\\");
+  if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  std::string out;
+  for (std::size_t i = 0; i < name.size();) {
+    const auto n = utf8_sequence(name, i);
+    if (n == 0) {
+      ++i;
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(name[i]);
+    const bool control = n == 1 && (c < 0x20 || c == 0x7F);
+    const bool c1_control = n == 2 && c == 0xC2 && static_cast<unsigned char>(name[i + 1]) < 0xA0;
+    if (!control && !c1_control) {
+      if (out.size() + n > 255) break;
+      out.append(name.substr(i, n));
+    }
+    i += n;
+  }
+  while (!out.empty() && (out.front() == ' ' || out.front() == '.'))
+    out.erase(0, 1);  // no hidden or "..": names
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+std::optional<file_kind> kind_from_extension(std::string_view filename) {
+  if (ends_with_ci(filename, ".pdf") && filename.size() > 4) return file_kind::pdf;
+  if (ends_with_ci(filename, ".docx") && filename.size() > 5) return file_kind::docx;
+  return std::nullopt;
+}
+
+std::optional<file_kind> sniff(std::string_view first_bytes) {
+  if (first_bytes.substr(0, 5) == "%PDF-") return file_kind::pdf;
+  if (first_bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) return file_kind::docx;
+  return std::nullopt;
+}
+
+}  // namespace docflow::core

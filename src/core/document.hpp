@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/clock.hpp"
+
+namespace docflow::core {
+
+/// UPLOADED → PROCESSING → COMPLETED | FAILED, and FAILED → PROCESSING.
+enum class status { uploaded, processing, completed, failed };
+
+const char* to_string(status s) noexcept;
+/// "UPLOADED" etc.; nullopt for anything else.
+std::optional<status> parse_status(std::string_view s) noexcept;
+
+/// The lifecycle: true only for the transitions the spec allows.
+bool can_transition(status from, status to) noexcept;
+
+/// A document may be deleted unless it is being processed.
+bool can_delete(status s) noexcept;
+
+/// A processing failure, in the one taxonomy shared by API, logs and events.
+struct failure {
+  std::string code;
+  std::string message;
+  bool retryable = false;
+};
+
+/// The accepted kinds of file, judged by their bytes.
+enum class file_kind { pdf, docx };
+
+const char* content_type(file_kind k) noexcept;
+
+struct document {
+  std::string id;
+  std::string owner_id;
+  std::string filename;  ///< sanitised client name, for display and downloads only
+  std::optional<std::string> title;
+  file_kind kind = file_kind::pdf;
+  std::uint64_t size_bytes = 0;
+  std::string sha256;  ///< lowercase hex
+  core::status status = status::uploaded;
+  time_point created_at;
+  time_point updated_at;
+  unsigned attempts = 0;
+  std::optional<time_point> started_at;
+  std::optional<time_point> finished_at;
+  std::optional<failure> error;
+};
+
+/// The client's file name made safe to store and show: the last path
+/// component only, control characters and invalid UTF-8 dropped, at most 255
+/// bytes (cut on a character boundary). Empty when nothing is left.
+std::string sanitize_filename(std::string_view name);
+
+/// The kind a file name claims by its extension (case-insensitive .pdf or
+/// .docx); nullopt for any other name.
+std::optional<file_kind> kind_from_extension(std::string_view filename);
+
+/// What the first bytes say: PDF for "%PDF-", a ZIP local header for a
+/// possible DOCX (confirmed later by its central directory); nullopt otherwise.
+std::optional<file_kind> sniff(std::string_view first_bytes);
+
+}  // namespace docflow::core
