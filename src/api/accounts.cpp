@@ -25,9 +25,6 @@ using boost::asio::awaitable;
 using std::chrono::duration_cast;
 using std::chrono::seconds;
 
-constexpr std::size_t min_password = 8;
-constexpr std::size_t max_password = 1024;
-
 http::response problem(const http::request& req, http::problem p) { return http::make_problem(req, p); }
 
 http::response retry_later(const http::request& req, int status, std::string slug, std::string title,
@@ -56,7 +53,7 @@ void check_credentials(const std::optional<std::string>& username, const std::op
   if (username && !core::valid_username(*username)) {
     errors.push_back({"username", "must be 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"});
   }
-  if (password && (password->size() < min_password || password->size() > max_password)) {
+  if (password && !core::valid_password_length(*password)) {
     errors.push_back({"password", "must be 8-1024 characters"});
   }
 }

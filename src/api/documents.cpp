@@ -54,11 +54,6 @@ std::optional<std::string> scope(const http::request& req) {
   return req.user->admin ? std::nullopt : std::optional(req.user->user_id);
 }
 
-std::size_t utf8_length(std::string_view s) {
-  return static_cast<std::size_t>(
-      std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
-}
-
 bool valid_utf8_text(std::string_view s) {
   return core::sanitize_filename(s).size() == s.size() ||
          s.empty();  // same validator; no controls, valid UTF-8
@@ -151,7 +146,8 @@ std::variant<core::document, http::problem> validate(upload_sink& sink) {
   if (!sink.file_seen()) return invalid_field("file", "is required");
   auto filename = core::sanitize_filename(sink.filename());
   if (filename.empty()) return invalid_field("file", "the file part needs a filename");
-  if (sink.title() && (!valid_utf8_text(*sink.title()) || utf8_length(*sink.title()) > max_title_chars)) {
+  if (sink.title() &&
+      (!valid_utf8_text(*sink.title()) || core::utf8_length(*sink.title()) > max_title_chars)) {
     return invalid_field("title", "must be at most 256 characters of text");
   }
   if (sink.size() == 0) return invalid_field("file", "is empty");

@@ -56,15 +56,11 @@ boost::asio::awaitable<http::response> readyz(services& s, http::request& req) {
 
 boost::asio::awaitable<http::response> metrics(services& s, http::request& req) {
   if (s.cfg.metrics_token) {
-    const auto auth = req.fields.get("Authorization").value_or("");
-    constexpr std::string_view scheme = "Bearer ";
-    if (auth.size() <= scheme.size() || auth.substr(0, scheme.size()) != scheme ||
-        !same_secret(auth.substr(scheme.size()), *s.cfg.metrics_token)) {
-      auto res = http::make_problem(
-          req,
-          {401, "unauthorized", "Unauthorized", "This endpoint needs the metrics bearer token.", {}, {}});
-      res.fields.set("WWW-Authenticate", auth.empty() ? R"(Bearer realm="docflow")"
-                                                      : R"(Bearer realm="docflow", error="invalid_token")");
+    const auto token = http::bearer_token(req);
+    if (!token || !same_secret(*token, *s.cfg.metrics_token)) {
+      auto res = http::make_problem(req, http::unauthorized("This endpoint needs the metrics bearer token."));
+      res.fields.set("WWW-Authenticate", token ? R"(Bearer realm="docflow", error="invalid_token")"
+                                               : R"(Bearer realm="docflow")");
       co_return res;
     }
   }

@@ -1,5 +1,6 @@
 #include "app/cli.hpp"
 
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -15,15 +16,26 @@ namespace {
 
 constexpr int exit_bad_config = 2;
 
-// Registers one option per setting on `cmd`; CLI11 falls back to the
-// environment variable when the flag is absent.
+// Registers one option per setting on `cmd`. A flag that is given
+// overwrites the value read from the environment (see run_cli).
 void add_settings(CLI::App& cmd, std::map<std::string, std::string>& raw) {
   for (const auto& s : config::settings()) {
     cmd.add_option_function<std::string>(
-           s.flag, [&raw, env = s.env](const std::string& v) { raw[env] = v; }, s.help)
-        ->envname(s.env)
-        ->group("Settings (each also read from its environment variable)");
+           s.flag, [&raw, env = s.env](const std::string& v) { raw[env] = v; },
+           s.help + " [env " + s.env + "]")
+        ->group("Settings (each also read from its environment variable; the flag wins)");
   }
+}
+
+// The DOCFLOW_* environment: the one place configuration is read from it.
+std::map<std::string, std::string> environment_settings() {
+  std::map<std::string, std::string> raw;
+  for (const auto& s : config::settings()) {
+    if (const char* v = std::getenv(s.env.c_str())) {
+      raw[s.env] = v;
+    }
+  }
+  return raw;
 }
 
 config::config load_or_exit(const std::map<std::string, std::string>& raw) {
@@ -42,7 +54,7 @@ int run_cli(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show every command's options");
 
-  std::map<std::string, std::string> raw;
+  auto raw = environment_settings();
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API");
   add_settings(*serve_cmd, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");

@@ -204,7 +204,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin, std
     std::cerr << "docflow: invalid username: use 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'\n";
     return 2;
   }
-  if (password.size() < 8 || password.size() > 1024) {
+  if (!core::valid_password_length(password)) {
     std::cerr << "docflow: the password (first line of standard input) must be 8-1024 characters\n";
     return 2;
   }

@@ -18,7 +18,8 @@ const clock& system_clock() {
 }
 
 std::string format_rfc3339(time_point t) {
-  const auto ms_total = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  // floor, not duration_cast: before 1970 the latter rounds toward zero.
+  const auto ms_total = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
   auto secs = static_cast<std::time_t>(ms_total / 1000);
   auto ms = static_cast<int>(ms_total % 1000);
   if (ms < 0) {

@@ -74,6 +74,14 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
+std::size_t utf8_length(std::string_view text) noexcept {
+  std::size_t n = 0;
+  for (const char c : text) {
+    n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
+  }
+  return n;
+}
+
 std::string hex_encode(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;

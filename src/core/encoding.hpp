@@ -13,6 +13,10 @@ std::string base64url_encode(std::string_view bytes);
 /// padding, or on a length that no encoding produces.
 std::optional<std::string> base64url_decode(std::string_view text);
 
+/// The number of characters (code points) in UTF-8 text: the bytes that do
+/// not continue a sequence. Meant for length limits on validated text.
+std::size_t utf8_length(std::string_view text) noexcept;
+
 /// Lowercase hex of `bytes`.
 std::string hex_encode(std::string_view bytes);
 

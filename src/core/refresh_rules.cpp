@@ -10,7 +10,9 @@ rotation_decision decide_rotation(const refresh_token_state& token, time_point n
   if (!token.used_at) {
     return rotation_decision::rotate;
   }
-  return now - *token.used_at <= grace ? rotation_decision::rotate : rotation_decision::reuse_detected;
+  // A zero grace means strictly once, even within the same millisecond.
+  const bool within_grace = grace.count() > 0 && now - *token.used_at <= grace;
+  return within_grace ? rotation_decision::rotate : rotation_decision::reuse_detected;
 }
 
 }  // namespace docflow::core

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/encoding.hpp"
+
 namespace docflow::core {
 
 const char* to_string(role r) noexcept { return r == role::admin ? "admin" : "user"; }
@@ -17,6 +19,11 @@ bool valid_username(std::string_view s) noexcept {
            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
                   c == '_' || c == '-';
          });
+}
+
+bool valid_password_length(std::string_view password) noexcept {
+  const auto n = utf8_length(password);
+  return n >= 8 && n <= 1024;
 }
 
 std::string username_key(std::string_view username) {

@@ -25,6 +25,9 @@ struct user {
 /// Usernames are 3-64 chars of [A-Za-z0-9._-].
 bool valid_username(std::string_view s) noexcept;
 
+/// Passwords are 8-1024 characters (code points, not bytes).
+bool valid_password_length(std::string_view password) noexcept;
+
 /// The key that makes usernames unique case-insensitively.
 std::string username_key(std::string_view username);
 

@@ -11,9 +11,9 @@ namespace docflow::http {
 
 namespace {
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);  // field names are tokens: ASCII only
-         });
+  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
 }
 }  // namespace
 
@@ -60,6 +60,18 @@ response response::empty(int status) {
   response r;
   r.status = status;
   return r;
+}
+
+std::optional<std::string_view> bearer_token(const request& req) {
+  const auto header = req.fields.get("Authorization");
+  constexpr std::string_view scheme = "bearer ";
+  if (!header || header->size() <= scheme.size() || !iequals(header->substr(0, scheme.size()), scheme)) {
+    return std::nullopt;
+  }
+  auto token = header->substr(scheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
 }
 
 std::string request_id_for(std::optional<std::string_view> incoming) {

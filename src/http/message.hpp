@@ -110,6 +110,11 @@ struct response {
   static response empty(int status);
 };
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive, RFC 9110 §11.1); nullopt when absent, another scheme,
+/// or empty.
+std::optional<std::string_view> bearer_token(const request& req);
+
 /// The caller's X-Request-ID when it is 1-128 chars of [A-Za-z0-9._-],
 /// otherwise a freshly generated one.
 std::string request_id_for(std::optional<std::string_view> incoming);

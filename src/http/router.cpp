@@ -34,9 +34,17 @@ router::router(std::vector<route> routes) : routes_(std::move(routes)) {
     }
     segments_.emplace_back(parts.begin(), parts.end());
   }
+  // Parameter names do not matter for matching: /a/{id} and /a/{name} collide.
+  const auto shape = [this](std::size_t i) {
+    auto segments = segments_[i];
+    for (auto& seg : segments) {
+      if (is_param(seg)) seg = "{}";
+    }
+    return segments;
+  };
   for (std::size_t i = 0; i < routes_.size(); ++i) {
     for (std::size_t j = i + 1; j < routes_.size(); ++j) {
-      if (routes_[i].method == routes_[j].method && routes_[i].pattern == routes_[j].pattern) {
+      if (routes_[i].method == routes_[j].method && shape(i) == shape(j)) {
         throw std::invalid_argument("duplicate route: " + routes_[i].method + ' ' + routes_[i].pattern);
       }
     }

@@ -65,16 +65,13 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
 }
 
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if ((s[i] | 0x20) != (prefix[i] | 0x20)) {
-      return false;
-    }
-  }
-  return true;
+// RFC 9110 §10.1.1: the expectation is compared case-insensitively.
+bool is_continue_expectation(std::string_view value) {
+  constexpr std::string_view token = "100-continue";
+  return value.size() == token.size() &&
+         std::equal(value.begin(), value.end(), token.begin(), [](char a, char b) {
+           return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
+         });
 }
 
 // Applies the route's auth policy (RFC 6750): sets req.user, or returns the
@@ -83,15 +80,14 @@ std::optional<response> authorize(const authenticator& auth, auth_policy policy,
   if (policy == auth_policy::none) {
     return std::nullopt;
   }
-  const auto header = req.fields.get("Authorization");
-  constexpr std::string_view scheme = "Bearer ";
-  if (!header || !iequals_prefix(*header, scheme) || header->size() == scheme.size()) {
+  const auto token = bearer_token(req);
+  if (!token) {
     auto res = make_problem(
         req, unauthorized("This endpoint needs an access token: Authorization: Bearer <token>."));
     res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow")");
     return res;
   }
-  auto result = auth(header->substr(scheme.size()));
+  auto result = auth(*token);
   if (!result.who) {
     auto res =
         make_problem(req, unauthorized("The access token was refused: " + result.error_description + '.'));
@@ -485,6 +481,10 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     const auto m = s.routes.match(x.req.method, x.req.path);
     if (h.count(bhttp::field::content_length) && h.count(bhttp::field::transfer_encoding)) {
       fail(x, bad_request("A request must not carry both Content-Length and Transfer-Encoding."));
+    } else if (h.count(bhttp::field::transfer_encoding) && !head.chunked()) {
+      fail(x, bad_request("A request's Transfer-Encoding must end with chunked."));  // RFC 9112 §6.3
+    } else if (h.count(bhttp::field::host) > 1 || (h.version() >= 11 && h.count(bhttp::field::host) == 0)) {
+      fail(x, bad_request("An HTTP/1.1 request needs exactly one Host header."));  // RFC 9112 §3.2
     } else if (!m.found) {
       x.res = make_problem(x.req, m.allowed.empty() ? not_found() : method_not_allowed());
       if (!m.allowed.empty()) {
@@ -505,7 +505,7 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
                                   std::to_string(limit) + " bytes."));
         ready = false;
       } else if (has_body) {
-        if (const auto expect = x.req.fields.get("Expect"); expect && *expect == "100-continue") {
+        if (const auto expect = x.req.fields.get("Expect"); expect && is_continue_expectation(*expect)) {
           static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
           stream.expires_after(s.opt.body_timeout);
           co_await net::async_write(stream, net::buffer(go_on.data(), go_on.size()), tuple_awaitable);

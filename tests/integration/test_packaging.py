@@ -22,6 +22,27 @@ def listed(package_set):
     return set(out.stdout.split())
 
 
+def dependency_closure(packages):
+    """The packages apt installs along with `packages` (their Depends and
+    Pre-Depends, recursively, as recorded by dpkg on this machine)."""
+    seen, todo = set(), list(packages)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Pre-Depends}, ${Depends}", name],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            continue  # not installed here: nothing more to learn from it
+        for clause in out.stdout.split(","):
+            for alternative in clause.split("|"):
+                dep = alternative.strip().split(" ")[0].split(":")[0]
+                if dep:
+                    todo.append(dep)
+    return seen
+
+
 def read(*parts):
     with open(os.path.join(REPO, *parts), encoding="utf-8") as f:
         return f.read()
@@ -55,7 +76,7 @@ class DependencyListTest(unittest.TestCase):
         ldd = subprocess.run(["ldd", BINARY], check=True, capture_output=True, text=True).stdout
         paths = re.findall(r"=> (/\S+)", ldd)
         self.assertTrue(paths, "ldd found no libraries")
-        runtime = listed("runtime") | BASE_PACKAGES
+        runtime = dependency_closure(listed("runtime")) | BASE_PACKAGES
         for path in paths:
             real = os.path.realpath(path)
             owner = subprocess.run(["dpkg", "-S", real], capture_output=True, text=True)

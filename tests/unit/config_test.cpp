@@ -1,1 +1,387 @@
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/units.hpp"
+
+using namespace docflow;
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+namespace {
+
+using values_map = std::map<std::string, std::string>;
+
+config::config load_with(const std::string& env, const std::string& value, unsigned cores = 4) {
+  return config::load({{env, value}}, cores);
+}
+
+bool listed_in_settings(const std::string& env) {
+  for (const auto& s : config::settings()) {
+    if (s.env == env) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
+// Defaults
+
+TEST(config_defaults, every_setting_has_its_documented_default) {
+  const auto c = config::load({}, 3);
+  EXPECT_EQ(c.listen.host, "127.0.0.1");
+  EXPECT_EQ(c.listen.port, 8000);
+  EXPECT_EQ(c.data_dir, std::filesystem::path("./data"));
+  EXPECT_EQ(c.database, config::database_kind::sqlite);
+  EXPECT_EQ(c.sqlite_path, std::filesystem::path("./data/docflow.db"));
+  EXPECT_EQ(c.storage, config::storage_kind::file);
+  EXPECT_EQ(c.blob_dir, std::filesystem::path("./data/blobs"));
+  EXPECT_FALSE(c.jwt_secret.has_value());
+  EXPECT_EQ(c.jwt_issuer, "docflow");
+  EXPECT_EQ(c.access_ttl, 15min);
+  EXPECT_EQ(c.refresh_ttl, 7 * 24h);
+  EXPECT_EQ(c.refresh_reuse_grace, 0ms);
+  EXPECT_EQ(c.login_max_failures, 5U);
+  EXPECT_EQ(c.max_concurrent_hashes, 3U);
+  EXPECT_TRUE(c.signup_open);
+  EXPECT_EQ(c.max_upload_bytes, 100ULL * 1024 * 1024);
+  EXPECT_EQ(c.workers, 3U);
+  EXPECT_EQ(c.job_lease, 30s);
+  EXPECT_EQ(c.job_max_attempts, 3U);
+  EXPECT_EQ(c.idempotency_ttl, 24h);
+  EXPECT_EQ(c.queue_max_depth, 10000U);
+  EXPECT_EQ(c.simulated_delay, 0ms);
+  EXPECT_FALSE(c.ml_url.has_value());
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.header_timeout, 30s);
+  EXPECT_EQ(c.body_timeout, 60s);
+  EXPECT_EQ(c.idle_timeout, 60s);
+  EXPECT_EQ(c.shutdown_timeout, 30s);
+  EXPECT_EQ(c.io_threads, 2U);
+  EXPECT_EQ(c.blocking_threads, 6U);
+  EXPECT_FALSE(c.metrics_token.has_value());
+}
+
+TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
+  const auto c = config::load({}, 7);
+  EXPECT_EQ(c.workers, 7U);
+  EXPECT_EQ(c.max_concurrent_hashes, 7U);
+  EXPECT_EQ(c.blocking_threads, 14U);
+}
+
+TEST(config_defaults, zero_cores_counts_as_one) {
+  const auto c = config::load({}, 0);
+  EXPECT_EQ(c.workers, 1U);
+  EXPECT_EQ(c.max_concurrent_hashes, 1U);
+  EXPECT_EQ(c.blocking_threads, 2U);
+}
+
+TEST(config_defaults, data_dir_moves_the_derived_paths) {
+  const auto c = load_with("DOCFLOW_DATA_DIR", "/srv/docflow");
+  EXPECT_EQ(c.data_dir, std::filesystem::path("/srv/docflow"));
+  EXPECT_EQ(c.sqlite_path, std::filesystem::path("/srv/docflow/docflow.db"));
+  EXPECT_EQ(c.blob_dir, std::filesystem::path("/srv/docflow/blobs"));
+}
+
+TEST(config_defaults, explicit_urls_win_over_the_data_dir) {
+  const auto c = config::load({{"DOCFLOW_DATA_DIR", "/srv/docflow"},
+                               {"DOCFLOW_DATABASE_URL", "sqlite:///var/lib/df/main.db"},
+                               {"DOCFLOW_STORAGE_URL", "file:///mnt/blobs"}},
+                              4);
+  EXPECT_EQ(c.data_dir, std::filesystem::path("/srv/docflow"));
+  EXPECT_EQ(c.sqlite_path, std::filesystem::path("/var/lib/df/main.db"));
+  EXPECT_EQ(c.blob_dir, std::filesystem::path("/mnt/blobs"));
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Accepted values
+
+TEST(config_accepts, ipv4_and_hostname_listen_addresses) {
+  const auto a = load_with("DOCFLOW_LISTEN", "0.0.0.0:65535").listen;
+  EXPECT_EQ(a.host, "0.0.0.0");
+  EXPECT_EQ(a.port, 65535);
+  const auto b = load_with("DOCFLOW_LISTEN", "localhost:1").listen;
+  EXPECT_EQ(b.host, "localhost");
+  EXPECT_EQ(b.port, 1);
+}
+
+TEST(config_accepts, bracketed_ipv6_listen_address) {
+  const auto a = load_with("DOCFLOW_LISTEN", "[::1]:8000").listen;
+  EXPECT_EQ(a.host, "::1");
+  EXPECT_EQ(a.port, 8000);
+  const auto b = load_with("DOCFLOW_LISTEN", "[2001:db8::7]:443").listen;
+  EXPECT_EQ(b.host, "2001:db8::7");
+  EXPECT_EQ(b.port, 443);
+}
+
+TEST(config_accepts, jwt_secret_of_exactly_32_bytes) {
+  const std::string secret(32, 'k');
+  EXPECT_EQ(load_with("DOCFLOW_JWT_SECRET", secret).jwt_secret, secret);
+}
+
+TEST(config_accepts, empty_optional_strings_mean_unset) {
+  const auto c =
+      config::load({{"DOCFLOW_JWT_SECRET", ""}, {"DOCFLOW_ML_URL", ""}, {"DOCFLOW_METRICS_TOKEN", ""}}, 4);
+  EXPECT_FALSE(c.jwt_secret.has_value());
+  EXPECT_FALSE(c.ml_url.has_value());
+  EXPECT_FALSE(c.metrics_token.has_value());
+}
+
+TEST(config_accepts, explicit_values_are_parsed) {
+  const auto c = config::load({{"DOCFLOW_SIGNUP", "closed"},
+                               {"DOCFLOW_WORKERS", "0"},
+                               {"DOCFLOW_MAX_UPLOAD_BYTES", "64KiB"},
+                               {"DOCFLOW_HEADER_TIMEOUT", "500ms"},
+                               {"DOCFLOW_ACCESS_TTL", "2s"},
+                               {"DOCFLOW_JOB_LEASE", "15m"},
+                               {"DOCFLOW_IDEMPOTENCY_TTL", "7d"},
+                               {"DOCFLOW_QUEUE_MAX_DEPTH", "4294967295"},
+                               {"DOCFLOW_ML_URL", "https://ml.internal:9000/enrich"},
+                               {"DOCFLOW_LOG_LEVEL", "debug"},
+                               {"DOCFLOW_METRICS_TOKEN", "t0k3n"}},
+                              4);
+  EXPECT_FALSE(c.signup_open);
+  EXPECT_EQ(c.workers, 0U);
+  EXPECT_EQ(c.max_upload_bytes, 65536U);
+  EXPECT_EQ(c.header_timeout, 500ms);
+  EXPECT_EQ(c.access_ttl, 2s);
+  EXPECT_EQ(c.job_lease, 15min);
+  EXPECT_EQ(c.idempotency_ttl, 7 * 24h);
+  EXPECT_EQ(c.queue_max_depth, 4294967295U);
+  EXPECT_EQ(c.ml_url, "https://ml.internal:9000/enrich");
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.metrics_token, "t0k3n");
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Rejected values: each must throw config_error naming the offending environment variable.
+
+namespace {
+
+struct bad_value {
+  std::string env;
+  std::string value;
+};
+
+void PrintTo(const bad_value& b, std::ostream* os) { *os << b.env << "='" << b.value << "'"; }
+
+class config_rejects : public testing::TestWithParam<bad_value> {};
+
+std::vector<bad_value> bad(const std::string& env, const std::vector<std::string>& values) {
+  std::vector<bad_value> out;
+  for (const auto& v : values) {
+    out.push_back({env, v});
+  }
+  return out;
+}
+
+template <typename... Parts>
+std::vector<bad_value> join(const Parts&... parts) {
+  std::vector<bad_value> out;
+  (out.insert(out.end(), parts.begin(), parts.end()), ...);
+  return out;
+}
+
+}  // namespace
+
+TEST_P(config_rejects, with_config_error_naming_the_setting) {
+  const auto& [env, value] = GetParam();
+  ASSERT_TRUE(listed_in_settings(env)) << env << " is not in settings()";
+  try {
+    load_with(env, value);
+    FAIL() << "accepted " << env << "='" << value << "'";
+  } catch (const config::config_error& e) {
+    EXPECT_EQ(e.setting(), env);
+    EXPECT_NE(std::string(e.what()).find(env), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(listen, config_rejects,
+                         testing::ValuesIn(bad("DOCFLOW_LISTEN",
+                                               {"", "127.0.0.1", "127.0.0.1:", ":8000", "127.0.0.1:70000",
+                                                "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:http",
+                                                "127.0.0.1:80 ", "::1:8000", "[::1]", "[::1]8000",
+                                                "[::1]:", "[]:8000", "[::1:8000"})));
+
+INSTANTIATE_TEST_SUITE_P(
+    storage, config_rejects,
+    testing::ValuesIn(join(bad("DOCFLOW_DATA_DIR", {""}),
+                           bad("DOCFLOW_DATABASE_URL",
+                               {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
+                                "postgresql://u:p@db:5432/docflow", "postgres://db/docflow"}),
+                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}))));
+
+INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
+                         testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
+                                                bad("DOCFLOW_JWT_ISSUER", {""}),
+                                                bad("DOCFLOW_ACCESS_TTL", {"5", "5x", "", "0s", "25h"}),
+                                                bad("DOCFLOW_REFRESH_TTL", {"367d", "-1d"}),
+                                                bad("DOCFLOW_REFRESH_REUSE_GRACE", {"6m"}),
+                                                bad("DOCFLOW_LOGIN_MAX_FAILURES", {"0", "1001", "five"}),
+                                                bad("DOCFLOW_MAX_CONCURRENT_HASHES", {"0", "257"}),
+                                                bad("DOCFLOW_SIGNUP", {"Open", "yes", ""}))));
+
+INSTANTIATE_TEST_SUITE_P(jobs, config_rejects,
+                         testing::ValuesIn(join(bad("DOCFLOW_MAX_UPLOAD_BYTES",
+                                                    {"0", "-1", "100 MiB", "100mib", "1.5GiB",
+                                                     "18446744073709551616", "17179869184GiB"}),
+                                                bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
+                                                bad("DOCFLOW_JOB_LEASE", {"0s", "30"}),
+                                                bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
+                                                bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
+                                                bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
+                                                bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
+                                                bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}))));
+
+INSTANTIATE_TEST_SUITE_P(
+    server, config_rejects,
+    testing::ValuesIn(join(bad("DOCFLOW_LOG_LEVEL", {"verbose", "INFO", ""}),
+                           bad("DOCFLOW_HEADER_TIMEOUT", {"0ms", "2h"}), bad("DOCFLOW_BODY_TIMEOUT", {"61m"}),
+                           bad("DOCFLOW_IDLE_TIMEOUT", {"5"}), bad("DOCFLOW_SHUTDOWN_TIMEOUT", {"5x", "2h"}),
+                           bad("DOCFLOW_IO_THREADS", {"0"}),
+                           bad("DOCFLOW_BLOCKING_THREADS", {"0", "1025"}))));
+
+TEST(config_rejects_message, postgresql_is_explained) {
+  try {
+    load_with("DOCFLOW_DATABASE_URL", "postgresql://db/docflow");
+    FAIL() << "postgresql:// accepted";
+  } catch (const config::config_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("PostgreSQL"), std::string::npos) << what;
+    EXPECT_NE(what.find("sqlite://"), std::string::npos) << what;
+  }
+}
+
+TEST(config_rejects_message, s3_is_explained) {
+  try {
+    load_with("DOCFLOW_STORAGE_URL", "s3://bucket");
+    FAIL() << "s3:// accepted";
+  } catch (const config::config_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("S3"), std::string::npos) << what;
+    EXPECT_NE(what.find("file://"), std::string::npos) << what;
+  }
+}
+
+TEST(config_rejects_message, first_bad_setting_in_order_is_reported_alone) {
+  try {
+    config::load({{"DOCFLOW_LISTEN", "nope"}, {"DOCFLOW_LOG_LEVEL", "loud"}}, 4);
+    FAIL() << "bad values accepted";
+  } catch (const config::config_error& e) {
+    EXPECT_EQ(e.setting(), "DOCFLOW_LISTEN");
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// The settings table
+
+TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
+  const auto& all = config::settings();
+  ASSERT_FALSE(all.empty());
+  std::set<std::string> envs;
+  std::set<std::string> flags;
+  for (const auto& s : all) {
+    EXPECT_EQ(s.env.rfind("DOCFLOW_", 0), 0U) << s.env;
+    EXPECT_GT(s.env.size(), std::string("DOCFLOW_").size()) << s.env;
+    EXPECT_EQ(s.flag.rfind("--", 0), 0U) << s.flag;
+    EXPECT_GT(s.flag.size(), 2U) << s.flag;
+    EXPECT_FALSE(s.help.empty()) << s.env;
+    EXPECT_TRUE(envs.insert(s.env).second) << "duplicate env " << s.env;
+    EXPECT_TRUE(flags.insert(s.flag).second) << "duplicate flag " << s.flag;
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// parse_size
+
+namespace {
+
+struct size_case {
+  std::string text;
+  std::optional<std::uint64_t> expected;
+};
+
+void PrintTo(const size_case& c, std::ostream* os) { *os << "'" << c.text << "'"; }
+
+class parse_size_test : public testing::TestWithParam<size_case> {};
+
+constexpr auto u64_max = std::numeric_limits<std::uint64_t>::max();
+
+}  // namespace
+
+TEST_P(parse_size_test, parses_or_rejects) {
+  EXPECT_EQ(config::parse_size(GetParam().text), GetParam().expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(valid, parse_size_test,
+                         testing::Values(size_case{"0", 0}, size_case{"512", 512}, size_case{"7B", 7},
+                                         size_case{"64KiB", 65536}, size_case{"100MiB", 104857600},
+                                         size_case{"1GiB", 1073741824}, size_case{"1KB", 1000},
+                                         size_case{"3MB", 3000000}, size_case{"1GB", 1000000000},
+                                         size_case{"18446744073709551615", u64_max},
+                                         size_case{"17179869183GiB", 17179869183ULL << 30}));
+
+INSTANTIATE_TEST_SUITE_P(invalid, parse_size_test,
+                         testing::Values(size_case{"", std::nullopt}, size_case{"KiB", std::nullopt},
+                                         size_case{"-1", std::nullopt}, size_case{"+1", std::nullopt},
+                                         size_case{" 1", std::nullopt}, size_case{"1 ", std::nullopt},
+                                         size_case{"1.5MiB", std::nullopt}, size_case{"10 MiB", std::nullopt},
+                                         size_case{"10kib", std::nullopt}, size_case{"10KiBB", std::nullopt},
+                                         size_case{"10TiB", std::nullopt},
+                                         size_case{"18446744073709551616", std::nullopt},
+                                         size_case{"17179869184GiB", std::nullopt},
+                                         size_case{"18446744073709552KB", std::nullopt}));
+
+// -----------------------------------------------------------------------------------------------------------
+// parse_duration
+
+namespace {
+
+struct duration_case {
+  std::string text;
+  std::optional<milliseconds> expected;
+};
+
+void PrintTo(const duration_case& c, std::ostream* os) { *os << "'" << c.text << "'"; }
+
+class parse_duration_test : public testing::TestWithParam<duration_case> {};
+
+}  // namespace
+
+TEST_P(parse_duration_test, parses_or_rejects) {
+  EXPECT_EQ(config::parse_duration(GetParam().text), GetParam().expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(valid, parse_duration_test,
+                         testing::Values(duration_case{"500ms", 500ms}, duration_case{"2s", 2s},
+                                         duration_case{"15m", 15min}, duration_case{"3h", 3h},
+                                         duration_case{"7d", 7 * 24h}, duration_case{"0s", 0ms},
+                                         duration_case{"0ms", 0ms},
+                                         duration_case{"9223372036854775807ms", milliseconds::max()},
+                                         duration_case{"106751991167d", 106751991167LL * 24h}));
+
+INSTANTIATE_TEST_SUITE_P(
+    invalid, parse_duration_test,
+    testing::Values(duration_case{"5", std::nullopt}, duration_case{"5x", std::nullopt},
+                    duration_case{"", std::nullopt}, duration_case{"ms", std::nullopt},
+                    duration_case{"-5s", std::nullopt}, duration_case{"1.5s", std::nullopt},
+                    duration_case{"5 s", std::nullopt}, duration_case{"5S", std::nullopt},
+                    duration_case{"1m30s", std::nullopt}, duration_case{"2w", std::nullopt},
+                    duration_case{"9223372036854775808ms", std::nullopt},
+                    duration_case{"106751991168d", std::nullopt},
+                    duration_case{"213503982335d", std::nullopt},
+                    duration_case{"18446744073709551616ms", std::nullopt}));

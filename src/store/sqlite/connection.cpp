@@ -1,5 +1,8 @@
 #include "store/sqlite/connection.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include <sqlite3.h>
 
 #include "store/database.hpp"
@@ -7,6 +10,8 @@
 namespace docflow::store::sqlite {
 
 namespace {
+constexpr std::chrono::milliseconds busy_timeout{5000};
+
 [[noreturn]] void raise(sqlite3* db, std::string_view what) {
   throw store_error(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
 }
@@ -71,8 +76,23 @@ connection::connection(const std::filesystem::path& path, bool create) {
     db_ = nullptr;
     throw store_error("open " + path.string() + ": " + message);
   }
-  sqlite3_busy_timeout(db_, 5000);
-  exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
+  // Switching a fresh file to WAL takes a lock that SQLite does not wait for
+  // through the busy handler, so two processes starting at once would fail:
+  // retry for as long as the busy timeout.
+  const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+  for (;;) {
+    const int rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    if (rc != SQLITE_BUSY || std::chrono::steady_clock::now() >= deadline) {
+      const std::string message = sqlite3_errmsg(db_);
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw store_error("open " + path.string() + ": " + message);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
 }
 
 connection::~connection() { sqlite3_close(db_); }

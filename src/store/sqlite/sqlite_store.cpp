@@ -73,6 +73,10 @@ core::document read_document(const statement& st) {
 }
 
 int read_version(connection& c) {
+  auto exists =
+      c.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
+  exists.step();
+  if (exists.column_int(0) == 0) return 0;  // never migrated
   auto st = c.prepare("SELECT coalesce(max(version), 0) FROM schema_migrations");
   st.step();
   return static_cast<int>(st.column_int(0));

@@ -1,0 +1,590 @@
+"""Shared helpers for the black-box integration tests.
+
+Every test starts the real `docflow` binary (DOCFLOW_BIN, set by CTest) on
+127.0.0.1:0 with a fresh data directory and talks to it over real sockets.
+
+- start_server(**env) -> Server: runs `docflow serve`, waits for the
+  `server.listening` log line, keeps every stdout/stderr line.
+- Server.request(...): one request through http.client.
+- RawConnection / raw_request(...): exact bytes on a socket, for what
+  http.client would refuse to send or would hide (pipelining, bad heads,
+  interim 100 responses, timeouts).
+- wait_closed(sock, timeout): did the server close the connection in time?
+- run_cli(args, **env): runs a one-shot command (version, migrate, ...).
+- ServerTestCase: a TestCase whose servers and sockets are always cleaned up.
+
+No wait here is unbounded, and every process started is killed at the
+latest when the test (or, failing that, the interpreter) ends.
+"""
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+BIN = os.environ.get("DOCFLOW_BIN") or "/work/main/build-it/src/docflow"
+JWT_SECRET = "integration-test-secret-0123456789abcdef"  # 40 bytes
+assert len(JWT_SECRET) == 40
+
+START_TIMEOUT = 15.0  # seconds for `serve` to log server.listening
+IO_TIMEOUT = 5.0  # default bound on one socket read
+EXIT_TIMEOUT = 10.0  # bound on a process exiting after a signal
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+_live_processes = []  # every Popen not yet reaped, killed at exit as a last resort
+
+
+def _kill_leftovers():
+    for proc in list(_live_processes):
+        _kill(proc)
+
+
+atexit.register(_kill_leftovers)
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc in _live_processes:
+        _live_processes.remove(proc)
+
+
+def build_env(data_dir, env):
+    """The process environment: ours minus every DOCFLOW_* setting, plus the
+    test defaults, plus `env` (a value of None removes the variable)."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("DOCFLOW_")}
+    out["DOCFLOW_LISTEN"] = "127.0.0.1:0"
+    out["DOCFLOW_DATA_DIR"] = data_dir
+    out["DOCFLOW_JWT_SECRET"] = JWT_SECRET
+    for key, value in env.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = str(value)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Responses
+
+
+class Response:
+    """One HTTP response: status, reason, headers (in order), body bytes."""
+
+    def __init__(self, status, reason, headers, body, version="HTTP/1.1"):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value)
+        self.body = body
+        self.version = version
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    @property
+    def content_type(self):
+        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
+
+    @property
+    def closes(self):
+        """True when the server announced it closes the connection."""
+        return "close" in (self.header("Connection") or "").lower()
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<Response %d %s %r %r>" % (self.status, self.reason, self.headers, self.body[:300])
+
+
+class ConnectionClosed(AssertionError):
+    """The server closed the connection before a complete response."""
+
+
+class NoResponse(AssertionError):
+    """The server sent no complete response in time."""
+
+
+class RawConnection:
+    """A client socket with a read buffer, speaking bytes."""
+
+    def __init__(self, port, timeout=IO_TIMEOUT, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        """Sends all of `data`; returns False when the server already closed."""
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def _fill(self, deadline):
+        """Reads more bytes into buf; returns False at EOF/reset. Raises
+        socket.timeout when the deadline passes."""
+        if self.eof:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out waiting for the server")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _read_until(self, marker, deadline):
+        while marker not in self.buf:
+            if not self._fill(deadline):
+                raise ConnectionClosed("connection closed before %r; buffered %r" % (marker, self.buf[:500]))
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def _read_exact(self, n, deadline):
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise ConnectionClosed("connection closed after %d of %d body bytes" % (len(self.buf), n))
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, head=False, timeout=None, interim=False):
+        """Reads one response. `head`: it answers a HEAD request (no body).
+        `interim`: return 1xx responses instead of skipping them. A response
+        that does not arrive in time fails the test (NoResponse)."""
+        timeout = timeout or self.timeout
+        try:
+            return self._read_response(head, time.monotonic() + timeout, interim)
+        except socket.timeout:
+            raise NoResponse("no complete response within %.1fs; received %r" % (timeout, self.buf[:500])) from None
+
+    def _read_response(self, head, deadline, interim):
+        while True:
+            raw = self._read_until(b"\r\n\r\n", deadline).decode("latin-1")
+            lines = raw[:-4].split("\r\n")
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+                raise AssertionError("not an HTTP status line: %r" % lines[0])
+            status = int(parts[1])
+            reason = parts[2] if len(parts) > 2 else ""
+            headers = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise AssertionError("malformed response header line: %r" % line)
+                headers.append((name.strip(), value.strip()))
+            res = Response(status, reason, headers, b"", parts[0])
+            if 100 <= status < 200:
+                if interim:
+                    return res
+                continue
+            break
+        if head or status in (204, 304):
+            return res
+        if "chunked" in (res.header("Transfer-Encoding") or "").lower():
+            body = b""
+            while True:
+                size_line = self._read_until(b"\r\n", deadline)
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._read_until(b"\r\n", deadline) != b"\r\n":
+                        pass  # trailer fields
+                    break
+                body += self._read_exact(size, deadline)
+                self._read_exact(2, deadline)
+            res.body = body
+        elif res.header("Content-Length") is not None:
+            res.body = self._read_exact(int(res.header("Content-Length")), deadline)
+        else:
+            while self._fill(deadline):
+                pass
+            res.body, self.buf = self.buf, b""
+        return res
+
+    def request(self, method, path, headers=None, body=b"", timeout=None):
+        """Sends one well-formed request and reads its response."""
+        self.send(format_request(method, path, headers, body))
+        return self.read_response(head=(method == "HEAD"), timeout=timeout)
+
+    def wait_closed(self, timeout):
+        return wait_closed(self, timeout)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def format_request(method, path, headers=None, body=b"", host="127.0.0.1"):
+    """Builds request bytes; adds Host and, for a body, Content-Length."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    headers = dict(headers or {})
+    lower = {k.lower() for k in headers}
+    if "host" not in lower:
+        headers = {"Host": host, **headers}
+    if body and "content-length" not in lower and "transfer-encoding" not in lower:
+        headers["Content-Length"] = str(len(body))
+    head = "%s %s HTTP/1.1\r\n" % (method, path)
+    head += "".join("%s: %s\r\n" % (k, v) for k, v in headers.items())
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def wait_closed(conn, timeout):
+    """True when the server closes (EOF or reset) within `timeout` seconds;
+    bytes that arrive meanwhile are discarded (kept in conn.buf for a
+    RawConnection). False if the connection is still open at the deadline."""
+    if isinstance(conn, RawConnection):
+        deadline = time.monotonic() + timeout
+        try:
+            while conn._fill(deadline):
+                pass
+            return True
+        except socket.timeout:
+            return False
+    sock = conn
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv(65536):
+                return True
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+
+def raw_request(port, data, head=False, timeout=IO_TIMEOUT):
+    """Opens a connection, sends `data` (bytes, exactly), reads one response.
+    Returns (response, connection); the caller closes the connection."""
+    conn = RawConnection(port, timeout=timeout)
+    try:
+        conn.send(data)
+        return conn.read_response(head=head, timeout=timeout), conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def connection_refused(port, timeout=2.0):
+    """True when a TCP connect to the port is refused."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return True
+    s.close()
+    return False
+
+
+# --------------------------------------------------------------------------
+# Prometheus text
+
+
+_SAMPLE_RE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
+_LABEL_RE = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def parse_metrics(text):
+    """Returns {(name, frozenset(labels.items())): value} for every sample;
+    raises AssertionError on a line that is not exposition format."""
+    samples = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line)
+        if not m:
+            raise AssertionError("not a Prometheus sample line: %r" % line)
+        labels = {}
+        rest = m.group(3) or ""
+        pos = 0
+        while pos < len(rest):
+            lm = _LABEL_RE.match(rest, pos)
+            if not lm or lm.end() == pos:
+                raise AssertionError("bad label set in %r" % line)
+            labels[lm.group(1)] = lm.group(2)
+            pos = lm.end()
+        samples[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return samples
+
+
+def metric(samples, name, **labels):
+    """The value of one sample, or None when it is absent."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+# --------------------------------------------------------------------------
+# The server process
+
+
+class Server:
+    """A running `docflow serve`. Use start_server()."""
+
+    def __init__(self, args=(), data_dir=None, **env):
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="docflow-it-")
+        self.env = build_env(self.data_dir, env)
+        self.lines = []  # raw stdout lines
+        self.stderr_lines = []
+        self._cond = threading.Condition()
+        self.port = None
+        self.proc = subprocess.Popen(
+            [BIN, "serve", *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _live_processes.append(self.proc)
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        try:
+            event = self.wait_for_log(lambda e: e.get("event") == "server.listening", timeout=START_TIMEOUT)
+        except AssertionError:
+            self.cleanup()
+            raise AssertionError(
+                "docflow serve did not start (exit %r)\nstdout:\n%s\nstderr:\n%s"
+                % (self.proc.returncode, "\n".join(self.lines), "\n".join(self.stderr_lines))
+            )
+        self.port = int(event["port"])
+
+    def _pump(self, stream, sink):
+        for raw in iter(stream.readline, b""):
+            with self._cond:
+                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    # ---- logs
+
+    @property
+    def events(self):
+        """Every stdout line parsed as JSON (None for a line that is not)."""
+        out = []
+        with self._cond:
+            lines = list(self.lines)
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append(None)
+        return out
+
+    def find_logs(self, pred=None, **fields):
+        out = []
+        for e in self.events:
+            if isinstance(e, dict) and all(e.get(k) == v for k, v in fields.items()) and (pred is None or pred(e)):
+                out.append(e)
+        return out
+
+    def wait_for_log(self, pred=None, timeout=IO_TIMEOUT, **fields):
+        """Waits for a stdout JSON line matching `pred` and `fields`; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = self.find_logs(pred, **fields)
+                if found:
+                    return found[0]
+                remaining = deadline - time.monotonic()
+                exited = self.proc.poll() is not None and not any(t.is_alive() for t in self._threads)
+                if remaining <= 0 or exited:
+                    tail = "\n".join(self.lines[-30:])
+                    why = "the process exited" if exited else "%.1fs passed" % timeout
+                    raise AssertionError("no log line matching %r (%s); last lines:\n%s" % (fields, why, tail))
+                self._cond.wait(min(remaining, 0.1))
+
+    @property
+    def stderr(self):
+        with self._cond:
+            return "\n".join(self.stderr_lines)
+
+    # ---- requests
+
+    def request(self, method, path, headers=None, body=None, timeout=IO_TIMEOUT):
+        """One request on a fresh http.client connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            body = r.read()
+            return Response(r.status, r.reason, list(r.getheaders()), body)
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None, **kw):
+        return self.request("GET", path, headers=headers, **kw)
+
+    def connect(self, timeout=IO_TIMEOUT):
+        return RawConnection(self.port, timeout=timeout)
+
+    def raw_request(self, data, head=False, timeout=IO_TIMEOUT):
+        return raw_request(self.port, data, head=head, timeout=timeout)
+
+    # ---- lifecycle
+
+    def signal(self, signo):
+        self.proc.send_signal(signo)
+
+    def wait_exit(self, timeout=EXIT_TIMEOUT):
+        """The exit code; AssertionError (after killing it) if still running."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("docflow did not exit within %.1fs" % timeout)
+        for t in self._threads:
+            t.join(timeout=2)
+        if self.proc in _live_processes:
+            _live_processes.remove(self.proc)
+        return code
+
+    @property
+    def running(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        _kill(self.proc)
+        for t in self._threads:
+            t.join(timeout=2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def cleanup(self, remove_data=None):
+        self.kill()
+        if remove_data if remove_data is not None else self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_server(*args, data_dir=None, **env):
+    """Starts `docflow serve [args]` with the test defaults overridden by env
+    (e.g. DOCFLOW_HEADER_TIMEOUT="300ms"; None unsets a variable)."""
+    return Server(args=args, data_dir=data_dir, **env)
+
+
+def run_cli(args, data_dir=None, timeout=20.0, **env):
+    """Runs `docflow ARGS` to completion (killed after `timeout`), returning
+    the CompletedProcess with text stdout/stderr."""
+    own = data_dir is None
+    data_dir = data_dir or tempfile.mkdtemp(prefix="docflow-it-")
+    try:
+        return subprocess.run(
+            [BIN, *args],
+            env=build_env(data_dir, env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:  # run() has killed it
+        stderr = e.stderr.decode("utf-8", "replace") if isinstance(e.stderr, bytes) else e.stderr
+        raise AssertionError(
+            "docflow %s was still running after %.1fs (killed); stderr: %s" % (" ".join(args), timeout, stderr)
+        ) from None
+    finally:
+        if own:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class ServerTestCase(unittest.TestCase):
+    """start_server/connect/raw_request that clean up after the test."""
+
+    maxDiff = None
+
+    def start_server(self, *args, **env):
+        server = start_server(*args, **env)
+        self.addCleanup(server.cleanup)
+        return server
+
+    def connect(self, server, timeout=IO_TIMEOUT):
+        conn = server.connect(timeout=timeout)
+        self.addCleanup(conn.close)
+        return conn
+
+    def raw_request(self, server, data, head=False, timeout=IO_TIMEOUT):
+        res, conn = server.raw_request(data, head=head, timeout=timeout)
+        self.addCleanup(conn.close)
+        return res, conn
+
+    def assertProblem(self, res, status, slug, instance=None):
+        """An RFC 9457 problem with the documented members."""
+        self.assertEqual(res.status, status, res)
+        self.assertEqual(res.content_type, "application/problem+json", res)
+        body = res.json()
+        for member in ("type", "title", "status", "detail", "instance", "request_id"):
+            self.assertIn(member, body, body)
+        if slug is not None:
+            self.assertEqual(body["type"], "/problems/" + slug, body)
+        self.assertTrue(str(body["type"]).startswith("/problems/"), body)
+        self.assertEqual(body["status"], status, body)
+        self.assertIsInstance(body["title"], str)
+        self.assertTrue(body["title"], body)
+        self.assertIsInstance(body["detail"], str)
+        if instance is not None:
+            self.assertEqual(body["instance"], instance, body)
+        self.assertEqual(body["request_id"], res.header("X-Request-ID"), "body and header request ids differ")
+        return body
+
+
+class SharedServerTestCase(ServerTestCase):
+    """One server for all tests of the class, for tests that leave it as
+    they found it. `server_env` configures it."""
+
+    server_env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.server = start_server(**cls.server_env)
+        cls.addClassCleanup(cls.server.cleanup)

@@ -1,0 +1,176 @@
+"""The command line (SPEC sections 6 and 7): configuration errors, flags over
+environment variables, version, help, migrate and the generated JWT secret."""
+import os
+import re
+import shutil
+import signal
+import stat
+import tempfile
+import unittest
+
+from harness import EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
+
+EXIT_BAD_CONFIG = 2
+START_BOUND = 8.0  # a bad configuration exits at once; still running after this means it started
+
+
+class BadConfigurationTest(unittest.TestCase):
+    BAD_VALUES = {
+        "DOCFLOW_LISTEN": "nonsense",
+        "DOCFLOW_ACCESS_TTL": "5x",
+        "DOCFLOW_REFRESH_TTL": "soon",
+        "DOCFLOW_MAX_UPLOAD_BYTES": "lots",
+        "DOCFLOW_SIGNUP": "maybe",
+        "DOCFLOW_JWT_SECRET": "short",
+        "DOCFLOW_LOG_LEVEL": "loud",
+        "DOCFLOW_WORKERS": "-1",
+        "DOCFLOW_HEADER_TIMEOUT": "fast",
+        "DOCFLOW_IDLE_TIMEOUT": "-1s",
+        "DOCFLOW_LOGIN_MAX_FAILURES": "many",
+        "DOCFLOW_ML_URL": "ftp://example.invalid",
+    }
+
+    def test_bad_values_exit_2_naming_the_variable(self):
+        for name, value in self.BAD_VALUES.items():
+            with self.subTest(name=name, value=value):
+                out = run_cli(["serve"], timeout=START_BOUND, **{name: value})
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, "stderr: %s" % out.stderr)
+                self.assertIn(name, out.stderr)
+                self.assertNotIn("server.listening", out.stdout)
+
+    def test_migrate_checks_configuration_too(self):
+        out = run_cli(["migrate"], DOCFLOW_LOG_LEVEL="loud")
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        self.assertIn("DOCFLOW_LOG_LEVEL", out.stderr)
+
+    def test_bad_value_does_not_create_data(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        out = run_cli(["serve"], data_dir=data, DOCFLOW_ACCESS_TTL="5x")
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG)
+        self.assertFalse(os.path.exists(os.path.join(data, "docflow.db")))
+
+    def test_unknown_flag_is_an_error(self):
+        out = run_cli(["serve", "--no-such-flag"])
+        self.assertNotEqual(out.returncode, 0)
+
+
+class FlagOverridesEnvTest(ServerTestCase):
+    def test_good_flag_wins_over_bad_env(self):
+        server = self.start_server("--listen", "127.0.0.1:0", DOCFLOW_LISTEN="nonsense")
+        self.assertEqual(server.get("/healthz").status, 200)
+
+    def test_good_flag_wins_over_bad_env_equals_form(self):
+        server = self.start_server("--log-level=info", DOCFLOW_LOG_LEVEL="loud")
+        self.assertEqual(server.get("/healthz").status, 200)
+
+    def test_bad_flag_wins_over_good_env(self):
+        for flag, env in (("--log-level=loud", "DOCFLOW_LOG_LEVEL"), ("--access-ttl=5x", "DOCFLOW_ACCESS_TTL")):
+            with self.subTest(flag=flag):
+                good = "info" if env == "DOCFLOW_LOG_LEVEL" else "15m"
+                out = run_cli(["serve", flag], timeout=START_BOUND, **{env: good})
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertTrue(env in out.stderr or flag.split("=")[0] in out.stderr, out.stderr)
+
+    def test_flag_alone_is_used(self):
+        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN=None)
+        self.assertEqual(server.get("/metrics").status, 401)
+        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+
+    def test_flags_override_env_for_migrate(self):
+        out = run_cli(["migrate", "--log-level=info"], DOCFLOW_LOG_LEVEL="loud")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run_cli(["migrate", "--log-level=loud"], DOCFLOW_LOG_LEVEL="info")
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+
+    def test_flag_value_is_the_one_used(self):
+        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN="from-the-env")
+        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-env"}).status, 401)
+        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+
+
+class CommandsTest(unittest.TestCase):
+    def test_version(self):
+        out = run_cli(["version"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"^docflow \d+\.\d+\.\d+\S*\n?$")
+
+    def test_help(self):
+        out = run_cli(["--help"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for command in ("serve", "migrate", "version"):
+            self.assertIn(command, out.stdout)
+
+    def test_help_on_each_command(self):
+        for command in ("serve", "migrate", "version"):
+            with self.subTest(command=command):
+                out = run_cli([command, "--help"])
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertIn(command, out.stdout + out.stderr)
+        out = run_cli(["serve", "--help"])
+        self.assertIn("--listen", out.stdout)
+        self.assertIn("DOCFLOW_LISTEN", out.stdout)
+
+    def test_unknown_command_fails(self):
+        out = run_cli(["frobnicate"])
+        self.assertNotEqual(out.returncode, 0)
+        self.assertTrue(out.stderr.strip(), "an error should say something on stderr")
+
+    def test_no_command_fails(self):
+        self.assertNotEqual(run_cli([]).returncode, 0)
+
+    def test_migrate_twice(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        versions = []
+        for attempt in (1, 2):
+            out = run_cli(["migrate"], data_dir=data)
+            self.assertEqual(out.returncode, 0, "attempt %d: %s" % (attempt, out.stderr))
+            m = re.search(r"schema version (\d+)", out.stderr)
+            self.assertIsNotNone(m, out.stderr)
+            versions.append(int(m.group(1)))
+            self.assertTrue(os.path.isfile(os.path.join(data, "docflow.db")))
+        self.assertEqual(versions[0], versions[1])
+        self.assertGreaterEqual(versions[0], 1)
+
+    def test_serve_after_migrate_uses_the_same_database(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        self.assertEqual(run_cli(["migrate"], data_dir=data).returncode, 0)
+        server = start_server(data_dir=data)
+        self.addCleanup(server.cleanup)
+        self.assertEqual(server.get("/readyz").status, 200)
+
+
+class JwtSecretTest(ServerTestCase):
+    def test_generated_once_with_mode_0600_and_reused(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        path = os.path.join(data, "jwt.secret")
+
+        first = self.start_server(data_dir=data, DOCFLOW_JWT_SECRET=None)
+        warning = first.wait_for_log(event="config.jwt_secret_generated", timeout=1)
+        self.assertEqual(warning["level"], "warn")
+        self.assertTrue(os.path.isfile(path))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path, "rb") as f:
+            secret = f.read()
+        self.assertGreaterEqual(len(secret.strip()), 32)
+        self.assertNotIn(secret.strip().decode("latin-1"), "\n".join(first.lines), "the secret must not be logged")
+        first.signal(signal.SIGTERM)
+        self.assertEqual(first.wait_exit(EXIT_TIMEOUT), 0)
+
+        second = self.start_server(data_dir=data, DOCFLOW_JWT_SECRET=None)
+        self.assertEqual(second.find_logs(event="config.jwt_secret_generated"), [])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), secret, "the secret changed on the second start")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_not_generated_when_configured(self):
+        server = self.start_server()
+        self.assertFalse(os.path.exists(os.path.join(server.data_dir, "jwt.secret")))
+        self.assertEqual(server.find_logs(event="config.jwt_secret_generated"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()

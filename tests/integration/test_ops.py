@@ -1,0 +1,220 @@
+"""Operations endpoints (SPEC section 5): /healthz, /readyz, /metrics and the
+access log."""
+import os
+import time
+import unittest
+
+from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics
+
+
+class HealthTest(SharedServerTestCase):
+    def test_healthz_is_200_json(self):
+        res = self.server.get("/healthz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.content_type, "application/json")
+        self.assertEqual(res.json(), {"status": "ok"})
+
+    def test_readyz_is_200_with_checks(self):
+        res = self.server.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.content_type, "application/json")
+        self.assertEqual(res.json(), {"status": "ready", "checks": {"database": "ok", "storage": "ok"}})
+
+    def test_head_healthz_has_length_but_no_body(self):
+        get_body = self.server.get("/healthz").body
+        conn = self.connect(self.server)
+        head = conn.request("HEAD", "/healthz")
+        self.assertEqual(head.status, 200, head)
+        self.assertEqual(head.header("Content-Length"), str(len(get_body)), head)
+        self.assertEqual(head.content_type, "application/json")
+        self.assertTrue(head.header("X-Request-ID"))
+        # Any stray body bytes would be read as the start of the next answer.
+        after = conn.request("GET", "/healthz")
+        self.assertEqual(after.status, 200, after)
+        self.assertEqual(after.json(), {"status": "ok"})
+
+    def test_head_works_on_every_get_route(self):
+        for path in ("/readyz", "/metrics"):
+            with self.subTest(path=path):
+                conn = self.connect(self.server)
+                res = conn.request("HEAD", path)
+                self.assertEqual(res.status, 200, res)
+                self.assertIsNotNone(res.header("Content-Length"), res)
+                self.assertEqual(conn.request("GET", "/healthz").status, 200)
+
+
+class ReadinessTest(ServerTestCase):
+    """readyz opens a fresh database connection and writes a probe file on
+    every call, so breaking either shows up at once and heals at once."""
+
+    def test_database_unavailable_then_recovers(self):
+        server = self.start_server()
+        db = os.path.join(server.data_dir, "docflow.db")
+        aside = db + ".aside"
+        self.assertTrue(os.path.isfile(db), "the database should be at <data>/docflow.db")
+        os.rename(db, aside)
+        os.mkdir(db)
+        try:
+            res = server.get("/readyz")
+            body = self.assertProblem(res, 503, "service-unavailable", "/readyz")
+            self.assertEqual(body.get("checks"), {"database": "unavailable", "storage": "ok"}, body)
+            self.assertTrue(res.header("Retry-After"), "503 should say when to retry")
+            self.assertNotIn(server.data_dir, res.body.decode(), "internal paths must not leak")
+            # Liveness does not depend on dependencies.
+            self.assertEqual(server.get("/healthz").status, 200)
+        finally:
+            os.rmdir(db)
+            os.rename(aside, db)
+        res = server.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["checks"], {"database": "ok", "storage": "ok"})
+
+    def test_storage_unavailable_then_recovers(self):
+        server = self.start_server()
+        tmp = os.path.join(server.data_dir, "blobs", "tmp")
+        aside = tmp + ".aside"
+        self.assertTrue(os.path.isdir(tmp), "the blob store should keep <data>/blobs/tmp")
+        os.rename(tmp, aside)
+        with open(tmp, "w") as f:
+            f.write("not a directory")
+        try:
+            res = server.get("/readyz")
+            body = self.assertProblem(res, 503, "service-unavailable", "/readyz")
+            self.assertEqual(body.get("checks"), {"database": "ok", "storage": "unavailable"}, body)
+            self.assertTrue(res.header("Retry-After"))
+            self.assertNotIn(server.data_dir, res.body.decode(), "internal paths must not leak")
+        finally:
+            os.remove(tmp)
+            os.rename(aside, tmp)
+        res = server.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["checks"], {"database": "ok", "storage": "ok"})
+
+
+class MetricsTest(ServerTestCase):
+    def scrape(self, server, headers=None):
+        res = server.get("/metrics", headers=headers)
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(res.header("Content-Type", "").startswith("text/plain"), res)
+        return res.body.decode("utf-8"), parse_metrics(res.body.decode("utf-8"))
+
+    def test_requests_are_counted_by_route_and_status(self):
+        server = self.start_server()
+        for _ in range(5):
+            self.assertEqual(server.get("/healthz").status, 200)
+        for path in ("/nope", "/also/not/here", "/healthz/extra"):
+            self.assertEqual(server.get(path).status, 404)
+        self.assertEqual(server.request("POST", "/healthz").status, 405)
+        self.assertEqual(server.request("HEAD", "/healthz").status, 200)
+        # The access-log line (and the count) is written after the answer.
+        server.wait_for_log(event="http.request", method="HEAD")
+
+        text, samples = self.scrape(server)
+        self.assertEqual(metric(samples, "http_requests_total", method="GET", route="/healthz", status="200"), 5, text)
+        self.assertEqual(metric(samples, "http_requests_total", method="GET", route="unmatched", status="404"), 3, text)
+        # Which route label a 405 gets is not specified; that it is counted once is.
+        posts = [v for (name, labels), v in samples.items()
+                 if name == "http_requests_total" and ("method", "POST") in labels and ("status", "405") in labels]
+        self.assertEqual(posts, [1], text)
+        self.assertIn("# TYPE http_requests_total counter", text)
+
+        # Histogram by route: 5 GETs + 1 HEAD at least.
+        self.assertIn("# TYPE http_request_duration_seconds histogram", text)
+        count = metric(samples, "http_request_duration_seconds_count", route="/healthz")
+        self.assertIsNotNone(count, text)
+        self.assertEqual(metric(samples, "http_request_duration_seconds_bucket", route="/healthz", le="+Inf"), count)
+        self.assertGreaterEqual(count, 6, text)
+        self.assertIsNotNone(metric(samples, "http_request_duration_seconds_sum", route="/healthz"), text)
+
+        self.assertIsNotNone(metric(samples, "http_requests_in_flight"), text)
+        started = metric(samples, "process_start_time_seconds")
+        self.assertIsNotNone(started, text)
+        self.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
+
+    def test_scrapes_count_themselves_afterwards(self):
+        server = self.start_server()
+        self.scrape(server)
+        server.wait_for_log(event="http.request", route="/metrics")
+        text, samples = self.scrape(server)
+        self.assertEqual(metric(samples, "http_requests_total", method="GET", route="/metrics", status="200"), 1, text)
+
+    def test_token_required_when_configured(self):
+        token = "metrics-token-for-tests"
+        server = self.start_server(DOCFLOW_METRICS_TOKEN=token)
+        cases = {
+            "missing": None,
+            "wrong": "Bearer not-the-token",
+            "prefix": "Bearer " + token[:-1],
+            "longer": "Bearer " + token + "x",
+            "other scheme": "Basic " + token,
+            "no scheme": token,
+        }
+        for name, auth in cases.items():
+            with self.subTest(name):
+                res = server.get("/metrics", headers={"Authorization": auth} if auth else None)
+                self.assertProblem(res, 401, "unauthorized", "/metrics")
+                self.assertTrue(res.header("WWW-Authenticate", "").startswith("Bearer"), res)
+                self.assertNotIn(b"http_requests_total", res.body)
+        text, _ = self.scrape(server, headers={"Authorization": "Bearer " + token})
+        self.assertIn("http_requests_total", text)
+        # The token protects /metrics only.
+        self.assertEqual(server.get("/healthz").status, 200)
+
+
+    def test_token_scheme_is_case_insensitive(self):
+        # RFC 9110 section 11.1: the authentication scheme is case-insensitive.
+        token = "metrics-token-for-tests"
+        server = self.start_server(DOCFLOW_METRICS_TOKEN=token)
+        for scheme in ("bearer", "BEARER"):
+            with self.subTest(scheme=scheme):
+                res = server.get("/metrics", headers={"Authorization": scheme + " " + token})
+                self.assertEqual(res.status, 200, res)
+
+
+class AccessLogTest(ServerTestCase):
+    def test_one_access_line_per_request_with_fields(self):
+        server = self.start_server()
+        rid = "itest-access-log-0001"
+        res = server.get("/healthz?probe=1", headers={"X-Request-ID": rid})
+        self.assertEqual(res.status, 200)
+        line = server.wait_for_log(event="http.request", request_id=rid)
+        self.assertEqual(line["method"], "GET")
+        self.assertEqual(line["route"], "/healthz")
+        self.assertEqual(line["status"], 200)
+        self.assertEqual(line["level"], "info")
+        self.assertIsInstance(line["ts"], str)
+        self.assertRegex(line["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertIsInstance(line["duration_ms"], (int, float))
+        self.assertGreaterEqual(line["duration_ms"], 0)
+        self.assertGreater(line["bytes_in"], 0)
+        self.assertGreaterEqual(line["bytes_out"], len(res.body))
+        self.assertEqual(len(server.find_logs(event="http.request", request_id=rid)), 1)
+
+    def test_unmatched_route_is_logged_as_unmatched(self):
+        server = self.start_server()
+        rid = "itest-access-log-404"
+        self.assertEqual(server.get("/no/such/thing", headers={"X-Request-ID": rid}).status, 404)
+        line = server.wait_for_log(event="http.request", request_id=rid)
+        self.assertEqual(line["route"], "unmatched")
+        self.assertEqual(line["status"], 404)
+
+    def test_route_template_not_raw_path(self):
+        server = self.start_server()
+        rid = "itest-access-log-query"
+        server.get("/readyz?secret=abc", headers={"X-Request-ID": rid})
+        line = server.wait_for_log(event="http.request", request_id=rid)
+        self.assertEqual(line["route"], "/readyz")
+
+    def test_stdout_is_json_lines(self):
+        server = self.start_server()
+        server.get("/healthz")
+        server.get("/nope")
+        server.wait_for_log(event="http.request", status=404)
+        for raw, parsed in zip(server.lines, server.events):
+            self.assertIsInstance(parsed, dict, "stdout line is not a JSON object: %r" % raw)
+            for field in ("ts", "level", "event"):
+                self.assertIn(field, parsed, raw)
+
+
+if __name__ == "__main__":
+    unittest.main()
