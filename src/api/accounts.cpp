@@ -25,7 +25,9 @@ using boost::asio::awaitable;
 using std::chrono::duration_cast;
 using std::chrono::seconds;
 
-http::response problem(const http::request& req, http::problem p) { return http::make_problem(req, p); }
+http::response problem(const http::request& req, const http::problem& p) {
+  return http::make_problem(req, p);
+}
 
 http::response retry_later(const http::request& req, int status, std::string slug, std::string title,
                            std::string detail, seconds after) {

@@ -82,7 +82,8 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
 class maintenance {
 public:
   maintenance(store::database& db, const core::clock& clock, std::chrono::minutes period)
-      : thread_([this, &db, &clock, period](std::stop_token stop) { loop(stop, db, clock, period); }) {}
+      : thread_([this, &db, &clock, period](const std::stop_token& stop) { loop(stop, db, clock, period); }) {
+  }
 
 private:
   void loop(const std::stop_token& stop, store::database& db, const core::clock& clock,
