@@ -64,10 +64,21 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
       co_return res;
     }
   }
+  // Queue depth is the database's to tell (other processes add and take jobs).
+  try {
+    const auto stats = co_await s.blocking.run([&s] { return s.db.job_stats(); });
+    s.metrics.set("docflow_jobs_queued", "", static_cast<double>(stats.queued));
+    s.metrics.set("docflow_jobs_running", "", static_cast<double>(stats.running));
+  } catch (const store::store_error& e) {
+    obs::log(obs::level::warn, "metrics.job_stats_failed",
+             {{"request_id", req.request_id}, {"error", e.what()}});
+  }
   co_return http::response::text(200, s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
 }
 
 void describe_metrics(services& s) {
+  s.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge, "Jobs waiting to be claimed.");
+  s.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
   s.metrics.describe("process_start_time_seconds", obs::metrics::kind::gauge,
                      "Start time of the process since the Unix epoch, in seconds.");
   s.metrics.set("process_start_time_seconds", "",

@@ -3,6 +3,7 @@
 #include "api/accounts.hpp"
 #include "api/documents.hpp"
 #include "api/ops.hpp"
+#include "api/processing.hpp"
 #include "api/services.hpp"
 #include "config/config.hpp"
 
@@ -34,6 +35,11 @@ std::vector<http::route> routes(services& s) {
       {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
       {"DELETE", "/documents/{id}", bind(documents::remove), auth_policy::user, no_body},
       {"GET", "/documents/{id}/content", bind(documents::content), auth_policy::user, no_body},
+      {"POST", "/documents/{id}/process", bind(processing::process), auth_policy::user, no_body},
+      {"POST", "/documents/{id}/cancel", bind(processing::cancel), auth_policy::user, no_body},
+      {"GET", "/documents/{id}/result", bind(processing::result), auth_policy::user, no_body},
+      {"GET", "/documents/{id}/result/text", bind(processing::result_text), auth_policy::user, no_body},
+      {"GET", "/documents/{id}/events", bind(processing::events), auth_policy::user, no_body},
   };
 }
 

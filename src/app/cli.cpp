@@ -9,6 +9,7 @@
 
 #include "app/wiring.hpp"
 #include "config/config.hpp"
+#include "pipeline/sandbox.hpp"
 
 namespace docflow::app {
 
@@ -55,11 +56,20 @@ int run_cli(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show every command's options");
 
   auto raw = environment_settings();
-  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API");
+  auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
   add_settings(*serve_cmd, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
   add_settings(*migrate_cmd, raw);
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
+  auto* worker_cmd =
+      app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
+  add_settings(*worker_cmd, raw);
+  // The sandboxed child the workers start for each extraction; not for people.
+  std::string extract_kind;
+  std::string extract_file;
+  auto* extract_cmd = app.add_subcommand("extract", "")->group("");
+  extract_cmd->add_option("--kind", extract_kind)->required();
+  extract_cmd->add_option("file", extract_file)->required();
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
   user_cmd->require_subcommand(1);
   std::string user_name;
@@ -87,7 +97,14 @@ int run_cli(int argc, char** argv) {
     std::cout << "docflow " << DOCFLOW_VERSION << '\n';
     return 0;
   }
+  if (extract_cmd->parsed()) {
+    const auto kind = pipeline::parse_kind_argument(extract_kind);
+    return kind ? pipeline::extract_main(*kind, extract_file) : exit_bad_config;
+  }
   const auto cfg = load_or_exit(raw);
+  if (worker_cmd->parsed()) {
+    return work(cfg);
+  }
   if (migrate_cmd->parsed()) {
     return migrate(cfg);
   }

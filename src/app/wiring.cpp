@@ -2,6 +2,8 @@
 #include "app/wiring.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,8 +25,11 @@
 #include "core/ids.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/server.hpp"
+#include "jobs/worker_pool.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "pipeline/stage.hpp"
+#include "pipeline/stages.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace docflow::app {
@@ -32,6 +37,7 @@ namespace docflow::app {
 namespace {
 
 constexpr int exit_failure = 1;
+constexpr const char* pipeline_version = "docflow-pipeline/1";
 // Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
 constexpr unsigned login_max_failures_per_address = 20;
 constexpr std::chrono::seconds login_window{15 * 60};
@@ -107,6 +113,26 @@ private:
   std::jthread thread_;
 };
 
+// The workers of this process, configured from `cfg`; none when workers = 0.
+std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, store::database& db,
+                                                 blob::blob_store& blobs, obs::metrics& metrics,
+                                                 const core::clock& clock) {
+  jobs::worker_pool::describe_metrics(metrics);
+  if (cfg.workers == 0) return nullptr;
+  jobs::worker_options options;
+  options.workers = cfg.workers;
+  options.lease = cfg.job_lease;
+  options.max_attempts = cfg.job_max_attempts;
+  options.simulated_delay = cfg.simulated_delay;
+  options.pipeline_version = pipeline_version;
+  // The extractor child is this very binary in its `extract` mode.
+  const auto self = std::filesystem::read_symlink("/proc/self/exe");
+  auto stages = pipeline::default_stages(self, pipeline::sandbox_limits{});
+  obs::log(obs::level::info, "workers.started",
+           {{"workers", cfg.workers}, {"pipeline_version", pipeline_version}});
+  return std::make_unique<jobs::worker_pool>(db, blobs, std::move(stages), options, metrics, clock);
+}
+
 int migrate(const config::config& cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
@@ -159,6 +185,7 @@ int serve(config::config cfg) {
     options.shutdown_timeout = cfg.shutdown_timeout;
     options.io_threads = cfg.io_threads;
     const maintenance housekeeping(db, clock, std::chrono::minutes{10});
+    const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server server(
         options, router,
         [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
@@ -175,11 +202,41 @@ int serve(config::config cfg) {
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
     server.run();
+    if (workers) workers->stop();  // running jobs finish (or their leases lapse) while the pool joins
     blocking.join();
     return 0;
   } catch (const std::exception& e) {
     obs::log(obs::level::error, "docflow.start_failed", {{"error", e.what()}});
     std::cerr << "docflow: " << e.what() << '\n';
+    return exit_failure;
+  }
+}
+
+int work(const config::config& cfg) {
+  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  // Block the stop signals before any thread starts, so that only sigwait
+  // below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  try {
+    prepare_directories(cfg);
+    store::sqlite::sqlite_store db(cfg.sqlite_path);
+    db.migrate();
+    blob::fs_blob_store blobs(cfg.blob_dir);
+    obs::metrics metrics;
+    auto config = cfg;
+    config.workers = std::max(cfg.workers, 1U);
+    const auto workers = start_workers(config, db, blobs, metrics, core::system_clock());
+    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string() << '\n';
+    int signo = 0;
+    sigwait(&stop_signals, &signo);
+    obs::log(obs::level::info, "workers.stopping", {{"signal", signo}});
+    return 0;  // the pool's destructor lets running jobs finish
+  } catch (const std::exception& e) {
+    std::cerr << "docflow: worker failed: " << e.what() << '\n';
     return exit_failure;
   }
 }

@@ -9,9 +9,14 @@ struct config;
 
 namespace docflow::app {
 
-/// `docflow serve`: migrates, then serves HTTP until SIGTERM/SIGINT.
+/// `docflow serve`: migrates, then serves HTTP and runs DOCFLOW_WORKERS
+/// in-process workers until SIGTERM/SIGINT.
 /// Returns the process exit code.
 int serve(config::config cfg);
+
+/// `docflow worker`: runs the job workers alone against the configured
+/// database until SIGTERM/SIGINT. Returns the process exit code.
+int work(const config::config& cfg);
 
 /// `docflow migrate`: applies pending schema migrations and reports the
 /// version reached. Returns the process exit code.

@@ -51,6 +51,26 @@ public:
   virtual std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) = 0;
 };
 
+/// A local file holding a blob's bytes, for parsers that need a path. A
+/// store that has to download the bytes makes a temporary that this deletes.
+class local_copy {
+public:
+  local_copy(std::filesystem::path path, bool temporary) : path_(std::move(path)), temporary_(temporary) {}
+  ~local_copy() {
+    if (temporary_) {
+      std::error_code ignored;
+      std::filesystem::remove(path_, ignored);
+    }
+  }
+  local_copy(const local_copy&) = delete;
+  local_copy& operator=(const local_copy&) = delete;
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+  std::filesystem::path path_;
+  bool temporary_;
+};
+
 /// Where document bytes live: local disk now, S3-compatible storage later.
 /// Keys are ours (document ids), never names a client chose. Methods that
 /// touch the disk block: call them from the blocking pool.
@@ -71,6 +91,9 @@ public:
   virtual void remove(const std::string& key) = 0;
 
   virtual bool exists(const std::string& key) = 0;
+
+  /// The blob as a local file. Throws blob_error when it is missing.
+  virtual std::unique_ptr<local_copy> fetch(const std::string& key) = 0;
 
   /// Deletes temporaries older than `age` (uploads that a crash or a kill
   /// interrupted). Returns how many.

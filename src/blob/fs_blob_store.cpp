@@ -174,6 +174,12 @@ bool fs_blob_store::exists(const std::string& key) {
   return ::stat(path_of(key).c_str(), &st) == 0;
 }
 
+std::unique_ptr<local_copy> fs_blob_store::fetch(const std::string& key) {
+  auto path = path_of(key);
+  if (!exists(key)) throw blob_error("no blob " + key);
+  return std::make_unique<local_copy>(std::move(path), false);  // already local: no copy
+}
+
 std::size_t fs_blob_store::sweep_temporaries(std::chrono::seconds age) {
   const auto cutoff = std::filesystem::file_time_type::clock::now() - age;
   std::size_t removed = 0;

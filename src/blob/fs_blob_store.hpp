@@ -19,6 +19,7 @@ public:
   std::unique_ptr<blob_reader> open(const std::string& key) override;
   void remove(const std::string& key) override;
   bool exists(const std::string& key) override;
+  std::unique_ptr<local_copy> fetch(const std::string& key) override;
   std::size_t sweep_temporaries(std::chrono::seconds age) override;
 
   /// Where `key` lives (also used by the writer to commit).

@@ -1,5 +1,7 @@
 #include "core/document.hpp"
 
+#include "core/encoding.hpp"
+
 namespace docflow::core {
 
 const char* to_string(status s) noexcept {
@@ -38,29 +40,6 @@ const char* content_type(file_kind k) noexcept {
 }
 
 namespace {
-// Length of the UTF-8 sequence starting at s[i], or 0 when it is invalid
-// (overlong, surrogate, out of range or truncated).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
-  const unsigned char c = b(0);
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
-    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    if (c == 0xF0 && b(1) < 0x90) return 0;
-    if (c == 0xF4 && b(1) >= 0x90) return 0;
-    return 4;
-  }
-  return 0;
-}
-
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 bool ends_with_ci(std::string_view s, std::string_view suffix) {
@@ -78,7 +57,7 @@ std::string sanitize_filename(std::string_view name) {
   if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
   std::string out;
   for (std::size_t i = 0; i < name.size();) {
-    const auto n = utf8_sequence(name, i);
+    const auto n = utf8_sequence_length(name, i);
     if (n == 0) {
       ++i;
       continue;

@@ -17,6 +17,15 @@ std::optional<std::string> base64url_decode(std::string_view text);
 /// not continue a sequence. Meant for length limits on validated text.
 std::size_t utf8_length(std::string_view text) noexcept;
 
+/// Length of the UTF-8 sequence starting at text[i], or 0 when it is
+/// invalid (overlong, surrogate, out of range or truncated).
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept;
+
+/// True for valid UTF-8 (no overlong forms, surrogates or truncated
+/// sequences) without control characters (C0, DEL, C1): text fit to store
+/// and show, such as a document title.
+bool is_plain_text(std::string_view text) noexcept;
+
 /// Lowercase hex of `bytes`.
 std::string hex_encode(std::string_view bytes);
 

@@ -66,13 +66,13 @@ public:
   virtual boost::asio::awaitable<std::size_t> read_some(char* out, std::size_t max) = 0;
 };
 
-/// A response body produced piece by piece (downloads).
+/// A response body produced piece by piece (downloads, event streams).
 class body_source {
 public:
   virtual ~body_source() = default;
-  /// Reads up to `max` next bytes into `out`. May block briefly (local disk).
-  /// Throws std::runtime_error on an I/O failure.
-  virtual std::size_t read(char* out, std::size_t max) = 0;
+  /// Reads up to `max` next bytes into `out`; 0 at the end. Each piece is
+  /// sent as soon as it is read. Throws std::runtime_error on an I/O failure.
+  virtual boost::asio::awaitable<std::size_t> read(char* out, std::size_t max) = 0;
 };
 
 /// A parsed request as handlers see it. Handlers never see Beast types.
@@ -99,9 +99,9 @@ struct response {
   int status = 200;
   headers fields;
   std::string body;
-  std::shared_ptr<body_source> stream;  ///< when set, sent instead of `body`
-  std::uint64_t stream_size = 0;        ///< Content-Length of `stream`
-  bool close = false;                   ///< close the connection after sending
+  std::shared_ptr<body_source> stream;       ///< when set, sent instead of `body`
+  std::optional<std::uint64_t> stream_size;  ///< Content-Length of `stream`; unknown: chunked
+  bool close = false;                        ///< close the connection after sending
 
   /// `body` serialised as application/json (or `content_type`).
   static response json(int status, const boost::json::value& body,

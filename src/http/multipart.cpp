@@ -164,7 +164,9 @@ bool multipart_parser::step() {
   switch (state_) {
     case state::preamble: {
       const auto at = buf_.find(delimiter_);
-      const auto scanned = at == std::string::npos ? buf_.size() : at;
+      // Bytes held back as a possible delimiter start are not preamble yet.
+      const auto scanned =
+          at != std::string::npos ? at : buf_.size() - std::min(buf_.size(), delimiter_.size() - 1);
       if (preamble_seen_ + scanned > limits_.max_preamble + 2) {  // +2: the pretended CRLF
         fail(multipart_error::preamble_too_large);
         return false;
@@ -191,10 +193,11 @@ bool multipart_parser::step() {
       }
       std::size_t i = 0;
       while (i < buf_.size() && (buf_[i] == ' ' || buf_[i] == '\t')) ++i;  // transport padding
-      if (i + 2 > buf_.size()) {
-        if (i > 64) fail(multipart_error::bad_boundary_line);
+      if (i > 64) {
+        fail(multipart_error::bad_boundary_line);
         return false;
       }
+      if (i + 2 > buf_.size()) return false;
       if (buf_.compare(i, 2, "\r\n") != 0) {
         fail(multipart_error::bad_boundary_line);
         return false;
@@ -219,7 +222,8 @@ bool multipart_parser::step() {
         skip = 4;
       }
       if (end == std::string::npos) {
-        if (buf_.size() > limits_.max_part_header_bytes) fail(multipart_error::part_header_too_large);
+        // Up to 3 bytes of the closing CRLF CRLF may be buffered already.
+        if (buf_.size() > limits_.max_part_header_bytes + 3) fail(multipart_error::part_header_too_large);
         return false;
       }
       if (end > limits_.max_part_header_bytes) {

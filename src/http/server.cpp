@@ -206,7 +206,12 @@ struct server::impl {
   void record(const exchange& x, std::chrono::steady_clock::time_point started) {
     const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const std::string route = x.req.route.empty() ? std::string("unmatched") : x.req.route;
-    metrics.add("http_requests_total", obs::metrics::label("method", x.req.method) + ',' +
+    // Label only methods we know: a client must not be able to mint new series.
+    static constexpr std::array<std::string_view, 7> known{"GET",   "HEAD",   "POST",   "PUT",
+                                                           "PATCH", "DELETE", "OPTIONS"};
+    const bool known_method = std::find(known.begin(), known.end(), x.req.method) != known.end();
+    const std::string method = known_method ? x.req.method : std::string("OTHER");
+    metrics.add("http_requests_total", obs::metrics::label("method", method) + ',' +
                                            obs::metrics::label("route", route) + ',' +
                                            obs::metrics::label("status", std::to_string(x.res.status)));
     metrics.observe("http_request_duration_seconds", obs::metrics::label("route", route), seconds);
@@ -255,7 +260,11 @@ net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::c
   for (const auto& [k, v] : x.res.fields) {
     out.insert(k, v);
   }
-  out.content_length(x.res.stream_size);
+  if (x.res.stream_size) {
+    out.content_length(*x.res.stream_size);
+  } else {
+    out.chunked(true);  // length unknown (event streams)
+  }
   out.keep_alive(x.keep_alive);
   out.body().data = nullptr;
   out.body().more = true;
@@ -263,25 +272,29 @@ net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::c
   auto [ec, n] = co_await bhttp::async_write_header(stream, serializer, tuple_awaitable);
   x.bytes_out = n;
   std::vector<char> chunk(64 * 1024);
-  auto remaining = x.res.stream_size;
+  auto remaining = x.res.stream_size.value_or(UINT64_MAX);
+  bool cut_short = false;
   while (!ec && !serializer.is_done()) {
     std::size_t got = 0;
     if (remaining > 0) {
       try {
-        got = x.res.stream->read(chunk.data(),
-                                 static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), remaining)));
+        got = co_await x.res.stream->read(
+            chunk.data(), static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), remaining)));
       } catch (const std::exception& e) {
         obs::log(obs::level::error, "http.stream_failed",
                  {{"request_id", x.req.request_id}, {"error", e.what()}});
+        cut_short = true;
+        break;  // the client sees a short body and a closed connection
       }
-      if (got == 0) {
-        break;  // the source ended early: the client sees a short body and a closed connection
+      if (got == 0 && x.res.stream_size) {
+        cut_short = true;  // the source ended before its declared length
+        break;
       }
     }
     remaining -= got;
     out.body().data = got ? chunk.data() : nullptr;
     out.body().size = got;
-    out.body().more = remaining > 0;
+    out.body().more = got > 0 && remaining > 0;
     stream.expires_after(timeout);
     std::tie(ec, n) = co_await bhttp::async_write(stream, serializer, tuple_awaitable);
     x.bytes_out += n;
@@ -289,7 +302,7 @@ net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::c
       ec = {};
     }
   }
-  if (ec || !serializer.is_done()) {
+  if (ec || cut_short || !serializer.is_done()) {
     x.keep_alive = false;
   }
 }
@@ -304,7 +317,11 @@ net::awaitable<void> write_response(beast::tcp_stream& stream, exchange& x,
     for (const auto& [k, v] : x.res.fields) {
       out.insert(k, v);
     }
-    out.content_length(x.res.stream ? x.res.stream_size : x.res.body.size());
+    if (!x.res.stream) {
+      out.content_length(x.res.body.size());
+    } else if (x.res.stream_size) {
+      out.content_length(*x.res.stream_size);
+    }
     out.keep_alive(x.keep_alive);
     auto [ec, n] = co_await bhttp::async_write(stream, out, tuple_awaitable);
     x.bytes_out = n;
@@ -458,6 +475,9 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
   x.req.remote_address = remote;
   bhttp::request_parser<bhttp::empty_body> head;
   head.header_limit(static_cast<std::uint32_t>(s.opt.header_limit));
+  // Beast checks Content-Length against a 1 MiB default while parsing the
+  // head; the route's own limit is applied once the route is known.
+  head.body_limit(boost::none);
   auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, head, tuple_awaitable);
   x.bytes_in = n;
   if (ec) {

@@ -41,6 +41,55 @@ struct document_query {
 
 enum class delete_outcome { deleted, not_found, busy };
 
+enum class process_outcome {
+  accepted,            ///< moved to PROCESSING and one job enqueued
+  already_processing,  ///< nothing new
+  completed,           ///< nothing new
+  not_found,
+  queue_full,  ///< DOCFLOW_QUEUE_MAX_DEPTH jobs are already waiting
+};
+
+struct process_result {
+  process_outcome outcome = process_outcome::not_found;
+  std::optional<core::document> document;  ///< as it is after the call
+};
+
+/// A job a worker holds: valid while its lease token is the current one.
+struct claimed_job {
+  std::string job_id;
+  std::string lease_token;
+  unsigned attempt = 0;        ///< 1 for the first
+  core::time_point queued_at;  ///< when the job became available
+  core::document document;
+};
+
+/// What processing produced, stored in one row.
+struct stored_result {
+  std::string pipeline_version;
+  core::time_point started_at;
+  core::time_point completed_at;
+  unsigned attempts = 0;
+  std::string summary_json;  ///< counts, language, keywords, metadata, ml
+  std::string text;
+};
+
+enum class failure_outcome { retry_scheduled, failed, lease_lost };
+
+enum class cancel_outcome { cancelled, not_found, not_processing };
+
+/// One status change of a document, as /events streams it.
+struct document_event {
+  std::int64_t seq = 0;  ///< 1, 2, ... per document; never changes
+  core::status status = core::status::uploaded;
+  core::time_point at;
+  std::optional<core::failure> error;
+};
+
+struct queue_stats {
+  std::uint64_t queued = 0;
+  std::uint64_t running = 0;
+};
+
 /// A database failure; `what()` is for the log, never for a client.
 class store_error : public std::runtime_error {
 public:
@@ -108,6 +157,48 @@ public:
   /// Deletes the row unless core::can_delete refuses its status (busy); the
   /// check and the delete are one transaction.
   virtual delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) = 0;
+
+  // --- processing (the database is the queue)
+
+  /// In one transaction: UPLOADED or FAILED → PROCESSING plus exactly one job
+  /// `job_id` (unless `max_queued` jobs already wait); PROCESSING and
+  /// COMPLETED change nothing.
+  virtual process_result request_processing(std::string_view document_id,
+                                            const std::optional<std::string>& owner_id,
+                                            const std::string& job_id, core::time_point now,
+                                            std::uint64_t max_queued) = 0;
+
+  /// Takes the oldest available job, or one whose lease lapsed, under a new
+  /// lease `lease_token` until now + lease; counts the attempt.
+  virtual std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
+                                               const std::string& lease_token) = 0;
+
+  /// Extends the lease; false when the token is no longer current (taken
+  /// over, cancelled or deleted).
+  virtual bool renew_lease(const claimed_job& job, core::time_point now,
+                           std::chrono::milliseconds lease_for) = 0;
+
+  /// In one transaction that checks the token: the result row, the job done
+  /// and the document COMPLETED. False when the lease was lost.
+  virtual bool complete_job(const claimed_job& job, const stored_result& result) = 0;
+
+  /// Requeues the job at `retry_at`, or (without one) fails it and the
+  /// document with `failure`; checks the token like complete_job.
+  virtual failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
+                                   std::optional<core::time_point> retry_at) = 0;
+
+  /// PROCESSING → FAILED with `failure` (code cancelled); the job stops
+  /// being anyone's.
+  virtual std::pair<cancel_outcome, std::optional<core::document>> cancel_processing(
+      std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
+      core::time_point now) = 0;
+
+  virtual std::optional<stored_result> find_result(std::string_view document_id) = 0;
+
+  /// The document's events with seq > `after`, in order.
+  virtual std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) = 0;
+
+  virtual queue_stats job_stats() = 0;
 };
 
 }  // namespace docflow::store

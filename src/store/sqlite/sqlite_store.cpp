@@ -2,6 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
 #include "core/clock.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/migrations.hpp"
@@ -70,6 +75,80 @@ core::document read_document(const statement& st) {
     d.error = core::failure{st.column_text(13), st.column_text(14), st.column_int(15) != 0};
   }
   return d;
+}
+
+std::optional<core::document> load_document(connection& c, std::string_view id,
+                                            const std::optional<std::string>& owner_id) {
+  auto st = c.prepare("SELECT " + std::string(document_columns) + " FROM documents WHERE id = ?" +
+                      (owner_id ? " AND owner_id = ?" : ""));
+  st.bind(1, id);
+  if (owner_id) st.bind(2, *owner_id);
+  if (!st.step()) return std::nullopt;
+  return read_document(st);
+}
+
+std::string failure_json(const core::failure& f) {
+  return boost::json::serialize(
+      boost::json::object{{"code", f.code}, {"message", f.message}, {"retryable", f.retryable}});
+}
+
+core::failure parse_failure_json(const std::string& json) {
+  boost::json::error_code ec;
+  const auto v = boost::json::parse(json, ec);
+  const auto* o = ec ? nullptr : v.if_object();
+  if (!o) return {"internal_error", "unreadable error record", true};
+  const auto text = [&](const char* key) {
+    const auto* m = o->if_contains(key);
+    return m && m->is_string() ? std::string(m->as_string()) : std::string();
+  };
+  const auto* retryable = o->if_contains("retryable");
+  return {text("code"), text("message"), retryable && retryable->is_bool() && retryable->as_bool()};
+}
+
+// Appends the next status event of a document (seq = previous + 1).
+void append_event(connection& c, std::string_view document_id, core::status status, core::time_point at,
+                  const std::optional<core::failure>& error) {
+  auto st = c.prepare(
+      "INSERT INTO document_events (document_id, seq, status, at, error)"
+      " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM document_events WHERE document_id = ?1");
+  st.bind(1, document_id).bind(2, core::to_string(status)).bind(3, to_ms(at));
+  if (error) {
+    st.bind(4, failure_json(*error));
+  } else {
+    st.bind_null(4);
+  }
+  st.step();
+}
+
+// Every status change goes through the core state machine, then is logged
+// as an event in the same transaction.
+void transition(connection& c, const core::document& d, core::status to, core::time_point now,
+                const std::optional<core::failure>& error) {
+  if (!core::can_transition(d.status, to)) {
+    throw store_error(std::string("illegal transition ") + core::to_string(d.status) + " -> " +
+                      core::to_string(to));
+  }
+  auto st = c.prepare(
+      "UPDATE documents SET status = ?, updated_at = ?,"
+      " started_at = CASE WHEN ? = 'PROCESSING' THEN NULL ELSE started_at END,"
+      " finished_at = CASE WHEN ? IN ('COMPLETED', 'FAILED') THEN ? ELSE NULL END,"
+      " error_code = ?, error_message = ?, error_retryable = ? WHERE id = ?");
+  const auto name = core::to_string(to);
+  st.bind(1, name).bind(2, to_ms(now)).bind(3, name).bind(4, name).bind(5, to_ms(now));
+  if (error) {
+    st.bind(6, error->code).bind(7, error->message).bind(8, static_cast<std::int64_t>(error->retryable));
+  } else {
+    st.bind_null(6).bind_null(7).bind_null(8);
+  }
+  st.bind(9, d.id).step();
+  append_event(c, d.id, to, now, error);
+}
+
+// True when `job` still holds its lease (same token, still running).
+bool holds_lease(connection& c, const claimed_job& job) {
+  auto st = c.prepare("SELECT 1 FROM jobs WHERE id = ? AND lease_token = ? AND state = 'running'");
+  st.bind(1, job.job_id).bind(2, job.lease_token);
+  return st.step();
 }
 
 int read_version(connection& c) {
@@ -263,6 +342,7 @@ namespace docflow::store::sqlite {
 
 void sqlite_store::insert_document(const core::document& d) {
   const lease c(*this);
+  transaction tx(*c);
   auto st = c->prepare("INSERT INTO documents (" + std::string(document_columns) +
                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)");
   st.bind(1, d.id).bind(2, d.owner_id).bind(3, d.filename);
@@ -279,6 +359,8 @@ void sqlite_store::insert_document(const core::document& d) {
       .bind(10, to_ms(d.updated_at))
       .bind(11, static_cast<std::int64_t>(d.attempts));
   st.step();
+  append_event(*c, d.id, d.status, d.created_at, std::nullopt);
+  tx.commit();
 }
 
 std::optional<core::document> sqlite_store::find_document(std::string_view id,
@@ -330,6 +412,203 @@ delete_outcome sqlite_store::delete_document(std::string_view id,
   c->prepare("DELETE FROM documents WHERE id = ?").bind(1, id).step();
   tx.commit();
   return delete_outcome::deleted;
+}
+
+}  // namespace docflow::store::sqlite
+
+namespace docflow::store::sqlite {
+
+process_result sqlite_store::request_processing(std::string_view document_id,
+                                                const std::optional<std::string>& owner_id,
+                                                const std::string& job_id, core::time_point now,
+                                                std::uint64_t max_queued) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto doc = load_document(*c, document_id, owner_id);
+  if (!doc) return {process_outcome::not_found, std::nullopt};
+  if (doc->status == core::status::completed) return {process_outcome::completed, doc};
+  if (doc->status == core::status::processing) return {process_outcome::already_processing, doc};
+  auto depth = c->prepare("SELECT count(*) FROM jobs WHERE state = 'queued'");
+  depth.step();
+  if (static_cast<std::uint64_t>(depth.column_int(0)) >= max_queued)
+    return {process_outcome::queue_full, doc};
+  transition(*c, *doc, core::status::processing, now, std::nullopt);
+  c->prepare(
+       "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at)"
+       " VALUES (?, ?, 'queued', 0, ?, ?, ?)")
+      .bind(1, job_id)
+      .bind(2, doc->id)
+      .bind(3, to_ms(now))
+      .bind(4, to_ms(now))
+      .bind(5, to_ms(now))
+      .step();
+  auto after = load_document(*c, document_id, owner_id);
+  tx.commit();
+  return {process_outcome::accepted, std::move(after)};
+}
+
+std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::chrono::milliseconds lease_for,
+                                                   const std::string& lease_token) {
+  const lease c(*this);
+  transaction tx(*c);
+  // A job whose worker died first (its lease lapsed), then the oldest available.
+  auto st = c->prepare(
+      "SELECT id, document_id, attempts, available_at FROM jobs"
+      " WHERE state = 'running' AND lease_expires_at < ?1"
+      " UNION ALL SELECT * FROM (SELECT id, document_id, attempts, available_at FROM jobs"
+      " WHERE state = 'queued' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
+  st.bind(1, to_ms(now));
+  if (!st.step()) return std::nullopt;
+  claimed_job job;
+  job.job_id = st.column_text(0);
+  const auto document_id = st.column_text(1);
+  job.attempt = static_cast<unsigned>(st.column_int(2)) + 1;
+  job.queued_at = from_ms(st.column_int(3));
+  job.lease_token = lease_token;
+  c->prepare(
+       "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,"
+       " updated_at = ? WHERE id = ?")
+      .bind(1, lease_token)
+      .bind(2, to_ms(now + lease_for))
+      .bind(3, to_ms(now))
+      .bind(4, job.job_id)
+      .step();
+  c->prepare(
+       "UPDATE documents SET attempts = attempts + 1, started_at = coalesce(started_at, ?), updated_at = ?"
+       " WHERE id = ?")
+      .bind(1, to_ms(now))
+      .bind(2, to_ms(now))
+      .bind(3, document_id)
+      .step();
+  auto doc = load_document(*c, document_id, std::nullopt);
+  if (!doc) return std::nullopt;  // cannot happen: jobs cascade with their document
+  job.document = std::move(*doc);
+  tx.commit();
+  return job;
+}
+
+bool sqlite_store::renew_lease(const claimed_job& job, core::time_point now,
+                               std::chrono::milliseconds lease_for) {
+  const lease c(*this);
+  c->prepare("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'running'")
+      .bind(1, to_ms(now + lease_for))
+      .bind(2, job.job_id)
+      .bind(3, job.lease_token)
+      .step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) {
+  const lease c(*this);
+  transaction tx(*c);
+  if (!holds_lease(*c, job)) return false;
+  auto doc = load_document(*c, job.document.id, std::nullopt);
+  if (!doc) return false;
+  c->prepare(
+       "INSERT OR REPLACE INTO results (document_id, pipeline_version, started_at, completed_at, attempts, "
+       "summary, text)"
+       " VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .bind(1, doc->id)
+      .bind(2, r.pipeline_version)
+      .bind(3, to_ms(r.started_at))
+      .bind(4, to_ms(r.completed_at))
+      .bind(5, static_cast<std::int64_t>(r.attempts))
+      .bind(6, r.summary_json)
+      .bind(7, r.text)
+      .step();
+  c->prepare("UPDATE jobs SET state = 'done', lease_token = NULL, updated_at = ? WHERE id = ?")
+      .bind(1, to_ms(r.completed_at))
+      .bind(2, job.job_id)
+      .step();
+  transition(*c, *doc, core::status::completed, r.completed_at, std::nullopt);
+  tx.commit();
+  return true;
+}
+
+failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point now,
+                                       const core::failure& failure,
+                                       std::optional<core::time_point> retry_at) {
+  const lease c(*this);
+  transaction tx(*c);
+  if (!holds_lease(*c, job)) return failure_outcome::lease_lost;
+  if (retry_at) {
+    c->prepare(
+         "UPDATE jobs SET state = 'queued', available_at = ?, lease_token = NULL, lease_expires_at = NULL,"
+         " updated_at = ? WHERE id = ?")
+        .bind(1, to_ms(*retry_at))
+        .bind(2, to_ms(now))
+        .bind(3, job.job_id)
+        .step();
+    tx.commit();
+    return failure_outcome::retry_scheduled;
+  }
+  auto doc = load_document(*c, job.document.id, std::nullopt);
+  if (!doc) return failure_outcome::lease_lost;
+  c->prepare("UPDATE jobs SET state = 'failed', lease_token = NULL, updated_at = ? WHERE id = ?")
+      .bind(1, to_ms(now))
+      .bind(2, job.job_id)
+      .step();
+  transition(*c, *doc, core::status::failed, now, failure);
+  tx.commit();
+  return failure_outcome::failed;
+}
+
+std::pair<cancel_outcome, std::optional<core::document>> sqlite_store::cancel_processing(
+    std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
+    core::time_point now) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto doc = load_document(*c, document_id, owner_id);
+  if (!doc) return {cancel_outcome::not_found, std::nullopt};
+  if (doc->status != core::status::processing) return {cancel_outcome::not_processing, doc};
+  c->prepare(
+       "UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = ?"
+       " WHERE document_id = ? AND state IN ('queued', 'running')")
+      .bind(1, to_ms(now))
+      .bind(2, doc->id)
+      .step();
+  transition(*c, *doc, core::status::failed, now, failure);
+  auto after = load_document(*c, document_id, owner_id);
+  tx.commit();
+  return {cancel_outcome::cancelled, std::move(after)};
+}
+
+std::optional<stored_result> sqlite_store::find_result(std::string_view document_id) {
+  const lease c(*this);
+  auto st = c->prepare(
+      "SELECT pipeline_version, started_at, completed_at, attempts, summary, text FROM results WHERE "
+      "document_id = ?");
+  st.bind(1, document_id);
+  if (!st.step()) return std::nullopt;
+  return stored_result{st.column_text(0),         from_ms(st.column_int(1)),
+                       from_ms(st.column_int(2)), static_cast<unsigned>(st.column_int(3)),
+                       st.column_text(4),         st.column_text(5)};
+}
+
+std::vector<document_event> sqlite_store::events_after(std::string_view document_id, std::int64_t after) {
+  const lease c(*this);
+  auto st = c->prepare(
+      "SELECT seq, status, at, error FROM document_events WHERE document_id = ? AND seq > ? ORDER BY seq");
+  st.bind(1, document_id).bind(2, after);
+  std::vector<document_event> out;
+  while (st.step()) {
+    document_event e;
+    e.seq = st.column_int(0);
+    e.status = core::parse_status(st.column_text(1)).value_or(core::status::uploaded);
+    e.at = from_ms(st.column_int(2));
+    if (!st.column_is_null(3)) e.error = parse_failure_json(st.column_text(3));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+queue_stats sqlite_store::job_stats() {
+  const lease c(*this);
+  auto st = c->prepare(
+      "SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'running'), 0) FROM jobs"
+      " WHERE state IN ('queued', 'running')");
+  st.step();
+  return {static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1))};
 }
 
 }  // namespace docflow::store::sqlite

@@ -40,6 +40,23 @@ public:
   std::vector<core::document> list_documents(const document_query& q) override;
   delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) override;
 
+  process_result request_processing(std::string_view document_id, const std::optional<std::string>& owner_id,
+                                    const std::string& job_id, core::time_point now,
+                                    std::uint64_t max_queued) override;
+  std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
+                                       const std::string& lease_token) override;
+  bool renew_lease(const claimed_job& job, core::time_point now,
+                   std::chrono::milliseconds lease_for) override;
+  bool complete_job(const claimed_job& job, const stored_result& result) override;
+  failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
+                           std::optional<core::time_point> retry_at) override;
+  std::pair<cancel_outcome, std::optional<core::document>> cancel_processing(
+      std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
+      core::time_point now) override;
+  std::optional<stored_result> find_result(std::string_view document_id) override;
+  std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) override;
+  queue_stats job_stats() override;
+
 private:
   // A connection borrowed from the pool, returned on destruction.
   class lease {

@@ -1,0 +1,252 @@
+#include "api/processing.hpp"
+
+#include <charconv>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "api/document_json.hpp"
+#include "api/services.hpp"
+#include "config/config.hpp"
+#include "core/ids.hpp"
+#include "http/blocking_pool.hpp"
+#include "http/problem.hpp"
+#include "obs/log.hpp"
+#include "store/database.hpp"
+
+namespace docflow::api::processing {
+
+namespace {
+
+using boost::asio::awaitable;
+using namespace std::chrono_literals;
+
+constexpr std::size_t text_preview_chars = 500;
+constexpr auto event_poll = 250ms;
+constexpr auto heartbeat_every = 15s;
+
+http::problem not_found() {
+  return {404, "not-found", "Not Found", "No document with this id exists for this account.", {}, {}};
+}
+
+std::optional<std::string> scope(const http::request& req) {
+  return req.user->admin ? std::nullopt : std::optional(req.user->user_id);
+}
+
+boost::json::value failure_json(const std::optional<core::failure>& f) {
+  if (!f) return nullptr;
+  return boost::json::object{{"code", f->code}, {"message", f->message}, {"retryable", f->retryable}};
+}
+
+// The 409 for a document whose result cannot be shown (yet).
+http::problem not_ready(const core::document& d) {
+  http::problem p;
+  if (d.status == core::status::failed) {
+    p = {409, "processing-failed", "Conflict", "Processing this document failed; see error.", {}, {}};
+    p.extensions["error"] = failure_json(d.error);
+  } else {
+    p = {409,        "result-not-ready",
+         "Conflict", "The document has no result yet; request processing or wait for it to complete.",
+         {},         {}};
+  }
+  p.extensions["document_status"] = core::to_string(d.status);
+  return p;
+}
+
+// The text's first `n` characters, never splitting a UTF-8 sequence.
+std::string preview(const std::string& text, std::size_t n) {
+  std::size_t chars = 0;
+  std::size_t i = 0;
+  for (; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && chars++ == n) break;
+  }
+  return text.substr(0, i);
+}
+
+// The caller's document and, when it is COMPLETED, its result.
+struct loaded {
+  std::optional<core::document> document;
+  std::optional<store::stored_result> result;
+};
+
+awaitable<loaded> load_with_result(services& s, const http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return loaded{};
+  const auto owner = scope(req);
+  co_return co_await s.blocking.run([&s, &id, &owner] {
+    loaded out;
+    out.document = s.db.find_document(id, owner);
+    if (out.document && out.document->status == core::status::completed) out.result = s.db.find_result(id);
+    return out;
+  });
+}
+
+std::string sse_event(const std::string& document_id, const store::document_event& e) {
+  const boost::json::object data{{"document_id", document_id},
+                                 {"status", core::to_string(e.status)},
+                                 {"at", core::format_rfc3339(e.at)},
+                                 {"error", failure_json(e.error)}};
+  return "id: " + std::to_string(e.seq) + "\nevent: status\ndata: " + boost::json::serialize(data) + "\n\n";
+}
+
+bool terminal(core::status st) { return st == core::status::completed || st == core::status::failed; }
+
+// Streams a document's status events: the latest one (or every one after
+// Last-Event-ID), then each new one as the database records it, with a
+// comment heartbeat so proxies keep the stream open; ends after a terminal
+// status. Polling the database keeps it correct when the worker runs in
+// another process.
+class event_stream final : public http::body_source {
+public:
+  event_stream(services& s, std::string document_id, std::optional<std::int64_t> last_event_id)
+      : s_(s), id_(std::move(document_id)), last_seq_(last_event_id.value_or(0)), resume_(last_event_id) {}
+
+  awaitable<std::size_t> read(char* out, std::size_t max) override {
+    auto timer = boost::asio::steady_timer(co_await boost::asio::this_coro::executor);
+    while (pending_.empty()) {
+      if (finished_) co_return 0;
+      auto events = co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); });
+      if (!resume_ && !events.empty()) {
+        events.erase(events.begin(), events.end() - 1);  // a fresh stream starts at the current status
+      }
+      resume_ = true;
+      for (const auto& e : events) {
+        pending_ += sse_event(id_, e);
+        last_seq_ = e.seq;
+        finished_ = finished_ || terminal(e.status);
+      }
+      if (!pending_.empty()) break;
+      if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_every) {
+        const bool exists =
+            co_await s_.blocking.run([this] { return s_.db.find_document(id_, std::nullopt).has_value(); });
+        if (!exists) co_return 0;  // deleted while watched
+        pending_ = ": heartbeat\n\n";
+        break;
+      }
+      timer.expires_after(event_poll);
+      co_await timer.async_wait(boost::asio::use_awaitable);
+    }
+    const auto n = std::min(max, pending_.size());
+    std::copy_n(pending_.data(), n, out);
+    pending_.erase(0, n);
+    last_write_ = std::chrono::steady_clock::now();
+    co_return n;
+  }
+
+private:
+  services& s_;
+  std::string id_;
+  std::int64_t last_seq_;
+  bool resume_;
+  bool finished_ = false;
+  std::string pending_;
+  std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+awaitable<http::response> process(services& s, http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+  const auto owner = scope(req);
+  const auto job_id = core::new_uuid_v7();
+  const auto now = s.clock.now();
+  const auto outcome = co_await s.blocking.run(
+      [&] { return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth); });
+  switch (outcome.outcome) {
+    case store::process_outcome::not_found: co_return http::make_problem(req, not_found());
+    case store::process_outcome::queue_full: {
+      auto res = http::make_problem(
+          req,
+          {429, "queue-full", "Too Many Requests", "The processing queue is full; retry later.", {}, {}});
+      res.fields.set("Retry-After", "5");
+      co_return res;
+    }
+    case store::process_outcome::completed:
+      co_return http::response::json(200, document_json(*outcome.document));
+    case store::process_outcome::accepted:
+      obs::log(obs::level::info, "document.process_requested",
+               {{"request_id", req.request_id}, {"document_id", id}, {"job_id", job_id}});
+      break;
+    case store::process_outcome::already_processing: break;
+  }
+  co_return http::response::json(202, document_json(*outcome.document));
+}
+
+awaitable<http::response> cancel(services& s, http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+  const auto owner = scope(req);
+  const auto now = s.clock.now();
+  const core::failure cancelled{"cancelled", "processing was cancelled at the owner's request", true};
+  const auto [outcome, doc] =
+      co_await s.blocking.run([&] { return s.db.cancel_processing(id, owner, cancelled, now); });
+  switch (outcome) {
+    case store::cancel_outcome::not_found: co_return http::make_problem(req, not_found());
+    case store::cancel_outcome::not_processing: {
+      http::problem p{
+          409, "not-processing", "Conflict", "Only a document being processed can be cancelled.", {}, {}};
+      p.extensions["document_status"] = core::to_string(doc->status);
+      co_return http::make_problem(req, p);
+    }
+    case store::cancel_outcome::cancelled: break;
+  }
+  obs::log(obs::level::info, "document.failed",
+           {{"request_id", req.request_id}, {"document_id", id}, {"code", "cancelled"}, {"retryable", true}});
+  co_return http::response::json(202, document_json(*doc));
+}
+
+awaitable<http::response> result(services& s, http::request& req) {
+  const auto found = co_await load_with_result(s, req);
+  if (!found.document) co_return http::make_problem(req, not_found());
+  if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
+  const auto& r = *found.result;
+  boost::json::error_code ec;
+  auto summary = boost::json::parse(r.summary_json, ec);
+  if (ec || !summary.is_object()) throw std::runtime_error("unreadable result summary");
+  auto& body = summary.as_object();
+  const auto& id = found.document->id;
+  body["document_id"] = id;
+  body["pipeline_version"] = r.pipeline_version;
+  body["started_at"] = core::format_rfc3339(r.started_at);
+  body["completed_at"] = core::format_rfc3339(r.completed_at);
+  body["duration_ms"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(r.completed_at - r.started_at).count();
+  body["attempts"] = r.attempts;
+  body["text_preview"] = preview(r.text, text_preview_chars);
+  body["links"] = boost::json::object{{"text", "/documents/" + id + "/result/text"}};
+  co_return http::response::json(200, body);
+}
+
+awaitable<http::response> result_text(services& s, http::request& req) {
+  auto found = co_await load_with_result(s, req);
+  if (!found.document) co_return http::make_problem(req, not_found());
+  if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
+  co_return http::response::text(200, std::move(found.result->text));
+}
+
+awaitable<http::response> events(services& s, http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+  const auto owner = scope(req);
+  const auto doc = co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
+  if (!doc) co_return http::make_problem(req, not_found());
+  std::optional<std::int64_t> last_event_id;
+  if (const auto h = req.fields.get("Last-Event-ID")) {
+    std::int64_t n = 0;
+    const auto [end, ec] = std::from_chars(h->data(), h->data() + h->size(), n);
+    if (ec == std::errc{} && end == h->data() + h->size() && n >= 0) last_event_id = n;
+  }
+  http::response res;
+  res.fields.set("Content-Type", "text/event-stream");
+  res.fields.set("Cache-Control", "no-cache");
+  res.fields.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
+  res.stream = std::make_shared<event_stream>(s, id, last_event_id);
+  co_return res;
+}
+
+}  // namespace docflow::api::processing

@@ -1,0 +1,13 @@
+#pragma once
+
+#include <chrono>
+
+namespace docflow::jobs {
+
+/// The wait before retry number `attempt` (1 = after the first failure):
+/// base · 2^(attempt-1), capped, then "equal jitter": half fixed, half
+/// scaled by `jitter` in [0, 1], so retries of many jobs spread out.
+std::chrono::milliseconds retry_delay(unsigned attempt, std::chrono::milliseconds base,
+                                      std::chrono::milliseconds cap, double jitter);
+
+}  // namespace docflow::jobs

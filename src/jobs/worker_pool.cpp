@@ -1,0 +1,275 @@
+#include "jobs/worker_pool.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "blob/blob_store.hpp"
+#include "core/ids.hpp"
+#include "jobs/backoff.hpp"
+#include "obs/log.hpp"
+#include "obs/metrics.hpp"
+#include "pipeline/stage.hpp"
+#include "store/database.hpp"
+
+namespace docflow::jobs {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// Thrown by the heartbeat when the lease is gone (cancelled, taken over, deleted).
+struct lease_lost {};
+
+double seconds_between(core::time_point a, core::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The stored form of what the pipeline produced (without the full text).
+std::string summary_json(const pipeline::result_data& r) {
+  const auto& e = r.extraction;
+  const auto& a = r.analysis;
+  boost::json::array keywords;
+  for (const auto& k : a.keywords)
+    keywords.push_back(boost::json::object{{"term", k.term}, {"count", k.count}});
+  const auto optional_text = [](const std::optional<std::string>& s) {
+    return s ? boost::json::value(*s) : boost::json::value(nullptr);
+  };
+  boost::json::object summary{
+      {"pages", e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr)},
+      {"word_count", a.word_count},
+      {"char_count", a.char_count},
+      {"line_count", a.line_count},
+      {"language", a.language},
+      {"keywords", std::move(keywords)},
+      {"metadata",
+       {{"title", optional_text(e.metadata.title)},
+        {"author", optional_text(e.metadata.author)},
+        {"created", e.metadata.created ? boost::json::value(core::format_rfc3339(*e.metadata.created))
+                                       : boost::json::value(nullptr)}}},
+  };
+  if (r.ml_json) {
+    boost::json::error_code ec;
+    auto ml = boost::json::parse(*r.ml_json, ec);
+    summary["ml"] = ec ? boost::json::value(nullptr) : std::move(ml);
+  }
+  return boost::json::serialize(summary);
+}
+
+}  // namespace
+
+struct worker_pool::impl {
+  impl(store::database& d, blob::blob_store& b, std::vector<std::unique_ptr<pipeline::stage>> s,
+       worker_options o, obs::metrics& m, const core::clock& c)
+      : db(d), blobs(b), stages(std::move(s)), options(std::move(o)), metrics(m), clock(c) {}
+
+  store::database& db;
+  blob::blob_store& blobs;
+  std::vector<std::unique_ptr<pipeline::stage>> stages;
+  worker_options options;
+  obs::metrics& metrics;
+  const core::clock& clock;
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::vector<std::thread> threads;
+
+  // Sleeps up to `d`; false when the pool is stopping.
+  bool pause(milliseconds d) {
+    std::unique_lock lock(mutex);
+    return !wake.wait_for(lock, d, [this] { return stopping; });
+  }
+
+  void loop(unsigned index) {
+    std::mt19937_64 rng(std::random_device{}() + index);
+    std::uniform_real_distribution<double> jitter(0.0, 1.0);
+    for (;;) {
+      {
+        const std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      std::optional<store::claimed_job> job;
+      try {
+        job = db.claim_job(clock.now(), options.lease, core::random_hex(16));
+      } catch (const std::exception& e) {
+        obs::log(obs::level::warn, "job.claim_failed", {{"error", e.what()}});
+      }
+      if (!job) {
+        if (!pause(options.poll_interval)) return;
+        continue;
+      }
+      run(*job, jitter(rng));
+    }
+  }
+
+  void run(const store::claimed_job& job, double jitter_sample) {
+    const auto& doc = job.document;
+    const boost::json::object ids{{"document_id", doc.id}, {"job_id", job.job_id}, {"attempt", job.attempt}};
+    const auto claimed_at = clock.now();
+    metrics.observe("docflow_job_queue_wait_seconds", "",
+                    std::max(0.0, seconds_between(job.queued_at, claimed_at)));
+    auto fields = ids;
+    fields["queue_wait_ms"] = std::chrono::duration_cast<milliseconds>(claimed_at - job.queued_at).count();
+    obs::log(obs::level::info, "job.claimed", fields);
+
+    if (job.attempt > options.max_attempts) {
+      // Its earlier workers died mid-job: stop handing it out.
+      finish_failed(job, {"worker_lost", "processing stopped repeatedly before finishing", true},
+                    std::nullopt);
+      return;
+    }
+
+    // Keeps the lease alive while the stages run; a failed renewal means
+    // someone else owns the job now (or it was cancelled): stop at the next
+    // heartbeat and record nothing.
+    std::atomic<bool> lost{false};
+    std::jthread keeper([this, &job, &lost](const std::stop_token& stop) {
+      std::mutex m;
+      std::condition_variable_any cv;
+      while (!stop.stop_requested()) {
+        std::unique_lock lock(m);
+        cv.wait_for(lock, stop, options.lease / 3, [] { return false; });
+        if (stop.stop_requested()) return;
+        try {
+          if (!db.renew_lease(job, clock.now(), options.lease)) {
+            lost = true;
+            return;
+          }
+        } catch (const std::exception& e) {
+          obs::log(obs::level::warn, "job.renew_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+        }
+      }
+    });
+    const auto heartbeat = [&lost] {
+      if (lost) throw lease_lost{};
+    };
+
+    pipeline::result_data out;
+    try {
+      const auto copy = blobs.fetch(doc.id);
+      const pipeline::job_input in{doc.id, doc.kind, doc.sha256, copy->path(), heartbeat};
+      for (auto left = options.simulated_delay; left.count() > 0; left -= milliseconds{50}) {
+        heartbeat();
+        std::this_thread::sleep_for(std::min(left, milliseconds{50}));
+      }
+      for (const auto& stage : stages) {
+        heartbeat();
+        stage->run(in, out);
+      }
+      heartbeat();
+    } catch (const lease_lost&) {
+      obs::log(obs::level::info, "job.abandoned", ids);
+      return;
+    } catch (const pipeline::stage_error& e) {
+      keeper.request_stop();
+      handle_failure(job, e.failure(), jitter_sample);
+      return;
+    } catch (const blob::blob_error& e) {
+      keeper.request_stop();
+      obs::log(obs::level::warn, "job.storage_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+      handle_failure(job, {pipeline::codes::storage_unavailable, "the stored file could not be read", true},
+                     jitter_sample);
+      return;
+    } catch (const std::exception& e) {
+      keeper.request_stop();
+      obs::log(obs::level::error, "job.internal_error", {{"job_id", job.job_id}, {"error", e.what()}});
+      handle_failure(job, {"internal_error", "processing failed unexpectedly", true}, jitter_sample);
+      return;
+    }
+    keeper.request_stop();
+    const auto now = clock.now();
+    const store::stored_result result{
+        options.pipeline_version, doc.started_at.value_or(claimed_at), now, job.attempt, summary_json(out),
+        out.extraction.text};
+    if (!db.complete_job(job, result)) {
+      obs::log(obs::level::info, "job.abandoned", ids);
+      return;
+    }
+    metrics.add("docflow_jobs_total", obs::metrics::label("outcome", "completed"));
+    metrics.observe("docflow_job_duration_seconds", "", seconds_between(claimed_at, now));
+    obs::log(obs::level::info, "document.completed", ids);
+  }
+
+  void handle_failure(const store::claimed_job& job, const core::failure& f, double jitter_sample) {
+    if (f.retryable && job.attempt < options.max_attempts) {
+      const auto delay = retry_delay(job.attempt, options.backoff_base, options.backoff_cap, jitter_sample);
+      finish_failed(job, f, clock.now() + delay);
+      return;
+    }
+    finish_failed(job, f, std::nullopt);
+  }
+
+  void finish_failed(const store::claimed_job& job, const core::failure& f,
+                     std::optional<core::time_point> retry_at) {
+    boost::json::object fields{{"document_id", job.document.id},
+                               {"job_id", job.job_id},
+                               {"attempt", job.attempt},
+                               {"code", f.code},
+                               {"retryable", f.retryable}};
+    store::failure_outcome outcome = store::failure_outcome::lease_lost;
+    try {
+      outcome = db.fail_job(job, clock.now(), f, retry_at);
+    } catch (const std::exception& e) {
+      // The lease will lapse and another attempt will run: nothing is lost.
+      obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+      return;
+    }
+    switch (outcome) {
+      case store::failure_outcome::retry_scheduled:
+        fields["retry_in_ms"] = std::chrono::duration_cast<milliseconds>(*retry_at - clock.now()).count();
+        metrics.add("docflow_jobs_total", obs::metrics::label("outcome", "retried"));
+        obs::log(obs::level::warn, "job.retry", fields);
+        break;
+      case store::failure_outcome::failed:
+        metrics.add("docflow_jobs_total",
+                    obs::metrics::label("outcome", "failed") + ',' + obs::metrics::label("code", f.code));
+        obs::log(obs::level::warn, "document.failed", fields);
+        break;
+      case store::failure_outcome::lease_lost: obs::log(obs::level::info, "job.abandoned", fields); break;
+    }
+  }
+};
+
+worker_pool::worker_pool(store::database& db, blob::blob_store& blobs,
+                         std::vector<std::unique_ptr<pipeline::stage>> stages, worker_options options,
+                         obs::metrics& metrics, const core::clock& clock)
+    : impl_(std::make_unique<impl>(db, blobs, std::move(stages), std::move(options), metrics, clock)) {
+  for (unsigned i = 0; i < impl_->options.workers; ++i) {
+    impl_->threads.emplace_back([this, i] { impl_->loop(i); });
+  }
+}
+
+worker_pool::~worker_pool() {
+  stop();
+  for (auto& t : impl_->threads) t.join();
+}
+
+void worker_pool::stop() noexcept {
+  {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+}
+
+void worker_pool::describe_metrics(obs::metrics& metrics) {
+  metrics.describe("docflow_jobs_total", obs::metrics::kind::counter,
+                   "Job attempts by outcome (completed, retried, failed by code).");
+  metrics.describe("docflow_job_duration_seconds", obs::metrics::kind::histogram,
+                   "Time from claim to completion of successful jobs.",
+                   {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
+  metrics.describe("docflow_job_queue_wait_seconds", obs::metrics::kind::histogram,
+                   "Time a job waited between becoming available and being claimed.",
+                   {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600});
+}
+
+}  // namespace docflow::jobs

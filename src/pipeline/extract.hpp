@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string_view>
+
+#include "core/clock.hpp"
+#include "pipeline/stage.hpp"
+
+namespace docflow::pipeline {
+
+/// Page count, text and Info-dictionary metadata of a PDF, with poppler.
+/// Pages are read in reading order (as pdftotext does) and joined by '\n'.
+/// Throws stage_error: unreadable_document (permanent) when the file does
+/// not load, is encrypted with a password, or has no pages. Parsing an
+/// untrusted PDF can crash or exhaust the process: call it only inside the
+/// extraction sandbox (sandbox.hpp).
+extraction extract_pdf(const std::filesystem::path& file);
+
+/// The bounds a DOCX must stay within; all are checked on the central
+/// directory before anything is inflated, except max_part_bytes, which caps
+/// the bytes actually inflated from each part whatever its declared size.
+struct docx_limits {
+  std::size_t max_entries = 10000;
+  std::uint64_t max_total_size = 256ULL << 20;  ///< sum of declared uncompressed sizes
+  std::uint64_t max_ratio = 200;                ///< uncompressed : compressed, per entry...
+  std::uint64_t ratio_min_size = 1ULL << 20;    ///< ...larger than this
+  std::uint64_t max_part_bytes = 64ULL << 20;   ///< per part read (document, headers, ...)
+  std::uint64_t max_directory_bytes = 16ULL << 20;
+};
+
+/// Text, core properties and (when docProps/app.xml records it) page count
+/// of a DOCX, with libzip and pugixml. The text is one line per paragraph of
+/// word/document.xml (table cells included), then of the headers and the
+/// footers; w:tab is '\t' and w:br '\n'.
+/// Throws stage_error: document_too_complex (permanent) when the archive
+/// breaks a docx_limits bound or has overlapping entries (a zip bomb);
+/// unreadable_document (permanent) for a broken ZIP or XML or a missing
+/// word/document.xml.
+extraction extract_docx(const std::filesystem::path& file, const docx_limits& limits = {});
+
+/// W3C-DTF (the dcterms:created format): YYYY, YYYY-MM, YYYY-MM-DD, or a
+/// date with hh:mm[:ss[.s+]] and a zone (Z or ±hh:mm). nullopt otherwise.
+std::optional<core::time_point> parse_w3cdtf(std::string_view text);
+
+}  // namespace docflow::pipeline

@@ -1,0 +1,507 @@
+#include "pipeline/sandbox.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "pipeline/extract.hpp"
+
+extern char** environ;
+
+namespace docflow::pipeline {
+
+namespace {
+
+[[noreturn]] void crashed(std::string message) {
+  throw stage_error(core::failure{codes::extractor_crashed, std::move(message), true});
+}
+
+// ---------------------------------------------------------------------------
+// The protocol
+
+// Length of the valid UTF-8 sequence at s[i], or 0.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const auto cont = [&](std::size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;
+    if (c == 0xF4 && b(1) >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+// Boost.JSON writes string bytes as they are and its parser rejects invalid
+// UTF-8, so an unlucky PDF string would turn a good extraction into garbage.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    if (const auto n = utf8_sequence(s, i)) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+boost::json::value optional_string(const std::optional<std::string>& s) {
+  if (!s) return nullptr;
+  return boost::json::value(valid_utf8(*s));
+}
+
+// Only the outcomes an extractor can meet; a child claiming any other code
+// (say, checksum_mismatch) is not to be believed.
+bool child_may_report(std::string_view code) {
+  return code == codes::unreadable_document || code == codes::document_too_complex ||
+         code == codes::extractor_crashed;
+}
+
+// A message for the document's owner: keep it short, cut on a character.
+std::string bounded_message(std::string_view m) {
+  constexpr std::size_t max = 512;
+  if (m.size() <= max) return std::string(m);
+  auto cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(m[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(m.substr(0, cut));
+}
+
+const boost::json::value& member(const boost::json::object& o, const char* key) {
+  const auto* v = o.if_contains(key);
+  if (!v) crashed("the extractor answered without " + std::string(key));
+  return *v;
+}
+
+std::optional<std::string> decode_optional_string(const boost::json::object& o, const char* key) {
+  const auto& v = member(o, key);
+  if (v.is_null()) return std::nullopt;
+  if (!v.is_string()) crashed("the extractor answered a bad " + std::string(key));
+  return std::string(v.get_string());
+}
+
+std::optional<std::int64_t> decode_optional_int(const boost::json::object& o, const char* key) {
+  const auto& v = member(o, key);
+  if (v.is_null()) return std::nullopt;
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() &&
+      v.get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  crashed("the extractor answered a bad " + std::string(key));
+}
+
+// ---------------------------------------------------------------------------
+// The child process
+
+// Limits as the child applies them: never above the current hard limit,
+// which an unprivileged process cannot raise.
+struct rlimit_setting {
+  int resource;
+  rlimit value;
+};
+
+rlimit_setting clamp(int resource, rlim_t value) {
+  rlimit current{};
+  getrlimit(resource, &current);
+  const auto v = current.rlim_max == RLIM_INFINITY ? value : std::min(value, current.rlim_max);
+  return {resource, {v, v}};
+}
+
+std::vector<rlimit_setting> child_limits(const sandbox_limits& limits) {
+  std::vector<rlimit_setting> out;
+  // ASan and TSan reserve terabytes of shadow address space at start-up, so
+  // such builds pass address_space = 0.
+  if (limits.address_space > 0) out.push_back(clamp(RLIMIT_AS, limits.address_space));
+  // Soft limit sends SIGXCPU; the hard limit a second later sends SIGKILL.
+  auto cpu = clamp(RLIMIT_CPU, limits.cpu_seconds);
+  cpu.value.rlim_max = cpu.value.rlim_cur + 1;
+  rlimit current{};
+  getrlimit(RLIMIT_CPU, &current);
+  if (current.rlim_max != RLIM_INFINITY) cpu.value.rlim_max = std::min(cpu.value.rlim_max, current.rlim_max);
+  out.push_back(cpu);
+  out.push_back(clamp(RLIMIT_NOFILE, limits.open_files));
+  out.push_back({RLIMIT_FSIZE, {0, 0}});  // the extractor writes no files
+  out.push_back({RLIMIT_CORE, {0, 0}});   // a crash must not drop the document's bytes in a core file
+  return out;
+}
+
+// The variables a child may see: the test switch and sanitizer options.
+// Everything else (secrets, database URLs) stays with the parent.
+bool passed_to_child(std::string_view entry) {
+  for (const std::string_view name : {"DOCFLOW_TEST_EXTRACTOR_FAULT=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=",
+                                      "LSAN_OPTIONS=", "TSAN_OPTIONS="}) {
+    if (entry.starts_with(name)) return true;
+  }
+  return false;
+}
+
+class unique_fd {
+public:
+  explicit unique_fd(int fd = -1) : fd_(fd) {}
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  ~unique_fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+private:
+  int fd_;
+};
+
+// Kills and reaps the child on every way out, exceptions included, so no
+// zombie and no runaway extractor outlives the call.
+class child_process {
+public:
+  explicit child_process(pid_t pid) : pid_(pid) {}
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+  ~child_process() {
+    if (pid_ > 0) {
+      kill();
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  void kill() const {
+    // The child leads its own process group; take anything it started too.
+    if (::kill(-pid_, SIGKILL) != 0) ::kill(pid_, SIGKILL);
+  }
+  // The exit status when the child has ended, without blocking.
+  std::optional<int> try_wait() {
+    int status = 0;
+    const auto r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    if (r < 0 && errno == ECHILD) {
+      // SIGCHLD ignored by the process: the kernel reaped it, status lost.
+      pid_ = -1;
+      return 0;
+    }
+    return std::nullopt;
+  }
+
+private:
+  pid_t pid_;
+};
+
+void close_other_fds() {
+  // close_range (Linux 5.9) in one call; the loop is the fallback.
+  if (::syscall(SYS_close_range, 3U, ~0U, 0U) == 0) return;
+  rlimit nofile{};
+  const int max = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                      ? static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20))
+                      : 1 << 16;
+  for (int fd = 3; fd < max; ++fd) ::close(fd);
+}
+
+// Between fork and exec only async-signal-safe calls: the parent may have
+// other threads holding malloc's locks. Everything is prepared beforehand.
+[[noreturn]] void exec_child(pid_t parent, int out_fd, int null_fd, const std::vector<rlimit_setting>& limits,
+                             char* const* argv, char* const* envp) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(126);
+  ::setpgid(0, 0);
+  // Ignored signals and the signal mask survive exec; the server's choices
+  // (SIGPIPE ignored, signals blocked in pool threads) must not reach a child
+  // that relies on SIGXCPU and SIGPIPE to stop.
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &default_action, nullptr);
+  }
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
+  close_other_fds();
+  for (const auto& l : limits) {
+    // Never run an untrusted parse without its limits.
+    if (::setrlimit(l.resource, &l.value) != 0) ::_exit(126);
+  }
+  ::execve(argv[0], argv, envp);
+  ::_exit(127);
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    if (sig == SIGXCPU || sig == SIGKILL) return "the extractor was stopped by a resource limit";
+    return "the extractor crashed (signal " + std::to_string(sig) + ")";
+  }
+  return "the extractor failed (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
+}
+
+// ---------------------------------------------------------------------------
+// Test-only faults (see the header)
+
+[[noreturn]] void run_fault(std::string_view fault) {
+  if (fault == "crash") std::abort();
+  if (fault == "hang") {
+    for (;;) ::pause();
+  }
+  if (fault == "oom") {
+    // Kept reachable so the compiler cannot drop the allocations; bounded so
+    // a build without RLIMIT_AS still stops short of the machine's memory.
+    static std::vector<void*> kept;
+    constexpr std::size_t chunk = 64ULL << 20;
+    kept.reserve(32);
+    for (int i = 0; i < 32; ++i) {  // 2 GiB at most
+      void* p = std::malloc(chunk);
+      if (!p) std::abort();
+      std::memset(p, 0xA5, chunk);
+      kept.push_back(p);
+    }
+    std::abort();
+  }
+  if (fault == "spin") {
+    volatile std::uint64_t n = 0;
+    for (;;) n = n + 1;
+  }
+  if (fault == "flood") {
+    const std::string chunk(1 << 20, 'x');
+    for (;;) {
+      if (::write(1, chunk.data(), chunk.size()) < 0 && errno != EINTR) std::_Exit(1);
+    }
+  }
+  std::_Exit(3);  // an unknown fault name: a test typo should not pass silently
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const auto n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* kind_argument(core::file_kind kind) noexcept {
+  return kind == core::file_kind::pdf ? "pdf" : "docx";
+}
+
+std::string encode_child_output(const extraction& e) {
+  boost::json::object o;
+  o["ok"] = true;
+  o["pages"] = e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr);
+  o["text"] = valid_utf8(e.text);
+  o["title"] = optional_string(e.metadata.title);
+  o["author"] = optional_string(e.metadata.author);
+  if (e.metadata.created) {
+    o["created_ms"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(e.metadata.created->time_since_epoch()).count();
+  } else {
+    o["created_ms"] = nullptr;
+  }
+  return boost::json::serialize(o);
+}
+
+std::string encode_child_failure(const core::failure& f) {
+  boost::json::object o;
+  o["ok"] = false;
+  o["code"] = valid_utf8(f.code);
+  o["message"] = valid_utf8(f.message);
+  o["retryable"] = f.retryable;
+  return boost::json::serialize(o);
+}
+
+extraction decode_child_output(std::string_view json) {
+  boost::system::error_code ec;
+  const auto value = boost::json::parse(json, ec);
+  if (ec || !value.is_object()) crashed("the extractor answered garbage");
+  const auto& o = value.get_object();
+  const auto& ok = member(o, "ok");
+  if (!ok.is_bool()) crashed("the extractor answered garbage");
+  if (!ok.get_bool()) {
+    const auto& code = member(o, "code");
+    const auto& message = member(o, "message");
+    const auto& retryable = member(o, "retryable");
+    if (!code.is_string() || !message.is_string() || !retryable.is_bool() ||
+        !child_may_report(code.get_string())) {
+      crashed("the extractor answered garbage");
+    }
+    throw stage_error(core::failure{std::string(code.get_string()), bounded_message(message.get_string()),
+                                    retryable.get_bool()});
+  }
+  extraction e;
+  if (const auto pages = decode_optional_int(o, "pages")) {
+    if (*pages < 0 || *pages > std::numeric_limits<int>::max()) crashed("the extractor answered a bad pages");
+    e.pages = static_cast<int>(*pages);
+  }
+  const auto& text = member(o, "text");
+  if (!text.is_string()) crashed("the extractor answered a bad text");
+  e.text = std::string(text.get_string());
+  e.metadata.title = decode_optional_string(o, "title");
+  e.metadata.author = decode_optional_string(o, "author");
+  if (const auto ms = decode_optional_int(o, "created_ms")) {
+    e.metadata.created = core::time_point(std::chrono::milliseconds(*ms));
+  }
+  return e;
+}
+
+int extract_main(core::file_kind kind, const std::filesystem::path& file) {
+  // The one environment read outside configuration: a test-only switch that
+  // exists in the child process alone (see the header).
+  if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) run_fault(fault);
+  std::string answer;
+  try {
+    try {
+      answer = encode_child_output(kind == core::file_kind::pdf ? extract_pdf(file) : extract_docx(file));
+    } catch (const stage_error& e) {
+      answer = encode_child_failure(e.failure());
+    } catch (const std::bad_alloc&) {
+      // Under RLIMIT_AS this is deterministic: the same file fails the same way.
+      answer = encode_child_failure(
+          {codes::document_too_complex, "the document needs more memory than extraction allows", false});
+    } catch (...) {
+      answer = encode_child_failure({codes::extractor_crashed, "the extractor failed", true});
+    }
+  } catch (...) {
+    return 1;  // not even the failure could be encoded: the parent reports a crash
+  }
+  return write_all(1, answer) ? 0 : 1;
+}
+
+extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
+                            core::file_kind kind, const sandbox_limits& limits,
+                            const std::function<void()>& heartbeat) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  const auto deadline = start + limits.wall;
+
+  // Everything the child needs is built before fork.
+  // An absolute path never starts with '-', so it cannot pass for an option.
+  std::vector<std::string> args{self_exe.string(), "extract", "--kind", kind_argument(kind),
+                                std::filesystem::absolute(file).string()};
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; e && *e; ++e) {
+    if (passed_to_child(*e)) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
+  const auto rlimits = child_limits(limits);
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) crashed("the extractor could not be started");
+  unique_fd read_end(pipe_fds[0]);
+  unique_fd write_end(pipe_fds[1]);
+  unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (null_fd.get() < 0) crashed("the extractor could not be started");
+
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) crashed("the extractor could not be started");
+  if (pid == 0) exec_child(parent, write_end.get(), null_fd.get(), rlimits, argv.data(), envp.data());
+  child_process child(pid);
+  write_end.reset();  // else the pipe never reports end of file
+  null_fd.reset();
+
+  std::string output;
+  auto next_beat = start + std::chrono::seconds(1);
+  char buffer[64 * 1024];
+  for (;;) {
+    const auto now = clock::now();
+    if (now >= deadline) {
+      child.kill();
+      throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
+    }
+    if (now >= next_beat) {
+      if (heartbeat) heartbeat();  // may throw: the child_process guard kills the child
+      next_beat = now + std::chrono::seconds(1);
+    }
+    // Both are in the future here, so poll never gets a negative (infinite) timeout.
+    const auto wait = std::min(deadline - now, next_beat - now);
+    pollfd p{read_end.get(), POLLIN, 0};
+    const int ready =
+        ::poll(&p, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+    if (ready < 0 && errno != EINTR) crashed("waiting for the extractor failed");
+    if (ready <= 0) continue;
+    const auto n = ::read(read_end.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      crashed("reading the extractor's answer failed");
+    }
+    if (n == 0) break;
+    output.append(buffer, static_cast<std::size_t>(n));
+    if (output.size() > limits.max_output) {
+      child.kill();
+      throw stage_error(
+          core::failure{codes::document_too_complex, "the document's text is too large", false});
+    }
+  }
+
+  // Stdout is closed; the child should be exiting. It still gets only the
+  // rest of the wall time.
+  std::optional<int> status;
+  while (!(status = child.try_wait())) {
+    if (clock::now() >= deadline) {
+      child.kill();
+      throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (WIFEXITED(*status) && WEXITSTATUS(*status) != 0 && !output.empty()) {
+    // A non-zero exit that still explains itself keeps its explanation.
+    try {
+      decode_child_output(output);
+    } catch (const stage_error& e) {
+      if (e.failure().code != codes::extractor_crashed) throw;
+    }
+  }
+  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) crashed(describe_status(*status));
+  return decode_child_output(output);
+}
+
+std::optional<core::file_kind> parse_kind_argument(std::string_view kind) noexcept {
+  if (kind == "pdf") return core::file_kind::pdf;
+  if (kind == "docx") return core::file_kind::docx;
+  return std::nullopt;
+}
+
+}  // namespace docflow::pipeline

@@ -1,0 +1,94 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/document.hpp"
+
+namespace docflow::pipeline {
+
+/// A stage failed; `failure` is in the one taxonomy (docs/api.md): its code,
+/// a message safe to show the document's owner, and whether a retry can help.
+class stage_error : public std::runtime_error {
+public:
+  explicit stage_error(core::failure f)
+      : std::runtime_error(f.code + ": " + f.message), failure_(std::move(f)) {}
+  const core::failure& failure() const noexcept { return failure_; }
+
+private:
+  core::failure failure_;
+};
+
+/// Failure codes used by the stages.
+namespace codes {
+inline constexpr const char* checksum_mismatch = "checksum_mismatch";        // transient: storage may recover
+inline constexpr const char* unreadable_document = "unreadable_document";    // permanent
+inline constexpr const char* document_too_complex = "document_too_complex";  // permanent (zip bombs, limits)
+inline constexpr const char* extractor_crashed = "extractor_crashed";        // transient
+inline constexpr const char* extractor_timeout = "extractor_timeout";        // transient
+inline constexpr const char* enrichment_failed = "enrichment_failed";        // transient
+inline constexpr const char* storage_unavailable = "storage_unavailable";    // transient
+inline constexpr const char* cancelled = "cancelled";                        // retryable by a new request
+}  // namespace codes
+
+/// Document metadata as the file records it.
+struct metadata {
+  std::optional<std::string> title;
+  std::optional<std::string> author;  ///< PDF Author or DOCX dc:creator
+  std::optional<core::time_point> created;
+};
+
+/// What extraction yields.
+struct extraction {
+  std::optional<int> pages;  ///< PDF page count, or DOCX docProps/app.xml <Pages> when recorded
+  std::string text;          ///< UTF-8, paragraphs separated by '\n'
+  pipeline::metadata metadata;
+};
+
+struct keyword {
+  std::string term;
+  std::size_t count = 0;
+};
+
+/// What analysis yields from the text.
+struct analysis {
+  std::size_t char_count = 0;  ///< Unicode code points
+  std::size_t word_count = 0;
+  std::size_t line_count = 0;
+  std::string language;           ///< ISO 639-1 ("en", "de", "fr", "es", ...) or "und"
+  std::vector<keyword> keywords;  ///< most frequent first, stop-words removed, at most 10
+};
+
+/// Everything a job produces, filled in stage by stage.
+struct result_data {
+  pipeline::extraction extraction;
+  pipeline::analysis analysis;
+  std::optional<std::string> ml_json;  ///< the enrich service's answer, as JSON text
+};
+
+/// The input of a run.
+struct job_input {
+  std::string document_id;
+  core::file_kind kind = core::file_kind::pdf;
+  std::string sha256;               ///< expected, lowercase hex
+  std::filesystem::path file;       ///< a local file holding the stored bytes
+  std::function<void()> heartbeat;  ///< call between steps; throws if the job was lost or cancelled
+};
+
+/// One step of processing. Stages are independent and replaceable; the
+/// pipeline runs them in order. A stage throws stage_error for the outcomes
+/// in the taxonomy; anything else it throws is a bug, reported as transient.
+class stage {
+public:
+  virtual ~stage() = default;
+  virtual const char* name() const noexcept = 0;
+  virtual void run(const job_input& in, result_data& out) = 0;
+};
+
+}  // namespace docflow::pipeline

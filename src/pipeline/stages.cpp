@@ -1,0 +1,91 @@
+#include "pipeline/stages.hpp"
+
+#include <array>
+#include <fstream>
+#include <memory>
+
+#include <openssl/evp.h>
+
+#include "core/encoding.hpp"
+#include "pipeline/analyze.hpp"
+#include "pipeline/docx_probe.hpp"
+
+namespace docflow::pipeline {
+
+namespace {
+
+[[noreturn]] void unavailable() {
+  throw stage_error(core::failure{codes::storage_unavailable, "the stored file could not be read", true});
+}
+
+struct md_ctx_free {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+bool equal_hex(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string sha256_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) unavailable();
+  const std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) unavailable();
+  std::array<char, 64 * 1024> buffer;
+  while (in) {
+    in.read(buffer.data(), buffer.size());
+    const auto n = in.gcount();
+    if (n > 0 && EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n)) != 1) unavailable();
+  }
+  if (in.bad()) unavailable();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1) unavailable();
+  return core::hex_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
+}
+
+void verify_stage::run(const job_input& in, result_data&) {
+  if (!equal_hex(sha256_file(in.file), in.sha256)) {
+    throw stage_error(
+        core::failure{codes::checksum_mismatch, "the stored file does not match its checksum", true});
+  }
+  bool right_kind = false;
+  if (in.kind == core::file_kind::pdf) {
+    std::ifstream f(in.file, std::ios::binary);
+    std::array<char, 5> head{};
+    f.read(head.data(), head.size());
+    right_kind = f.gcount() == 5 && std::string_view(head.data(), head.size()) == "%PDF-";
+  } else {
+    right_kind = is_docx(in.file);
+  }
+  if (!right_kind) {
+    throw stage_error(core::failure{
+        codes::unreadable_document,
+        std::string("the file is not a valid ") + (in.kind == core::file_kind::pdf ? "PDF" : "DOCX"), false});
+  }
+}
+
+void extract_stage::run(const job_input& in, result_data& out) {
+  if (in.heartbeat) in.heartbeat();
+  out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat);
+}
+
+void analyze_stage::run(const job_input&, result_data& out) { out.analysis = analyze(out.extraction.text); }
+
+std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
+                                                   sandbox_limits limits) {
+  std::vector<std::unique_ptr<stage>> stages;
+  stages.push_back(std::make_unique<verify_stage>());
+  stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
+  stages.push_back(std::make_unique<analyze_stage>());
+  return stages;
+}
+
+}  // namespace docflow::pipeline

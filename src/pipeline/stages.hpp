@@ -1,0 +1,56 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/sandbox.hpp"
+#include "pipeline/stage.hpp"
+
+namespace docflow::pipeline {
+
+/// Re-checks the stored bytes: their SHA-256 must equal in.sha256, and they
+/// must still be the kind the upload claimed (a PDF starts with "%PDF-", a
+/// DOCX passes is_docx). Throws stage_error: checksum_mismatch (transient:
+/// storage may recover) or storage_unavailable (transient) when the file
+/// cannot be read; unreadable_document (permanent) for the wrong kind.
+class verify_stage final : public stage {
+public:
+  const char* name() const noexcept override { return "verify"; }
+  void run(const job_input& in, result_data& out) override;
+};
+
+/// Extracts text and metadata in a sandboxed child (extract_in_child), by
+/// running `self_exe extract --kind K FILE`. Throws what extract_in_child
+/// throws, and whatever in.heartbeat throws when the job was lost.
+class extract_stage final : public stage {
+public:
+  extract_stage(std::filesystem::path self_exe, sandbox_limits limits)
+      : self_exe_(std::move(self_exe)), limits_(limits) {}
+  const char* name() const noexcept override { return "extract"; }
+  void run(const job_input& in, result_data& out) override;
+
+private:
+  std::filesystem::path self_exe_;
+  sandbox_limits limits_;
+};
+
+/// Counts, language and keywords of the extracted text (analyze()). Never
+/// throws for any text.
+class analyze_stage final : public stage {
+public:
+  const char* name() const noexcept override { return "analyze"; }
+  void run(const job_input& in, result_data& out) override;
+};
+
+/// The pipeline, in order: verify → extract → analyze. The one place that
+/// says which stages run; an optional enrich stage is appended by the caller.
+std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
+                                                   sandbox_limits limits);
+
+/// Lowercase hex SHA-256 of a file's bytes. Throws stage_error
+/// storage_unavailable (transient) when it cannot be read.
+std::string sha256_file(const std::filesystem::path& file);
+
+}  // namespace docflow::pipeline

@@ -1,0 +1,369 @@
+// A conformance suite for blob::blob_store: every store (local disk now,
+// S3-compatible later) must pass it. Add a store by adding a factory to
+// INSTANTIATE_TEST_SUITE_P at the end of this file.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "blob/blob_store.hpp"
+#include "blob/fs_blob_store.hpp"
+#include "core/ids.hpp"
+
+using namespace docflow;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Builds a store whose local state lives under `scratch` (a fresh empty
+// directory per test, removed afterwards).
+struct store_factory {
+  std::string name;
+  std::function<std::unique_ptr<blob::blob_store>(const fs::path& scratch)> make;
+};
+
+std::ostream& operator<<(std::ostream& os, const store_factory& f) { return os << f.name; }
+
+// Deterministic, position-dependent bytes: a shifted or truncated copy never matches.
+std::string pattern(std::size_t n, std::uint32_t seed = 1) {
+  std::string out(n, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;
+    out[i] = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+std::string read_range(blob::blob_reader& r, std::uint64_t offset, std::size_t n) {
+  std::string out(n, '\0');
+  const auto got = r.read_at(offset, out.data(), n);
+  out.resize(got);
+  return out;
+}
+
+std::string read_all(blob::blob_reader& r) { return read_range(r, 0, static_cast<std::size_t>(r.size())); }
+
+std::size_t files_in(const fs::path& dir) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.is_regular_file()) ++n;
+  }
+  return n;
+}
+
+class blob_store_conformance : public testing::TestWithParam<store_factory> {
+protected:
+  void SetUp() override {
+    scratch_ = fs::temp_directory_path() / ("docflow-blob-" + core::random_hex(8));
+    fs::create_directories(scratch_);
+    store_ = GetParam().make(scratch_);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(scratch_, ec);
+  }
+
+  // Stores `bytes` under a fresh key, written in pieces of `piece` bytes.
+  std::string put(std::string_view bytes, std::size_t piece = 4096) {
+    auto w = store_->begin();
+    for (std::size_t at = 0; at < bytes.size(); at += piece) w->write(bytes.substr(at, piece));
+    const auto key = core::new_uuid_v7();
+    w->commit(key);
+    return key;
+  }
+
+  fs::path scratch_;
+  std::unique_ptr<blob::blob_store> store_;
+};
+
+TEST_P(blob_store_conformance, committed_bytes_read_back_at_any_offset) {
+  const auto bytes = pattern(100'000);
+  const auto key = put(bytes, 777);
+  ASSERT_TRUE(store_->exists(key));
+  const auto r = store_->open(key);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->size(), bytes.size());
+  EXPECT_EQ(read_all(*r), bytes);
+  for (const std::uint64_t offset : {0ull, 1ull, 4095ull, 4096ull, 65'537ull, 99'990ull}) {
+    EXPECT_EQ(read_range(*r, offset, 10), bytes.substr(offset, 10)) << "offset " << offset;
+  }
+  // Short reads only at the end; nothing past it.
+  EXPECT_EQ(read_range(*r, 99'995, 100), bytes.substr(99'995));
+  EXPECT_EQ(read_range(*r, 100'000, 10), "");
+  EXPECT_EQ(read_range(*r, 200'000, 10), "");
+  // Reads are random access: going backwards works too.
+  EXPECT_EQ(read_range(*r, 50, 5), bytes.substr(50, 5));
+}
+
+TEST_P(blob_store_conformance, empty_and_tiny_blobs) {
+  const auto empty = put("");
+  const auto r = store_->open(empty);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->size(), 0u);
+  EXPECT_EQ(read_range(*r, 0, 10), "");
+  const auto one = put("x");
+  EXPECT_EQ(read_all(*store_->open(one)), "x");
+}
+
+TEST_P(blob_store_conformance, nothing_is_visible_before_commit) {
+  auto w = store_->begin();
+  w->write("partial bytes");
+  EXPECT_TRUE(fs::exists(w->local_path()));  // inspectable before commit
+  const auto key = core::new_uuid_v7();
+  EXPECT_FALSE(store_->exists(key));
+  EXPECT_EQ(store_->open(key), nullptr);
+  w->commit(key);
+  EXPECT_TRUE(store_->exists(key));
+}
+
+TEST_P(blob_store_conformance, local_path_holds_the_bytes_written) {
+  auto w = store_->begin();
+  const auto bytes = pattern(5000, 7);
+  w->write(bytes.substr(0, 1000));
+  w->write(bytes.substr(1000));
+  std::ifstream in(w->local_path(), std::ios::binary);
+  const std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(on_disk, bytes);
+}
+
+TEST_P(blob_store_conformance, abandoned_writer_leaves_nothing) {
+  const auto key = core::new_uuid_v7();
+  fs::path temporary;
+  {
+    auto w = store_->begin();
+    w->write(pattern(10'000));
+    temporary = w->local_path();
+    ASSERT_TRUE(fs::exists(temporary));
+  }  // destroyed without commit
+  EXPECT_FALSE(fs::exists(temporary));
+  EXPECT_EQ(files_in(temporary.parent_path()), 0u) << "a temporary was left in " << temporary.parent_path();
+  EXPECT_FALSE(store_->exists(key));
+  EXPECT_EQ(store_->open(key), nullptr);
+}
+
+TEST_P(blob_store_conformance, committed_writer_leaves_no_temporary) {
+  fs::path temporary;
+  {
+    auto w = store_->begin();
+    w->write("bytes");
+    temporary = w->local_path();
+    w->commit(core::new_uuid_v7());
+  }
+  EXPECT_FALSE(fs::exists(temporary));
+  EXPECT_EQ(files_in(temporary.parent_path()), 0u);
+}
+
+TEST_P(blob_store_conformance, open_of_a_missing_key_is_null) {
+  EXPECT_EQ(store_->open(core::new_uuid_v7()), nullptr);
+  EXPECT_FALSE(store_->exists(core::new_uuid_v7()));
+}
+
+TEST_P(blob_store_conformance, remove_is_idempotent) {
+  const auto key = put("to be removed");
+  ASSERT_TRUE(store_->exists(key));
+  store_->remove(key);
+  EXPECT_FALSE(store_->exists(key));
+  EXPECT_EQ(store_->open(key), nullptr);
+  EXPECT_NO_THROW(store_->remove(key));
+  EXPECT_NO_THROW(store_->remove(core::new_uuid_v7()));  // never existed
+}
+
+TEST_P(blob_store_conformance, two_blobs_with_different_keys_are_independent) {
+  const auto a = pattern(3000, 11);
+  const auto b = pattern(5000, 12);
+  auto wa = store_->begin();
+  auto wb = store_->begin();
+  EXPECT_NE(wa->local_path(), wb->local_path());
+  wa->write(a);
+  wb->write(b);
+  const auto ka = core::new_uuid_v7();
+  const auto kb = core::new_uuid_v7();
+  wb->commit(kb);
+  wa->commit(ka);
+  EXPECT_EQ(read_all(*store_->open(ka)), a);
+  EXPECT_EQ(read_all(*store_->open(kb)), b);
+  store_->remove(ka);
+  EXPECT_FALSE(store_->exists(ka));
+  EXPECT_EQ(read_all(*store_->open(kb)), b);
+}
+
+TEST_P(blob_store_conformance, keys_sharing_a_suffix_do_not_collide) {
+  // Keys differing only early on (same last characters) stay separate.
+  const std::string ka = "00000000-0000-7000-8000-0000000000ab";
+  const std::string kb = "11111111-0000-7000-8000-0000000000ab";
+  auto wa = store_->begin();
+  wa->write("first");
+  wa->commit(ka);
+  auto wb = store_->begin();
+  wb->write("second");
+  wb->commit(kb);
+  EXPECT_EQ(read_all(*store_->open(ka)), "first");
+  EXPECT_EQ(read_all(*store_->open(kb)), "second");
+}
+
+TEST_P(blob_store_conformance, large_blob_in_64k_writes) {
+  constexpr std::size_t piece = 64 * 1024;
+  constexpr std::size_t total = 8 * 1024 * 1024;
+  const auto one_piece = pattern(piece, 99);
+  auto w = store_->begin();
+  for (std::size_t i = 0; i < total / piece; ++i) {
+    auto chunk = one_piece;
+    chunk[0] = static_cast<char>(i);  // each piece distinct
+    chunk[1] = static_cast<char>(i >> 8);
+    w->write(chunk);
+  }
+  const auto key = core::new_uuid_v7();
+  w->commit(key);
+  const auto r = store_->open(key);
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->size(), total);
+  std::string buf(piece, '\0');
+  for (std::size_t i = 0; i < total / piece; ++i) {
+    ASSERT_EQ(r->read_at(i * piece, buf.data(), piece), piece) << "piece " << i;
+    auto expected = one_piece;
+    expected[0] = static_cast<char>(i);
+    expected[1] = static_cast<char>(i >> 8);
+    ASSERT_EQ(buf, expected) << "piece " << i;
+  }
+  // A read straddling two pieces.
+  EXPECT_EQ(read_range(*r, piece - 3, 6).size(), 6u);
+}
+
+TEST_P(blob_store_conformance, sweep_removes_only_old_temporaries) {
+  auto old_writer = store_->begin();
+  old_writer->write("interrupted long ago");
+  auto fresh_writer = store_->begin();
+  fresh_writer->write("still uploading");
+  fs::last_write_time(old_writer->local_path(), fs::file_time_type::clock::now() - 2h);
+  const auto committed = put("a stored blob");
+
+  EXPECT_EQ(store_->sweep_temporaries(1h), 1u);
+  EXPECT_FALSE(fs::exists(old_writer->local_path()));
+  EXPECT_TRUE(fs::exists(fresh_writer->local_path()));
+  EXPECT_TRUE(store_->exists(committed));
+  EXPECT_EQ(store_->sweep_temporaries(1h), 0u);
+
+  // The fresh upload still completes.
+  fresh_writer->write(", done");
+  const auto key = core::new_uuid_v7();
+  fresh_writer->commit(key);
+  EXPECT_EQ(read_all(*store_->open(key)), "still uploading, done");
+  // Sweeping every temporary never touches committed blobs.
+  auto another = store_->begin();
+  fs::last_write_time(another->local_path(), fs::file_time_type::clock::now() - 10min);
+  EXPECT_EQ(store_->sweep_temporaries(0s), 1u);
+  EXPECT_FALSE(fs::exists(another->local_path()));
+  EXPECT_TRUE(store_->exists(committed));
+  EXPECT_TRUE(store_->exists(key));
+  old_writer.reset();  // destroying a swept writer is harmless
+}
+
+TEST_P(blob_store_conformance, fetch_gives_a_local_file_with_the_bytes) {
+  const auto bytes = pattern(30'000, 5);
+  const auto key = put(bytes);
+  fs::path path;
+  {
+    const auto copy = store_->fetch(key);
+    ASSERT_NE(copy, nullptr);
+    path = copy->path();
+    std::ifstream in(path, std::ios::binary);
+    const std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(on_disk, bytes);
+  }
+  // Dropping the copy never drops the blob.
+  EXPECT_TRUE(store_->exists(key));
+  EXPECT_EQ(read_all(*store_->open(key)), bytes);
+}
+
+TEST_P(blob_store_conformance, fetch_of_a_missing_key_throws) {
+  EXPECT_THROW(store_->fetch(core::new_uuid_v7()), blob::blob_error);
+  const auto key = put("soon gone");
+  store_->remove(key);
+  EXPECT_THROW(store_->fetch(key), blob::blob_error);
+}
+
+TEST_P(blob_store_conformance, check_passes_on_a_working_store_and_leaves_nothing) {
+  EXPECT_NO_THROW(store_->check());
+  EXPECT_NO_THROW(store_->check());
+  auto w = store_->begin();
+  const auto tmp_dir = w->local_path().parent_path();
+  w.reset();
+  EXPECT_EQ(files_in(tmp_dir), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(stores, blob_store_conformance,
+                         testing::Values(store_factory{"fs",
+                                                       [](const fs::path& scratch) {
+                                                         return std::make_unique<blob::fs_blob_store>(
+                                                             scratch / "blobs");
+                                                       }}),
+                         [](const testing::TestParamInfo<store_factory>& p) { return p.param.name; });
+
+// ---------------------------------------------------------------- fs_blob_store only
+
+class fs_blob_store_test : public testing::Test {
+protected:
+  void SetUp() override { root_ = fs::temp_directory_path() / ("docflow-fsblob-" + core::random_hex(8)); }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  fs::path root_;
+};
+
+TEST_F(fs_blob_store_test, layout_is_sharded_by_the_last_two_characters) {
+  blob::fs_blob_store store(root_);
+  EXPECT_TRUE(fs::is_directory(root_ / "tmp"));
+  const std::string key = "0193aaaa-0000-7000-8000-00000000beef";
+  auto w = store.begin();
+  EXPECT_EQ(w->local_path().parent_path(), root_ / "tmp");
+  w->write("bytes");
+  w->commit(key);
+  EXPECT_EQ(store.path_of(key), root_ / "ef" / key);
+  EXPECT_TRUE(fs::is_regular_file(root_ / "ef" / key));
+}
+
+TEST_F(fs_blob_store_test, keys_that_could_escape_the_root_are_refused) {
+  blob::fs_blob_store store(root_);
+  for (const std::string& bad : std::vector<std::string>{"", "a", "../../etc/passwd", "a/b", "a\\b", "..",
+                                                         "x.y", std::string(129, 'k')}) {
+    EXPECT_THROW(store.path_of(bad), blob::blob_error) << bad;
+    EXPECT_THROW(store.open(bad), blob::blob_error) << bad;
+  }
+  auto w = store.begin();
+  EXPECT_THROW(w->commit("../escape"), blob::blob_error);
+}
+
+TEST_F(fs_blob_store_test, check_fails_when_tmp_is_not_a_directory) {
+  blob::fs_blob_store store(root_);
+  fs::remove_all(root_ / "tmp");
+  std::ofstream(root_ / "tmp") << "not a directory";
+  EXPECT_THROW(store.check(), blob::blob_error);
+}
+
+TEST_F(fs_blob_store_test, constructor_fails_when_root_is_a_file) {
+  fs::create_directories(root_);
+  std::ofstream(root_ / "file") << "x";
+  EXPECT_THROW(blob::fs_blob_store(root_ / "file"), blob::blob_error);
+}
+
+TEST_F(fs_blob_store_test, sweep_ignores_directories_in_tmp) {
+  blob::fs_blob_store store(root_);
+  fs::create_directories(root_ / "tmp" / "subdir");
+  fs::last_write_time(root_ / "tmp" / "subdir", fs::file_time_type::clock::now() - 48h);
+  EXPECT_EQ(store.sweep_temporaries(1h), 0u);
+  EXPECT_TRUE(fs::is_directory(root_ / "tmp" / "subdir"));
+}
+
+}  // namespace

@@ -1,0 +1,490 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "api/cursor.hpp"
+#include "core/document.hpp"
+#include "core/encoding.hpp"
+#include "core/ids.hpp"
+#include "pipeline/docx_probe.hpp"
+
+using namespace docflow;
+namespace fs = std::filesystem;
+using core::file_kind;
+using core::status;
+
+namespace {
+
+constexpr std::array all_statuses = {status::uploaded, status::processing, status::completed, status::failed};
+
+// ---------------------------------------------------------------- lifecycle
+
+TEST(document_lifecycle, only_the_spec_transitions_are_allowed) {
+  const std::vector<std::pair<status, status>> allowed = {
+      {status::uploaded, status::processing},
+      {status::processing, status::completed},
+      {status::processing, status::failed},
+      {status::failed, status::processing},
+  };
+  int checked = 0;
+  for (const auto from : all_statuses) {
+    for (const auto to : all_statuses) {
+      const bool expected = std::find(allowed.begin(), allowed.end(), std::pair{from, to}) != allowed.end();
+      EXPECT_EQ(core::can_transition(from, to), expected)
+          << core::to_string(from) << " -> " << core::to_string(to);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 16);
+}
+
+TEST(document_lifecycle, anything_but_processing_can_be_deleted) {
+  EXPECT_TRUE(core::can_delete(status::uploaded));
+  EXPECT_FALSE(core::can_delete(status::processing));
+  EXPECT_TRUE(core::can_delete(status::completed));
+  EXPECT_TRUE(core::can_delete(status::failed));
+}
+
+TEST(document_lifecycle, status_names_round_trip) {
+  const std::array<std::string_view, 4> names = {"UPLOADED", "PROCESSING", "COMPLETED", "FAILED"};
+  for (std::size_t i = 0; i < all_statuses.size(); ++i) {
+    EXPECT_EQ(core::to_string(all_statuses[i]), names[i]);
+    EXPECT_EQ(core::parse_status(names[i]), all_statuses[i]);
+    EXPECT_EQ(core::parse_status(core::to_string(all_statuses[i])), all_statuses[i]);
+  }
+  for (const std::string_view bad : {"", "FOO", "uploaded", "Uploaded", "UPLOADED ", " FAILED", "COMPLETE"}) {
+    EXPECT_EQ(core::parse_status(bad), std::nullopt) << '"' << bad << '"';
+  }
+}
+
+TEST(document_kinds, content_types) {
+  EXPECT_STREQ(core::content_type(file_kind::pdf), "application/pdf");
+  EXPECT_STREQ(core::content_type(file_kind::docx),
+               "application/vnd.openxmlformats-officedocument.wordprocessingml.document");
+}
+
+// ---------------------------------------------------------------- filenames
+
+// True when `s` is valid UTF-8 without control characters (C0, DEL, C1).
+bool clean_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80                 ? 1
+                    : c >= 0xC2 && c <= 0xDF ? 2
+                    : c >= 0xE0 && c <= 0xEF ? 3
+                    : c >= 0xF0 && c <= 0xF4 ? 4
+                                             : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    if (n == 1 && (c < 0x20 || c == 0x7F)) return false;
+    if (n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string repeat(std::string_view s, std::size_t n) {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+TEST(sanitize_filename, keeps_only_the_last_path_component) {
+  EXPECT_EQ(core::sanitize_filename("../../etc/passwd.pdf"), "passwd.pdf");
+  EXPECT_EQ(core::sanitize_filename("/abs/path/report.pdf"), "report.pdf");
+  EXPECT_EQ(core::sanitize_filename("C:\\Users\\me\\report.pdf"), "report.pdf");
+  EXPECT_EQ(core::sanitize_filename("mixed/dirs\\and/more\\final.docx"), "final.docx");
+  EXPECT_EQ(core::sanitize_filename("dir/"), "");
+  EXPECT_EQ(core::sanitize_filename("..\\..\\"), "");
+  EXPECT_EQ(core::sanitize_filename("plain.pdf"), "plain.pdf");
+}
+
+TEST(sanitize_filename, drops_control_characters) {
+  EXPECT_EQ(core::sanitize_filename("a\tb\nc\r\x01.pdf"), "abc.pdf");
+  EXPECT_EQ(core::sanitize_filename(std::string_view("a\0b.pdf", 7)), "ab.pdf");
+  EXPECT_EQ(core::sanitize_filename("a\x7f"
+                                    "b.pdf"),
+            "ab.pdf");  // DEL
+  EXPECT_EQ(core::sanitize_filename("a\xC2\x80\xC2\x85\xC2\x9F"
+                                    "b.pdf"),
+            "ab.pdf");  // C1: U+0080, U+0085, U+009F
+  EXPECT_EQ(core::sanitize_filename("a\xC2\xA0"
+                                    "b.pdf"),
+            "a\xC2\xA0"
+            "b.pdf");  // U+00A0 is not a control
+}
+
+TEST(sanitize_filename, drops_invalid_utf8) {
+  EXPECT_EQ(core::sanitize_filename("a\xFF\xFE"
+                                    "b.pdf"),
+            "ab.pdf");  // never valid bytes
+  EXPECT_EQ(core::sanitize_filename("a\x80\xBF"
+                                    "b.pdf"),
+            "ab.pdf");  // lone continuation bytes
+  EXPECT_EQ(core::sanitize_filename("a\xC0\xAF"
+                                    "b.pdf"),
+            "ab.pdf");  // overlong '/' (2 bytes)
+  EXPECT_EQ(core::sanitize_filename("a\xC1\xBF"
+                                    "b.pdf"),
+            "ab.pdf");  // overlong (2 bytes)
+  EXPECT_EQ(core::sanitize_filename("a\xE0\x80\xAF"
+                                    "b.pdf"),
+            "ab.pdf");  // overlong '/' (3 bytes)
+  EXPECT_EQ(core::sanitize_filename("a\xF0\x80\x80\xAF"
+                                    "b.pdf"),
+            "ab.pdf");  // overlong '/' (4 bytes)
+  EXPECT_EQ(core::sanitize_filename("a\xED\xA0\x80"
+                                    "b.pdf"),
+            "ab.pdf");  // high surrogate U+D800
+  EXPECT_EQ(core::sanitize_filename("a\xED\xBF\xBF"
+                                    "b.pdf"),
+            "ab.pdf");  // low surrogate U+DFFF
+  EXPECT_EQ(core::sanitize_filename("a\xF4\x90\x80\x80"
+                                    "b.pdf"),
+            "ab.pdf");  // above U+10FFFF
+  EXPECT_EQ(core::sanitize_filename("a\xF5\x80\x80\x80"
+                                    "b.pdf"),
+            "ab.pdf");                                             // F5 never starts a sequence
+  EXPECT_EQ(core::sanitize_filename("ab.pdf\xE2\x82"), "ab.pdf");  // truncated at the end
+  EXPECT_EQ(core::sanitize_filename("a\xE2\x82"
+                                    "b.pdf"),
+            "ab.pdf");  // truncated in the middle
+}
+
+TEST(sanitize_filename, keeps_valid_utf8) {
+  for (const std::string_view name :
+       {"r\xC3\xA9sum\xC3\xA9.pdf", "\xE6\x8A\xA5\xE5\x91\x8A.docx", "\xF0\x9F\x93\x84 notes.pdf",
+        "\xED\x9F\xBF.pdf", "\xEE\x80\x80.pdf", "\xF4\x8F\xBF\xBF.pdf"}) {  // U+D7FF, U+E000, U+10FFFF
+    EXPECT_EQ(core::sanitize_filename(name), name);
+  }
+}
+
+TEST(sanitize_filename, cuts_long_names_on_a_character_boundary) {
+  struct sample {
+    std::string unit;
+    std::size_t expected_bytes;  // the most whole characters that fit in 255 bytes
+  };
+  for (const auto& s : {sample{"a", 255}, sample{"\xC3\xA9", 254}, sample{"\xE2\x82\xAC", 255},
+                        sample{"\xF0\x9F\x93\x84", 252}}) {
+    const auto name = repeat(s.unit, 300 / s.unit.size()) + ".pdf";
+    ASSERT_GE(name.size(), 300u);
+    const auto out = core::sanitize_filename(name);
+    EXPECT_EQ(out.size(), s.expected_bytes) << s.unit;
+    EXPECT_LE(out.size(), 255u);
+    EXPECT_TRUE(clean_utf8(out));
+    EXPECT_EQ(out, repeat(s.unit, s.expected_bytes / s.unit.size()));
+  }
+  // A 2-byte character straddling byte 255 is dropped whole.
+  const auto odd = core::sanitize_filename("x" + repeat("\xC3\xA9", 150));
+  EXPECT_EQ(odd, "x" + repeat("\xC3\xA9", 127));
+  // Exactly 255 bytes is kept whole.
+  const auto exact = repeat("b", 251) + ".pdf";
+  EXPECT_EQ(core::sanitize_filename(exact), exact);
+}
+
+TEST(sanitize_filename, strips_leading_dots_and_spaces) {
+  EXPECT_EQ(core::sanitize_filename("..hidden.pdf"), "hidden.pdf");
+  EXPECT_EQ(core::sanitize_filename(".bashrc"), "bashrc");
+  EXPECT_EQ(core::sanitize_filename(" . .x.pdf"), "x.pdf");
+  EXPECT_EQ(core::sanitize_filename("   a.pdf   "), "a.pdf");
+  EXPECT_EQ(core::sanitize_filename("a b.pdf"), "a b.pdf");
+  EXPECT_EQ(core::sanitize_filename("..."), "");
+  EXPECT_EQ(core::sanitize_filename(".."), "");
+  EXPECT_EQ(core::sanitize_filename(""), "");
+  EXPECT_EQ(core::sanitize_filename("\x01\x02\x03"), "");
+  // What remains after a path component's own leading dots.
+  EXPECT_EQ(core::sanitize_filename("a/../..pdf"), "pdf");
+}
+
+TEST(sanitize_filename, output_is_always_clean) {
+  // Any input at all: valid UTF-8, no controls, no separators, at most 255 bytes.
+  std::string all_bytes;
+  for (int c = 0; c < 256; ++c) all_bytes += static_cast<char>(c);
+  for (const auto& name : {all_bytes, repeat(all_bytes, 3), repeat("\xE2\x82\xAC/\\\x7f", 200)}) {
+    const auto out = core::sanitize_filename(name);
+    EXPECT_LE(out.size(), 255u);
+    EXPECT_TRUE(clean_utf8(out));
+    EXPECT_EQ(out.find_first_of("/\\"), std::string::npos);
+    if (!out.empty()) {
+      EXPECT_NE(out.front(), '.');
+      EXPECT_NE(out.front(), ' ');
+      EXPECT_NE(out.back(), ' ');
+    }
+  }
+}
+
+// ---------------------------------------------------------------- kinds
+
+TEST(kind_from_extension, case_insensitive_pdf_and_docx_only) {
+  EXPECT_EQ(core::kind_from_extension("report.pdf"), file_kind::pdf);
+  EXPECT_EQ(core::kind_from_extension("REPORT.PDF"), file_kind::pdf);
+  EXPECT_EQ(core::kind_from_extension("a.Pdf"), file_kind::pdf);
+  EXPECT_EQ(core::kind_from_extension("letter.docx"), file_kind::docx);
+  EXPECT_EQ(core::kind_from_extension("letter.Docx"), file_kind::docx);
+  EXPECT_EQ(core::kind_from_extension("LETTER.DOCX"), file_kind::docx);
+  EXPECT_EQ(core::kind_from_extension("archive.tar.pdf"), file_kind::pdf);
+}
+
+TEST(kind_from_extension, other_names_claim_nothing) {
+  for (const std::string_view name : {"pdf", ".pdf", "docx", ".docx", "", "a.doc", "a.pdfx", "a.pdf.exe",
+                                      "a.txt", "a.zip", "a_pdf", "a.pdf ", "apdf"}) {
+    EXPECT_EQ(core::kind_from_extension(name), std::nullopt) << '"' << name << '"';
+  }
+}
+
+TEST(sniff, judges_by_the_first_bytes) {
+  EXPECT_EQ(core::sniff("%PDF-1.7\n"), file_kind::pdf);
+  EXPECT_EQ(core::sniff("%PDF-"), file_kind::pdf);
+  EXPECT_EQ(core::sniff(std::string_view("PK\x03\x04\x14\x00", 6)), file_kind::docx);
+  EXPECT_EQ(core::sniff(std::string_view("PK\x03\x04", 4)), file_kind::docx);
+  for (const std::string_view other :
+       {std::string_view(""), std::string_view("%PDF"), std::string_view(" %PDF-1.7"),
+        std::string_view("%pdf-1.7"),
+        std::string_view("\x7f"
+                         "ELF\x02\x01",
+                         6),
+        std::string_view("PK\x05\x06", 4), std::string_view("PK\x03", 3), std::string_view("hello world")}) {
+    EXPECT_EQ(core::sniff(other), std::nullopt) << testing::PrintToString(std::string(other));
+  }
+}
+
+// ---------------------------------------------------------------- cursors
+
+core::time_point at_ms(std::int64_t ms) { return core::time_point{std::chrono::milliseconds{ms}}; }
+
+TEST(cursor_codec, round_trips_position) {
+  const api::cursor_codec codec("a-server-secret-of-some-length-0123456789");
+  const auto id = core::new_uuid_v7();
+  const auto t = at_ms(1'790'000'000'123);
+  const auto cursor = codec.encode(t, id);
+  const auto back = codec.decode(cursor);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->first, t);
+  EXPECT_EQ(back->second, id);
+  // Opaque: URL-safe and not showing the id.
+  EXPECT_EQ(cursor.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            std::string::npos);
+  EXPECT_EQ(cursor.find(id), std::string::npos);
+  // Times are kept to the millisecond.
+  EXPECT_EQ(codec.decode(codec.encode(at_ms(0), id))->first, at_ms(0));
+}
+
+TEST(cursor_codec, every_tampered_byte_is_refused) {
+  const api::cursor_codec codec("a-server-secret-of-some-length-0123456789");
+  const auto cursor = codec.encode(at_ms(1'790'000'000'123), core::new_uuid_v7());
+  const auto raw = core::base64url_decode(cursor);
+  ASSERT_TRUE(raw);
+  for (std::size_t i = 0; i < raw->size(); ++i) {
+    auto flipped = *raw;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x01);
+    EXPECT_EQ(codec.decode(core::base64url_encode(flipped)), std::nullopt) << "byte " << i;
+  }
+  // Also as text: any character changed (but the last, whose low bits may be padding).
+  for (std::size_t i = 0; i + 1 < cursor.size(); ++i) {
+    auto edited = cursor;
+    edited[i] = edited[i] == 'A' ? 'B' : 'A';
+    EXPECT_EQ(codec.decode(edited), std::nullopt) << "char " << i;
+  }
+}
+
+TEST(cursor_codec, truncated_foreign_and_garbage_cursors_are_refused) {
+  const api::cursor_codec codec("a-server-secret-of-some-length-0123456789");
+  const api::cursor_codec other("another-server-secret-of-some-length-987");
+  const auto id = core::new_uuid_v7();
+  const auto cursor = codec.encode(at_ms(1'790'000'000'123), id);
+  for (std::size_t keep = 0; keep < cursor.size(); ++keep) {
+    EXPECT_EQ(codec.decode(cursor.substr(0, keep)), std::nullopt) << "kept " << keep;
+  }
+  EXPECT_EQ(codec.decode(cursor + "A"), std::nullopt);
+  EXPECT_EQ(codec.decode(other.encode(at_ms(1'790'000'000'123), id)), std::nullopt);
+  EXPECT_EQ(other.decode(cursor), std::nullopt);
+  for (const std::string_view garbage :
+       {"", "!", "not a cursor", "====", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "%00%01"}) {
+    EXPECT_EQ(codec.decode(garbage), std::nullopt) << garbage;
+  }
+  EXPECT_EQ(codec.decode(std::string(300, 'A')), std::nullopt);
+  // A correctly signed payload that is not a position.
+  EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "not-a-uuid")), std::nullopt);
+  EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "")), std::nullopt);
+}
+
+// ---------------------------------------------------------------- is_docx
+
+std::uint32_t crc32(std::string_view data) {
+  std::uint32_t crc = 0xFFFFFFFFu;
+  for (const char ch : data) {
+    crc ^= static_cast<unsigned char>(ch);
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+void put16(std::string& out, std::uint32_t v) {
+  out += static_cast<char>(v & 0xFF);
+  out += static_cast<char>((v >> 8) & 0xFF);
+}
+
+void put32(std::string& out, std::uint32_t v) {
+  put16(out, v & 0xFFFF);
+  put16(out, v >> 16);
+}
+
+struct zip_entry {
+  std::string name;
+  std::string data;
+};
+
+// A ZIP archive with every entry stored (no compression). The EOCD's entry
+// counts may be overridden to build lying archives.
+std::string make_zip(const std::vector<zip_entry>& entries, std::optional<std::uint16_t> claimed_count = {}) {
+  std::string out;
+  std::string central;
+  constexpr std::uint32_t dos_date = (0 << 9) | (1 << 5) | 1;  // 1980-01-01
+  for (const auto& e : entries) {
+    const auto offset = static_cast<std::uint32_t>(out.size());
+    const auto crc = crc32(e.data);
+    const auto size = static_cast<std::uint32_t>(e.data.size());
+    const auto name_len = static_cast<std::uint32_t>(e.name.size());
+    put32(out, 0x04034b50);  // local file header
+    put16(out, 20);          // version needed
+    put16(out, 0);           // flags
+    put16(out, 0);           // stored
+    put16(out, 0);           // time
+    put16(out, dos_date);
+    put32(out, crc);
+    put32(out, size);
+    put32(out, size);
+    put16(out, name_len);
+    put16(out, 0);  // extra length
+    out += e.name;
+    out += e.data;
+    put32(central, 0x02014b50);  // central directory header
+    put16(central, 20);          // version made by
+    put16(central, 20);          // version needed
+    put16(central, 0);
+    put16(central, 0);
+    put16(central, 0);
+    put16(central, dos_date);
+    put32(central, crc);
+    put32(central, size);
+    put32(central, size);
+    put16(central, name_len);
+    put16(central, 0);  // extra
+    put16(central, 0);  // comment
+    put16(central, 0);  // disk
+    put16(central, 0);  // internal attributes
+    put32(central, 0);  // external attributes
+    put32(central, offset);
+    central += e.name;
+  }
+  const auto cd_offset = static_cast<std::uint32_t>(out.size());
+  out += central;
+  const std::uint32_t count = claimed_count.value_or(static_cast<std::uint16_t>(entries.size()));
+  put32(out, 0x06054b50);  // end of central directory
+  put16(out, 0);
+  put16(out, 0);
+  put16(out, count);
+  put16(out, count);
+  put32(out, static_cast<std::uint32_t>(central.size()));
+  put32(out, cd_offset);
+  put16(out, 0);  // comment length
+  return out;
+}
+
+const zip_entry content_types{"[Content_Types].xml",
+                              "<?xml version=\"1.0\"?><Types "
+                              "xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"/>"};
+const zip_entry document_xml{"word/document.xml",
+                             "<?xml version=\"1.0\"?><w:document "
+                             "xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"/>"};
+
+class docx_probe : public testing::Test {
+protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("docflow-docx-" + core::random_hex(8));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  fs::path write(const std::string& name, std::string_view bytes) {
+    const auto p = dir_ / name;
+    std::ofstream out(p, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    EXPECT_TRUE(out.good());
+    return p;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(docx_probe, minimal_docx_is_a_docx) {
+  EXPECT_TRUE(pipeline::is_docx(write("min.docx", make_zip({content_types, document_xml}))));
+  // Entry order does not matter, and other entries may be present.
+  EXPECT_TRUE(pipeline::is_docx(
+      write("more.docx", make_zip({{"_rels/.rels", "<Relationships/>"}, document_xml, content_types}))));
+}
+
+TEST_F(docx_probe, zip_without_both_entries_is_not) {
+  EXPECT_FALSE(pipeline::is_docx(write("no-doc.zip", make_zip({content_types}))));
+  EXPECT_FALSE(pipeline::is_docx(write("no-types.zip", make_zip({document_xml}))));
+  EXPECT_FALSE(pipeline::is_docx(write("other.zip", make_zip({{"readme.txt", "hello"}}))));
+  EXPECT_FALSE(pipeline::is_docx(write("empty.zip", make_zip({}))));
+  // Names must match exactly.
+  EXPECT_FALSE(pipeline::is_docx(
+      write("near.zip", make_zip({content_types, {"Word/Document.xml", document_xml.data}}))));
+}
+
+TEST_F(docx_probe, non_zip_files_are_not) {
+  EXPECT_FALSE(
+      pipeline::is_docx(write("plain.txt", "just some text, long enough to have an end record? no.")));
+  EXPECT_FALSE(pipeline::is_docx(write("empty", "")));
+  EXPECT_FALSE(pipeline::is_docx(write("pdf.pdf", "%PDF-1.7\n%%EOF\n")));
+  // A valid archive cut short loses its directory.
+  const auto zip = make_zip({content_types, document_xml});
+  EXPECT_FALSE(pipeline::is_docx(write("cut.docx", zip.substr(0, zip.size() - 30))));
+  EXPECT_FALSE(pipeline::is_docx(dir_ / "does-not-exist.docx"));
+  EXPECT_FALSE(pipeline::is_docx(dir_));  // a directory
+}
+
+TEST_F(docx_probe, lying_entry_counts_are_refused) {
+  const std::vector<zip_entry> entries = {content_types, document_xml};
+  EXPECT_FALSE(pipeline::is_docx(write("60000.docx", make_zip(entries, 60000))));
+  EXPECT_FALSE(pipeline::is_docx(write("zip64.docx", make_zip(entries, 0xFFFF))));
+  EXPECT_FALSE(pipeline::is_docx(write("zero.docx", make_zip(entries, 0))));
+}
+
+TEST_F(docx_probe, entry_count_bound_is_applied_to_real_archives) {
+  // Real, consistent archives: max_zip_entries is accepted, one more is not.
+  std::vector<zip_entry> entries = {content_types, document_xml};
+  for (std::size_t i = entries.size(); i < pipeline::max_zip_entries; ++i) {
+    entries.push_back({"f/" + std::to_string(i), ""});
+  }
+  EXPECT_TRUE(pipeline::is_docx(write("at-limit.docx", make_zip(entries))));
+  entries.push_back({"f/one-more", ""});
+  EXPECT_FALSE(pipeline::is_docx(write("over-limit.docx", make_zip(entries))));
+}
+
+TEST_F(docx_probe, overlong_entry_names_are_refused) {
+  const std::string long_name(pipeline::max_zip_name_bytes + 1, 'n');
+  EXPECT_FALSE(
+      pipeline::is_docx(write("long.docx", make_zip({content_types, document_xml, {long_name, "x"}}))));
+  const std::string ok_name(pipeline::max_zip_name_bytes, 'n');
+  EXPECT_TRUE(pipeline::is_docx(write("ok.docx", make_zip({content_types, document_xml, {ok_name, "x"}}))));
+}
+
+}  // namespace
