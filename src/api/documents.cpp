@@ -12,6 +12,7 @@
 
 #include "api/cursor.hpp"
 #include "api/document_json.hpp"
+#include "api/idempotency.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "blob/blob_store.hpp"
@@ -274,7 +275,39 @@ bool etag_matches(std::string_view header, const std::string& etag) {
 
 namespace {
 // Streams, checks and stores one upload whose form boundary is known.
-awaitable<http::response> receive_upload(services& s, http::request& req, const std::string& boundary) {
+// Publishes a validated upload: bytes first, row last, so a crash in
+// between leaves an unreferenced blob, never a row without its bytes.
+awaitable<http::response> commit_upload(services& s, const http::request& req, blob::blob_writer& writer,
+                                        core::document& doc) {
+  doc.id = core::new_uuid_v7();
+  doc.owner_id = req.user->user_id;
+  doc.status = core::status::uploaded;
+  doc.created_at = doc.updated_at = s.clock.now();
+  co_await s.blocking.run([&s, &writer, &doc] {
+    writer.commit(doc.id);
+    try {
+      s.db.insert_document(doc);
+    } catch (...) {
+      s.blobs.remove(doc.id);
+      throw;
+    }
+  });
+  s.metrics.add("docflow_uploads_total", outcome_label(201));
+  s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
+  obs::log(obs::level::info, "document.uploaded",
+           {{"request_id", req.request_id},
+            {"document_id", doc.id},
+            {"user_id", doc.owner_id},
+            {"size_bytes", doc.size_bytes},
+            {"sha256", doc.sha256},
+            {"content_type", core::content_type(doc.kind)}});
+  auto res = http::response::json(201, document_json(doc));
+  res.fields.set("Location", "/documents/" + doc.id);
+  co_return res;
+}
+
+awaitable<http::response> receive_upload(services& s, http::request& req, const std::string& boundary,
+                                         const std::optional<std::string>& key) {
   auto writer = co_await s.blocking.run([&s] { return s.blobs.begin(); });
   upload_sink sink(*writer, s.cfg.max_upload_bytes);
   http::multipart_parser parser(boundary, sink);
@@ -307,33 +340,14 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
     s.metrics.add("docflow_uploads_total", outcome_label(refused->status));
     co_return problem(req, *refused);
   }
-  doc.id = core::new_uuid_v7();
-  doc.owner_id = req.user->user_id;
-  doc.status = core::status::uploaded;
-  doc.created_at = doc.updated_at = s.clock.now();
-  // Bytes first, row last: a crash in between leaves an unreferenced blob,
-  // never a row without its bytes.
-  co_await s.blocking.run([&s, &writer, &doc] {
-    writer->commit(doc.id);
-    try {
-      s.db.insert_document(doc);
-    } catch (...) {
-      s.blobs.remove(doc.id);
-      throw;
-    }
-  });
-  s.metrics.add("docflow_uploads_total", outcome_label(201));
-  s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
-  obs::log(obs::level::info, "document.uploaded",
-           {{"request_id", req.request_id},
-            {"document_id", doc.id},
-            {"user_id", doc.owner_id},
-            {"size_bytes", doc.size_bytes},
-            {"sha256", doc.sha256},
-            {"content_type", core::content_type(doc.kind)}});
-  auto res = http::response::json(201, document_json(doc));
-  res.fields.set("Location", "/documents/" + doc.id);
-  co_return res;
+  if (key) {
+    // Same key, same file, same name and title: the same Document again.
+    const auto fingerprint =
+        "POST /documents\n" + doc.sha256 + '\n' + doc.filename + '\n' + doc.title.value_or("");
+    co_return co_await once(s, req, *key, fingerprint,
+                            [&s, &req, &writer, &doc] { return commit_upload(s, req, *writer, doc); });
+  }
+  co_return co_await commit_upload(s, req, *writer, doc);
 }
 
 }  // namespace
@@ -350,8 +364,12 @@ awaitable<http::response> upload(services& s, http::request& req) {
     co_return problem(req,
                       http::bad_request("The multipart boundary is missing or invalid (1-70 characters)."));
   }
+  const auto key = idempotency_key(req);
+  if (const auto* p = std::get_if<http::problem>(&key)) co_return problem(req, *p);
+  const auto* k = std::get_if<std::string>(&key);
+  const std::optional<std::string> key_value = k ? std::optional(*k) : std::nullopt;
   try {
-    co_return co_await receive_upload(s, req, *boundary);
+    co_return co_await receive_upload(s, req, *boundary, key_value);
   } catch (const blob::blob_full& e) {
     // A full disk is the operator's problem and passes: tell the client to come back.
     obs::log(obs::level::error, "document.storage_full",

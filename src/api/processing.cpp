@@ -10,6 +10,7 @@
 #include <boost/json/value.hpp>
 
 #include "api/document_json.hpp"
+#include "api/idempotency.hpp"
 #include "api/services.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
@@ -149,9 +150,8 @@ private:
 
 }  // namespace
 
-awaitable<http::response> process(services& s, http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+namespace {
+awaitable<http::response> request_processing(services& s, const http::request& req, const std::string& id) {
   const auto owner = scope(req);
   const auto job_id = core::new_uuid_v7();
   const auto now = s.clock.now();
@@ -175,6 +175,19 @@ awaitable<http::response> process(services& s, http::request& req) {
     case store::process_outcome::already_processing: break;
   }
   co_return http::response::json(202, document_json(*outcome.document));
+}
+}  // namespace
+
+awaitable<http::response> process(services& s, http::request& req) {
+  const std::string id(req.param("id"));
+  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+  const auto key = idempotency_key(req);
+  if (const auto* p = std::get_if<http::problem>(&key)) co_return http::make_problem(req, *p);
+  if (const auto* k = std::get_if<std::string>(&key)) {
+    co_return co_await once(s, req, *k, "POST /documents/{id}/process " + id,
+                            [&s, &req, &id] { return request_processing(s, req, id); });
+  }
+  co_return co_await request_processing(s, req, id);
 }
 
 awaitable<http::response> cancel(services& s, http::request& req) {

@@ -83,8 +83,8 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
 
 }  // namespace
 
-// Removes what has expired (refresh families now; idempotency keys later)
-// every `period` until stopped.
+// Removes what has expired (refresh families, idempotency keys) every
+// `period` until stopped.
 class maintenance {
 public:
   maintenance(store::database& db, const core::clock& clock, std::chrono::minutes period)
@@ -98,9 +98,11 @@ private:
     std::condition_variable_any wake;
     while (!stop.stop_requested()) {
       try {
-        const auto purged = db.purge_refresh_families(clock.now());
-        if (purged > 0) {
-          obs::log(obs::level::info, "maintenance.purged", {{"refresh_families", purged}});
+        const auto families = db.purge_refresh_families(clock.now());
+        const auto keys = db.purge_idempotency_keys(clock.now());
+        if (families > 0 || keys > 0) {
+          obs::log(obs::level::info, "maintenance.purged",
+                   {{"refresh_families", families}, {"idempotency_keys", keys}});
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});

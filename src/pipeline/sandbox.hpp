@@ -51,8 +51,9 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
 /// TEST ONLY: the environment variable DOCFLOW_TEST_EXTRACTOR_FAULT makes
 /// the child misbehave before touching the file, so tests can prove the
 /// sandbox contains it: "crash" calls abort(); "hang" sleeps forever;
-/// "oom" allocates and touches memory until the allocation fails (then
-/// aborts) or it is killed; "spin" burns CPU until RLIMIT_CPU stops it;
+/// "oom" allocates and touches memory until an allocation fails under
+/// RLIMIT_AS, then aborts (at 2 GiB it aborts anyway, for builds without the
+/// limit); "spin" burns CPU until RLIMIT_CPU stops it;
 /// "flood" writes output without end. Never set it in production.
 int extract_main(core::file_kind kind, const std::filesystem::path& file);
 

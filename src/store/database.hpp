@@ -85,6 +85,21 @@ struct document_event {
   std::optional<core::failure> error;
 };
 
+/// What a first request with an Idempotency-Key finds.
+struct idempotency_claim {
+  enum class kind {
+    fresh,      ///< the key is now ours (in flight): run the request, then finish or abandon it
+    replay,     ///< the key answered before: send that answer again
+    in_flight,  ///< another request with this key is running
+    mismatch,   ///< the key was used for something else
+  };
+  kind outcome = kind::fresh;
+  int status = 0;            ///< replay: the stored status
+  std::string body;          ///< replay: the stored body
+  std::string content_type;  ///< replay
+  std::string location;      ///< replay: the stored Location header, if any
+};
+
 struct queue_stats {
   std::uint64_t queued = 0;
   std::uint64_t running = 0;
@@ -199,6 +214,25 @@ public:
   virtual std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) = 0;
 
   virtual queue_stats job_stats() = 0;
+
+  // --- idempotency keys (scoped per user)
+
+  /// Claims `key` for `fingerprint` until `now + ttl`, or reports why not.
+  virtual idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
+                                             std::string_view fingerprint, core::time_point now,
+                                             std::chrono::milliseconds ttl) = 0;
+
+  /// Stores the answer of a fresh claim for replay.
+  virtual void finish_idempotent(std::string_view user_id, std::string_view key, int status,
+                                 std::string_view body, std::string_view content_type,
+                                 std::string_view location) = 0;
+
+  /// Releases a fresh claim without an answer (the request failed in a way
+  /// a retry should repeat).
+  virtual void abandon_idempotent(std::string_view user_id, std::string_view key) = 0;
+
+  /// Deletes keys past their retention; returns how many.
+  virtual std::size_t purge_idempotency_keys(core::time_point now) = 0;
 };
 
 }  // namespace docflow::store

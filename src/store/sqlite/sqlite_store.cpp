@@ -611,4 +611,73 @@ queue_stats sqlite_store::job_stats() {
   return {static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1))};
 }
 
+idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::string_view key,
+                                                 std::string_view fingerprint, core::time_point now,
+                                                 std::chrono::milliseconds ttl) {
+  const lease c(*this);
+  transaction tx(*c);
+  c->prepare("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND expires_at <= ?")
+      .bind(1, user_id)
+      .bind(2, key)
+      .bind(3, to_ms(now))
+      .step();
+  auto st = c->prepare(
+      "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
+      " WHERE user_id = ? AND key = ?");
+  st.bind(1, user_id).bind(2, key);
+  idempotency_claim claim;
+  if (st.step()) {
+    if (st.column_text(0) != fingerprint) {
+      claim.outcome = idempotency_claim::kind::mismatch;
+    } else if (st.column_text(1) == "in_flight") {
+      claim.outcome = idempotency_claim::kind::in_flight;
+    } else {
+      claim = {idempotency_claim::kind::replay, static_cast<int>(st.column_int(2)), st.column_text(3),
+               st.column_text(4), st.column_text(5)};
+    }
+    return claim;
+  }
+  c->prepare(
+       "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at, expires_at)"
+       " VALUES (?, ?, ?, 'in_flight', ?, ?)")
+      .bind(1, user_id)
+      .bind(2, key)
+      .bind(3, fingerprint)
+      .bind(4, to_ms(now))
+      .bind(5, to_ms(now + ttl))
+      .step();
+  tx.commit();
+  return claim;
+}
+
+void sqlite_store::finish_idempotent(std::string_view user_id, std::string_view key, int status,
+                                     std::string_view body, std::string_view content_type,
+                                     std::string_view location) {
+  const lease c(*this);
+  c->prepare(
+       "UPDATE idempotency_keys SET state = 'done', status = ?, body = ?, content_type = ?, location = ?"
+       " WHERE user_id = ? AND key = ?")
+      .bind(1, static_cast<std::int64_t>(status))
+      .bind(2, body)
+      .bind(3, content_type)
+      .bind(4, location)
+      .bind(5, user_id)
+      .bind(6, key)
+      .step();
+}
+
+void sqlite_store::abandon_idempotent(std::string_view user_id, std::string_view key) {
+  const lease c(*this);
+  c->prepare("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND state = 'in_flight'")
+      .bind(1, user_id)
+      .bind(2, key)
+      .step();
+}
+
+std::size_t sqlite_store::purge_idempotency_keys(core::time_point now) {
+  const lease c(*this);
+  c->prepare("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(1, to_ms(now)).step();
+  return static_cast<std::size_t>(sqlite3_changes(c->handle()));
+}
+
 }  // namespace docflow::store::sqlite

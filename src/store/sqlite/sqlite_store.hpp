@@ -57,6 +57,14 @@ public:
   std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) override;
   queue_stats job_stats() override;
 
+  idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
+                                     std::string_view fingerprint, core::time_point now,
+                                     std::chrono::milliseconds ttl) override;
+  void finish_idempotent(std::string_view user_id, std::string_view key, int status, std::string_view body,
+                         std::string_view content_type, std::string_view location) override;
+  void abandon_idempotent(std::string_view user_id, std::string_view key) override;
+  std::size_t purge_idempotency_keys(core::time_point now) override;
+
 private:
   // A connection borrowed from the pool, returned on destruction.
   class lease {

@@ -43,7 +43,8 @@ CREATE TABLE idempotency_keys (
   state       TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
   status      INTEGER,
   body        TEXT,
-  headers     TEXT,                    -- JSON object of replayed headers (Location)
+  content_type TEXT,
+  location    TEXT,                    -- the replayed Location header, if any
   created_at  INTEGER NOT NULL,
   expires_at  INTEGER NOT NULL,
   PRIMARY KEY (user_id, key)

@@ -1,0 +1,88 @@
+#include "api/idempotency.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <openssl/sha.h>
+
+#include "api/services.hpp"
+#include "config/config.hpp"
+#include "core/encoding.hpp"
+#include "http/blocking_pool.hpp"
+#include "store/database.hpp"
+
+namespace docflow::api {
+
+namespace {
+
+std::string digest(std::string_view text) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> out{};
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), out.data());
+  return core::hex_encode(std::string_view(reinterpret_cast<const char*>(out.data()), out.size()));
+}
+
+bool storable(int status) { return status < 500 && status != 429; }
+
+}  // namespace
+
+std::variant<std::monostate, std::string, http::problem> idempotency_key(const http::request& req) {
+  const auto key = req.fields.get("Idempotency-Key");
+  if (!key) return std::monostate{};
+  const bool valid = !key->empty() && key->size() <= 255 &&
+                     std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
+  if (!valid) return http::bad_request("Idempotency-Key must be 1-255 visible ASCII characters.");
+  return std::string(*key);
+}
+
+boost::asio::awaitable<http::response> once(
+    services& s, const http::request& req, const std::string& key, const std::string& fingerprint,
+    const std::function<boost::asio::awaitable<http::response>()>& action) {
+  const auto& user = req.user->user_id;
+  const auto print = digest(fingerprint);
+  const auto now = s.clock.now();
+  const auto claim = co_await s.blocking.run(
+      [&] { return s.db.begin_idempotent(user, key, print, now, s.cfg.idempotency_ttl); });
+  switch (claim.outcome) {
+    case store::idempotency_claim::kind::mismatch:
+      co_return http::make_problem(req, {422,
+                                         "idempotency-key-reused",
+                                         "Unprocessable Content",
+                                         "This Idempotency-Key was already used for a different request.",
+                                         {},
+                                         {}});
+    case store::idempotency_claim::kind::in_flight:
+      co_return http::make_problem(
+          req, {409,
+                "idempotency-key-in-flight",
+                "Conflict",
+                "A request with this Idempotency-Key is still being handled; retry later.",
+                {},
+                {}});
+    case store::idempotency_claim::kind::replay: {
+      auto res = http::response::text(claim.status, claim.body, claim.content_type);
+      if (!claim.location.empty()) res.fields.set("Location", claim.location);
+      res.fields.set("Idempotent-Replayed", "true");
+      co_return res;
+    }
+    case store::idempotency_claim::kind::fresh: break;
+  }
+  std::exception_ptr failure;
+  http::response res;
+  try {
+    res = co_await action();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure || !storable(res.status)) {
+    co_await s.blocking.run([&] { s.db.abandon_idempotent(user, key); });
+    if (failure) std::rethrow_exception(failure);
+    co_return res;
+  }
+  const auto content_type = std::string(res.fields.get("Content-Type").value_or("application/json"));
+  const auto location = std::string(res.fields.get("Location").value_or(""));
+  co_await s.blocking.run(
+      [&] { s.db.finish_idempotent(user, key, res.status, res.body, content_type, location); });
+  co_return res;
+}
+
+}  // namespace docflow::api
