@@ -128,8 +128,9 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.simulated_delay = cfg.simulated_delay;
   options.pipeline_version = pipeline_version;
   // The extractor child is this very binary in its `extract` mode.
-  const auto self = std::filesystem::read_symlink("/proc/self/exe");
-  auto stages = pipeline::default_stages(self, pipeline::sandbox_limits{});
+  // Exec /proc/self/exe itself rather than the path it names: that still
+  // finds this binary after an upgrade replaced the file.
+  auto stages = pipeline::default_stages("/proc/self/exe", pipeline::sandbox_limits{});
   obs::log(obs::level::info, "workers.started",
            {{"workers", cfg.workers}, {"pipeline_version", pipeline_version}});
   return std::make_unique<jobs::worker_pool>(db, blobs, std::move(stages), options, metrics, clock);

@@ -1,0 +1,1018 @@
+// The pipeline's stages: analysis, PDF and DOCX extraction on committed
+// fixtures (tests/fixtures/README.md records how each was made and what it
+// holds), the zip-bomb bounds on archives built here, the child protocol,
+// and the sandbox, which runs the real `docflow extract` child.
+//
+// Needs DOCFLOW_FIXTURES (compile definition: the fixtures directory) and the
+// docflow binary: env DOCFLOW_BIN, else the compile definition
+// DOCFLOW_BIN_DEFAULT.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "pipeline/analyze.hpp"
+#include "pipeline/extract.hpp"
+#include "pipeline/sandbox.hpp"
+#include "pipeline/stages.hpp"
+
+#ifndef DOCFLOW_FIXTURES
+#define DOCFLOW_FIXTURES "tests/fixtures"
+#endif
+
+using namespace docflow;
+using namespace docflow::pipeline;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+fs::path fixture(std::string_view name) { return fs::path(DOCFLOW_FIXTURES) / name; }
+
+fs::path docflow_bin() {
+  if (const char* bin = std::getenv("DOCFLOW_BIN"); bin && *bin) return bin;
+#ifdef DOCFLOW_BIN_DEFAULT
+  return DOCFLOW_BIN_DEFAULT;
+#else
+  throw std::runtime_error("set DOCFLOW_BIN to the docflow binary");
+#endif
+}
+
+core::time_point utc(int y, unsigned mo, unsigned d, int h = 0, int mi = 0, int s = 0) {
+  using namespace std::chrono;
+  return time_point_cast<core::time_point::duration>(sys_days(year_month_day{year(y), month(mo), day(d)}) +
+                                                     hours(h) + minutes(mi) + seconds(s));
+}
+
+// The failure a call throws; fails the test when it throws none.
+template <class F>
+core::failure failure_of(F&& f) {
+  try {
+    f();
+  } catch (const stage_error& e) {
+    return e.failure();
+  }
+  ADD_FAILURE() << "no stage_error thrown";
+  return {};
+}
+
+class temp_dir {
+public:
+  temp_dir() {
+    path_ = fs::temp_directory_path() /
+            ("docflow-pipeline-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~temp_dir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+  fs::path write(std::string_view name, std::string_view bytes) const {
+    const auto p = path_ / name;
+    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return p;
+  }
+
+private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+// ------------------------------------------------------------ ZIP writing
+// A small ZIP writer, so the tests can build archives no sane tool makes:
+// lying sizes, shared data, overlapping entries.
+
+struct zip_entry_spec {
+  std::string name;
+  std::string data;  // as stored (compressed when method is 8)
+  std::uint16_t method = 0;
+  std::uint32_t crc = 0;
+  std::uint64_t size = 0;                  // declared uncompressed size
+  std::optional<std::uint32_t> cd_offset;  // point the directory somewhere else
+};
+
+void put16(std::string& b, std::uint32_t v) {
+  b += static_cast<char>(v & 0xFF);
+  b += static_cast<char>(v >> 8 & 0xFF);
+}
+void put32(std::string& b, std::uint32_t v) {
+  put16(b, v & 0xFFFF);
+  put16(b, v >> 16);
+}
+
+zip_entry_spec stored(std::string name, std::string data) {
+  zip_entry_spec e;
+  e.name = std::move(name);
+  e.crc = static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+  e.size = data.size();
+  e.data = std::move(data);
+  return e;
+}
+
+std::string deflate_raw(std::string_view data) {
+  z_stream s{};
+  deflateInit2(&s, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&s, data.size()), '\0');
+  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  s.avail_in = static_cast<uInt>(data.size());
+  s.next_out = reinterpret_cast<Bytef*>(out.data());
+  s.avail_out = static_cast<uInt>(out.size());
+  deflate(&s, Z_FINISH);
+  out.resize(s.total_out);
+  deflateEnd(&s);
+  return out;
+}
+
+zip_entry_spec deflated(std::string name, std::string_view data) {
+  auto e = stored(std::move(name), std::string(data));
+  e.data = deflate_raw(data);
+  e.method = 8;
+  return e;
+}
+
+// A real deflate stream of `mib` MiB of zeros, built without holding them:
+// after a full flush the compressor starts afresh, so each MiB compresses to
+// the same byte-aligned block, and the blocks concatenate.
+zip_entry_spec zeros(std::string name, std::uint32_t mib) {
+  const std::string chunk(1 << 20, '\0');
+  z_stream s{};
+  deflateInit2(&s, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY);
+  std::string block(deflateBound(&s, chunk.size()) + 64, '\0');
+  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(chunk.data()));
+  s.avail_in = static_cast<uInt>(chunk.size());
+  s.next_out = reinterpret_cast<Bytef*>(block.data());
+  s.avail_out = static_cast<uInt>(block.size());
+  deflate(&s, Z_FULL_FLUSH);
+  block.resize(s.total_out);
+  deflateEnd(&s);
+  zip_entry_spec e;
+  e.name = std::move(name);
+  e.method = 8;
+  e.size = std::uint64_t{mib} << 20;
+  e.data.reserve(block.size() * mib + 2);
+  for (std::uint32_t i = 0; i < mib; ++i) e.data += block;
+  e.data += std::string("\x03\x00", 2);  // an empty final fixed-Huffman block
+  const auto chunk_crc =
+      crc32(0, reinterpret_cast<const Bytef*>(chunk.data()), static_cast<uInt>(chunk.size()));
+  uLong crc = crc32(0, nullptr, 0);
+  for (std::uint32_t i = 0; i < mib; ++i)
+    crc = crc32_combine(crc, chunk_crc, static_cast<z_off_t>(chunk.size()));
+  e.crc = static_cast<std::uint32_t>(crc);
+  return e;
+}
+
+std::string build_zip(const std::vector<zip_entry_spec>& entries) {
+  std::string out;
+  std::string directory;
+  for (const auto& e : entries) {
+    const auto offset = static_cast<std::uint32_t>(out.size());
+    put32(out, 0x04034b50);
+    put16(out, 20);
+    put16(out, 0);
+    put16(out, e.method);
+    put16(out, 0);
+    put16(out, 0x21);  // 1980-01-01
+    put32(out, e.crc);
+    put32(out, static_cast<std::uint32_t>(e.data.size()));
+    put32(out, static_cast<std::uint32_t>(e.size));
+    put16(out, static_cast<std::uint32_t>(e.name.size()));
+    put16(out, 0);
+    out += e.name;
+    out += e.data;
+
+    put32(directory, 0x02014b50);
+    put16(directory, 20);
+    put16(directory, 20);
+    put16(directory, 0);
+    put16(directory, e.method);
+    put16(directory, 0);
+    put16(directory, 0x21);
+    put32(directory, e.crc);
+    put32(directory, static_cast<std::uint32_t>(e.data.size()));
+    put32(directory, static_cast<std::uint32_t>(e.size));
+    put16(directory, static_cast<std::uint32_t>(e.name.size()));
+    put16(directory, 0);
+    put16(directory, 0);
+    put16(directory, 0);
+    put16(directory, 0);
+    put32(directory, 0);
+    put32(directory, e.cd_offset.value_or(offset));
+    directory += e.name;
+  }
+  const auto directory_offset = static_cast<std::uint32_t>(out.size());
+  out += directory;
+  put32(out, 0x06054b50);
+  put16(out, 0);
+  put16(out, 0);
+  put16(out, static_cast<std::uint32_t>(entries.size() & 0xFFFF));
+  put16(out, static_cast<std::uint32_t>(entries.size() & 0xFFFF));
+  put32(out, static_cast<std::uint32_t>(directory.size()));
+  put32(out, directory_offset);
+  put16(out, 0);
+  return out;
+}
+
+constexpr std::string_view content_types =
+    R"(<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>)";
+
+std::string document_xml(std::string_view body, std::string_view prefix = "w") {
+  const std::string p(prefix);
+  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?><" + p + ":document xmlns:" + p +
+         "=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><" + p + ":body>" +
+         std::string(body) + "</" + p + ":body></" + p + ":document>";
+}
+
+// A minimal DOCX whose body is `body`, plus `extra` entries.
+std::string minimal_docx(std::string_view body, std::vector<zip_entry_spec> extra = {}) {
+  std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                      deflated("word/document.xml", document_xml(body))};
+  for (auto& e : extra) entries.push_back(std::move(e));
+  return build_zip(entries);
+}
+
+// Sets an environment variable for the scope of a test.
+class scoped_env {
+public:
+  scoped_env(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~scoped_env() { ::unsetenv(name_); }
+
+private:
+  const char* name_;
+};
+
+sandbox_limits test_limits() {
+  sandbox_limits l;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  l.address_space = 0;  // sanitizers reserve terabytes of shadow memory
+#endif
+  l.wall = 20s;
+  return l;
+}
+
+}  // namespace
+
+// ================================================================ analyze
+
+TEST(analyze_counts, empty_text) {
+  const auto a = analyze("");
+  EXPECT_EQ(a.char_count, 0u);
+  EXPECT_EQ(a.word_count, 0u);
+  EXPECT_EQ(a.line_count, 0u);
+  EXPECT_EQ(a.language, "und");
+  EXPECT_TRUE(a.keywords.empty());
+}
+
+TEST(analyze_counts, lines) {
+  EXPECT_EQ(analyze("a").line_count, 1u);
+  EXPECT_EQ(analyze("a\nb\n").line_count, 2u);
+  EXPECT_EQ(analyze("a\nb").line_count, 2u);
+  EXPECT_EQ(analyze("a\n\nb").line_count, 3u);
+  EXPECT_EQ(analyze("\n").line_count, 1u);
+}
+
+TEST(analyze_counts, characters_are_code_points) {
+  EXPECT_EQ(analyze("a\nb\n").char_count, 4u);
+  EXPECT_EQ(analyze("café naïve").char_count, 10u);
+  EXPECT_EQ(analyze("日本語").char_count, 3u);
+  EXPECT_EQ(analyze("\xF0\x9F\x99\x82").char_count, 1u);  // one emoji, four bytes
+  EXPECT_EQ(analyze("a\xFF"
+                    "b")
+                .char_count,
+            3u);  // an invalid byte counts once
+}
+
+TEST(analyze_counts, words) {
+  EXPECT_EQ(analyze("hello, world!").word_count, 2u);
+  EXPECT_EQ(analyze("don't stop").word_count, 2u);
+  EXPECT_EQ(analyze("l’homme est là").word_count, 3u);
+  EXPECT_EQ(analyze("'quoted' words'").word_count, 2u);  // apostrophes at the edges are not inside
+  EXPECT_EQ(analyze("well-known 3.14").word_count, 4u);
+  EXPECT_EQ(analyze("café naïve Straße").word_count, 3u);
+  EXPECT_EQ(analyze("αβγ δ кошка").word_count, 3u);
+  EXPECT_EQ(analyze("日本語").word_count, 1u);
+  EXPECT_EQ(analyze("— … « » \xF0\x9F\x99\x82 ¿").word_count, 0u);
+  EXPECT_EQ(analyze("tab\tseparated\nlines\r\nhere").word_count, 4u);
+  EXPECT_EQ(analyze("2024 x").word_count, 2u);
+}
+
+TEST(analyze_language, english) {
+  EXPECT_EQ(
+      analyze("The committee met on Tuesday to discuss the new budget. Most of the members agreed that the "
+              "plan was too expensive, but they could not find a better one. They will meet again next "
+              "week to make a final decision.")
+          .language,
+      "en");
+}
+
+TEST(analyze_language, german) {
+  EXPECT_EQ(
+      analyze("Der Ausschuss hat sich am Dienstag getroffen, um über den neuen Haushalt zu sprechen. Die "
+              "meisten Mitglieder waren der Meinung, dass der Plan zu teuer ist, aber sie konnten keinen "
+              "besseren finden. Sie werden sich nächste Woche wieder treffen, um eine Entscheidung zu "
+              "fällen.")
+          .language,
+      "de");
+}
+
+TEST(analyze_language, french) {
+  EXPECT_EQ(
+      analyze("Le comité s'est réuni mardi pour discuter du nouveau budget. La plupart des membres ont "
+              "estimé que le plan était trop cher, mais ils n'ont pas trouvé de meilleure solution. Ils se "
+              "réuniront de nouveau la semaine prochaine pour prendre une décision.")
+          .language,
+      "fr");
+}
+
+TEST(analyze_language, spanish) {
+  EXPECT_EQ(
+      analyze("El comité se reunió el martes para hablar del nuevo presupuesto. La mayoría de los miembros "
+              "pensaron que el plan era demasiado caro, pero no encontraron una solución mejor. Se "
+              "reunirán de nuevo la próxima semana para tomar una decisión.")
+          .language,
+      "es");
+}
+
+TEST(analyze_language, undetermined_without_evidence) {
+  EXPECT_EQ(analyze("12345").language, "und");
+  EXPECT_EQ(analyze("").language, "und");
+  EXPECT_EQ(analyze("Hello world").language, "und");                             // too short
+  EXPECT_EQ(analyze("Quarterly revenue forecast spreadsheet").language, "und");  // no function words
+  EXPECT_EQ(analyze("de la en que de la en que").language, "und");               // French or Spanish alike
+  EXPECT_EQ(detect_language("1 2 3 4 5 6 7 8 9 10"), "und");
+}
+
+TEST(analyze_keywords, ranked_by_count_then_alphabet) {
+  const auto a = analyze("zeta apple banana apple cherry banana apple mango");
+  ASSERT_EQ(a.keywords.size(), 5u);
+  EXPECT_EQ(a.keywords[0].term, "apple");
+  EXPECT_EQ(a.keywords[0].count, 3u);
+  EXPECT_EQ(a.keywords[1].term, "banana");
+  EXPECT_EQ(a.keywords[1].count, 2u);
+  EXPECT_EQ(a.keywords[2].term, "cherry");
+  EXPECT_EQ(a.keywords[3].term, "mango");
+  EXPECT_EQ(a.keywords[4].term, "zeta");
+}
+
+TEST(analyze_keywords, lowercased_filtered_and_at_most_ten) {
+  const auto a = analyze(
+      "Apple APPLE apple the The and of 2024 2024 2024 ox ox ox Ärger ärger "
+      "one1 two2 three3 four4 five5 six6 seven7 eight8 nine9 ten10 eleven11");
+  ASSERT_EQ(a.keywords.size(), 10u);
+  EXPECT_EQ(a.keywords[0].term, "apple");
+  EXPECT_EQ(a.keywords[0].count, 3u);
+  EXPECT_EQ(a.keywords[1].term, "ärger");
+  EXPECT_EQ(a.keywords[1].count, 2u);
+  for (const auto& k : a.keywords) {
+    EXPECT_NE(k.term, "the");
+    EXPECT_NE(k.term, "and");
+    EXPECT_NE(k.term, "2024");  // digits only
+    EXPECT_NE(k.term, "ox");    // shorter than 3
+  }
+  EXPECT_EQ(a.keywords[2].term, "eight8");  // the ties, alphabetically
+  EXPECT_EQ(a.keywords[9].term, "six6");
+}
+
+TEST(analyze_keywords, stop_words_of_the_detected_language) {
+  const auto a = analyze(
+      "Die Stadt und die Stadt und der Park und die Bürger und die Stadt sind mit dem Park "
+      "sehr zufrieden, weil der Park schön ist.");
+  ASSERT_EQ(a.language, "de");
+  ASSERT_GE(a.keywords.size(), 2u);
+  EXPECT_EQ(a.keywords[0].term, "park");
+  EXPECT_EQ(a.keywords[1].term, "stadt");
+  for (const auto& k : a.keywords) {
+    EXPECT_NE(k.term, "und");
+    EXPECT_NE(k.term, "die");
+    EXPECT_NE(k.term, "sind");
+  }
+}
+
+TEST(analyze_keywords, french_elisions_and_english_possessives) {
+  const auto fr = analyze("L'homme et l'homme de la ville ont vu que l'histoire de la ville est belle.");
+  ASSERT_EQ(fr.language, "fr");
+  ASSERT_FALSE(fr.keywords.empty());
+  EXPECT_EQ(fr.keywords[0].term, "homme");
+  EXPECT_EQ(fr.keywords[0].count, 2u);
+  const auto en = analyze("The company's plan and the company's budget are on the table of the company.");
+  ASSERT_EQ(en.language, "en");
+  EXPECT_EQ(en.keywords[0].term, "company");
+  EXPECT_EQ(en.keywords[0].count, 3u);
+}
+
+// ============================================================ extract: PDF
+
+TEST(extract_pdf, one_page_with_metadata) {
+  const auto e = extract_pdf(fixture("en-1page.pdf"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.text,
+            "The quarterly report describes the progress of the river survey. Our team measured the water "
+            "quality at twelve stations along the river. The results show that the water is cleaner than it "
+            "was last year, and the survey will continue\nnext spring.");
+  EXPECT_EQ(e.metadata.title, "River Survey Report");
+  EXPECT_EQ(e.metadata.author, "Jane Doe");
+  EXPECT_EQ(e.metadata.created, utc(2024, 3, 15, 10, 30, 0));
+  const auto a = analyze(e.text);
+  EXPECT_EQ(a.word_count, 42u);  // pdftotext en-1page.pdf - | wc -w
+  EXPECT_EQ(a.char_count, 244u);
+  EXPECT_EQ(a.line_count, 2u);
+  EXPECT_EQ(a.language, "en");
+  ASSERT_GE(a.keywords.size(), 3u);
+  EXPECT_EQ(a.keywords[0].term, "river");
+  EXPECT_EQ(a.keywords[1].term, "survey");
+  EXPECT_EQ(a.keywords[2].term, "water");
+}
+
+TEST(extract_pdf, pages_in_order_joined_by_newlines) {
+  const auto e = extract_pdf(fixture("multipage.pdf"));
+  EXPECT_EQ(e.pages, 3);
+  EXPECT_EQ(e.text,
+            "Page one introduces the annual budget plan.\n"
+            "Page two lists the expected costs for travel and equipment.\n"
+            "Page three summarises the budget and closes the plan.");
+  EXPECT_EQ(e.metadata.title, "Budget Plan");
+  EXPECT_EQ(e.metadata.author, std::nullopt);
+  EXPECT_EQ(e.metadata.created, utc(2023, 1, 2, 3, 4, 5));
+  EXPECT_EQ(analyze(e.text).word_count, 26u);
+}
+
+TEST(extract_pdf, german_with_a_time_zone) {
+  const auto e = extract_pdf(fixture("de.pdf"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.metadata.title, "Der neue Park");
+  EXPECT_EQ(e.metadata.author, "Max Mustermann");
+  EXPECT_EQ(e.metadata.created, utc(2022, 6, 7, 6, 9, 10));  // 08:09:10+02'00'
+  EXPECT_NE(e.text.find("neuen Park für die Bürger"), std::string::npos);
+  const auto a = analyze(e.text);
+  EXPECT_EQ(a.word_count, 47u);
+  EXPECT_EQ(a.language, "de");
+  ASSERT_FALSE(a.keywords.empty());
+  EXPECT_EQ(a.keywords[0].term, "park");
+  EXPECT_EQ(a.keywords[0].count, 2u);
+}
+
+TEST(extract_pdf, scanned_page_has_no_text) {
+  const auto e = extract_pdf(fixture("scanned.pdf"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.text, "");
+  EXPECT_EQ(e.metadata.title, std::nullopt);
+  EXPECT_EQ(e.metadata.author, std::nullopt);
+  EXPECT_EQ(e.metadata.created, std::nullopt);
+  EXPECT_EQ(analyze(e.text).language, "und");
+}
+
+TEST(extract_pdf, encrypted_is_permanently_unreadable) {
+  const auto f = failure_of([] { extract_pdf(fixture("encrypted.pdf")); });
+  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_FALSE(f.retryable);
+}
+
+TEST(extract_pdf, garbage_and_truncation_are_unreadable) {
+  const temp_dir dir;
+  const auto garbage = dir.write("garbage.pdf", "%PDF-1.4\nthis is not a PDF at all\n");
+  EXPECT_EQ(failure_of([&] { extract_pdf(garbage); }).code, codes::unreadable_document);
+  EXPECT_EQ(failure_of([&] { extract_pdf(dir.path() / "missing.pdf"); }).code, codes::unreadable_document);
+}
+
+// =========================================================== extract: DOCX
+
+TEST(extract_docx, table_header_footer_and_core_properties) {
+  const auto e = extract_docx(fixture("table-header-footer.docx"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.text,
+            "Sales grew in every region during the second quarter.\n"
+            "Region\tTotalSecond line\nafter break\n"
+            "North\n1200\nSouth\n950\n"
+            "Sales in the south region need attention.\n"
+            "ACME Corporation\n"
+            "Confidential footer");
+  EXPECT_EQ(e.metadata.title, "Quarterly Sales Summary");
+  EXPECT_EQ(e.metadata.author, "John Smith");
+  EXPECT_EQ(e.metadata.created, utc(2024, 5, 6, 7, 8, 9));
+  const auto a = analyze(e.text);
+  EXPECT_EQ(a.word_count, 29u);
+  EXPECT_EQ(a.line_count, 10u);
+  EXPECT_EQ(a.language, "en");
+  ASSERT_GE(a.keywords.size(), 3u);
+  EXPECT_EQ(a.keywords[0].term, "region");
+  EXPECT_EQ(a.keywords[0].count, 3u);
+}
+
+TEST(extract_docx, german_from_pandoc) {
+  const auto e = extract_docx(fixture("de.docx"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.metadata.title, "Der neue Park");
+  EXPECT_EQ(e.metadata.author, "Erika Mustermann");
+  EXPECT_EQ(e.metadata.created, utc(2021, 9, 10, 10, 0, 0));
+  EXPECT_EQ(
+      e.text,
+      "Der neue Park\nErika Mustermann\n"
+      "Die Stadt hat im letzten Jahr einen neuen Park für die Bürger gebaut.\n"
+      "Der Park liegt direkt an dem Fluss und ist von der Altstadt aus in wenigen Minuten zu erreichen.\n"
+      "Viele Familien gehen am Wochenende mit ihren Kindern dorthin, weil es dort einen großen "
+      "Spielplatz gibt.");
+  const auto a = analyze(e.text);
+  EXPECT_EQ(a.word_count, 52u);
+  EXPECT_EQ(a.language, "de");
+}
+
+TEST(extract_docx, minimal_archive_without_properties) {
+  const temp_dir dir;
+  const auto path =
+      dir.write("min.docx",
+                minimal_docx("<w:p><w:pPr><w:tabs><w:tab w:val=\"left\" w:pos=\"720\"/></w:tabs></w:pPr>"
+                             "<w:r><w:t>one</w:t></w:r><w:r><w:t xml:space=\"preserve\"> </w:t></w:r>"
+                             "<w:r><w:t>two</w:t><w:tab/><w:t>three</w:t></w:r></w:p>"
+                             "<w:p/><w:p><w:r><w:delText>gone</w:delText><w:t>&amp; four</w:t></w:r></w:p>"));
+  const auto e = extract_docx(path);
+  EXPECT_EQ(e.pages, std::nullopt);
+  EXPECT_EQ(e.text, "one two\tthree\n\n& four");
+  EXPECT_EQ(e.metadata.title, std::nullopt);
+  EXPECT_EQ(e.metadata.created, std::nullopt);
+}
+
+TEST(extract_docx, text_box_read_once) {
+  const temp_dir dir;
+  const auto path = dir.write(
+      "box.docx",
+      minimal_docx("<w:p><w:r><w:t>before</w:t></w:r><w:r><mc:AlternateContent><mc:Choice>"
+                   "<w:drawing><w:txbxContent><w:p><w:r><w:t>boxed</w:t></w:r></w:p></w:txbxContent>"
+                   "</w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p><w:r>"
+                   "<w:t>boxed</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback>"
+                   "</mc:AlternateContent></w:r></w:p>"));
+  // The box's paragraph ends before the one holding it.
+  EXPECT_EQ(extract_docx(path).text, "boxed\nbefore");
+}
+
+TEST(extract_docx, any_namespace_prefix) {
+  const temp_dir dir;
+  const std::vector<zip_entry_spec> entries{
+      stored("[Content_Types].xml", std::string(content_types)),
+      stored("word/document.xml", document_xml("<x:p><x:r><x:t>prefixed</x:t></x:r></x:p>", "x"))};
+  EXPECT_EQ(extract_docx(dir.write("ns.docx", build_zip(entries))).text, "prefixed");
+}
+
+TEST(extract_docx, entity_expansion_is_not_performed) {
+  const temp_dir dir;
+  const std::string bomb =
+      "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
+      "<!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">"
+      "<!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>"
+      "<w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>"
+      "<w:p><w:r><w:t>&lol3;</w:t></w:r></w:p></w:body></w:document>";
+  const std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                            stored("word/document.xml", bomb)};
+  const auto e = extract_docx(dir.write("lol.docx", build_zip(entries)));
+  EXPECT_LT(e.text.size(), 20u);
+}
+
+TEST(extract_docx, broken_archives_and_xml_are_unreadable) {
+  const temp_dir dir;
+  const auto expect_unreadable = [&](std::string_view name, const std::string& bytes) {
+    const auto f = failure_of([&] { extract_docx(dir.write(name, bytes)); });
+    EXPECT_EQ(f.code, codes::unreadable_document) << name;
+    EXPECT_FALSE(f.retryable) << name;
+  };
+  expect_unreadable("text.docx", "just some text, no ZIP here");
+  expect_unreadable("empty.docx", "");
+  const auto good = minimal_docx("<w:p><w:r><w:t>ok</w:t></w:r></w:p>");
+  expect_unreadable("truncated.docx", good.substr(0, good.size() / 2));
+  expect_unreadable("no-document.docx",
+                    build_zip({stored("[Content_Types].xml", std::string(content_types))}));
+  expect_unreadable("bad-xml.docx", build_zip({stored("[Content_Types].xml", std::string(content_types)),
+                                               stored("word/document.xml", "<w:document><w:body>")}));
+  auto corrupt = good;
+  corrupt[corrupt.find("word/document.xml") + 40] ^= 0x55;  // flip bytes inside the deflated data
+  corrupt[corrupt.find("word/document.xml") + 41] ^= 0x55;
+  expect_unreadable("crc.docx", corrupt);
+}
+
+// ================================================================ zip bombs
+
+TEST(docx_bounds, too_many_entries) {
+  const temp_dir dir;
+  std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                      stored("word/document.xml", document_xml("<w:p/>"))};
+  while (entries.size() < 10001) entries.push_back(stored("e/" + std::to_string(entries.size()), ""));
+  const auto f = failure_of([&] { extract_docx(dir.write("many.docx", build_zip(entries))); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_FALSE(f.retryable);
+  entries.pop_back();  // exactly the limit is fine
+  EXPECT_EQ(extract_docx(dir.write("limit.docx", build_zip(entries))).text, "");
+}
+
+TEST(docx_bounds, gigabyte_of_zeros) {
+  const temp_dir dir;
+  const auto bomb = minimal_docx("<w:p/>", {zeros("word/media/zeros.bin", 1024)});
+  ASSERT_LT(bomb.size(), 2u << 20);  // 1 GiB in about a megabyte
+  const auto f = failure_of([&] { extract_docx(dir.write("bomb.docx", bomb)); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_FALSE(f.retryable);
+}
+
+TEST(docx_bounds, compression_ratio) {
+  const temp_dir dir;
+  // 8 MiB of zeros: far under the total cap, far over 200:1.
+  const auto f =
+      failure_of([&] { extract_docx(dir.write("ratio.docx", minimal_docx("<w:p/>", {zeros("z", 8)}))); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  // The ratio is only judged above 1 MiB: a small, very compressible part is normal.
+  EXPECT_NO_THROW(extract_docx(dir.write("small.docx", minimal_docx("<w:p/>", {zeros("z", 1)}))));
+}
+
+TEST(docx_bounds, total_declared_size) {
+  const temp_dir dir;
+  // 1 MiB entries escape the ratio rule; 257 of them exceed 256 MiB in total.
+  const auto one = zeros("z", 1);
+  std::vector<zip_entry_spec> extra;
+  for (int i = 0; i < 257; ++i) {
+    auto e = one;
+    e.name = "z/" + std::to_string(i);
+    extra.push_back(std::move(e));
+  }
+  const auto f = failure_of([&] { extract_docx(dir.write("total.docx", minimal_docx("<w:p/>", extra))); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  extra.resize(250);
+  EXPECT_NO_THROW(extract_docx(dir.write("under.docx", minimal_docx("<w:p/>", extra))));
+  // A lower cap applies to the same archive.
+  docx_limits tight;
+  tight.max_total_size = 100ULL << 20;
+  EXPECT_EQ(failure_of([&] { extract_docx(dir.path() / "under.docx", tight); }).code,
+            codes::document_too_complex);
+}
+
+TEST(docx_bounds, overlapping_entries) {
+  const temp_dir dir;
+  // Two directory entries sharing one local header and its data.
+  std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                      stored("word/document.xml", document_xml("<w:p/>"))};
+  auto twin = entries[1];
+  twin.name = "word/other.xml";
+  twin.cd_offset = static_cast<std::uint32_t>(30 + entries[0].name.size() + entries[0].data.size());
+  entries.push_back(twin);
+  const auto f = failure_of([&] { extract_docx(dir.write("overlap.docx", build_zip(entries))); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_FALSE(f.retryable);
+}
+
+TEST(docx_bounds, entry_reaching_into_another) {
+  const temp_dir dir;
+  // The first entry's declared compressed size swallows the second's header:
+  // the shape of the "non-recursive" zip bomb.
+  std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                      stored("word/document.xml", document_xml("<w:p/>"))};
+  auto zip = build_zip(entries);
+  // Patch the first central-directory entry's compressed size (offset 20).
+  const auto cd = zip.find("PK\x01\x02");
+  const auto grown = static_cast<std::uint32_t>(entries[0].data.size() + 40);
+  std::string patch;
+  put32(patch, grown);
+  zip.replace(cd + 20, 4, patch);
+  const auto f = failure_of([&] { extract_docx(dir.write("reach.docx", zip)); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+}
+
+TEST(docx_bounds, declared_size_is_not_trusted_when_reading) {
+  const temp_dir dir;
+  // The document claims 100 bytes but inflates to 2 MiB.
+  std::string big = "<w:p><w:r><w:t>";
+  big.append(2u << 20, 'a');
+  big += "</w:t></w:r></w:p>";
+  auto liar = deflated("word/document.xml", document_xml(big));
+  liar.size = 100;
+  const auto path =
+      dir.write("liar.docx", build_zip({stored("[Content_Types].xml", std::string(content_types)), liar}));
+  docx_limits tight;
+  tight.max_part_bytes = 1ULL << 20;
+  const auto f = failure_of([&] { extract_docx(path, tight); });
+  // libzip may notice the lie itself (unreadable) or our cap does (too complex):
+  // either way nothing past the cap is inflated into memory.
+  EXPECT_TRUE(f.code == codes::document_too_complex || f.code == codes::unreadable_document) << f.code;
+  EXPECT_FALSE(f.retryable);
+}
+
+TEST(docx_bounds, part_cap_applies_to_honest_parts) {
+  const temp_dir dir;
+  // Letters from a simple generator: they compress about 2:1, like real text.
+  std::string big = "<w:p><w:r><w:t>";
+  std::uint32_t x = 1;
+  for (std::size_t i = 0; i < (2u << 20); ++i) {
+    x = x * 1664525u + 1013904223u;
+    big += static_cast<char>('a' + (x >> 24) % 26);
+  }
+  big += "</w:t></w:r></w:p>";
+  const auto path = dir.write("big.docx", minimal_docx(big));
+  docx_limits tight;
+  tight.max_part_bytes = 1ULL << 20;
+  EXPECT_EQ(failure_of([&] { extract_docx(path, tight); }).code, codes::document_too_complex);
+  EXPECT_EQ(extract_docx(path).text.size(), 2u << 20);
+}
+
+// ================================================================ W3C-DTF
+
+TEST(w3cdtf, formats) {
+  EXPECT_EQ(parse_w3cdtf("2024-05-06T07:08:09Z"), utc(2024, 5, 6, 7, 8, 9));
+  EXPECT_EQ(parse_w3cdtf("2024-05-06T07:08:09+02:00"), utc(2024, 5, 6, 5, 8, 9));
+  EXPECT_EQ(parse_w3cdtf("2024-05-06T07:08-01:30"), utc(2024, 5, 6, 8, 38, 0));
+  EXPECT_EQ(parse_w3cdtf("2024-05-06T07:08:09.5Z"), utc(2024, 5, 6, 7, 8, 9) + 500ms);
+  EXPECT_EQ(parse_w3cdtf("2024-05-06T07:08:09"), utc(2024, 5, 6, 7, 8, 9));
+  EXPECT_EQ(parse_w3cdtf("2024-05-06"), utc(2024, 5, 6));
+  EXPECT_EQ(parse_w3cdtf("2024-05"), utc(2024, 5, 1));
+  EXPECT_EQ(parse_w3cdtf("2024"), utc(2024, 1, 1));
+  for (const auto* bad :
+       {"", "24-05-06", "2024-13-01", "2024-02-30", "2024-05-06T25:00Z", "2024-05-06T07:08:09X",
+        "2024-05-06 07:08:09Z", "2024-05-06T07:08:09.Z", "yesterday"}) {
+    EXPECT_EQ(parse_w3cdtf(bad), std::nullopt) << bad;
+  }
+}
+
+// ========================================================= child protocol
+
+TEST(child_protocol, round_trip) {
+  extraction e;
+  e.pages = 7;
+  e.text = "line one\nline \"two\"\twith ünïcödé and \x01 control";
+  e.metadata.title = "A title";
+  e.metadata.author = "An author";
+  e.metadata.created = utc(2024, 3, 15, 10, 30, 0) + 123ms;
+  const auto back = decode_child_output(encode_child_output(e));
+  EXPECT_EQ(back.pages, e.pages);
+  EXPECT_EQ(back.text, e.text);
+  EXPECT_EQ(back.metadata.title, e.metadata.title);
+  EXPECT_EQ(back.metadata.author, e.metadata.author);
+  EXPECT_EQ(back.metadata.created, e.metadata.created);
+}
+
+TEST(child_protocol, nulls_round_trip) {
+  const auto back = decode_child_output(encode_child_output(extraction{}));
+  EXPECT_EQ(back.pages, std::nullopt);
+  EXPECT_EQ(back.text, "");
+  EXPECT_EQ(back.metadata.title, std::nullopt);
+  EXPECT_EQ(back.metadata.author, std::nullopt);
+  EXPECT_EQ(back.metadata.created, std::nullopt);
+}
+
+TEST(child_protocol, invalid_utf8_is_replaced) {
+  extraction e;
+  e.text = "ok \xFF\xFE end";
+  e.metadata.title = std::string("t\xC3");
+  const auto back = decode_child_output(encode_child_output(e));
+  EXPECT_EQ(back.text, "ok \xEF\xBF\xBD\xEF\xBF\xBD end");
+  EXPECT_EQ(back.metadata.title, "t\xEF\xBF\xBD");
+}
+
+TEST(child_protocol, failure_round_trip) {
+  const auto json = encode_child_failure({codes::unreadable_document, "the PDF is encrypted", false});
+  const auto f = failure_of([&] { decode_child_output(json); });
+  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_EQ(f.message, "the PDF is encrypted");
+  EXPECT_FALSE(f.retryable);
+  const auto g = failure_of([&] {
+    decode_child_output(encode_child_failure({codes::document_too_complex, "too big", false}));
+  });
+  EXPECT_EQ(g.code, codes::document_too_complex);
+}
+
+TEST(child_protocol, garbage_is_a_crash) {
+  for (const std::string_view bad :
+       {"", "not json", "[]", "{}", "null", R"({"ok":"yes"})", R"({"ok":true})",
+        R"({"ok":true,"pages":null,"text":5,"title":null,"author":null,"created_ms":null})",
+        R"({"ok":true,"pages":-1,"text":"","title":null,"author":null,"created_ms":null})",
+        R"({"ok":true,"pages":1.5,"text":"","title":null,"author":null,"created_ms":null})",
+        R"({"ok":true,"pages":null,"text":"","title":null,"author":null,"created_ms":null} trailing)",
+        R"({"ok":false,"code":"checksum_mismatch","message":"lies","retryable":true})",
+        R"({"ok":false,"code":"unreadable_document","message":"no retryable"})",
+        R"({"ok":true,"pages":null,"text":"cut)"}) {
+    const auto f = failure_of([&] { decode_child_output(bad); });
+    EXPECT_EQ(f.code, codes::extractor_crashed) << bad;
+    EXPECT_TRUE(f.retryable) << bad;
+  }
+}
+
+TEST(child_protocol, kind_arguments) {
+  EXPECT_STREQ(kind_argument(core::file_kind::pdf), "pdf");
+  EXPECT_STREQ(kind_argument(core::file_kind::docx), "docx");
+  EXPECT_EQ(parse_kind_argument("pdf"), core::file_kind::pdf);
+  EXPECT_EQ(parse_kind_argument("docx"), core::file_kind::docx);
+  EXPECT_EQ(parse_kind_argument("PDF"), std::nullopt);
+  EXPECT_EQ(parse_kind_argument(""), std::nullopt);
+}
+
+// ================================================================ sandbox
+
+TEST(sandbox, extracts_a_pdf_in_the_child) {
+  const auto e =
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  const auto direct = extract_pdf(fixture("en-1page.pdf"));
+  EXPECT_EQ(e.pages, 1);
+  EXPECT_EQ(e.text, direct.text);
+  EXPECT_EQ(e.metadata.title, "River Survey Report");
+  EXPECT_EQ(e.metadata.author, "Jane Doe");
+  EXPECT_EQ(e.metadata.created, utc(2024, 3, 15, 10, 30, 0));
+}
+
+TEST(sandbox, extracts_a_docx_in_the_child) {
+  const auto e = extract_in_child(docflow_bin(), fixture("table-header-footer.docx"), core::file_kind::docx,
+                                  test_limits());
+  EXPECT_EQ(e.text, extract_docx(fixture("table-header-footer.docx")).text);
+  EXPECT_EQ(e.metadata.author, "John Smith");
+  EXPECT_EQ(e.pages, 1);
+}
+
+TEST(sandbox, child_failures_keep_their_code) {
+  const auto f = failure_of(
+      [] { extract_in_child(docflow_bin(), fixture("encrypted.pdf"), core::file_kind::pdf, test_limits()); });
+  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_FALSE(f.retryable);
+  const temp_dir dir;
+  std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
+                                      stored("word/document.xml", document_xml("<w:p/>"))};
+  while (entries.size() < 10001) entries.push_back(stored("e/" + std::to_string(entries.size()), ""));
+  const auto many = dir.write("many.docx", build_zip(entries));
+  const auto g =
+      failure_of([&] { extract_in_child(docflow_bin(), many, core::file_kind::docx, test_limits()); });
+  EXPECT_EQ(g.code, codes::document_too_complex);
+}
+
+TEST(sandbox, crash_is_transient) {
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
+  const auto f = failure_of(
+      [] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits()); });
+  EXPECT_EQ(f.code, codes::extractor_crashed);
+  EXPECT_TRUE(f.retryable);
+}
+
+TEST(sandbox, hang_times_out_and_is_killed) {
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "hang");
+  auto limits = test_limits();
+  limits.wall = 1500ms;  // past the first one-second poll slice
+  const auto start = std::chrono::steady_clock::now();
+  const auto f = failure_of(
+      [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
+  EXPECT_EQ(f.code, codes::extractor_timeout);
+  EXPECT_TRUE(f.retryable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST(sandbox, memory_limit_stops_the_child) {
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "oom");
+  auto limits = test_limits();
+  const bool kernel_limit = limits.address_space != 0;
+  if (kernel_limit) {
+    limits.address_space = 256ULL << 20;
+  } else {
+    limits.wall = 3s;  // no RLIMIT_AS under sanitizers: the wall clock contains the child instead
+  }
+  const auto f = failure_of(
+      [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
+  if (kernel_limit) {
+    EXPECT_EQ(f.code, codes::extractor_crashed);
+  } else {
+    EXPECT_TRUE(f.code == codes::extractor_crashed || f.code == codes::extractor_timeout) << f.code;
+  }
+  EXPECT_TRUE(f.retryable);
+}
+
+TEST(sandbox, cpu_limit_stops_the_child) {
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "spin");
+  auto limits = test_limits();
+  limits.cpu_seconds = 1;
+  const auto start = std::chrono::steady_clock::now();
+  const auto f = failure_of(
+      [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
+  EXPECT_EQ(f.code, codes::extractor_crashed);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+}
+
+TEST(sandbox, output_limit) {
+  auto limits = test_limits();
+  limits.max_output = 64;
+  const auto f = failure_of(
+      [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
+  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_FALSE(f.retryable);
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "flood");
+  limits.max_output = 4ULL << 20;
+  EXPECT_EQ(failure_of([&] {
+              extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits);
+            }).code,
+            codes::document_too_complex);
+}
+
+TEST(sandbox, missing_executable_is_a_crash) {
+  const auto f = failure_of([] {
+    extract_in_child("/nonexistent/docflow", fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  });
+  EXPECT_EQ(f.code, codes::extractor_crashed);
+}
+
+TEST(sandbox, heartbeat_failure_kills_the_child) {
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "hang");
+  int beats = 0;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits(),
+                                [&] {
+                                  if (++beats == 1) throw std::runtime_error("lease lost");
+                                }),
+               std::runtime_error);
+  EXPECT_EQ(beats, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// ================================================================= stages
+
+TEST(stages, default_order) {
+  const auto stages = default_stages(docflow_bin(), test_limits());
+  ASSERT_EQ(stages.size(), 3u);
+  EXPECT_STREQ(stages[0]->name(), "verify");
+  EXPECT_STREQ(stages[1]->name(), "extract");
+  EXPECT_STREQ(stages[2]->name(), "analyze");
+}
+
+TEST(stages, verify_checks_checksum_and_kind) {
+  const auto pdf = fixture("en-1page.pdf");
+  const auto docx = fixture("de.docx");
+  job_input in;
+  in.file = pdf;
+  in.kind = core::file_kind::pdf;
+  in.sha256 = sha256_file(pdf);
+  ASSERT_EQ(in.sha256.size(), 64u);
+  result_data out;
+  verify_stage verify;
+  EXPECT_NO_THROW(verify.run(in, out));
+
+  auto wrong = in;
+  wrong.sha256[0] = wrong.sha256[0] == '0' ? '1' : '0';
+  const auto f = failure_of([&] { verify.run(wrong, out); });
+  EXPECT_EQ(f.code, codes::checksum_mismatch);
+  EXPECT_TRUE(f.retryable);
+
+  auto as_docx = in;
+  as_docx.kind = core::file_kind::docx;
+  const auto g = failure_of([&] { verify.run(as_docx, out); });
+  EXPECT_EQ(g.code, codes::unreadable_document);
+  EXPECT_FALSE(g.retryable);
+
+  job_input d;
+  d.file = docx;
+  d.kind = core::file_kind::pdf;
+  d.sha256 = sha256_file(docx);
+  EXPECT_EQ(failure_of([&] { verify.run(d, out); }).code, codes::unreadable_document);
+  d.kind = core::file_kind::docx;
+  EXPECT_NO_THROW(verify.run(d, out));
+
+  auto missing = in;
+  missing.file = "/nonexistent/file.pdf";
+  const auto h = failure_of([&] { verify.run(missing, out); });
+  EXPECT_EQ(h.code, codes::storage_unavailable);
+  EXPECT_TRUE(h.retryable);
+}
+
+TEST(stages, sha256_of_known_bytes) {
+  const temp_dir dir;
+  EXPECT_EQ(sha256_file(dir.write("abc", "abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_file(dir.write("empty", "")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(stages, full_pipeline_on_a_pdf) {
+  job_input in;
+  in.document_id = "doc-1";
+  in.file = fixture("en-1page.pdf");
+  in.kind = core::file_kind::pdf;
+  in.sha256 = sha256_file(in.file);
+  int beats = 0;
+  in.heartbeat = [&] { ++beats; };
+  result_data out;
+  for (const auto& s : default_stages(docflow_bin(), test_limits())) s->run(in, out);
+  EXPECT_GE(beats, 1);
+  EXPECT_EQ(out.extraction.pages, 1);
+  EXPECT_EQ(out.extraction.metadata.author, "Jane Doe");
+  EXPECT_EQ(out.analysis.word_count, 42u);
+  EXPECT_EQ(out.analysis.language, "en");
+  ASSERT_FALSE(out.analysis.keywords.empty());
+  EXPECT_EQ(out.analysis.keywords[0].term, "river");
+  EXPECT_FALSE(out.ml_json.has_value());
+}
+
+TEST(stages, analyze_stage_uses_the_extracted_text) {
+  job_input in;
+  result_data out;
+  out.extraction.text = "alpha beta\ngamma";
+  analyze_stage().run(in, out);
+  EXPECT_EQ(out.analysis.word_count, 3u);
+  EXPECT_EQ(out.analysis.line_count, 2u);
+  EXPECT_EQ(out.analysis.char_count, 16u);
+}
