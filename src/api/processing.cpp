@@ -169,8 +169,13 @@ awaitable<http::response> request_processing(services& s, const http::request& r
     case store::process_outcome::completed:
       co_return http::response::json(200, document_json(*outcome.document));
     case store::process_outcome::accepted:
+      // `attempt` is the number the coming attempt will carry: attempts count
+      // across every processing request of the document.
       obs::log(obs::level::info, "document.process_requested",
-               {{"request_id", req.request_id}, {"document_id", id}, {"job_id", job_id}});
+               {{"request_id", req.request_id},
+                {"document_id", id},
+                {"job_id", job_id},
+                {"attempt", outcome.document->attempts + 1}});
       break;
     case store::process_outcome::already_processing: break;
   }
@@ -196,9 +201,10 @@ awaitable<http::response> cancel(services& s, http::request& req) {
   const auto owner = scope(req);
   const auto now = s.clock.now();
   const core::failure cancelled{"cancelled", "processing was cancelled at the owner's request", true};
-  const auto [outcome, doc] =
+  const auto result =
       co_await s.blocking.run([&] { return s.db.cancel_processing(id, owner, cancelled, now); });
-  switch (outcome) {
+  const auto& doc = result.document;
+  switch (result.outcome) {
     case store::cancel_outcome::not_found: co_return http::make_problem(req, not_found());
     case store::cancel_outcome::not_processing: {
       http::problem p{
@@ -209,7 +215,12 @@ awaitable<http::response> cancel(services& s, http::request& req) {
     case store::cancel_outcome::cancelled: break;
   }
   obs::log(obs::level::info, "document.failed",
-           {{"request_id", req.request_id}, {"document_id", id}, {"code", "cancelled"}, {"retryable", true}});
+           {{"request_id", req.request_id},
+            {"document_id", id},
+            {"job_id", result.job_id},
+            {"attempt", doc->attempts},
+            {"code", "cancelled"},
+            {"retryable", true}});
   co_return http::response::json(202, document_json(*doc));
 }
 

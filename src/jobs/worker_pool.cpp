@@ -187,8 +187,9 @@ struct worker_pool::impl {
     }
     keeper.request_stop();
     const auto now = clock.now();
+    // attempts: every attempt at this document, as processing.attempts counts them.
     const store::stored_result result{
-        options.pipeline_version, doc.started_at.value_or(claimed_at), now, job.attempt, summary_json(out),
+        options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts, summary_json(out),
         out.extraction.text};
     if (!db.complete_job(job, result)) {
       obs::log(obs::level::info, "job.abandoned", ids);

@@ -77,6 +77,12 @@ enum class failure_outcome { retry_scheduled, failed, lease_lost };
 
 enum class cancel_outcome { cancelled, not_found, not_processing };
 
+struct cancel_result {
+  cancel_outcome outcome = cancel_outcome::not_found;
+  std::optional<core::document> document;  ///< as it is after the call
+  std::string job_id;                      ///< the job that stopped being anyone's
+};
+
 /// One status change of a document, as /events streams it.
 struct document_event {
   std::int64_t seq = 0;  ///< 1, 2, ... per document; never changes
@@ -204,9 +210,9 @@ public:
 
   /// PROCESSING → FAILED with `failure` (code cancelled); the job stops
   /// being anyone's.
-  virtual std::pair<cancel_outcome, std::optional<core::document>> cancel_processing(
-      std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
-      core::time_point now) = 0;
+  virtual cancel_result cancel_processing(std::string_view document_id,
+                                          const std::optional<std::string>& owner_id,
+                                          const core::failure& failure, core::time_point now) = 0;
 
   virtual std::optional<stored_result> find_result(std::string_view document_id) = 0;
 

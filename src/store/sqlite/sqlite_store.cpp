@@ -553,14 +553,17 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
   return failure_outcome::failed;
 }
 
-std::pair<cancel_outcome, std::optional<core::document>> sqlite_store::cancel_processing(
-    std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
-    core::time_point now) {
+cancel_result sqlite_store::cancel_processing(std::string_view document_id,
+                                              const std::optional<std::string>& owner_id,
+                                              const core::failure& failure, core::time_point now) {
   const lease c(*this);
   transaction tx(*c);
   auto doc = load_document(*c, document_id, owner_id);
-  if (!doc) return {cancel_outcome::not_found, std::nullopt};
-  if (doc->status != core::status::processing) return {cancel_outcome::not_processing, doc};
+  if (!doc) return {cancel_outcome::not_found, std::nullopt, {}};
+  if (doc->status != core::status::processing) return {cancel_outcome::not_processing, doc, {}};
+  auto live = c->prepare("SELECT id FROM jobs WHERE document_id = ? AND state IN ('queued', 'running')");
+  live.bind(1, doc->id);
+  std::string job_id = live.step() ? live.column_text(0) : std::string();
   c->prepare(
        "UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = ?"
        " WHERE document_id = ? AND state IN ('queued', 'running')")
@@ -570,7 +573,7 @@ std::pair<cancel_outcome, std::optional<core::document>> sqlite_store::cancel_pr
   transition(*c, *doc, core::status::failed, now, failure);
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
-  return {cancel_outcome::cancelled, std::move(after)};
+  return {cancel_outcome::cancelled, std::move(after), std::move(job_id)};
 }
 
 std::optional<stored_result> sqlite_store::find_result(std::string_view document_id) {

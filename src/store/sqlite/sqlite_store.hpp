@@ -50,9 +50,8 @@ public:
   bool complete_job(const claimed_job& job, const stored_result& result) override;
   failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
                            std::optional<core::time_point> retry_at) override;
-  std::pair<cancel_outcome, std::optional<core::document>> cancel_processing(
-      std::string_view document_id, const std::optional<std::string>& owner_id, const core::failure& failure,
-      core::time_point now) override;
+  cancel_result cancel_processing(std::string_view document_id, const std::optional<std::string>& owner_id,
+                                  const core::failure& failure, core::time_point now) override;
   std::optional<stored_result> find_result(std::string_view document_id) override;
   std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) override;
   queue_stats job_stats() override;
