@@ -109,17 +109,13 @@ public:
   awaitable<std::size_t> read(char* out, std::size_t max) override {
     auto timer = boost::asio::steady_timer(co_await boost::asio::this_coro::executor);
     while (pending_.empty()) {
-      if (finished_) co_return 0;
-      auto events = co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); });
-      if (!resume_ && !events.empty()) {
-        events.erase(events.begin(), events.end() - 1);  // a fresh stream starts at the current status
+      if (finished_ || s_.shutting_down) co_return 0;  // a client reconnects with Last-Event-ID
+      if (!started_) {
+        co_await start();
+        continue;
       }
-      resume_ = true;
-      for (const auto& e : events) {
-        pending_ += sse_event(id_, e);
-        last_seq_ = e.seq;
-        finished_ = finished_ || terminal(e.status);
-      }
+      const auto events = co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); });
+      queue(events);
       if (!pending_.empty()) break;
       if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_every) {
         const bool exists =
@@ -139,10 +135,38 @@ public:
   }
 
 private:
+  // The first poll: a fresh stream begins with the current status; a
+  // resumed one with everything after Last-Event-ID. Either way, a document
+  // already in a terminal status ends the stream once that is sent, even
+  // when nothing is left to send.
+  awaitable<void> start() {
+    started_ = true;
+    const auto all = co_await s_.blocking.run([this] { return s_.db.events_after(id_, 0); });
+    if (all.empty()) co_return;
+    if (resume_) {
+      std::vector<store::document_event> later;
+      std::copy_if(all.begin(), all.end(), std::back_inserter(later),
+                   [this](const auto& e) { return e.seq > last_seq_; });
+      queue(later);
+    } else {
+      queue({all.back()});
+    }
+    finished_ = finished_ || terminal(all.back().status);
+  }
+
+  void queue(const std::vector<store::document_event>& events) {
+    for (const auto& e : events) {
+      pending_ += sse_event(id_, e);
+      last_seq_ = e.seq;
+      finished_ = finished_ || terminal(e.status);
+    }
+  }
+
   services& s_;
   std::string id_;
   std::int64_t last_seq_;
   bool resume_;
+  bool started_ = false;
   bool finished_ = false;
   std::string pending_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 
 namespace docflow::config {
@@ -45,6 +46,8 @@ struct services {
   docflow::auth::login_throttle& throttle;
   const cursor_codec& cursors;
   std::chrono::system_clock::time_point started_at;
+  /// Set when the server starts draining: long-lived streams end.
+  std::atomic<bool> shutting_down{false};
 };
 
 }  // namespace docflow::api

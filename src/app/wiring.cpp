@@ -179,6 +179,8 @@ int serve(config::config cfg) {
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
+    const maintenance housekeeping(db, clock, std::chrono::minutes{10});
+    const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
     options.host = cfg.listen.host;
     options.port = cfg.listen.port;
@@ -187,8 +189,10 @@ int serve(config::config cfg) {
     options.idle_timeout = cfg.idle_timeout;
     options.shutdown_timeout = cfg.shutdown_timeout;
     options.io_threads = cfg.io_threads;
-    const maintenance housekeeping(db, clock, std::chrono::minutes{10});
-    const auto workers = start_workers(cfg, db, blobs, metrics, clock);
+    options.on_drain = [&services, &workers] {
+      services.shutting_down = true;
+      if (workers) workers->stop();  // no new jobs while HTTP drains
+    };
     http::server server(
         options, router,
         [&services](std::string_view token) { return api::accounts::authenticate(services, token); },

@@ -180,6 +180,7 @@ struct server::impl {
     beast::error_code ignored;
     acceptor.close(ignored);
     signals.cancel(ignored);
+    if (opt.on_drain) opt.on_drain();
     const std::lock_guard lock(mutex);
     if (connections.empty()) {
       ioc.stop();

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,9 @@ struct server_options {
   std::chrono::milliseconds shutdown_timeout{30000};
   unsigned io_threads = 2;
   std::size_t header_limit = 16 * 1024;  ///< request line + header fields
+  /// Called once when draining starts (signal or stop()), on an I/O thread:
+  /// the place to stop background work and end long-lived streams.
+  std::function<void()> on_drain;
 };
 
 /// The HTTP/1.1 server: accepts connections, reads each request head,

@@ -191,7 +191,15 @@ struct worker_pool::impl {
     const store::stored_result result{
         options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts, summary_json(out),
         out.extraction.text};
-    if (!db.complete_job(job, result)) {
+    bool recorded = false;
+    try {
+      recorded = db.complete_job(job, result);
+    } catch (const std::exception& e) {
+      // Not recorded: the lease lapses and another attempt runs. Nothing is lost.
+      obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+      return;
+    }
+    if (!recorded) {
       obs::log(obs::level::info, "job.abandoned", ids);
       return;
     }

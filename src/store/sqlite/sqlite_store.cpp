@@ -15,6 +15,9 @@ namespace docflow::store::sqlite {
 
 namespace {
 constexpr std::size_t max_idle_connections = 16;
+// A request holds its idempotency claim for the length of one database
+// commit; a claim this old belongs to a process that died.
+constexpr std::chrono::minutes abandoned_claim_age{5};
 
 std::int64_t to_ms(core::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -619,10 +622,15 @@ idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::
                                                  std::chrono::milliseconds ttl) {
   const lease c(*this);
   transaction tx(*c);
-  c->prepare("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND expires_at <= ?")
+  // An expired key is forgotten; so is a claim left in flight for minutes,
+  // which only a process that died mid-request leaves behind.
+  c->prepare(
+       "DELETE FROM idempotency_keys WHERE user_id = ? AND key = ?"
+       " AND (expires_at <= ? OR (state = 'in_flight' AND created_at <= ?))")
       .bind(1, user_id)
       .bind(2, key)
       .bind(3, to_ms(now))
+      .bind(4, to_ms(now - abandoned_claim_age))
       .step();
   auto st = c->prepare(
       "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
