@@ -47,26 +47,23 @@ metrics::family& metrics::get(std::string_view name) {
   return it->second;
 }
 
+double& metrics::value(std::string_view name, std::string_view labels) {
+  auto& values = get(name).values;
+  auto it = values.find(labels);
+  if (it == values.end()) {
+    it = values.emplace(std::string(labels), 0.0).first;
+  }
+  return it->second;
+}
+
 void metrics::add(std::string_view name, std::string_view labels, double v) {
   const std::lock_guard lock(mutex_);
-  auto& values = get(name).values;
-  const auto it = values.find(labels);
-  if (it == values.end()) {
-    values.emplace(std::string(labels), v);
-  } else {
-    it->second += v;
-  }
+  value(name, labels) += v;
 }
 
 void metrics::set(std::string_view name, std::string_view labels, double v) {
   const std::lock_guard lock(mutex_);
-  auto& values = get(name).values;
-  const auto it = values.find(labels);
-  if (it == values.end()) {
-    values.emplace(std::string(labels), v);
-  } else {
-    it->second = v;
-  }
+  value(name, labels) = v;
 }
 
 void metrics::observe(std::string_view name, std::string_view labels, double v) {

@@ -43,6 +43,7 @@ private:
   };
 
   family& get(std::string_view name);
+  double& value(std::string_view name, std::string_view labels);  // created at 0; caller holds mutex_
 
   mutable std::mutex mutex_;
   std::map<std::string, family, std::less<>> families_;
