@@ -374,11 +374,19 @@ public:
   beast_body_reader(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                     bhttp::request_parser<bhttp::empty_body>&& head, std::size_t limit,
                     std::chrono::milliseconds timeout, std::size_t& bytes_in)
-      : stream_(stream), buffer_(buffer), parser_(std::move(head)), timeout_(timeout), bytes_in_(bytes_in) {
+      : stream_(stream),
+        buffer_(buffer),
+        remaining_(fixed_length(head)),
+        parser_(std::move(head)),
+        timeout_(timeout),
+        bytes_in_(bytes_in) {
     parser_.body_limit(limit);
   }
 
   net::awaitable<std::size_t> read_some(char* out, std::size_t max) override {
+    if (remaining_) {
+      co_return co_await read_fixed(out, max);
+    }
     while (!parser_.is_done()) {
       parser_.get().body().data = out;
       parser_.get().body().size = max;
@@ -388,18 +396,7 @@ public:
       if (ec == bhttp::error::need_buffer) {
         ec = {};
       }
-      if (ec == bhttp::error::body_limit) {
-        throw body_error(body_error::kind::too_large, "request body over the limit");
-      }
-      if (is_parse_error(ec)) {
-        throw body_error(body_error::kind::malformed, ec.message());
-      }
-      if (ec == beast::error::timeout) {
-        throw body_error(body_error::kind::timeout, "body timeout");
-      }
-      if (ec) {
-        throw body_error(body_error::kind::disconnected, ec.message());
-      }
+      throw_if_failed(ec);
       if (const auto got = max - parser_.get().body().size; got > 0) {
         co_return got;
       }
@@ -407,11 +404,58 @@ public:
     co_return 0;
   }
 
-  bool complete() const { return parser_.is_done(); }
+  bool complete() const { return remaining_ ? *remaining_ == 0 : parser_.is_done(); }
 
 private:
+  static std::optional<std::uint64_t> fixed_length(const bhttp::request_parser<bhttp::empty_body>& head) {
+    const auto length = head.content_length();
+    if (head.chunked() || !length) return std::nullopt;
+    return *length;
+  }
+
+  // A Content-Length body needs no parsing: take what the head's read left
+  // in the buffer, then read the socket straight into the caller's buffer.
+  // Beast would read it through its small buffer in ~4 KiB pieces and copy
+  // each one (measured: 265 recvmsg calls per MiB). The declared length was
+  // checked against the limit before the first byte was read.
+  net::awaitable<std::size_t> read_fixed(char* out, std::size_t max) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(max, *remaining_));
+    if (want == 0) {
+      co_return 0;
+    }
+    if (buffer_.size() > 0) {
+      const auto n = net::buffer_copy(net::buffer(out, want), buffer_.data());
+      buffer_.consume(n);
+      *remaining_ -= n;
+      co_return n;
+    }
+    stream_.expires_after(timeout_);
+    auto [ec, n] = co_await stream_.async_read_some(net::buffer(out, want), tuple_awaitable);
+    bytes_in_ += n;
+    throw_if_failed(ec);
+    *remaining_ -= n;
+    co_return n;
+  }
+
+  static void throw_if_failed(const beast::error_code& ec) {
+    if (!ec) {
+      return;
+    }
+    if (ec == bhttp::error::body_limit) {
+      throw body_error(body_error::kind::too_large, "request body over the limit");
+    }
+    if (is_parse_error(ec)) {
+      throw body_error(body_error::kind::malformed, ec.message());
+    }
+    if (ec == beast::error::timeout) {
+      throw body_error(body_error::kind::timeout, "body timeout");
+    }
+    throw body_error(body_error::kind::disconnected, ec.message());
+  }
+
   beast::tcp_stream& stream_;
   beast::flat_buffer& buffer_;
+  std::optional<std::uint64_t> remaining_;  // Content-Length bodies: bytes still to read
   bhttp::request_parser<bhttp::buffer_body> parser_;
   std::chrono::milliseconds timeout_;
   std::size_t& bytes_in_;
