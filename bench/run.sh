@@ -240,15 +240,15 @@ docflow_token() {
 # 127.0.0.1, its temp files in a fresh directory. Sets nginx_pid, port and
 # server_pids (master and workers).
 start_nginx() {
-  local dir="$work/nginx.$RANDOM" stub_port user_line=""
+  local dir="$work/nginx.$RANDOM" responder_port user_line=""
   mkdir -p "$dir"
   # Workers run as nobody when started by root: they must reach their temp dir.
   chmod 755 "$work" "$dir"
   [ "$(id -u)" -eq 0 ] && user_line="user nobody $(id -gn nobody);"
   port="$(free_port)"
-  stub_port="$(free_port)"
-  [ "$stub_port" != "$port" ] || stub_port="$(free_port)"
-  sed -e "s|@PORT@|$port|g; s|@STUB_PORT@|$stub_port|g; s|@DIR@|$dir|g; s|@USER@|$user_line|g" \
+  responder_port="$(free_port)"
+  [ "$responder_port" != "$port" ] || responder_port="$(free_port)"
+  sed -e "s|@PORT@|$port|g; s|@RESPONDER_PORT@|$responder_port|g; s|@DIR@|$dir|g; s|@USER@|$user_line|g" \
     "$bench_dir/nginx.conf.template" >"$dir/nginx.conf"
   "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" >"$work/nginx.out" 2>&1 &
   nginx_pid=$!

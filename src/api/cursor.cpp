@@ -3,9 +3,8 @@
 #include <charconv>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
 
@@ -14,19 +13,13 @@ namespace docflow::api {
 namespace {
 constexpr std::size_t tag_bytes = 16;
 
-std::string hmac(std::string_view key, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
-  return std::string(reinterpret_cast<const char*>(out), len);
-}
 }  // namespace
 
-cursor_codec::cursor_codec(std::string_view secret) : key_(hmac(secret, "docflow cursor key v1")) {}
+cursor_codec::cursor_codec(std::string_view secret)
+    : key_(core::hmac_sha256(secret, "docflow cursor key v1")) {}
 
 std::string cursor_codec::tag(std::string_view payload) const {
-  return hmac(key_, payload).substr(0, tag_bytes);
+  return core::hmac_sha256(key_, payload).substr(0, tag_bytes);
 }
 
 std::string cursor_codec::encode(core::time_point created_at, std::string_view id) const {

@@ -10,6 +10,7 @@
 #include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse_query.hpp>
 
+#include "api/access.hpp"
 #include "api/cursor.hpp"
 #include "api/document_json.hpp"
 #include "api/idempotency.hpp"
@@ -41,18 +42,10 @@ http::response problem(const http::request& req, const http::problem& p) {
   return http::make_problem(req, p);
 }
 
-http::problem not_found() {
-  return {404, "not-found", "Not Found", "No document with this id exists for this account.", {}, {}};
-}
-
 http::problem unsupported(std::string detail) { return http::unsupported_media_type(std::move(detail)); }
 
 http::problem invalid_field(std::string field, std::string message) {
   return http::validation_failed({{std::move(field), std::move(message)}});
-}
-
-std::optional<std::string> scope(const http::request& req) {
-  return req.user->admin ? std::nullopt : std::optional(req.user->user_id);
 }
 
 // Receives the parts of an upload as they stream in: the file part goes to
@@ -388,7 +381,7 @@ awaitable<http::response> upload(services& s, http::request& req) {
 
 awaitable<http::response> list(services& s, http::request& req) {
   store::document_query q;
-  q.owner_id = scope(req);
+  q.owner_id = owner_scope(req);
   auto params = boost::urls::parse_query(req.query);
   if (!params) co_return problem(req, http::bad_request("The query string cannot be parsed."));
   std::vector<http::field_error> errors;
@@ -437,20 +430,20 @@ namespace {
 awaitable<std::optional<core::document>> load(services& s, const http::request& req) {
   const std::string id(req.param("id"));
   if (!core::is_uuid(id)) co_return std::nullopt;
-  const auto owner = scope(req);
+  const auto owner = owner_scope(req);
   co_return co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
 }
 }  // namespace
 
 awaitable<http::response> get(services& s, http::request& req) {
   const auto doc = co_await load(s, req);
-  if (!doc) co_return problem(req, not_found());
+  if (!doc) co_return problem(req, document_not_found());
   co_return http::response::json(200, document_json(*doc));
 }
 
 awaitable<http::response> content(services& s, http::request& req) {
   const auto doc = co_await load(s, req);
-  if (!doc) co_return problem(req, not_found());
+  if (!doc) co_return problem(req, document_not_found());
   const std::string etag = '"' + doc->sha256 + '"';
   http::response res;
   res.fields.set("ETag", etag);
@@ -500,15 +493,15 @@ awaitable<http::response> content(services& s, http::request& req) {
 
 awaitable<http::response> remove(services& s, http::request& req) {
   const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return problem(req, not_found());
-  const auto owner = scope(req);
+  if (!core::is_uuid(id)) co_return problem(req, document_not_found());
+  const auto owner = owner_scope(req);
   const auto outcome = co_await s.blocking.run([&s, &id, &owner] {
     const auto o = s.db.delete_document(id, owner);
     if (o == store::delete_outcome::deleted) s.blobs.remove(id);
     return o;
   });
   switch (outcome) {
-    case store::delete_outcome::not_found: co_return problem(req, not_found());
+    case store::delete_outcome::not_found: co_return problem(req, document_not_found());
     case store::delete_outcome::busy: {
       http::problem p{
           409, "document-busy", "Conflict", "The document is being processed; cancel it first.", {}, {}};

@@ -1,25 +1,16 @@
 #include "api/idempotency.hpp"
 
 #include <algorithm>
-#include <array>
-
-#include <openssl/sha.h>
 
 #include "api/services.hpp"
 #include "config/config.hpp"
-#include "core/encoding.hpp"
+#include "core/crypto.hpp"
 #include "http/blocking_pool.hpp"
 #include "store/database.hpp"
 
 namespace docflow::api {
 
 namespace {
-
-std::string digest(std::string_view text) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> out{};
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), out.data());
-  return core::hex_encode(std::string_view(reinterpret_cast<const char*>(out.data()), out.size()));
-}
 
 bool storable(int status) { return status < 500 && status != 429; }
 
@@ -38,7 +29,7 @@ boost::asio::awaitable<http::response> once(
     services& s, const http::request& req, const std::string& key, const std::string& fingerprint,
     const std::function<boost::asio::awaitable<http::response>()>& action) {
   const auto& user = req.user->user_id;
-  const auto print = digest(fingerprint);
+  const auto print = core::sha256_hex(fingerprint);
   const auto now = s.clock.now();
   const auto claim = co_await s.blocking.run(
       [&] { return s.db.begin_idempotent(user, key, print, now, s.cfg.idempotency_ttl); });

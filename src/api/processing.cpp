@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "api/access.hpp"
 #include "api/document_json.hpp"
 #include "api/idempotency.hpp"
 #include "api/services.hpp"
@@ -29,14 +30,6 @@ using namespace std::chrono_literals;
 constexpr std::size_t text_preview_chars = 500;
 constexpr auto event_poll = 250ms;
 constexpr auto heartbeat_every = 15s;
-
-http::problem not_found() {
-  return {404, "not-found", "Not Found", "No document with this id exists for this account.", {}, {}};
-}
-
-std::optional<std::string> scope(const http::request& req) {
-  return req.user->admin ? std::nullopt : std::optional(req.user->user_id);
-}
 
 boost::json::value failure_json(const std::optional<core::failure>& f) {
   if (!f) return nullptr;
@@ -77,7 +70,7 @@ struct loaded {
 awaitable<loaded> load_with_result(services& s, const http::request& req) {
   const std::string id(req.param("id"));
   if (!core::is_uuid(id)) co_return loaded{};
-  const auto owner = scope(req);
+  const auto owner = owner_scope(req);
   co_return co_await s.blocking.run([&s, &id, &owner] {
     loaded out;
     out.document = s.db.find_document(id, owner);
@@ -176,13 +169,13 @@ private:
 
 namespace {
 awaitable<http::response> request_processing(services& s, const http::request& req, const std::string& id) {
-  const auto owner = scope(req);
+  const auto owner = owner_scope(req);
   const auto job_id = core::new_uuid_v7();
   const auto now = s.clock.now();
   const auto outcome = co_await s.blocking.run(
       [&] { return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth); });
   switch (outcome.outcome) {
-    case store::process_outcome::not_found: co_return http::make_problem(req, not_found());
+    case store::process_outcome::not_found: co_return http::make_problem(req, document_not_found());
     case store::process_outcome::queue_full: {
       auto res = http::make_problem(
           req,
@@ -209,7 +202,7 @@ awaitable<http::response> request_processing(services& s, const http::request& r
 
 awaitable<http::response> process(services& s, http::request& req) {
   const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
+  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
   const auto key = idempotency_key(req);
   if (const auto* p = std::get_if<http::problem>(&key)) co_return http::make_problem(req, *p);
   if (const auto* k = std::get_if<std::string>(&key)) {
@@ -221,15 +214,15 @@ awaitable<http::response> process(services& s, http::request& req) {
 
 awaitable<http::response> cancel(services& s, http::request& req) {
   const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
-  const auto owner = scope(req);
+  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
+  const auto owner = owner_scope(req);
   const auto now = s.clock.now();
   const core::failure cancelled{"cancelled", "processing was cancelled at the owner's request", true};
   const auto result =
       co_await s.blocking.run([&] { return s.db.cancel_processing(id, owner, cancelled, now); });
   const auto& doc = result.document;
   switch (result.outcome) {
-    case store::cancel_outcome::not_found: co_return http::make_problem(req, not_found());
+    case store::cancel_outcome::not_found: co_return http::make_problem(req, document_not_found());
     case store::cancel_outcome::not_processing: {
       http::problem p{
           409, "not-processing", "Conflict", "Only a document being processed can be cancelled.", {}, {}};
@@ -250,7 +243,7 @@ awaitable<http::response> cancel(services& s, http::request& req) {
 
 awaitable<http::response> result(services& s, http::request& req) {
   const auto found = co_await load_with_result(s, req);
-  if (!found.document) co_return http::make_problem(req, not_found());
+  if (!found.document) co_return http::make_problem(req, document_not_found());
   if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
   const auto& r = *found.result;
   boost::json::error_code ec;
@@ -272,17 +265,17 @@ awaitable<http::response> result(services& s, http::request& req) {
 
 awaitable<http::response> result_text(services& s, http::request& req) {
   auto found = co_await load_with_result(s, req);
-  if (!found.document) co_return http::make_problem(req, not_found());
+  if (!found.document) co_return http::make_problem(req, document_not_found());
   if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
   co_return http::response::text(200, std::move(found.result->text));
 }
 
 awaitable<http::response> events(services& s, http::request& req) {
   const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, not_found());
-  const auto owner = scope(req);
+  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
+  const auto owner = owner_scope(req);
   const auto doc = co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
-  if (!doc) co_return http::make_problem(req, not_found());
+  if (!doc) co_return http::make_problem(req, document_not_found());
   std::optional<std::int64_t> last_event_id;
   if (const auto h = req.fields.get("Last-Event-ID")) {
     std::int64_t n = 0;

@@ -7,6 +7,8 @@
 #include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse_query.hpp>
 
+#include "core/encoding.hpp"
+
 namespace docflow::api {
 
 std::string media_type(const http::request& req) {
@@ -15,10 +17,7 @@ std::string media_type(const http::request& req) {
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) {
     type.remove_suffix(1);
   }
-  std::string lower(type);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
-  return lower;
+  return core::ascii_lower(type);
 }
 
 std::variant<boost::json::object, http::problem> json_object_body(const http::request& req) {

@@ -1,13 +1,12 @@
 #include "auth/jwt.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
 
@@ -45,11 +44,7 @@ const std::int64_t* int_member(const boost::json::object& o, std::string_view ke
 
 bool is_access_token_type(std::string_view typ) {
   // RFC 9068: "at+jwt", or the full media type; compared case-insensitively.
-  std::string lower(typ);
-  for (auto& c : lower) {
-    c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  }
-  return lower == "at+jwt" || lower == "application/at+jwt";
+  return core::iequals(typ, "at+jwt") || core::iequals(typ, "application/at+jwt");
 }
 
 }  // namespace
@@ -74,11 +69,7 @@ jwt_codec::jwt_codec(std::string key, std::string issuer, std::chrono::seconds l
     : key_(std::move(key)), issuer_(std::move(issuer)), leeway_(leeway) {}
 
 std::string jwt_codec::mac(std::string_view signing_input) const {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), out, &len);
-  return std::string(reinterpret_cast<const char*>(out), len);
+  return core::hmac_sha256(key_, signing_input);
 }
 
 std::string jwt_codec::issue(std::string_view subject, std::string_view role, core::time_point now,

@@ -2,8 +2,7 @@
 
 #include <array>
 
-#include <openssl/sha.h>
-
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
 
@@ -15,10 +14,6 @@ std::string new_refresh_token() {
   return core::base64url_encode(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
-std::string refresh_token_hash(std::string_view token) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
-  return core::hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
-}
+std::string refresh_token_hash(std::string_view token) { return core::sha256_hex(token); }
 
 }  // namespace docflow::auth

@@ -40,12 +40,10 @@ const char* content_type(file_kind k) noexcept {
 }
 
 namespace {
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
 bool ends_with_ci(std::string_view s, std::string_view suffix) {
   if (s.size() < suffix.size()) return false;
   for (std::size_t i = 0; i < suffix.size(); ++i) {
-    if (lower(s[s.size() - suffix.size() + i]) != suffix[i]) return false;
+    if (ascii_lower(s[s.size() - suffix.size() + i]) != suffix[i]) return false;
   }
   return true;
 }

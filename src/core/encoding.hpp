@@ -26,6 +26,12 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept;
 /// and show, such as a document title.
 bool is_plain_text(std::string_view text) noexcept;
 
+/// ASCII case folding (A-Z only), for protocol tokens such as header names
+/// and media types; never for user text.
+char ascii_lower(char c) noexcept;
+std::string ascii_lower(std::string_view s);
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
 /// Lowercase hex of `bytes`.
 std::string hex_encode(std::string_view bytes);
 

@@ -26,11 +26,6 @@ bool valid_password_length(std::string_view password) noexcept {
   return n >= 8 && n <= 1024;
 }
 
-std::string username_key(std::string_view username) {
-  std::string key(username);
-  std::transform(key.begin(), key.end(), key.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; });
-  return key;
-}
+std::string username_key(std::string_view username) { return ascii_lower(username); }
 
 }  // namespace docflow::core

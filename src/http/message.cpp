@@ -5,21 +5,14 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "core/encoding.hpp"
 #include "core/ids.hpp"
 
 namespace docflow::http {
 
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
-}
-}  // namespace
-
 std::optional<std::string_view> headers::get(std::string_view name) const {
   for (const auto& [k, v] : fields_) {
-    if (iequals(k, name)) {
+    if (core::iequals(k, name)) {
       return std::string_view(v);
     }
   }
@@ -27,7 +20,7 @@ std::optional<std::string_view> headers::get(std::string_view name) const {
 }
 
 void headers::set(std::string name, std::string value) {
-  std::erase_if(fields_, [&](const auto& f) { return iequals(f.first, name); });
+  std::erase_if(fields_, [&](const auto& f) { return core::iequals(f.first, name); });
   fields_.emplace_back(std::move(name), std::move(value));
 }
 
@@ -65,7 +58,8 @@ response response::empty(int status) {
 std::optional<std::string_view> bearer_token(const request& req) {
   const auto header = req.fields.get("Authorization");
   constexpr std::string_view scheme = "bearer ";
-  if (!header || header->size() <= scheme.size() || !iequals(header->substr(0, scheme.size()), scheme)) {
+  if (!header || header->size() <= scheme.size() ||
+      !core::iequals(header->substr(0, scheme.size()), scheme)) {
     return std::nullopt;
   }
   auto token = header->substr(scheme.size());

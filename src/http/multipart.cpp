@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/encoding.hpp"
+
 namespace docflow::http {
 
 namespace {
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -30,7 +25,7 @@ struct parameter {
 std::optional<std::pair<std::string, std::vector<parameter>>> parse_header_value(std::string_view v) {
   const auto semi = v.find(';');
   std::string type(trim(v.substr(0, semi)));
-  std::transform(type.begin(), type.end(), type.begin(), lower);
+  type = core::ascii_lower(type);
   std::vector<parameter> params;
   std::size_t i = semi == std::string_view::npos ? v.size() : semi + 1;
   while (i < v.size()) {
@@ -39,7 +34,7 @@ std::optional<std::pair<std::string, std::vector<parameter>>> parse_header_value
     const auto eq = v.find('=', i);
     if (eq == std::string_view::npos) return std::nullopt;
     std::string name(trim(v.substr(i, eq - i)));
-    std::transform(name.begin(), name.end(), name.begin(), lower);
+    name = core::ascii_lower(name);
     i = eq + 1;
     while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
     std::string value;
@@ -86,7 +81,7 @@ int hex_value(char c) {
 std::optional<std::string> decode_ext_value(std::string_view v) {
   const auto q1 = v.find('\'');
   const auto q2 = q1 == std::string_view::npos ? q1 : v.find('\'', q1 + 1);
-  if (q2 == std::string_view::npos || !iequals(v.substr(0, q1), "utf-8")) return std::nullopt;
+  if (q2 == std::string_view::npos || !core::iequals(v.substr(0, q1), "utf-8")) return std::nullopt;
   std::string out;
   for (std::size_t i = q2 + 1; i < v.size(); ++i) {
     if (v[i] == '%') {
@@ -273,7 +268,7 @@ multipart_error multipart_parser::parse_headers(std::string_view block, part_inf
     if (colon == std::string_view::npos || colon == 0) return multipart_error::malformed_part_header;
     const auto name = line.substr(0, colon);
     const auto value = trim(line.substr(colon + 1));
-    if (iequals(name, "Content-Disposition")) {
+    if (core::iequals(name, "Content-Disposition")) {
       const auto parsed = parse_header_value(value);
       if (!parsed) return multipart_error::malformed_part_header;
       const auto& [type, params] = *parsed;
@@ -287,7 +282,7 @@ multipart_error multipart_parser::parse_headers(std::string_view block, part_inf
         out.filename = *plain;
       }
       disposition = true;
-    } else if (iequals(name, "Content-Type")) {
+    } else if (core::iequals(name, "Content-Type")) {
       out.content_type = std::string(value);
     }
   }

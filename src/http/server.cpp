@@ -29,6 +29,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "core/encoding.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
@@ -66,13 +67,7 @@ bool is_parse_error(const beast::error_code& ec) {
 }
 
 // RFC 9110 §10.1.1: the expectation is compared case-insensitively.
-bool is_continue_expectation(std::string_view value) {
-  constexpr std::string_view token = "100-continue";
-  return value.size() == token.size() &&
-         std::equal(value.begin(), value.end(), token.begin(), [](char a, char b) {
-           return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
-         });
-}
+bool is_continue_expectation(std::string_view value) { return core::iequals(value, "100-continue"); }
 
 // Applies the route's auth policy (RFC 6750): sets req.user, or returns the
 // 401/403 answer to send instead of running the handler.

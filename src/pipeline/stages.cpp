@@ -22,15 +22,6 @@ struct md_ctx_free {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
 };
 
-bool equal_hex(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::string sha256_file(const std::filesystem::path& file) {
@@ -52,7 +43,7 @@ std::string sha256_file(const std::filesystem::path& file) {
 }
 
 void verify_stage::run(const job_input& in, result_data&) {
-  if (!equal_hex(sha256_file(in.file), in.sha256)) {
+  if (!core::iequals(sha256_file(in.file), in.sha256)) {
     throw stage_error(
         core::failure{codes::checksum_mismatch, "the stored file does not match its checksum", true});
   }

@@ -16,7 +16,7 @@ cxx="${CLANGXX:-clang++}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/docflow-fuzz.XXXXXX")"
 
 "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$repo/src" "$repo/tests/fuzz/multipart_fuzz.cpp" "$repo/src/http/multipart.cpp" \
+  -I"$repo/src" "$repo/tests/fuzz/multipart_fuzz.cpp" "$repo/src/http/multipart.cpp" "$repo/src/core/encoding.cpp" \
   -o "$work/multipart_fuzz"
 
 cp -r "$repo/tests/fuzz/corpus/multipart" "$work/corpus"
