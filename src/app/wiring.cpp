@@ -28,6 +28,7 @@
 #include "jobs/worker_pool.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "pipeline/enrich.hpp"
 #include "pipeline/stage.hpp"
 #include "pipeline/stages.hpp"
 #include "store/sqlite/sqlite_store.hpp"
@@ -131,8 +132,13 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   // Exec /proc/self/exe itself rather than the path it names: that still
   // finds this binary after an upgrade replaced the file.
   auto stages = pipeline::default_stages("/proc/self/exe", pipeline::sandbox_limits{});
-  obs::log(obs::level::info, "workers.started",
-           {{"workers", cfg.workers}, {"pipeline_version", pipeline_version}});
+  if (cfg.ml_url) {
+    stages.push_back(
+        std::make_unique<pipeline::enrich_stage>(pipeline::enrich_options{*cfg.ml_url, cfg.ml_timeout}));
+  }
+  obs::log(
+      obs::level::info, "workers.started",
+      {{"workers", cfg.workers}, {"pipeline_version", pipeline_version}, {"enrich", cfg.ml_url.has_value()}});
   return std::make_unique<jobs::worker_pool>(db, blobs, std::move(stages), options, metrics, clock);
 }
 

@@ -37,6 +37,8 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
        "extra delay inside processing, in ms (default 0)"},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)"},
+      {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
+       "time allowed for one call to the ML enrich service (default 30s)"},
       {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)"},
       {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)"},
       {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)"},
@@ -228,6 +230,7 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {
     throw config_error("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
   }
+  c.ml_timeout = r.duration("DOCFLOW_ML_TIMEOUT", "30s", 1s, 1h);
 
   c.log_level = r.string("DOCFLOW_LOG_LEVEL", "info");
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {

@@ -68,6 +68,7 @@ struct config {
   std::uint64_t queue_max_depth = 0;
   milliseconds simulated_delay{};
   std::optional<std::string> ml_url;
+  milliseconds ml_timeout{};
   std::string log_level;
   milliseconds header_timeout{};
   milliseconds body_timeout{};

@@ -56,11 +56,10 @@ std::string summary_json(const pipeline::result_data& r) {
         {"created", e.metadata.created ? boost::json::value(core::format_rfc3339(*e.metadata.created))
                                        : boost::json::value(nullptr)}}},
   };
-  if (r.ml_json) {
-    boost::json::error_code ec;
-    auto ml = boost::json::parse(*r.ml_json, ec);
-    summary["ml"] = ec ? boost::json::value(nullptr) : std::move(ml);
-  }
+  // null when the enrich stage is off; the stage only keeps answers that parse.
+  boost::json::error_code ec;
+  auto ml = r.ml_json ? boost::json::parse(*r.ml_json, ec) : boost::json::value(nullptr);
+  summary["ml"] = ec ? boost::json::value(nullptr) : std::move(ml);
   return boost::json::serialize(summary);
 }
 

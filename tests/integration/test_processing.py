@@ -67,6 +67,7 @@ RESULT_FIELDS = {
     "metadata",
     "text_preview",
     "links",
+    "ml",
 }
 
 # tests/fixtures/README.md, per file: what extraction and analysis must find.
@@ -503,7 +504,8 @@ class ProcessingTest(SharedProcessingCase):
         self.assertEqual(res.status, 200, res)
         self.assertEqual(res.content_type, "application/json", res)
         r = res.json()
-        self.assertEqual(set(r) - {"ml"}, RESULT_FIELDS, r)
+        self.assertEqual(set(r), RESULT_FIELDS, r)
+        self.assertIsNone(r["ml"], "the enrich stage is off without DOCFLOW_ML_URL: %r" % r)
         self.assertEqual(r["document_id"], doc_id)
         self.assertIsInstance(r["pipeline_version"], str)
         self.assertTrue(r["pipeline_version"], r)
@@ -1165,6 +1167,167 @@ class CrashRecoveryTest(ProcessingCase):
                     [json.loads(e["data"])["status"] for e in stream.events_until_end()],
                     ["UPLOADED", "PROCESSING", "COMPLETED"],
                 )
+
+
+# ==========================================================================
+# The enrich stage, against a real HTTP service on loopback
+
+
+class MLService:
+    """A stand-in for the external ML service: a real HTTP server on
+    127.0.0.1 that records every request and answers per document, as the
+    test scripts it (a list of actions per document_id, the last repeated)."""
+
+    DEFAULT = ("json", {"labels": ["report"], "model": "stub-1"})
+
+    def __init__(self):
+        import http.server
+
+        service = self
+        self.requests = []
+        self.scripts = {}
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                payload = json.loads(body)
+                with service.lock:
+                    service.requests.append((self.path, dict(self.headers), payload))
+                    script = service.scripts.get(payload.get("document_id"), [service.DEFAULT])
+                    action = script.pop(0) if len(script) > 1 else script[0]
+                kind, arg = action
+                if kind == "sleep":
+                    time.sleep(arg)
+                    kind, arg = service.DEFAULT
+                if kind == "status":
+                    self.send_response(arg)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = json.dumps(arg).encode() if kind == "json" else arg
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # docflow gave up waiting (the timeout test)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/enrich" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def script(self, doc_id, *actions):
+        with self.lock:
+            self.scripts[doc_id] = list(actions)
+
+    def requests_for(self, doc_id):
+        with self.lock:
+            return [r for r in self.requests if r[2].get("document_id") == doc_id]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class EnrichTest(ProcessingCase):
+    """DOCFLOW_ML_URL set: the text goes to the ML service and its answer is
+    kept under `ml`; every failure of the service is enrichment_failed,
+    retried, then FAILED with retryable true."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ml = MLService()
+        cls.addClassCleanup(cls.ml.close)
+        cls.server = start_server(
+            DOCFLOW_WORKERS=2,
+            DOCFLOW_ML_URL=cls.ml.url,
+            DOCFLOW_ML_TIMEOUT="1s",
+            DOCFLOW_JOB_MAX_ATTEMPTS=2,
+        )
+        cls.addClassCleanup(cls.server.cleanup)
+        cls.token = new_user(cls.server)
+
+    def run_scripted(self, *actions):
+        doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
+        if actions:
+            self.ml.script(doc["id"], *actions)
+        self.assertAccepted(process(self.server, self.token, doc["id"]), doc["id"])
+        return doc["id"], wait_status(self.server, self.token, doc["id"])
+
+    def test_answer_is_kept_under_ml_and_the_service_gets_text_and_metadata(self):
+        answer = {"labels": ["survey", "river"], "embedding": [0.25, -1.5], "nested": {"ok": True}}
+        doc_id, done = self.run_scripted(("json", answer))
+        self.assertEqual(done["status"], "COMPLETED", done)
+        res = get_result(self.server, self.token, doc_id)
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["ml"], answer)
+
+        calls = self.ml.requests_for(doc_id)
+        self.assertEqual(len(calls), 1, calls)
+        path, headers, payload = calls[0]
+        self.assertEqual(path, "/enrich")
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        self.assertEqual(set(payload), {"document_id", "text", "metadata"}, payload)
+        self.assertEqual(payload["text"], get_text(self.server, self.token, doc_id).body.decode())
+        meta = payload["metadata"]
+        exp = EXPECTED["en-1page.pdf"]
+        self.assertEqual(meta["title"], exp["title"], meta)
+        self.assertEqual(meta["author"], exp["author"], meta)
+        self.assertEqual(meta["pages"], exp["pages"], meta)
+        self.assertEqual(meta["language"], exp["language"], meta)
+        self.assertEqual(meta["kind"], "pdf", meta)
+
+    def test_a_failing_service_is_retried_then_the_answer_kept(self):
+        doc_id, done = self.run_scripted(("status", 503), self.ml.DEFAULT)
+        self.assertEqual(done["status"], "COMPLETED", done)
+        self.assertEqual(done["processing"]["attempts"], 2, done)
+        self.assertEqual(len(self.ml.requests_for(doc_id)), 2)
+        retries = logs_for(self.server, "job.retry", doc_id)
+        self.assertEqual([r["code"] for r in retries], ["enrichment_failed"], retries)
+        self.assertEqual(get_result(self.server, self.token, doc_id).json()["ml"], self.ml.DEFAULT[1])
+
+    def test_an_answer_that_is_not_json_fails_after_every_attempt(self):
+        doc_id, done = self.run_scripted(("raw", b"<html>oops</html>"))
+        error = self.assertFailed(done, "enrichment_failed", True, attempts=2)
+        self.assertIn("not JSON", error["message"])
+        self.assertProcessingFailed(get_result(self.server, self.token, doc_id), doc_id, "enrichment_failed", True)
+
+    def test_a_service_slower_than_the_timeout_fails_the_attempt(self):
+        _, done = self.run_scripted(("sleep", 3))
+        error = self.assertFailed(done, "enrichment_failed", True, attempts=2)
+        self.assertIn("did not answer within 1000 ms", error["message"])
+
+    def test_a_service_error_status_fails_the_attempt(self):
+        _, done = self.run_scripted(("status", 500))
+        error = self.assertFailed(done, "enrichment_failed", True, attempts=2)
+        self.assertIn("HTTP 500", error["message"])
+
+
+class EnrichUnreachableTest(ProcessingCase):
+    def test_an_unreachable_service_fails_with_enrichment_failed(self):
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = start_server(
+            DOCFLOW_WORKERS=1, DOCFLOW_ML_URL="http://127.0.0.1:%d/" % port, DOCFLOW_JOB_MAX_ATTEMPTS=1
+        )
+        self.addCleanup(server.cleanup)
+        token = new_user(server)
+        doc = upload(server, token, fixture("en-1page.pdf"), "en-1page.pdf")
+        self.assertAccepted(process(server, token, doc["id"]), doc["id"])
+        done = wait_status(server, token, doc["id"])
+        error = self.assertFailed(done, "enrichment_failed", True, attempts=1)
+        self.assertIn("could not be reached", error["message"])
+        self.assertEqual(server.get("/healthz").status, 200)
 
 
 if __name__ == "__main__":

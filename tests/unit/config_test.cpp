@@ -66,6 +66,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.queue_max_depth, 10000U);
   EXPECT_EQ(c.simulated_delay, 0ms);
   EXPECT_FALSE(c.ml_url.has_value());
+  EXPECT_EQ(c.ml_timeout, 30s);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.header_timeout, 30s);
   EXPECT_EQ(c.body_timeout, 60s);
@@ -151,6 +152,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
                                {"DOCFLOW_IDEMPOTENCY_TTL", "7d"},
                                {"DOCFLOW_QUEUE_MAX_DEPTH", "4294967295"},
                                {"DOCFLOW_ML_URL", "https://ml.internal:9000/enrich"},
+                               {"DOCFLOW_ML_TIMEOUT", "2m"},
                                {"DOCFLOW_LOG_LEVEL", "debug"},
                                {"DOCFLOW_METRICS_TOKEN", "t0k3n"}},
                               4);
@@ -163,6 +165,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
   EXPECT_EQ(c.idempotency_ttl, 7 * 24h);
   EXPECT_EQ(c.queue_max_depth, 4294967295U);
   EXPECT_EQ(c.ml_url, "https://ml.internal:9000/enrich");
+  EXPECT_EQ(c.ml_timeout, 2min);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.metrics_token, "t0k3n");
 }
@@ -245,7 +248,8 @@ INSTANTIATE_TEST_SUITE_P(jobs, config_rejects,
                                                 bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
                                                 bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
                                                 bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
-                                                bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}))));
+                                                bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
+                                                bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}))));
 
 INSTANTIATE_TEST_SUITE_P(
     server, config_rejects,
