@@ -11,19 +11,36 @@ namespace docflow::store::sqlite {
 
 namespace {
 constexpr std::chrono::milliseconds busy_timeout{5000};
+// The SQL texts are a fixed set (a few dozen); the bound only guards against
+// a future caller building unbounded variants.
+constexpr std::size_t max_idle_statements = 128;
 
 [[noreturn]] void raise(sqlite3* db, std::string_view what) {
   throw store_error(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
 }
 }  // namespace
 
-statement::statement(sqlite3* db, std::string_view sql) : db_(db) {
-  if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr) != SQLITE_OK) {
-    raise(db, "prepare");
+statement::statement(connection& c, std::string_view sql) : owner_(c), sql_(sql), db_(c.db_) {
+  // Taken out of the cache while in use, so a nested statement with the
+  // same SQL prepares its own.
+  if (const auto it = owner_.idle_.find(sql_); it != owner_.idle_.end()) {
+    stmt_ = it->second;
+    owner_.idle_.erase(it);
+    return;
+  }
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt_,
+                         nullptr) != SQLITE_OK) {
+    raise(db_, "prepare");
   }
 }
 
-statement::~statement() { sqlite3_finalize(stmt_); }
+statement::~statement() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  if (owner_.idle_.size() >= max_idle_statements || !owner_.idle_.emplace(std::move(sql_), stmt_).second) {
+    sqlite3_finalize(stmt_);
+  }
+}
 
 statement& statement::bind(int index, std::int64_t v) {
   if (sqlite3_bind_int64(stmt_, index, v) != SQLITE_OK) {
@@ -95,7 +112,10 @@ connection::connection(const std::filesystem::path& path, bool create) {
   exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
 }
 
-connection::~connection() { sqlite3_close(db_); }
+connection::~connection() {
+  for (const auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
 
 void connection::exec(std::string_view sql) {
   const std::string text(sql);
@@ -107,9 +127,9 @@ void connection::exec(std::string_view sql) {
   }
 }
 
-statement connection::prepare(std::string_view sql) { return statement(db_, sql); }
+statement connection::prepare(std::string_view sql) { return statement(*this, sql); }
 
-transaction::transaction(connection& c) : c_(c) { c_.exec("BEGIN IMMEDIATE"); }
+transaction::transaction(connection& c) : c_(c) { c_.prepare("BEGIN IMMEDIATE").step(); }
 
 transaction::~transaction() {
   if (!done_) {
@@ -122,7 +142,7 @@ transaction::~transaction() {
 }
 
 void transaction::commit() {
-  c_.exec("COMMIT");
+  c_.prepare("COMMIT").step();
   done_ = true;
 }
 

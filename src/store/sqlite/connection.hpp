@@ -5,16 +5,22 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace docflow::store::sqlite {
 
+class connection;
+
 /// A prepared statement. Bind parameters are 1-based, columns 0-based.
+/// Borrowed from its connection's cache and given back, reset, on
+/// destruction: parsing and planning the SQL cost more than running a
+/// point query.
 class statement {
 public:
-  statement(sqlite3* db, std::string_view sql);
+  statement(connection& c, std::string_view sql);
   ~statement();
   statement(const statement&) = delete;
   statement& operator=(const statement&) = delete;
@@ -30,6 +36,8 @@ public:
   bool column_is_null(int index) const;
 
 private:
+  connection& owner_;
+  std::string sql_;
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };
@@ -50,7 +58,9 @@ public:
   sqlite3* handle() const noexcept { return db_; }
 
 private:
+  friend class statement;
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> idle_;  ///< prepared statements not in use, by SQL
 };
 
 /// BEGIN IMMEDIATE on construction, ROLLBACK on destruction unless committed.
