@@ -68,11 +68,7 @@ public:
     fd_ = -1;
     const auto target = store_.path_of(key);
     const auto dir = target.parent_path();
-    std::error_code ec;
-    if (std::filesystem::create_directory(dir, ec)) {
-      fsync_path(dir.parent_path());  // the new shard directory itself must survive a crash
-    }
-    if (ec) raise("mkdir " + dir.string(), ec.value());
+    store_.ensure_shard(dir);
     if (::rename(tmp_.c_str(), target.c_str()) != 0) raise("rename to " + target.string(), errno);
     committed_ = true;
     fsync_path(dir);
@@ -128,6 +124,20 @@ std::filesystem::path fs_blob_store::path_of(const std::string& key) const {
     throw blob_error("invalid blob key");
   }
   return root_ / key.substr(key.size() - 2) / key;
+}
+
+void fs_blob_store::ensure_shard(const std::filesystem::path& dir) const {
+  {
+    const std::lock_guard lock(shards_mutex_);
+    if (shards_.contains(dir.string())) return;
+  }
+  std::error_code ec;
+  if (std::filesystem::create_directory(dir, ec)) {
+    fsync_path(dir.parent_path());  // the new shard directory itself must survive a crash
+  }
+  if (ec) raise("mkdir " + dir.string(), ec.value());
+  const std::lock_guard lock(shards_mutex_);
+  shards_.insert(dir.string());
 }
 
 void fs_blob_store::check() {

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <filesystem>
+#include <mutex>
+#include <unordered_set>
 
 #include "blob/blob_store.hpp"
 
@@ -25,8 +27,14 @@ public:
   /// Where `key` lives (also used by the writer to commit).
   std::filesystem::path path_of(const std::string& key) const;
 
+  /// Creates the shard directory `dir` (durably) unless this store has seen
+  /// it already: a mkdir per upload showed in the upload profile.
+  void ensure_shard(const std::filesystem::path& dir) const;
+
 private:
   std::filesystem::path root_;
+  mutable std::mutex shards_mutex_;
+  mutable std::unordered_set<std::string> shards_;  ///< shard directories known to exist
 };
 
 }  // namespace docflow::blob
