@@ -73,7 +73,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.idle_timeout, 60s);
   EXPECT_EQ(c.shutdown_timeout, 30s);
   EXPECT_EQ(c.io_threads, 2U);
-  EXPECT_EQ(c.blocking_threads, 6U);
+  EXPECT_EQ(c.blocking_threads, 32U);
   EXPECT_FALSE(c.metrics_token.has_value());
 }
 
@@ -81,14 +81,15 @@ TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
   const auto c = config::load({}, 7);
   EXPECT_EQ(c.workers, 7U);
   EXPECT_EQ(c.max_concurrent_hashes, 7U);
-  EXPECT_EQ(c.blocking_threads, 14U);
+  EXPECT_EQ(c.blocking_threads, 32U);
+  EXPECT_EQ(config::load({}, 16).blocking_threads, 64U);
 }
 
 TEST(config_defaults, zero_cores_counts_as_one) {
   const auto c = config::load({}, 0);
   EXPECT_EQ(c.workers, 1U);
   EXPECT_EQ(c.max_concurrent_hashes, 1U);
-  EXPECT_EQ(c.blocking_threads, 2U);
+  EXPECT_EQ(c.blocking_threads, 32U);
 }
 
 TEST(config_defaults, data_dir_moves_the_derived_paths) {

@@ -358,3 +358,73 @@ TEST_F(connection_test, committed_transaction_is_visible_to_other_connections) {
   }
   EXPECT_EQ(rows_in_t(db()), 2);
 }
+
+// -----------------------------------------------------------------------------------------------------------
+// Prepared statements are reused: what one use bound must not leak into the next.
+
+TEST_F(connection_test, a_reused_statement_starts_unbound_and_reset) {
+  connection c(db(), true);
+  c.exec("CREATE TABLE t (i INTEGER)");
+  c.prepare("INSERT INTO t VALUES (?)").bind(1, std::int64_t{7}).step();
+  c.prepare("INSERT INTO t VALUES (?)").step();  // nothing bound this time: NULL
+  EXPECT_EQ(query_text(c, "SELECT group_concat(coalesce(i, 'null'), ',') FROM t"), "7,null");
+
+  auto first = c.prepare("SELECT i FROM t ORDER BY rowid");
+  ASSERT_TRUE(first.step());  // left mid-way, then the same SQL again while it is in use
+  auto second = c.prepare("SELECT i FROM t ORDER BY rowid");
+  ASSERT_TRUE(second.step());
+  EXPECT_EQ(second.column_int(0), 7);
+  EXPECT_EQ(first.column_int(0), 7);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Group commit of document inserts
+
+namespace {
+core::document sample_document(const std::string& owner) {
+  core::document d;
+  d.id = core::new_uuid_v7();
+  d.owner_id = owner;
+  d.filename = "a.pdf";
+  d.sha256 = std::string(64, 'a');
+  d.size_bytes = 1;
+  d.created_at = d.updated_at = core::time_point{std::chrono::milliseconds{1'700'000'000'000}};
+  return d;
+}
+}  // namespace
+
+TEST_F(sqlite_store_test, concurrent_inserts_all_land_and_a_bad_one_fails_alone) {
+  sqlite_store s(db());
+  s.migrate();
+  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}));
+  constexpr int threads = 32;
+  const auto duplicate = sample_document("u1");
+  s.insert_document(duplicate);
+
+  std::vector<core::document> docs;
+  for (int i = 0; i < threads; ++i) docs.push_back(sample_document("u1"));
+  docs[threads / 2] = duplicate;          // its primary key is taken: this insert alone must fail
+  docs[threads / 4].owner_id = "nobody";  // a foreign-key violation: this one too
+  std::vector<std::exception_ptr> errors(threads);
+  std::latch start(threads);
+  {
+    std::vector<std::jthread> pool;
+    for (int i = 0; i < threads; ++i) {
+      pool.emplace_back([&, i] {
+        start.arrive_and_wait();
+        try {
+          s.insert_document(docs[i]);
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+  }
+  for (int i = 0; i < threads; ++i) {
+    const bool bad = i == threads / 2 || i == threads / 4;
+    EXPECT_EQ(errors[i] != nullptr, bad) << i;
+    if (!bad) EXPECT_TRUE(s.find_document(docs[i].id, std::string("u1")).has_value()) << i;
+  }
+  EXPECT_EQ(query_int(db(), "SELECT count(*) FROM documents"), threads - 1);
+  EXPECT_THROW(std::rethrow_exception(errors[threads / 2]), store_error);
+}

@@ -2,6 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <exception>
+#include <utility>
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -343,11 +346,10 @@ std::size_t sqlite_store::purge_refresh_families(core::time_point now) {
 
 namespace docflow::store::sqlite {
 
-void sqlite_store::insert_document(const core::document& d) {
-  const lease c(*this);
-  transaction tx(*c);
-  auto st = c->prepare("INSERT INTO documents (" + std::string(document_columns) +
-                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)");
+namespace {
+void insert_document_row(connection& c, const core::document& d) {
+  auto st = c.prepare("INSERT INTO documents (" + std::string(document_columns) +
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)");
   st.bind(1, d.id).bind(2, d.owner_id).bind(3, d.filename);
   if (d.title) {
     st.bind(4, *d.title);
@@ -362,8 +364,61 @@ void sqlite_store::insert_document(const core::document& d) {
       .bind(10, to_ms(d.updated_at))
       .bind(11, static_cast<std::int64_t>(d.attempts));
   st.step();
-  append_event(*c, d.id, d.status, d.created_at, std::nullopt);
-  tx.commit();
+  append_event(c, d.id, d.status, d.created_at, std::nullopt);
+}
+}  // namespace
+
+struct sqlite_store::pending_insert {
+  const core::document& doc;
+  std::exception_ptr error;
+  bool done = false;
+};
+
+void sqlite_store::insert_document(const core::document& d) {
+  pending_insert me{d, nullptr};
+  std::unique_lock lock(inserts_mutex_);
+  inserts_queued_.push_back(&me);
+  while (!me.done) {
+    if (inserts_leader_) {
+      inserts_done_.wait(lock);
+      continue;
+    }
+    inserts_leader_ = true;
+    const auto batch = std::exchange(inserts_queued_, {});
+    lock.unlock();
+    insert_batch(batch);  // never throws: each caller gets its own outcome
+    lock.lock();
+    for (auto* p : batch) p->done = true;
+    inserts_leader_ = false;
+    inserts_done_.notify_all();
+  }
+  if (me.error) std::rethrow_exception(me.error);
+}
+
+void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
+  try {
+    const lease c(*this);
+    transaction tx(*c);
+    for (const auto* p : batch) insert_document_row(*c, p->doc);
+    tx.commit();
+    return;
+  } catch (...) {
+    if (batch.size() == 1) {
+      batch.front()->error = std::current_exception();
+      return;
+    }
+  }
+  // One bad row (or a failed commit) must not fail the others: one by one.
+  for (auto* p : batch) {
+    try {
+      const lease c(*this);
+      transaction tx(*c);
+      insert_document_row(*c, p->doc);
+      tx.commit();
+    } catch (...) {
+      p->error = std::current_exception();
+    }
+  }
 }
 
 std::optional<core::document> sqlite_store::find_document(std::string_view id,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -80,9 +81,21 @@ private:
     std::unique_ptr<connection> c_;
   };
 
+  struct pending_insert;
+  void insert_batch(const std::vector<pending_insert*>& batch);
+
   std::filesystem::path path_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<connection>> idle_;
+
+  // Group commit of document inserts: concurrent callers queue, one of them
+  // (the leader) writes the whole queue in one transaction, and all return
+  // once it is durable. One WAL fsync per batch instead of one per upload,
+  // and no callers sleeping in SQLite's busy handler for the write lock.
+  std::mutex inserts_mutex_;
+  std::condition_variable inserts_done_;
+  std::vector<pending_insert*> inserts_queued_;
+  bool inserts_leader_ = false;
 };
 
 }  // namespace docflow::store::sqlite
