@@ -138,16 +138,71 @@ multipart_error multipart_parser::fail(multipart_error e) {
   return e;
 }
 
+// A part's content goes to the handler straight from the caller's bytes;
+// only framing (in slices of this size) and the few bytes that may start a
+// delimiter pass through buf_. So a parser holds a few KiB whatever the read
+// size: a thousand uploads at once do not keep a thousand copies of their
+// read buffers.
+constexpr std::size_t framing_slice = 4096;
+
 multipart_error multipart_parser::feed(std::string_view bytes) {
-  if (state_ == state::failed) return error_;
-  if (state_ == state::epilogue) {
-    epilogue_seen_ += bytes.size();
-    return epilogue_seen_ > limits_.max_epilogue ? fail(multipart_error::epilogue_too_large) : error_;
-  }
-  buf_.append(bytes);
-  while (state_ != state::failed && step()) {
+  while (state_ != state::failed) {
+    if (state_ == state::epilogue) {
+      epilogue_seen_ += bytes.size();
+      return epilogue_seen_ > limits_.max_epilogue ? fail(multipart_error::epilogue_too_large) : error_;
+    }
+    if (state_ == state::body) {
+      bytes = body_bytes(bytes);
+      if (state_ == state::body) return error_;  // all consumed, the part goes on
+      continue;
+    }
+    const auto take = std::min(bytes.size(), framing_slice);
+    buf_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    while (state_ != state::failed && state_ != state::body && state_ != state::epilogue && step()) {
+    }
+    if (bytes.empty() && state_ != state::body) return error_;
   }
   return error_;
+}
+
+std::string_view multipart_parser::body_bytes(std::string_view bytes) {
+  if (!buf_.empty()) {
+    // Content read along with the part's headers, or the held-back tail.
+    if (buf_.size() >= delimiter_.size()) {
+      step();
+      if (state_ != state::body) return bytes;
+    }
+    if (bytes.size() < delimiter_.size() - 1) {
+      // Too little to settle a delimiter straddling the join: buffer it (small).
+      buf_.append(bytes);
+      if (buf_.size() >= delimiter_.size()) step();
+      return {};
+    }
+    // A delimiter that starts in the tail ends within the input's first
+    // delimiter_.size() - 1 bytes.
+    const std::string joined = buf_ + std::string(bytes.substr(0, delimiter_.size() - 1));
+    if (const auto at = joined.find(delimiter_); at != std::string::npos) {
+      if (at > 0) handler_.on_part_data(std::string_view(joined).substr(0, at));
+      handler_.on_part_end();
+      const auto used = at + delimiter_.size() - buf_.size();
+      buf_.clear();
+      state_ = state::boundary_line;
+      return bytes.substr(used);
+    }
+    handler_.on_part_data(buf_);
+    buf_.clear();
+  }
+  if (const auto at = bytes.find(delimiter_); at != std::string_view::npos) {
+    if (at > 0) handler_.on_part_data(bytes.substr(0, at));
+    handler_.on_part_end();
+    state_ = state::boundary_line;
+    return bytes.substr(at + delimiter_.size());
+  }
+  const auto keep = std::min(bytes.size(), delimiter_.size() - 1);
+  if (bytes.size() > keep) handler_.on_part_data(bytes.substr(0, bytes.size() - keep));
+  buf_.assign(bytes.substr(bytes.size() - keep));
+  return {};
 }
 
 multipart_error multipart_parser::finish() {

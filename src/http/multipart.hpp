@@ -66,7 +66,8 @@ private:
   enum class state { preamble, boundary_line, headers, body, epilogue, failed };
 
   multipart_error fail(multipart_error e);
-  bool step();  // one transition; false when more input is needed
+  bool step();                                          // one transition; false when more input is needed
+  std::string_view body_bytes(std::string_view bytes);  // in a part: returns what follows its end
   multipart_error parse_headers(std::string_view block, part_info& out) const;
 
   std::string delimiter_;  // CRLF "--" boundary

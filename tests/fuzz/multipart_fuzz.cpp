@@ -4,12 +4,14 @@
 // (1-256 bytes), so one input explores both the framing and the piece
 // boundaries. Checks: no crash or sanitizer report, callbacks in order
 // (data and end only inside a part), the bytes delivered never exceed the
-// input, an error sticks once reported, at most max_parts parts begin, and a
-// body judged well formed leaves no part open.
+// input, an error sticks once reported, at most max_parts parts begin, a
+// body judged well formed leaves no part open, and the pieces give the same
+// outcome and the same bytes as the whole body fed at once.
 // See tests/fuzz/README.md.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "http/multipart.hpp"
@@ -36,16 +38,19 @@ public:
   void on_part_data(std::string_view bytes) override {
     if (!open_) violated("data outside a part");
     delivered += bytes.size();
+    content.append(bytes);
   }
   void on_part_end() override {
     if (!open_) violated("end outside a part");
     open_ = false;
+    content.append("\0<end>", 6);
   }
 
   bool open() const { return open_; }
 
   std::size_t delivered = 0;
   std::size_t parts = 0;
+  std::string content;  ///< every part's bytes, with a marker at each part's end
 
 private:
   bool open_ = false;
@@ -73,5 +78,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (handler.delivered > body.size()) violated("more bytes delivered than fed");
   if (handler.parts > parser.limits().max_parts) violated("more parts than the limit");
   if (error == multipart_error::none && handler.open()) violated("a well-formed body left a part open");
+
+  checking_handler whole_handler;
+  docflow::http::multipart_parser whole(boundary, whole_handler);
+  multipart_error whole_error = whole.feed(body);
+  if (whole_error == multipart_error::none) whole_error = whole.finish();
+  if (whole_error != error) violated("pieces and the whole body disagree on the outcome");
+  // Delivery stops at the first error, which pieces may reach later than the whole body.
+  if (error == multipart_error::none && whole_handler.content != handler.content) {
+    violated("pieces and the whole body delivered different bytes");
+  }
   return 0;
 }
