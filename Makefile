@@ -43,12 +43,12 @@ lint: deps $(BUILD_DIR)/build.ninja
 format:
 	clang-format -i $(SOURCES)
 
+# Every benchmark scenario against docflow and nginx, one table (bench/README.md).
 bench:
 	@scripts/install-deps bench
 	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release
 	cmake --build build-release -j $(JOBS) --target docflow
 	bench/run.sh build-release/src/docflow
-	bench/run.sh all build-release/src/docflow
 
 clean:
 	rm -rf $(BUILD_DIR) build-release

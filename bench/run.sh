@@ -1,93 +1,108 @@
 #!/usr/bin/env bash
-# Load-tests a docflow binary and prints one summary table.
+# Benchmarks a docflow binary against nginx and prints one table
+# (`make bench` builds a Release binary and runs this).
 #
-#   bench/run.sh PATH_TO_DOCFLOW                     GET /healthz (also: bench/run.sh healthz PATH)
-#   bench/run.sh --io-threads-sweep PATH_TO_DOCFLOW  the same for DOCFLOW_IO_THREADS=1..4
-#   bench/run.sh all PATH_TO_DOCFLOW                 every scenario below, one table, results/all.json
-#   bench/run.sh me|login|upload|burst PATH          one of them (results/<name>.json)
+#   bench/run.sh PATH_TO_DOCFLOW
 #
-#   me      GET /auth/me with a valid token, wrk -c64 for ME_DURATION
-#   login   POST /auth/login with correct credentials, wrk -c8 for LOGIN_DURATION
-#   upload  POST /documents of a 64 KiB and a 1 MiB PDF, wrk -c64 for UPLOAD_DURATION,
-#           against docflow and against nginx (bench/nginx.conf.template), interleaved
-#   burst   bench/burst.py: 1000 connections opened first, then each uploads one
-#           1 MiB PDF at the same moment; against docflow and nginx
-#
-# Each run starts the server on a free port of 127.0.0.1 with a fresh data
-# directory, runs the load, reads the server's CPU time and peak RSS from
-# /proc, stops it and removes its data (also on Ctrl-C or failure). Results
-# also go to bench/results/*.json (gitignored).
+# Scenarios (bench/README.md explains each and every figure):
+#   upload_1m, upload_64k  POST /documents of a 1 MiB / 64 KiB PDF, wrk -c64 for UPLOAD_DURATION
+#   burst                  bench/burst.py: 1000 connections opened first, then each uploads
+#                          one 1 MiB PDF at the same moment
+#   get                    GET /documents/{id} with a bearer token, wrk -c64 for READ_DURATION
+#   list_100000, list_100  GET /documents?limit=50 with 100,000 / 100 documents in the
+#                          database (seeded straight into SQLite, see bench/seed.py)
+#   process_1page, process_50page, process_docx
+#                          PROCESS_DOCS documents (PROCESS_DOCS_50PAGE of the 50-page PDF)
+#                          uploaded, then all queued at once and processed by the
+#                          in-process workers (docflow only)
+#   process_e2e            E2E_DOCS (1000) one-page PDFs uploaded, then all queued at once
+#                          (docflow only)
+# Every scenario runs against docflow and then nginx (bench/nginx.conf.template),
+# REPEAT times, interleaved: docflow, nginx, docflow, nginx, ... per scenario.
+# The two upload scenarios also run bench/disk_ceiling.py ("disk"): the files
+# per second this disk can make durable the way docflow does (fsync, rename,
+# directory fsync, log fdatasync), with no HTTP at all, 64 writers.
+# Each run starts its server on a free port of 127.0.0.1 with fresh files, runs
+# the load, reads the server's CPU time and peak RSS from /proc, stops it and
+# removes its files (also on Ctrl-C or failure). The table also goes to
+# bench/results/bench.json (gitignored).
 #
 # Environment (all optional):
-#   DURATION=10s  CONNECTIONS=64  WRK_THREADS=2  SWEEP="1 2 3 4"     (healthz)
-#   ME_DURATION=10s  LOGIN_DURATION=10s  LOGIN_CONNECTIONS=8
-#   UPLOAD_DURATION=20s  UPLOAD_CONNECTIONS=64  UPLOAD_SIZES="65536 1048576"
-#   BURST_CONNECTIONS=1000  BURST_FILE_BYTES=1048576  WRK_TIMEOUT=30s
-#   NGINX=nginx   the nginx binary for the baseline; NGINX=skip leaves it out
-#   BENCH_NOTE    free text stored with the results (e.g. how the binary was built)
-#   BENCH_REV     the git revision to record (default: the repository's HEAD)
-#   REPEAT=1      runs per setting; with more, the run with the median
-#                 figure is reported (runs are interleaved across settings)
-#   DOCFLOW_IO_THREADS   io threads for the single healthz run (default: docflow's own)
+#   UPLOAD_DURATION=20s  UPLOAD_CONNECTIONS=64     the two upload scenarios
+#   BURST_CONNECTIONS=1000                         the burst
+#   READ_DURATION=20s  READ_CONNECTIONS=64         get and the two list scenarios
+#   PROCESS_DOCS=200  PROCESS_DOCS_50PAGE=20  E2E_DOCS=1000  PROCESS_TIMEOUT=600 (seconds)
+#   REPEAT=1          runs per scenario and server; with more, the run with the
+#                     median figure is reported
+#   SCENARIOS="..."   a subset of the scenario names above, in that order
+#   WRK_THREADS=2  WRK_TIMEOUT=30s
+#   NGINX=nginx       the nginx binary; NGINX=skip leaves the baseline out
+#   BENCH_NOTE        free text stored with the results (e.g. how the binary was built)
+#   BENCH_REV         the git revision to record (default: the repository's HEAD)
+#   DOCFLOW_*         reach the server (what-if runs, e.g. DOCFLOW_WORKERS=4)
 set -euo pipefail
 
-DURATION="${DURATION:-10s}"
-CONNECTIONS="${CONNECTIONS:-64}"
-WRK_THREADS="${WRK_THREADS:-2}"
-SWEEP="${SWEEP:-1 2 3 4}"
-REPEAT="${REPEAT:-1}"
-ME_DURATION="${ME_DURATION:-10s}"
-LOGIN_DURATION="${LOGIN_DURATION:-10s}"
-LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-8}"
 UPLOAD_DURATION="${UPLOAD_DURATION:-20s}"
 UPLOAD_CONNECTIONS="${UPLOAD_CONNECTIONS:-64}"
-UPLOAD_SIZES="${UPLOAD_SIZES:-65536 1048576}"
 BURST_CONNECTIONS="${BURST_CONNECTIONS:-1000}"
-BURST_FILE_BYTES="${BURST_FILE_BYTES:-1048576}"
+READ_DURATION="${READ_DURATION:-20s}"
+READ_CONNECTIONS="${READ_CONNECTIONS:-64}"
+PROCESS_DOCS="${PROCESS_DOCS:-200}"
+PROCESS_DOCS_50PAGE="${PROCESS_DOCS_50PAGE:-20}"
+E2E_DOCS="${E2E_DOCS:-1000}"
+PROCESS_TIMEOUT="${PROCESS_TIMEOUT:-600}"
+REPEAT="${REPEAT:-1}"
+WRK_THREADS="${WRK_THREADS:-2}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 NGINX="${NGINX:-nginx}"
+ALL_SCENARIOS="upload_1m upload_64k burst get list_100000 list_100 process_1page process_50page process_docx process_e2e"
+SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
-usage() {
-  echo "usage: bench/run.sh [healthz|--io-threads-sweep|all|me|login|upload|burst] PATH_TO_DOCFLOW" >&2
-  exit 2
-}
-
-mode=single
-case "${1:-}" in
-  --io-threads-sweep) mode=sweep; shift ;;
-  healthz) mode=single; shift ;;
-  all | me | login | upload | burst) mode="$1"; shift ;;
-esac
-[ $# -eq 1 ] || usage
+[ $# -eq 1 ] || { echo "usage: bench/run.sh PATH_TO_DOCFLOW" >&2; exit 2; }
 bin="$(realpath "$1")"
 [ -x "$bin" ] || { echo "bench: $1 is not an executable" >&2; exit 2; }
-command -v wrk >/dev/null || { echo "bench: wrk is missing (scripts/install-deps installs it)" >&2; exit 2; }
+for s in $SCENARIOS; do
+  case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench: unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
+done
+need() { command -v "$1" >/dev/null || { echo "bench: $1 is missing ($2)" >&2; exit 2; }; }
+need wrk "scripts/install-deps installs it"
+need curl "scripts/install-deps installs it"
+need python3 "scripts/install-deps installs it"
+case " $SCENARIOS " in *" process_50page "*)
+  need groff "Debian package groff: the 50-page PDF is made with groff -ms"
+  need ps2pdf "Debian package ghostscript: the 50-page PDF is made with ps2pdf"
+  ;;
+esac
+with_nginx=0
+if [ "$NGINX" != skip ]; then
+  need "$NGINX" "Debian package nginx (scripts/install-deps bench), or run with NGINX=skip"
+  NGINX="$(command -v "$NGINX")"
+  with_nginx=1
+fi
+# The burst holds 1000 connections at once, in the client and in the servers.
+if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt 4096 ]; then
+  ulimit -n 4096 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
+fi
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 bench_dir="$repo/bench"
 results_dir="$bench_dir/results"
 mkdir -p "$results_dir"
-
-with_nginx=0
-if [ "$mode" = all ] || [ "$mode" = upload ] || [ "$mode" = burst ]; then
-  if [ "$NGINX" != skip ]; then
-    command -v "$NGINX" >/dev/null || {
-      echo "bench: nginx is missing (apt-get install nginx), or run with NGINX=skip" >&2
-      exit 2
-    }
-    NGINX="$(command -v "$NGINX")"
-    with_nginx=1
-  fi
-  # The burst holds 1000 connections at once, in the client and in the servers.
-  if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt 4096 ]; then
-    ulimit -n 4096 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
-  fi
-fi
-
 work="$(mktemp -d -t docflow-bench.XXXXXX)"
-server_pid=""
-server_data=""
-nginx_pid=""
+chmod 755 "$work" # nginx's workers run as nobody when started by root
+static_root="$work/www" # nginx serves $static_root/static/*.json
+mkdir -p "$static_root/static"
+rows="$work/rows.jsonl"
+: >"$rows"
+
+server_pid=""  # docflow
+server_data="" # its data directory
+nginx_pid=""   # nginx's master
+nginx_dir=""   # its directory (config, temp files, the uploaded bodies)
+server_pids="" # every process of the running server: measured together
+port=""
+token=""      # the bearer token of the running docflow
+last_token="" # the latest docflow token, sent to nginx too so requests are byte for byte alike
 
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -106,24 +121,40 @@ trap 'exit 130' INT TERM
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+report() { python3 "$bench_dir/report.py" "$@"; }
 
-# start_server IO_THREADS (empty: docflow's default). Sets server_pid and port.
-start_server() {
-  local io_threads="$1"
+# ---------------------------------------------------------------------------
+# docflow
+
+bench_user="bench-user"
+bench_password="bench-password-0123"
+
+# The settings of every docflow command; LOG_LEVEL=warn keeps the access log
+# from dominating. `env` execs the binary, so a server started in the
+# background with it has the pid that $! reports.
+docflow_env=(env DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" DOCFLOW_LOG_LEVEL=warn)
+
+# start_docflow [TEMPLATE_DIR]: docflow serve on a copy of TEMPLATE_DIR (or an
+# empty data directory), then registers (unless the account exists) and logs
+# in. Sets server_pid, server_pids, port, token.
+start_docflow() {
   server_data="$work/data.$RANDOM"
+  if [ -n "${1:-}" ]; then cp -a "$1" "$server_data"; fi
   port="$(free_port)"
-  (
-    export DOCFLOW_LISTEN="127.0.0.1:$port"
-    export DOCFLOW_DATA_DIR="$server_data"
-    export DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123"
-    export DOCFLOW_LOG_LEVEL=warn # keep the access log from dominating
-    # shellcheck disable=SC2030 # on purpose: this environment is the server's alone
-    if [ -n "$io_threads" ]; then export DOCFLOW_IO_THREADS="$io_threads"; else unset DOCFLOW_IO_THREADS; fi
-    exec "$bin" serve
-  ) >"$work/server.out" 2>"$work/server.err" &
+  "${docflow_env[@]}" DOCFLOW_DATA_DIR="$server_data" DOCFLOW_LISTEN="127.0.0.1:$port" "$bin" serve \
+    >"$work/server.out" 2>"$work/server.err" &
   server_pid=$!
+  server_pids="$server_pid"
   for _ in $(seq 1 100); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+      local creds="{\"username\":\"$bench_user\",\"password\":\"$bench_password\"}" status
+      status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$creds" \
+        "http://127.0.0.1:$port/auth/register")"
+      [ "$status" = 201 ] || [ "$status" = 409 ] || { echo "bench: /auth/register answered $status" >&2; exit 1; }
+      token="$(curl -fsS -H 'Content-Type: application/json' -d "$creds" "http://127.0.0.1:$port/auth/login" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+      last_token="$token"
       return 0
     fi
     if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -137,7 +168,7 @@ start_server() {
   exit 1
 }
 
-stop_server() {
+stop_docflow() {
   kill -TERM "$server_pid"
   local rc=0
   wait "$server_pid" || rc=$?
@@ -149,109 +180,41 @@ stop_server() {
   rm -rf "$server_data"
 }
 
-# wrk prints latencies as 812.00us, 1.23ms or 1.02s; this returns milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-    printf "%.3f", n }'
-}
-
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
-
-# run_scenario IO_THREADS -> prints "io_threads rps p50 p99 peak_rss_mib rss_mib errors"
-run_scenario() {
-  local io_threads="$1"
-  start_server "$io_threads"
-  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/healthz" >"$work/wrk.txt"
-  local hwm_kib rss_kib
-  hwm_kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")"
-  rss_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")"
-  stop_server
-
-  local rps p50 p99 non2xx sockerr
-  rps="$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")"
-  p50="$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")")"
-  p99="$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")")"
-  non2xx="$(awk -F: '/Non-2xx or 3xx responses/ {gsub(/ /, "", $2); print $2}' "$work/wrk.txt")"
-  sockerr="$(awk '/Socket errors:/ {n = 0; for (i = 3; i <= NF; i += 2) n += $(i + 1); print n}' "$work/wrk.txt" |
-    tr -d ',')"
-  [ -n "$rps" ] || { echo "bench: could not parse wrk's output:" >&2; cat "$work/wrk.txt" >&2; exit 1; }
-  echo "${io_threads:-default} $rps $p50 $p99 $(mib "$hwm_kib") $(mib "$rss_kib") $((${non2xx:-0} + ${sockerr:-0}))"
-}
-
-print_table() {
-  printf '%-10s %12s %9s %9s %13s %8s %7s\n' io_threads "requests/s" "p50 ms" "p99 ms" "peak RSS MiB" "RSS MiB" errors
-  while read -r io rps p50 p99 hwm rss errors; do
-    printf '%-10s %12s %9s %9s %13s %8s %7s\n' "$io" "$rps" "$p50" "$p99" "$hwm" "$rss" "$errors"
-  done <"$1"
-}
-
-# write_json FILE ROWS_FILE RUNS_FILE
-write_json() {
-  python3 - "$1" "$2" "$3" "$DURATION" "$CONNECTIONS" "$WRK_THREADS" "$(nproc)" \
-    "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$load_before" \
-    "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" <<'PY'
-import datetime, json, sys
-out, rows_file, runs_file, duration, connections, wrk_threads, cores, rev, load, changed = sys.argv[1:]
-every = {}
-for line in open(runs_file):
-    io, rps = line.split()[:2]
-    every.setdefault(io, []).append(float(rps))
-rows = []
-for line in open(rows_file):
-    io, rps, p50, p99, hwm, rss, errors = line.split()
-    rows.append({"io_threads": io if io == "default" else int(io), "requests_per_second": float(rps),
-                 "latency_p50_ms": float(p50), "latency_p99_ms": float(p99),
-                 "peak_rss_mib": float(hwm), "rss_after_run_mib": float(rss), "errors": int(errors),
-                 "requests_per_second_all_runs": every[io]})
-doc = {"scenario": "GET /healthz", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-       "git_revision": rev, "uncommitted_changes": int(changed) > 0, "cores": int(cores), "load_average_before": [float(x) for x in load.split()],
-       "wrk": {"threads": int(wrk_threads), "connections": int(connections), "duration": duration},
-       "runs_per_setting": len(next(iter(every.values()))),
-       "note": "wrk runs on the same machine and shares its cores with the server",
-       "results": rows}
-with open(out, "w") as f:
-    json.dump(doc, f, indent=2)
-    f.write("\n")
-PY
+# seeded_template N: a data directory (migrated, with the bench account) whose
+# database holds N documents of that account, written by bench/seed.py
+# straight into SQLite. Made once per N; each run starts on a copy.
+seeded_template() {
+  local dir="$work/seed.$1"
+  if [ ! -d "$dir" ]; then
+    { "${docflow_env[@]}" DOCFLOW_DATA_DIR="$dir" "$bin" migrate &&
+      printf '%s\n' "$bench_password" | "${docflow_env[@]}" DOCFLOW_DATA_DIR="$dir" "$bin" user add "$bench_user"; } \
+      >"$work/seed.log" 2>&1 || { cat "$work/seed.log" >&2; exit 1; }
+    python3 "$bench_dir/seed.py" "$dir/docflow.db" "$bench_user" "$1"
+  fi
+  echo "$dir"
 }
 
 # ---------------------------------------------------------------------------
-# The scenarios of `all`: auth, login, uploads and the burst, with nginx as
-# the upload baseline. Each run appends one JSON line to $rows (report.py).
-
-bench_user="bench-user"
-bench_password="bench-password-0123"
-clk_tck="$(getconf CLK_TCK)"
-report() { python3 "$bench_dir/report.py" "$@"; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-
-# docflow_token: registers the bench account on the running docflow and logs
-# in. Sets token.
-docflow_token() {
-  local creds="{\"username\":\"$bench_user\",\"password\":\"$bench_password\"}"
-  curl -fsS -o /dev/null -H 'Content-Type: application/json' -d "$creds" "http://127.0.0.1:$port/auth/register"
-  token="$(curl -fsS -H 'Content-Type: application/json' -d "$creds" "http://127.0.0.1:$port/auth/login" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
-}
+# nginx
 
 # start_nginx: nginx from bench/nginx.conf.template on a free port of
-# 127.0.0.1, its temp files in a fresh directory. Sets nginx_pid, port and
-# server_pids (master and workers).
+# 127.0.0.1, its files in a fresh directory. Sets nginx_pid, server_pids
+# (master and workers), port, token (the last docflow token).
 start_nginx() {
-  local dir="$work/nginx.$RANDOM" responder_port user_line=""
-  mkdir -p "$dir"
-  # Workers run as nobody when started by root: they must reach their temp dir.
-  chmod 755 "$work" "$dir"
+  local responder_port user_line=""
+  nginx_dir="$work/nginx.$RANDOM"
+  mkdir -p "$nginx_dir"
+  chmod 755 "$nginx_dir"
   [ "$(id -u)" -eq 0 ] && user_line="user nobody $(id -gn nobody);"
   port="$(free_port)"
   responder_port="$(free_port)"
   [ "$responder_port" != "$port" ] || responder_port="$(free_port)"
-  sed -e "s|@PORT@|$port|g; s|@RESPONDER_PORT@|$responder_port|g; s|@DIR@|$dir|g; s|@USER@|$user_line|g" \
-    "$bench_dir/nginx.conf.template" >"$dir/nginx.conf"
-  "$NGINX" -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" >"$work/nginx.out" 2>&1 &
+  sed -e "s|@PORT@|$port|g; s|@RESPONDER_PORT@|$responder_port|g; s|@DIR@|$nginx_dir|g" \
+    -e "s|@STATIC@|$static_root|g; s|@USER@|$user_line|g" \
+    "$bench_dir/nginx.conf.template" >"$nginx_dir/nginx.conf"
+  "$NGINX" -p "$nginx_dir/" -e "$nginx_dir/error.log" -c "$nginx_dir/nginx.conf" >"$work/nginx.out" 2>&1 &
   nginx_pid=$!
+  token="$last_token"
   for _ in $(seq 1 100); do
     if [ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d probe "http://127.0.0.1:$port/" 2>/dev/null)" = 201 ]; then
       server_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
@@ -259,7 +222,7 @@ start_nginx() {
     fi
     if ! kill -0 "$nginx_pid" 2>/dev/null; then
       echo "bench: nginx exited during start-up:" >&2
-      cat "$work/nginx.out" "$dir/error.log" >&2
+      cat "$work/nginx.out" "$nginx_dir/error.log" >&2
       exit 1
     fi
     sleep 0.1
@@ -272,24 +235,16 @@ stop_nginx() {
   kill -TERM "$nginx_pid"
   wait "$nginx_pid" || true
   nginx_pid=""
-}
-
-# start SERVER: docflow (logged in: sets token) or nginx (token empty).
-start() {
-  token=""
-  if [ "$1" = docflow ]; then
-    start_server ""
-    server_pids="$server_pid"
-    docflow_token
-  else
-    start_nginx
-  fi
+  rm -rf "$nginx_dir" # the uploaded bodies
 }
 
 stop() {
-  if [ "$1" = docflow ]; then stop_server; else stop_nginx; fi
+  if [ "$1" = docflow ]; then stop_docflow; else stop_nginx; fi
   sync # the next run should not pay for this one's writeback
 }
+
+# ---------------------------------------------------------------------------
+# Measuring the server from /proc
 
 sum_proc() { # sum_proc FILE FIELD PIDS...: sums "FIELD: N" lines of /proc/PID/FILE
   local file="$1" field="$2" p total=0 v
@@ -301,83 +256,83 @@ sum_proc() { # sum_proc FILE FIELD PIDS...: sums "FIELD: N" lines of /proc/PID/F
   echo "$total"
 }
 
-cpu_ticks() { # utime + stime of PIDS (every thread), in clock ticks
-  local p total=0
+# cpu_ticks PIDS: "SELF CHILDREN" clock ticks. SELF is utime + stime (every
+# thread); CHILDREN is cutime + cstime, the CPU time of children the process
+# has waited for: docflow's extractor processes, each reaped when it ends.
+cpu_ticks() {
+  local p self=0 children=0 u s cu cs
   for p in "$@"; do
-    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+    read -r u s cu cs < <(awk '{sub(/^.*\) /, ""); print $12, $13, $14, $15}' "/proc/$p/stat")
+    self=$((self + u + s))
+    children=$((children + cu + cs))
   done
-  echo "$total"
+  echo "$self $children"
 }
 
 # measure_begin / measure_end: server CPU time, bytes written and peak RSS
 # over a run. Writing 5 to clear_refs resets VmHWM to the current RSS, so the
 # peak is the run's own, not start-up's (docflow computes a 19 MiB argon2id
-# hash once at start-up, and one per login).
+# hash at start-up and for the login).
 measure_begin() {
   # shellcheck disable=SC2086 # server_pids is a list
   {
     hwm_reset=1
     for p in $server_pids; do echo 5 2>/dev/null >"/proc/$p/clear_refs" || hwm_reset=0; done
-    ticks0="$(cpu_ticks $server_pids)"
+    read -r self0 children0 < <(cpu_ticks $server_pids)
     wchar0="$(sum_proc io wchar $server_pids)"
     load_start="$(loadavg)"
   }
 }
 
 measure_end() {
+  local self1 children1
   # shellcheck disable=SC2086
   {
-    ticks=$(($(cpu_ticks $server_pids) - ticks0))
+    read -r self1 children1 < <(cpu_ticks $server_pids)
     wchar=$(($(sum_proc io wchar $server_pids) - wchar0))
     hwm_kib="$(sum_proc status VmHWM $server_pids)"
   }
+  ticks=$((self1 - self0))
+  child_ticks=$((children1 - children0))
 }
 
-# record wrk-row|burst-row KEY SCENARIO SERVER OUTPUT FILE_BYTES SETTINGS
+# record wrk|burst|process KEY SCENARIO SERVER OUTPUT FILE_BYTES SETTINGS: one row.
 record() {
-  report "$1" "$rows" --key "$2" --scenario "$3" --server "$4" --output "$5" --file-bytes "$6" --settings "$7" \
-    --cpu-ticks "$ticks" --clk-tck "$clk_tck" --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" \
-    --wchar "$wchar" --load "$load_start"
+  report "$1-row" "$rows" --key "$2" --scenario "$3" --server "$4" --output "$5" --file-bytes "$6" \
+    --settings "$7" --cpu-ticks "$ticks" --child-cpu-ticks "$child_ticks" --clk-tck "$(getconf CLK_TCK)" \
+    --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" --wchar "$wchar" --load "$load_start"
   tail -n 1 "$rows" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("bench:   %s %s: %s req/s%s, p50 %s ms, p99 %s ms, errors %s %s" % (r["scenario"], r["server"], r["requests_per_s"],
-      ", %s MB/s" % r["mb_per_s"] if r.get("mb_per_s") is not None else "", r["p50_ms"], r["p99_ms"], r["errors"], r.get("notes", "")))' >&2
+rate = r.get("documents_per_s", r.get("requests_per_s"))
+print("bench:   %s, %s: %s/s, p50 %s ms, p99 %s ms, errors %s. %s" % (r["scenario"], r["server"], rate,
+      r["p50_ms"], r["p99_ms"], r["errors"], r.get("notes", "")))' >&2
 }
+
+# ---------------------------------------------------------------------------
+# The scenarios. Each takes the server (docflow or nginx), starts it, measures
+# one run and stops it.
 
 # wrk_run SCRIPT PATH CONNECTIONS DURATION: wrk against the running server.
 wrk_run() {
-  BENCH_LUA_DIR="$bench_dir/wrk" BENCH_TOKEN="$token" BENCH_USER="$bench_user" BENCH_PASSWORD="$bench_password" \
-    BENCH_BODY="${body_file:-}" BENCH_BOUNDARY="${boundary:-}" \
+  BENCH_LUA_DIR="$bench_dir/wrk" BENCH_TOKEN="$token" BENCH_BODY="${body_file:-}" BENCH_BOUNDARY="${boundary:-}" \
     wrk -t"$WRK_THREADS" -c"$3" -d"$4" --timeout "$WRK_TIMEOUT" --latency -s "$bench_dir/wrk/$1" \
     "http://127.0.0.1:$port$2" >"$work/wrk.txt"
 }
 
-scenario_me() {
-  echo "bench: GET /auth/me, wrk -t$WRK_THREADS -c$CONNECTIONS -d$ME_DURATION" >&2
-  start docflow
-  measure_begin
-  wrk_run me.lua /auth/me "$CONNECTIONS" "$ME_DURATION"
-  measure_end
-  stop docflow
-  record wrk-row me "GET /auth/me" docflow "$work/wrk.txt" 0 "wrk -t$WRK_THREADS -c$CONNECTIONS -d$ME_DURATION"
+start() { if [ "$1" = docflow ]; then start_docflow "${2:-}"; else start_nginx; fi; }
+
+# disk_ceiling FILE_BYTES KEY: the durable-write ceiling, as a row of server "disk".
+disk_ceiling() {
+  local seconds="${UPLOAD_DURATION%s}"
+  load_start="$(loadavg)"
+  python3 "$bench_dir/disk_ceiling.py" "$work/disk" "$1" "$seconds" "$UPLOAD_CONNECTIONS" >"$work/disk.txt"
+  report disk-row "$rows" --key "$2" --scenario "upload $(size_label "$1")" --output "$work/disk.txt" \
+    --load "$load_start"
 }
 
-scenario_login() {
-  echo "bench: POST /auth/login, wrk -t$WRK_THREADS -c$LOGIN_CONNECTIONS -d$LOGIN_DURATION" >&2
-  start docflow
-  measure_begin
-  wrk_run login.lua /auth/login "$LOGIN_CONNECTIONS" "$LOGIN_DURATION"
-  measure_end
-  stop docflow
-  record wrk-row login "POST /auth/login" docflow "$work/wrk.txt" 0 \
-    "wrk -t$WRK_THREADS -c$LOGIN_CONNECTIONS -d$LOGIN_DURATION"
-}
-
-size_label() { if [ "$1" -ge 1048576 ]; then echo "$(($1 / 1048576)) MiB"; else echo "$(($1 / 1024)) KiB"; fi; }
-size_key() { if [ "$1" -ge 1048576 ]; then echo "$(($1 / 1048576))m"; else echo "$(($1 / 1024))k"; fi; }
-
-# make_body FILE_BYTES: sets body_file and boundary.
+# make_body FILE_BYTES: a multipart body holding one PDF-looking file. Sets
+# body_file and boundary.
 make_body() {
   body_file="$work/body.$1"
   if [ ! -f "$body_file" ]; then
@@ -386,27 +341,27 @@ make_body() {
   boundary="$(cat "$body_file.boundary")"
 }
 
-# scenario_upload FILE_BYTES SERVER
+size_label() { if [ "$1" -ge 1048576 ]; then echo "$(($1 / 1048576)) MiB"; else echo "$(($1 / 1024)) KiB"; fi; }
+
+# scenario_upload FILE_BYTES KEY SERVER
 scenario_upload() {
-  local label
-  label="$(size_label "$1")"
-  echo "bench: POST /documents, $label PDF, $2, wrk -t$WRK_THREADS -c$UPLOAD_CONNECTIONS -d$UPLOAD_DURATION" >&2
+  local settings="wrk -t$WRK_THREADS -c$UPLOAD_CONNECTIONS -d$UPLOAD_DURATION"
+  if [ "$3" = disk ]; then
+    disk_ceiling "$1" "$2"
+    return
+  fi
   make_body "$1"
-  start "$2"
+  start "$3"
   measure_begin
   wrk_run upload.lua /documents "$UPLOAD_CONNECTIONS" "$UPLOAD_DURATION"
   measure_end
-  stop "$2"
-  record wrk-row "upload_$(size_key "$1")" "upload $label" "$2" "$work/wrk.txt" "$1" \
-    "wrk -t$WRK_THREADS -c$UPLOAD_CONNECTIONS -d$UPLOAD_DURATION"
+  stop "$3"
+  record wrk "$2" "upload $(size_label "$1")" "$3" "$work/wrk.txt" "$1" "$settings"
 }
 
 # scenario_burst SERVER
 scenario_burst() {
-  local label
-  label="$(size_label "$BURST_FILE_BYTES")"
-  echo "bench: burst, $BURST_CONNECTIONS connections x one $label PDF, $1" >&2
-  make_body "$BURST_FILE_BYTES"
+  make_body 1048576
   start "$1"
   measure_begin
   python3 "$bench_dir/burst.py" --port "$port" --body "$body_file" --boundary "$boundary" --token "$token" \
@@ -416,77 +371,136 @@ scenario_burst() {
   }
   measure_end
   stop "$1"
-  record burst-row burst "burst $BURST_CONNECTIONS x $label" "$1" "$work/burst.txt" "$BURST_FILE_BYTES" \
+  record burst burst "burst $BURST_CONNECTIONS x 1 MiB" "$1" "$work/burst.txt" 1048576 \
     "bench/burst.py -n $BURST_CONNECTIONS"
 }
 
-servers() { if [ "$with_nginx" = 1 ]; then echo docflow nginx; else echo docflow; fi; }
-
-run_scenarios() {
-  local what="$1" r size s
-  rows="$work/rows.jsonl"
-  : >"$rows"
-  load_before="$(loadavg)"
-  echo "bench: load average before the run: $load_before ($(nproc) cores, shared by the load generator and the server)" >&2
-  for r in $(seq 1 "$REPEAT"); do
-    echo "bench: round $r/$REPEAT" >&2
-    if [ "$what" = all ] || [ "$what" = me ]; then scenario_me; fi
-    if [ "$what" = all ] || [ "$what" = login ]; then scenario_login; fi
-    if [ "$what" = all ] || [ "$what" = upload ]; then
-      for size in $UPLOAD_SIZES; do
-        for s in $(servers); do scenario_upload "$size" "$s"; done
-      done
-    fi
-    if [ "$what" = all ] || [ "$what" = burst ]; then
-      for s in $(servers); do scenario_burst "$s"; done
-    fi
-  done
-  echo "bench: load average after the run: $(loadavg)" >&2
-  echo >&2
-  local out="$results_dir/$what.json"
-  report finish "$rows" "$out" --rev "${BENCH_REV:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
-    --load-before "$load_before" \
-    --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" \
-    --note "load generators (wrk, burst.py) run on the same machine and share its $(nproc) cores with the server${BENCH_NOTE:+; $BENCH_NOTE}"
-  echo "bench: results written to ${out#"$repo"/}" >&2
+# read_run KEY SCENARIO SERVER DOCFLOW_PATH STATIC_NAME: wrk GETs of one URL
+# on the running server. docflow's answer to DOCFLOW_PATH is saved as
+# static/STATIC_NAME, which nginx serves in its own run of the scenario.
+read_run() {
+  local path="$4" settings="wrk -t$WRK_THREADS -c$READ_CONNECTIONS -d$READ_DURATION"
+  if [ "$3" = docflow ]; then
+    curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path" >"$static_root/static/$5"
+    chmod 644 "$static_root/static/$5"
+  else
+    path="/static/$5"
+  fi
+  measure_begin
+  wrk_run get.lua "$path" "$READ_CONNECTIONS" "$READ_DURATION"
+  measure_end
+  stop "$3"
+  record wrk "$1" "$2" "$3" "$work/wrk.txt" 0 "$settings; answer $(wc -c <"$static_root/static/$5") bytes"
 }
 
-case "$mode" in
-  all | me | login | upload | burst)
-    run_scenarios "$mode"
-    exit 0
-    ;;
-esac
+# scenario_get SERVER: GET /documents/{id} of a one-page PDF uploaded just before.
+scenario_get() {
+  local id=""
+  start "$1"
+  if [ "$1" = docflow ]; then
+    id="$(curl -fsS -H "Authorization: Bearer $token" -F "file=@$repo/tests/fixtures/en-1page.pdf" \
+      "http://127.0.0.1:$port/documents" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+  fi
+  read_run get "GET /documents/{id}" "$1" "/documents/$id" document.json
+}
+
+# scenario_list N LABEL SERVER: the first page of the listing with N documents.
+scenario_list() {
+  local template=""
+  if [ "$3" = docflow ]; then template="$(seeded_template "$1")"; fi
+  start "$3" "$template"
+  read_run "list_$1" "GET /documents?limit=50, $2 docs" "$3" "/documents?limit=50" "list-$1.json"
+}
+
+# make_long_pdf: a 50-page PDF of English text (the GPL, cycled), made like
+# the test fixtures (tests/fixtures/README.md) with groff -ms and Ghostscript.
+make_long_pdf() {
+  long_pdf="$work/text-50page.pdf"
+  [ -f "$long_pdf" ] && return 0
+  awk -v pages=50 -v per_page=450 '
+    { for (i = 1; i <= NF; i++) words[n++] = $i }
+    END {
+      print ".ds CH"; print ".ds LH Benchmark text"
+      for (p = 0; p < pages; p++) {
+        if (p > 0) print ".bp"
+        print ".LP"
+        line = ""
+        for (k = 0; k < per_page; k++) {
+          w = words[(p * per_page + k) % n]
+          gsub(/\\/, "\\e", w)
+          line = line (line == "" ? "" : " ") w
+          if (length(line) > 60) { print "\\&" line; line = "" }
+        }
+        if (line != "") print "\\&" line
+      }
+    }' /usr/share/common-licenses/GPL-3 >"$work/text-50page.ms"
+  groff -ms -Tps "$work/text-50page.ms" >"$work/text-50page.ps"
+  ps2pdf "$work/text-50page.ps" "$long_pdf"
+}
+
+# scenario_process KEY SCENARIO FILE N: N copies of FILE uploaded (not
+# measured), then all queued at once and processed (measured). docflow only.
+scenario_process() {
+  local ids="$work/ids.txt"
+  start docflow
+  python3 "$bench_dir/process.py" upload --port "$port" --token "$token" --file "$3" -n "$4" --ids "$ids"
+  measure_begin
+  python3 "$bench_dir/process.py" run --port "$port" --token "$token" --ids "$ids" --timeout "$PROCESS_TIMEOUT" \
+    >"$work/process.txt" 2>"$work/process.err" || {
+    cat "$work/process.err" >&2
+    exit 1
+  }
+  measure_end
+  stop docflow
+  record process "$1" "$2" docflow "$work/process.txt" 0 "bench/process.py: $4 x $(basename "$3")"
+}
+
+# run_one SCENARIO SERVER
+run_one() {
+  echo "bench: $1, $2" >&2
+  case "$1" in
+    upload_1m) scenario_upload 1048576 "$1" "$2" ;;
+    upload_64k) scenario_upload 65536 "$1" "$2" ;;
+    burst) scenario_burst "$2" ;;
+    get) scenario_get "$2" ;;
+    list_100000) scenario_list 100000 100,000 "$2" ;;
+    list_100) scenario_list 100 100 "$2" ;;
+    process_1page) scenario_process "$1" "process 1-page PDF" "$repo/tests/fixtures/en-1page.pdf" "$PROCESS_DOCS" ;;
+    process_50page)
+      make_long_pdf
+      scenario_process "$1" "process 50-page PDF" "$long_pdf" "$PROCESS_DOCS_50PAGE"
+      ;;
+    process_docx)
+      scenario_process "$1" "process DOCX" "$repo/tests/fixtures/table-header-footer.docx" "$PROCESS_DOCS"
+      ;;
+    process_e2e) scenario_process "$1" "end-to-end $E2E_DOCS x 1-page PDF" "$repo/tests/fixtures/en-1page.pdf" "$E2E_DOCS" ;;
+  esac
+}
+
+servers() { # servers SCENARIO: processing is docflow's alone; uploads add the disk's ceiling
+  local s=docflow
+  if [ "$with_nginx" = 1 ] && [ "${1#process_}" = "$1" ]; then s="$s nginx"; fi
+  case "$1" in upload_*) s="$s disk" ;; esac
+  echo "$s"
+}
 
 # ---------------------------------------------------------------------------
-# GET /healthz, once or per DOCFLOW_IO_THREADS setting.
 
-rows="$work/rows.txt"
-runs="$work/runs.txt"
-: >"$rows"
-: >"$runs"
-# Other work on the machine skews the figures: record how busy it was.
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "bench: load average before the run: $load_before" >&2
-echo "bench: GET /healthz, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION on $(nproc) cores (shared with the server)" >&2
-if [ "$mode" = sweep ]; then
-  settings="$SWEEP"
-  out="$results_dir/healthz-io-threads.json"
-else
-  # shellcheck disable=SC2031 # the caller's value; the server's subshell does not change it
-  settings="${DOCFLOW_IO_THREADS:-default}"
-  out="$results_dir/healthz.json"
-fi
+load_before="$(loadavg)"
+echo "bench: load average before the run: $load_before ($(nproc) cores, shared by the load generators and the server)" >&2
 for r in $(seq 1 "$REPEAT"); do
-  for n in $settings; do
-    echo "bench: run $r/$REPEAT, DOCFLOW_IO_THREADS=$n" >&2
-    run_scenario "$([ "$n" = default ] || echo "$n")" >>"$runs"
+  for scenario in $SCENARIOS; do
+    for server in $(servers "$scenario"); do
+      [ "$REPEAT" = 1 ] || echo "bench: round $r/$REPEAT" >&2
+      run_one "$scenario" "$server"
+    done
   done
 done
-# One row per setting: the run with the median requests/s.
-for n in $settings; do
-  awk -v n="$n" '$1 == n' "$runs" | sort -k2,2 -g | awk '{a[NR] = $0} END {print a[int((NR + 1) / 2)]}' >>"$rows"
-done
-print_table "$rows"
-write_json "$out" "$rows" "$runs"
+echo "bench: load average after the run: $(loadavg)" >&2
+echo >&2
+out="$results_dir/bench.json"
+report finish "$rows" "$out" --rev "${BENCH_REV:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
+  --load-before "$load_before" \
+  --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" \
+  --note "load generators (wrk, burst.py, process.py) run on the same machine and share its $(nproc) cores with the server${BENCH_NOTE:+; $BENCH_NOTE}"
 echo "bench: results written to ${out#"$repo"/}" >&2
