@@ -2,16 +2,33 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 namespace docflow::core {
 
 void random_bytes(unsigned char* out, std::size_t n) {
-  if (RAND_bytes(out, static_cast<int>(n)) != 1) {
-    throw std::runtime_error("RAND_bytes failed");
+  // Every request takes 16 random bytes for its id; one RAND_bytes call per
+  // request showed at 7% of the CPU of GET /documents/{id}. Each thread draws
+  // 4 KiB at a time and hands out slices. The bytes are as random as before;
+  // a forked child must exec before it asks for any (ours do).
+  constexpr std::size_t block = 4096;
+  thread_local std::array<unsigned char, block> pool;
+  thread_local std::size_t used = block;
+  if (n > block / 4) {
+    if (RAND_bytes(out, static_cast<int>(n)) != 1) throw std::runtime_error("RAND_bytes failed");
+    return;
   }
+  if (used + n > block) {
+    if (RAND_bytes(pool.data(), static_cast<int>(block)) != 1) throw std::runtime_error("RAND_bytes failed");
+    used = 0;
+  }
+  std::memcpy(out, pool.data() + used, n);
+  OPENSSL_cleanse(pool.data() + used, n);  // handed-out bytes do not stay behind
+  used += n;
 }
 
 namespace {

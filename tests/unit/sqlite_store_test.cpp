@@ -423,7 +423,9 @@ TEST_F(sqlite_store_test, concurrent_inserts_all_land_and_a_bad_one_fails_alone)
   for (int i = 0; i < threads; ++i) {
     const bool bad = i == threads / 2 || i == threads / 4;
     EXPECT_EQ(errors[i] != nullptr, bad) << i;
-    if (!bad) EXPECT_TRUE(s.find_document(docs[i].id, std::string("u1")).has_value()) << i;
+    if (!bad) {
+      EXPECT_TRUE(s.find_document(docs[i].id, std::string("u1")).has_value()) << i;
+    }
   }
   EXPECT_EQ(query_int(db(), "SELECT count(*) FROM documents"), threads - 1);
   EXPECT_THROW(std::rethrow_exception(errors[threads / 2]), store_error);
