@@ -8,8 +8,12 @@
 
 FROM debian:bookworm AS build
 WORKDIR /src
-# The package list first, so this layer stays cached until the list changes.
+# The package lists first, so this layer stays cached until they change. The
+# build set runs `npm ci` (Swagger UI's files are embedded in the binary), so
+# the npm lock file must be here too; .dockerignore keeps a local
+# node_modules/ out of the `COPY . .` below.
 COPY scripts/install-deps scripts/install-deps
+COPY package.json package-lock.json ./
 RUN scripts/install-deps build
 COPY . .
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \

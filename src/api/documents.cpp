@@ -247,23 +247,6 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(std::string_v
   return std::pair{*a, std::min(*b, size - 1)};
 }
 
-bool etag_matches(std::string_view header, const std::string& etag) {
-  if (header.find('*') != std::string_view::npos) return true;
-  // A comma-separated list; weak comparison (W/ ignored) as RFC 9110 asks for If-None-Match.
-  std::size_t pos = 0;
-  while (pos < header.size()) {
-    auto next = header.find(',', pos);
-    auto item = header.substr(pos, next == std::string_view::npos ? std::string_view::npos : next - pos);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (item.substr(0, 2) == "W/") item.remove_prefix(2);
-    if (item == etag) return true;
-    if (next == std::string_view::npos) break;
-    pos = next + 1;
-  }
-  return false;
-}
-
 }  // namespace
 
 namespace {
@@ -452,7 +435,7 @@ awaitable<http::response> content(services& s, http::request& req) {
   http::response res;
   res.fields.set("ETag", etag);
   res.fields.set("Cache-Control", "private, no-cache");
-  if (const auto inm = req.fields.get("If-None-Match"); inm && etag_matches(*inm, etag)) {
+  if (const auto inm = req.fields.get("If-None-Match"); inm && http::if_none_match_names(*inm, etag)) {
     res.status = 304;
     co_return res;
   }

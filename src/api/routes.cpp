@@ -1,6 +1,7 @@
 #include "api/routes.hpp"
 
 #include "api/accounts.hpp"
+#include "api/docs.hpp"
 #include "api/documents.hpp"
 #include "api/ops.hpp"
 #include "api/processing.hpp"
@@ -14,23 +15,26 @@ constexpr std::size_t no_body = 0;
 constexpr std::size_t small_json = 16 * 1024;
 // Spec §3: the body may exceed the file limit only by the form's framing.
 constexpr std::size_t multipart_framing = 64 * 1024;
-}  // namespace
 
-std::vector<http::route> routes(services& s) {
+// The table itself. `s` is null only for route_signatures(), whose handlers
+// are never called: one list serves both, so they cannot drift apart.
+std::vector<http::route> table(services* s, std::size_t upload_limit) {
   using http::auth_policy;
   // Each handler is a free coroutine; the lambdas only bind the services.
-  const auto bind = [&s](auto fn) { return [&s, fn](http::request& r) { return fn(s, r); }; };
+  const auto bind = [s](auto fn) { return [s, fn](http::request& r) { return fn(*s, r); }; };
   return {
       {"GET", "/healthz", bind(ops::healthz), auth_policy::none, no_body},
       {"GET", "/readyz", bind(ops::readyz), auth_policy::none, no_body},
       {"GET", "/metrics", bind(ops::metrics), auth_policy::none, no_body},
+      {"GET", "/openapi.json", bind(docs::asset), auth_policy::none, no_body},
+      {"GET", "/docs", bind(docs::asset), auth_policy::none, no_body},
+      {"GET", "/docs/{asset}", bind(docs::asset), auth_policy::none, no_body},
       {"POST", "/auth/register", bind(accounts::register_user), auth_policy::none, small_json},
       {"POST", "/auth/login", bind(accounts::login), auth_policy::none, small_json},
       {"POST", "/auth/refresh", bind(accounts::refresh), auth_policy::none, small_json},
       {"POST", "/auth/logout", bind(accounts::logout), auth_policy::none, small_json},
       {"GET", "/auth/me", bind(accounts::me), auth_policy::user, no_body},
-      {"POST", "/documents", bind(documents::upload), auth_policy::user,
-       static_cast<std::size_t>(s.cfg.max_upload_bytes) + multipart_framing, true},
+      {"POST", "/documents", bind(documents::upload), auth_policy::user, upload_limit, true},
       {"GET", "/documents", bind(documents::list), auth_policy::user, no_body},
       {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
       {"DELETE", "/documents/{id}", bind(documents::remove), auth_policy::user, no_body},
@@ -41,6 +45,17 @@ std::vector<http::route> routes(services& s) {
       {"GET", "/documents/{id}/result/text", bind(processing::result_text), auth_policy::user, no_body},
       {"GET", "/documents/{id}/events", bind(processing::events), auth_policy::user, no_body},
   };
+}
+}  // namespace
+
+std::vector<http::route> routes(services& s) {
+  return table(&s, static_cast<std::size_t>(s.cfg.max_upload_bytes) + multipart_framing);
+}
+
+std::vector<route_signature> route_signatures() {
+  std::vector<route_signature> out;
+  for (const auto& r : table(nullptr, 0)) out.push_back({r.method, r.pattern});
+  return out;
 }
 
 void describe_metrics(services& s) {

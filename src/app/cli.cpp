@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "api/routes.hpp"
 #include "app/wiring.hpp"
 #include "config/config.hpp"
 #include "pipeline/sandbox.hpp"
@@ -70,6 +71,8 @@ int run_cli(int argc, char** argv) {
   auto* extract_cmd = app.add_subcommand("extract", "")->group("");
   extract_cmd->add_option("--kind", extract_kind)->required();
   extract_cmd->add_option("file", extract_file)->required();
+  // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
+  auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
   user_cmd->require_subcommand(1);
   std::string user_name;
@@ -100,6 +103,12 @@ int run_cli(int argc, char** argv) {
   if (extract_cmd->parsed()) {
     const auto kind = pipeline::parse_kind_argument(extract_kind);
     return kind ? pipeline::extract_main(*kind, extract_file) : exit_bad_config;
+  }
+  if (routes_cmd->parsed()) {
+    for (const auto& r : api::route_signatures()) {
+      std::cout << r.method << ' ' << r.pattern << '\n';
+    }
+    return 0;
   }
   const auto cfg = load_or_exit(raw);
   if (worker_cmd->parsed()) {

@@ -115,6 +115,10 @@ struct response {
 /// or empty.
 std::optional<std::string_view> bearer_token(const request& req);
 
+/// Whether an If-None-Match value names `etag` (a quoted entity tag): "*" or
+/// a list of tags, compared weakly as RFC 9110 §13.1.2 asks (W/"x" matches "x").
+bool if_none_match_names(std::string_view header, std::string_view etag);
+
 /// The caller's X-Request-ID when it is 1-128 chars of [A-Za-z0-9._-],
 /// otherwise a freshly generated one.
 std::string request_id_for(std::optional<std::string_view> incoming);

@@ -81,6 +81,65 @@ def build_env(data_dir, env):
 
 
 # --------------------------------------------------------------------------
+# Contract observations: every response the suites read through this module
+# is appended, as one JSON line, to DOCFLOW_CONTRACT_LOG_DIR/<suite>.jsonl,
+# where test_contract.py checks it against docs/openapi.json. Nothing is
+# written when the variable is unset.
+
+CONTRACT_LOG_DIR = os.environ.get("DOCFLOW_CONTRACT_LOG_DIR")
+_CONTRACT_JSON_LIMIT = 1 << 20  # bigger bodies are noted as truncated, not parsed
+_CONTRACT_TEXT_LIMIT = 64 * 1024
+_contract_lock = threading.Lock()
+_contract_path = None
+# Enough of HTTP/1.1 framing to name the requests a RawConnection sends.
+_REQUEST_LINE_RE = re.compile(rb"^([A-Za-z]+) (\S+) HTTP/\d\.\d$")
+_CONTENT_LENGTH_RE = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
+_TRANSFER_ENCODING_RE = re.compile(rb"^transfer-encoding:(.*?)\r?$", re.I | re.M)
+
+
+def _contract_log_path():
+    """The suite's file, emptied once per process: a suite run replaces its
+    previous observations instead of adding to them. CTest names the suite;
+    a process it did not start writes under its pid."""
+    global _contract_path
+    if _contract_path is None:
+        os.makedirs(CONTRACT_LOG_DIR, exist_ok=True)
+        name = os.environ.get("DOCFLOW_CONTRACT_SUITE") or str(os.getpid())
+        _contract_path = os.path.join(CONTRACT_LOG_DIR, re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".jsonl")
+        open(_contract_path, "w").close()
+    return _contract_path
+
+
+def record_exchange(method, target, res):
+    """Notes one response (method and target None when the request line was
+    not readable) for the contract test."""
+    if not CONTRACT_LOG_DIR or res.status < 200:
+        return
+    entry = {
+        "method": method,
+        "path": target.split("?", 1)[0][:2048] if target is not None else None,
+        "status": res.status,
+        "content_type": res.header("Content-Type"),
+        "headers": dict(res.headers),
+    }
+    media = res.content_type
+    if media == "application/json" or media.endswith("+json"):
+        if len(res.body) > _CONTRACT_JSON_LIMIT:
+            entry["truncated"] = True
+        elif res.body:
+            try:
+                entry["json"] = json.loads(res.body.decode("utf-8"))
+            except ValueError as e:
+                entry["json_error"] = str(e)
+    elif media == "text/event-stream":
+        entry["text"] = res.body[:_CONTRACT_TEXT_LIMIT].decode("utf-8", "replace")
+    line = json.dumps(entry) + "\n"
+    with _contract_lock:
+        with open(_contract_log_path(), "a", encoding="utf-8") as f:
+            f.write(line)
+
+
+# --------------------------------------------------------------------------
 # Responses
 
 
@@ -137,11 +196,76 @@ class RawConnection:
         self.timeout = timeout
         self.buf = b""
         self.eof = False
+        # Requests sent and not answered yet, oldest first, as (method,
+        # target): read from the bytes sent, so that raw requests are named
+        # too. Once the framing is lost (a request that could not be read)
+        # later requests go unnamed.
+        self._requests = []
+        self._unframed = b""  # sent bytes not yet framed into requests
+        self._body_left = 0  # body (or chunk) bytes still to come
+        self._chunked = False  # in a chunked body, between chunks
+        self._framing_lost = False
+
+    def _note_requests(self, data):
+        if not CONTRACT_LOG_DIR or self._framing_lost:
+            return
+        buf = self._unframed + data
+        while True:
+            if self._body_left:
+                skip = min(self._body_left, len(buf))
+                buf, self._body_left = buf[skip:], self._body_left - skip
+                if self._body_left:
+                    break
+            if self._chunked:
+                eol = buf.find(b"\r\n")
+                if eol < 0:
+                    break
+                try:
+                    size = int(buf[:eol].split(b";")[0].strip(), 16)
+                except ValueError:
+                    self._framing_lost = True
+                    break
+                if size:
+                    buf, self._body_left = buf[eol + 2 :], size + 2  # the chunk and its CRLF
+                    continue
+                rest = buf[eol + 2 :]
+                if rest.startswith(b"\r\n"):
+                    after = 2
+                else:
+                    trailers = rest.find(b"\r\n\r\n")  # trailer fields end with an empty line
+                    if trailers < 0:
+                        break
+                    after = trailers + 4
+                buf, self._chunked = rest[after:], False
+                continue
+            buf = buf.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before a request are ignored
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > 1 << 20:
+                    self._framing_lost = True
+                break
+            head, buf = buf[:end], buf[end + 4 :]
+            line = _REQUEST_LINE_RE.match(head.split(b"\r\n", 1)[0])
+            if not line:
+                self._requests.append((None, None))
+                self._framing_lost = True
+                break
+            self._requests.append((line.group(1).decode("latin-1"), line.group(2).decode("latin-1")))
+            lengths = _CONTENT_LENGTH_RE.findall(head)
+            encoding = _TRANSFER_ENCODING_RE.findall(head)
+            chunked = bool(encoding) and encoding[-1].split(b",")[-1].strip().lower() == b"chunked"
+            if len(set(lengths)) > 1 or (encoding and (lengths or not chunked)):
+                self._framing_lost = True  # the server refuses these and closes
+                break
+            self._chunked = bool(encoding)
+            self._body_left = int(lengths[0]) if lengths else 0
+        self._unframed = b"" if self._framing_lost else buf
 
     def send(self, data):
         """Sends all of `data`; returns False when the server already closed."""
         if isinstance(data, str):
             data = data.encode("latin-1")
+        self._note_requests(data)
         try:
             self.sock.sendall(data)
             return True
@@ -188,7 +312,11 @@ class RawConnection:
         that does not arrive in time fails the test (NoResponse)."""
         timeout = timeout or self.timeout
         try:
-            return self._read_response(head, time.monotonic() + timeout, interim)
+            res = self._read_response(head, time.monotonic() + timeout, interim)
+            if res.status >= 200:
+                method, target = self._requests.pop(0) if self._requests else (None, None)
+                record_exchange(method, target, res)
+            return res
         except socket.timeout:
             raise NoResponse("no complete response within %.1fs; received %r" % (timeout, self.buf[:500])) from None
 
@@ -456,7 +584,9 @@ class Server:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
             body = r.read()
-            return Response(r.status, r.reason, list(r.getheaders()), body)
+            res = Response(r.status, r.reason, list(r.getheaders()), body)
+            record_exchange(method, path, res)
+            return res
         finally:
             conn.close()
 
