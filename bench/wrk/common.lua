@@ -15,6 +15,19 @@ function M.report(summary, latency, extra)
     latency:percentile(99) / 1000, latency.max / 1000, extra or ""))
 end
 
+-- What every script does: the bearer token BENCH_TOKEN on each request when
+-- set (docflow checks it; nginx ignores it but receives the same bytes), and
+-- the report when wrk is done.
+function M.setup()
+  local token = os.getenv("BENCH_TOKEN")
+  if token ~= nil and token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
+  done = function(summary, latency, requests)
+    M.report(summary, latency)
+  end
+end
+
 function M.env(name)
   local v = os.getenv(name)
   if v == nil or v == "" then error("bench: " .. name .. " is not set") end
