@@ -5,7 +5,9 @@
 
 #include <unistd.h>
 
+#include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
 
 #include "core/clock.hpp"
 
@@ -49,20 +51,36 @@ void set_level(level min) noexcept { min_level.store(min, std::memory_order_rela
 
 bool enabled(level l) noexcept { return l >= min_level.load(std::memory_order_relaxed); }
 
+namespace {
+// Appends the members of `object_text` (a serialized object) and closes `line`.
+void append_members(std::string& line, std::string_view object_text) {
+  if (object_text.size() > 2) {
+    line.push_back(',');
+    line.append(object_text.substr(1));
+  } else {
+    line.push_back('}');
+  }
+}
+}  // namespace
+
 void log(level l, std::string_view event, const boost::json::object& fields) {
   if (!enabled(l)) {
     return;
   }
   try {
-    boost::json::object line;
-    line.reserve(fields.size() + 3);
-    line["ts"] = core::format_rfc3339(core::system_clock().now());
-    line["level"] = name(l);
-    line["event"] = event;
-    for (const auto& [k, v] : fields) {
-      line[k] = v;
+    // Built as text, not as a second object holding copies of the fields:
+    // the access log writes one line per request (about a third of the cost
+    // of logging in the GET /documents/{id} profile went to that copy).
+    // ts, level and event are always the line's own.
+    std::string text = "{\"ts\":\"" + core::format_rfc3339(core::system_clock().now()) + "\",\"level\":\"" +
+                       name(l) + "\",\"event\":" + boost::json::serialize(boost::json::string(event));
+    if (fields.contains("ts") || fields.contains("level") || fields.contains("event")) {
+      boost::json::object rest = fields;  // rare: drop what would repeat the line's own members
+      for (const char* own : {"ts", "level", "event"}) rest.erase(own);
+      append_members(text, boost::json::serialize(rest));
+    } else {
+      append_members(text, boost::json::serialize(fields));
     }
-    std::string text = boost::json::serialize(line);
     text.push_back('\n');
     const std::lock_guard lock(write_mutex);
     write_all(text);

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/clock.hpp"
+#include "core/crypto.hpp"
+#include "core/encoding.hpp"
 #include "core/ids.hpp"
 
 using namespace docflow;
@@ -195,3 +197,15 @@ INSTANTIATE_TEST_SUITE_P(sub_millisecond, format_rfc3339,
                                          rfc3339_case{1700000000999999us, "2023-11-14T22:13:20.999Z"},
                                          rfc3339_case{-500us, "1969-12-31T23:59:59.999Z"},
                                          rfc3339_case{-1500us, "1969-12-31T23:59:59.998Z"}));
+
+// RFC 4231 test cases 1 and 2, interleaved: each thread keeps a keyed context
+// per key, so alternating keys must not mix them up.
+TEST(hmac_sha256, matches_rfc_4231_with_keys_alternating) {
+  const std::string key1(20, '\x0b');
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(docflow::core::hex_encode(docflow::core::hmac_sha256(key1, "Hi There")),
+              "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    EXPECT_EQ(docflow::core::hex_encode(docflow::core::hmac_sha256("Jefe", "what do ya want for nothing?")),
+              "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  }
+}

@@ -5,6 +5,9 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json/parse.hpp>
+
+#include "obs/log.hpp"
 #include "obs/metrics.hpp"
 
 using docflow::obs::metrics;
@@ -182,4 +185,30 @@ TEST(metrics_label, escaped_label_renders_on_one_line) {
   m.describe("c", counter, "C.");
   m.add("c", metrics::label("path", "/x\"\n\\"));
   EXPECT_EQ(m.render(), "# HELP c C.\n# TYPE c counter\nc{path=\"/x\\\"\\n\\\\\"} 1\n");
+}
+
+// One JSON object per line; ts, level and event are the line's own even when
+// a caller's fields repeat them.
+TEST(log, writes_one_json_line_whose_own_members_win) {
+  docflow::obs::set_level(docflow::obs::level::info);
+  testing::internal::CaptureStdout();
+  docflow::obs::log(docflow::obs::level::info, "test.event",
+                    {{"n", 1}, {"s", "quote \" and \\ and \n"}, {"event", "spoof"}, {"level", "spoof"}});
+  docflow::obs::log(docflow::obs::level::warn, "test.empty", {});
+  docflow::obs::log(docflow::obs::level::debug, "test.hidden", {});
+  const std::string out = testing::internal::GetCapturedStdout();
+  const auto newline = out.find('\n');
+  ASSERT_NE(newline, std::string::npos) << out;
+  ASSERT_EQ(out.back(), '\n') << out;
+  const auto first = boost::json::parse(out.substr(0, newline)).as_object();
+  EXPECT_EQ(first.at("event"), "test.event");
+  EXPECT_EQ(first.at("level"), "info");
+  EXPECT_EQ(first.at("n"), 1);
+  EXPECT_EQ(first.at("s"), "quote \" and \\ and \n");
+  EXPECT_TRUE(first.at("ts").is_string());
+  EXPECT_EQ(first.size(), 5U);
+  const auto second = boost::json::parse(out.substr(newline + 1, out.size() - newline - 2)).as_object();
+  EXPECT_EQ(second.at("event"), "test.empty");
+  EXPECT_EQ(second.size(), 3U);
+  EXPECT_EQ(out.find("test.hidden"), std::string::npos);
 }
