@@ -72,8 +72,8 @@ void log(level l, std::string_view event, const boost::json::object& fields) {
     // the access log writes one line per request (about a third of the cost
     // of logging in the GET /documents/{id} profile went to that copy).
     // ts, level and event are always the line's own.
-    std::string text = "{\"ts\":\"" + core::format_rfc3339(core::system_clock().now()) + "\",\"level\":\"" +
-                       name(l) + "\",\"event\":" + boost::json::serialize(boost::json::string(event));
+    std::string text = R"({"ts":")" + core::format_rfc3339(core::system_clock().now()) + R"(","level":")" +
+                       name(l) + R"(","event":)" + boost::json::serialize(boost::json::string(event));
     if (fields.contains("ts") || fields.contains("level") || fields.contains("event")) {
       boost::json::object rest = fields;  // rare: drop what would repeat the line's own members
       for (const char* own : {"ts", "level", "event"}) rest.erase(own);
