@@ -1312,6 +1312,41 @@ class EnrichTest(ProcessingCase):
         self.assertIn("HTTP 500", error["message"])
 
 
+class EnrichCancelTest(ProcessingCase):
+    """A cancel reaches a call to the ML service that is still waiting: the
+    worker gives the call up at its next lease renewal, long before the
+    service would answer or DOCFLOW_ML_TIMEOUT would end it."""
+
+    SERVICE_DELAY = 60.0  # the service would answer only after this
+    ABANDON_BOUND = 20.0  # detects a call that was not given up (hangs only)
+
+    def test_cancel_gives_up_a_waiting_call(self):
+        ml = MLService()
+        self.addCleanup(ml.close)
+        server = start_server(
+            DOCFLOW_WORKERS=1,
+            DOCFLOW_ML_URL=ml.url,
+            DOCFLOW_ML_TIMEOUT="120s",
+            DOCFLOW_JOB_LEASE="3s",  # renewed every second
+        )
+        self.addCleanup(server.cleanup)
+        token = new_user(server)
+        doc = upload(server, token, fixture("en-1page.pdf"), "en-1page.pdf")
+        ml.script(doc["id"], ("sleep", self.SERVICE_DELAY))
+        self.assertAccepted(process(server, token, doc["id"]), doc["id"])
+        deadline = time.monotonic() + DONE_BOUND
+        while not ml.requests_for(doc["id"]):
+            self.assertLess(time.monotonic(), deadline, "the ML service was never called")
+            time.sleep(0.05)
+
+        res = cancel(server, token, doc["id"])
+        self.assertEqual(res.status, 202, res)
+        server.wait_for_log(event="job.abandoned", document_id=doc["id"], timeout=self.ABANDON_BOUND)
+        done = get_doc(server, token, doc["id"])
+        self.assertFailed(done, "cancelled", True, attempts=1)
+        self.assertEqual(logs_for(server, "document.completed", doc["id"]), [])
+
+
 class EnrichUnreachableTest(ProcessingCase):
     def test_an_unreachable_service_fails_with_enrichment_failed(self):
         with socket.socket() as s:  # a port nothing listens on
