@@ -135,6 +135,24 @@ bench_password="bench-password-0123"
 # background with it has the pid that $! reports.
 docflow_env=(env DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" DOCFLOW_LOG_LEVEL=warn)
 
+# await_start NAME PID CHECK LOG...: runs CHECK every 0.1 s until it succeeds;
+# stops the run with the LOG files shown when PID exits first or 10 s pass.
+await_start() {
+  local name="$1" pid="$2" check="$3"
+  shift 3
+  for _ in $(seq 1 100); do
+    "$check" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "bench: $name exited during start-up:" >&2
+      cat "$@" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "bench: $name did not answer within 10 s" >&2
+  exit 1
+}
+
 # start_docflow [TEMPLATE_DIR]: docflow serve on a copy of TEMPLATE_DIR (or an
 # empty data directory), then registers (unless the account exists) and logs
 # in. Sets server_pid, server_pids, port, token.
@@ -146,27 +164,16 @@ start_docflow() {
     >"$work/server.out" 2>"$work/server.err" &
   server_pid=$!
   server_pids="$server_pid"
-  for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
-      local creds="{\"username\":\"$bench_user\",\"password\":\"$bench_password\"}" status
-      status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$creds" \
-        "http://127.0.0.1:$port/auth/register")"
-      [ "$status" = 201 ] || [ "$status" = 409 ] || { echo "bench: /auth/register answered $status" >&2; exit 1; }
-      token="$(curl -fsS -H 'Content-Type: application/json' -d "$creds" "http://127.0.0.1:$port/auth/login" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
-      last_token="$token"
-      return 0
-    fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      echo "bench: docflow exited during start-up:" >&2
-      cat "$work/server.err" "$work/server.out" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "bench: docflow did not answer /healthz within 10 s" >&2
-  exit 1
+  await_start docflow "$server_pid" docflow_answers "$work/server.err" "$work/server.out"
+  local creds="{\"username\":\"$bench_user\",\"password\":\"$bench_password\"}" status
+  status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$creds" \
+    "http://127.0.0.1:$port/auth/register")"
+  [ "$status" = 201 ] || [ "$status" = 409 ] || { echo "bench: /auth/register answered $status" >&2; exit 1; }
+  token="$(curl -fsS -H 'Content-Type: application/json' -d "$creds" "http://127.0.0.1:$port/auth/login" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+  last_token="$token"
 }
+docflow_answers() { curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; }
 
 stop_docflow() {
   kill -TERM "$server_pid"
@@ -215,20 +222,11 @@ start_nginx() {
   "$NGINX" -p "$nginx_dir/" -e "$nginx_dir/error.log" -c "$nginx_dir/nginx.conf" >"$work/nginx.out" 2>&1 &
   nginx_pid=$!
   token="$last_token"
-  for _ in $(seq 1 100); do
-    if [ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d probe "http://127.0.0.1:$port/" 2>/dev/null)" = 201 ]; then
-      server_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
-      return 0
-    fi
-    if ! kill -0 "$nginx_pid" 2>/dev/null; then
-      echo "bench: nginx exited during start-up:" >&2
-      cat "$work/nginx.out" "$nginx_dir/error.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "bench: nginx did not answer within 10 s" >&2
-  exit 1
+  await_start nginx "$nginx_pid" nginx_answers "$work/nginx.out" "$nginx_dir/error.log"
+  server_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+}
+nginx_answers() {
+  [ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -d probe "http://127.0.0.1:$port/" 2>/dev/null)" = 201 ]
 }
 
 stop_nginx() {

@@ -34,6 +34,7 @@ from harness import (
     ConnectionClosed,
     RawConnection,
     ServerTestCase,
+    SharedServerTestCase,
     build_env,
     format_request,
     metric,
@@ -50,6 +51,14 @@ RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\
 DONE_BOUND = 30.0  # a job that has not finished by then is hung (detects hangs only)
 SETTLE = 1.0  # time given to a (wrong) second job to show itself in the log
 TERMINAL = ("COMPLETED", "FAILED")
+# The processing endpoints under /documents/{id}, for the ownership and auth checks.
+DOCUMENT_ACTIONS = (
+    ("POST", "/process"),
+    ("POST", "/cancel"),
+    ("GET", "/result"),
+    ("GET", "/result/text"),
+    ("GET", "/events"),
+)
 
 RESULT_FIELDS = {
     "document_id",
@@ -461,16 +470,12 @@ class ProcessingCase(ServerTestCase):
             self.assertEqual(line["attempt"], attempt, line)
 
 
-class SharedProcessingCase(ProcessingCase):
+class SharedProcessingCase(ProcessingCase, SharedServerTestCase):
     """One server (and two users) for the whole class."""
-
-    server_env = {}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.server = start_server(**cls.server_env)
-        cls.addClassCleanup(cls.server.cleanup)
         cls.token = new_user(cls.server)
         cls.other_token = new_user(cls.server)
 
@@ -751,13 +756,7 @@ class ProcessingTest(SharedProcessingCase):
         doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
         doc_id = doc["id"]
         other = bearer(self.other_token)
-        for method, suffix in (
-            ("POST", "/process"),
-            ("POST", "/cancel"),
-            ("GET", "/result"),
-            ("GET", "/result/text"),
-            ("GET", "/events"),
-        ):
+        for method, suffix in DOCUMENT_ACTIONS:
             with self.subTest(method=method, suffix=suffix):
                 headers = dict(other)
                 if suffix == "/events":
@@ -770,13 +769,7 @@ class ProcessingTest(SharedProcessingCase):
         self.assertEqual(logs_for(self.server, "document.process_requested", doc_id), [])
 
     def test_malformed_id_is_404(self):
-        for method, suffix in (
-            ("POST", "/process"),
-            ("POST", "/cancel"),
-            ("GET", "/result"),
-            ("GET", "/result/text"),
-            ("GET", "/events"),
-        ):
+        for method, suffix in DOCUMENT_ACTIONS:
             for bad in ("not-a-uuid", "01234567-89ab-cdef-0123-456789abcdeg", "1"):
                 with self.subTest(method=method, suffix=suffix, id=bad):
                     res = self.server.request(method, "/documents/%s%s" % (bad, suffix), headers=bearer(self.token))
@@ -787,13 +780,7 @@ class ProcessingTest(SharedProcessingCase):
 
     def test_no_token_is_401(self):
         doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
-        for method, suffix in (
-            ("POST", "/process"),
-            ("POST", "/cancel"),
-            ("GET", "/result"),
-            ("GET", "/result/text"),
-            ("GET", "/events"),
-        ):
+        for method, suffix in DOCUMENT_ACTIONS:
             with self.subTest(method=method, suffix=suffix):
                 res = self.server.request(method, "/documents/%s%s" % (doc["id"], suffix))
                 self.assertProblem(res, 401, None)
@@ -1178,7 +1165,7 @@ class MLService:
     127.0.0.1 that records every request and answers per document, as the
     test scripts it (a list of actions per document_id, the last repeated)."""
 
-    DEFAULT = ("json", {"labels": ["report"], "model": "stub-1"})
+    DEFAULT = ("json", {"labels": ["report"], "model": "test-model-1"})
 
     def __init__(self):
         import http.server
