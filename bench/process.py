@@ -53,15 +53,15 @@ def call(conn, method, path, token, body=None, headers=None):
 
 def in_parallel(items, connections, port, work):
     """Runs work(conn, item) for every item on `connections` threads, each with its own connection."""
-    todo, failures = queue.SimpleQueue(), []
+    pending, failures = queue.SimpleQueue(), []
     for item in items:
-        todo.put(item)
+        pending.put(item)
 
     def loop():
         conn = connect(port)
         while True:
             try:
-                item = todo.get_nowait()
+                item = pending.get_nowait()
             except queue.Empty:
                 break
             try:

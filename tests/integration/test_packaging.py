@@ -25,9 +25,9 @@ def listed(package_set):
 def dependency_closure(packages):
     """The packages apt installs along with `packages` (their Depends and
     Pre-Depends, recursively, as recorded by dpkg on this machine)."""
-    seen, todo = set(), list(packages)
-    while todo:
-        name = todo.pop()
+    seen, pending = set(), list(packages)
+    while pending:
+        name = pending.pop()
         if name in seen:
             continue
         seen.add(name)
@@ -39,7 +39,7 @@ def dependency_closure(packages):
             for alternative in clause.split("|"):
                 dep = alternative.strip().split(" ")[0].split(":")[0]
                 if dep:
-                    todo.append(dep)
+                    pending.append(dep)
     return seen
 
 
