@@ -5,9 +5,9 @@ HTTP, no parsing and no hashing in the way.
 
     bench/disk_ceiling.py DIR FILE_BYTES [SECONDS] [THREADS]
 
-Each thread loops: create a temporary file, write FILE_BYTES in 64 KiB
-writes, fsync it, rename it into one of 256 shard directories, fsync that
-directory, then append 4 KiB to a shared log file and fdatasync it (the
+Each thread loops: create an unnamed file (O_TMPFILE), write FILE_BYTES in
+64 KiB writes, fsync it, link it into one of 256 shard directories, fsync
+that directory, then append 4 KiB to a shared log file and fdatasync it (the
 database commit's write-ahead log). Prints one line
 `DISK_RESULT {"files_per_s", "mb_per_s", "threads", "file_bytes", "seconds"}`
 (MB: 10^6 bytes), then removes what it wrote.
@@ -34,6 +34,9 @@ def main():
     for i in range(256):
         os.makedirs(os.path.join(root, "%02x" % i), exist_ok=True)
     log = os.open(os.path.join(root, "wal"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # os.link follows /proc/self/fd/N (linkat with AT_SYMLINK_FOLLOW) only
+    # when given a source directory descriptor.
+    proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     block = os.urandom(CHUNK)
     page = os.urandom(4096)
     stop = threading.Event()
@@ -43,15 +46,14 @@ def main():
         n = 0
         while not stop.is_set():
             name = "%d-%d" % (t, n)
-            tmp = os.path.join(root, "tmp", name)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(os.path.join(root, "tmp"), os.O_WRONLY | os.O_TMPFILE, 0o600)
             left = size
             while left > 0:
                 left -= os.write(fd, block[: min(CHUNK, left)])
             os.fsync(fd)
-            os.close(fd)
             shard = os.path.join(root, "%02x" % ((n * 7 + t) % 256))
-            os.rename(tmp, os.path.join(shard, name))
+            os.link(str(fd), os.path.join(shard, name), src_dir_fd=proc_fds)
+            os.close(fd)
             dfd = os.open(shard, os.O_RDONLY)
             os.fsync(dfd)
             os.close(dfd)
@@ -78,6 +80,7 @@ def main():
         "seconds": round(elapsed, 2),
     }))
     os.close(log)
+    os.close(proc_fds)
     shutil.rmtree(root)
 
 

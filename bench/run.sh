@@ -20,7 +20,7 @@
 # Every scenario runs against docflow and then nginx (bench/nginx.conf.template),
 # REPEAT times, interleaved: docflow, nginx, docflow, nginx, ... per scenario.
 # The two upload scenarios also run bench/disk_ceiling.py ("disk"): the files
-# per second this disk can make durable the way docflow does (fsync, rename,
+# per second this disk can make durable the way docflow does (fsync, link,
 # directory fsync, log fdatasync), with no HTTP at all, 64 writers.
 # Each run starts its server on a free port of 127.0.0.1 with fresh files, runs
 # the load, reads the server's CPU time and peak RSS from /proc, stops it and

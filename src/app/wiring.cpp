@@ -42,9 +42,6 @@ constexpr const char* pipeline_version = "docflow-pipeline/1";
 // Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
 constexpr unsigned login_max_failures_per_address = 20;
 constexpr std::chrono::seconds login_window{15 * 60};
-// Temporaries older than this at start-up belong to uploads a crash cut off;
-// younger ones may be another process's uploads in flight.
-constexpr std::chrono::seconds stale_upload_age{3600};
 
 void prepare_directories(const config::config& cfg) {
   std::filesystem::create_directories(cfg.data_dir);
@@ -167,9 +164,6 @@ int serve(config::config cfg) {
     store::sqlite::sqlite_store db(cfg.sqlite_path);
     const int version = db.migrate();
     blob::fs_blob_store blobs(cfg.blob_dir);
-    if (const auto swept = blobs.sweep_temporaries(stale_upload_age); swept > 0) {
-      obs::log(obs::level::info, "blob.swept_temporaries", {{"removed", swept}});
-    }
 
     obs::metrics metrics;
     http::blocking_pool blocking(cfg.blocking_threads);

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -22,21 +21,21 @@ public:
   using blob_error::blob_error;
 };
 
-/// An upload in progress. Bytes go to a local temporary file first (so they
-/// can be inspected before they are published); nothing is visible under a
-/// key until commit. Destroying an uncommitted writer discards its bytes.
+/// An upload in progress. Nothing is visible under a key until commit;
+/// destroying an uncommitted writer discards the bytes.
 class blob_writer {
 public:
   virtual ~blob_writer() = default;
 
-  /// Appends bytes to the temporary file. Throws blob_full or blob_error.
+  /// Appends bytes. Does not wait for the device (for the local disk: they
+  /// go to the page cache). Throws blob_full or blob_error.
   virtual void write(std::string_view bytes) = 0;
 
-  /// The temporary file, readable until commit or abort.
+  /// A path that reads the bytes written so far, until commit or abort.
   virtual const std::filesystem::path& local_path() const noexcept = 0;
 
   /// Makes the bytes durable and visible under `key` (for the local disk:
-  /// fsync, rename into place, fsync the directory). Blocks: call it on the
+  /// fsync, link into place, fsync the directory). Blocks: call it on the
   /// blocking pool. Throws blob_full or blob_error; on failure nothing is
   /// visible under `key`.
   virtual void commit(const std::string& key) = 0;
@@ -94,10 +93,6 @@ public:
 
   /// The blob as a local file. Throws blob_error when it is missing.
   virtual std::unique_ptr<local_copy> fetch(const std::string& key) = 0;
-
-  /// Deletes temporaries older than `age` (uploads that a crash or a kill
-  /// interrupted). Returns how many.
-  virtual std::size_t sweep_temporaries(std::chrono::seconds age) = 0;
 };
 
 }  // namespace docflow::blob

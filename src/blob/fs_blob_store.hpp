@@ -8,12 +8,13 @@
 
 namespace docflow::blob {
 
-/// Blobs as files: `root/<last two chars of key>/<key>`, written through
-/// `root/tmp/` on the same filesystem so that a rename publishes them
-/// atomically.
+/// Blobs as files: `root/<last two chars of key>/<key>`. An upload is an
+/// unnamed file (O_TMPFILE) in `root/tmp/` until commit links it into place,
+/// so a file under a key is always complete.
 class fs_blob_store final : public blob_store {
 public:
-  /// Creates `root` and `root/tmp` when missing. Throws blob_error.
+  /// Creates `root` and `root/tmp` when missing, and checks that a file can
+  /// be created there (check()). Throws blob_error.
   explicit fs_blob_store(std::filesystem::path root);
 
   void check() override;
@@ -22,7 +23,6 @@ public:
   void remove(const std::string& key) override;
   bool exists(const std::string& key) override;
   std::unique_ptr<local_copy> fetch(const std::string& key) override;
-  std::size_t sweep_temporaries(std::chrono::seconds age) override;
 
   /// Where `key` lives (also used by the writer to commit).
   std::filesystem::path path_of(const std::string& key) const;

@@ -234,6 +234,23 @@ def blob_files(server):
     return sorted(out)
 
 
+def uploads_in_flight(server):
+    """The server's open files that are uploads not yet stored: unnamed
+    (O_TMPFILE) files in <data>/blobs/tmp, which /proc shows as
+    "<dir>/#<inode> (deleted)"."""
+    tmp = os.path.join(os.path.realpath(server.data_dir), "blobs", "tmp")
+    fd_dir = "/proc/%d/fd" % server.proc.pid
+    out = []
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(tmp + "/"):
+            out.append(target)
+    return out
+
+
 def wait_until(predicate, timeout=WAIT_BOUND):
     deadline = time.monotonic() + timeout
     while True:
@@ -516,13 +533,18 @@ class UploadLimitTest(DocumentTestCase):
         self.limit = SMALL_LIMIT + FRAMING  # the route's body limit
 
     def assertNothingStored(self):
-        """No document row and, once the server is done, no bytes under <data>/blobs."""
+        """No document row and, once the server is done, no bytes under
+        <data>/blobs and no upload file still open."""
         self.assertNoDocuments(self.server, self.token)
         root = os.path.join(self.server.data_dir, "blobs")
         self.assertTrue(
             wait_until(lambda: blob_files(self.server) == []), "bytes left behind: %r" % blob_files(self.server)
         )
         self.assertLessEqual(set(os.listdir(root)), {"tmp"}, os.listdir(root))
+        self.assertTrue(
+            wait_until(lambda: uploads_in_flight(self.server) == []),
+            "upload files still open: %r" % uploads_in_flight(self.server),
+        )
 
     def test_file_of_exactly_the_limit_is_accepted(self):
         data = make_pdf(size=SMALL_LIMIT)
@@ -568,8 +590,9 @@ class UploadLimitTest(DocumentTestCase):
         body = form([file_part(make_pdf(size=512 * KiB), "gone.pdf")])
         conn = self.connect(self.server)
         conn.send(upload_head(self.token, content_length=len(body)) + body[: len(body) // 2])
-        # The server is streaming the file into a temporary by now.
-        self.assertTrue(wait_until(lambda: os.listdir(os.path.join(self.server.data_dir, "blobs", "tmp"))))
+        # The server is streaming the file into an unnamed file by now.
+        self.assertTrue(wait_until(lambda: len(uploads_in_flight(self.server)) == 1))
+        self.assertEqual(blob_files(self.server), [], "an upload in progress must have no name")
         conn.close()
         self.server.wait_for_log(event="http.body_aborted", timeout=WAIT_BOUND)
         self.assertNothingStored()

@@ -3,7 +3,6 @@
 // INSTANTIATE_TEST_SUITE_P at the end of this file.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -19,7 +18,6 @@
 
 using namespace docflow;
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 
 namespace {
 
@@ -52,10 +50,11 @@ std::string read_range(blob::blob_reader& r, std::uint64_t offset, std::size_t n
 
 std::string read_all(blob::blob_reader& r) { return read_range(r, 0, static_cast<std::size_t>(r.size())); }
 
-std::size_t files_in(const fs::path& dir) {
+// Regular files anywhere under `dir`.
+std::size_t files_under(const fs::path& dir) {
   std::size_t n = 0;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
     if (e.is_regular_file()) ++n;
   }
   return n;
@@ -139,29 +138,36 @@ TEST_P(blob_store_conformance, local_path_holds_the_bytes_written) {
 
 TEST_P(blob_store_conformance, abandoned_writer_leaves_nothing) {
   const auto key = core::new_uuid_v7();
-  fs::path temporary;
   {
     auto w = store_->begin();
     w->write(pattern(10'000));
-    temporary = w->local_path();
-    ASSERT_TRUE(fs::exists(temporary));
+    ASSERT_TRUE(fs::exists(w->local_path()));
   }  // destroyed without commit
-  EXPECT_FALSE(fs::exists(temporary));
-  EXPECT_EQ(files_in(temporary.parent_path()), 0u) << "a temporary was left in " << temporary.parent_path();
+  EXPECT_EQ(files_under(scratch_), 0u) << "a file was left under " << scratch_;
   EXPECT_FALSE(store_->exists(key));
   EXPECT_EQ(store_->open(key), nullptr);
 }
 
-TEST_P(blob_store_conformance, committed_writer_leaves_no_temporary) {
-  fs::path temporary;
+TEST_P(blob_store_conformance, an_upload_in_progress_leaves_no_file_behind_a_crash) {
+  // The bytes in flight have no name anywhere in the store's directory, so
+  // a crash or a kill at this point cannot leave a file for anyone to find
+  // or clean up.
+  auto w = store_->begin();
+  w->write(pattern(100'000));
+  EXPECT_EQ(files_under(scratch_), 0u);
+  const auto key = core::new_uuid_v7();
+  w->commit(key);
+  EXPECT_EQ(files_under(scratch_), 1u);  // the blob, and nothing else
+  EXPECT_EQ(read_all(*store_->open(key)), pattern(100'000));
+}
+
+TEST_P(blob_store_conformance, committed_writer_leaves_only_the_blob) {
   {
     auto w = store_->begin();
     w->write("bytes");
-    temporary = w->local_path();
     w->commit(core::new_uuid_v7());
   }
-  EXPECT_FALSE(fs::exists(temporary));
-  EXPECT_EQ(files_in(temporary.parent_path()), 0u);
+  EXPECT_EQ(files_under(scratch_), 1u);
 }
 
 TEST_P(blob_store_conformance, open_of_a_missing_key_is_null) {
@@ -240,35 +246,6 @@ TEST_P(blob_store_conformance, large_blob_in_64k_writes) {
   EXPECT_EQ(read_range(*r, piece - 3, 6).size(), 6u);
 }
 
-TEST_P(blob_store_conformance, sweep_removes_only_old_temporaries) {
-  auto old_writer = store_->begin();
-  old_writer->write("interrupted long ago");
-  auto fresh_writer = store_->begin();
-  fresh_writer->write("still uploading");
-  fs::last_write_time(old_writer->local_path(), fs::file_time_type::clock::now() - 2h);
-  const auto committed = put("a stored blob");
-
-  EXPECT_EQ(store_->sweep_temporaries(1h), 1u);
-  EXPECT_FALSE(fs::exists(old_writer->local_path()));
-  EXPECT_TRUE(fs::exists(fresh_writer->local_path()));
-  EXPECT_TRUE(store_->exists(committed));
-  EXPECT_EQ(store_->sweep_temporaries(1h), 0u);
-
-  // The fresh upload still completes.
-  fresh_writer->write(", done");
-  const auto key = core::new_uuid_v7();
-  fresh_writer->commit(key);
-  EXPECT_EQ(read_all(*store_->open(key)), "still uploading, done");
-  // Sweeping every temporary never touches committed blobs.
-  auto another = store_->begin();
-  fs::last_write_time(another->local_path(), fs::file_time_type::clock::now() - 10min);
-  EXPECT_EQ(store_->sweep_temporaries(0s), 1u);
-  EXPECT_FALSE(fs::exists(another->local_path()));
-  EXPECT_TRUE(store_->exists(committed));
-  EXPECT_TRUE(store_->exists(key));
-  old_writer.reset();  // destroying a swept writer is harmless
-}
-
 TEST_P(blob_store_conformance, fetch_gives_a_local_file_with_the_bytes) {
   const auto bytes = pattern(30'000, 5);
   const auto key = put(bytes);
@@ -296,10 +273,7 @@ TEST_P(blob_store_conformance, fetch_of_a_missing_key_throws) {
 TEST_P(blob_store_conformance, check_passes_on_a_working_store_and_leaves_nothing) {
   EXPECT_NO_THROW(store_->check());
   EXPECT_NO_THROW(store_->check());
-  auto w = store_->begin();
-  const auto tmp_dir = w->local_path().parent_path();
-  w.reset();
-  EXPECT_EQ(files_in(tmp_dir), 0u);
+  EXPECT_EQ(files_under(scratch_), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(stores, blob_store_conformance,
@@ -327,7 +301,6 @@ TEST_F(fs_blob_store_test, layout_is_sharded_by_the_last_two_characters) {
   EXPECT_TRUE(fs::is_directory(root_ / "tmp"));
   const std::string key = "0193aaaa-0000-7000-8000-00000000beef";
   auto w = store.begin();
-  EXPECT_EQ(w->local_path().parent_path(), root_ / "tmp");
   w->write("bytes");
   w->commit(key);
   EXPECT_EQ(store.path_of(key), root_ / "ef" / key);
@@ -358,12 +331,19 @@ TEST_F(fs_blob_store_test, constructor_fails_when_root_is_a_file) {
   EXPECT_THROW(blob::fs_blob_store(root_ / "file"), blob::blob_error);
 }
 
-TEST_F(fs_blob_store_test, sweep_ignores_directories_in_tmp) {
+TEST_F(fs_blob_store_test, a_failed_commit_publishes_nothing_and_can_be_retried) {
   blob::fs_blob_store store(root_);
-  fs::create_directories(root_ / "tmp" / "subdir");
-  fs::last_write_time(root_ / "tmp" / "subdir", fs::file_time_type::clock::now() - 48h);
-  EXPECT_EQ(store.sweep_temporaries(1h), 0u);
-  EXPECT_TRUE(fs::is_directory(root_ / "tmp" / "subdir"));
+  const std::string key = "0193aaaa-0000-7000-8000-00000000cafe";
+  auto w = store.begin();
+  w->write("first");
+  w->commit(key);
+  auto again = store.begin();
+  again->write("second");
+  EXPECT_THROW(again->commit(key), blob::blob_error);  // the key is taken: no overwrite
+  EXPECT_EQ(read_all(*store.open(key)), "first");
+  const std::string other = "0193aaaa-0000-7000-8000-00000000d00d";
+  again->commit(other);
+  EXPECT_EQ(read_all(*store.open(other)), "second");
 }
 
 }  // namespace
