@@ -13,12 +13,18 @@
    last answer, per-upload latency (release to complete answer) p50/p90/p99/max,
    and the client's own CPU time (user + system, all threads) over the same
    span, so a client that was the bottleneck shows up.
+4. With --watch-pids, also samples every 0.1 s the server's CPU (those
+   processes, in cores) and the bytes written to the machine's disks, and
+   reports the tail: how long before the last answer the server stopped
+   being busy (under one core) and how much the disks wrote meanwhile. A
+   long tail with little CPU is time spent waiting for the disk.
 
 Python standard library only. Raises its own RLIMIT_NOFILE to fit N sockets.
 """
 import argparse
 import json
 import math
+import os
 import resource
 import selectors
 import socket
@@ -147,6 +153,51 @@ def worker(uploads, payload, go: threading.Event, deadline_box, lock, first_erro
     sel.close()
 
 
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass  # the process is gone
+    return total
+
+
+def disk_sectors_written():
+    """Sectors written to whole disks (those in /sys/block) since boot."""
+    disks = set(os.listdir("/sys/block"))
+    total = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 9 and fields[2] in disks:
+                total += int(fields[9])
+    return total
+
+
+def sample(pids, stop: threading.Event, out, interval=0.1):
+    """Appends (seconds since start, server cores, disk MB/s) every interval."""
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = last_t = time.perf_counter()
+    last_c, last_d = cpu_ticks(pids), disk_sectors_written()
+    while not stop.wait(interval):
+        t, c, d = time.perf_counter(), cpu_ticks(pids), disk_sectors_written()
+        dt = t - last_t
+        out.append((round(t - t0, 2), round((c - last_c) / hz / dt, 2), round((d - last_d) * 512 / 1e6 / dt, 1)))
+        last_t, last_c, last_d = t, c, d
+
+
+def tail_of(timeline, wall):
+    """From the last sample with the server busy (>= 1 core) to the last
+    answer: its length and what the disks wrote meanwhile."""
+    busy = [t for t, cores, _ in timeline if cores >= 1.0 and t <= wall + 0.1]
+    start = busy[-1] if busy else 0.0
+    written = sum(mb_s * 0.1 for t, _, mb_s in timeline if start < t <= wall + 0.1)
+    return round(max(0.0, wall - start), 2), round(written, 1)
+
+
 def percentile(sorted_values, p):
     """Nearest rank: the smallest value with at least p% of the values at or below it."""
     if not sorted_values:
@@ -167,6 +218,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4, help="sender threads, each with its own selector")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between the last connect and the release")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds after the release to give up")
+    ap.add_argument("--watch-pids", default="", help="server process ids whose CPU to sample (space-separated)")
     args = ap.parse_args()
 
     limit = raise_fd_limit(args.connections + 64)
@@ -215,14 +267,22 @@ def main() -> int:
     for t in threads:
         t.start()
     time.sleep(0.05)  # every thread is parked on go.wait()
+    timeline, sampling = [], threading.Event()
+    sampler = threading.Thread(target=sample, args=(args.watch_pids.split(), sampling, timeline))
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     deadline_box[0] = t0 + args.timeout
+    if args.watch_pids:
+        sampler.start()
     go.set()
     for t in threads:
         t.join()
     t_end = time.perf_counter()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    if args.watch_pids:
+        time.sleep(0.15)  # one more sample past the last answer
+        sampling.set()
+        sampler.join()
 
     # 3. Report.
     statuses, errors = {}, {}
@@ -261,6 +321,9 @@ def main() -> int:
         "client_cpu_system_s": round(cpu1.ru_stime - cpu0.ru_stime, 3),
         "client_threads": args.threads,
     }
+    if args.watch_pids:
+        result["timeline"] = timeline
+        result["tail_s"], result["tail_disk_mb"] = tail_of(timeline, wall)
     print("BURST_RESULT " + json.dumps(result), flush=True)
     print(
         f"burst: {successes}/{args.connections} uploads answered 201 in {wall:.2f} s "

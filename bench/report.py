@@ -115,6 +115,9 @@ def burst_row(a):
     notes = [f"{ok}/{b['connections']} x 201, last answer {wall:.2f} s after the release",
              f"client CPU {b['client_cpu_s']:.2f} s ({100 * b['client_cpu_s'] / wall:.0f}% of one core)"
              if wall else f"client CPU {b['client_cpu_s']:.2f} s"]
+    if "tail_s" in b:
+        notes.append(f"server under one core for the last {b['tail_s']:.2f} s, "
+                     f"while the disks wrote {b['tail_disk_mb']:.0f} MB")
     if b["errors"]:
         notes.append("errors " + ", ".join(f"{k}: {v}" for k, v in b["errors"].items()))
     other = {k: v for k, v in b["statuses"].items() if k != "201"}

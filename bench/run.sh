@@ -363,7 +363,7 @@ scenario_burst() {
   start "$1"
   measure_begin
   python3 "$bench_dir/burst.py" --port "$port" --body "$body_file" --boundary "$boundary" --token "$token" \
-    -n "$BURST_CONNECTIONS" >"$work/burst.txt" 2>"$work/burst.err" || {
+    -n "$BURST_CONNECTIONS" --watch-pids "$server_pids" >"$work/burst.txt" 2>"$work/burst.err" || {
     cat "$work/burst.err" >&2
     exit 1
   }
