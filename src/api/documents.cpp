@@ -20,6 +20,7 @@
 #include "config/config.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
+#include "http/admission.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/multipart.hpp"
 #include "http/problem.hpp"
@@ -290,6 +291,10 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
   http::multipart_parser parser(boundary, sink);
   std::optional<http::problem> refused;
   try {
+    // The turn covers receiving only: the commit overlaps the next upload's.
+    s.metrics.add("docflow_uploads_waiting", "", 1);
+    auto turn = co_await s.uploads.enter();
+    s.metrics.add("docflow_uploads_waiting", "", -1);
     refused = co_await stream_form(req.body_stream, parser, sink);
   } catch (const http::body_error& e) {
     // The server answers 413 or 400 for these two; the others have no answer.
@@ -509,6 +514,9 @@ void describe_metrics(services& s) {
   s.metrics.describe("docflow_upload_bytes_total", obs::metrics::kind::counter,
                      "Bytes of documents stored by accepted uploads.");
   s.metrics.set("docflow_upload_bytes_total", "", 0);
+  s.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
+                     "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
+  s.metrics.set("docflow_uploads_waiting", "", 0);
 }
 
 }  // namespace docflow::api::documents

@@ -20,7 +20,8 @@ class metrics;
 }
 namespace docflow::http {
 class blocking_pool;
-}
+class admission_gate;
+}  // namespace docflow::http
 namespace docflow::auth {
 class jwt_codec;
 class password_hasher;
@@ -40,6 +41,8 @@ struct services {
   blob::blob_store& blobs;
   obs::metrics& metrics;
   http::blocking_pool& blocking;
+  /// Uploads receiving their body at once (DOCFLOW_MAX_ACTIVE_UPLOADS).
+  http::admission_gate& uploads;
   docflow::auth::jwt_codec& tokens;
   docflow::auth::password_hasher& passwords;
   docflow::auth::hash_slots& hashing;

@@ -23,6 +23,7 @@
 #include "blob/fs_blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
+#include "http/admission.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/server.hpp"
 #include "jobs/worker_pool.hpp"
@@ -42,6 +43,10 @@ constexpr const char* pipeline_version = "docflow-pipeline/1";
 // Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
 constexpr unsigned login_max_failures_per_address = 20;
 constexpr std::chrono::seconds login_window{15 * 60};
+// How long an upload waits for a turn to receive its body before it goes
+// ahead anyway: long enough for a burst's waves to drain, short enough that
+// clients holding every turn (slowly) cannot stall the others.
+constexpr std::chrono::seconds upload_patience{5};
 
 void prepare_directories(const config::config& cfg) {
   std::filesystem::create_directories(cfg.data_dir);
@@ -167,6 +172,7 @@ int serve(config::config cfg) {
 
     obs::metrics metrics;
     http::blocking_pool blocking(cfg.blocking_threads);
+    http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
     auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer);
     auth::password_hasher passwords;
@@ -174,8 +180,8 @@ int serve(config::config cfg) {
     auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
                                   clock);
     const api::cursor_codec cursors(*cfg.jwt_secret);
-    api::services services{cfg,    clock,     db,      blobs,    metrics, blocking,
-                           tokens, passwords, hashing, throttle, cursors, clock.now()};
+    api::services services{cfg,       clock,   db,       blobs,   metrics, blocking,    uploads,
+                           tokens,    passwords, hashing, throttle, cursors, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 

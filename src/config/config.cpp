@@ -27,6 +27,8 @@ const std::vector<setting_info>& settings() {
        "argon2id hashes running at once (default: cores)"},
       {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)"},
       {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)"},
+      {"DOCFLOW_MAX_ACTIVE_UPLOADS", "--max-active-uploads",
+       "uploads receiving their body at once; more wait up to 5 s for a turn (default: 32 x cores)"},
       {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)"},
       {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)"},
       {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)"},
@@ -217,6 +219,7 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   c.signup_open = signup == "open";
 
   c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
+  c.max_active_uploads = static_cast<unsigned>(r.integer("DOCFLOW_MAX_ACTIVE_UPLOADS", 32 * cores, 1, 100000));
   c.workers = static_cast<unsigned>(r.integer("DOCFLOW_WORKERS", cores, 0, 256));
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));

@@ -61,6 +61,7 @@ struct config {
   unsigned max_concurrent_hashes = 0;
   bool signup_open = true;
   std::uint64_t max_upload_bytes = 0;
+  unsigned max_active_uploads = 0;
   unsigned workers = 0;
   milliseconds job_lease{};
   unsigned job_max_attempts = 0;

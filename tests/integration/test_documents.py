@@ -612,6 +612,57 @@ class UploadLimitTest(DocumentTestCase):
 
 
 # ==========================================================================
+# Turns: at most DOCFLOW_MAX_ACTIVE_UPLOADS bodies are received at once
+
+UPLOAD_PATIENCE = 5.0  # how long an upload waits for a turn (src/app/wiring.cpp)
+
+
+class UploadTurnTest(DocumentTestCase):
+    def setUp(self):
+        self.server = self.start_server(DOCFLOW_MAX_ACTIVE_UPLOADS="1")
+        self.token, _ = new_user(self.server, "turns")
+
+    def waiting(self):
+        samples = parse_metrics(self.server.get("/metrics").body.decode())
+        return metric(samples, "docflow_uploads_waiting")
+
+    def start_upload(self, data, filename):
+        """Sends the head and the first half of an upload; returns the
+        connection and the rest of the body."""
+        body = form([file_part(data, filename)])
+        conn = self.connect(self.server, timeout=WAIT_BOUND + UPLOAD_PATIENCE)
+        half = len(body) // 2
+        conn.send(upload_head(self.token, content_length=len(body)) + body[:half])
+        return conn, body[half:]
+
+    def test_an_upload_past_the_limit_waits_for_a_turn(self):
+        first_data, second_data = make_pdf(size=256 * KiB), make_pdf(size=64 * KiB)
+        first, first_rest = self.start_upload(first_data, "first.pdf")
+        self.assertTrue(wait_until(lambda: len(uploads_in_flight(self.server)) == 1))  # it has the turn
+        second, second_rest = self.start_upload(second_data, "second.pdf")
+        second.send(second_rest)  # whole, but it has to wait
+        self.assertTrue(wait_until(lambda: self.waiting() == 1), self.waiting())
+        first.send(first_rest)
+        self.assertCreated(first.read_response(), filename="first.pdf", content_type=PDF_TYPE, data=first_data)
+        self.assertCreated(second.read_response(), filename="second.pdf", content_type=PDF_TYPE, data=second_data)
+        self.assertEqual(self.waiting(), 0)
+
+    def test_a_stalled_upload_cannot_hold_up_the_others_past_the_patience(self):
+        stalled_data, other_data = make_pdf(size=256 * KiB), make_pdf(size=64 * KiB)
+        stalled, stalled_rest = self.start_upload(stalled_data, "stalled.pdf")
+        self.assertTrue(wait_until(lambda: len(uploads_in_flight(self.server)) == 1))
+        other, other_rest = self.start_upload(other_data, "other.pdf")
+        other.send(other_rest)
+        # Answered while the stalled one still holds the only turn.
+        self.assertCreated(other.read_response(), filename="other.pdf", content_type=PDF_TYPE, data=other_data)
+        self.assertEqual(self.waiting(), 0)
+        stalled.send(stalled_rest)
+        self.assertCreated(
+            stalled.read_response(), filename="stalled.pdf", content_type=PDF_TYPE, data=stalled_data
+        )
+
+
+# ==========================================================================
 # Who sees what
 
 

@@ -59,6 +59,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.max_concurrent_hashes, 3U);
   EXPECT_TRUE(c.signup_open);
   EXPECT_EQ(c.max_upload_bytes, 100ULL * 1024 * 1024);
+  EXPECT_EQ(c.max_active_uploads, 96U);
   EXPECT_EQ(c.workers, 3U);
   EXPECT_EQ(c.job_lease, 30s);
   EXPECT_EQ(c.job_max_attempts, 3U);
@@ -82,6 +83,7 @@ TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
   EXPECT_EQ(c.workers, 7U);
   EXPECT_EQ(c.max_concurrent_hashes, 7U);
   EXPECT_EQ(c.blocking_threads, 32U);
+  EXPECT_EQ(c.max_active_uploads, 7U * 32);
   EXPECT_EQ(config::load({}, 16).blocking_threads, 64U);
 }
 
@@ -90,6 +92,7 @@ TEST(config_defaults, zero_cores_counts_as_one) {
   EXPECT_EQ(c.workers, 1U);
   EXPECT_EQ(c.max_concurrent_hashes, 1U);
   EXPECT_EQ(c.blocking_threads, 32U);
+  EXPECT_EQ(c.max_active_uploads, 32U);
 }
 
 TEST(config_defaults, data_dir_moves_the_derived_paths) {
@@ -240,7 +243,8 @@ INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                                                 bad("DOCFLOW_SIGNUP", {"Open", "yes", ""}))));
 
 INSTANTIATE_TEST_SUITE_P(jobs, config_rejects,
-                         testing::ValuesIn(join(bad("DOCFLOW_MAX_UPLOAD_BYTES",
+                         testing::ValuesIn(join(bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
+                                                bad("DOCFLOW_MAX_UPLOAD_BYTES",
                                                     {"0", "-1", "100 MiB", "100mib", "1.5GiB",
                                                      "18446744073709551616", "17179869184GiB"}),
                                                 bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
