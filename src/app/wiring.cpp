@@ -180,8 +180,8 @@ int serve(config::config cfg) {
     auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
                                   clock);
     const api::cursor_codec cursors(*cfg.jwt_secret);
-    api::services services{cfg,       clock,   db,       blobs,   metrics, blocking,    uploads,
-                           tokens,    passwords, hashing, throttle, cursors, clock.now()};
+    api::services services{cfg,    clock,     db,      blobs,    metrics, blocking,   uploads,
+                           tokens, passwords, hashing, throttle, cursors, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 

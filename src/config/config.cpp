@@ -219,7 +219,8 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   c.signup_open = signup == "open";
 
   c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
-  c.max_active_uploads = static_cast<unsigned>(r.integer("DOCFLOW_MAX_ACTIVE_UPLOADS", 32 * cores, 1, 100000));
+  c.max_active_uploads =
+      static_cast<unsigned>(r.integer("DOCFLOW_MAX_ACTIVE_UPLOADS", 32 * cores, 1, 100000));
   c.workers = static_cast<unsigned>(r.integer("DOCFLOW_WORKERS", cores, 0, 256));
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));

@@ -54,7 +54,8 @@ TEST(admission_gate, lets_n_through_and_queues_the_rest_in_arrival_order) {
   for (int i = 0; i < 5; ++i) {
     net::co_spawn(ioc, enter_into(gate, passes[i], order, i), net::detached);
     // Each one settles (through or queued) before the next arrives.
-    ASSERT_TRUE(run_until(ioc, [&] { return order.size() + gate.waiting() == static_cast<std::size_t>(i) + 1; }));
+    ASSERT_TRUE(
+        run_until(ioc, [&] { return order.size() + gate.waiting() == static_cast<std::size_t>(i) + 1; }));
   }
   ASSERT_EQ(order, (std::vector<int>{0, 1}));
   EXPECT_EQ(gate.waiting(), 3u);

@@ -242,19 +242,18 @@ INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                                                 bad("DOCFLOW_MAX_CONCURRENT_HASHES", {"0", "257"}),
                                                 bad("DOCFLOW_SIGNUP", {"Open", "yes", ""}))));
 
-INSTANTIATE_TEST_SUITE_P(jobs, config_rejects,
-                         testing::ValuesIn(join(bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
-                                                bad("DOCFLOW_MAX_UPLOAD_BYTES",
-                                                    {"0", "-1", "100 MiB", "100mib", "1.5GiB",
-                                                     "18446744073709551616", "17179869184GiB"}),
-                                                bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
-                                                bad("DOCFLOW_JOB_LEASE", {"0s", "30"}),
-                                                bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
-                                                bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
-                                                bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
-                                                bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
-                                                bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
-                                                bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}))));
+INSTANTIATE_TEST_SUITE_P(
+    jobs, config_rejects,
+    testing::ValuesIn(
+        join(bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
+             bad("DOCFLOW_MAX_UPLOAD_BYTES",
+                 {"0", "-1", "100 MiB", "100mib", "1.5GiB", "18446744073709551616", "17179869184GiB"}),
+             bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}), bad("DOCFLOW_JOB_LEASE", {"0s", "30"}),
+             bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}), bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
+             bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
+             bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
+             bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
+             bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}))));
 
 INSTANTIATE_TEST_SUITE_P(
     server, config_rejects,
