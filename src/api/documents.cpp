@@ -292,9 +292,7 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
   std::optional<http::problem> refused;
   try {
     // The turn covers receiving only: the commit overlaps the next upload's.
-    s.metrics.add("docflow_uploads_waiting", "", 1);
     auto turn = co_await s.uploads.enter();
-    s.metrics.add("docflow_uploads_waiting", "", -1);
     refused = co_await stream_form(req.body_stream, parser, sink);
   } catch (const http::body_error& e) {
     // The server answers 413 or 400 for these two; the others have no answer.
@@ -514,9 +512,6 @@ void describe_metrics(services& s) {
   s.metrics.describe("docflow_upload_bytes_total", obs::metrics::kind::counter,
                      "Bytes of documents stored by accepted uploads.");
   s.metrics.set("docflow_upload_bytes_total", "", 0);
-  s.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
-                     "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
-  s.metrics.set("docflow_uploads_waiting", "", 0);
 }
 
 }  // namespace docflow::api::documents

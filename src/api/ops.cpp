@@ -8,6 +8,7 @@
 #include "api/services.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
+#include "http/admission.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
@@ -64,6 +65,8 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
       co_return res;
     }
   }
+  // Read when scraped, like the job gauges below: the gate keeps the count.
+  s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads.waiting()));
   // Queue depth is the database's to tell (other processes add and take jobs).
   try {
     const auto stats = co_await s.blocking.run([&s] { return s.db.job_stats(); });
@@ -79,6 +82,8 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
 void describe_metrics(services& s) {
   s.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge, "Jobs waiting to be claimed.");
   s.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
+  s.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
+                     "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
   s.metrics.describe("process_start_time_seconds", obs::metrics::kind::gauge,
                      "Start time of the process since the Unix epoch, in seconds.");
   s.metrics.set("process_start_time_seconds", "",

@@ -13,11 +13,7 @@ namespace docflow::api {
 
 std::string media_type(const http::request& req) {
   std::string_view type = req.fields.get("Content-Type").value_or("");
-  type = type.substr(0, type.find(';'));
-  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) {
-    type.remove_suffix(1);
-  }
-  return core::ascii_lower(type);
+  return core::ascii_lower(core::trim_ows(type.substr(0, type.find(';'))));
 }
 
 std::variant<boost::json::object, http::problem> json_object_body(const http::request& req) {

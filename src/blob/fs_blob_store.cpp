@@ -67,11 +67,12 @@ public:
   void commit(const std::string& key) override {
     if (::fsync(fd_) != 0) raise("fsync " + path_.string(), errno);
     const auto target = store_.path_of(key);
-    store_.ensure_shard(target.parent_path());
+    const auto dir = target.parent_path();
+    store_.ensure_shard(dir);
     if (::linkat(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
       raise("link " + target.string(), errno);
     }
-    fsync_path(target.parent_path());
+    fsync_path(dir);
   }
 
 private:

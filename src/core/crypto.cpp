@@ -45,7 +45,7 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   }
   if (!ctx) {
     char digest[] = "SHA256";
-    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                                  OSSL_PARAM_construct_end()};
     std::unique_ptr<EVP_MAC_CTX, mac_ctx_free> fresh(hmac ? EVP_MAC_CTX_new(hmac.get()) : nullptr);
     if (!fresh || EVP_MAC_init(fresh.get(), reinterpret_cast<const unsigned char*>(key.data()), key.size(),

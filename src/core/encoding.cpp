@@ -130,6 +130,12 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
                                             [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
+std::string_view trim_ows(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 std::string hex_encode(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;

@@ -32,6 +32,10 @@ char ascii_lower(char c) noexcept;
 std::string ascii_lower(std::string_view s);
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+/// `s` without leading and trailing spaces and tabs (HTTP's optional
+/// whitespace, RFC 9110 §5.6.3).
+std::string_view trim_ows(std::string_view s) noexcept;
+
 /// Lowercase hex of `bytes`.
 std::string hex_encode(std::string_view bytes);
 

@@ -27,7 +27,7 @@ net::awaitable<admission_gate::pass> admission_gate::enter() {
   std::shared_ptr<waiter> w;
   {
     const std::lock_guard lock(mutex_);
-    if (free_ > 0 && queue_.empty()) {
+    if (free_ > 0) {  // leave() hands a slot straight to a waiter, so none is waiting
       --free_;
       co_return pass(this);
     }

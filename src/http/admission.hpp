@@ -19,7 +19,7 @@ namespace docflow::http {
 /// Uploads pass through one: a thousand bodies received all at once finish
 /// together at the end and only then queue for the disk, while a few dozen
 /// at a time finish in waves whose commits overlap the next wave's
-/// receiving (bench/README.md, "The burst").
+/// receiving (bench/README.md, "What limits the burst").
 class admission_gate {
 public:
   /// A slot, or none when the wait ran out of patience. Destroying it (or

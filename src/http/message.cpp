@@ -82,10 +82,8 @@ std::string request_id_for(std::optional<std::string_view> incoming) {
 bool if_none_match_names(std::string_view header, std::string_view etag) {
   while (!header.empty()) {
     const auto comma = header.find(',');
-    auto tag = header.substr(0, comma);
+    auto tag = core::trim_ows(header.substr(0, comma));
     header = comma == std::string_view::npos ? std::string_view{} : header.substr(comma + 1);
-    while (!tag.empty() && (tag.front() == ' ' || tag.front() == '\t')) tag.remove_prefix(1);
-    while (!tag.empty() && (tag.back() == ' ' || tag.back() == '\t')) tag.remove_suffix(1);
     if (tag.starts_with("W/")) tag.remove_prefix(2);
     if (tag == "*" || tag == etag) return true;
   }

@@ -9,12 +9,6 @@ namespace docflow::http {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 struct parameter {
   std::string name;  // lowercased
   std::string value;
@@ -24,7 +18,7 @@ struct parameter {
 // on an unterminated quoted string or a parameter without '='.
 std::optional<std::pair<std::string, std::vector<parameter>>> parse_header_value(std::string_view v) {
   const auto semi = v.find(';');
-  std::string type(trim(v.substr(0, semi)));
+  std::string type(core::trim_ows(v.substr(0, semi)));
   type = core::ascii_lower(type);
   std::vector<parameter> params;
   std::size_t i = semi == std::string_view::npos ? v.size() : semi + 1;
@@ -33,7 +27,7 @@ std::optional<std::pair<std::string, std::vector<parameter>>> parse_header_value
     if (i >= v.size()) break;
     const auto eq = v.find('=', i);
     if (eq == std::string_view::npos) return std::nullopt;
-    std::string name(trim(v.substr(i, eq - i)));
+    std::string name(core::trim_ows(v.substr(i, eq - i)));
     name = core::ascii_lower(name);
     i = eq + 1;
     while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
@@ -55,7 +49,7 @@ std::optional<std::pair<std::string, std::vector<parameter>>> parse_header_value
       if (!closed) return std::nullopt;
     } else {
       const auto end = std::min(v.find(';', i), v.size());
-      value = std::string(trim(v.substr(i, end - i)));
+      value = std::string(core::trim_ows(v.substr(i, end - i)));
       i = end;
     }
     params.push_back({std::move(name), std::move(value)});
@@ -322,7 +316,7 @@ multipart_error multipart_parser::parse_headers(std::string_view block, part_inf
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return multipart_error::malformed_part_header;
     const auto name = line.substr(0, colon);
-    const auto value = trim(line.substr(colon + 1));
+    const auto value = core::trim_ows(line.substr(colon + 1));
     if (core::iequals(name, "Content-Disposition")) {
       const auto parsed = parse_header_value(value);
       if (!parsed) return multipart_error::malformed_part_header;

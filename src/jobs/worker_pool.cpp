@@ -40,9 +40,6 @@ std::string summary_json(const pipeline::result_data& r) {
   boost::json::array keywords;
   for (const auto& k : a.keywords)
     keywords.push_back(boost::json::object{{"term", k.term}, {"count", k.count}});
-  const auto optional_text = [](const std::optional<std::string>& s) {
-    return s ? boost::json::value(*s) : boost::json::value(nullptr);
-  };
   boost::json::object summary{
       {"pages", e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr)},
       {"word_count", a.word_count},
@@ -50,11 +47,7 @@ std::string summary_json(const pipeline::result_data& r) {
       {"line_count", a.line_count},
       {"language", a.language},
       {"keywords", std::move(keywords)},
-      {"metadata",
-       {{"title", optional_text(e.metadata.title)},
-        {"author", optional_text(e.metadata.author)},
-        {"created", e.metadata.created ? boost::json::value(core::format_rfc3339(*e.metadata.created))
-                                       : boost::json::value(nullptr)}}},
+      {"metadata", pipeline::metadata_json(e.metadata)},
   };
   // null when the enrich stage is off; the stage only keeps answers that parse.
   boost::json::error_code ec;

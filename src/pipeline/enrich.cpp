@@ -7,7 +7,7 @@
 #include <curl/curl.h>
 #include <boost/json.hpp>
 
-#include "core/clock.hpp"
+#include "pipeline/sandbox.hpp"
 
 namespace docflow::pipeline {
 
@@ -59,26 +59,17 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return 0;
 }
 
-boost::json::value optional_text(const std::optional<std::string>& s) {
-  return s ? boost::json::value(*s) : boost::json::value(nullptr);
-}
-
 }  // namespace
 
 std::string enrich_request_json(const job_input& in, const result_data& out) {
   const auto& e = out.extraction;
   const auto& a = out.analysis;
-  boost::json::object metadata{
-      {"kind", in.kind == core::file_kind::pdf ? "pdf" : "docx"},
-      {"sha256", in.sha256},
-      {"title", optional_text(e.metadata.title)},
-      {"author", optional_text(e.metadata.author)},
-      {"created", e.metadata.created ? boost::json::value(core::format_rfc3339(*e.metadata.created))
-                                     : boost::json::value(nullptr)},
-      {"pages", e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr)},
-      {"language", a.language},
-      {"word_count", a.word_count},
-  };
+  boost::json::object metadata{{"kind", kind_argument(in.kind)}, {"sha256", in.sha256}};
+  const auto described = metadata_json(e.metadata);
+  metadata.insert(described.begin(), described.end());
+  metadata.emplace("pages", e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr));
+  metadata.emplace("language", a.language);
+  metadata.emplace("word_count", a.word_count);
   return boost::json::serialize(boost::json::object{
       {"document_id", in.document_id}, {"text", e.text}, {"metadata", std::move(metadata)}});
 }

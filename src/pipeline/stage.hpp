@@ -11,6 +11,10 @@
 #include "core/clock.hpp"
 #include "core/document.hpp"
 
+namespace boost::json {
+class object;
+}
+
 namespace docflow::pipeline {
 
 /// A stage failed; `failure` is in the one taxonomy (docs/api.md): its code,
@@ -43,6 +47,10 @@ struct metadata {
   std::optional<std::string> author;  ///< PDF Author or DOCX dc:creator
   std::optional<core::time_point> created;
 };
+
+/// {"title", "author", "created" (RFC 3339)}, each null when unknown: the
+/// shape of the stored result's metadata and of the enrich request's.
+boost::json::object metadata_json(const metadata& m);
 
 /// What extraction yields.
 struct extraction {

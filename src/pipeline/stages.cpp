@@ -6,6 +6,9 @@
 
 #include <openssl/evp.h>
 
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
 #include "core/encoding.hpp"
 #include "pipeline/analyze.hpp"
 #include "pipeline/docx_probe.hpp"
@@ -77,6 +80,16 @@ std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& 
   stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
   stages.push_back(std::make_unique<analyze_stage>());
   return stages;
+}
+
+boost::json::object metadata_json(const metadata& m) {
+  const auto text = [](const std::optional<std::string>& s) {
+    return s ? boost::json::value(*s) : boost::json::value(nullptr);
+  };
+  return {{"title", text(m.title)},
+          {"author", text(m.author)},
+          {"created",
+           m.created ? boost::json::value(core::format_rfc3339(*m.created)) : boost::json::value(nullptr)}};
 }
 
 }  // namespace docflow::pipeline

@@ -85,8 +85,10 @@ core::document read_document(const statement& st) {
 
 std::optional<core::document> load_document(connection& c, std::string_view id,
                                             const std::optional<std::string>& owner_id) {
-  auto st = c.prepare("SELECT " + std::string(document_columns) + " FROM documents WHERE id = ?" +
-                      (owner_id ? " AND owner_id = ?" : ""));
+  // Built once: this runs on every GET /documents/{id}.
+  static const std::string by_id = "SELECT " + std::string(document_columns) + " FROM documents WHERE id = ?";
+  static const std::string by_id_and_owner = by_id + " AND owner_id = ?";
+  auto st = c.prepare(owner_id ? by_id_and_owner : by_id);
   st.bind(1, id);
   if (owner_id) st.bind(2, *owner_id);
   if (!st.step()) return std::nullopt;
@@ -424,12 +426,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
 std::optional<core::document> sqlite_store::find_document(std::string_view id,
                                                           const std::optional<std::string>& owner_id) {
   const lease c(*this);
-  auto st = c->prepare("SELECT " + std::string(document_columns) + " FROM documents WHERE id = ?" +
-                       (owner_id ? " AND owner_id = ?" : ""));
-  st.bind(1, id);
-  if (owner_id) st.bind(2, *owner_id);
-  if (!st.step()) return std::nullopt;
-  return read_document(st);
+  return load_document(*c, id, owner_id);
 }
 
 std::vector<core::document> sqlite_store::list_documents(const document_query& q) {
