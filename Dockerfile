@@ -9,9 +9,9 @@
 FROM debian:bookworm AS build
 WORKDIR /src
 # The package lists first, so this layer stays cached until they change. The
-# build set runs `npm ci` (Swagger UI's files are embedded in the binary), so
-# the npm lock file must be here too; .dockerignore keeps a local
-# node_modules/ out of the `COPY . .` below.
+# build set runs `npm ci --omit=dev` (only Swagger UI's files, which are
+# embedded in the binary; no test tools), so the npm lock file must be here
+# too; .dockerignore keeps a local node_modules/ out of the `COPY . .` below.
 COPY scripts/install-deps scripts/install-deps
 COPY package.json package-lock.json ./
 RUN scripts/install-deps build
@@ -32,8 +32,9 @@ ENV DOCFLOW_LISTEN=0.0.0.0:8000 \
 WORKDIR /var/lib/docflow
 VOLUME /var/lib/docflow
 EXPOSE 8000
-# docflow drains for up to DOCFLOW_SHUTDOWN_TIMEOUT (30s) after SIGTERM; run
-# with --stop-timeout 35 so Docker does not kill it first.
+# After SIGTERM docflow drains requests for up to DOCFLOW_SHUTDOWN_TIMEOUT
+# (30s), then lets running extractions finish (up to 60s): run with
+# --stop-timeout 90 so Docker does not kill it first (docs/operations.md).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
   CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
 USER docflow
