@@ -13,6 +13,7 @@ struct static_asset {
   std::string_view content_type;  ///< from the file's extension
   std::string_view etag;          ///< a quoted strong entity tag: a prefix of the file's SHA-256
   std::string_view bytes;
+  std::string_view gzip;  ///< the same bytes gzip-compressed at build time; empty for images
 };
 
 /// Every embedded asset, in the order of the list.

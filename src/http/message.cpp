@@ -90,4 +90,32 @@ bool if_none_match_names(std::string_view header, std::string_view etag) {
   return false;
 }
 
+bool accepts_gzip(std::string_view accept_encoding) {
+  std::optional<bool> gzip;
+  bool star = false;
+  while (!accept_encoding.empty()) {
+    const auto comma = accept_encoding.find(',');
+    auto item = accept_encoding.substr(0, comma);
+    accept_encoding =
+        comma == std::string_view::npos ? std::string_view{} : accept_encoding.substr(comma + 1);
+    const auto semi = item.find(';');
+    const auto coding = core::ascii_lower(core::trim_ows(item.substr(0, semi)));
+    bool allowed = true;
+    if (semi != std::string_view::npos) {
+      // Only the weight matters: q=0 (0, 0.0, 0.000) refuses, anything else accepts.
+      auto param = core::trim_ows(item.substr(semi + 1));
+      if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+        const auto weight = core::trim_ows(param.substr(2));
+        allowed = weight.find_first_not_of("0.") != std::string_view::npos;
+      }
+    }
+    if (coding == "gzip" || coding == "x-gzip") {
+      gzip = allowed;
+    } else if (coding == "*") {
+      star = allowed;
+    }
+  }
+  return gzip.value_or(star);
+}
+
 }  // namespace docflow::http

@@ -119,6 +119,10 @@ std::optional<std::string_view> bearer_token(const request& req);
 /// a list of tags, compared weakly as RFC 9110 §13.1.2 asks (W/"x" matches "x").
 bool if_none_match_names(std::string_view header, std::string_view etag);
 
+/// Whether an Accept-Encoding value accepts gzip (RFC 9110 §12.5.3): "gzip"
+/// (or "x-gzip") or "*" with a non-zero q, unless gzip itself has q=0.
+bool accepts_gzip(std::string_view accept_encoding);
+
 /// The caller's X-Request-ID when it is 1-128 chars of [A-Za-z0-9._-],
 /// otherwise a freshly generated one.
 std::string request_id_for(std::optional<std::string_view> incoming);

@@ -5,6 +5,7 @@ authentication; unknown assets are 404 problems.
 
 What a browser makes of the page (Authorize, Try it out, the CSP in force)
 is tests/interop/docs_ui.test.mjs's job."""
+import gzip
 import html.parser
 import json
 import os
@@ -169,6 +170,51 @@ class DocsTest(SharedServerTestCase):
                     self.assertEqual(res.header("Cache-Control"), "no-cache")
                 res = self.server.get(path, headers={"If-None-Match": '"something-else"'})
                 self.assertEqual(res.status, 200, res)
+
+    def test_text_is_sent_gzip_compressed_when_accepted(self):
+        for path in ("/docs", "/docs/init.js", "/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/openapi.json"):
+            with self.subTest(path=path):
+                plain = self.server.get(path)
+                packed = self.server.get(path, headers={"Accept-Encoding": "br;q=1.0, gzip;q=0.8, *;q=0.1"})
+                self.assertEqual(packed.status, 200, packed)
+                self.assertEqual(packed.header("Content-Encoding"), "gzip")
+                self.assertEqual(packed.header("Vary"), "Accept-Encoding")
+                self.assertEqual(plain.header("Vary"), "Accept-Encoding")
+                self.assertIsNone(plain.header("Content-Encoding"))
+                self.assertEqual(gzip.decompress(packed.body), plain.body)
+                self.assertEqual(packed.content_type, plain.content_type)
+                self.assertNotEqual(packed.header("ETag"), plain.header("ETag"))
+                res = self.server.get(path, headers={"Accept-Encoding": "gzip",
+                                                     "If-None-Match": packed.header("ETag")})
+                self.assertEqual(res.status, 304, res)
+        bundle = self.server.get("/docs/swagger-ui-bundle.js", headers={"Accept-Encoding": "gzip"})
+        self.assertLess(len(bundle.body), int(self.server.get("/docs/swagger-ui-bundle.js").header("Content-Length")) / 2)
+
+    def test_gzip_refused_or_not_offered_gives_identity(self):
+        for header in ("identity", "gzip;q=0", "gzip; q=0.000, *", "br", "*;q=0", "deflate, *;q=0"):
+            with self.subTest(header=header):
+                res = self.server.get("/docs/init.js", headers={"Accept-Encoding": header})
+                self.assertEqual(res.status, 200, res)
+                self.assertIsNone(res.header("Content-Encoding"), header)
+        for header in ("*", "x-gzip", "GZIP", "deflate, gzip;q=0.5"):
+            with self.subTest(header=header):
+                res = self.server.get("/docs/init.js", headers={"Accept-Encoding": header})
+                self.assertEqual(res.header("Content-Encoding"), "gzip", header)
+
+    def test_images_are_not_compressed_again(self):
+        res = self.server.get("/docs/favicon-32x32.png", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(res.status, 200, res)
+        self.assertIsNone(res.header("Content-Encoding"))
+        self.assertIsNone(res.header("Vary"))
+
+    def test_swagger_ui_licence_and_notice_are_served_beside_it(self):
+        for name in ("LICENSE", "NOTICE", "swagger-ui-bundle.js.LICENSE.txt"):
+            with self.subTest(name=name), open(os.path.join(SWAGGER_UI, name), "rb") as f:
+                res = self.server.get("/docs/" + name)
+                self.assertEqual(res.status, 200, res)
+                self.assertEqual(res.content_type, "text/plain")
+                self.assertEqual(res.body, f.read())
+        self.assertIn(b"Apache License", self.server.get("/docs/LICENSE").body)
 
     def test_etag_differs_between_files(self):
         tags = {self.server.get(p).header("ETag") for p in ("/docs", "/docs/init.js", "/docs/swagger-ui.css")}
