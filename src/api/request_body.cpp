@@ -22,8 +22,12 @@ std::variant<boost::json::object, http::problem> json_object_body(const http::re
   }
   boost::json::error_code ec;
   auto v = boost::json::parse(req.body, ec);
-  if (ec || !v.is_object()) {
-    return http::bad_request("The body is not a JSON object.");
+  if (ec) {
+    return http::bad_request("The body is not valid JSON.");
+  }
+  // JSON that parses is a request we understood with values we refuse (SPEC §1).
+  if (!v.is_object()) {
+    return http::validation_failed({{"body", "must be a JSON object"}});
   }
   return std::move(v.as_object());
 }

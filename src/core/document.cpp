@@ -50,6 +50,8 @@ bool ends_with_ci(std::string_view s, std::string_view suffix) {
 }  // namespace
 
 std::string sanitize_filename(std::string_view name) {
+  constexpr std::size_t max_bytes = 255;     // what most file systems allow
+  constexpr std::size_t max_extension = 16;  // ".docx" and friends, not a dot deep in a sentence
   // Browsers on Windows may send C:\dir\file.pdf; either separator ends a directory.
   const auto slash = name.find_last_of("/\\");
   if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
@@ -63,15 +65,21 @@ std::string sanitize_filename(std::string_view name) {
     const auto c = static_cast<unsigned char>(name[i]);
     const bool control = n == 1 && (c < 0x20 || c == 0x7F);
     const bool c1_control = n == 2 && c == 0xC2 && static_cast<unsigned char>(name[i + 1]) < 0xA0;
-    if (!control && !c1_control) {
-      if (out.size() + n > 255) break;
-      out.append(name.substr(i, n));
-    }
+    if (!control && !c1_control) out.append(name.substr(i, n));
     i += n;
   }
   while (!out.empty() && (out.front() == ' ' || out.front() == '.'))
     out.erase(0, 1);  // no hidden or "..": names
   while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.size() <= max_bytes) return out;
+  // Too long: shorten the stem and keep the extension, which decides the
+  // file's claimed type. The cut falls on a character boundary.
+  const auto dot = out.rfind('.');
+  const auto extension_at =
+      dot != std::string::npos && dot > 0 && out.size() - dot <= max_extension ? dot : out.size();
+  auto cut = max_bytes - (out.size() - extension_at);
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+  out.erase(cut, extension_at - cut);
   return out;
 }
 

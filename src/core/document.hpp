@@ -53,7 +53,8 @@ struct document {
 
 /// The client's file name made safe to store and show: the last path
 /// component only, control characters and invalid UTF-8 dropped, at most 255
-/// bytes (cut on a character boundary). Empty when nothing is left.
+/// bytes: a longer name loses the end of its stem (cut on a character
+/// boundary) and keeps its extension. Empty when nothing is left.
 std::string sanitize_filename(std::string_view name);
 
 /// The kind a file name claims by its extension (case-insensitive .pdf or

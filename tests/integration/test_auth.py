@@ -295,6 +295,13 @@ class RegisterTest(AuthTestCase):
             with self.subTest(body=body):
                 self.assertProblem(post_json(self.server, "/auth/register", body), 400, "bad-request")
 
+    def test_json_that_is_not_an_object_is_422(self):
+        # It parses, so it is not a 400 (SPEC section 1): the values are what is wrong.
+        for path in ("/auth/register", "/auth/login", "/auth/refresh", "/auth/logout"):
+            for body in ("[]", '["alice", "pw"]', '"alice"', "42", "null", "true"):
+                with self.subTest(path=path, body=body):
+                    self.assertValidation(post_json(self.server, path, body), "body")
+
     def test_wrong_content_type_is_415(self):
         body = json.dumps({"username": unique_name(), "password": new_password()})
         for headers in ({"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}, {}):

@@ -363,6 +363,19 @@ class UploadTest(DocumentTestCase, SharedServerTestCase):
             with self.subTest(sent=sent):
                 self.round_trip(make_pdf(), sent, PDF_TYPE, expected_filename=kept)
 
+    def test_very_long_filename_keeps_its_extension(self):
+        # 1,000 characters ending in .pdf is a PDF with a long name, not a wrong extension.
+        for unit, ext, data, kind in (("a", ".pdf", make_pdf(), PDF_TYPE), ("\u00e9", ".docx", make_docx(), DOCX_TYPE)):
+            sent = unit * (1000 - len(ext)) + ext
+            with self.subTest(ext=ext):
+                res = upload(self.server, self.token, data, sent)
+                self.assertEqual(res.status, 201, res)
+                kept = res.json()["filename"]
+                self.assertTrue(kept.endswith(ext), kept[-20:])
+                self.assertLessEqual(len(kept.encode("utf-8")), 255)
+                self.assertTrue(kept.startswith(unit * 100))
+                self.round_trip(data, sent, kind, expected_filename=kept)
+
     def test_title_is_kept(self):
         self.round_trip(make_pdf(), "t.pdf", PDF_TYPE, title="Quarterly \u00e9t\u00e9 report \u2014 draft 2")
 

@@ -171,24 +171,28 @@ TEST(sanitize_filename, keeps_valid_utf8) {
   }
 }
 
-TEST(sanitize_filename, cuts_long_names_on_a_character_boundary) {
+TEST(sanitize_filename, cuts_long_names_on_a_character_boundary_and_keeps_the_extension) {
   struct sample {
     std::string unit;
-    std::size_t expected_bytes;  // the most whole characters that fit in 255 bytes
+    std::size_t stem_bytes;  // the most whole characters that fit in 255 bytes beside ".pdf"
   };
-  for (const auto& s : {sample{"a", 255}, sample{"\xC3\xA9", 254}, sample{"\xE2\x82\xAC", 255},
-                        sample{"\xF0\x9F\x93\x84", 252}}) {
+  for (const auto& s : {sample{"a", 251}, sample{"\xC3\xA9", 250}, sample{"\xE2\x82\xAC", 249},
+                        sample{"\xF0\x9F\x93\x84", 248}}) {
     const auto name = repeat(s.unit, 300 / s.unit.size()) + ".pdf";
     ASSERT_GE(name.size(), 300u);
     const auto out = core::sanitize_filename(name);
-    EXPECT_EQ(out.size(), s.expected_bytes) << s.unit;
+    EXPECT_EQ(out.size(), s.stem_bytes + 4) << s.unit;
     EXPECT_LE(out.size(), 255u);
     EXPECT_TRUE(clean_utf8(out));
-    EXPECT_EQ(out, repeat(s.unit, s.expected_bytes / s.unit.size()));
+    EXPECT_EQ(out, repeat(s.unit, s.stem_bytes / s.unit.size()) + ".pdf");
+    EXPECT_EQ(core::kind_from_extension(out), core::file_kind::pdf);
   }
-  // A 2-byte character straddling byte 255 is dropped whole.
+  // 1,000 characters ending in .docx: still a .docx.
+  EXPECT_EQ(core::sanitize_filename(repeat("n", 995) + ".docx"), repeat("n", 250) + ".docx");
+  // No extension to keep (none, or a "dot" too far from the end): a plain cut.
   const auto odd = core::sanitize_filename("x" + repeat("\xC3\xA9", 150));
   EXPECT_EQ(odd, "x" + repeat("\xC3\xA9", 127));
+  EXPECT_EQ(core::sanitize_filename("a." + repeat("b", 300)), "a." + repeat("b", 253));
   // Exactly 255 bytes is kept whole.
   const auto exact = repeat("b", 251) + ".pdf";
   EXPECT_EQ(core::sanitize_filename(exact), exact);
