@@ -61,6 +61,10 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
   return out;
 }
 
+// Room in a connection's read buffer beyond one request head: Beast reads
+// ahead up to 64 KiB at a time while parsing a chunked body.
+constexpr std::size_t read_ahead_limit = 64 * 1024;
+
 // True for the errors Beast's parser reports about the bytes it was given
 // (as opposed to the connection's own errors).
 bool is_parse_error(const beast::error_code& ec) {
@@ -622,7 +626,13 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket) {
   const std::string remote = ec ? std::string() : endpoint.address().to_string();
   stream.socket().set_option(tcp::no_delay(true), ec);
   const auto id = s.add_connection(&stream);
-  beast::flat_buffer buffer;
+  // What a connection may hold unparsed: a request head, or during a body the
+  // bytes Beast has read but not yet handed on (chunk lines with their
+  // extensions, trailers). Body bytes go straight to the handler, so this is
+  // all the memory a client controls; past it Beast reports buffer_overflow
+  // and the request is a 400. Unbounded, one client's endless chunk
+  // extension grew it by hundreds of megabytes.
+  beast::flat_buffer buffer(s.opt.header_limit + read_ahead_limit);
   try {
     // The first request's head must arrive within header_timeout of accept;
     // later ones may wait idle_timeout for their first byte, then get

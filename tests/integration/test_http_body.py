@@ -86,6 +86,62 @@ class BodyLimitTest(ServerTestCase):
         self.assertEqual(conn.request("GET", "/healthz").status, 200, "keep-alive after a chunked body")
 
 
+def peak_rss_kib(server):
+    """The server's peak resident set (VmHWM), in KiB."""
+    with open("/proc/%d/status" % server.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/%d/status" % server.proc.pid)
+
+
+class ChunkMetadataTest(ServerTestCase):
+    """Chunk extensions and trailers are not body bytes, so the body limit
+    does not see them: what bounds them is the connection's read buffer.
+    Unbounded, 400 MB of extension took the server to 464 MB."""
+
+    SENT = 16 * 1024 * 1024
+    # Peak growth allowed while 16 MiB arrive: far below what buffering them would cost.
+    GROWTH_KIB = 6 * 1024
+
+    def setUp(self):
+        self.server = self.start_server()
+
+    def flood(self, head, prefix):
+        """Sends `head`, `prefix`, then SENT bytes that never finish the line;
+        returns the response, or None if the server closed without one."""
+        conn = self.connect(self.server, timeout=LOGIN_BOUND)
+        conn.send(head + prefix)
+        piece = b"a" * 65536
+        sent = 0
+        while sent < self.SENT and conn.send(piece):
+            sent += len(piece)
+        try:
+            return conn.read_response(timeout=CLOSE_BOUND)
+        except AssertionError:  # closed before an answer: also a refusal
+            return None
+
+    def check(self, path, method, prefix):
+        before = peak_rss_kib(self.server)
+        head = format_request(method, path, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        res = self.flood(head, prefix)
+        if res is not None:
+            self.assertProblem(res, 400, "bad-request", path)
+        grown = peak_rss_kib(self.server) - before
+        self.assertLess(grown, self.GROWTH_KIB, "peak RSS grew by %d KiB" % grown)
+        self.assertEqual(self.server.get("/healthz").status, 200)
+
+    def test_endless_chunk_extension(self):
+        for path, method in ((LOGIN, "POST"), ("/healthz", "GET")):
+            with self.subTest(path=path):
+                self.check(path, method, b"5;ext=")
+
+    def test_endless_trailer(self):
+        for path, method in ((LOGIN, "POST"), ("/healthz", "GET")):
+            with self.subTest(path=path):
+                self.check(path, method, b"0\r\nX-Trailer: ")
+
+
 class LoginBodyTest(ServerTestCase):
     def setUp(self):
         self.server = self.start_server()
