@@ -82,6 +82,10 @@ problem unauthorized(std::string detail) {
 
 problem forbidden(std::string detail) { return {403, "forbidden", "Forbidden", std::move(detail), {}, {}}; }
 
+problem not_implemented(std::string detail) {
+  return {501, "not-implemented", "Not Implemented", std::move(detail), {}, {}};
+}
+
 problem service_unavailable(std::string detail) {
   return {503, "service-unavailable", "Service Unavailable", std::move(detail), {}, {}};
 }

@@ -42,5 +42,7 @@ problem validation_failed(std::vector<field_error> errors);
 problem unauthorized(std::string detail);
 problem forbidden(std::string detail);
 problem service_unavailable(std::string detail);
+/// 501: a request feature the server does not implement (a transfer coding).
+problem not_implemented(std::string detail);
 
 }  // namespace docflow::http

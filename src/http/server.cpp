@@ -72,6 +72,23 @@ bool is_parse_error(const beast::error_code& ec) {
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
 }
 
+// Whether Transfer-Encoding names chunked alone (in any case, any number of
+// field lines): anything more is a coding the server would have to undo.
+bool only_chunked(const bhttp::fields& h) {
+  std::size_t codings = 0;
+  const auto [first, last] = h.equal_range(bhttp::field::transfer_encoding);
+  for (auto field = first; field != last; ++field) {
+    for (std::string_view rest = field->value(); !rest.empty();) {
+      const auto comma = rest.find(',');
+      const auto coding = core::trim_ows(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+      if (coding.empty()) continue;  // RFC 9110 §5.6.1: empty list elements are ignored
+      if (!core::iequals(coding, "chunked") || ++codings > 1) return false;
+    }
+  }
+  return codings == 1;
+}
+
 // RFC 9110 §10.1.1: the expectation is compared case-insensitively.
 bool is_continue_expectation(std::string_view value) { return core::iequals(value, "100-continue"); }
 
@@ -557,7 +574,10 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     }
   } else {
     fill_request(x.req, head);
-    x.keep_alive = head.keep_alive();
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+    // framing; it may be answered, but the connection must close after it.
+    x.keep_alive = head.keep_alive() &&
+                   !(head.get().version() < 11 && head.get().count(bhttp::field::transfer_encoding));
     x.head_only = x.req.method == "HEAD";
     const auto& h = head.get();
     const bool has_body = head.chunked() || head.content_length().value_or(0) > 0;
@@ -566,6 +586,10 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
       fail(x, bad_request("A request must not carry both Content-Length and Transfer-Encoding."));
     } else if (h.count(bhttp::field::transfer_encoding) && !head.chunked()) {
       fail(x, bad_request("A request's Transfer-Encoding must end with chunked."));  // RFC 9112 §6.3
+    } else if (h.count(bhttp::field::transfer_encoding) && !only_chunked(h)) {
+      // gzip, chunked: the framing is clear, but a coding we do not undo would reach the handler.
+      fail(x, not_implemented("The only transfer coding this server implements is chunked."));
+      x.res.close = true;
     } else if (h.count(bhttp::field::host) > 1 || (h.version() >= 11 && h.count(bhttp::field::host) == 0)) {
       fail(x, bad_request("An HTTP/1.1 request needs exactly one Host header."));  // RFC 9112 §3.2
     } else if (!m.found) {

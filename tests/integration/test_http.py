@@ -161,10 +161,36 @@ class MalformedRequestTest(SharedServerTestCase):
         # server must answer 400 and close; it must not read the bytes that
         # follow as a second request (request smuggling).
         smuggled = b"GET /nope HTTP/1.1\r\nHost: x\r\nX-Request-ID: smuggled\r\n\r\n"
-        for coding in ("gzip", "identity", "chunked, gzip"):
+        for coding in ("gzip", "identity", "chunked, gzip", "chunked, chunked"):
             with self.subTest(coding=coding):
                 data = b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n" % coding.encode()
                 self.assertRejected(data + smuggled)
+
+    def test_transfer_coding_other_than_chunked_is_501_and_closes(self):
+        # The framing is clear (it ends in chunked), but the server would
+        # have to undo a coding it does not implement: 501, never ignored.
+        for coding in ("gzip, chunked", "deflate,chunked", "x-custom ,  Chunked"):
+            with self.subTest(coding=coding):
+                data = (b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: %s\r\n\r\n2\r\n{}\r\n0\r\n\r\n" % coding.encode())
+                res, conn = self.raw_request(self.server, data)
+                self.assertProblem(res, 501, "not-implemented")
+                self.assertTrue(wait_closed(conn, 5.0))
+        for coding in ("chunked", "CHUNKED", " chunked , "):
+            with self.subTest(coding=coding):
+                data = b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n0\r\n\r\n" % coding.encode()
+                res, _ = self.raw_request(self.server, data)
+                self.assertEqual(res.status, 200, res)
+
+    def test_http_1_0_with_transfer_encoding_closes_after_the_answer(self):
+        # RFC 9112 section 6.1: the framing of such a message is faulty, so a
+        # pipelined request behind it must not be answered.
+        data = (b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        res, conn = self.raw_request(self.server, data)
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(wait_closed(conn, 5.0), "the connection stayed open for a second request")
+        self.assertNotIn(b"HTTP/1.1", bytes(conn.buf), "the pipelined request was answered")
 
     def test_missing_or_repeated_host_is_400(self):
         # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
