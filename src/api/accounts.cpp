@@ -191,13 +191,14 @@ awaitable<http::response> login(services& s, http::request& req) {
   }
   auto& creds = std::get<credentials>(parsed);
   const auto key = core::username_key(creds.username);
-  if (const auto wait = s.throttle.retry_after(key, req.remote_address)) {
+  if (const auto wait = s.throttle.begin(key, req.remote_address)) {
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "throttled"));
     co_return retry_later(req, 429, "too-many-attempts", "Too Many Requests",
                           "Too many failed logins; retry after the time in Retry-After.", *wait);
   }
   auto slot = s.hashing.try_acquire();
   if (!slot) {
+    s.throttle.abandoned(key, req.remote_address);
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "busy"));
     co_return busy_hashing(req);
   }
@@ -209,14 +210,13 @@ awaitable<http::response> login(services& s, http::request& req) {
   });
   slot.reset();
   if (!user) {
-    s.throttle.failed(key, req.remote_address);
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "failed"));
     obs::log(obs::level::warn, "auth.login_failed",
              {{"request_id", req.request_id}, {"remote", req.remote_address}});
     co_return problem(
         req, {401, "invalid-credentials", "Unauthorized", "The username or password is wrong.", {}, {}});
   }
-  s.throttle.succeeded(key);
+  s.throttle.succeeded(key, req.remote_address);
   const auto refresh_token = docflow::auth::new_refresh_token();
   const auto now = s.clock.now();
   co_await s.blocking.run([&] {

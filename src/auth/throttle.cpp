@@ -50,9 +50,15 @@ void login_throttle::prune(table& t, core::time_point now) {
   }
 }
 
-void login_throttle::failed(std::string_view user_key, std::string_view address) {
+std::optional<std::chrono::seconds> login_throttle::begin(std::string_view user_key,
+                                                          std::string_view address) {
   const std::lock_guard lock(mutex_);
   const auto now = clock_.now();
+  const auto by_user = check(users_, user_key, max_per_user_, now);
+  const auto by_address = check(addresses_, address, max_per_address_, now);
+  if (by_user || by_address) {
+    return std::max(by_user.value_or(std::chrono::seconds{0}), by_address.value_or(std::chrono::seconds{0}));
+  }
   users_[std::string(user_key)].push_back(now);
   addresses_[std::string(address)].push_back(now);
   if (++inserts_since_prune_ >= prune_every) {
@@ -60,11 +66,28 @@ void login_throttle::failed(std::string_view user_key, std::string_view address)
     prune(users_, now);
     prune(addresses_, now);
   }
+  return std::nullopt;
 }
 
-void login_throttle::succeeded(std::string_view user_key) {
+// Concurrent attempts are interchangeable: taking back the newest count
+// leaves the same number, a little later at most.
+void login_throttle::drop_newest(table& t, std::string_view key) {
+  const auto it = t.find(std::string(key));
+  if (it == t.end()) return;
+  if (!it->second.empty()) it->second.pop_back();
+  if (it->second.empty()) t.erase(it);
+}
+
+void login_throttle::abandoned(std::string_view user_key, std::string_view address) {
+  const std::lock_guard lock(mutex_);
+  drop_newest(users_, user_key);
+  drop_newest(addresses_, address);
+}
+
+void login_throttle::succeeded(std::string_view user_key, std::string_view address) {
   const std::lock_guard lock(mutex_);
   users_.erase(std::string(user_key));
+  drop_newest(addresses_, address);
 }
 
 }  // namespace docflow::auth

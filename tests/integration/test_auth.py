@@ -480,6 +480,27 @@ class ThrottleTest(AuthTestCase):
         other, other_password, _ = self.new_user(server)
         self.login_ok(server, other, other_password)
 
+    def test_simultaneous_guesses_cannot_pass_the_limit_together(self):
+        # Counted when they begin, not when their hash finishes: 16 guesses
+        # at once against a limit of 5 give at most 5 answers of 401.
+        server = self.start_server(DOCFLOW_MAX_CONCURRENT_HASHES="16")
+        username, _, _ = self.new_user(server)
+        barrier = threading.Barrier(16)
+        statuses = []
+
+        def guess(i):
+            barrier.wait()
+            statuses.append(login(server, username, "wrong-guess-%d" % i).status)
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(statuses), 16)
+        self.assertLessEqual(statuses.count(401), 5, statuses)
+        self.assertEqual(statuses.count(401) + statuses.count(429), 16, statuses)
+
     def test_failures_count_across_letter_case(self):
         server = self.start_server(DOCFLOW_LOGIN_MAX_FAILURES="3")
         username, password, _ = self.new_user(server, prefix="CaseThrottle")

@@ -131,7 +131,7 @@ protected:
   // username limit is in play, one second apart.
   void fail_user(const std::string& user, unsigned n) {
     for (unsigned i = 0; i < n; ++i) {
-      throttle.failed(user, user + "-addr-" + std::to_string(i) + "-" + std::to_string(counter_++));
+      (void)throttle.begin(user, user + "-addr-" + std::to_string(i) + "-" + std::to_string(counter_++));
       clock.advance(1s);
     }
   }
@@ -170,7 +170,7 @@ TEST_F(ThrottleTest, RetryAfterIsRoundedUpAndAtLeastOneSecond) {
   clock.advance(window - 5s - 300ms);  // now = t0 + 900s - 300ms
   EXPECT_EQ(check("alice"), 1s);
   for (unsigned i = 0; i < per_user; ++i) {
-    throttle.failed("carol", "carol-" + std::to_string(i));  // all five at one instant
+    (void)throttle.begin("carol", "carol-" + std::to_string(i));  // all five at one instant
   }
   clock.advance(10s + 500ms);
   const auto wait = check("carol");
@@ -186,7 +186,7 @@ TEST_F(ThrottleTest, WindowSlidesWhenTheOldestFailureLeaves) {
   clock.advance(1ms);  // t0+900s: the failure at t0 has left the window
   EXPECT_EQ(check("alice"), std::nullopt);
   // One more failure fills the window again, until the one at t0+1s leaves.
-  throttle.failed("alice", "203.0.113.9");
+  (void)throttle.begin("alice", "203.0.113.9");
   EXPECT_EQ(check("alice"), 1s);
   clock.advance(1s);
   EXPECT_EQ(check("alice"), std::nullopt);
@@ -199,10 +199,10 @@ TEST_F(ThrottleTest, WindowSlidesWhenTheOldestFailureLeaves) {
 TEST_F(ThrottleTest, PerAddressLimitIsIndependentOfUsernames) {
   const std::string address = "192.0.2.50";
   for (unsigned i = 0; i < per_address - 1; ++i) {
-    throttle.failed("user-" + std::to_string(i), address);
+    (void)throttle.begin("user-" + std::to_string(i), address);
   }
   EXPECT_EQ(check("someone-new", address), std::nullopt) << "19 failures from the address";
-  throttle.failed("user-last", address);
+  (void)throttle.begin("user-last", address);
   const auto wait = check("someone-new", address);
   ASSERT_TRUE(wait.has_value()) << "the 20 failures came from one address, whatever the usernames";
   EXPECT_EQ(*wait, window);
@@ -215,12 +215,12 @@ TEST_F(ThrottleTest, WhenBothLimitsApplyTheLongerWaitWins) {
   const std::string crowded = "192.0.2.60";
   const std::string later = "192.0.2.61";
   for (unsigned i = 0; i < per_address; ++i) {
-    throttle.failed("filler-" + std::to_string(i), crowded);  // full, oldest at t0
+    (void)throttle.begin("filler-" + std::to_string(i), crowded);  // full, oldest at t0
   }
   clock.advance(100s);
   fail_user("alice", per_user);  // alice full, oldest at t0+100s; now t0+105s
   for (unsigned i = 0; i < per_address; ++i) {
-    throttle.failed("other-" + std::to_string(i), later);  // full, oldest at t0+105s
+    (void)throttle.begin("other-" + std::to_string(i), later);  // full, oldest at t0+105s
   }
   EXPECT_EQ(check("alice", crowded), window - 5s) << "alice's window ends after the address's";
   EXPECT_EQ(check("alice", later), window) << "the address's window ends after alice's";
@@ -235,28 +235,30 @@ TEST_F(ThrottleTest, UnknownUsernamesAreCountedTheSame) {
 TEST_F(ThrottleTest, SucceededResetsTheUsernameButNotTheAddress) {
   const std::string address = "192.0.2.70";
   for (unsigned i = 0; i < per_user - 1; ++i) {
-    throttle.failed("alice", address);
+    (void)throttle.begin("alice", address);
   }
-  throttle.succeeded("alice");
+  ASSERT_EQ(throttle.begin("alice", address), std::nullopt);  // the attempt that succeeds
+  throttle.succeeded("alice", address);
   for (unsigned i = 0; i < per_user - 1; ++i) {
-    throttle.failed("alice", "other-" + std::to_string(i));
+    (void)throttle.begin("alice", "other-" + std::to_string(i));
   }
   EXPECT_EQ(check("alice", "192.0.2.99"), std::nullopt) << "only 4 failures since the success";
-  throttle.failed("alice", "one-more");
+  (void)throttle.begin("alice", "one-more");
   EXPECT_TRUE(check("alice", "192.0.2.99"));
 
   // The address keeps its count: 4 failures above, 16 more fill it.
   for (unsigned i = 0; i < per_address - (per_user - 1); ++i) {
-    throttle.failed("x" + std::to_string(i), address);
+    (void)throttle.begin("x" + std::to_string(i), address);
   }
-  throttle.succeeded("someone");
+  ASSERT_EQ(throttle.begin("someone", "192.0.2.71"), std::nullopt);
+  throttle.succeeded("someone", "192.0.2.71");
   EXPECT_TRUE(check("someone", address));
 }
 
 TEST_F(ThrottleTest, SucceededForAnUnknownKeyIsHarmless) {
-  throttle.succeeded("never-seen");
+  throttle.succeeded("never-seen", "nowhere");
   fail_user("alice", per_user);
-  throttle.succeeded("never-seen");
+  throttle.succeeded("never-seen", "nowhere");
   EXPECT_TRUE(check("alice"));
 }
 
@@ -264,27 +266,49 @@ TEST_F(ThrottleTest, ManyDistinctKeysDoNotBreakIt) {
   // Enough distinct keys to cross the internal pruning threshold several
   // times, spread over more than one window.
   for (int i = 0; i < 3000; ++i) {
-    throttle.failed("old-" + std::to_string(i),
-                    "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+    (void)throttle.begin("old-" + std::to_string(i),
+                         "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250));
   }
   clock.advance(window + 1s);
   // The victim's first failure will have left the window when pruning runs,
   // the next four will not.
-  throttle.failed("victim", "v-first");
+  (void)throttle.begin("victim", "v-first");
   clock.advance(850s);
   for (int i = 0; i < 4; ++i) {
-    throttle.failed("victim", "v-" + std::to_string(i));
+    (void)throttle.begin("victim", "v-" + std::to_string(i));
   }
   clock.advance(60s);
   for (int i = 0; i < 3000; ++i) {
-    throttle.failed("new-" + std::to_string(i),
-                    "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+    (void)throttle.begin("new-" + std::to_string(i),
+                         "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250));
   }
   EXPECT_EQ(check("victim"), std::nullopt) << "four failures in the window";
-  throttle.failed("victim", "v-last");
+  (void)throttle.begin("victim", "v-last");
   EXPECT_TRUE(check("victim")) << "recent failures survive pruning";
   EXPECT_EQ(check("old-0", "10.0.0.0"), std::nullopt) << "old ones have left the window";
   EXPECT_EQ(check("new-0", "10.9.9.9"), std::nullopt) << "one failure each";
+}
+
+TEST_F(ThrottleTest, AnAttemptCountsWhenItBeginsSoConcurrentGuessesSeeEachOther) {
+  // 16 guesses arrive before any password check has finished: only the
+  // limit's worth may go ahead.
+  int allowed = 0;
+  for (int i = 0; i < 16; ++i) {
+    allowed += throttle.begin("alice", "198.51.100.1") ? 0 : 1;
+  }
+  EXPECT_EQ(allowed, static_cast<int>(per_user));
+  EXPECT_TRUE(check("alice"));
+}
+
+TEST_F(ThrottleTest, AnAbandonedAttemptIsTakenBack) {
+  for (unsigned i = 0; i < per_user; ++i) {
+    ASSERT_EQ(throttle.begin("alice", "198.51.100.2"), std::nullopt);
+  }
+  ASSERT_TRUE(check("alice"));
+  throttle.abandoned("alice", "198.51.100.2");  // the server was too busy to check it
+  EXPECT_EQ(check("alice"), std::nullopt);
+  EXPECT_EQ(throttle.begin("alice", "198.51.100.2"), std::nullopt);
+  EXPECT_TRUE(throttle.begin("alice", "198.51.100.2"));
 }
 
 TEST_F(ThrottleTest, ConcurrentFailuresAreAllCounted) {
@@ -295,7 +319,7 @@ TEST_F(ThrottleTest, ConcurrentFailuresAreAllCounted) {
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&big, t] {
       for (int i = 0; i < per_thread; ++i) {
-        big.failed("shared", "addr-" + std::to_string(t) + "-" + std::to_string(i));
+        (void)big.begin("shared", "addr-" + std::to_string(t) + "-" + std::to_string(i));
         (void)big.retry_after("shared", "elsewhere");
       }
     });
