@@ -40,6 +40,32 @@ const char* content_type(file_kind k) noexcept {
 }
 
 namespace {
+
+// The code point of the valid UTF-8 sequence of `n` bytes at text[i].
+char32_t decode_utf8(std::string_view text, std::size_t i, std::size_t n) noexcept {
+  static constexpr unsigned char lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  char32_t c = static_cast<unsigned char>(text[i]) & lead_mask[n];
+  for (std::size_t k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+  return c;
+}
+
+// Unicode's format characters (general category Cf, Unicode 15): invisible,
+// and some reorder what is shown around them (U+202E makes "cod.exe" of
+// "exe.doc"), so a name that keeps them can pass for another.
+bool is_format_character(char32_t c) noexcept {
+  static constexpr std::pair<char32_t, char32_t> ranges[] = {
+      {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},   {0x070F, 0x070F},
+      {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},   {0x200B, 0x200F},   {0x202A, 0x202E},
+      {0x2060, 0x2064},   {0x2066, 0x206F},   {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD},
+      {0x110CD, 0x110CD}, {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+      {0xE0020, 0xE007F},
+  };
+  for (const auto& [first, last] : ranges) {
+    if (c >= first && c <= last) return true;
+  }
+  return false;
+}
+
 bool ends_with_ci(std::string_view s, std::string_view suffix) {
   if (s.size() < suffix.size()) return false;
   for (std::size_t i = 0; i < suffix.size(); ++i) {
@@ -62,10 +88,9 @@ std::string sanitize_filename(std::string_view name) {
       ++i;
       continue;
     }
-    const auto c = static_cast<unsigned char>(name[i]);
-    const bool control = n == 1 && (c < 0x20 || c == 0x7F);
-    const bool c1_control = n == 2 && c == 0xC2 && static_cast<unsigned char>(name[i + 1]) < 0xA0;
-    if (!control && !c1_control) out.append(name.substr(i, n));
+    const auto c = decode_utf8(name, i, n);
+    const bool control = c < 0x20 || (c >= 0x7F && c < 0xA0);  // C0, DEL, C1
+    if (!control && !is_format_character(c)) out.append(name.substr(i, n));
     i += n;
   }
   while (!out.empty() && (out.front() == ' ' || out.front() == '.'))

@@ -52,7 +52,8 @@ struct document {
 };
 
 /// The client's file name made safe to store and show: the last path
-/// component only, control characters and invalid UTF-8 dropped, at most 255
+/// component only, control and format characters (Unicode Cf: bidi controls,
+/// zero-width characters) and invalid UTF-8 dropped, at most 255
 /// bytes: a longer name loses the end of its stem (cut on a character
 /// boundary) and keeps its extension. Empty when nothing is left.
 std::string sanitize_filename(std::string_view name);

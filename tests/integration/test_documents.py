@@ -358,6 +358,8 @@ class UploadTest(DocumentTestCase, SharedServerTestCase):
             "C:\\Users\\me\\scan.pdf": "scan.pdf",
             "..hidden.pdf": "hidden.pdf",
             "tab\there.pdf": "tabhere.pdf",
+            "invoice\u202efdp.exe\u202c.pdf": "invoicefdp.exe.pdf",  # bidi overrides: issue 13
+            "zero\u200bwidth\ufeff.pdf": "zerowidth.pdf",
         }
         for sent, kept in cases.items():
             with self.subTest(sent=sent):

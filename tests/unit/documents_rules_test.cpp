@@ -126,6 +126,28 @@ TEST(sanitize_filename, drops_control_characters) {
             "b.pdf");  // U+00A0 is not a control
 }
 
+TEST(sanitize_filename, drops_format_characters) {
+  // U+202E RIGHT-TO-LEFT OVERRIDE would show "invoice\u202Efdp.exe" as "invoiceexe.pdf".
+  EXPECT_EQ(core::sanitize_filename("invoice\xE2\x80\xAE"
+                                    "fdp.exe"),
+            "invoicefdp.exe");
+  EXPECT_EQ(core::sanitize_filename("a\xE2\x80\x8B"
+                                    "b\xEF\xBB\xBF"
+                                    "c\xE2\x81\xA6"
+                                    "d\xC2\xAD"
+                                    "e.pdf"),
+            "abcde.pdf");  // U+200B zero width space, U+FEFF, U+2066, U+00AD soft hyphen
+  EXPECT_EQ(core::sanitize_filename("x\xF3\xA0\x80\x81"
+                                    "y.pdf"),
+            "xy.pdf");                                            // U+E0001 language tag
+  EXPECT_EQ(core::sanitize_filename("\xE2\x80\x8F.pdf"), "pdf");  // only a mark before the dot
+  // Neighbours that are not Cf stay: U+2010 hyphen, U+00AC not sign.
+  EXPECT_EQ(core::sanitize_filename("a\xE2\x80\x90"
+                                    "b\xC2\xAC.pdf"),
+            "a\xE2\x80\x90"
+            "b\xC2\xAC.pdf");
+}
+
 TEST(sanitize_filename, drops_invalid_utf8) {
   EXPECT_EQ(core::sanitize_filename("a\xFF\xFE"
                                     "b.pdf"),
