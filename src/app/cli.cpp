@@ -44,7 +44,9 @@ config::config load_or_exit(const std::map<std::string, std::string>& raw) {
   try {
     return config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
   } catch (const config::config_error& e) {
-    std::cerr << "docflow: invalid configuration: " << e.what() << '\n';
+    for (const auto& p : e.problems()) {
+      std::cerr << "docflow: invalid configuration: " << p.setting << ": " << p.message << '\n';
+    }
     std::exit(exit_bad_config);
   }
 }

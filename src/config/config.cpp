@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "config/units.hpp"
 
@@ -57,10 +59,39 @@ const std::vector<setting_info>& settings() {
 
 namespace {
 
-// Reads raw values with defaults and turns parse failures into config_error.
+std::string join_lines(const std::vector<invalid_setting>& problems) {
+  std::string out;
+  for (const auto& p : problems) {
+    out += (out.empty() ? "" : "\n") + p.setting + ": " + p.message;
+  }
+  return out;
+}
+
+// The largest unit that writes `d` exactly, as the docs write the ranges
+// (0s, 5m, 24h, 366d).
+std::string format_duration(milliseconds d) {
+  using namespace std::chrono_literals;
+  if (d == 0ms) {
+    return "0s";
+  }
+  const std::pair<milliseconds, const char*> units[] = {{24h, "d"}, {1h, "h"}, {1min, "m"}, {1s, "s"}};
+  for (const auto& [unit, suffix] : units) {
+    if (d % unit == 0ms && !(unit == 24h && d == 24h)) {
+      return std::to_string(d / unit) + suffix;
+    }
+  }
+  return std::to_string(d.count()) + "ms";
+}
+
+// Reads raw values with defaults. A value that does not parse is noted and
+// a placeholder returned, so that load() can go on and report every bad
+// setting at once.
 class reader {
 public:
   explicit reader(const std::map<std::string, std::string>& values) : values_(values) {}
+
+  void fail(const std::string& name, const std::string& message) { problems_.push_back({name, message}); }
+  const std::vector<invalid_setting>& problems() const { return problems_; }
 
   std::optional<std::string> raw(const std::string& name) const {
     const auto it = values_.find(name);
@@ -83,70 +114,78 @@ public:
   }
 
   milliseconds duration(const std::string& name, const std::string& fallback, milliseconds min,
-                        milliseconds max = milliseconds::max()) const {
+                        milliseconds max) {
     const auto text = string(name, fallback);
+    const auto range = format_duration(min) + " and " + format_duration(max);
     const auto d = parse_duration(text);
     if (!d) {
-      throw config_error(name, "'" + text + "' is not a duration (use e.g. 500ms, 2s, 15m, 7d)");
+      fail(name,
+           "'" + text + "' must be a duration between " + range + ", written like 500ms, 2s, 15m or 7d");
+      return min;
     }
     if (*d < min || *d > max) {
-      throw config_error(name, "'" + text + "' is out of range");
+      fail(name, "'" + text + "' must be between " + range);
+      return min;
     }
     return *d;
   }
 
-  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) const {
+  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) {
     const auto text = string(name, fallback);
+    const auto at_least = "at least " + std::to_string(min) + (min == 1 ? " byte" : " bytes");
     const auto n = parse_size(text);
     if (!n) {
-      throw config_error(name, "'" + text + "' is not a size (use e.g. 64KiB, 100MiB)");
+      fail(name, "'" + text + "' must be a size of " + at_least + ", written like 64KiB or 100MiB");
+      return min;
     }
     if (*n < min) {
-      throw config_error(name, "'" + text + "' is too small (at least " + std::to_string(min) + " bytes)");
+      fail(name, "'" + text + "' must be " + at_least);
+      return min;
     }
     return *n;
   }
 
   std::uint64_t integer(const std::string& name, std::uint64_t fallback, std::uint64_t min,
-                        std::uint64_t max) const {
+                        std::uint64_t max) {
     const auto text = raw(name);
     if (!text) {
       return fallback;
     }
-    std::uint64_t n = 0;
+    const auto range = std::to_string(min) + " and " + std::to_string(max);
+    // Signed, so that '-1' is reported as out of range rather than as not a number.
+    std::int64_t n = 0;
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
-    if (ec != std::errc{} || end != text->data() + text->size() || text->empty()) {
-      throw config_error(name, "'" + *text + "' is not a whole number");
+    if (ec == std::errc::invalid_argument || end != text->data() + text->size()) {
+      fail(name, "'" + *text + "' must be a whole number between " + range);
+      return min;
     }
-    if (n < min || n > max) {
-      throw config_error(
-          name, "'" + *text + "' must be between " + std::to_string(min) + " and " + std::to_string(max));
+    if (ec == std::errc::result_out_of_range || n < 0 || static_cast<std::uint64_t>(n) < min ||
+        static_cast<std::uint64_t>(n) > max) {
+      fail(name, "'" + *text + "' must be between " + range);
+      return min;
     }
-    return n;
+    return static_cast<std::uint64_t>(n);
   }
 
 private:
   const std::map<std::string, std::string>& values_;
+  std::vector<invalid_setting> problems_;
 };
 
-listen_address parse_listen(const std::string& text) {
-  const auto fail = [&] {
-    return config_error("DOCFLOW_LISTEN",
-                        "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
-  };
+std::optional<listen_address> parse_listen(const std::string& text) {
   listen_address a;
   std::string port;
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      throw fail();
+      return std::nullopt;
     }
     a.host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
     const auto colon = text.rfind(':');
     if (colon == std::string::npos || text.find(':') != colon) {
-      throw fail();
+      return std::nullopt;
     }
     a.host = text.substr(0, colon);
     port = text.substr(colon + 1);
@@ -154,56 +193,65 @@ listen_address parse_listen(const std::string& text) {
   unsigned n = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
   if (a.host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || n > 65535) {
-    throw fail();
+    return std::nullopt;
   }
   a.port = static_cast<std::uint16_t>(n);
   return a;
 }
 
-// Returns the part after "scheme://", or throws naming the setting.
-std::string strip_scheme(const std::string& setting, const std::string& url, const std::string& scheme,
-                         const std::string& example) {
+// The part after "scheme://", or a problem noted against the setting.
+std::string strip_scheme(reader& r, const std::string& setting, const std::string& url,
+                         const std::string& scheme, const std::string& example) {
   const std::string prefix = scheme + "://";
   if (url.rfind(prefix, 0) != 0 || url.size() == prefix.size()) {
-    throw config_error(setting, "'" + url + "' is not supported (expected " + example + ")");
+    r.fail(setting, "'" + url + "' is not supported (expected " + example + ")");
+    return {};
   }
   return url.substr(prefix.size());
 }
 
 }  // namespace
 
+config_error::config_error(std::vector<invalid_setting> problems)
+    : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
+
 config load(const std::map<std::string, std::string>& values, unsigned cores) {
   cores = std::max(cores, 1U);
-  const reader r(values);
+  reader r(values);
   config c;
 
-  c.listen = parse_listen(r.string("DOCFLOW_LISTEN", "127.0.0.1:8000"));
+  const auto listen = r.string("DOCFLOW_LISTEN", "127.0.0.1:8000");
+  if (const auto a = parse_listen(listen)) {
+    c.listen = *a;
+  } else {
+    r.fail("DOCFLOW_LISTEN", "'" + listen + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
+  }
   c.data_dir = r.string("DOCFLOW_DATA_DIR", "./data");
   if (c.data_dir.empty()) {
-    throw config_error("DOCFLOW_DATA_DIR", "must not be empty");
+    r.fail("DOCFLOW_DATA_DIR", "must not be empty");
   }
 
   const auto db = r.string("DOCFLOW_DATABASE_URL", "sqlite://" + (c.data_dir / "docflow.db").string());
   if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    throw config_error("DOCFLOW_DATABASE_URL",
-                       "PostgreSQL is not available in this version yet; use sqlite://PATH");
+    r.fail("DOCFLOW_DATABASE_URL", "PostgreSQL is not available in this version yet; use sqlite://PATH");
+  } else {
+    c.sqlite_path = strip_scheme(r, "DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
   }
-  c.sqlite_path = strip_scheme("DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
 
   const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
   if (storage.rfind("s3://", 0) == 0) {
-    throw config_error("DOCFLOW_STORAGE_URL",
-                       "S3 storage is not available in this version yet; use file://PATH");
+    r.fail("DOCFLOW_STORAGE_URL", "S3 storage is not available in this version yet; use file://PATH");
+  } else {
+    c.blob_dir = strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
   }
-  c.blob_dir = strip_scheme("DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
 
   c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
-    throw config_error("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
+    r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
   }
   c.jwt_issuer = r.string("DOCFLOW_JWT_ISSUER", "docflow");
   if (c.jwt_issuer.empty()) {
-    throw config_error("DOCFLOW_JWT_ISSUER", "must not be empty");
+    r.fail("DOCFLOW_JWT_ISSUER", "must not be empty");
   }
   using namespace std::chrono_literals;
   c.access_ttl = r.duration("DOCFLOW_ACCESS_TTL", "15m", 1s, 24h);
@@ -214,7 +262,7 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
 
   const auto signup = r.string("DOCFLOW_SIGNUP", "open");
   if (signup != "open" && signup != "closed") {
-    throw config_error("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
+    r.fail("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
   }
   c.signup_open = signup == "open";
 
@@ -232,13 +280,13 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {
-    throw config_error("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
+    r.fail("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
   }
   c.ml_timeout = r.duration("DOCFLOW_ML_TIMEOUT", "30s", 1s, 1h);
 
   c.log_level = r.string("DOCFLOW_LOG_LEVEL", "info");
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
-    throw config_error("DOCFLOW_LOG_LEVEL", "'" + c.log_level + "' must be debug, info, warn or error");
+    r.fail("DOCFLOW_LOG_LEVEL", "'" + c.log_level + "' must be debug, info, warn or error");
   }
 
   c.header_timeout = r.duration("DOCFLOW_HEADER_TIMEOUT", "30s", 1ms, 1h);
@@ -252,6 +300,9 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   c.blocking_threads =
       static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", std::max(32U, 4 * cores), 1, 1024));
   c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
+  if (!r.problems().empty()) {
+    throw config_error(r.problems());
+  }
   return c;
 }
 

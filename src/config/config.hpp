@@ -25,15 +25,22 @@ struct setting_info {
 /// Every setting docflow reads, in documentation order.
 const std::vector<setting_info>& settings();
 
-/// A setting that failed validation; `what()` names it and says why.
+/// One setting that failed validation: its environment variable and a
+/// message that says what is allowed.
+struct invalid_setting {
+  std::string setting;
+  std::string message;
+};
+
+/// Every setting that failed validation; `what()` holds one
+/// "SETTING: message" line for each, so an operator fixes them in one go.
 class config_error : public std::runtime_error {
 public:
-  config_error(const std::string& setting, const std::string& message)
-      : std::runtime_error(setting + ": " + message), setting_(setting) {}
-  const std::string& setting() const noexcept { return setting_; }
+  explicit config_error(std::vector<invalid_setting> problems);
+  const std::vector<invalid_setting>& problems() const noexcept { return problems_; }
 
 private:
-  std::string setting_;
+  std::vector<invalid_setting> problems_;
 };
 
 struct listen_address {
@@ -82,7 +89,7 @@ struct config {
 
 /// Builds the configuration from raw values keyed by environment variable
 /// name; a missing key takes its default. `cores` is the machine's core count
-/// (defaults that scale with it). Throws config_error naming the first bad
+/// (defaults that scale with it). Throws config_error naming every bad
 /// setting.
 config load(const std::map<std::string, std::string>& values, unsigned cores);
 

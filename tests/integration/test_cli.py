@@ -38,6 +38,20 @@ class BadConfigurationTest(unittest.TestCase):
                 self.assertIn(name, out.stderr)
                 self.assertNotIn("server.listening", out.stdout)
 
+    def test_every_bad_value_is_reported_on_its_own_line(self):
+        bad = {"DOCFLOW_WORKERS": "-1", "DOCFLOW_LOG_LEVEL": "loud", "DOCFLOW_ACCESS_TTL": "5x"}
+        out = run_cli(["serve"], timeout=START_BOUND, **bad)
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        self.assertEqual(len(lines), len(bad), out.stderr)
+        for name in bad:
+            self.assertEqual(len([line for line in lines if name in line]), 1, out.stderr)
+        self.assertIn("docflow: invalid configuration: DOCFLOW_WORKERS: '-1' must be between 0 and 256", lines)
+        self.assertIn(
+            "docflow: invalid configuration: DOCFLOW_LOG_LEVEL: 'loud' must be debug, info, warn or error", lines
+        )
+        self.assertIn("between 1s and 24h", out.stderr)
+
     def test_migrate_checks_configuration_too(self):
         out = run_cli(["migrate"], DOCFLOW_LOG_LEVEL="loud")
         self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
