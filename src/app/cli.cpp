@@ -18,10 +18,13 @@ namespace {
 
 constexpr int exit_bad_config = 2;
 
-// Registers one option per setting on `cmd`. A flag that is given
-// overwrites the value read from the environment (see run_cli).
-void add_settings(CLI::App& cmd, std::map<std::string, std::string>& raw) {
+// Registers one option per setting that `command` reads on `cmd`. A flag
+// that is given overwrites the value read from the environment (see run_cli).
+void add_settings(CLI::App& cmd, config::command command, std::map<std::string, std::string>& raw) {
   for (const auto& s : config::settings()) {
+    if ((s.used_by & command) == 0) {
+      continue;
+    }
     cmd.add_option_function<std::string>(
            s.flag, [&raw, env = s.env](const std::string& v) { raw[env] = v; },
            s.help + " [env " + s.env + "]")
@@ -60,13 +63,13 @@ int run_cli(int argc, char** argv) {
 
   auto raw = environment_settings();
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
-  add_settings(*serve_cmd, raw);
+  add_settings(*serve_cmd, config::for_serve, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
-  add_settings(*migrate_cmd, raw);
+  add_settings(*migrate_cmd, config::for_migrate, raw);
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
-  add_settings(*worker_cmd, raw);
+  add_settings(*worker_cmd, config::for_worker, raw);
   // The sandboxed child the workers start for each extraction; not for people.
   std::string extract_kind;
   std::string extract_file;
@@ -83,9 +86,9 @@ int run_cli(int argc, char** argv) {
       user_cmd->add_subcommand("add", "Create an account; the password is the first line of standard input");
   user_add_cmd->add_option("name", user_name, "Username (3-64 of A-Z a-z 0-9 . _ -)")->required();
   user_add_cmd->add_flag("--admin", user_admin, "Give the account the admin role");
-  add_settings(*user_add_cmd, raw);
+  add_settings(*user_add_cmd, config::for_user, raw);
   auto* user_list_cmd = user_cmd->add_subcommand("list", "List accounts");
-  add_settings(*user_list_cmd, raw);
+  add_settings(*user_list_cmd, config::for_user, raw);
 
   try {
     app.parse(argc, argv);

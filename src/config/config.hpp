@@ -13,13 +13,23 @@ namespace docflow::config {
 
 using std::chrono::milliseconds;
 
+/// The commands that read settings, as bits of setting_info::used_by.
+enum command : unsigned {
+  for_serve = 1U << 0,
+  for_worker = 1U << 1,
+  for_migrate = 1U << 2,
+  for_user = 1U << 3,  ///< user add, user list
+};
+
 /// One configuration setting: its environment variable, the command-line flag
-/// that overrides it, and what it means. The table drives both the CLI and
-/// the validation, so a setting is declared once.
+/// that overrides it, what it means and which commands read it. The table
+/// drives both the CLI (each command offers, and its --help lists, only the
+/// flags it reads) and the validation, so a setting is declared once.
 struct setting_info {
   std::string env;   ///< DOCFLOW_LISTEN
   std::string flag;  ///< --listen
   std::string help;
+  unsigned used_by = 0;  ///< `command` bits
 };
 
 /// Every setting docflow reads, in documentation order.

@@ -125,6 +125,31 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("--listen", out.stdout)
         self.assertIn("DOCFLOW_LISTEN", out.stdout)
 
+    def test_help_lists_only_the_settings_the_command_reads(self):
+        server_only = ("--listen", "--io-threads", "--header-timeout", "--signup")
+        jobs = ("--workers", "--job-lease", "--storage-url", "--ml-url", "--simulated-delay-ms")
+        cases = {
+            ("serve",): server_only + jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("worker",): jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("migrate",): ("--data-dir", "--database-url", "--log-level"),
+            ("user", "add"): ("--data-dir", "--database-url", "--admin"),
+            ("user", "list"): ("--data-dir", "--database-url"),
+        }
+        every_flag = set(server_only + jobs + ("--data-dir", "--database-url", "--log-level"))
+        for command, listed in cases.items():
+            with self.subTest(command=command):
+                out = run_cli([*command, "--help"])
+                self.assertEqual(out.returncode, 0, out.stderr)
+                flags = set(re.findall(r"--[a-z][a-z-]*", out.stdout))
+                for flag in listed:
+                    self.assertIn(flag, flags, out.stdout)
+                for flag in every_flag - set(listed):
+                    self.assertNotIn(flag, flags, out.stdout)
+
+    def test_a_setting_the_command_does_not_read_is_not_a_flag_there(self):
+        out = run_cli(["user", "list", "--listen", "127.0.0.1:9"])
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+
     def test_unknown_command_fails(self):
         out = run_cli(["frobnicate"])
         self.assertNotEqual(out.returncode, 0)

@@ -351,6 +351,25 @@ TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
   }
 }
 
+TEST(config_settings, serve_reads_every_setting_and_the_other_commands_their_own) {
+  std::set<std::string> worker;
+  std::set<std::string> migrate;
+  std::set<std::string> user;
+  for (const auto& s : config::settings()) {
+    EXPECT_NE(s.used_by & config::for_serve, 0U) << s.env;
+    if ((s.used_by & config::for_worker) != 0) worker.insert(s.env);
+    if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
+    if ((s.used_by & config::for_user) != 0) user.insert(s.env);
+  }
+  EXPECT_EQ(worker, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
+                                           "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
+                                           "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_ML_URL",
+                                           "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(migrate,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));
+}
+
 // -----------------------------------------------------------------------------------------------------------
 // parse_size
 
