@@ -1,8 +1,12 @@
 #include "app/cli.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -20,9 +24,15 @@ constexpr int exit_bad_config = 2;
 
 // Registers one option per setting that `command` reads on `cmd`. A flag
 // that is given overwrites the value read from the environment (see run_cli).
+// Secrets have no flag; the help names their variables instead.
 void add_settings(CLI::App& cmd, config::command command, std::map<std::string, std::string>& raw) {
+  std::string secrets;
   for (const auto& s : config::settings()) {
     if ((s.used_by & command) == 0) {
+      continue;
+    }
+    if (s.secret) {
+      secrets += "  " + s.env + " or " + s.env + "_FILE\n      " + s.help + "\n";
       continue;
     }
     cmd.add_option_function<std::string>(
@@ -30,14 +40,40 @@ void add_settings(CLI::App& cmd, config::command command, std::map<std::string, 
            s.help + " [env " + s.env + "]")
         ->group("Settings (each also read from its environment variable; the flag wins)");
   }
+  if (!secrets.empty()) {
+    cmd.footer("Secrets (environment only; NAME_FILE is the path of a file holding the value):\n" + secrets);
+  }
 }
 
-// The DOCFLOW_* environment: the one place configuration is read from it.
-std::map<std::string, std::string> environment_settings() {
+// A secret on the command line is visible to every user of the machine (ps,
+// /proc/PID/cmdline), so its flag is refused, before CLI11 could echo the
+// value in an error. Returns the message, if any.
+std::optional<std::string> refuse_secret_flags(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") {
+      break;
+    }
+    for (const auto& s : config::settings()) {
+      if (s.secret && (arg == s.flag || arg.starts_with(s.flag + "="))) {
+        return s.flag + " is not accepted: a command line is visible to other users of the machine; set " +
+               s.env + " or " + s.env + "_FILE (the path of a file holding it) instead";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Every DOCFLOW_* variable: the one place configuration is read from the
+// environment. All are kept, not only the settings' names: a secret may
+// come as <NAME>_FILE.
+std::map<std::string, std::string> docflow_environment() {
   std::map<std::string, std::string> raw;
-  for (const auto& s : config::settings()) {
-    if (const char* v = std::getenv(s.env.c_str())) {
-      raw[s.env] = v;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text = *entry;
+    const auto eq = text.find('=');
+    if (text.starts_with("DOCFLOW_") && eq != std::string_view::npos) {
+      raw.emplace(text.substr(0, eq), text.substr(eq + 1));
     }
   }
   return raw;
@@ -61,7 +97,7 @@ int run_cli(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show every command's options");
 
-  auto raw = environment_settings();
+  auto raw = docflow_environment();
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
   add_settings(*serve_cmd, config::for_serve, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
@@ -90,6 +126,10 @@ int run_cli(int argc, char** argv) {
   auto* user_list_cmd = user_cmd->add_subcommand("list", "List accounts");
   add_settings(*user_list_cmd, config::for_user, raw);
 
+  if (const auto refusal = refuse_secret_flags(argc, argv)) {
+    std::cerr << "docflow: " << *refusal << '\n';
+    return exit_bad_config;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,8 +1,13 @@
 #include "config/config.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -23,7 +28,7 @@ const std::vector<setting_info>& settings() {
        every_command},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
-       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve},
+       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
       {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)", for_serve},
       {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)", for_serve},
@@ -65,7 +70,7 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads",
        "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)", for_serve},
       {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)",
-       for_serve},
+       for_serve, true},
   };
   return all;
 }
@@ -223,14 +228,86 @@ std::string strip_scheme(reader& r, const std::string& setting, const std::strin
   return url.substr(prefix.size());
 }
 
+// A secret file's contents without one trailing newline (editors add one),
+// or nullopt with `error` set.
+std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
+  // A secret is short; a bound keeps a mistaken /dev/zero from filling memory.
+  constexpr std::size_t limit = 64 * 1024;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string out;
+  char buf[4096];
+  ssize_t n = 0;
+  while (out.size() <= limit && (n = ::read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  const int read_errno = errno;
+  ::close(fd);
+  if (n < 0) {
+    error = std::strerror(read_errno);
+    return std::nullopt;
+  }
+  if (out.size() > limit) {
+    error = "larger than 64 KiB, not a secret";
+    return std::nullopt;
+  }
+  if (!out.empty() && out.back() == '\n') {
+    out.pop_back();
+  }
+  if (out.empty()) {
+    error = "the file is empty";
+    return std::nullopt;
+  }
+  return out;
+}
+
+// `values` with each secret given as <env>_FILE replaced by the file's
+// contents; problems with either form go to `problems`.
+std::map<std::string, std::string> with_secret_files(const std::map<std::string, std::string>& values,
+                                                     std::vector<invalid_setting>& problems) {
+  auto out = values;
+  const auto given = [&](const std::string& name) {
+    const auto it = values.find(name);
+    return it != values.end() && !it->second.empty();
+  };
+  for (const auto& s : settings()) {
+    const auto file_env = s.env + "_FILE";
+    if (!s.secret || !given(file_env)) {
+      continue;
+    }
+    if (given(s.env)) {
+      problems.push_back({s.env, "is set, and so is " + file_env + "; set only one of them"});
+      continue;
+    }
+    const auto& path = values.at(file_env);
+    std::string error;
+    if (const auto secret = read_secret_file(path, error)) {
+      out[s.env] = *secret;
+    } else {
+      problems.push_back({file_env, "cannot read '" + path + "': " + error});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 config_error::config_error(std::vector<invalid_setting> problems)
     : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
 
-config load(const std::map<std::string, std::string>& values, unsigned cores) {
+config load(const std::map<std::string, std::string>& given, unsigned cores) {
   cores = std::max(cores, 1U);
+  std::vector<invalid_setting> secret_problems;
+  const auto values = with_secret_files(given, secret_problems);
   reader r(values);
+  for (const auto& p : secret_problems) {
+    r.fail(p.setting, p.message);
+  }
   config c;
 
   const auto listen = r.string("DOCFLOW_LISTEN", "127.0.0.1:8000");

@@ -30,6 +30,9 @@ struct setting_info {
   std::string flag;  ///< --listen
   std::string help;
   unsigned used_by = 0;  ///< `command` bits
+  /// Never a flag (a command line is visible to every user of the machine);
+  /// also read from a file named by <env>_FILE.
+  bool secret = false;
 };
 
 /// Every setting docflow reads, in documentation order.
@@ -98,7 +101,9 @@ struct config {
 };
 
 /// Builds the configuration from raw values keyed by environment variable
-/// name; a missing key takes its default. `cores` is the machine's core count
+/// name; a missing key takes its default. A secret setting may instead be
+/// given as <env>_FILE, the path of a file holding it (one trailing newline
+/// is dropped). `cores` is the machine's core count
 /// (defaults that scale with it). Throws config_error naming every bad
 /// setting.
 config load(const std::map<std::string, std::string>& values, unsigned cores);

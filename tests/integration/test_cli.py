@@ -1,7 +1,9 @@
 """The command line (SPEC sections 6 and 7): configuration errors, flags over
 environment variables, version, help, migrate and the generated JWT secret."""
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import stat
@@ -12,6 +14,12 @@ from harness import EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
 
 EXIT_BAD_CONFIG = 2
 START_BOUND = 8.0  # a bad configuration exits at once; still running after this means it started
+
+
+def register_status(server):
+    """The status of a registration: 201 with signup open, 403 closed."""
+    body = json.dumps({"username": "user-%s" % secrets.token_hex(4), "password": "pw-" + secrets.token_hex(8)})
+    return server.request("POST", "/auth/register", headers={"Content-Type": "application/json"}, body=body).status
 
 
 class BadConfigurationTest(unittest.TestCase):
@@ -87,9 +95,8 @@ class FlagOverridesEnvTest(ServerTestCase):
                 self.assertTrue(env in out.stderr or flag.split("=")[0] in out.stderr, out.stderr)
 
     def test_flag_alone_is_used(self):
-        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN=None)
-        self.assertEqual(server.get("/metrics").status, 401)
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+        server = self.start_server("--signup", "closed", DOCFLOW_SIGNUP=None)
+        self.assertEqual(register_status(server), 403)
 
     def test_flags_override_env_for_migrate(self):
         out = run_cli(["migrate", "--log-level=info"], DOCFLOW_LOG_LEVEL="loud")
@@ -98,9 +105,71 @@ class FlagOverridesEnvTest(ServerTestCase):
         self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
 
     def test_flag_value_is_the_one_used(self):
-        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN="from-the-env")
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-env"}).status, 401)
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+        server = self.start_server("--signup", "closed", DOCFLOW_SIGNUP="open")
+        self.assertEqual(register_status(server), 403)
+        server = self.start_server("--signup=open", DOCFLOW_SIGNUP="closed")
+        self.assertEqual(register_status(server), 201)
+
+
+class SecretsTest(ServerTestCase):
+    """Secrets come from the environment, directly or as <NAME>_FILE, never
+    from a flag."""
+
+    def secret_file(self, content):
+        fd, path = tempfile.mkstemp(prefix="docflow-it-secret-")
+        self.addCleanup(os.remove, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        return path
+
+    def test_metrics_token_from_a_file_without_its_trailing_newline(self):
+        path = self.secret_file("token-from-a-file\n")
+        server = self.start_server(DOCFLOW_METRICS_TOKEN=None, DOCFLOW_METRICS_TOKEN_FILE=path)
+        self.assertEqual(server.get("/metrics").status, 401)
+        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer token-from-a-file"}).status, 200)
+
+    def test_jwt_secret_from_a_file(self):
+        path = self.secret_file("x" * 40 + "\n")
+        server = self.start_server(DOCFLOW_JWT_SECRET=None, DOCFLOW_JWT_SECRET_FILE=path)
+        self.assertEqual(register_status(server), 201)
+        self.assertFalse(os.path.exists(os.path.join(server.data_dir, "jwt.secret")))
+        self.assertEqual(server.find_logs(event="config.jwt_secret_generated"), [])
+
+    def test_both_forms_set_is_an_error_naming_both(self):
+        path = self.secret_file("x" * 40)
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_JWT_SECRET_FILE=path)  # the harness sets the other
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        self.assertIn("DOCFLOW_JWT_SECRET:", out.stderr)
+        self.assertIn("DOCFLOW_JWT_SECRET_FILE", out.stderr)
+        self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
+
+    def test_unreadable_file_is_an_error_naming_variable_and_path(self):
+        missing = os.path.join(tempfile.gettempdir(), "docflow-it-no-such-secret")
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_METRICS_TOKEN_FILE=missing)
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        self.assertRegex(out.stderr, r"DOCFLOW_METRICS_TOKEN_FILE: .*%s.*No such file" % re.escape(missing))
+
+    def test_secret_flags_are_refused_without_echoing_the_value(self):
+        value = "do-not-print-this-secret-0123456789abcdef"
+        cases = (
+            (["serve", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
+            (["serve", "--metrics-token=" + value], "DOCFLOW_METRICS_TOKEN"),
+            (["user", "list", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
+        )
+        for args, env in cases:
+            with self.subTest(args=args[:-1]):
+                out = run_cli(args, timeout=START_BOUND)
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertIn(env + " or " + env + "_FILE", out.stderr)
+                self.assertNotIn(value, out.stderr + out.stdout)
+
+    def test_help_names_the_secret_variables_not_flags(self):
+        out = run_cli(["serve", "--help"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for env in ("DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"):
+            self.assertIn(env + "_FILE", out.stdout)
+        self.assertNotIn("--jwt-secret", out.stdout)
+        self.assertNotIn("--metrics-token", out.stdout)
 
 
 class CommandsTest(unittest.TestCase):

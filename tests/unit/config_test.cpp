@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -330,6 +332,98 @@ TEST(config_rejects_message, says_what_is_allowed) {
   EXPECT_EQ(message_for("DOCFLOW_MAX_UPLOAD_BYTES", "0"), "'0' must be at least 1 byte");
   EXPECT_EQ(message_for("DOCFLOW_MAX_UPLOAD_BYTES", "lots"),
             "'lots' must be a size of at least 1 byte, written like 64KiB or 100MiB");
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Secrets from files (<NAME>_FILE)
+
+namespace {
+
+// A file holding `content`, removed with the object.
+class temp_file {
+public:
+  explicit temp_file(const std::string& content)
+      : path_(std::filesystem::temp_directory_path() /
+              ("docflow-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(next_++))) {
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~temp_file() { std::filesystem::remove(path_); }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
+  std::string path() const { return path_.string(); }
+
+private:
+  static inline int next_ = 0;
+  std::filesystem::path path_;
+};
+
+std::vector<config::invalid_setting> problems_of(const values_map& values) {
+  try {
+    config::load(values, 4);
+  } catch (const config::config_error& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(config_secrets, are_the_jwt_secret_and_the_metrics_token) {
+  std::set<std::string> secrets;
+  for (const auto& s : config::settings()) {
+    if (s.secret) secrets.insert(s.env);
+  }
+  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"}));
+}
+
+TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {
+  const temp_file token("t0k3n\n");
+  EXPECT_EQ(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", token.path()}}, 4).metrics_token, "t0k3n");
+  const temp_file two_newlines("t0k3n\n\n");
+  EXPECT_EQ(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", two_newlines.path()}}, 4).metrics_token, "t0k3n\n");
+  const std::string secret(40, 'k');
+  const temp_file no_newline(secret);
+  EXPECT_EQ(config::load({{"DOCFLOW_JWT_SECRET_FILE", no_newline.path()}}, 4).jwt_secret, secret);
+}
+
+TEST(config_secrets, empty_variable_counts_as_unset) {
+  const temp_file token("t0k3n");
+  const auto c =
+      config::load({{"DOCFLOW_METRICS_TOKEN", ""}, {"DOCFLOW_METRICS_TOKEN_FILE", token.path()}}, 4);
+  EXPECT_EQ(c.metrics_token, "t0k3n");
+  EXPECT_FALSE(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", ""}}, 4).metrics_token.has_value());
+}
+
+TEST(config_secrets, both_forms_are_an_error_naming_both) {
+  const temp_file token("t0k3n");
+  const auto problems =
+      problems_of({{"DOCFLOW_METRICS_TOKEN", "t0k3n"}, {"DOCFLOW_METRICS_TOKEN_FILE", token.path()}});
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].setting, "DOCFLOW_METRICS_TOKEN");
+  EXPECT_NE(problems[0].message.find("DOCFLOW_METRICS_TOKEN_FILE"), std::string::npos) << problems[0].message;
+}
+
+TEST(config_secrets, unreadable_or_empty_file_is_an_error_naming_variable_and_path) {
+  const auto missing = (std::filesystem::temp_directory_path() / "docflow-config-test-missing").string();
+  const temp_file empty("\n");
+  for (const auto& path : {missing, empty.path(), std::filesystem::temp_directory_path().string()}) {
+    const auto problems = problems_of({{"DOCFLOW_JWT_SECRET_FILE", path}});
+    ASSERT_EQ(problems.size(), 1U) << path;
+    EXPECT_EQ(problems[0].setting, "DOCFLOW_JWT_SECRET_FILE");
+    EXPECT_NE(problems[0].message.find("'" + path + "'"), std::string::npos) << problems[0].message;
+  }
+}
+
+TEST(config_secrets, a_secret_from_a_file_is_validated_like_any_other) {
+  const temp_file short_secret("too short\n");
+  const auto problems = problems_of({{"DOCFLOW_JWT_SECRET_FILE", short_secret.path()}});
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].setting, "DOCFLOW_JWT_SECRET");
+}
+
+TEST(config_secrets, only_secrets_have_a_file_form) {
+  const temp_file listen("0.0.0.0:9");
+  EXPECT_EQ(config::load({{"DOCFLOW_LISTEN_FILE", listen.path()}}, 4).listen.port, 8000);
 }
 
 // -----------------------------------------------------------------------------------------------------------
