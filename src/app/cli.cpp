@@ -66,7 +66,7 @@ std::optional<std::string> refuse_secret_flags(int argc, char** argv) {
 
 // Every DOCFLOW_* variable: the one place configuration is read from the
 // environment. All are kept, not only the settings' names: a secret may
-// come as <NAME>_FILE.
+// come as <NAME>_FILE, and an unknown name is warned about.
 std::map<std::string, std::string> docflow_environment() {
   std::map<std::string, std::string> raw;
   for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -80,6 +80,11 @@ std::map<std::string, std::string> docflow_environment() {
 }
 
 config::config load_or_exit(const std::map<std::string, std::string>& raw) {
+  // A misspelt name would otherwise silently leave its setting at the default.
+  for (const auto& u : config::unknown_variables(raw)) {
+    std::cerr << "docflow: warning: " << u.name << " is not a setting"
+              << (u.suggestion ? " (did you mean " + *u.suggestion + "?)" : "") << '\n';
+  }
   try {
     return config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
   } catch (const config::config_error& e) {

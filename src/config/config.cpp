@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
+#include <string_view>
 #include <utility>
 
 #include "config/units.hpp"
@@ -295,7 +297,59 @@ std::map<std::string, std::string> with_secret_files(const std::map<std::string,
   return out;
 }
 
+// Variables read elsewhere that are not settings: the extractor's fault
+// injection for tests (pipeline/sandbox.cpp).
+const std::vector<std::string> other_variables{"DOCFLOW_TEST_EXTRACTOR_FAULT"};
+
+// Levenshtein distance: single-character insertions, deletions, substitutions.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  std::iota(row.begin(), row.end(), 0);
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const auto above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
 }  // namespace
+
+std::vector<unknown_variable> unknown_variables(const std::map<std::string, std::string>& environment) {
+  const std::string prefix = "DOCFLOW_";
+  std::vector<std::string> known;
+  for (const auto& s : settings()) {
+    known.push_back(s.env);
+    if (s.secret) {
+      known.push_back(s.env + "_FILE");
+    }
+  }
+  const auto is_one_of = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  std::vector<unknown_variable> out;
+  for (const auto& entry : environment) {
+    const auto& name = entry.first;
+    if (name.rfind(prefix, 0) != 0 || is_one_of(known, name) || is_one_of(other_variables, name)) {
+      continue;
+    }
+    // A suggestion that shares less than half of the name is noise, not a typo fixed.
+    auto best = (name.size() - prefix.size()) / 2 + 1;
+    unknown_variable u{name, std::nullopt};
+    for (const auto& k : known) {
+      if (const auto d = edit_distance(name, k); d < best) {
+        best = d;
+        u.suggestion = k;
+      }
+    }
+    out.push_back(std::move(u));
+  }
+  return out;
+}
 
 config_error::config_error(std::vector<invalid_setting> problems)
     : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}

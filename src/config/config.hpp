@@ -100,6 +100,17 @@ struct config {
   std::optional<std::string> metrics_token;
 };
 
+/// A DOCFLOW_* variable that names no setting (a typo, or a setting of
+/// another version), with the known name closest to it when one is close.
+struct unknown_variable {
+  std::string name;
+  std::optional<std::string> suggestion;
+};
+
+/// The keys of `environment` that start with DOCFLOW_ but that docflow does
+/// not read.
+std::vector<unknown_variable> unknown_variables(const std::map<std::string, std::string>& environment);
+
 /// Builds the configuration from raw values keyed by environment variable
 /// name; a missing key takes its default. A secret setting may instead be
 /// given as <env>_FILE, the path of a file holding it (one trailing newline

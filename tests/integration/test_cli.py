@@ -9,8 +9,9 @@ import signal
 import stat
 import tempfile
 import unittest
+import unittest.mock
 
-from harness import EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
+from harness import BIN, EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
 
 EXIT_BAD_CONFIG = 2
 START_BOUND = 8.0  # a bad configuration exits at once; still running after this means it started
@@ -170,6 +171,36 @@ class SecretsTest(ServerTestCase):
             self.assertIn(env + "_FILE", out.stdout)
         self.assertNotIn("--jwt-secret", out.stdout)
         self.assertNotIn("--metrics-token", out.stdout)
+
+
+class UnknownVariableTest(ServerTestCase):
+    def test_a_misspelt_setting_is_a_warning_naming_the_closest(self):
+        server = self.start_server(DOCFLOW_WORKER="3")
+        self.assertIn(
+            "docflow: warning: DOCFLOW_WORKER is not a setting (did you mean DOCFLOW_WORKERS?)",
+            server.stderr_lines,
+        )
+        self.assertEqual(server.get("/healthz").status, 200)
+
+    def test_other_commands_warn_too(self):
+        out = run_cli(["migrate"], DOCFLOW_DATADIR="/tmp/elsewhere")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("docflow: warning: DOCFLOW_DATADIR is not a setting (did you mean DOCFLOW_DATA_DIR?)", out.stderr)
+
+    def test_secret_file_forms_and_the_test_suites_own_variables_are_not_warned_about(self):
+        # The harness keeps its own DOCFLOW_* variables (DOCFLOW_BIN, DOCFLOW_REPO,
+        # DOCFLOW_CONTRACT_*) out of the server's environment.
+        fd, path = tempfile.mkstemp(prefix="docflow-it-secret-")
+        self.addCleanup(os.remove, path)
+        os.write(fd, b"t0k3n")
+        os.close(fd)
+        with unittest.mock.patch.dict(os.environ, {"DOCFLOW_REPO": "/repo", "DOCFLOW_CONTRACT_SUITE": "cli"}):
+            out = run_cli(["migrate"], DOCFLOW_METRICS_TOKEN_FILE=path)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("warning", out.stderr)
+        with unittest.mock.patch.dict(os.environ, {"DOCFLOW_BIN": BIN, "DOCFLOW_CONTRACT_VERBOSE": "1"}):
+            server = self.start_server()
+        self.assertNotIn("warning", server.stderr)
 
 
 class CommandsTest(unittest.TestCase):

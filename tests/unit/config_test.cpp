@@ -427,6 +427,51 @@ TEST(config_secrets, only_secrets_have_a_file_form) {
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// DOCFLOW_* variables that name no setting
+
+namespace {
+
+std::map<std::string, std::optional<std::string>> unknown(const std::vector<std::string>& names) {
+  values_map environment;
+  for (const auto& n : names) {
+    environment[n] = "1";
+  }
+  std::map<std::string, std::optional<std::string>> out;
+  for (const auto& u : config::unknown_variables(environment)) {
+    out[u.name] = u.suggestion;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(config_unknown_variables, are_reported_with_the_closest_setting) {
+  const auto found =
+      unknown({"DOCFLOW_WORKER", "DOCFLOW_LOGLEVEL", "DOCFLOW_JWT_SECRET_FIL", "DOCFLOW_LISTEN_FILE"});
+  EXPECT_EQ(found, (std::map<std::string, std::optional<std::string>>{
+                       {"DOCFLOW_WORKER", "DOCFLOW_WORKERS"},
+                       {"DOCFLOW_LOGLEVEL", "DOCFLOW_LOG_LEVEL"},
+                       {"DOCFLOW_JWT_SECRET_FIL", "DOCFLOW_JWT_SECRET_FILE"},
+                       {"DOCFLOW_LISTEN_FILE", "DOCFLOW_LISTEN"},
+                   }));
+}
+
+TEST(config_unknown_variables, far_from_every_setting_get_no_suggestion) {
+  EXPECT_EQ(unknown({"DOCFLOW_PORT", "DOCFLOW_ZZZZZZZZZZZZ"}),
+            (std::map<std::string, std::optional<std::string>>{{"DOCFLOW_PORT", std::nullopt},
+                                                               {"DOCFLOW_ZZZZZZZZZZZZ", std::nullopt}}));
+}
+
+TEST(config_unknown_variables, settings_secret_files_test_hooks_and_other_names_are_known) {
+  std::vector<std::string> names{"DOCFLOW_JWT_SECRET_FILE", "DOCFLOW_METRICS_TOKEN_FILE",
+                                 "DOCFLOW_TEST_EXTRACTOR_FAULT", "HOME", "XDOCFLOW_WORKER"};
+  for (const auto& s : config::settings()) {
+    names.push_back(s.env);
+  }
+  EXPECT_TRUE(unknown(names).empty());
+}
+
+// -----------------------------------------------------------------------------------------------------------
 // The settings table
 
 TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
