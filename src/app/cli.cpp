@@ -101,6 +101,8 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"docflow: a document lifecycle service (upload, process, results)", "docflow"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show every command's options");
+  const std::string version = std::string("docflow ") + DOCFLOW_VERSION;
+  app.set_version_flag("--version,-V", version, "Print the version and exit");
 
   auto raw = docflow_environment();
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
@@ -137,17 +139,13 @@ int run_cli(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return exit_bad_config;
+    // --help and --version end parsing with exit code 0; every real error is 2.
+    return app.exit(e) == 0 ? 0 : exit_bad_config;
   }
 
   if (version_cmd->parsed()) {
-    std::cout << "docflow " << DOCFLOW_VERSION << '\n';
+    std::cout << version << '\n';
     return 0;
   }
   if (extract_cmd->parsed()) {

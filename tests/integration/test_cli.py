@@ -209,6 +209,15 @@ class CommandsTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertRegex(out.stdout, r"^docflow \d+\.\d+\.\d+\S*\n?$")
 
+    def test_version_flags_print_the_same(self):
+        expected = run_cli(["version"]).stdout
+        for flag in ("--version", "-V"):
+            with self.subTest(flag=flag):
+                out = run_cli([flag])
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(out.stdout, expected)
+                self.assertEqual(out.stderr, "")
+
     def test_help(self):
         out = run_cli(["--help"])
         self.assertEqual(out.returncode, 0, out.stderr)
