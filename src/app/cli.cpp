@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -60,6 +61,38 @@ std::optional<std::string> refuse_secret_flags(int argc, char** argv) {
                s.env + " or " + s.env + "_FILE (the path of a file holding it) instead";
       }
     }
+  }
+  return std::nullopt;
+}
+
+// For a mistyped command CLI11 says only "A subcommand is required": name
+// the unknown word and the commands valid at that level (not the hidden
+// internal ones). Returns the message, if any.
+std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "docflow";
+  for (int i = 1; i < argc; ++i) {
+    const auto commands = level->get_subcommands([](const CLI::App*) { return true; });
+    if (commands.empty()) {
+      break;  // the rest are a command's own arguments
+    }
+    const std::string word = argv[i];
+    if (word.starts_with('-')) {
+      continue;
+    }
+    const auto match = std::find_if(commands.begin(), commands.end(),
+                                    [&](const CLI::App* c) { return c->check_name(word); });
+    if (match == commands.end()) {
+      std::string valid;
+      for (const auto* c : commands) {
+        if (!c->get_group().empty()) {
+          valid += (valid.empty() ? "" : ", ") + c->get_name();
+        }
+      }
+      return path + ": unknown command '" + word + "' (commands: " + valid + ")";
+    }
+    level = *match;
+    path += " " + word;
   }
   return std::nullopt;
 }
@@ -135,6 +168,10 @@ int run_cli(int argc, char** argv) {
 
   if (const auto refusal = refuse_secret_flags(argc, argv)) {
     std::cerr << "docflow: " << *refusal << '\n';
+    return exit_bad_config;
+  }
+  if (const auto unknown = unknown_command(app, argc, argv)) {
+    std::cerr << *unknown << '\n';
     return exit_bad_config;
   }
   try {

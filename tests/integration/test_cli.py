@@ -259,10 +259,24 @@ class CommandsTest(unittest.TestCase):
         out = run_cli(["user", "list", "--listen", "127.0.0.1:9"])
         self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
 
-    def test_unknown_command_fails(self):
-        out = run_cli(["frobnicate"])
-        self.assertNotEqual(out.returncode, 0)
-        self.assertTrue(out.stderr.strip(), "an error should say something on stderr")
+    def test_unknown_command_names_the_word_and_the_valid_commands(self):
+        top = "docflow: unknown command 'bogus' (commands: serve, migrate, version, worker, user)"
+        cases = {
+            ("bogus",): top,
+            ("--help-all", "bogus"): top,
+            ("user", "delete"): "docflow user: unknown command 'delete' (commands: add, list)",
+        }
+        for args, message in cases.items():
+            with self.subTest(args=args):
+                out = run_cli(list(args))
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertEqual(out.stderr, message + "\n")
+                self.assertEqual(out.stdout, "")
+
+    def test_hidden_commands_still_run(self):
+        out = run_cli(["routes"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("GET /healthz", out.stdout)
 
     def test_no_command_fails(self):
         self.assertNotEqual(run_cli([]).returncode, 0)
