@@ -7,11 +7,16 @@
 #include <unistd.h>
 #include <csignal>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
+
+#include <boost/system/system_error.hpp>
 
 #include "api/accounts.hpp"
 #include "api/cursor.hpp"
@@ -48,11 +53,45 @@ constexpr std::chrono::seconds login_window{15 * 60};
 // clients holding every turn (slowly) cannot stall the others.
 constexpr std::chrono::seconds upload_patience{5};
 
+// Creates the data directory (and the database's) and checks it can be
+// written, so that a mistake is one plain line instead of a failure deep
+// inside SQLite or a std::filesystem message.
 void prepare_directories(const config::config& cfg) {
-  std::filesystem::create_directories(cfg.data_dir);
+  const auto prepare = [](const std::filesystem::path& dir, const std::string& what) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      throw std::runtime_error("cannot create " + what + " " + dir.string() + ": " + ec.message());
+    }
+    if (::access(dir.c_str(), W_OK) != 0) {
+      throw std::runtime_error(what + " " + dir.string() + " is not writable: " + std::strerror(errno));
+    }
+  };
+  prepare(cfg.data_dir, "data directory");
   if (cfg.sqlite_path.has_parent_path()) {
-    std::filesystem::create_directories(cfg.sqlite_path.parent_path());
+    prepare(cfg.sqlite_path.parent_path(), "database directory");
   }
+}
+
+// HOST:PORT as a person writes it, brackets around an IPv6 host.
+std::string address_text(const std::string& host, std::uint16_t port) {
+  return (host.find(':') != std::string::npos ? '[' + host + ']' : host) + ':' + std::to_string(port);
+}
+
+// Why the server could not listen, for the operator: Boost's own message
+// carries a source location and a function signature.
+std::string listen_failure(const std::string& address, const boost::system::error_code& ec) {
+  namespace errc = boost::system::errc;
+  if (ec == errc::address_in_use) {
+    return "address " + address + " is already in use";
+  }
+  if (ec == errc::address_not_available) {
+    return "cannot assign address " + address + ": it is not an address of this machine";
+  }
+  if (ec == errc::permission_denied) {
+    return "no permission to listen on " + address + " (ports below 1024 need privileges)";
+  }
+  return "cannot listen on " + address + ": " + ec.message();
 }
 
 // Reads <data>/jwt.secret, creating it (mode 0600) on first start.
@@ -199,14 +238,17 @@ int serve(config::config cfg) {
       services.shutting_down = true;
       if (workers) workers->stop();  // no new jobs while HTTP drains
     };
-    http::server server(
-        options, router,
-        [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
-        metrics);
+    std::optional<http::server> server;
+    try {
+      server.emplace(
+          options, router,
+          [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
+          metrics);
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(listen_failure(address_text(cfg.listen.host, cfg.listen.port), e.code()));
+    }
 
-    const auto host =
-        cfg.listen.host.find(':') != std::string::npos ? '[' + cfg.listen.host + ']' : cfg.listen.host;
-    const auto url = "http://" + host + ':' + std::to_string(server.port());
+    const auto url = "http://" + address_text(cfg.listen.host, server->port());
     obs::log(obs::level::info, "docflow.started",
              {{"url", url},
               {"data_dir", cfg.data_dir.string()},
@@ -214,7 +256,7 @@ int serve(config::config cfg) {
               {"schema_version", version},
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
-    server.run();
+    server->run();
     if (workers) workers->stop();  // running jobs finish (or their leases lapse) while the pool joins
     blocking.join();
     return 0;

@@ -6,6 +6,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import unittest
@@ -13,6 +14,7 @@ import unittest.mock
 
 from harness import BIN, EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
 
+EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
 START_BOUND = 8.0  # a bad configuration exits at once; still running after this means it started
 
@@ -201,6 +203,46 @@ class UnknownVariableTest(ServerTestCase):
         with unittest.mock.patch.dict(os.environ, {"DOCFLOW_BIN": BIN, "DOCFLOW_CONTRACT_VERBOSE": "1"}):
             server = self.start_server()
         self.assertNotIn("warning", server.stderr)
+
+
+class StartFailureTest(unittest.TestCase):
+    """A start that fails at run time is one plain line on stderr and exit 1."""
+
+    def assertOneLine(self, out, expected):
+        self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
+        self.assertEqual(out.stderr.splitlines(), [expected], out.stderr)
+
+    def test_port_in_use(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_LISTEN=address)
+        self.assertOneLine(out, "docflow: address %s is already in use" % address)
+
+    def test_address_not_of_this_machine(self):
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_LISTEN="203.0.113.1:8000")
+        self.assertOneLine(out, "docflow: cannot assign address 203.0.113.1:8000: it is not an address of this machine")
+
+    def test_data_directory_that_cannot_be_created(self):
+        parent = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, parent, True)
+        not_a_dir = os.path.join(parent, "file")
+        open(not_a_dir, "w").close()
+        data = os.path.join(not_a_dir, "data")
+        for command, prefix in ((["serve"], "docflow: "), (["migrate"], "docflow: migrate failed: ")):
+            with self.subTest(command=command):
+                out = run_cli(command, data_dir=data, timeout=START_BOUND)
+                self.assertOneLine(out, prefix + "cannot create data directory %s: Not a directory" % data)
+
+    @unittest.skipIf(os.geteuid() == 0, "root writes to any directory")
+    def test_data_directory_not_writable(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        os.chmod(data, 0o500)
+        self.addCleanup(os.chmod, data, 0o700)
+        out = run_cli(["serve"], data_dir=data, timeout=START_BOUND)
+        self.assertOneLine(out, "docflow: data directory %s is not writable: Permission denied" % data)
 
 
 class CommandsTest(unittest.TestCase):
