@@ -159,7 +159,9 @@ int run_cli(int argc, char** argv) {
   std::string user_name;
   bool user_admin = false;
   auto* user_add_cmd =
-      user_cmd->add_subcommand("add", "Create an account; the password is the first line of standard input");
+      user_cmd->add_subcommand("add",
+                               "Create an account; the password is typed twice at a terminal, or else is "
+                               "the first line of standard input");
   user_add_cmd->add_option("name", user_name, "Username (3-64 of A-Z a-z 0-9 . _ -)")->required();
   user_add_cmd->add_flag("--admin", user_admin, "Give the account the admin role");
   add_settings(*user_add_cmd, config::for_user, raw);
@@ -203,7 +205,7 @@ int run_cli(int argc, char** argv) {
     return migrate(cfg);
   }
   if (user_add_cmd->parsed()) {
-    return user_add(cfg, user_name, user_admin, std::cin);
+    return user_add(cfg, user_name, user_admin);
   }
   if (user_list_cmd->parsed()) {
     return user_list(cfg);

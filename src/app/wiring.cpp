@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 #include <csignal>
 
@@ -306,25 +307,76 @@ std::unique_ptr<store::database> open_database(const config::config& cfg) {
 }
 }  // namespace
 
-int user_add(const config::config& cfg, const std::string& name, bool admin, std::istream& password_input) {
-  obs::set_level(obs::level::warn);
-  std::string password;
-  std::getline(password_input, password);
-  if (!password.empty() && password.back() == '\r') {
-    password.pop_back();
+namespace {
+
+// Turns off echo on the terminal that is standard input, while it lives.
+class echo_off {
+public:
+  echo_off() {
+    ::tcgetattr(STDIN_FILENO, &saved_);
+    termios quiet = saved_;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  ~echo_off() { ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_); }
+  echo_off(const echo_off&) = delete;
+  echo_off& operator=(const echo_off&) = delete;
+
+private:
+  termios saved_{};
+};
+
+std::string read_line(std::istream& in) {
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') {
+    line.pop_back();
+  }
+  return line;
+}
+
+// A person at a terminal types the password twice, unseen (a typo would
+// lock them out); a script gives it as the first line of standard input.
+// nullopt when the two typings differ.
+std::optional<std::string> read_password(bool at_terminal) {
+  if (!at_terminal) {
+    return read_line(std::cin);
+  }
+  const echo_off quiet;
+  std::cerr << "Password: " << std::flush;
+  auto first = read_line(std::cin);
+  std::cerr << "\nRepeat password: " << std::flush;
+  const auto second = read_line(std::cin);
+  std::cerr << '\n';
+  if (first != second) {
+    return std::nullopt;
+  }
+  return first;
+}
+
+}  // namespace
+
+int user_add(const config::config& cfg, const std::string& name, bool admin) {
+  obs::set_level(obs::level::warn);
   if (!core::valid_username(name)) {
     std::cerr << "docflow: invalid username: use 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'\n";
     return 2;
   }
-  if (!core::valid_password_length(password)) {
-    std::cerr << "docflow: the password (first line of standard input) must be 8-1024 characters\n";
+  const bool at_terminal = ::isatty(STDIN_FILENO) == 1;
+  const auto password = read_password(at_terminal);
+  if (!password) {
+    std::cerr << "docflow: the passwords do not match; no account was created\n";
+    return 2;
+  }
+  if (!core::valid_password_length(*password)) {
+    std::cerr << "docflow: the password" << (at_terminal ? "" : " (first line of standard input)")
+              << " must be 8-1024 characters\n";
     return 2;
   }
   try {
     const auto db = open_database(cfg);
     const auth::password_hasher passwords;
-    core::user u{core::new_uuid_v7(), name, passwords.hash(password),
+    core::user u{core::new_uuid_v7(), name, passwords.hash(*password),
                  admin ? core::role::admin : core::role::user, core::system_clock().now()};
     if (!db->create_user(u)) {
       std::cerr << "docflow: username '" << name << "' is already taken\n";

@@ -1,18 +1,23 @@
 """The command line (SPEC sections 6 and 7): configuration errors, flags over
 environment variables, version, help, migrate and the generated JWT secret."""
+import errno
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
 import stat
+import subprocess
 import tempfile
+import termios
+import time
 import unittest
 import unittest.mock
 
-from harness import BIN, EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
+from harness import BIN, EXIT_TIMEOUT, ServerTestCase, build_env, run_cli, start_server
 
 EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -243,6 +248,108 @@ class StartFailureTest(unittest.TestCase):
         self.addCleanup(os.chmod, data, 0o700)
         out = run_cli(["serve"], data_dir=data, timeout=START_BOUND)
         self.assertOneLine(out, "docflow: data directory %s is not writable: Permission denied" % data)
+
+
+class PasswordPromptTest(unittest.TestCase):
+    """`docflow user add` asks a person at a terminal for the password twice,
+    without echo; a script gives it as the first line of standard input."""
+
+    TIMEOUT = 20.0
+
+    def setUp(self):
+        self.data_dir = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, self.data_dir, True)
+
+    def read_until(self, fd, marker, shown):
+        """Reads the terminal until `marker` shows up after what was `shown`;
+        returns everything shown so far. b"" as the marker reads to the end."""
+        deadline = time.monotonic() + self.TIMEOUT
+        start = len(shown)
+        while not marker or marker not in shown[start:]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.fail("waited %.0fs for %r; the terminal showed %r" % (self.TIMEOUT, marker, shown))
+            if not select.select([fd], [], [], remaining)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError as e:  # EIO: the program closed the terminal
+                if e.errno != errno.EIO:
+                    raise
+                chunk = b""
+            if not chunk:
+                if marker:
+                    self.fail("the program closed the terminal before %r; it showed %r" % (marker, shown))
+                break
+            shown += chunk
+        return shown
+
+    def user_add_at_terminal(self, name, *typed):
+        """Runs `docflow user add NAME` on a pseudo-terminal, typing each of
+        `typed` once its prompt is shown. Returns (exit code, what the
+        terminal showed, whether echo was back on at the end)."""
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        proc = subprocess.Popen(
+            [BIN, "user", "add", name],
+            env=build_env(self.data_dir, {}),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        shown = b""
+        for prompt, text in zip((b"Password: ", b"Repeat password: "), typed):
+            shown = self.read_until(master, prompt, shown)
+            os.write(master, text.encode() + b"\n")
+        shown = self.read_until(master, b"", shown)
+        code = proc.wait(timeout=self.TIMEOUT)
+        echo = bool(termios.tcgetattr(master)[3] & termios.ECHO)
+        return code, shown.decode("utf-8", "replace"), echo
+
+    def listed_users(self):
+        out = run_cli(["user", "list"], data_dir=self.data_dir)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [line.split("\t")[1] for line in out.stdout.splitlines()[1:]]
+
+    def test_typed_twice_without_echo(self):
+        password = "pw-" + secrets.token_hex(8)
+        code, shown, echo = self.user_add_at_terminal("cli.tty", password, password)
+        self.assertEqual(code, 0, shown)
+        self.assertIn("Password: ", shown)
+        self.assertIn("Repeat password: ", shown)
+        self.assertNotIn(password, shown, "the password was echoed")
+        self.assertRegex(shown, r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+        self.assertTrue(echo, "echo was left off")
+        self.assertEqual(self.listed_users(), ["cli.tty"])
+        server = start_server(data_dir=self.data_dir)
+        self.addCleanup(server.cleanup)
+        body = json.dumps({"username": "cli.tty", "password": password})
+        res = server.request("POST", "/auth/login", headers={"Content-Type": "application/json"}, body=body)
+        self.assertEqual(res.status, 200, res)
+
+    def test_typings_that_differ_create_nothing(self):
+        code, shown, echo = self.user_add_at_terminal("cli.typo", "pw-first-typing", "pw-second-typing")
+        self.assertEqual(code, EXIT_BAD_CONFIG, shown)
+        self.assertIn("docflow: the passwords do not match; no account was created", shown)
+        self.assertTrue(echo, "echo was left off")
+        self.assertEqual(self.listed_users(), [])
+
+    def test_not_a_terminal_reads_the_first_line_without_a_prompt(self):
+        password = "pw-" + secrets.token_hex(8)
+        out = subprocess.run(
+            [BIN, "user", "add", "cli.piped"],
+            env=build_env(self.data_dir, {}),
+            input=password + "\nignored\n",
+            capture_output=True,
+            text=True,
+            timeout=self.TIMEOUT,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("Password", out.stderr)
+        self.assertEqual(self.listed_users(), ["cli.piped"])
 
 
 class CommandsTest(unittest.TestCase):
