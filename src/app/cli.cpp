@@ -69,10 +69,14 @@ std::optional<std::string> refuse_secret_flags(int argc, char** argv) {
 // the unknown word and the commands valid at that level (not the hidden
 // internal ones). Returns the message, if any.
 std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv) {
+  const auto commands_of = [](CLI::App* a) {
+    return a->get_subcommands([](const CLI::App*) { return true; });
+  };
   CLI::App* level = &app;
   std::string path = "docflow";
+  std::string unknown;
   for (int i = 1; i < argc; ++i) {
-    const auto commands = level->get_subcommands([](const CLI::App*) { return true; });
+    const auto commands = commands_of(level);
     if (commands.empty()) {
       break;  // the rest are a command's own arguments
     }
@@ -83,18 +87,22 @@ std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv)
     const auto match = std::find_if(commands.begin(), commands.end(),
                                     [&](const CLI::App* c) { return c->check_name(word); });
     if (match == commands.end()) {
-      std::string valid;
-      for (const auto* c : commands) {
-        if (!c->get_group().empty()) {
-          valid += (valid.empty() ? "" : ", ") + c->get_name();
-        }
-      }
-      return path + ": unknown command '" + word + "' (commands: " + valid + ")";
+      unknown = word;
+      break;
     }
     level = *match;
     path += " " + word;
   }
-  return std::nullopt;
+  if (unknown.empty()) {
+    return std::nullopt;
+  }
+  std::string valid;
+  for (const auto* c : commands_of(level)) {
+    if (!c->get_group().empty()) {
+      valid += (valid.empty() ? "" : ", ") + c->get_name();
+    }
+  }
+  return path + ": unknown command '" + unknown + "' (commands: " + valid + ")";
 }
 
 // Every DOCFLOW_* variable: the one place configuration is read from the

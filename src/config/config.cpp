@@ -231,7 +231,7 @@ std::string strip_scheme(reader& r, const std::string& setting, const std::strin
 }
 
 // A secret file's contents without one trailing newline (editors add one),
-// or nullopt with `error` set.
+// or nullopt with `error` set to why not.
 std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
   // A secret is short; a bound keeps a mistaken /dev/zero from filling memory.
   constexpr std::size_t limit = 64 * 1024;
@@ -291,7 +291,7 @@ std::map<std::string, std::string> with_secret_files(const std::map<std::string,
     if (const auto secret = read_secret_file(path, error)) {
       out[s.env] = *secret;
     } else {
-      problems.push_back({file_env, "cannot read '" + path + "': " + error});
+      problems.push_back({file_env, "cannot read '" + path + "': " + std::move(error)});
     }
   }
   return out;

@@ -1,5 +1,7 @@
 """The command line (SPEC sections 6 and 7): configuration errors, flags over
-environment variables, version, help, migrate and the generated JWT secret."""
+environment variables, secrets and their _FILE form, unknown variables and
+commands, start-up failures, the password prompt, version, help, migrate and
+the generated JWT secret."""
 import errno
 import json
 import os
