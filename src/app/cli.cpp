@@ -1,8 +1,13 @@
 #include "app/cli.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -18,33 +23,115 @@ namespace {
 
 constexpr int exit_bad_config = 2;
 
-// Registers one option per setting on `cmd`. A flag that is given
-// overwrites the value read from the environment (see run_cli).
-void add_settings(CLI::App& cmd, std::map<std::string, std::string>& raw) {
+// Registers one option per setting that `command` reads on `cmd`. A flag
+// that is given overwrites the value read from the environment (see run_cli).
+// Secrets have no flag; the help names their variables instead.
+void add_settings(CLI::App& cmd, config::command command, std::map<std::string, std::string>& raw) {
+  std::string secrets;
   for (const auto& s : config::settings()) {
+    if ((s.used_by & command) == 0) {
+      continue;
+    }
+    if (s.secret) {
+      secrets += "  " + s.env + " or " + s.env + "_FILE\n      " + s.help + "\n";
+      continue;
+    }
     cmd.add_option_function<std::string>(
            s.flag, [&raw, env = s.env](const std::string& v) { raw[env] = v; },
            s.help + " [env " + s.env + "]")
         ->group("Settings (each also read from its environment variable; the flag wins)");
   }
+  if (!secrets.empty()) {
+    cmd.footer("Secrets (environment only; NAME_FILE is the path of a file holding the value):\n" + secrets);
+  }
 }
 
-// The DOCFLOW_* environment: the one place configuration is read from it.
-std::map<std::string, std::string> environment_settings() {
+// A secret on the command line is visible to every user of the machine (ps,
+// /proc/PID/cmdline), so its flag is refused, before CLI11 could echo the
+// value in an error. Returns the message, if any.
+std::optional<std::string> refuse_secret_flags(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") {
+      break;
+    }
+    for (const auto& s : config::settings()) {
+      if (s.secret && (arg == s.flag || arg.starts_with(s.flag + "="))) {
+        return s.flag + " is not accepted: a command line is visible to other users of the machine; set " +
+               s.env + " or " + s.env + "_FILE (the path of a file holding it) instead";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// For a mistyped command CLI11 says only "A subcommand is required": name
+// the unknown word and the commands valid at that level (not the hidden
+// internal ones). Returns the message, if any.
+std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv) {
+  const auto commands_of = [](CLI::App* a) {
+    return a->get_subcommands([](const CLI::App*) { return true; });
+  };
+  CLI::App* level = &app;
+  std::string path = "docflow";
+  std::string unknown;
+  for (int i = 1; i < argc; ++i) {
+    const auto commands = commands_of(level);
+    if (commands.empty()) {
+      break;  // the rest are a command's own arguments
+    }
+    const std::string word = argv[i];
+    if (word.starts_with('-')) {
+      continue;
+    }
+    const auto match = std::find_if(commands.begin(), commands.end(),
+                                    [&](const CLI::App* c) { return c->check_name(word); });
+    if (match == commands.end()) {
+      unknown = word;
+      break;
+    }
+    level = *match;
+    path += " " + word;
+  }
+  if (unknown.empty()) {
+    return std::nullopt;
+  }
+  std::string valid;
+  for (const auto* c : commands_of(level)) {
+    if (!c->get_group().empty()) {
+      valid += (valid.empty() ? "" : ", ") + c->get_name();
+    }
+  }
+  return path + ": unknown command '" + unknown + "' (commands: " + valid + ")";
+}
+
+// Every DOCFLOW_* variable: the one place configuration is read from the
+// environment. All are kept, not only the settings' names: a secret may
+// come as <NAME>_FILE, and an unknown name is warned about.
+std::map<std::string, std::string> docflow_environment() {
   std::map<std::string, std::string> raw;
-  for (const auto& s : config::settings()) {
-    if (const char* v = std::getenv(s.env.c_str())) {
-      raw[s.env] = v;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text = *entry;
+    const auto eq = text.find('=');
+    if (text.starts_with("DOCFLOW_") && eq != std::string_view::npos) {
+      raw.emplace(text.substr(0, eq), text.substr(eq + 1));
     }
   }
   return raw;
 }
 
 config::config load_or_exit(const std::map<std::string, std::string>& raw) {
+  // A misspelt name would otherwise silently leave its setting at the default.
+  for (const auto& u : config::unknown_variables(raw)) {
+    std::cerr << "docflow: warning: " << u.name << " is not a setting"
+              << (u.suggestion ? " (did you mean " + *u.suggestion + "?)" : "") << '\n';
+  }
   try {
     return config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
   } catch (const config::config_error& e) {
-    std::cerr << "docflow: invalid configuration: " << e.what() << '\n';
+    for (const auto& p : e.problems()) {
+      std::cerr << "docflow: invalid configuration: " << p.setting << ": " << p.message << '\n';
+    }
     std::exit(exit_bad_config);
   }
 }
@@ -55,16 +142,18 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"docflow: a document lifecycle service (upload, process, results)", "docflow"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show every command's options");
+  const std::string version = std::string("docflow ") + DOCFLOW_VERSION;
+  app.set_version_flag("--version,-V", version, "Print the version and exit");
 
-  auto raw = environment_settings();
+  auto raw = docflow_environment();
   auto* serve_cmd = app.add_subcommand("serve", "Run the HTTP API and the in-process workers");
-  add_settings(*serve_cmd, raw);
+  add_settings(*serve_cmd, config::for_serve, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
-  add_settings(*migrate_cmd, raw);
+  add_settings(*migrate_cmd, config::for_migrate, raw);
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
-  add_settings(*worker_cmd, raw);
+  add_settings(*worker_cmd, config::for_worker, raw);
   // The sandboxed child the workers start for each extraction; not for people.
   std::string extract_kind;
   std::string extract_file;
@@ -78,26 +167,32 @@ int run_cli(int argc, char** argv) {
   std::string user_name;
   bool user_admin = false;
   auto* user_add_cmd =
-      user_cmd->add_subcommand("add", "Create an account; the password is the first line of standard input");
+      user_cmd->add_subcommand("add",
+                               "Create an account; the password is typed twice at a terminal, or else is "
+                               "the first line of standard input");
   user_add_cmd->add_option("name", user_name, "Username (3-64 of A-Z a-z 0-9 . _ -)")->required();
   user_add_cmd->add_flag("--admin", user_admin, "Give the account the admin role");
-  add_settings(*user_add_cmd, raw);
+  add_settings(*user_add_cmd, config::for_user, raw);
   auto* user_list_cmd = user_cmd->add_subcommand("list", "List accounts");
-  add_settings(*user_list_cmd, raw);
+  add_settings(*user_list_cmd, config::for_user, raw);
 
+  if (const auto refusal = refuse_secret_flags(argc, argv)) {
+    std::cerr << "docflow: " << *refusal << '\n';
+    return exit_bad_config;
+  }
+  if (const auto unknown = unknown_command(app, argc, argv)) {
+    std::cerr << *unknown << '\n';
+    return exit_bad_config;
+  }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return exit_bad_config;
+    // --help and --version end parsing with exit code 0; every real error is 2.
+    return app.exit(e) == 0 ? 0 : exit_bad_config;
   }
 
   if (version_cmd->parsed()) {
-    std::cout << "docflow " << DOCFLOW_VERSION << '\n';
+    std::cout << version << '\n';
     return 0;
   }
   if (extract_cmd->parsed()) {
@@ -118,7 +213,7 @@ int run_cli(int argc, char** argv) {
     return migrate(cfg);
   }
   if (user_add_cmd->parsed()) {
-    return user_add(cfg, user_name, user_admin, std::cin);
+    return user_add(cfg, user_name, user_admin);
   }
   if (user_list_cmd->parsed()) {
     return user_list(cfg);

@@ -4,14 +4,20 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 #include <csignal>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
+
+#include <boost/system/system_error.hpp>
 
 #include "api/accounts.hpp"
 #include "api/cursor.hpp"
@@ -48,11 +54,45 @@ constexpr std::chrono::seconds login_window{15 * 60};
 // clients holding every turn (slowly) cannot stall the others.
 constexpr std::chrono::seconds upload_patience{5};
 
+// Creates the data directory (and the database's) and checks it can be
+// written, so that a mistake is one plain line instead of a failure deep
+// inside SQLite or a std::filesystem message.
 void prepare_directories(const config::config& cfg) {
-  std::filesystem::create_directories(cfg.data_dir);
+  const auto prepare = [](const std::filesystem::path& dir, const std::string& what) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      throw std::runtime_error("cannot create " + what + " " + dir.string() + ": " + ec.message());
+    }
+    if (::access(dir.c_str(), W_OK) != 0) {
+      throw std::runtime_error(what + " " + dir.string() + " is not writable: " + std::strerror(errno));
+    }
+  };
+  prepare(cfg.data_dir, "data directory");
   if (cfg.sqlite_path.has_parent_path()) {
-    std::filesystem::create_directories(cfg.sqlite_path.parent_path());
+    prepare(cfg.sqlite_path.parent_path(), "database directory");
   }
+}
+
+// HOST:PORT as a person writes it, brackets around an IPv6 host.
+std::string address_text(const std::string& host, std::uint16_t port) {
+  return (host.find(':') != std::string::npos ? '[' + host + ']' : host) + ':' + std::to_string(port);
+}
+
+// Why the server could not listen, for the operator: Boost's own message
+// carries a source location and a function signature.
+std::string listen_failure(const std::string& address, const boost::system::error_code& ec) {
+  namespace errc = boost::system::errc;
+  if (ec == errc::address_in_use) {
+    return "address " + address + " is already in use";
+  }
+  if (ec == errc::address_not_available) {
+    return "cannot assign address " + address + ": it is not an address of this machine";
+  }
+  if (ec == errc::permission_denied) {
+    return "no permission to listen on " + address + " (ports below 1024 need privileges)";
+  }
+  return "cannot listen on " + address + ": " + ec.message();
 }
 
 // Reads <data>/jwt.secret, creating it (mode 0600) on first start.
@@ -199,14 +239,17 @@ int serve(config::config cfg) {
       services.shutting_down = true;
       if (workers) workers->stop();  // no new jobs while HTTP drains
     };
-    http::server server(
-        options, router,
-        [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
-        metrics);
+    std::optional<http::server> server;
+    try {
+      server.emplace(
+          options, router,
+          [&services](std::string_view token) { return api::accounts::authenticate(services, token); },
+          metrics);
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(listen_failure(address_text(cfg.listen.host, cfg.listen.port), e.code()));
+    }
 
-    const auto host =
-        cfg.listen.host.find(':') != std::string::npos ? '[' + cfg.listen.host + ']' : cfg.listen.host;
-    const auto url = "http://" + host + ':' + std::to_string(server.port());
+    const auto url = "http://" + address_text(cfg.listen.host, server->port());
     obs::log(obs::level::info, "docflow.started",
              {{"url", url},
               {"data_dir", cfg.data_dir.string()},
@@ -214,7 +257,7 @@ int serve(config::config cfg) {
               {"schema_version", version},
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
-    server.run();
+    server->run();
     if (workers) workers->stop();  // running jobs finish (or their leases lapse) while the pool joins
     blocking.join();
     return 0;
@@ -264,25 +307,76 @@ std::unique_ptr<store::database> open_database(const config::config& cfg) {
 }
 }  // namespace
 
-int user_add(const config::config& cfg, const std::string& name, bool admin, std::istream& password_input) {
-  obs::set_level(obs::level::warn);
-  std::string password;
-  std::getline(password_input, password);
-  if (!password.empty() && password.back() == '\r') {
-    password.pop_back();
+namespace {
+
+// Turns off echo on the terminal that is standard input, while it lives.
+class echo_off {
+public:
+  echo_off() {
+    ::tcgetattr(STDIN_FILENO, &saved_);
+    termios quiet = saved_;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
+  ~echo_off() { ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_); }
+  echo_off(const echo_off&) = delete;
+  echo_off& operator=(const echo_off&) = delete;
+
+private:
+  termios saved_{};
+};
+
+std::string read_line(std::istream& in) {
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') {
+    line.pop_back();
+  }
+  return line;
+}
+
+// A person at a terminal types the password twice, unseen (a typo would
+// lock them out); a script gives it as the first line of standard input.
+// nullopt when the two typings differ.
+std::optional<std::string> read_password(bool at_terminal) {
+  if (!at_terminal) {
+    return read_line(std::cin);
+  }
+  const echo_off quiet;
+  std::cerr << "Password: " << std::flush;
+  auto first = read_line(std::cin);
+  std::cerr << "\nRepeat password: " << std::flush;
+  const auto second = read_line(std::cin);
+  std::cerr << '\n';
+  if (first != second) {
+    return std::nullopt;
+  }
+  return first;
+}
+
+}  // namespace
+
+int user_add(const config::config& cfg, const std::string& name, bool admin) {
+  obs::set_level(obs::level::warn);
   if (!core::valid_username(name)) {
     std::cerr << "docflow: invalid username: use 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'\n";
     return 2;
   }
-  if (!core::valid_password_length(password)) {
-    std::cerr << "docflow: the password (first line of standard input) must be 8-1024 characters\n";
+  const bool at_terminal = ::isatty(STDIN_FILENO) == 1;
+  const auto password = read_password(at_terminal);
+  if (!password) {
+    std::cerr << "docflow: the passwords do not match; no account was created\n";
+    return 2;
+  }
+  if (!core::valid_password_length(*password)) {
+    std::cerr << "docflow: the password" << (at_terminal ? "" : " (first line of standard input)")
+              << " must be 8-1024 characters\n";
     return 2;
   }
   try {
     const auto db = open_database(cfg);
     const auth::password_hasher passwords;
-    core::user u{core::new_uuid_v7(), name, passwords.hash(password),
+    core::user u{core::new_uuid_v7(), name, passwords.hash(*password),
                  admin ? core::role::admin : core::role::user, core::system_clock().now()};
     if (!db->create_user(u)) {
       std::cerr << "docflow: username '" << name << "' is already taken\n";

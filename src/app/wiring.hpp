@@ -1,6 +1,5 @@
 #pragma once
 
-#include <iosfwd>
 #include <string>
 
 namespace docflow::config {
@@ -22,10 +21,11 @@ int work(const config::config& cfg);
 /// version reached. Returns the process exit code.
 int migrate(const config::config& cfg);
 
-/// `docflow user add NAME [--admin]`: creates an account with the password
-/// read from the first line of `password_input`. Exit code 2 for an invalid
-/// name or password, 1 when the name is taken.
-int user_add(const config::config& cfg, const std::string& name, bool admin, std::istream& password_input);
+/// `docflow user add NAME [--admin]`: creates an account. The password is
+/// typed twice without echo when standard input is a terminal, else it is
+/// the first line of standard input. Exit code 2 for an invalid name or
+/// password or two typings that differ, 1 when the name is taken.
+int user_add(const config::config& cfg, const std::string& name, bool admin);
 
 /// `docflow user list`: prints id, username, role and creation time.
 int user_list(const config::config& cfg);

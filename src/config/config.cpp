@@ -1,66 +1,117 @@
 #include "config/config.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <numeric>
+#include <string_view>
+#include <utility>
 
 #include "config/units.hpp"
 
 namespace docflow::config {
 
 const std::vector<setting_info>& settings() {
+  // serve reads every setting, worker those of storage and the pipeline,
+  // migrate and user only where the database is.
+  constexpr unsigned job_commands = for_serve | for_worker;
+  constexpr unsigned every_command = for_serve | for_worker | for_migrate | for_user;
   static const std::vector<setting_info> all{
-      {"DOCFLOW_LISTEN", "--listen", "address:port to listen on (default 127.0.0.1:8000)"},
-      {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)"},
-      {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)"},
-      {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)"},
+      {"DOCFLOW_LISTEN", "--listen", "address:port to listen on (default 127.0.0.1:8000)", for_serve},
+      {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)",
+       every_command},
+      {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)",
+       every_command},
+      {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
-       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)"},
-      {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)"},
-      {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)"},
-      {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)"},
+       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve, true},
+      {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
+      {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)", for_serve},
+      {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)", for_serve},
       {"DOCFLOW_REFRESH_REUSE_GRACE", "--refresh-reuse-grace",
-       "window in which a just-rotated refresh token is accepted again (default 0s)"},
+       "window in which a just-rotated refresh token is accepted again (default 0s)", for_serve},
       {"DOCFLOW_LOGIN_MAX_FAILURES", "--login-max-failures",
-       "failed logins per username per 15 minutes before 429 (default 5)"},
+       "failed logins per username per 15 minutes before 429 (default 5)", for_serve},
       {"DOCFLOW_MAX_CONCURRENT_HASHES", "--max-concurrent-hashes",
-       "argon2id hashes running at once (default: cores)"},
-      {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)"},
-      {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)"},
+       "argon2id hashes running at once (default: cores)", for_serve},
+      {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)", for_serve},
+      {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)", for_serve},
       {"DOCFLOW_MAX_ACTIVE_UPLOADS", "--max-active-uploads",
-       "uploads receiving their body at once; more wait up to 5 s for a turn (default: 32 x cores)"},
-      {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)"},
-      {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)"},
-      {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)"},
+       "uploads receiving their body at once; more wait up to 5 s for a turn (default: 32 x cores)",
+       for_serve},
+      {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)",
+       job_commands},
+      {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)", job_commands},
+      {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)",
+       job_commands},
       {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl",
-       "how long Idempotency-Key responses are kept (default 24h)"},
+       "how long Idempotency-Key responses are kept (default 24h)", for_serve},
       {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth",
-       "waiting jobs before /process answers 429 (default 10000)"},
+       "waiting jobs before /process answers 429 (default 10000)", for_serve},
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
-       "extra delay inside processing, in ms (default 0)"},
-      {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)"},
+       "extra delay inside processing, in ms (default 0)", job_commands},
+      {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)", job_commands},
       {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
-       "time allowed for one call to the ML enrich service (default 30s)"},
-      {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)"},
-      {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)"},
-      {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)"},
-      {"DOCFLOW_IDLE_TIMEOUT", "--idle-timeout", "keep-alive wait for the next request (default 60s)"},
+       "time allowed for one call to the ML enrich service (default 30s)", job_commands},
+      {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)",
+       job_commands | for_migrate},
+      {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)",
+       for_serve},
+      {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)", for_serve},
+      {"DOCFLOW_IDLE_TIMEOUT", "--idle-timeout", "keep-alive wait for the next request (default 60s)",
+       for_serve},
       {"DOCFLOW_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
-       "how long in-flight requests may finish after SIGTERM (default 30s)"},
-      {"DOCFLOW_IO_THREADS", "--io-threads", "threads running the event loop (default 2)"},
+       "how long in-flight requests may finish after SIGTERM (default 30s)", for_serve},
+      {"DOCFLOW_IO_THREADS", "--io-threads", "threads running the event loop (default 2)", for_serve},
       {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads",
-       "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)"},
-      {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)"},
+       "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)", for_serve},
+      {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)",
+       for_serve, true},
   };
   return all;
 }
 
 namespace {
 
-// Reads raw values with defaults and turns parse failures into config_error.
+std::string join_lines(const std::vector<invalid_setting>& problems) {
+  std::string out;
+  for (const auto& p : problems) {
+    out += (out.empty() ? "" : "\n") + p.setting + ": " + p.message;
+  }
+  return out;
+}
+
+// The largest unit that writes `d` exactly, as the docs write the ranges
+// (0s, 5m, 24h, 366d).
+std::string format_duration(milliseconds d) {
+  using namespace std::chrono_literals;
+  if (d == 0ms) {
+    return "0s";
+  }
+  const std::pair<milliseconds, const char*> units[] = {{24h, "d"}, {1h, "h"}, {1min, "m"}, {1s, "s"}};
+  for (const auto& [unit, suffix] : units) {
+    if (d % unit == 0ms && !(unit == 24h && d == 24h)) {
+      return std::to_string(d / unit) + suffix;
+    }
+  }
+  return std::to_string(d.count()) + "ms";
+}
+
+// Reads raw values with defaults. A value that does not parse is noted and
+// a placeholder returned, so that load() can go on and report every bad
+// setting at once.
 class reader {
 public:
   explicit reader(const std::map<std::string, std::string>& values) : values_(values) {}
+
+  void fail(const std::string& name, const std::string& message) { problems_.push_back({name, message}); }
+  const std::vector<invalid_setting>& problems() const { return problems_; }
 
   std::optional<std::string> raw(const std::string& name) const {
     const auto it = values_.find(name);
@@ -83,70 +134,78 @@ public:
   }
 
   milliseconds duration(const std::string& name, const std::string& fallback, milliseconds min,
-                        milliseconds max = milliseconds::max()) const {
+                        milliseconds max) {
     const auto text = string(name, fallback);
+    const auto range = format_duration(min) + " and " + format_duration(max);
     const auto d = parse_duration(text);
     if (!d) {
-      throw config_error(name, "'" + text + "' is not a duration (use e.g. 500ms, 2s, 15m, 7d)");
+      fail(name,
+           "'" + text + "' must be a duration between " + range + ", written like 500ms, 2s, 15m or 7d");
+      return min;
     }
     if (*d < min || *d > max) {
-      throw config_error(name, "'" + text + "' is out of range");
+      fail(name, "'" + text + "' must be between " + range);
+      return min;
     }
     return *d;
   }
 
-  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) const {
+  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) {
     const auto text = string(name, fallback);
+    const auto at_least = "at least " + std::to_string(min) + (min == 1 ? " byte" : " bytes");
     const auto n = parse_size(text);
     if (!n) {
-      throw config_error(name, "'" + text + "' is not a size (use e.g. 64KiB, 100MiB)");
+      fail(name, "'" + text + "' must be a size of " + at_least + ", written like 64KiB or 100MiB");
+      return min;
     }
     if (*n < min) {
-      throw config_error(name, "'" + text + "' is too small (at least " + std::to_string(min) + " bytes)");
+      fail(name, "'" + text + "' must be " + at_least);
+      return min;
     }
     return *n;
   }
 
   std::uint64_t integer(const std::string& name, std::uint64_t fallback, std::uint64_t min,
-                        std::uint64_t max) const {
+                        std::uint64_t max) {
     const auto text = raw(name);
     if (!text) {
       return fallback;
     }
-    std::uint64_t n = 0;
+    const auto range = std::to_string(min) + " and " + std::to_string(max);
+    // Signed, so that '-1' is reported as out of range rather than as not a number.
+    std::int64_t n = 0;
     const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), n);
-    if (ec != std::errc{} || end != text->data() + text->size() || text->empty()) {
-      throw config_error(name, "'" + *text + "' is not a whole number");
+    if (ec == std::errc::invalid_argument || end != text->data() + text->size()) {
+      fail(name, "'" + *text + "' must be a whole number between " + range);
+      return min;
     }
-    if (n < min || n > max) {
-      throw config_error(
-          name, "'" + *text + "' must be between " + std::to_string(min) + " and " + std::to_string(max));
+    if (ec == std::errc::result_out_of_range || n < 0 || static_cast<std::uint64_t>(n) < min ||
+        static_cast<std::uint64_t>(n) > max) {
+      fail(name, "'" + *text + "' must be between " + range);
+      return min;
     }
-    return n;
+    return static_cast<std::uint64_t>(n);
   }
 
 private:
   const std::map<std::string, std::string>& values_;
+  std::vector<invalid_setting> problems_;
 };
 
-listen_address parse_listen(const std::string& text) {
-  const auto fail = [&] {
-    return config_error("DOCFLOW_LISTEN",
-                        "'" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
-  };
+std::optional<listen_address> parse_listen(const std::string& text) {
   listen_address a;
   std::string port;
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      throw fail();
+      return std::nullopt;
     }
     a.host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
     const auto colon = text.rfind(':');
     if (colon == std::string::npos || text.find(':') != colon) {
-      throw fail();
+      return std::nullopt;
     }
     a.host = text.substr(0, colon);
     port = text.substr(colon + 1);
@@ -154,56 +213,189 @@ listen_address parse_listen(const std::string& text) {
   unsigned n = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
   if (a.host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || n > 65535) {
-    throw fail();
+    return std::nullopt;
   }
   a.port = static_cast<std::uint16_t>(n);
   return a;
 }
 
-// Returns the part after "scheme://", or throws naming the setting.
-std::string strip_scheme(const std::string& setting, const std::string& url, const std::string& scheme,
-                         const std::string& example) {
+// The part after "scheme://", or a problem noted against the setting.
+std::string strip_scheme(reader& r, const std::string& setting, const std::string& url,
+                         const std::string& scheme, const std::string& example) {
   const std::string prefix = scheme + "://";
   if (url.rfind(prefix, 0) != 0 || url.size() == prefix.size()) {
-    throw config_error(setting, "'" + url + "' is not supported (expected " + example + ")");
+    r.fail(setting, "'" + url + "' is not supported (expected " + example + ")");
+    return {};
   }
   return url.substr(prefix.size());
 }
 
+// A secret file's contents without one trailing newline (editors add one),
+// or nullopt with `error` set to why not.
+std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
+  // A secret is short; a bound keeps a mistaken /dev/zero from filling memory.
+  constexpr std::size_t limit = 64 * 1024;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string out;
+  char buf[4096];
+  ssize_t n = 0;
+  while (out.size() <= limit && (n = ::read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  const int read_errno = errno;
+  ::close(fd);
+  if (n < 0) {
+    error = std::strerror(read_errno);
+    return std::nullopt;
+  }
+  if (out.size() > limit) {
+    error = "larger than 64 KiB, not a secret";
+    return std::nullopt;
+  }
+  if (!out.empty() && out.back() == '\n') {
+    out.pop_back();
+  }
+  if (out.empty()) {
+    error = "the file is empty";
+    return std::nullopt;
+  }
+  return out;
+}
+
+// `values` with each secret given as <env>_FILE replaced by the file's
+// contents; problems with either form go to `problems`.
+std::map<std::string, std::string> with_secret_files(const std::map<std::string, std::string>& values,
+                                                     std::vector<invalid_setting>& problems) {
+  auto out = values;
+  const auto given = [&](const std::string& name) {
+    const auto it = values.find(name);
+    return it != values.end() && !it->second.empty();
+  };
+  for (const auto& s : settings()) {
+    const auto file_env = s.env + "_FILE";
+    if (!s.secret || !given(file_env)) {
+      continue;
+    }
+    if (given(s.env)) {
+      problems.push_back({s.env, "is set, and so is " + file_env + "; set only one of them"});
+      continue;
+    }
+    const auto& path = values.at(file_env);
+    std::string error;
+    if (const auto secret = read_secret_file(path, error)) {
+      out[s.env] = *secret;
+    } else {
+      problems.push_back({file_env, "cannot read '" + path + "': " + std::move(error)});
+    }
+  }
+  return out;
+}
+
+// Variables read elsewhere that are not settings: the extractor's fault
+// injection for tests (pipeline/sandbox.cpp).
+const std::vector<std::string> other_variables{"DOCFLOW_TEST_EXTRACTOR_FAULT"};
+
+// Levenshtein distance: single-character insertions, deletions, substitutions.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  std::iota(row.begin(), row.end(), 0);
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const auto above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
 }  // namespace
 
-config load(const std::map<std::string, std::string>& values, unsigned cores) {
+std::vector<unknown_variable> unknown_variables(const std::map<std::string, std::string>& environment) {
+  const std::string prefix = "DOCFLOW_";
+  std::vector<std::string> known;
+  for (const auto& s : settings()) {
+    known.push_back(s.env);
+    if (s.secret) {
+      known.push_back(s.env + "_FILE");
+    }
+  }
+  const auto is_one_of = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  std::vector<unknown_variable> out;
+  for (const auto& entry : environment) {
+    const auto& name = entry.first;
+    if (name.rfind(prefix, 0) != 0 || is_one_of(known, name) || is_one_of(other_variables, name)) {
+      continue;
+    }
+    // A suggestion that shares less than half of the name is noise, not a typo fixed.
+    auto best = (name.size() - prefix.size()) / 2 + 1;
+    unknown_variable u{name, std::nullopt};
+    for (const auto& k : known) {
+      if (const auto d = edit_distance(name, k); d < best) {
+        best = d;
+        u.suggestion = k;
+      }
+    }
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+config_error::config_error(std::vector<invalid_setting> problems)
+    : std::runtime_error(join_lines(problems)), problems_(std::move(problems)) {}
+
+config load(const std::map<std::string, std::string>& given, unsigned cores) {
   cores = std::max(cores, 1U);
-  const reader r(values);
+  std::vector<invalid_setting> secret_problems;
+  const auto values = with_secret_files(given, secret_problems);
+  reader r(values);
+  for (const auto& p : secret_problems) {
+    r.fail(p.setting, p.message);
+  }
   config c;
 
-  c.listen = parse_listen(r.string("DOCFLOW_LISTEN", "127.0.0.1:8000"));
+  const auto listen = r.string("DOCFLOW_LISTEN", "127.0.0.1:8000");
+  if (const auto a = parse_listen(listen)) {
+    c.listen = *a;
+  } else {
+    r.fail("DOCFLOW_LISTEN", "'" + listen + "' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)");
+  }
   c.data_dir = r.string("DOCFLOW_DATA_DIR", "./data");
   if (c.data_dir.empty()) {
-    throw config_error("DOCFLOW_DATA_DIR", "must not be empty");
+    r.fail("DOCFLOW_DATA_DIR", "must not be empty");
   }
 
   const auto db = r.string("DOCFLOW_DATABASE_URL", "sqlite://" + (c.data_dir / "docflow.db").string());
   if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    throw config_error("DOCFLOW_DATABASE_URL",
-                       "PostgreSQL is not available in this version yet; use sqlite://PATH");
+    r.fail("DOCFLOW_DATABASE_URL", "PostgreSQL is not available in this version yet; use sqlite://PATH");
+  } else {
+    c.sqlite_path = strip_scheme(r, "DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
   }
-  c.sqlite_path = strip_scheme("DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
 
   const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
   if (storage.rfind("s3://", 0) == 0) {
-    throw config_error("DOCFLOW_STORAGE_URL",
-                       "S3 storage is not available in this version yet; use file://PATH");
+    r.fail("DOCFLOW_STORAGE_URL", "S3 storage is not available in this version yet; use file://PATH");
+  } else {
+    c.blob_dir = strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
   }
-  c.blob_dir = strip_scheme("DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
 
   c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
-    throw config_error("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
+    r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
   }
   c.jwt_issuer = r.string("DOCFLOW_JWT_ISSUER", "docflow");
   if (c.jwt_issuer.empty()) {
-    throw config_error("DOCFLOW_JWT_ISSUER", "must not be empty");
+    r.fail("DOCFLOW_JWT_ISSUER", "must not be empty");
   }
   using namespace std::chrono_literals;
   c.access_ttl = r.duration("DOCFLOW_ACCESS_TTL", "15m", 1s, 24h);
@@ -214,7 +406,7 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
 
   const auto signup = r.string("DOCFLOW_SIGNUP", "open");
   if (signup != "open" && signup != "closed") {
-    throw config_error("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
+    r.fail("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
   }
   c.signup_open = signup == "open";
 
@@ -232,13 +424,13 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {
-    throw config_error("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
+    r.fail("DOCFLOW_ML_URL", "'" + *c.ml_url + "' must be an http:// or https:// URL");
   }
   c.ml_timeout = r.duration("DOCFLOW_ML_TIMEOUT", "30s", 1s, 1h);
 
   c.log_level = r.string("DOCFLOW_LOG_LEVEL", "info");
   if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" && c.log_level != "error") {
-    throw config_error("DOCFLOW_LOG_LEVEL", "'" + c.log_level + "' must be debug, info, warn or error");
+    r.fail("DOCFLOW_LOG_LEVEL", "'" + c.log_level + "' must be debug, info, warn or error");
   }
 
   c.header_timeout = r.duration("DOCFLOW_HEADER_TIMEOUT", "30s", 1ms, 1h);
@@ -252,6 +444,9 @@ config load(const std::map<std::string, std::string>& values, unsigned cores) {
   c.blocking_threads =
       static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", std::max(32U, 4 * cores), 1, 1024));
   c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
+  if (!r.problems().empty()) {
+    throw config_error(r.problems());
+  }
   return c;
 }
 

@@ -13,27 +13,47 @@ namespace docflow::config {
 
 using std::chrono::milliseconds;
 
+/// The commands that read settings, as bits of setting_info::used_by.
+enum command : unsigned {
+  for_serve = 1U << 0,
+  for_worker = 1U << 1,
+  for_migrate = 1U << 2,
+  for_user = 1U << 3,  ///< user add, user list
+};
+
 /// One configuration setting: its environment variable, the command-line flag
-/// that overrides it, and what it means. The table drives both the CLI and
-/// the validation, so a setting is declared once.
+/// that overrides it, what it means and which commands read it. The table
+/// drives both the CLI (each command offers, and its --help lists, only the
+/// flags it reads) and the validation, so a setting is declared once.
 struct setting_info {
   std::string env;   ///< DOCFLOW_LISTEN
   std::string flag;  ///< --listen
   std::string help;
+  unsigned used_by = 0;  ///< `command` bits
+  /// Never a flag (a command line is visible to every user of the machine);
+  /// also read from a file named by <env>_FILE.
+  bool secret = false;
 };
 
 /// Every setting docflow reads, in documentation order.
 const std::vector<setting_info>& settings();
 
-/// A setting that failed validation; `what()` names it and says why.
+/// One setting that failed validation: its environment variable and a
+/// message that says what is allowed.
+struct invalid_setting {
+  std::string setting;
+  std::string message;
+};
+
+/// Every setting that failed validation; `what()` holds one
+/// "SETTING: message" line for each, so an operator fixes them in one go.
 class config_error : public std::runtime_error {
 public:
-  config_error(const std::string& setting, const std::string& message)
-      : std::runtime_error(setting + ": " + message), setting_(setting) {}
-  const std::string& setting() const noexcept { return setting_; }
+  explicit config_error(std::vector<invalid_setting> problems);
+  const std::vector<invalid_setting>& problems() const noexcept { return problems_; }
 
 private:
-  std::string setting_;
+  std::vector<invalid_setting> problems_;
 };
 
 struct listen_address {
@@ -80,9 +100,22 @@ struct config {
   std::optional<std::string> metrics_token;
 };
 
+/// A DOCFLOW_* variable that names no setting (a typo, or a setting of
+/// another version), with the known name closest to it when one is close.
+struct unknown_variable {
+  std::string name;
+  std::optional<std::string> suggestion;
+};
+
+/// The keys of `environment` that start with DOCFLOW_ but that docflow does
+/// not read.
+std::vector<unknown_variable> unknown_variables(const std::map<std::string, std::string>& environment);
+
 /// Builds the configuration from raw values keyed by environment variable
-/// name; a missing key takes its default. `cores` is the machine's core count
-/// (defaults that scale with it). Throws config_error naming the first bad
+/// name; a missing key takes its default. A secret setting may instead be
+/// given as <env>_FILE, the path of a file holding it (one trailing newline
+/// is dropped). `cores` is the machine's core count
+/// (defaults that scale with it). Throws config_error naming every bad
 /// setting.
 config load(const std::map<std::string, std::string>& values, unsigned cores);
 

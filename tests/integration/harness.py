@@ -66,8 +66,10 @@ def _kill(proc):
 
 
 def build_env(data_dir, env):
-    """The process environment: ours minus every DOCFLOW_* setting, plus the
-    test defaults, plus `env` (a value of None removes the variable)."""
+    """The process environment: ours minus every DOCFLOW_* variable, plus the
+    test defaults, plus `env` (a value of None removes the variable). The
+    suites' own DOCFLOW_BIN, DOCFLOW_REPO and DOCFLOW_CONTRACT_* are dropped
+    with the settings, or docflow would warn that they are not settings."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("DOCFLOW_")}
     out["DOCFLOW_LISTEN"] = "127.0.0.1:0"
     out["DOCFLOW_DATA_DIR"] = data_dir

@@ -1,17 +1,35 @@
 """The command line (SPEC sections 6 and 7): configuration errors, flags over
-environment variables, version, help, migrate and the generated JWT secret."""
+environment variables, secrets and their _FILE form, unknown variables and
+commands, start-up failures, the password prompt, version, help, migrate and
+the generated JWT secret."""
+import errno
+import json
 import os
 import re
+import secrets
+import select
 import shutil
 import signal
+import socket
 import stat
+import subprocess
 import tempfile
+import termios
+import time
 import unittest
+import unittest.mock
 
-from harness import EXIT_TIMEOUT, ServerTestCase, run_cli, start_server
+from harness import BIN, EXIT_TIMEOUT, ServerTestCase, build_env, run_cli, start_server
 
+EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
 START_BOUND = 8.0  # a bad configuration exits at once; still running after this means it started
+
+
+def register_status(server):
+    """The status of a registration: 201 with signup open, 403 closed."""
+    body = json.dumps({"username": "user-%s" % secrets.token_hex(4), "password": "pw-" + secrets.token_hex(8)})
+    return server.request("POST", "/auth/register", headers={"Content-Type": "application/json"}, body=body).status
 
 
 class BadConfigurationTest(unittest.TestCase):
@@ -37,6 +55,20 @@ class BadConfigurationTest(unittest.TestCase):
                 self.assertEqual(out.returncode, EXIT_BAD_CONFIG, "stderr: %s" % out.stderr)
                 self.assertIn(name, out.stderr)
                 self.assertNotIn("server.listening", out.stdout)
+
+    def test_every_bad_value_is_reported_on_its_own_line(self):
+        bad = {"DOCFLOW_WORKERS": "-1", "DOCFLOW_LOG_LEVEL": "loud", "DOCFLOW_ACCESS_TTL": "5x"}
+        out = run_cli(["serve"], timeout=START_BOUND, **bad)
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        self.assertEqual(len(lines), len(bad), out.stderr)
+        for name in bad:
+            self.assertEqual(len([line for line in lines if name in line]), 1, out.stderr)
+        self.assertIn("docflow: invalid configuration: DOCFLOW_WORKERS: '-1' must be between 0 and 256", lines)
+        self.assertIn(
+            "docflow: invalid configuration: DOCFLOW_LOG_LEVEL: 'loud' must be debug, info, warn or error", lines
+        )
+        self.assertIn("between 1s and 24h", out.stderr)
 
     def test_migrate_checks_configuration_too(self):
         out = run_cli(["migrate"], DOCFLOW_LOG_LEVEL="loud")
@@ -73,9 +105,8 @@ class FlagOverridesEnvTest(ServerTestCase):
                 self.assertTrue(env in out.stderr or flag.split("=")[0] in out.stderr, out.stderr)
 
     def test_flag_alone_is_used(self):
-        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN=None)
-        self.assertEqual(server.get("/metrics").status, 401)
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+        server = self.start_server("--signup", "closed", DOCFLOW_SIGNUP=None)
+        self.assertEqual(register_status(server), 403)
 
     def test_flags_override_env_for_migrate(self):
         out = run_cli(["migrate", "--log-level=info"], DOCFLOW_LOG_LEVEL="loud")
@@ -84,9 +115,243 @@ class FlagOverridesEnvTest(ServerTestCase):
         self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
 
     def test_flag_value_is_the_one_used(self):
-        server = self.start_server("--metrics-token", "from-the-flag", DOCFLOW_METRICS_TOKEN="from-the-env")
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-env"}).status, 401)
-        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer from-the-flag"}).status, 200)
+        server = self.start_server("--signup", "closed", DOCFLOW_SIGNUP="open")
+        self.assertEqual(register_status(server), 403)
+        server = self.start_server("--signup=open", DOCFLOW_SIGNUP="closed")
+        self.assertEqual(register_status(server), 201)
+
+
+class SecretsTest(ServerTestCase):
+    """Secrets come from the environment, directly or as <NAME>_FILE, never
+    from a flag."""
+
+    def secret_file(self, content):
+        fd, path = tempfile.mkstemp(prefix="docflow-it-secret-")
+        self.addCleanup(os.remove, path)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        return path
+
+    def test_metrics_token_from_a_file_without_its_trailing_newline(self):
+        path = self.secret_file("token-from-a-file\n")
+        server = self.start_server(DOCFLOW_METRICS_TOKEN=None, DOCFLOW_METRICS_TOKEN_FILE=path)
+        self.assertEqual(server.get("/metrics").status, 401)
+        self.assertEqual(server.get("/metrics", headers={"Authorization": "Bearer token-from-a-file"}).status, 200)
+
+    def test_jwt_secret_from_a_file(self):
+        path = self.secret_file("x" * 40 + "\n")
+        server = self.start_server(DOCFLOW_JWT_SECRET=None, DOCFLOW_JWT_SECRET_FILE=path)
+        self.assertEqual(register_status(server), 201)
+        self.assertFalse(os.path.exists(os.path.join(server.data_dir, "jwt.secret")))
+        self.assertEqual(server.find_logs(event="config.jwt_secret_generated"), [])
+
+    def test_both_forms_set_is_an_error_naming_both(self):
+        path = self.secret_file("x" * 40)
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_JWT_SECRET_FILE=path)  # the harness sets the other
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        self.assertIn("DOCFLOW_JWT_SECRET:", out.stderr)
+        self.assertIn("DOCFLOW_JWT_SECRET_FILE", out.stderr)
+        self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
+
+    def test_unreadable_file_is_an_error_naming_variable_and_path(self):
+        missing = os.path.join(tempfile.gettempdir(), "docflow-it-no-such-secret")
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_METRICS_TOKEN_FILE=missing)
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+        self.assertRegex(out.stderr, r"DOCFLOW_METRICS_TOKEN_FILE: .*%s.*No such file" % re.escape(missing))
+
+    def test_secret_flags_are_refused_without_echoing_the_value(self):
+        value = "do-not-print-this-secret-0123456789abcdef"
+        cases = (
+            (["serve", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
+            (["serve", "--metrics-token=" + value], "DOCFLOW_METRICS_TOKEN"),
+            (["user", "list", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
+        )
+        for args, env in cases:
+            with self.subTest(args=args[:-1]):
+                out = run_cli(args, timeout=START_BOUND)
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertIn(env + " or " + env + "_FILE", out.stderr)
+                self.assertNotIn(value, out.stderr + out.stdout)
+
+    def test_help_names_the_secret_variables_not_flags(self):
+        out = run_cli(["serve", "--help"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for env in ("DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"):
+            self.assertIn(env + "_FILE", out.stdout)
+        self.assertNotIn("--jwt-secret", out.stdout)
+        self.assertNotIn("--metrics-token", out.stdout)
+
+
+class UnknownVariableTest(ServerTestCase):
+    def test_a_misspelt_setting_is_a_warning_naming_the_closest(self):
+        server = self.start_server(DOCFLOW_WORKER="3")
+        self.assertIn(
+            "docflow: warning: DOCFLOW_WORKER is not a setting (did you mean DOCFLOW_WORKERS?)",
+            server.stderr_lines,
+        )
+        self.assertEqual(server.get("/healthz").status, 200)
+
+    def test_other_commands_warn_too(self):
+        out = run_cli(["migrate"], DOCFLOW_DATADIR="/tmp/elsewhere")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("docflow: warning: DOCFLOW_DATADIR is not a setting (did you mean DOCFLOW_DATA_DIR?)", out.stderr)
+
+    def test_secret_file_forms_and_the_test_suites_own_variables_are_not_warned_about(self):
+        # The harness keeps its own DOCFLOW_* variables (DOCFLOW_BIN, DOCFLOW_REPO,
+        # DOCFLOW_CONTRACT_*) out of the server's environment.
+        fd, path = tempfile.mkstemp(prefix="docflow-it-secret-")
+        self.addCleanup(os.remove, path)
+        os.write(fd, b"t0k3n")
+        os.close(fd)
+        with unittest.mock.patch.dict(os.environ, {"DOCFLOW_REPO": "/repo", "DOCFLOW_CONTRACT_SUITE": "cli"}):
+            out = run_cli(["migrate"], DOCFLOW_METRICS_TOKEN_FILE=path)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("warning", out.stderr)
+        with unittest.mock.patch.dict(os.environ, {"DOCFLOW_BIN": BIN, "DOCFLOW_CONTRACT_VERBOSE": "1"}):
+            server = self.start_server()
+        self.assertNotIn("warning", server.stderr)
+
+
+class StartFailureTest(unittest.TestCase):
+    """A start that fails at run time is one plain line on stderr and exit 1."""
+
+    def assertOneLine(self, out, expected):
+        self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
+        self.assertEqual(out.stderr.splitlines(), [expected], out.stderr)
+
+    def test_port_in_use(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_LISTEN=address)
+        self.assertOneLine(out, "docflow: address %s is already in use" % address)
+
+    def test_address_not_of_this_machine(self):
+        out = run_cli(["serve"], timeout=START_BOUND, DOCFLOW_LISTEN="203.0.113.1:8000")
+        self.assertOneLine(out, "docflow: cannot assign address 203.0.113.1:8000: it is not an address of this machine")
+
+    def test_data_directory_that_cannot_be_created(self):
+        parent = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, parent, True)
+        not_a_dir = os.path.join(parent, "file")
+        open(not_a_dir, "w").close()
+        data = os.path.join(not_a_dir, "data")
+        for command, prefix in ((["serve"], "docflow: "), (["migrate"], "docflow: migrate failed: ")):
+            with self.subTest(command=command):
+                out = run_cli(command, data_dir=data, timeout=START_BOUND)
+                self.assertOneLine(out, prefix + "cannot create data directory %s: Not a directory" % data)
+
+    @unittest.skipIf(os.geteuid() == 0, "root writes to any directory")
+    def test_data_directory_not_writable(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        os.chmod(data, 0o500)
+        self.addCleanup(os.chmod, data, 0o700)
+        out = run_cli(["serve"], data_dir=data, timeout=START_BOUND)
+        self.assertOneLine(out, "docflow: data directory %s is not writable: Permission denied" % data)
+
+
+class PasswordPromptTest(unittest.TestCase):
+    """`docflow user add` asks a person at a terminal for the password twice,
+    without echo; a script gives it as the first line of standard input."""
+
+    TIMEOUT = 20.0
+
+    def setUp(self):
+        self.data_dir = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, self.data_dir, True)
+
+    def read_until(self, fd, marker, shown):
+        """Reads the terminal until `marker` shows up after what was `shown`;
+        returns everything shown so far. b"" as the marker reads to the end."""
+        deadline = time.monotonic() + self.TIMEOUT
+        start = len(shown)
+        while not marker or marker not in shown[start:]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.fail("waited %.0fs for %r; the terminal showed %r" % (self.TIMEOUT, marker, shown))
+            if not select.select([fd], [], [], remaining)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError as e:  # EIO: the program closed the terminal
+                if e.errno != errno.EIO:
+                    raise
+                chunk = b""
+            if not chunk:
+                if marker:
+                    self.fail("the program closed the terminal before %r; it showed %r" % (marker, shown))
+                break
+            shown += chunk
+        return shown
+
+    def user_add_at_terminal(self, name, *typed):
+        """Runs `docflow user add NAME` on a pseudo-terminal, typing each of
+        `typed` once its prompt is shown. Returns (exit code, what the
+        terminal showed, whether echo was back on at the end)."""
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        proc = subprocess.Popen(
+            [BIN, "user", "add", name],
+            env=build_env(self.data_dir, {}),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        shown = b""
+        for prompt, text in zip((b"Password: ", b"Repeat password: "), typed):
+            shown = self.read_until(master, prompt, shown)
+            os.write(master, text.encode() + b"\n")
+        shown = self.read_until(master, b"", shown)
+        code = proc.wait(timeout=self.TIMEOUT)
+        echo = bool(termios.tcgetattr(master)[3] & termios.ECHO)
+        return code, shown.decode("utf-8", "replace"), echo
+
+    def listed_users(self):
+        out = run_cli(["user", "list"], data_dir=self.data_dir)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [line.split("\t")[1] for line in out.stdout.splitlines()[1:]]
+
+    def test_typed_twice_without_echo(self):
+        password = "pw-" + secrets.token_hex(8)
+        code, shown, echo = self.user_add_at_terminal("cli.tty", password, password)
+        self.assertEqual(code, 0, shown)
+        self.assertIn("Password: ", shown)
+        self.assertIn("Repeat password: ", shown)
+        self.assertNotIn(password, shown, "the password was echoed")
+        self.assertRegex(shown, r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+        self.assertTrue(echo, "echo was left off")
+        self.assertEqual(self.listed_users(), ["cli.tty"])
+        server = start_server(data_dir=self.data_dir)
+        self.addCleanup(server.cleanup)
+        body = json.dumps({"username": "cli.tty", "password": password})
+        res = server.request("POST", "/auth/login", headers={"Content-Type": "application/json"}, body=body)
+        self.assertEqual(res.status, 200, res)
+
+    def test_typings_that_differ_create_nothing(self):
+        code, shown, echo = self.user_add_at_terminal("cli.typo", "pw-first-typing", "pw-second-typing")
+        self.assertEqual(code, EXIT_BAD_CONFIG, shown)
+        self.assertIn("docflow: the passwords do not match; no account was created", shown)
+        self.assertTrue(echo, "echo was left off")
+        self.assertEqual(self.listed_users(), [])
+
+    def test_not_a_terminal_reads_the_first_line_without_a_prompt(self):
+        password = "pw-" + secrets.token_hex(8)
+        out = subprocess.run(
+            [BIN, "user", "add", "cli.piped"],
+            env=build_env(self.data_dir, {}),
+            input=password + "\nignored\n",
+            capture_output=True,
+            text=True,
+            timeout=self.TIMEOUT,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn("Password", out.stderr)
+        self.assertEqual(self.listed_users(), ["cli.piped"])
 
 
 class CommandsTest(unittest.TestCase):
@@ -94,6 +359,15 @@ class CommandsTest(unittest.TestCase):
         out = run_cli(["version"])
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertRegex(out.stdout, r"^docflow \d+\.\d+\.\d+\S*\n?$")
+
+    def test_version_flags_print_the_same(self):
+        expected = run_cli(["version"]).stdout
+        for flag in ("--version", "-V"):
+            with self.subTest(flag=flag):
+                out = run_cli([flag])
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(out.stdout, expected)
+                self.assertEqual(out.stderr, "")
 
     def test_help(self):
         out = run_cli(["--help"])
@@ -111,10 +385,49 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("--listen", out.stdout)
         self.assertIn("DOCFLOW_LISTEN", out.stdout)
 
-    def test_unknown_command_fails(self):
-        out = run_cli(["frobnicate"])
-        self.assertNotEqual(out.returncode, 0)
-        self.assertTrue(out.stderr.strip(), "an error should say something on stderr")
+    def test_help_lists_only_the_settings_the_command_reads(self):
+        server_only = ("--listen", "--io-threads", "--header-timeout", "--signup")
+        jobs = ("--workers", "--job-lease", "--storage-url", "--ml-url", "--simulated-delay-ms")
+        cases = {
+            ("serve",): server_only + jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("worker",): jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("migrate",): ("--data-dir", "--database-url", "--log-level"),
+            ("user", "add"): ("--data-dir", "--database-url", "--admin"),
+            ("user", "list"): ("--data-dir", "--database-url"),
+        }
+        every_flag = set(server_only + jobs + ("--data-dir", "--database-url", "--log-level"))
+        for command, listed in cases.items():
+            with self.subTest(command=command):
+                out = run_cli([*command, "--help"])
+                self.assertEqual(out.returncode, 0, out.stderr)
+                flags = set(re.findall(r"--[a-z][a-z-]*", out.stdout))
+                for flag in listed:
+                    self.assertIn(flag, flags, out.stdout)
+                for flag in every_flag - set(listed):
+                    self.assertNotIn(flag, flags, out.stdout)
+
+    def test_a_setting_the_command_does_not_read_is_not_a_flag_there(self):
+        out = run_cli(["user", "list", "--listen", "127.0.0.1:9"])
+        self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+
+    def test_unknown_command_names_the_word_and_the_valid_commands(self):
+        top = "docflow: unknown command 'bogus' (commands: serve, migrate, version, worker, user)"
+        cases = {
+            ("bogus",): top,
+            ("--help-all", "bogus"): top,
+            ("user", "delete"): "docflow user: unknown command 'delete' (commands: add, list)",
+        }
+        for args, message in cases.items():
+            with self.subTest(args=args):
+                out = run_cli(list(args))
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertEqual(out.stderr, message + "\n")
+                self.assertEqual(out.stdout, "")
+
+    def test_hidden_commands_still_run(self):
+        out = run_cli(["routes"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("GET /healthz", out.stdout)
 
     def test_no_command_fails(self):
         self.assertNotEqual(run_cli([]).returncode, 0)

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -175,7 +177,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
 }
 
 // -----------------------------------------------------------------------------------------------------------
-// Rejected values: each must throw config_error naming the offending environment variable.
+// Rejected values: each must throw config_error naming the offending environment variable, and only it.
 
 namespace {
 
@@ -212,7 +214,8 @@ TEST_P(config_rejects, with_config_error_naming_the_setting) {
     load_with(env, value);
     FAIL() << "accepted " << env << "='" << value << "'";
   } catch (const config::config_error& e) {
-    EXPECT_EQ(e.setting(), env);
+    ASSERT_EQ(e.problems().size(), 1U) << e.what();
+    EXPECT_EQ(e.problems()[0].setting, env);
     EXPECT_NE(std::string(e.what()).find(env), std::string::npos) << e.what();
   }
 }
@@ -285,13 +288,187 @@ TEST(config_rejects_message, s3_is_explained) {
   }
 }
 
-TEST(config_rejects_message, first_bad_setting_in_order_is_reported_alone) {
+TEST(config_rejects_message, every_bad_setting_is_reported_in_table_order) {
   try {
-    config::load({{"DOCFLOW_LISTEN", "nope"}, {"DOCFLOW_LOG_LEVEL", "loud"}}, 4);
+    config::load({{"DOCFLOW_LOG_LEVEL", "loud"}, {"DOCFLOW_LISTEN", "nope"}, {"DOCFLOW_WORKERS", "-1"}}, 4);
     FAIL() << "bad values accepted";
   } catch (const config::config_error& e) {
-    EXPECT_EQ(e.setting(), "DOCFLOW_LISTEN");
+    ASSERT_EQ(e.problems().size(), 3U) << e.what();
+    EXPECT_EQ(e.problems()[0].setting, "DOCFLOW_LISTEN");
+    EXPECT_EQ(e.problems()[1].setting, "DOCFLOW_WORKERS");
+    EXPECT_EQ(e.problems()[2].setting, "DOCFLOW_LOG_LEVEL");
+    EXPECT_EQ(std::string(e.what()),
+              "DOCFLOW_LISTEN: 'nope' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000)\n"
+              "DOCFLOW_WORKERS: '-1' must be between 0 and 256\n"
+              "DOCFLOW_LOG_LEVEL: 'loud' must be debug, info, warn or error");
   }
+}
+
+namespace {
+
+// The one message load() gives for a single bad value.
+std::string message_for(const std::string& env, const std::string& value) {
+  try {
+    load_with(env, value);
+  } catch (const config::config_error& e) {
+    return e.problems().size() == 1 ? e.problems()[0].message : e.what();
+  }
+  return "(accepted)";
+}
+
+}  // namespace
+
+TEST(config_rejects_message, says_what_is_allowed) {
+  EXPECT_EQ(message_for("DOCFLOW_WORKERS", "-1"), "'-1' must be between 0 and 256");
+  EXPECT_EQ(message_for("DOCFLOW_WORKERS", "many"), "'many' must be a whole number between 0 and 256");
+  EXPECT_EQ(message_for("DOCFLOW_QUEUE_MAX_DEPTH", "99999999999999999999"),
+            "'99999999999999999999' must be between 1 and 4294967295");
+  EXPECT_EQ(message_for("DOCFLOW_ACCESS_TTL", "25h"), "'25h' must be between 1s and 24h");
+  EXPECT_EQ(message_for("DOCFLOW_REFRESH_REUSE_GRACE", "6m"), "'6m' must be between 0s and 5m");
+  EXPECT_EQ(message_for("DOCFLOW_REFRESH_TTL", "367d"), "'367d' must be between 1s and 366d");
+  EXPECT_EQ(message_for("DOCFLOW_HEADER_TIMEOUT", "2h"), "'2h' must be between 1ms and 1h");
+  EXPECT_EQ(message_for("DOCFLOW_ACCESS_TTL", "5x"),
+            "'5x' must be a duration between 1s and 24h, written like 500ms, 2s, 15m or 7d");
+  EXPECT_EQ(message_for("DOCFLOW_MAX_UPLOAD_BYTES", "0"), "'0' must be at least 1 byte");
+  EXPECT_EQ(message_for("DOCFLOW_MAX_UPLOAD_BYTES", "lots"),
+            "'lots' must be a size of at least 1 byte, written like 64KiB or 100MiB");
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Secrets from files (<NAME>_FILE)
+
+namespace {
+
+// A file holding `content`, removed with the object.
+class temp_file {
+public:
+  explicit temp_file(const std::string& content)
+      : path_(std::filesystem::temp_directory_path() /
+              ("docflow-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(next_++))) {
+    std::ofstream(path_, std::ios::binary) << content;
+  }
+  ~temp_file() { std::filesystem::remove(path_); }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
+  std::string path() const { return path_.string(); }
+
+private:
+  static inline int next_ = 0;
+  std::filesystem::path path_;
+};
+
+std::vector<config::invalid_setting> problems_of(const values_map& values) {
+  try {
+    config::load(values, 4);
+  } catch (const config::config_error& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(config_secrets, are_the_jwt_secret_and_the_metrics_token) {
+  std::set<std::string> secrets;
+  for (const auto& s : config::settings()) {
+    if (s.secret) secrets.insert(s.env);
+  }
+  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"}));
+}
+
+TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {
+  const temp_file token("t0k3n\n");
+  EXPECT_EQ(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", token.path()}}, 4).metrics_token, "t0k3n");
+  const temp_file two_newlines("t0k3n\n\n");
+  EXPECT_EQ(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", two_newlines.path()}}, 4).metrics_token, "t0k3n\n");
+  const std::string secret(40, 'k');
+  const temp_file no_newline(secret);
+  EXPECT_EQ(config::load({{"DOCFLOW_JWT_SECRET_FILE", no_newline.path()}}, 4).jwt_secret, secret);
+}
+
+TEST(config_secrets, empty_variable_counts_as_unset) {
+  const temp_file token("t0k3n");
+  const auto c =
+      config::load({{"DOCFLOW_METRICS_TOKEN", ""}, {"DOCFLOW_METRICS_TOKEN_FILE", token.path()}}, 4);
+  EXPECT_EQ(c.metrics_token, "t0k3n");
+  EXPECT_FALSE(config::load({{"DOCFLOW_METRICS_TOKEN_FILE", ""}}, 4).metrics_token.has_value());
+}
+
+TEST(config_secrets, both_forms_are_an_error_naming_both) {
+  const temp_file token("t0k3n");
+  const auto problems =
+      problems_of({{"DOCFLOW_METRICS_TOKEN", "t0k3n"}, {"DOCFLOW_METRICS_TOKEN_FILE", token.path()}});
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].setting, "DOCFLOW_METRICS_TOKEN");
+  EXPECT_NE(problems[0].message.find("DOCFLOW_METRICS_TOKEN_FILE"), std::string::npos) << problems[0].message;
+}
+
+TEST(config_secrets, unreadable_or_empty_file_is_an_error_naming_variable_and_path) {
+  const auto missing = (std::filesystem::temp_directory_path() / "docflow-config-test-missing").string();
+  const temp_file empty("\n");
+  for (const auto& path : {missing, empty.path(), std::filesystem::temp_directory_path().string()}) {
+    const auto problems = problems_of({{"DOCFLOW_JWT_SECRET_FILE", path}});
+    ASSERT_EQ(problems.size(), 1U) << path;
+    EXPECT_EQ(problems[0].setting, "DOCFLOW_JWT_SECRET_FILE");
+    EXPECT_NE(problems[0].message.find("'" + path + "'"), std::string::npos) << problems[0].message;
+  }
+}
+
+TEST(config_secrets, a_secret_from_a_file_is_validated_like_any_other) {
+  const temp_file short_secret("too short\n");
+  const auto problems = problems_of({{"DOCFLOW_JWT_SECRET_FILE", short_secret.path()}});
+  ASSERT_EQ(problems.size(), 1U);
+  EXPECT_EQ(problems[0].setting, "DOCFLOW_JWT_SECRET");
+}
+
+TEST(config_secrets, only_secrets_have_a_file_form) {
+  const temp_file listen("0.0.0.0:9");
+  EXPECT_EQ(config::load({{"DOCFLOW_LISTEN_FILE", listen.path()}}, 4).listen.port, 8000);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// DOCFLOW_* variables that name no setting
+
+namespace {
+
+std::map<std::string, std::optional<std::string>> unknown(const std::vector<std::string>& names) {
+  values_map environment;
+  for (const auto& n : names) {
+    environment[n] = "1";
+  }
+  std::map<std::string, std::optional<std::string>> out;
+  for (const auto& u : config::unknown_variables(environment)) {
+    out[u.name] = u.suggestion;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(config_unknown_variables, are_reported_with_the_closest_setting) {
+  const auto found =
+      unknown({"DOCFLOW_WORKER", "DOCFLOW_LOGLEVEL", "DOCFLOW_JWT_SECRET_FIL", "DOCFLOW_LISTEN_FILE"});
+  EXPECT_EQ(found, (std::map<std::string, std::optional<std::string>>{
+                       {"DOCFLOW_WORKER", "DOCFLOW_WORKERS"},
+                       {"DOCFLOW_LOGLEVEL", "DOCFLOW_LOG_LEVEL"},
+                       {"DOCFLOW_JWT_SECRET_FIL", "DOCFLOW_JWT_SECRET_FILE"},
+                       {"DOCFLOW_LISTEN_FILE", "DOCFLOW_LISTEN"},
+                   }));
+}
+
+TEST(config_unknown_variables, far_from_every_setting_get_no_suggestion) {
+  EXPECT_EQ(unknown({"DOCFLOW_PORT", "DOCFLOW_ZZZZZZZZZZZZ"}),
+            (std::map<std::string, std::optional<std::string>>{{"DOCFLOW_PORT", std::nullopt},
+                                                               {"DOCFLOW_ZZZZZZZZZZZZ", std::nullopt}}));
+}
+
+TEST(config_unknown_variables, settings_secret_files_test_hooks_and_other_names_are_known) {
+  std::vector<std::string> names{"DOCFLOW_JWT_SECRET_FILE", "DOCFLOW_METRICS_TOKEN_FILE",
+                                 "DOCFLOW_TEST_EXTRACTOR_FAULT", "HOME", "XDOCFLOW_WORKER"};
+  for (const auto& s : config::settings()) {
+    names.push_back(s.env);
+  }
+  EXPECT_TRUE(unknown(names).empty());
 }
 
 // -----------------------------------------------------------------------------------------------------------
@@ -311,6 +488,25 @@ TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
     EXPECT_TRUE(envs.insert(s.env).second) << "duplicate env " << s.env;
     EXPECT_TRUE(flags.insert(s.flag).second) << "duplicate flag " << s.flag;
   }
+}
+
+TEST(config_settings, serve_reads_every_setting_and_the_other_commands_their_own) {
+  std::set<std::string> worker;
+  std::set<std::string> migrate;
+  std::set<std::string> user;
+  for (const auto& s : config::settings()) {
+    EXPECT_NE(s.used_by & config::for_serve, 0U) << s.env;
+    if ((s.used_by & config::for_worker) != 0) worker.insert(s.env);
+    if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
+    if ((s.used_by & config::for_user) != 0) user.insert(s.env);
+  }
+  EXPECT_EQ(worker, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
+                                           "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
+                                           "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_ML_URL",
+                                           "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(migrate,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));
 }
 
 // -----------------------------------------------------------------------------------------------------------
