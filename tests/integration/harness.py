@@ -17,6 +17,7 @@ No wait here is unbounded, and every process started is killed at the
 latest when the test (or, failing that, the interpreter) ends.
 """
 import atexit
+import gzip
 import http.client
 import json
 import os
@@ -125,16 +126,19 @@ def record_exchange(method, target, res):
         "headers": dict(res.headers),
     }
     media = res.content_type
+    body = res.body
+    if (res.header("Content-Encoding") or "").lower() == "gzip":
+        body = gzip.decompress(body)  # what any client undoes before reading the JSON
     if media == "application/json" or media.endswith("+json"):
-        if len(res.body) > _CONTRACT_JSON_LIMIT:
+        if len(body) > _CONTRACT_JSON_LIMIT:
             entry["truncated"] = True
-        elif res.body:
+        elif body:
             try:
-                entry["json"] = json.loads(res.body.decode("utf-8"))
+                entry["json"] = json.loads(body.decode("utf-8"))
             except ValueError as e:
                 entry["json_error"] = str(e)
     elif media == "text/event-stream":
-        entry["text"] = res.body[:_CONTRACT_TEXT_LIMIT].decode("utf-8", "replace")
+        entry["text"] = body[:_CONTRACT_TEXT_LIMIT].decode("utf-8", "replace")
     line = json.dumps(entry) + "\n"
     with _contract_lock:
         with open(_contract_log_path(), "a", encoding="utf-8") as f:
