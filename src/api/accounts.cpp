@@ -162,8 +162,14 @@ awaitable<http::response> register_user(services& s, http::request& req) {
   if (!errors.empty()) {
     co_return problem(req, http::validation_failed(std::move(errors)));
   }
-  auto slot = s.hashing.try_acquire();
+  if (const auto wait = s.signups.begin(req.remote_address)) {
+    co_return retry_later(req, 429, "too-many-attempts", "Too Many Requests",
+                          "Too many registrations from this address; retry after the time in Retry-After.",
+                          *wait);
+  }
+  auto slot = s.signup_hashing.try_acquire();
   if (!slot) {
+    s.signups.abandoned(req.remote_address);
     co_return busy_hashing(req);
   }
   core::user u{core::new_uuid_v7(), *username, {}, core::role::user, s.clock.now()};

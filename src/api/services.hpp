@@ -27,6 +27,7 @@ class jwt_codec;
 class password_hasher;
 class hash_slots;
 class login_throttle;
+class registration_throttle;
 }  // namespace docflow::auth
 
 namespace docflow::api {
@@ -45,8 +46,12 @@ struct services {
   http::admission_gate& uploads;
   docflow::auth::jwt_codec& tokens;
   docflow::auth::password_hasher& passwords;
+  /// Password hashing for logins; registrations have their own, smaller
+  /// budget, so that a registration loop cannot starve existing users' logins.
   docflow::auth::hash_slots& hashing;
+  docflow::auth::hash_slots& signup_hashing;
   docflow::auth::login_throttle& throttle;
+  docflow::auth::registration_throttle& signups;
   const cursor_codec& cursors;
   std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.

@@ -49,6 +49,7 @@ constexpr const char* pipeline_version = "docflow-pipeline/1";
 // Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
 constexpr unsigned login_max_failures_per_address = 20;
 constexpr std::chrono::seconds login_window{15 * 60};
+constexpr std::chrono::seconds signup_window{60 * 60};
 // How long an upload waits for a turn to receive its body before it goes
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
@@ -217,11 +218,14 @@ int serve(config::config cfg) {
     auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer);
     auth::password_hasher passwords;
     auth::hash_slots hashing(cfg.max_concurrent_hashes);
+    auth::hash_slots signup_hashing(std::max(1U, cfg.max_concurrent_hashes / 2));
     auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
                                   clock);
+    auth::registration_throttle signups(cfg.signup_max_per_address, signup_window, clock);
     const api::cursor_codec cursors(*cfg.jwt_secret);
-    api::services services{cfg,    clock,     db,      blobs,    metrics, blocking,   uploads,
-                           tokens, passwords, hashing, throttle, cursors, clock.now()};
+    api::services services{cfg,     clock,   db,         blobs,   metrics,        blocking,
+                           uploads, tokens,  passwords,  hashing, signup_hashing, throttle,
+                           signups, cursors, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 

@@ -335,6 +335,43 @@ class RegisterTest(AuthTestCase):
         self.assertValidation(post_json(self.server, "/auth/register", body), "username")
 
 
+class SignupThrottleTest(AuthTestCase):
+    """Registration from one address in a loop (113 accounts in 4 s, seen by
+    a review) must neither go on unbounded nor starve the logins of users
+    who already have an account."""
+
+    def test_registrations_past_the_limit_are_429_with_retry_after(self):
+        server = self.start_server(DOCFLOW_SIGNUP_MAX_PER_ADDRESS="3")
+        statuses = [register(server, unique_name("loop"), new_password()).status for _ in range(3)]
+        self.assertEqual(statuses, [201, 201, 201])
+        res = register(server, unique_name("loop"), new_password())
+        self.assertProblem(res, 429, "too-many-attempts")
+        self.assertGreaterEqual(int(res.header("Retry-After")), 55 * 60)
+        # Refused before anything was stored: the name is still free later.
+        self.assertEqual(server.get("/healthz").status, 200)
+
+    def test_a_registration_flood_does_not_starve_logins(self):
+        server = self.start_server(DOCFLOW_MAX_CONCURRENT_HASHES="2")
+        username, password, _ = self.new_user(server)
+        stop = threading.Event()
+
+        def flood():
+            while not stop.is_set():
+                register(server, unique_name("flood"), new_password())
+
+        threads = [threading.Thread(target=flood) for _ in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)  # the flood is running
+            statuses = [login(server, username, password).status for _ in range(12)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(statuses, [200] * 12, "logins failed while registrations ran")
+
+
 class SignupClosedTest(AuthTestCase):
     def test_closed_signup_is_403(self):
         server = self.start_server(DOCFLOW_SIGNUP="closed")

@@ -117,6 +117,7 @@ private:
 };
 
 using docflow::auth::login_throttle;
+using docflow::auth::registration_throttle;
 
 class ThrottleTest : public ::testing::Test {
 protected:
@@ -309,6 +310,21 @@ TEST_F(ThrottleTest, AnAbandonedAttemptIsTakenBack) {
   EXPECT_EQ(check("alice"), std::nullopt);
   EXPECT_EQ(throttle.begin("alice", "198.51.100.2"), std::nullopt);
   EXPECT_TRUE(throttle.begin("alice", "198.51.100.2"));
+}
+
+TEST_F(ThrottleTest, RegistrationsAreLimitedPerAddress) {
+  registration_throttle signups(3, 1h, clock);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(signups.begin("192.0.2.80"), std::nullopt) << i;
+    clock.advance(1s);
+  }
+  EXPECT_EQ(signups.begin("192.0.2.80"), 1h - 3s) << "until the first leaves the hour";
+  EXPECT_EQ(signups.begin("192.0.2.81"), std::nullopt) << "another address has its own count";
+  signups.abandoned("192.0.2.80");
+  EXPECT_EQ(signups.begin("192.0.2.80"), std::nullopt) << "a registration that never ran is taken back";
+  EXPECT_TRUE(signups.begin("192.0.2.80"));
+  clock.advance(1h);
+  EXPECT_EQ(signups.begin("192.0.2.80"), std::nullopt);
 }
 
 TEST_F(ThrottleTest, ConcurrentFailuresAreAllCounted) {
