@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -54,6 +55,31 @@ constexpr std::chrono::seconds signup_window{60 * 60};
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
 constexpr std::chrono::seconds upload_patience{5};
+
+// The most client connections this process can hold without running out of
+// descriptors: the soft RLIMIT_NOFILE (first raised to the hard limit, which
+// costs nothing) less what the rest of the process needs at its busiest: the
+// database and logs, a temporary file per upload receiving its body, a file
+// per blocking thread, the pipes and blob of each job. At most 16384: each
+// connection may hold a 80 KiB read buffer.
+std::uint64_t connection_budget(const config::config& cfg) {
+  constexpr std::uint64_t fewest = 16;
+  constexpr std::uint64_t most = 16384;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return most;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlimit raised{limit.rlim_max, limit.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  const std::uint64_t reserve =
+      64 + cfg.blocking_threads + std::uint64_t{cfg.max_active_uploads} + 4 * std::uint64_t{cfg.workers};
+  const std::uint64_t descriptors = limit.rlim_cur == RLIM_INFINITY ? most + reserve : limit.rlim_cur;
+  const auto budget = descriptors > reserve + fewest ? descriptors - reserve : fewest;
+  obs::log(
+      obs::level::info, "server.descriptors",
+      {{"limit", static_cast<std::int64_t>(descriptors)}, {"reserved", static_cast<std::int64_t>(reserve)}});
+  return std::min(budget, most);
+}
 
 // Creates the data directory (and the database's) and checks it can be
 // written, so that a mistake is one plain line instead of a failure deep
@@ -239,6 +265,14 @@ int serve(config::config cfg) {
     options.idle_timeout = cfg.idle_timeout;
     options.shutdown_timeout = cfg.shutdown_timeout;
     options.io_threads = cfg.io_threads;
+    const auto budget = connection_budget(cfg);
+    options.max_connections = cfg.max_connections != 0 ? cfg.max_connections : budget;
+    if (options.max_connections > budget) {
+      obs::log(obs::level::warn, "server.connections_over_budget",
+               {{"max_connections", static_cast<std::int64_t>(options.max_connections)},
+                {"budget", static_cast<std::int64_t>(budget)}});
+    }
+    options.max_connections_per_address = cfg.max_connections_per_address;
     options.on_drain = [&services, &workers] {
       services.shutting_down = true;
       if (workers) workers->stop();  // no new jobs while HTTP drains

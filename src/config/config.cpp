@@ -71,6 +71,11 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_SHUTDOWN_TIMEOUT", "--shutdown-timeout",
        "how long in-flight requests may finish after SIGTERM (default 30s)", for_serve},
       {"DOCFLOW_IO_THREADS", "--io-threads", "threads running the event loop (default 2)", for_serve},
+      {"DOCFLOW_MAX_CONNECTIONS", "--max-connections",
+       "open client connections at most; more are closed at once (default: from the descriptor limit)",
+       for_serve},
+      {"DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS", "--max-connections-per-address",
+       "open connections from one client address at most; 0 for no cap (default 256)", for_serve},
       {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads",
        "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)", for_serve},
       {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)",
@@ -442,6 +447,8 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.idle_timeout = r.duration("DOCFLOW_IDLE_TIMEOUT", "60s", 1ms, 1h);
   c.shutdown_timeout = r.duration("DOCFLOW_SHUTDOWN_TIMEOUT", "30s", 0ms, 1h);
   c.io_threads = static_cast<unsigned>(r.integer("DOCFLOW_IO_THREADS", 2, 1, 256));
+  c.max_connections = r.integer("DOCFLOW_MAX_CONNECTIONS", 0, 1, 1000000);
+  c.max_connections_per_address = r.integer("DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS", 256, 0, 1000000);
   // Mostly waiting on the disk (fsync), not computing: a disk completes more
   // syncs per second the more are in flight (bench/README.md), and the CPU
   // work on this pool is bounded elsewhere (argon2id by its slots).

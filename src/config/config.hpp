@@ -97,6 +97,8 @@ struct config {
   milliseconds idle_timeout{};
   milliseconds shutdown_timeout{};
   unsigned io_threads = 0;
+  std::uint64_t max_connections = 0;              ///< 0: not set, derived from the descriptor limit at start
+  std::uint64_t max_connections_per_address = 0;  ///< 0: no cap
   unsigned blocking_threads = 0;
   std::optional<std::string> metrics_token;
 };

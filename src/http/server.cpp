@@ -4,6 +4,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -181,9 +183,38 @@ struct server::impl {
   net::steady_timer drain_deadline;
   std::atomic<bool> draining{false};
 
-  std::mutex mutex;  // guards connections and next_id
+  std::mutex mutex;  // guards connections, next_id, open and by_address
   std::unordered_map<std::uint64_t, connection> connections;
   std::uint64_t next_id = 0;
+  // Admitted connections, in all and per client address (accepted, not yet
+  // closed; counted before their session starts).
+  std::size_t open = 0;
+  std::unordered_map<std::string, std::size_t> by_address;
+
+  // Takes a place for a new connection from `address`; nullopt when it may
+  // stay, else the cap it would pass ("total" or "address").
+  std::optional<std::string_view> admit(const std::string& address) {
+    const std::lock_guard lock(mutex);
+    if (opt.max_connections != 0 && open >= opt.max_connections) return "total";
+    auto& mine = by_address[address];
+    if (opt.max_connections_per_address != 0 && mine >= opt.max_connections_per_address) {
+      if (mine == 0) by_address.erase(address);
+      return "address";
+    }
+    ++mine;
+    ++open;
+    metrics.set("docflow_connections_open", "", static_cast<double>(open));
+    return std::nullopt;
+  }
+
+  void release(const std::string& address) {
+    const std::lock_guard lock(mutex);
+    --open;
+    if (const auto it = by_address.find(address); it != by_address.end() && --it->second == 0) {
+      by_address.erase(it);
+    }
+    metrics.set("docflow_connections_open", "", static_cast<double>(open));
+  }
 
   std::uint64_t add_connection(beast::tcp_stream* stream) {
     const std::lock_guard lock(mutex);
@@ -643,11 +674,10 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
   co_return x.keep_alive;
 }
 
-net::awaitable<void> session(server::impl& s, tcp::socket socket) {
+// Serves one admitted connection; gives its place back when it ends.
+net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string remote) {
   beast::tcp_stream stream(std::move(socket));
   beast::error_code ec;
-  const auto endpoint = stream.socket().remote_endpoint(ec);
-  const std::string remote = ec ? std::string() : endpoint.address().to_string();
   stream.socket().set_option(tcp::no_delay(true), ec);
   const auto id = s.add_connection(&stream);
   // What a connection may hold unparsed: a request head, or during a body the
@@ -694,9 +724,17 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket) {
   }
   stream.close();
   s.remove_connection(id);
+  s.release(remote);
 }
 
 net::awaitable<void> accept_loop(server::impl& s) {
+  // After a failed accept (out of descriptors, most likely) the listening
+  // socket stays readable, so retrying at once would spin: wait, twice as
+  // long each time up to a second, and log once per run of failures.
+  constexpr auto first_pause = 10ms;
+  constexpr auto longest_pause = 1000ms;
+  auto pause = first_pause;
+  std::uint64_t failures_in_a_row = 0;
   for (std::size_t next = 0;; ++next) {
     auto& loop = *s.loops[next % s.loops.size()];  // round robin
     auto [ec, socket] = co_await s.acceptor.async_accept(loop, tuple_awaitable);
@@ -704,13 +742,33 @@ net::awaitable<void> accept_loop(server::impl& s) {
       if (!s.acceptor.is_open()) {
         co_return;
       }
-      obs::log(obs::level::warn, "http.accept_failed", {{"error", ec.message()}});
-      // Out of descriptors: back off instead of spinning.
-      net::steady_timer pause(s.ioc, 50ms);
-      co_await pause.async_wait(tuple_awaitable);
+      s.metrics.add("docflow_accept_failures_total", "", 1);
+      if (failures_in_a_row++ == 0) {
+        obs::log(obs::level::warn, "http.accept_failed", {{"error", ec.message()}});
+      }
+      net::steady_timer timer(s.ioc, pause);
+      co_await timer.async_wait(tuple_awaitable);
+      pause = std::min<std::chrono::milliseconds>(pause * 2, longest_pause);
       continue;
     }
-    net::co_spawn(loop, session(s, std::move(socket)), net::detached);
+    if (failures_in_a_row != 0) {
+      obs::log(obs::level::info, "http.accept_recovered",
+               {{"failures", static_cast<std::int64_t>(failures_in_a_row)}});
+      failures_in_a_row = 0;
+      pause = first_pause;
+    }
+    beast::error_code ignored;
+    const auto endpoint = socket.remote_endpoint(ignored);
+    std::string remote = ignored ? std::string() : endpoint.address().to_string();
+    if (const auto cap = s.admit(remote)) {
+      // Closed unread: answering would cost the descriptor and the time the
+      // cap is there to protect.
+      s.metrics.add("docflow_connections_rejected_total", obs::metrics::label("reason", std::string(*cap)),
+                    1);
+      socket.close(ignored);
+      continue;
+    }
+    net::co_spawn(loop, session(s, std::move(socket), std::move(remote)), net::detached);
   }
 }
 
@@ -732,6 +790,12 @@ server::server(server_options options, const router& routes, authenticator auth,
                    {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
   metrics.describe("http_requests_in_flight", obs::metrics::kind::gauge, "Requests being handled now.");
   metrics.set("http_requests_in_flight", "", 0);
+  metrics.describe("docflow_connections_open", obs::metrics::kind::gauge, "Client connections open now.");
+  metrics.set("docflow_connections_open", "", 0);
+  metrics.describe("docflow_connections_rejected_total", obs::metrics::kind::counter,
+                   "New connections closed at once because a cap was reached, by cap (total, address).");
+  metrics.describe("docflow_accept_failures_total", obs::metrics::kind::counter,
+                   "Failed accepts (out of file descriptors, most likely).");
 }
 
 server::~server() = default;

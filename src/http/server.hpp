@@ -23,6 +23,11 @@ struct server_options {
   std::chrono::milliseconds shutdown_timeout{30000};
   unsigned io_threads = 2;
   std::size_t header_limit = 16 * 1024;  ///< request line + header fields
+  /// Open connections at most, and from one client address at most (0: no
+  /// cap). Past either, a new connection is closed at once, unread, and
+  /// counted in docflow_connections_rejected_total.
+  std::size_t max_connections = 0;
+  std::size_t max_connections_per_address = 0;
   /// Called once when draining starts (signal or stop()), on an I/O thread:
   /// the place to stop background work and end long-lived streams.
   std::function<void()> on_drain;

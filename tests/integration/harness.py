@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -501,7 +502,8 @@ def metric(samples, name, **labels):
 class Server:
     """A running `docflow serve`. Use start_server()."""
 
-    def __init__(self, args=(), data_dir=None, **env):
+    def __init__(self, args=(), data_dir=None, nofile=None, **env):
+        """`nofile`: the server's RLIMIT_NOFILE, soft and hard (unchanged if None)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="docflow-it-")
         self.env = build_env(self.data_dir, env)
@@ -509,9 +511,11 @@ class Server:
         self.stderr_lines = []
         self._cond = threading.Condition()
         self.port = None
+        limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
         self.proc = subprocess.Popen(
             [BIN, "serve", *args],
             env=self.env,
+            preexec_fn=limit,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -646,10 +650,10 @@ class Server:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start_server(*args, data_dir=None, **env):
+def start_server(*args, data_dir=None, nofile=None, **env):
     """Starts `docflow serve [args]` with the test defaults overridden by env
     (e.g. DOCFLOW_HEADER_TIMEOUT="300ms"; None unsets a variable)."""
-    return Server(args=args, data_dir=data_dir, **env)
+    return Server(args=args, data_dir=data_dir, nofile=nofile, **env)
 
 
 def run_cli(args, data_dir=None, timeout=20.0, **env):

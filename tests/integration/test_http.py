@@ -1,10 +1,12 @@
 """HTTP/1.1 behaviour of the server itself (SPEC section 1): routing errors,
 problem+json, request ids, malformed input, limits, keep-alive, pipelining
 and deadlines."""
+import json
+import socket
 import time
 import unittest
 
-from harness import UUID_RE, ServerTestCase, SharedServerTestCase, format_request, wait_closed
+from harness import UUID_RE, ServerTestCase, SharedServerTestCase, format_request, metric, parse_metrics, wait_closed
 
 CLOSE_BOUND = 5.0  # generous: the configured timeouts below are 300 ms
 
@@ -339,3 +341,52 @@ class DeadlineTest(ServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+class ConnectionCapTest(ServerTestCase):
+    """Clients that send one byte and stop each hold a connection until the
+    header timeout. With 256 descriptors they used to exhaust the server:
+    health checks, uploads and /process stopped answering while accept
+    failed 20 times a second. Connections past a cap are closed at once."""
+
+    FLOOD = 400
+
+    def flood(self, server, source="127.0.0.2"):
+        """FLOOD connections from `source` that each send one byte and stop."""
+        socks = []
+        for _ in range(self.FLOOD):
+            try:
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(source, 0))
+                s.send(b"G")
+            except OSError:
+                continue  # reset by the server: also fine
+            socks.append(s)
+        self.addCleanup(lambda: [s.close() for s in socks])
+        time.sleep(0.5)  # the server has accepted, and refused, what it will
+        return socks
+
+    def still_serves(self, conn):
+        body = json.dumps({"username": "capped-%d" % time.monotonic_ns(), "password": "a long password 1"})
+        res = conn.request("POST", "/auth/register", {"Content-Type": "application/json"}, body.encode())
+        self.assertEqual(res.status, 201, res)  # hashing, the database: the process still has descriptors
+        self.assertEqual(conn.request("GET", "/readyz").status, 200)
+
+    def test_one_address_cannot_take_every_connection(self):
+        server = self.start_server(nofile=256, DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS="50")
+        self.flood(server)
+        # A client from another address connects and is served.
+        self.assertEqual(server.get("/healthz").status, 200)
+        self.still_serves(self.connect(server))
+        samples = parse_metrics(server.get("/metrics").body.decode())
+        self.assertGreaterEqual(metric(samples, "docflow_connections_rejected_total", reason="address"),
+                                self.FLOOD - 50)
+        self.assertFalse(server.find_logs(event="http.accept_failed"), "the server ran out of descriptors")
+
+    def test_the_total_stays_below_the_descriptor_limit(self):
+        server = self.start_server(nofile=256, DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS="0")
+        before = self.connect(server)  # admitted before the flood
+        self.assertEqual(before.request("GET", "/healthz").status, 200)
+        self.flood(server)
+        self.still_serves(before)
+        samples = parse_metrics(before.request("GET", "/metrics").body.decode())
+        self.assertGreater(metric(samples, "docflow_connections_rejected_total", reason="total") or 0, 0)
+        self.assertFalse(server.find_logs(event="http.accept_failed"), "the server ran out of descriptors")
