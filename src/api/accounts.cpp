@@ -291,7 +291,9 @@ http::authentication authenticate(services& s, std::string_view token) {
   if (!result.claims) {
     return {std::nullopt, docflow::auth::describe(result.error)};
   }
-  return {http::identity{result.claims->subject, result.claims->role == "admin"}, {}};
+  const auto expires_at =
+      std::chrono::system_clock::time_point{std::chrono::seconds{result.claims->expires_at}};
+  return {http::identity{result.claims->subject, result.claims->role == "admin", expires_at}, {}};
 }
 
 void describe_metrics(services& s) {

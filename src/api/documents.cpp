@@ -27,6 +27,7 @@
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "pipeline/docx_probe.hpp"
+#include "store/change_feed.hpp"
 #include "store/database.hpp"
 
 namespace docflow::api::documents {
@@ -501,6 +502,7 @@ awaitable<http::response> remove(services& s, http::request& req) {
     }
     case store::delete_outcome::deleted: break;
   }
+  s.changes.notify(id);  // its event streams end now: a deletion records no event to wake them
   obs::log(obs::level::info, "document.deleted",
            {{"request_id", req.request_id}, {"document_id", id}, {"user_id", req.user->user_id}});
   co_return http::response::empty(204);

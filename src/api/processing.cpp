@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -13,11 +15,13 @@
 #include "api/document_json.hpp"
 #include "api/idempotency.hpp"
 #include "api/services.hpp"
+#include "api/stream_limit.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
 #include "http/blocking_pool.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
+#include "store/change_feed.hpp"
 #include "store/database.hpp"
 
 namespace docflow::api::processing {
@@ -28,7 +32,6 @@ using boost::asio::awaitable;
 using namespace std::chrono_literals;
 
 constexpr std::size_t text_preview_chars = 500;
-constexpr auto event_poll = 250ms;
 constexpr auto heartbeat_every = 15s;
 
 boost::json::value failure_json(const std::optional<core::failure>& f) {
@@ -92,33 +95,52 @@ bool terminal(core::status st) { return st == core::status::completed || st == c
 // Streams a document's status events: the latest one (or every one after
 // Last-Event-ID), then each new one as the database records it, with a
 // comment heartbeat so proxies keep the stream open; ends after a terminal
-// status. Polling the database keeps it correct when the worker runs in
-// another process.
+// status, when the document is deleted, and when the caller's access token
+// expires (the client reconnects with a fresh one and Last-Event-ID).
+//
+// A stream asks the database for its events only when the change feed says
+// its document has a new one (one query for every open stream, also seeing
+// changes made by other processes), and at each heartbeat, which also
+// catches a change the feed missed.
 class event_stream final : public http::body_source {
 public:
-  event_stream(services& s, std::string document_id, std::optional<std::int64_t> last_event_id)
-      : s_(s), id_(std::move(document_id)), last_seq_(last_event_id.value_or(0)), resume_(last_event_id) {}
+  event_stream(services& s, std::string document_id, std::optional<std::int64_t> last_event_id,
+               std::chrono::system_clock::time_point expires_at, stream_limit::ticket place)
+      : s_(s),
+        id_(std::move(document_id)),
+        last_seq_(last_event_id.value_or(0)),
+        resume_(last_event_id),
+        expires_at_(expires_at),
+        place_(std::move(place)) {}
 
   awaitable<std::size_t> read(char* out, std::size_t max) override {
-    auto timer = boost::asio::steady_timer(co_await boost::asio::this_coro::executor);
     while (pending_.empty()) {
-      if (finished_ || s_.shutting_down) co_return 0;  // a client reconnects with Last-Event-ID
-      if (!started_) {
+      if (finished_ || s_.shutting_down || s_.clock.now() >= expires_at_) co_return 0;
+      if (!wake_) {
         co_await start();
         continue;
       }
-      const auto events = co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); });
-      queue(events);
-      if (!pending_.empty()) break;
-      if (std::chrono::steady_clock::now() - last_write_ >= heartbeat_every) {
+      const bool heartbeat_due = std::chrono::steady_clock::now() - last_write_ >= heartbeat_every;
+      if (wake_->pending || heartbeat_due) {
+        wake_->pending = false;
+        queue(co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); }));
+        if (!pending_.empty()) break;
+        // Woken with nothing new (a deletion leaves no event), or quiet for a while.
         const bool exists =
             co_await s_.blocking.run([this] { return s_.db.find_document(id_, std::nullopt).has_value(); });
         if (!exists) co_return 0;  // deleted while watched
-        pending_ = ": heartbeat\n\n";
-        break;
+        if (heartbeat_due) {
+          pending_ = ": heartbeat\n\n";
+          break;
+        }
+        continue;
       }
-      timer.expires_after(event_poll);
-      co_await timer.async_wait(boost::asio::use_awaitable);
+      // Sleep until the feed wakes us, the heartbeat is due or the token expires.
+      const auto until_expiry =
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(expires_at_ - s_.clock.now());
+      wake_->timer.expires_at(
+          std::min(last_write_ + heartbeat_every, std::chrono::steady_clock::now() + until_expiry));
+      co_await wake_->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     }
     const auto n = std::min(max, pending_.size());
     std::copy_n(pending_.data(), n, out);
@@ -128,12 +150,31 @@ public:
   }
 
 private:
-  // The first poll: a fresh stream begins with the current status; a
-  // resumed one with everything after Last-Event-ID. Either way, a document
-  // already in a terminal status ends the stream once that is sent, even
-  // when nothing is left to send.
+  // Lives as long as the stream; the feed's listener holds it weakly and
+  // touches it only on the stream's own event loop.
+  struct wake_state {
+    explicit wake_state(const boost::asio::any_io_executor& ex) : timer(ex) {}
+    boost::asio::steady_timer timer;
+    bool pending = false;
+  };
+
+  // Subscribes to the feed first, so that no event recorded during the first
+  // read is missed, then reads: a fresh stream begins with the current
+  // status; a resumed one with everything after Last-Event-ID. Either way, a
+  // document already in a terminal status ends the stream once that is sent,
+  // even when nothing is left to send.
   awaitable<void> start() {
-    started_ = true;
+    wake_ = std::make_shared<wake_state>(co_await boost::asio::this_coro::executor);
+    subscription_.emplace(s_.changes.watch(id_, [weak = std::weak_ptr<wake_state>(wake_)] {
+      if (const auto w = weak.lock()) {
+        boost::asio::post(w->timer.get_executor(), [weak] {
+          if (const auto again = weak.lock()) {
+            again->pending = true;
+            again->timer.cancel();
+          }
+        });
+      }
+    }));
     const auto all = co_await s_.blocking.run([this] { return s_.db.events_after(id_, 0); });
     if (all.empty()) co_return;
     if (resume_) {
@@ -159,7 +200,10 @@ private:
   std::string id_;
   std::int64_t last_seq_;
   bool resume_;
-  bool started_ = false;
+  std::chrono::system_clock::time_point expires_at_;
+  stream_limit::ticket place_;
+  std::shared_ptr<wake_state> wake_;
+  std::optional<store::change_feed::subscription> subscription_;
   bool finished_ = false;
   std::string pending_;
   std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
@@ -276,6 +320,19 @@ awaitable<http::response> events(services& s, http::request& req) {
   const auto owner = owner_scope(req);
   const auto doc = co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
   if (!doc) co_return http::make_problem(req, document_not_found());
+  auto place = s.streams.try_open(req.user->user_id);
+  if (!place) {
+    auto res = http::make_problem(
+        req,
+        {429,
+         "too-many-streams",
+         "Too Many Requests",
+         "This account has the most event streams open at once (DOCFLOW_MAX_STREAMS_PER_USER); close one.",
+         {},
+         {}});
+    res.fields.set("Retry-After", "5");
+    co_return res;
+  }
   std::optional<std::int64_t> last_event_id;
   if (const auto h = req.fields.get("Last-Event-ID")) {
     std::int64_t n = 0;
@@ -286,7 +343,7 @@ awaitable<http::response> events(services& s, http::request& req) {
   res.fields.set("Content-Type", "text/event-stream");
   res.fields.set("Cache-Control", "no-cache");
   res.fields.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
-  res.stream = std::make_shared<event_stream>(s, id, last_event_id);
+  res.stream = std::make_shared<event_stream>(s, id, last_event_id, req.user->expires_at, std::move(*place));
   co_return res;
 }
 

@@ -11,7 +11,8 @@ class clock;
 }
 namespace docflow::store {
 class database;
-}
+class change_feed;
+}  // namespace docflow::store
 namespace docflow::blob {
 class blob_store;
 }
@@ -33,6 +34,7 @@ class registration_throttle;
 namespace docflow::api {
 
 class cursor_codec;
+class stream_limit;
 
 /// What the handlers work with. Built once by app/ and outliving the server.
 struct services {
@@ -53,6 +55,9 @@ struct services {
   docflow::auth::login_throttle& throttle;
   docflow::auth::registration_throttle& signups;
   const cursor_codec& cursors;
+  /// Wakes event streams when their document has a new event.
+  store::change_feed& changes;
+  stream_limit& streams;
   std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};

@@ -24,6 +24,7 @@
 #include "api/cursor.hpp"
 #include "api/routes.hpp"
 #include "api/services.hpp"
+#include "api/stream_limit.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "auth/throttle.hpp"
@@ -39,6 +40,7 @@
 #include "pipeline/enrich.hpp"
 #include "pipeline/stage.hpp"
 #include "pipeline/stages.hpp"
+#include "store/change_feed.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace docflow::app {
@@ -51,6 +53,8 @@ constexpr const char* pipeline_version = "docflow-pipeline/1";
 constexpr unsigned login_max_failures_per_address = 20;
 constexpr std::chrono::seconds login_window{15 * 60};
 constexpr std::chrono::seconds signup_window{60 * 60};
+// How often the one query that wakes event streams runs while any is open.
+constexpr std::chrono::milliseconds event_poll{250};
 // How long an upload waits for a turn to receive its body before it goes
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
@@ -249,9 +253,11 @@ int serve(config::config cfg) {
                                   clock);
     auth::registration_throttle signups(cfg.signup_max_per_address, signup_window, clock);
     const api::cursor_codec cursors(*cfg.jwt_secret);
-    api::services services{cfg,     clock,   db,         blobs,   metrics,        blocking,
-                           uploads, tokens,  passwords,  hashing, signup_hashing, throttle,
-                           signups, cursors, clock.now()};
+    store::change_feed changes(db, event_poll);
+    api::stream_limit streams(cfg.max_streams_per_user);
+    api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
+                           uploads, tokens,  passwords, hashing, signup_hashing, throttle,
+                           signups, cursors, changes,   streams, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
@@ -273,8 +279,9 @@ int serve(config::config cfg) {
                 {"budget", static_cast<std::int64_t>(budget)}});
     }
     options.max_connections_per_address = cfg.max_connections_per_address;
-    options.on_drain = [&services, &workers] {
+    options.on_drain = [&services, &workers, &changes] {
       services.shutting_down = true;
+      changes.notify_all();          // event streams wake, see the drain and end
       if (workers) workers->stop();  // no new jobs while HTTP drains
     };
     std::optional<http::server> server;

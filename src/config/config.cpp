@@ -41,6 +41,8 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_MAX_CONCURRENT_HASHES", "--max-concurrent-hashes",
        "argon2id hashes running at once (default: cores)", for_serve},
       {"DOCFLOW_SIGNUP", "--signup", "open or closed (default open)", for_serve},
+      {"DOCFLOW_MAX_STREAMS_PER_USER", "--max-streams-per-user",
+       "event streams one user may have open at once; more are 429 (default 16)", for_serve},
       {"DOCFLOW_SIGNUP_MAX_PER_ADDRESS", "--signup-max-per-address",
        "registrations per client address per hour before 429 (default 10)", for_serve},
       {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)", for_serve},
@@ -416,6 +418,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
     r.fail("DOCFLOW_SIGNUP", "'" + signup + "' must be open or closed");
   }
   c.signup_open = signup == "open";
+  c.max_streams_per_user = static_cast<unsigned>(r.integer("DOCFLOW_MAX_STREAMS_PER_USER", 16, 1, 100000));
   c.signup_max_per_address =
       static_cast<unsigned>(r.integer("DOCFLOW_SIGNUP_MAX_PER_ADDRESS", 10, 1, 100000));
 

@@ -81,6 +81,7 @@ struct config {
   unsigned max_concurrent_hashes = 0;
   bool signup_open = true;
   unsigned signup_max_per_address = 0;
+  unsigned max_streams_per_user = 0;
   std::uint64_t max_upload_bytes = 0;
   unsigned max_active_uploads = 0;
   unsigned workers = 0;

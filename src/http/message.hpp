@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -39,6 +40,9 @@ private:
 struct identity {
   std::string user_id;
   bool admin = false;
+  /// When the credential that admitted the caller expires: a long-lived
+  /// response (an event stream) ends then.
+  std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max();
 };
 
 /// Why a request body could not be read to its end.

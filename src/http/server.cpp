@@ -14,6 +14,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -320,6 +321,27 @@ void fill_request(request& req, const bhttp::request_parser<bhttp::empty_body>& 
   req.request_id = request_id_for(req.fields.get("X-Request-ID"));
 }
 
+// The next piece of a stream of unknown length (an event stream), or
+// nullopt when the client has gone first: such a source may wait minutes for
+// something to send, and a client's close must end it (and give back what it
+// holds) at once, not at its next write. `watch_peer` is cleared when the
+// client sends bytes instead, which only a close would make us act on.
+net::awaitable<std::optional<std::size_t>> read_unless_closed(beast::tcp_stream& stream, body_source& source,
+                                                              char* out, std::size_t max, bool& watch_peer) {
+  using namespace net::experimental::awaitable_operators;
+  if (!watch_peer) co_return co_await source.read(out, max);
+  auto done =
+      co_await (source.read(out, max) || stream.socket().async_wait(tcp::socket::wait_read, tuple_awaitable));
+  if (done.index() == 0) co_return std::get<0>(done);
+  char peek = 0;
+  beast::error_code ec;
+  const auto n = stream.socket().receive(net::buffer(&peek, 1), tcp::socket::message_peek, ec);
+  if (ec || n == 0) co_return std::nullopt;  // closed or reset
+  // Bytes arrived mid-stream; they stay unread. Stop watching, and read the source again.
+  watch_peer = false;
+  co_return co_await source.read(out, max);
+}
+
 // Sends x.res.stream piece by piece with its declared Content-Length.
 net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::chrono::milliseconds timeout) {
   bhttp::response<bhttp::buffer_body> out;
@@ -341,12 +363,18 @@ net::awaitable<void> write_stream(beast::tcp_stream& stream, exchange& x, std::c
   std::vector<char> chunk(64 * 1024);
   auto remaining = x.res.stream_size.value_or(UINT64_MAX);
   bool cut_short = false;
+  bool watch_peer = !x.res.stream_size;
   while (!ec && !serializer.is_done()) {
     std::size_t got = 0;
     if (remaining > 0) {
       try {
-        got = co_await x.res.stream->read(
-            chunk.data(), static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), remaining)));
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), remaining));
+        const auto piece = co_await read_unless_closed(stream, *x.res.stream, chunk.data(), want, watch_peer);
+        if (!piece) {
+          cut_short = true;  // the client left
+          break;
+        }
+        got = *piece;
       } catch (const std::exception& e) {
         obs::log(obs::level::error, "http.stream_failed",
                  {{"request_id", x.req.request_id}, {"error", e.what()}});

@@ -219,6 +219,17 @@ public:
   /// The document's events with seq > `after`, in order.
   virtual std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) = 0;
 
+  /// The ids of the documents that have had an event recorded, by any
+  /// process, since `position` (opaque; a negative one means "from now":
+  /// nothing is returned), at most `limit` of them, and the position to ask
+  /// from next. One query however many documents are watched: what wakes
+  /// event streams.
+  struct changed_documents {
+    std::vector<std::string> ids;
+    std::int64_t next = 0;
+  };
+  virtual changed_documents documents_with_events_since(std::int64_t position, std::size_t limit) = 0;
+
   virtual queue_stats job_stats() = 0;
 
   // --- idempotency keys (scoped per user)

@@ -976,6 +976,71 @@ class BackpressureTest(ProcessingCase):
         self.assertEqual(metric(samples, "docflow_jobs_queued"), 2)
 
 
+class EventStreamLimitTest(ProcessingCase):
+    """Event streams are bounded per user, end with their access token, and
+    wait on the store's change feed instead of each polling the database."""
+
+    def open_streams(self, server, doc_id, token, n):
+        streams = []
+        for _ in range(n):
+            stream = EventStream(server, doc_id, token)
+            self.addCleanup(stream.close)
+            self.assertEqual(stream.status, 200)
+            self.assertIsNotNone(stream.next_event(), "no current status")
+            streams.append(stream)
+        return streams
+
+    def test_streams_per_user_are_capped(self):
+        server = self.start_server(DOCFLOW_MAX_STREAMS_PER_USER="3", DOCFLOW_WORKERS=0)
+        token, other = new_user(server), new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "a.pdf")["id"]
+        streams = self.open_streams(server, doc_id, token, 3)
+        res = server.get("/documents/%s/events" % doc_id, headers=bearer(token))
+        self.assertProblem(res, 429, "too-many-streams")
+        self.assertEqual(res.header("Retry-After"), "5")
+        # Another user is not affected.
+        other_doc = upload(server, other, fixture("en-1page.pdf"), "b.pdf")["id"]
+        self.open_streams(server, other_doc, other, 1)
+        # A closed stream gives its place back at once, not at its next heartbeat.
+        streams[0].close()
+        deadline = time.monotonic() + 5
+        while True:
+            again = EventStream(server, doc_id, token)
+            self.addCleanup(again.close)
+            if again.status == 200 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.1)
+        self.assertEqual(again.status, 200, "the closed stream's place was not given back")
+
+    def test_a_stream_ends_when_its_token_expires(self):
+        server = self.start_server(DOCFLOW_ACCESS_TTL="3s", DOCFLOW_WORKERS=0)
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "a.pdf")["id"]
+        stream = self.open_streams(server, doc_id, token, 1)[0]
+        self.assertEqual(stream.events_until_end(timeout=10), [])
+        self.assertTrue(stream.ended and stream.clean_end, "the stream outlived its access token")
+
+    def test_shutdown_ends_streams_at_once(self):
+        server = self.start_server(DOCFLOW_WORKERS=0)
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "a.pdf")["id"]
+        stream = self.open_streams(server, doc_id, token, 1)[0]
+        server.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(stream.events_until_end(timeout=5), [])  # well before the 15 s heartbeat
+        self.assertTrue(stream.clean_end)
+
+    def test_deleting_the_document_ends_its_streams(self):
+        server = self.start_server(DOCFLOW_WORKERS=0)
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "a.pdf")["id"]
+        streams = self.open_streams(server, doc_id, token, 2)
+        self.assertEqual(server.request("DELETE", "/documents/" + doc_id, headers=bearer(token)).status, 204)
+        for stream in streams:
+            self.assertEqual(stream.events_until_end(timeout=5), [])
+            self.assertTrue(stream.clean_end)
+
+
 class WorkerProcessTest(ProcessingCase):
     def start_worker(self, server, **env):
         proc = subprocess.Popen(

@@ -55,6 +55,7 @@ public:
                                   const core::failure& failure, core::time_point now) override;
   std::optional<stored_result> find_result(std::string_view document_id) override;
   std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) override;
+  changed_documents documents_with_events_since(std::int64_t position, std::size_t limit) override;
   queue_stats job_stats() override;
 
   idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
