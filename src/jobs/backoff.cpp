@@ -1,5 +1,8 @@
 #include "jobs/backoff.hpp"
 
+#include "core/document.hpp"
+#include "pipeline/stage.hpp"
+
 #include <algorithm>
 
 namespace docflow::jobs {
@@ -12,6 +15,12 @@ std::chrono::milliseconds retry_delay(unsigned attempt, std::chrono::millisecond
   const auto spread =
       static_cast<std::int64_t>(static_cast<double>(full - half) * std::clamp(jitter, 0.0, 1.0));
   return std::chrono::milliseconds{half + spread};
+}
+
+bool retry_allowed(const core::failure& f, unsigned attempt, unsigned max_attempts) {
+  constexpr unsigned timeouts_allowed = 2;
+  if (!f.retryable || attempt >= max_attempts) return false;
+  return f.code != pipeline::codes::extractor_timeout || attempt < timeouts_allowed;
 }
 
 }  // namespace docflow::jobs

@@ -201,7 +201,7 @@ struct worker_pool::impl {
   }
 
   void handle_failure(const store::claimed_job& job, const core::failure& f, double jitter_sample) {
-    if (f.retryable && job.attempt < options.max_attempts) {
+    if (retry_allowed(f, job.attempt, options.max_attempts)) {
       const auto delay = retry_delay(job.attempt, options.backoff_base, options.backoff_cap, jitter_sample);
       finish_failed(job, f, clock.now() + delay);
       return;

@@ -23,6 +23,23 @@ TEST(retry_delay, doubles_per_attempt_within_the_jitter_band) {
   }
 }
 
+TEST(retry_allowed, transient_failures_while_attempts_remain) {
+  const docflow::core::failure transient{"worker_lost", "gone", true};
+  const docflow::core::failure permanent{"unreadable_document", "broken", false};
+  EXPECT_TRUE(docflow::jobs::retry_allowed(transient, 1, 3));
+  EXPECT_TRUE(docflow::jobs::retry_allowed(transient, 2, 3));
+  EXPECT_FALSE(docflow::jobs::retry_allowed(transient, 3, 3));
+  EXPECT_FALSE(docflow::jobs::retry_allowed(permanent, 1, 3));
+}
+
+TEST(retry_allowed, an_extraction_timeout_is_retried_once_only) {
+  // One slow PDF used to cost three full deadlines.
+  const docflow::core::failure timeout{"extractor_timeout", "extraction took too long", true};
+  EXPECT_TRUE(docflow::jobs::retry_allowed(timeout, 1, 5));
+  EXPECT_FALSE(docflow::jobs::retry_allowed(timeout, 2, 5));
+  EXPECT_FALSE(docflow::jobs::retry_allowed(timeout, 1, 1));
+}
+
 TEST(retry_delay, is_capped_and_clamps_the_jitter) {
   EXPECT_EQ(docflow::jobs::retry_delay(20, 1s, 60s, 1.0), 60s);
   EXPECT_EQ(docflow::jobs::retry_delay(200, 1s, 60s, 0.0), 30s);  // huge attempts do not overflow
