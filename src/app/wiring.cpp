@@ -161,22 +161,40 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
 // `period` until stopped.
 class maintenance {
 public:
-  maintenance(store::database& db, const core::clock& clock, std::chrono::minutes period)
-      : thread_([this, &db, &clock, period](const std::stop_token& stop) { loop(stop, db, clock, period); }) {
-  }
+  maintenance(store::database& db, blob::blob_store& blobs, const core::clock& clock,
+              std::chrono::minutes period)
+      : thread_([this, &db, &blobs, &clock, period](const std::stop_token& stop) {
+          loop(stop, db, blobs, clock, period);
+        }) {}
 
 private:
-  void loop(const std::stop_token& stop, store::database& db, const core::clock& clock,
-            std::chrono::minutes period) {
+  // Blobs that no document row names: a crash between a blob's commit and
+  // its row's insert leaves one. An hour's age keeps the sweep clear of an
+  // upload between those two steps (they are moments apart).
+  static std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, core::time_point now) {
+    constexpr auto min_age = std::chrono::hours(1);
+    constexpr std::size_t batch = 10000;
+    std::size_t removed = 0;
+    for (const auto& key : blobs.keys_stored_before(now - min_age, batch)) {
+      if (db.find_document(key, std::nullopt)) continue;
+      blobs.remove(key);
+      ++removed;
+    }
+    return removed;
+  }
+
+  void loop(const std::stop_token& stop, store::database& db, blob::blob_store& blobs,
+            const core::clock& clock, std::chrono::minutes period) {
     std::mutex m;
     std::condition_variable_any wake;
     while (!stop.stop_requested()) {
       try {
         const auto families = db.purge_refresh_families(clock.now());
         const auto keys = db.purge_idempotency_keys(clock.now());
-        if (families > 0 || keys > 0) {
+        const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
+        if (families > 0 || keys > 0 || orphans > 0) {
           obs::log(obs::level::info, "maintenance.purged",
-                   {{"refresh_families", families}, {"idempotency_keys", keys}});
+                   {{"refresh_families", families}, {"idempotency_keys", keys}, {"orphan_blobs", orphans}});
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
@@ -261,7 +279,7 @@ int serve(config::config cfg) {
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
-    const maintenance housekeeping(db, clock, std::chrono::minutes{10});
+    const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
     options.host = cfg.listen.host;

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace docflow::blob {
 
@@ -90,6 +92,12 @@ public:
   virtual void remove(const std::string& key) = 0;
 
   virtual bool exists(const std::string& key) = 0;
+
+  /// Up to `limit` keys of blobs stored (committed) before `cutoff`, in no
+  /// particular order: what the maintenance pass checks for blobs that no
+  /// document row names (a crash between commit and the row's insert).
+  virtual std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff,
+                                                      std::size_t limit) = 0;
 
   /// The blob as a local file. Throws blob_error when it is missing.
   virtual std::unique_ptr<local_copy> fetch(const std::string& key) = 0;

@@ -120,6 +120,27 @@ fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)
   check();  // fail at start-up, not at the first upload
 }
 
+// A blob's modification time is its last write, moments before the commit
+// that linked it into place.
+std::vector<std::string> fs_blob_store::keys_stored_before(std::chrono::system_clock::time_point cutoff,
+                                                           std::size_t limit) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& shard : std::filesystem::directory_iterator(root_, ec)) {
+    if (!shard.is_directory() || shard.path().filename() == "tmp") continue;
+    for (const auto& entry : std::filesystem::directory_iterator(shard.path(), ec)) {
+      const auto key = entry.path().filename().string();
+      struct stat st {};
+      if (!valid_key(key) || ::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (std::chrono::system_clock::from_time_t(st.st_mtime) >= cutoff) continue;
+      out.push_back(key);
+      if (out.size() >= limit) return out;
+    }
+  }
+  if (ec) throw blob_error("list " + root_.string() + ": " + ec.message());
+  return out;
+}
+
 std::filesystem::path fs_blob_store::path_of(const std::string& key) const {
   if (!valid_key(key)) {
     throw blob_error("invalid blob key");

@@ -3,6 +3,7 @@
 // INSTANTIATE_TEST_SUITE_P at the end of this file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -268,6 +269,23 @@ TEST_P(blob_store_conformance, fetch_of_a_missing_key_throws) {
   const auto key = put("soon gone");
   store_->remove(key);
   EXPECT_THROW(store_->fetch(key), blob::blob_error);
+}
+
+TEST_P(blob_store_conformance, keys_stored_before_lists_committed_blobs_only) {
+  const auto now = std::chrono::system_clock::now();
+  const auto first = put("one");
+  const auto second = put("two");
+  auto in_progress = store_->begin();
+  in_progress->write("not yet");
+  auto listed = store_->keys_stored_before(now + std::chrono::hours(1), 100);
+  std::sort(listed.begin(), listed.end());
+  auto expected = std::vector<std::string>{first, second};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(listed, expected);
+  EXPECT_TRUE(store_->keys_stored_before(now - std::chrono::hours(1), 100).empty()) << "nothing is that old";
+  EXPECT_EQ(store_->keys_stored_before(now + std::chrono::hours(1), 1).size(), 1u) << "the limit holds";
+  store_->remove(first);
+  EXPECT_EQ(store_->keys_stored_before(now + std::chrono::hours(1), 100), std::vector<std::string>{second});
 }
 
 TEST_P(blob_store_conformance, check_passes_on_a_working_store_and_leaves_nothing) {
