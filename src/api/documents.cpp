@@ -256,21 +256,40 @@ namespace {
 // Streams, checks and stores one upload whose form boundary is known.
 // Publishes a validated upload: bytes first, row last, so a crash in
 // between leaves an unreferenced blob, never a row without its bytes.
+// Stores the blob, then the row. With an Idempotency-Key (`scope`), the
+// answer is stored in the row's transaction: a crash leaves the document and
+// its answer, or neither, so a retry replays it or makes the only document.
 awaitable<http::response> commit_upload(services& s, const http::request& req, blob::blob_writer& writer,
-                                        core::document& doc) {
+                                        core::document& doc, idempotent_scope* scope) {
   doc.id = core::new_uuid_v7();
   doc.owner_id = req.user->user_id;
   doc.status = core::status::uploaded;
   doc.created_at = doc.updated_at = s.clock.now();
-  co_await s.blocking.run([&s, &writer, &doc] {
+  auto res = http::response::json(201, document_json(doc));
+  res.fields.set("Location", "/documents/" + doc.id);
+  std::optional<store::idempotent_answer> answer;
+  if (scope) {
+    answer =
+        store::idempotent_answer{scope->user_id,
+                                 scope->key,
+                                 scope->claim,
+                                 res.status,
+                                 res.body,
+                                 std::string(res.fields.get("Content-Type").value_or("application/json")),
+                                 "/documents/" + doc.id};
+  }
+  co_await s.blocking.run([&s, &writer, &doc, &answer] {
     writer.commit(doc.id);
+    crash_point("blob_committed");
     try {
-      s.db.insert_document(doc);
+      s.db.insert_document(doc, answer ? &*answer : nullptr);
     } catch (...) {
       s.blobs.remove(doc.id);
       throw;
     }
+    crash_point("inserted");
   });
+  if (scope) scope->recorded = true;
   s.metrics.add("docflow_uploads_total", outcome_label(201));
   s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
   obs::log(obs::level::info, "document.uploaded",
@@ -280,8 +299,6 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
             {"size_bytes", doc.size_bytes},
             {"sha256", doc.sha256},
             {"content_type", core::content_type(doc.kind)}});
-  auto res = http::response::json(201, document_json(doc));
-  res.fields.set("Location", "/documents/" + doc.id);
   co_return res;
 }
 
@@ -325,10 +342,11 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
     // Same key, same file, same name and title: the same Document again.
     const auto fingerprint =
         "POST /documents\n" + doc.sha256 + '\n' + doc.filename + '\n' + doc.title.value_or("");
-    co_return co_await once(s, req, *key, fingerprint,
-                            [&s, &req, &writer, &doc] { return commit_upload(s, req, *writer, doc); });
+    co_return co_await once(s, req, *key, fingerprint, [&s, &req, &writer, &doc](idempotent_scope& scope) {
+      return commit_upload(s, req, *writer, doc, &scope);
+    });
   }
-  co_return co_await commit_upload(s, req, *writer, doc);
+  co_return co_await commit_upload(s, req, *writer, doc, nullptr);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "api/idempotency.hpp"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
 
 #include "api/services.hpp"
 #include "config/config.hpp"
@@ -14,6 +16,15 @@ namespace {
 
 bool storable(int status) { return status < 500 && status != 429; }
 
+http::response in_flight_problem(const http::request& req) {
+  return http::make_problem(req, {409,
+                                  "idempotency-key-in-flight",
+                                  "Conflict",
+                                  "A request with this Idempotency-Key is still being handled; retry later.",
+                                  {},
+                                  {}});
+}
+
 }  // namespace
 
 std::variant<std::monostate, std::string, http::problem> idempotency_key(const http::request& req) {
@@ -25,14 +36,21 @@ std::variant<std::monostate, std::string, http::problem> idempotency_key(const h
   return std::string(*key);
 }
 
+void crash_point(std::string_view point) {
+  static const char* const armed = std::getenv("DOCFLOW_TEST_CRASH_AT");
+  if (armed && point == armed) ::raise(SIGKILL);
+}
+
 boost::asio::awaitable<http::response> once(
     services& s, const http::request& req, const std::string& key, const std::string& fingerprint,
-    const std::function<boost::asio::awaitable<http::response>()>& action) {
+    const std::function<boost::asio::awaitable<http::response>(idempotent_scope&)>& action) {
   const auto& user = req.user->user_id;
   const auto print = core::sha256_hex(fingerprint);
   const auto now = s.clock.now();
-  const auto claim = co_await s.blocking.run(
-      [&] { return s.db.begin_idempotent(user, key, print, now, s.cfg.idempotency_ttl); });
+  const auto claim = co_await s.blocking.run([&] {
+    return s.db.begin_idempotent(user, key, print, now, s.cfg.idempotency_ttl,
+                                 s.cfg.idempotency_claim_timeout);
+  });
   switch (claim.outcome) {
     case store::idempotency_claim::kind::mismatch:
       co_return http::make_problem(req, {422,
@@ -41,14 +59,7 @@ boost::asio::awaitable<http::response> once(
                                          "This Idempotency-Key was already used for a different request.",
                                          {},
                                          {}});
-    case store::idempotency_claim::kind::in_flight:
-      co_return http::make_problem(
-          req, {409,
-                "idempotency-key-in-flight",
-                "Conflict",
-                "A request with this Idempotency-Key is still being handled; retry later.",
-                {},
-                {}});
+    case store::idempotency_claim::kind::in_flight: co_return in_flight_problem(req);
     case store::idempotency_claim::kind::replay: {
       auto res = http::response::text(claim.status, claim.body, claim.content_type);
       if (!claim.location.empty()) res.fields.set("Location", claim.location);
@@ -57,22 +68,35 @@ boost::asio::awaitable<http::response> once(
     }
     case store::idempotency_claim::kind::fresh: break;
   }
+  crash_point("claimed");
+  idempotent_scope scope{user, key, claim.token};
   std::exception_ptr failure;
   http::response res;
   try {
-    res = co_await action();
+    res = co_await action(scope);
+  } catch (const store::idempotency_claim_lost&) {
+    // This request ran so long that a retry took the key over: that retry's
+    // answer is the one that counts, and this request changed nothing.
+    co_return in_flight_problem(req);
   } catch (...) {
     failure = std::current_exception();
   }
   if (failure || !storable(res.status)) {
-    co_await s.blocking.run([&] { s.db.abandon_idempotent(user, key); });
+    co_await s.blocking.run([&] { s.db.abandon_idempotent(user, key, scope.claim); });
     if (failure) std::rethrow_exception(failure);
     co_return res;
   }
-  const auto content_type = std::string(res.fields.get("Content-Type").value_or("application/json"));
-  const auto location = std::string(res.fields.get("Location").value_or(""));
-  co_await s.blocking.run(
-      [&] { s.db.finish_idempotent(user, key, res.status, res.body, content_type, location); });
+  if (!scope.recorded) {
+    const store::idempotent_answer answer{
+        user,
+        key,
+        scope.claim,
+        res.status,
+        res.body,
+        std::string(res.fields.get("Content-Type").value_or("application/json")),
+        std::string(res.fields.get("Location").value_or(""))};
+    co_await s.blocking.run([&] { s.db.finish_idempotent(answer); });
+  }
   co_return res;
 }
 

@@ -251,7 +251,7 @@ awaitable<http::response> process(services& s, http::request& req) {
   if (const auto* p = std::get_if<http::problem>(&key)) co_return http::make_problem(req, *p);
   if (const auto* k = std::get_if<std::string>(&key)) {
     co_return co_await once(s, req, *k, "POST /documents/{id}/process " + id,
-                            [&s, &req, &id] { return request_processing(s, req, id); });
+                            [&s, &req, &id](idempotent_scope&) { return request_processing(s, req, id); });
   }
   co_return co_await request_processing(s, req, id);
 }

@@ -56,6 +56,9 @@ const std::vector<setting_info>& settings() {
        job_commands},
       {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl",
        "how long Idempotency-Key responses are kept (default 24h)", for_serve},
+      {"DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "--idempotency-claim-timeout",
+       "how long a request may hold an Idempotency-Key unanswered before a retry takes it over (default 5m)",
+       for_serve},
       {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth",
        "waiting jobs before /process answers 429 (default 10000)", for_serve},
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
@@ -306,9 +309,10 @@ std::map<std::string, std::string> with_secret_files(const std::map<std::string,
   return out;
 }
 
-// Variables read elsewhere that are not settings: the extractor's fault
-// injection for tests (pipeline/sandbox.cpp).
-const std::vector<std::string> other_variables{"DOCFLOW_TEST_EXTRACTOR_FAULT"};
+// Variables read elsewhere that are not settings, for tests: the extractor's
+// fault injection (pipeline/sandbox.cpp) and the crash points of an
+// idempotent upload (api/idempotency.cpp).
+const std::vector<std::string> other_variables{"DOCFLOW_TEST_EXTRACTOR_FAULT", "DOCFLOW_TEST_CRASH_AT"};
 
 // Levenshtein distance: single-character insertions, deletions, substitutions.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -429,6 +433,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
   c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);
+  c.idempotency_claim_timeout = r.duration("DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "5m", 1s, 24h);
   c.queue_max_depth =
       r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
   c.simulated_delay =

@@ -88,6 +88,7 @@ struct config {
   milliseconds job_lease{};
   unsigned job_max_attempts = 0;
   milliseconds idempotency_ttl{};
+  milliseconds idempotency_claim_timeout{};
   std::uint64_t queue_max_depth = 0;
   milliseconds simulated_delay{};
   std::optional<std::string> ml_url;

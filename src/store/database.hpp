@@ -104,6 +104,18 @@ struct idempotency_claim {
   std::string body;          ///< replay: the stored body
   std::string content_type;  ///< replay
   std::string location;      ///< replay: the stored Location header, if any
+  std::string token;         ///< fresh: names this claim to finish, abandon or insert_document
+};
+
+/// The answer of a request that holds a fresh claim, for replay to its retries.
+struct idempotent_answer {
+  std::string user_id;
+  std::string key;
+  std::string claim;  ///< the claim's token: the answer is stored only while the claim is this one
+  int status = 0;
+  std::string body;
+  std::string content_type;
+  std::string location;
 };
 
 struct queue_stats {
@@ -115,6 +127,12 @@ struct queue_stats {
 class store_error : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+};
+
+/// An idempotency claim was taken over by a retry while its request ran.
+class idempotency_claim_lost : public store_error {
+public:
+  idempotency_claim_lost() : store_error("the Idempotency-Key claim was taken over") {}
 };
 
 /// The database behind docflow, shaped so that SQLite and PostgreSQL can both
@@ -166,7 +184,12 @@ public:
 
   // --- documents
 
-  virtual void insert_document(const core::document& d) = 0;
+  /// Inserts the document and its UPLOADED event. With an `answer`, stores
+  /// it for the claim in the same transaction, so that a crash leaves
+  /// either both or neither: a retry then replays the answer, or makes the
+  /// document. Throws idempotency_claim_lost (and inserts nothing) when the
+  /// claim is no longer the answer's.
+  virtual void insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
   /// The document `id`, if it exists and (when `owner_id` is set) belongs to that owner.
   virtual std::optional<core::document> find_document(std::string_view id,
@@ -235,18 +258,20 @@ public:
   // --- idempotency keys (scoped per user)
 
   /// Claims `key` for `fingerprint` until `now + ttl`, or reports why not.
+  /// A claim still in flight after `abandoned_after` belongs to a request
+  /// whose process died: it is taken over.
   virtual idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
                                              std::string_view fingerprint, core::time_point now,
-                                             std::chrono::milliseconds ttl) = 0;
+                                             std::chrono::milliseconds ttl,
+                                             std::chrono::milliseconds abandoned_after) = 0;
 
-  /// Stores the answer of a fresh claim for replay.
-  virtual void finish_idempotent(std::string_view user_id, std::string_view key, int status,
-                                 std::string_view body, std::string_view content_type,
-                                 std::string_view location) = 0;
+  /// Stores the answer of a fresh claim for replay; nothing when the claim
+  /// was taken over meanwhile.
+  virtual void finish_idempotent(const idempotent_answer& answer) = 0;
 
   /// Releases a fresh claim without an answer (the request failed in a way
-  /// a retry should repeat).
-  virtual void abandon_idempotent(std::string_view user_id, std::string_view key) = 0;
+  /// a retry should repeat); nothing when the claim was taken over.
+  virtual void abandon_idempotent(std::string_view user_id, std::string_view key, std::string_view claim) = 0;
 
   /// Deletes keys past their retention; returns how many.
   virtual std::size_t purge_idempotency_keys(core::time_point now) = 0;

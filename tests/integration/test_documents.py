@@ -6,6 +6,7 @@ upload limits, and what logs and metrics say about uploads.
 Every fixture file is built here at test time. Multipart bodies are written
 by hand so that each test controls the exact bytes on the wire."""
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -1075,4 +1076,64 @@ class OrphanBlobTest(ServerTestCase):
         res = server.get("/documents/%s/content" % doc_id, headers=bearer(token))
         self.assertEqual(res.status, 200, res)
         self.assertEqual(res.body, data)
+
+
+class IdempotencyCrashTest(ServerTestCase):
+    """kill -9 at each step of an upload with an Idempotency-Key: a retry
+    with the same key never makes a second document. The key's claim, the
+    document and the recorded answer used to be three transactions: killed
+    between the insert and the record, retries got 409 for 5 minutes and then
+    made a second document."""
+
+    KEY = "crash-safe-upload-1"
+
+    def upload_with_key(self, server, token, data):
+        return post_form(server, token, form([file_part(data, "crash.pdf")]),
+                         headers={"Idempotency-Key": self.KEY}, timeout=15)
+
+    def check_point(self, point):
+        data_dir = tempfile.mkdtemp(prefix="docflow-it-crash-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        # Claims left in flight by the dead process may be taken over after 1 s.
+        settings = {"DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT": "1s"}
+        first = self.start_server(data_dir=data_dir, DOCFLOW_TEST_CRASH_AT=point, **settings)
+        token, _ = new_user(first)
+        data = make_pdf("crash at " + point)
+        answered = None
+        try:
+            answered = self.upload_with_key(first, token, data)
+        except (OSError, http.client.HTTPException):
+            pass  # the connection died with the server, as it should
+        self.assertIsNone(answered, "the server answered instead of dying at " + point)
+        self.assertEqual(first.wait_exit(), -signal.SIGKILL, "the server did not die at " + point)
+
+        second = self.start_server(data_dir=data_dir, **settings)
+        deadline = time.monotonic() + 10
+        while True:
+            retry = self.upload_with_key(second, token, data)
+            if retry.status != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(retry.status, 201, retry)
+        again = self.upload_with_key(second, token, data)
+        self.assertEqual(again.status, 201, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], retry.json()["id"])
+        items = list_docs(second, token).json()["items"]
+        self.assertEqual([d["id"] for d in items], [retry.json()["id"]], "more than one document")
+        content = second.get("/documents/%s/content" % retry.json()["id"], headers=bearer(token))
+        self.assertEqual(content.body, data)
+        return retry
+
+    def test_killed_after_claiming_the_key(self):
+        self.check_point("claimed")
+
+    def test_killed_after_storing_the_blob(self):
+        self.check_point("blob_committed")
+
+    def test_killed_after_inserting_the_document(self):
+        # The document and its answer were stored together: the first retry
+        # is already a replay, with no wait for the claim to time out.
+        retry = self.check_point("inserted")
+        self.assertEqual(retry.header("Idempotent-Replayed"), "true")
 

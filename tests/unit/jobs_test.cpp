@@ -63,7 +63,7 @@ protected:
     d.sha256 = std::string(64, 'a');
     d.size_bytes = 1;
     d.created_at = d.updated_at = t0_;
-    db_->insert_document(d);
+    db_->insert_document(d, nullptr);
     doc_id_ = d.id;
   }
   void TearDown() override {

@@ -11,6 +11,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/clock.hpp"
+#include "core/ids.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/migrations.hpp"
 
@@ -18,9 +19,6 @@ namespace docflow::store::sqlite {
 
 namespace {
 constexpr std::size_t max_idle_connections = 16;
-// A request holds its idempotency claim for the length of one database
-// commit; a claim this old belongs to a process that died.
-constexpr std::chrono::minutes abandoned_claim_age{5};
 
 std::int64_t to_ms(core::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -368,16 +366,39 @@ void insert_document_row(connection& c, const core::document& d) {
   st.step();
   append_event(c, d.id, d.status, d.created_at, std::nullopt);
 }
+
+// Stores the answer for its claim; false when the claim is no longer the
+// answer's (taken over by a retry).
+bool record_answer(connection& c, const idempotent_answer& a) {
+  c.prepare(
+       "UPDATE idempotency_keys SET state = 'done', status = ?, body = ?, content_type = ?, location = ?"
+       " WHERE user_id = ? AND key = ? AND claim = ? AND state = 'in_flight'")
+      .bind(1, static_cast<std::int64_t>(a.status))
+      .bind(2, a.body)
+      .bind(3, a.content_type)
+      .bind(4, a.location)
+      .bind(5, a.user_id)
+      .bind(6, a.key)
+      .bind(7, a.claim)
+      .step();
+  return sqlite3_changes(c.handle()) == 1;
+}
+
+void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer) {
+  insert_document_row(c, d);
+  if (answer && !record_answer(c, *answer)) throw idempotency_claim_lost();
+}
 }  // namespace
 
 struct sqlite_store::pending_insert {
   const core::document& doc;
+  const idempotent_answer* answer;
   std::exception_ptr error;
   bool done = false;
 };
 
-void sqlite_store::insert_document(const core::document& d) {
-  pending_insert me{d, nullptr};
+void sqlite_store::insert_document(const core::document& d, const idempotent_answer* answer) {
+  pending_insert me{d, answer, nullptr};
   std::unique_lock lock(inserts_mutex_);
   inserts_queued_.push_back(&me);
   while (!me.done) {
@@ -401,7 +422,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
   try {
     const lease c(*this);
     transaction tx(*c);
-    for (const auto* p : batch) insert_document_row(*c, p->doc);
+    for (const auto* p : batch) insert_with_answer(*c, p->doc, p->answer);
     tx.commit();
     return;
   } catch (...) {
@@ -415,7 +436,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
     try {
       const lease c(*this);
       transaction tx(*c);
-      insert_document_row(*c, p->doc);
+      insert_with_answer(*c, p->doc, p->answer);
       tx.commit();
     } catch (...) {
       p->error = std::current_exception();
@@ -696,18 +717,20 @@ queue_stats sqlite_store::job_stats() {
 
 idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::string_view key,
                                                  std::string_view fingerprint, core::time_point now,
-                                                 std::chrono::milliseconds ttl) {
+                                                 std::chrono::milliseconds ttl,
+                                                 std::chrono::milliseconds abandoned_after) {
   const lease c(*this);
   transaction tx(*c);
-  // An expired key is forgotten; so is a claim left in flight for minutes,
-  // which only a process that died mid-request leaves behind.
+  // An expired key is forgotten; so is a claim left in flight too long,
+  // which only a process that died mid-request leaves behind (its answer,
+  // had it committed a document, would have been stored with it).
   c->prepare(
        "DELETE FROM idempotency_keys WHERE user_id = ? AND key = ?"
        " AND (expires_at <= ? OR (state = 'in_flight' AND created_at <= ?))")
       .bind(1, user_id)
       .bind(2, key)
       .bind(3, to_ms(now))
-      .bind(4, to_ms(now - abandoned_claim_age))
+      .bind(4, to_ms(now - abandoned_after))
       .step();
   auto st = c->prepare(
       "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
@@ -721,44 +744,38 @@ idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::
       claim.outcome = idempotency_claim::kind::in_flight;
     } else {
       claim = {idempotency_claim::kind::replay, static_cast<int>(st.column_int(2)), st.column_text(3),
-               st.column_text(4), st.column_text(5)};
+               st.column_text(4), st.column_text(5), {}};
     }
     return claim;
   }
+  claim.token = core::random_hex(16);
   c->prepare(
-       "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at, expires_at)"
-       " VALUES (?, ?, ?, 'in_flight', ?, ?)")
+       "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at, expires_at, claim)"
+       " VALUES (?, ?, ?, 'in_flight', ?, ?, ?)")
       .bind(1, user_id)
       .bind(2, key)
       .bind(3, fingerprint)
       .bind(4, to_ms(now))
       .bind(5, to_ms(now + ttl))
+      .bind(6, claim.token)
       .step();
   tx.commit();
   return claim;
 }
 
-void sqlite_store::finish_idempotent(std::string_view user_id, std::string_view key, int status,
-                                     std::string_view body, std::string_view content_type,
-                                     std::string_view location) {
+void sqlite_store::finish_idempotent(const idempotent_answer& answer) {
   const lease c(*this);
-  c->prepare(
-       "UPDATE idempotency_keys SET state = 'done', status = ?, body = ?, content_type = ?, location = ?"
-       " WHERE user_id = ? AND key = ?")
-      .bind(1, static_cast<std::int64_t>(status))
-      .bind(2, body)
-      .bind(3, content_type)
-      .bind(4, location)
-      .bind(5, user_id)
-      .bind(6, key)
-      .step();
+  record_answer(*c, answer);
 }
 
-void sqlite_store::abandon_idempotent(std::string_view user_id, std::string_view key) {
+void sqlite_store::abandon_idempotent(std::string_view user_id, std::string_view key,
+                                      std::string_view claim) {
   const lease c(*this);
-  c->prepare("DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND state = 'in_flight'")
+  c->prepare(
+       "DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND claim = ? AND state = 'in_flight'")
       .bind(1, user_id)
       .bind(2, key)
+      .bind(3, claim)
       .step();
 }
 

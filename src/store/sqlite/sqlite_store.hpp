@@ -35,7 +35,7 @@ public:
   void revoke_refresh_family(std::string_view token_hash, core::time_point now) override;
   std::size_t purge_refresh_families(core::time_point now) override;
 
-  void insert_document(const core::document& d) override;
+  void insert_document(const core::document& d, const idempotent_answer* answer) override;
   std::optional<core::document> find_document(std::string_view id,
                                               const std::optional<std::string>& owner_id) override;
   std::vector<core::document> list_documents(const document_query& q) override;
@@ -60,10 +60,10 @@ public:
 
   idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
                                      std::string_view fingerprint, core::time_point now,
-                                     std::chrono::milliseconds ttl) override;
-  void finish_idempotent(std::string_view user_id, std::string_view key, int status, std::string_view body,
-                         std::string_view content_type, std::string_view location) override;
-  void abandon_idempotent(std::string_view user_id, std::string_view key) override;
+                                     std::chrono::milliseconds ttl,
+                                     std::chrono::milliseconds abandoned_after) override;
+  void finish_idempotent(const idempotent_answer& answer) override;
+  void abandon_idempotent(std::string_view user_id, std::string_view key, std::string_view claim) override;
   std::size_t purge_idempotency_keys(core::time_point now) override;
 
 private:
