@@ -31,7 +31,6 @@ namespace {
 using boost::asio::awaitable;
 using namespace std::chrono_literals;
 
-constexpr std::size_t text_preview_chars = 500;
 constexpr auto heartbeat_every = 15s;
 
 boost::json::value failure_json(const std::optional<core::failure>& f) {
@@ -52,16 +51,6 @@ http::problem not_ready(const core::document& d) {
   }
   p.extensions["document_status"] = core::to_string(d.status);
   return p;
-}
-
-// The text's first `n` characters, never splitting a UTF-8 sequence.
-std::string preview(const std::string& text, std::size_t n) {
-  std::size_t chars = 0;
-  std::size_t i = 0;
-  for (; i < text.size(); ++i) {
-    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && chars++ == n) break;
-  }
-  return text.substr(0, i);
 }
 
 // The caller's document and, when it is COMPLETED, its result.
@@ -302,16 +291,49 @@ awaitable<http::response> result(services& s, http::request& req) {
   body["duration_ms"] =
       std::chrono::duration_cast<std::chrono::milliseconds>(r.completed_at - r.started_at).count();
   body["attempts"] = r.attempts;
-  body["text_preview"] = preview(r.text, text_preview_chars);
+  body["text_preview"] = r.text_preview;
+  body["text_bytes"] = r.text_bytes;
+  if (!body.contains("truncated")) body["truncated"] = false;  // results stored before the limit
   body["links"] = boost::json::object{{"text", "/documents/" + id + "/result/text"}};
   co_return http::response::json(200, body);
 }
+
+// The result text from the store, a piece at a time: never all of it in
+// memory. A result replaced meanwhile (the document processed again) ends
+// the body short, which the client sees as a cut connection.
+class result_text_source final : public http::body_source {
+public:
+  result_text_source(services& s, std::string document_id, core::time_point completed_at)
+      : s_(s), id_(std::move(document_id)), completed_at_(completed_at) {}
+
+  awaitable<std::size_t> read(char* out, std::size_t max) override {
+    auto piece = co_await s_.blocking.run([this, max] {
+      return s_.db.read_result_text(id_, completed_at_, offset_, std::min(max, piece_bytes));
+    });
+    if (!piece) throw std::runtime_error("the result changed while its text was sent");
+    std::copy(piece->begin(), piece->end(), out);
+    offset_ += piece->size();
+    co_return piece->size();
+  }
+
+private:
+  static constexpr std::size_t piece_bytes = 64 * 1024;
+  services& s_;
+  std::string id_;
+  core::time_point completed_at_;
+  std::uint64_t offset_ = 0;
+};
 
 awaitable<http::response> result_text(services& s, http::request& req) {
   auto found = co_await load_with_result(s, req);
   if (!found.document) co_return http::make_problem(req, document_not_found());
   if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
-  co_return http::response::text(200, std::move(found.result->text));
+  http::response res;
+  res.status = 200;
+  res.fields.set("Content-Type", "text/plain; charset=utf-8");
+  res.stream = std::make_shared<result_text_source>(s, found.document->id, found.result->completed_at);
+  res.stream_size = found.result->text_bytes;
+  co_return res;
 }
 
 awaitable<http::response> events(services& s, http::request& req) {

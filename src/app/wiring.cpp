@@ -218,6 +218,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.lease = cfg.job_lease;
   options.max_attempts = cfg.job_max_attempts;
   options.simulated_delay = cfg.simulated_delay;
+  options.max_text_bytes = cfg.max_text_bytes;
   options.pipeline_version = pipeline_version;
   // The extractor child is this very binary in its `extract` mode.
   // Exec /proc/self/exe itself rather than the path it names: that still

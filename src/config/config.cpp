@@ -61,6 +61,9 @@ const std::vector<setting_info>& settings() {
        for_serve},
       {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth",
        "waiting jobs before /process answers 429 (default 10000)", for_serve},
+      {"DOCFLOW_MAX_TEXT_BYTES", "--max-text-bytes",
+       "extracted text kept per document; longer text is cut and the result says truncated (default 16MiB)",
+       job_commands},
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
        "extra delay inside processing, in ms (default 0)", job_commands},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)", job_commands},
@@ -436,6 +439,8 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.idempotency_claim_timeout = r.duration("DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "5m", 1s, 24h);
   c.queue_max_depth =
       r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
+  c.max_text_bytes = r.size("DOCFLOW_MAX_TEXT_BYTES", "16MiB", 1024);
+  if (c.max_text_bytes > (std::uint64_t{1} << 30)) r.fail("DOCFLOW_MAX_TEXT_BYTES", "must be at most 1GiB");
   c.simulated_delay =
       milliseconds{static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
 

@@ -90,6 +90,7 @@ struct config {
   milliseconds idempotency_ttl{};
   milliseconds idempotency_claim_timeout{};
   std::uint64_t queue_max_depth = 0;
+  std::uint64_t max_text_bytes = 0;
   milliseconds simulated_delay{};
   std::optional<std::string> ml_url;
   milliseconds ml_timeout{};

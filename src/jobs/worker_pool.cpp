@@ -33,8 +33,18 @@ double seconds_between(core::time_point a, core::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+// Cuts `text` to at most `max` bytes on a character boundary; true when it
+// was longer.
+bool cut_text(std::string& text, std::uint64_t max) {
+  if (text.size() <= max) return false;
+  auto at = static_cast<std::size_t>(max);
+  while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+  text.resize(at);
+  return true;
+}
+
 // The stored form of what the pipeline produced (without the full text).
-std::string summary_json(const pipeline::result_data& r) {
+std::string summary_json(const pipeline::result_data& r, bool truncated) {
   const auto& e = r.extraction;
   const auto& a = r.analysis;
   boost::json::array keywords;
@@ -48,6 +58,7 @@ std::string summary_json(const pipeline::result_data& r) {
       {"language", a.language},
       {"keywords", std::move(keywords)},
       {"metadata", pipeline::metadata_json(e.metadata)},
+      {"truncated", truncated},
   };
   // null when the enrich stage is off; the stage only keeps answers that parse.
   boost::json::error_code ec;
@@ -120,22 +131,29 @@ struct worker_pool::impl {
       return;
     }
 
-    // Keeps the lease alive while the stages run; a failed renewal means
-    // someone else owns the job now (or it was cancelled): stop at the next
-    // heartbeat and record nothing.
+    // Keeps the lease alive while the stages run (renewed every third of
+    // it), and looks every second whether it is still held: a cancel must
+    // free the worker and kill the extraction at once, not at the next
+    // renewal (up to 10 s later). Lost (cancelled, deleted, taken over): stop
+    // at the next heartbeat and record nothing.
     std::atomic<bool> lost{false};
     std::jthread keeper([this, &job, &lost](const std::stop_token& stop) {
+      constexpr auto look_every = std::chrono::seconds(1);
       std::mutex m;
       std::condition_variable_any cv;
+      auto renewed_at = std::chrono::steady_clock::now();
       while (!stop.stop_requested()) {
         std::unique_lock lock(m);
-        cv.wait_for(lock, stop, options.lease / 3, [] { return false; });
+        cv.wait_for(lock, stop, std::min<milliseconds>(look_every, options.lease / 3), [] { return false; });
         if (stop.stop_requested()) return;
         try {
-          if (!db.renew_lease(job, clock.now(), options.lease)) {
+          const bool renew = std::chrono::steady_clock::now() - renewed_at >= options.lease / 3;
+          const bool held = renew ? db.renew_lease(job, clock.now(), options.lease) : db.lease_held(job);
+          if (!held) {
             lost = true;
             return;
           }
+          if (renew) renewed_at = std::chrono::steady_clock::now();
         } catch (const std::exception& e) {
           obs::log(obs::level::warn, "job.renew_failed", {{"job_id", job.job_id}, {"error", e.what()}});
         }
@@ -180,9 +198,11 @@ struct worker_pool::impl {
     keeper.request_stop();
     const auto now = clock.now();
     // attempts: every attempt at this document, as processing.attempts counts them.
+    // The counts describe the whole text; the stored text is cut to the limit.
+    const bool truncated = cut_text(out.extraction.text, options.max_text_bytes);
     const store::stored_result result{
-        options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts, summary_json(out),
-        out.extraction.text};
+        options.pipeline_version,     doc.started_at.value_or(claimed_at), now, doc.attempts,
+        summary_json(out, truncated), std::move(out.extraction.text),      {},  0};
     bool recorded = false;
     try {
       recorded = db.complete_job(job, result);

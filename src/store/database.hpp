@@ -69,8 +69,10 @@ struct stored_result {
   core::time_point started_at;
   core::time_point completed_at;
   unsigned attempts = 0;
-  std::string summary_json;  ///< counts, language, keywords, metadata, ml
-  std::string text;
+  std::string summary_json;      ///< counts, language, keywords, metadata, ml
+  std::string text;              ///< written by complete_job; find_result leaves it empty
+  std::string text_preview;      ///< find_result: the first 500 characters of the text
+  std::uint64_t text_bytes = 0;  ///< find_result: the text's size in bytes
 };
 
 enum class failure_outcome { retry_scheduled, failed, lease_lost };
@@ -219,6 +221,9 @@ public:
 
   /// Extends the lease; false when the token is no longer current (taken
   /// over, cancelled or deleted).
+  /// Whether `job` still holds its lease (not cancelled, deleted or taken
+  /// over): a read, cheap enough to ask every second.
+  virtual bool lease_held(const claimed_job& job) = 0;
   virtual bool renew_lease(const claimed_job& job, core::time_point now,
                            std::chrono::milliseconds lease_for) = 0;
 
@@ -237,7 +242,16 @@ public:
                                           const std::optional<std::string>& owner_id,
                                           const core::failure& failure, core::time_point now) = 0;
 
+  /// The document's result without its text (a preview and its size
+  /// instead): a text may be megabytes.
   virtual std::optional<stored_result> find_result(std::string_view document_id) = 0;
+
+  /// Up to `max` bytes of the result text from `offset`, read without
+  /// loading the rest; nullopt when the document has no result completed at
+  /// `completed_at` any more (deleted, or processed again since).
+  virtual std::optional<std::string> read_result_text(std::string_view document_id,
+                                                      core::time_point completed_at, std::uint64_t offset,
+                                                      std::size_t max) = 0;
 
   /// The document's events with seq > `after`, in order.
   virtual std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) = 0;

@@ -75,6 +75,8 @@ RESULT_FIELDS = {
     "keywords",
     "metadata",
     "text_preview",
+    "text_bytes",
+    "truncated",
     "links",
     "ml",
 }
@@ -181,6 +183,19 @@ CONTENT_TYPES_XML = (
     'PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
     'wordprocessingml.document.main+xml"/></Types>'
 )
+
+
+def docx_with_paragraphs(paragraphs):
+    """A minimal DOCX whose body is `paragraphs`, one w:p each."""
+    body = "".join("<w:p><w:r><w:t>%s</w:t></w:r></w:p>" % p for p in paragraphs)
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
+           'wordprocessingml/2006/main"><w:body>%s</w:body></w:document>' % body)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", CONTENT_TYPES_XML)
+        z.writestr("_rels/.rels", '<?xml version="1.0"?><Relationships/>')
+        z.writestr("word/document.xml", xml)
+    return buf.getvalue()
 
 
 def docx_zip_bomb(inflated=300 * 1024 * 1024):
@@ -1039,6 +1054,59 @@ class EventStreamLimitTest(ProcessingCase):
         for stream in streams:
             self.assertEqual(stream.events_until_end(timeout=5), [])
             self.assertTrue(stream.clean_end)
+
+
+class TextLimitTest(ProcessingCase):
+    """The stored text is capped by DOCFLOW_MAX_TEXT_BYTES, and /result/text
+    streams it with its length from the store (a 7 MB DOCX of distinct words
+    took the server past 1 GB when text went around whole)."""
+
+    def test_long_text_is_cut_and_marked_truncated(self):
+        server = self.start_server(DOCFLOW_MAX_TEXT_BYTES="1KiB")
+        token = new_user(server)
+        # 200 paragraphs of about 60 bytes, some words with two-byte characters.
+        paragraphs = ["Paragraph %d of the long report, caf\u00e9 d\u00e9j\u00e0 vu, river survey." % i
+                      for i in range(200)]
+        doc_id = upload(server, token, docx_with_paragraphs(paragraphs), "long.docx")["id"]
+        self.assertEqual(process(server, token, doc_id).status, 202)
+        self.assertEqual(wait_status(server, token, doc_id)["status"], "COMPLETED")
+        result = get_result(server, token, doc_id).json()
+        self.assertIs(result["truncated"], True, result)
+        text = get_text(server, token, doc_id)
+        self.assertEqual(text.status, 200)
+        self.assertEqual(int(text.header("Content-Length")), len(text.body))
+        self.assertEqual(result["text_bytes"], len(text.body))
+        self.assertLessEqual(len(text.body), 1024)
+        words = text.body.decode("utf-8").split()  # cut on a character boundary: it decodes
+        self.assertGreater(result["word_count"], len(words), "the counts should describe the whole text")
+        self.assertTrue(text.body.decode("utf-8").startswith(result["text_preview"][:100]))
+
+    def test_short_text_is_whole(self):
+        server = self.start_server()
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "short.pdf")["id"]
+        self.assertEqual(process(server, token, doc_id).status, 202)
+        self.assertEqual(wait_status(server, token, doc_id)["status"], "COMPLETED")
+        result = get_result(server, token, doc_id).json()
+        self.assertIs(result["truncated"], False, result)
+        text = get_text(server, token, doc_id)
+        self.assertEqual(result["text_bytes"], len(text.body))
+        self.assertEqual(result["text_preview"], text.body.decode("utf-8")[:500])
+
+
+class PromptCancelTest(ProcessingCase):
+    """A cancelled job used to keep its worker until the next lease renewal
+    (a third of the lease: 20 s here). The worker now looks every second."""
+
+    def test_a_cancel_frees_the_worker_within_seconds(self):
+        server = self.start_server(DOCFLOW_WORKERS=1, DOCFLOW_JOB_LEASE="60s", DOCFLOW_SIMULATED_DELAY_MS=60000)
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "slow.pdf")["id"]
+        self.assertEqual(process(server, token, doc_id).status, 202)
+        claimed = server.wait_for_log(event="job.claimed", document_id=doc_id, timeout=10)
+        self.assertEqual(cancel(server, token, doc_id).status, 202)
+        # Bounded well under the 20 s renewal period: the worker gave the job up.
+        server.wait_for_log(event="job.abandoned", job_id=claimed["job_id"], timeout=5)
 
 
 class WorkerProcessTest(ProcessingCase):

@@ -502,8 +502,8 @@ TEST(config_settings, serve_reads_every_setting_and_the_other_commands_their_own
   }
   EXPECT_EQ(worker, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
                                            "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
-                                           "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_ML_URL",
-                                           "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
+                                           "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS",
+                                           "DOCFLOW_ML_URL", "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
   EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));

@@ -74,7 +74,7 @@ protected:
   store::process_result request(time_point at, std::uint64_t max_queued = 100) {
     return db_->request_processing(doc_id_, std::string("u1"), docflow::core::new_uuid_v7(), at, max_queued);
   }
-  store::stored_result result_at(time_point at) { return {"test/1", t0_, at, 1, "{}", "text"}; }
+  store::stored_result result_at(time_point at) { return {"test/1", t0_, at, 1, "{}", "text", {}, 0}; }
   docflow::core::status status() { return db_->find_document(doc_id_, std::nullopt)->status; }
 
   std::filesystem::path dir_;

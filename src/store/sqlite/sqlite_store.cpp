@@ -563,6 +563,11 @@ std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::ch
   return job;
 }
 
+bool sqlite_store::lease_held(const claimed_job& job) {
+  const lease c(*this);
+  return holds_lease(*c, job);
+}
+
 bool sqlite_store::renew_lease(const claimed_job& job, core::time_point now,
                                std::chrono::milliseconds lease_for) {
   const lease c(*this);
@@ -582,8 +587,8 @@ bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) 
   if (!doc) return false;
   c->prepare(
        "INSERT OR REPLACE INTO results (document_id, pipeline_version, started_at, completed_at, attempts, "
-       "summary, text)"
-       " VALUES (?, ?, ?, ?, ?, ?, ?)")
+       "summary, text, text_preview, text_bytes)"
+       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, substr(?7, 1, 500), length(CAST(?7 AS BLOB)))")
       .bind(1, doc->id)
       .bind(2, r.pipeline_version)
       .bind(3, to_ms(r.started_at))
@@ -655,13 +660,43 @@ cancel_result sqlite_store::cancel_processing(std::string_view document_id,
 std::optional<stored_result> sqlite_store::find_result(std::string_view document_id) {
   const lease c(*this);
   auto st = c->prepare(
-      "SELECT pipeline_version, started_at, completed_at, attempts, summary, text FROM results WHERE "
-      "document_id = ?");
+      "SELECT pipeline_version, started_at, completed_at, attempts, summary, text_preview, text_bytes"
+      " FROM results WHERE document_id = ?");
   st.bind(1, document_id);
   if (!st.step()) return std::nullopt;
   return stored_result{st.column_text(0),         from_ms(st.column_int(1)),
                        from_ms(st.column_int(2)), static_cast<unsigned>(st.column_int(3)),
-                       st.column_text(4),         st.column_text(5)};
+                       st.column_text(4),         {},
+                       st.column_text(5),         static_cast<std::uint64_t>(st.column_int(6))};
+}
+
+// Incremental blob I/O reads only the pages that hold the range; a plain
+// SELECT (or substr()) would load the whole text first.
+std::optional<std::string> sqlite_store::read_result_text(std::string_view document_id,
+                                                          core::time_point completed_at, std::uint64_t offset,
+                                                          std::size_t max) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT rowid FROM results WHERE document_id = ? AND completed_at = ?");
+  st.bind(1, document_id).bind(2, to_ms(completed_at));
+  if (!st.step()) return std::nullopt;
+  sqlite3_blob* blob = nullptr;
+  if (sqlite3_blob_open(c->handle(), "main", "results", "text", st.column_int(0), 0, &blob) != SQLITE_OK) {
+    sqlite3_blob_close(blob);
+    throw store_error(std::string("open result text: ") + sqlite3_errmsg(c->handle()));
+  }
+  const auto size = static_cast<std::uint64_t>(sqlite3_blob_bytes(blob));
+  std::string out;
+  if (offset < size) {
+    out.resize(static_cast<std::size_t>(std::min<std::uint64_t>(max, size - offset)));
+    const int rc =
+        sqlite3_blob_read(blob, out.data(), static_cast<int>(out.size()), static_cast<int>(offset));
+    if (rc != SQLITE_OK) {
+      sqlite3_blob_close(blob);
+      throw store_error(std::string("read result text: ") + sqlite3_errstr(rc));
+    }
+  }
+  sqlite3_blob_close(blob);
+  return out;
 }
 
 std::vector<document_event> sqlite_store::events_after(std::string_view document_id, std::int64_t after) {
@@ -743,8 +778,12 @@ idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::
     } else if (st.column_text(1) == "in_flight") {
       claim.outcome = idempotency_claim::kind::in_flight;
     } else {
-      claim = {idempotency_claim::kind::replay, static_cast<int>(st.column_int(2)), st.column_text(3),
-               st.column_text(4), st.column_text(5), {}};
+      claim = {idempotency_claim::kind::replay,
+               static_cast<int>(st.column_int(2)),
+               st.column_text(3),
+               st.column_text(4),
+               st.column_text(5),
+               {}};
     }
     return claim;
   }

@@ -46,6 +46,7 @@ public:
                                     std::uint64_t max_queued) override;
   std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
                                        const std::string& lease_token) override;
+  bool lease_held(const claimed_job& job) override;
   bool renew_lease(const claimed_job& job, core::time_point now,
                    std::chrono::milliseconds lease_for) override;
   bool complete_job(const claimed_job& job, const stored_result& result) override;
@@ -54,6 +55,8 @@ public:
   cancel_result cancel_processing(std::string_view document_id, const std::optional<std::string>& owner_id,
                                   const core::failure& failure, core::time_point now) override;
   std::optional<stored_result> find_result(std::string_view document_id) override;
+  std::optional<std::string> read_result_text(std::string_view document_id, core::time_point completed_at,
+                                              std::uint64_t offset, std::size_t max) override;
   std::vector<document_event> events_after(std::string_view document_id, std::int64_t after) override;
   changed_documents documents_with_events_since(std::int64_t position, std::size_t limit) override;
   queue_stats job_stats() override;
