@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 
 namespace docflow::config {
 struct config;
@@ -48,6 +49,8 @@ struct services {
   docflow::auth::hash_slots& hashing;
   docflow::auth::login_throttle& throttle;
   const cursor_codec& cursors;
+  /// This binary, started as the sandboxed child that checks DOCX uploads.
+  const std::filesystem::path& self_exe;
   std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};

@@ -53,6 +53,10 @@ constexpr std::chrono::seconds login_window{15 * 60};
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
 constexpr std::chrono::seconds upload_patience{5};
+// The sandboxed child (extraction, the DOCX check) is this very binary in
+// its `extract` mode. Exec /proc/self/exe itself rather than the path it
+// names: that still finds this binary after an upgrade replaced the file.
+const std::filesystem::path self_exe{"/proc/self/exe"};
 
 // Creates the data directory (and the database's) and checks it can be
 // written, so that a mistake is one plain line instead of a failure deep
@@ -170,10 +174,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.max_attempts = cfg.job_max_attempts;
   options.simulated_delay = cfg.simulated_delay;
   options.pipeline_version = pipeline_version;
-  // The extractor child is this very binary in its `extract` mode.
-  // Exec /proc/self/exe itself rather than the path it names: that still
-  // finds this binary after an upgrade replaced the file.
-  auto stages = pipeline::default_stages("/proc/self/exe", pipeline::sandbox_limits{});
+  auto stages = pipeline::default_stages(self_exe, pipeline::sandbox_limits{});
   if (cfg.ml_url) {
     stages.push_back(
         std::make_unique<pipeline::enrich_stage>(pipeline::enrich_options{*cfg.ml_url, cfg.ml_timeout}));
@@ -220,8 +221,8 @@ int serve(config::config cfg) {
     auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
                                   clock);
     const api::cursor_codec cursors(*cfg.jwt_secret);
-    api::services services{cfg,    clock,     db,      blobs,    metrics, blocking,   uploads,
-                           tokens, passwords, hashing, throttle, cursors, clock.now()};
+    api::services services{cfg,    clock,     db,      blobs,    metrics, blocking, uploads,
+                           tokens, passwords, hashing, throttle, cursors, self_exe, clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
