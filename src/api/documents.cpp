@@ -315,14 +315,14 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
     // libzip reads what the client sent, so it runs in the sandboxed child,
     // never in this process; waiting for it blocks a pool thread, not an I/O one.
     const auto& path = writer->local_path();
-    const auto limits = pipeline::docx_check_limits();
+    const auto limits = pipeline::docx_check_limits(s.cfg.sandbox_strict);
     try {
       const bool docx = co_await s.blocking.run(
           [&s, &path, &limits] { return pipeline::is_docx_in_child(s.self_exe, path, limits); });
       if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
     } catch (const pipeline::stage_error& e) {
-      // The check could not be made (no child could be started): not the
-      // file's fault.
+      // The check could not be made (strict mode without the full sandbox, or
+      // no child could be started): not the file's fault.
       obs::log(obs::level::error, "document.check_failed",
                {{"request_id", req.request_id}, {"code", e.failure().code}, {"error", e.failure().message}});
       refused = http::service_unavailable("DOCX files cannot be checked at the moment.");

@@ -157,8 +157,10 @@ int run_cli(int argc, char** argv) {
   // The sandboxed child started for each extraction and DOCX check, its input
   // on stdin; not for people.
   std::string extract_task;
+  std::string extract_sandbox = "best-effort";
   auto* extract_cmd = app.add_subcommand("extract", "")->group("");
   extract_cmd->add_option("--task", extract_task)->required();
+  extract_cmd->add_option("--sandbox", extract_sandbox);
   // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
   auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
@@ -196,7 +198,8 @@ int run_cli(int argc, char** argv) {
   }
   if (extract_cmd->parsed()) {
     const auto task = pipeline::parse_task_argument(extract_task);
-    return task ? pipeline::child_main(*task) : exit_bad_config;
+    if (!task || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) return exit_bad_config;
+    return pipeline::child_main(*task, extract_sandbox == "strict");
   }
   if (routes_cmd->parsed()) {
     for (const auto& r : api::route_signatures()) {

@@ -56,6 +56,10 @@ const std::vector<setting_info>& settings() {
        "waiting jobs before /process answers 429 (default 10000)", for_serve},
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
        "extra delay inside processing, in ms (default 0)", job_commands},
+      {"DOCFLOW_SANDBOX", "--sandbox",
+       "strict or best-effort: whether documents are parsed when the kernel lacks a sandbox mechanism "
+       "(default best-effort)",
+       job_commands},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)", job_commands},
       {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
        "time allowed for one call to the ML enrich service (default 30s)", job_commands},
@@ -421,6 +425,12 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
       r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());
   c.simulated_delay =
       milliseconds{static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
+
+  const auto sandbox = r.string("DOCFLOW_SANDBOX", "best-effort");
+  if (sandbox != "strict" && sandbox != "best-effort") {
+    r.fail("DOCFLOW_SANDBOX", "'" + sandbox + "' must be strict or best-effort");
+  }
+  c.sandbox_strict = sandbox == "strict";
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {

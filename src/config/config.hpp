@@ -98,6 +98,8 @@ struct config {
   unsigned io_threads = 0;
   unsigned blocking_threads = 0;
   std::optional<std::string> metrics_token;
+  /// DOCFLOW_SANDBOX=strict: no parsing without every sandbox mechanism.
+  bool sandbox_strict = false;
 };
 
 /// A DOCFLOW_* variable that names no setting (a typo, or a setting of

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <string>
@@ -52,6 +54,14 @@ void quiet_poppler() {
 }
 
 }  // namespace
+
+void prepare_extractors() {
+  quiet_poppler();
+  // ":" + a path names the zone file, which glibc then reads once, now.
+  ::setenv("TZ", ":/etc/localtime", 0);
+  ::tzset();
+  (void)poppler::ustring::from_latin1("docflow").to_utf8();
+}
 
 extraction extract_pdf(std::string_view bytes) {
   quiet_poppler();

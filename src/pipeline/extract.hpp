@@ -41,6 +41,14 @@ struct docx_limits {
 /// word/document.xml.
 extraction extract_docx(std::string_view bytes, const docx_limits& limits = {});
 
+/// Loads now what the parsers would otherwise read from disk when first
+/// needed, so that they behave the same once the sandbox forbids opening
+/// files: glibc's time zone (libzip turns DOS times into time_t with mktime,
+/// and glibc looks at /etc/localtime again on every call unless TZ names
+/// it) and iconv's module cache (poppler converts its strings with iconv).
+/// The extraction child calls it just before lock_down().
+void prepare_extractors();
+
 /// W3C-DTF (the dcterms:created format): YYYY, YYYY-MM, YYYY-MM-DD, or a
 /// date with hh:mm[:ss[.s+]] and a zone (Z or ±hh:mm). nullopt otherwise.
 std::optional<core::time_point> parse_w3cdtf(std::string_view text);

@@ -18,7 +18,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 #include "core/encoding.hpp"
 #include "pipeline/docx_probe.hpp"
 #include "pipeline/extract.hpp"
+#include "pipeline/test_faults.hpp"
 
 extern char** environ;
 
@@ -70,7 +70,7 @@ boost::json::value optional_string(const std::optional<std::string>& s) {
 // checksum_mismatch) is not to be believed.
 bool child_may_report(std::string_view code) {
   return code == codes::unreadable_document || code == codes::document_too_complex ||
-         code == codes::extractor_crashed;
+         code == codes::extractor_crashed || code == codes::sandbox_unavailable;
 }
 
 // A message for the document's owner: keep it short, cut on a character.
@@ -110,6 +110,12 @@ bool decode_bool(const boost::json::object& o, const char* key) {
   const auto& v = member(o, key);
   if (!v.is_bool()) crashed("the extractor answered a bad " + std::string(key));
   return v.get_bool();
+}
+
+std::uint64_t decode_count(const boost::json::object& o, const char* key) {
+  const auto n = decode_optional_int(o, key);
+  if (!n || *n < 0) crashed("the extractor answered a bad " + std::string(key));
+  return static_cast<std::uint64_t>(*n);
 }
 
 // Every answer is one JSON object with "ok". Returns it when "ok" is true;
@@ -238,16 +244,6 @@ private:
   pid_t pid_;
 };
 
-void close_other_fds() {
-  // close_range (Linux 5.9) in one call; the loop is the fallback.
-  if (::syscall(SYS_close_range, 3U, ~0U, 0U) == 0) return;
-  rlimit nofile{};
-  const int max = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-                      ? static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20))
-                      : 1 << 16;
-  for (int fd = 3; fd < max; ++fd) ::close(fd);
-}
-
 // Between fork and exec only async-signal-safe calls: the parent may have
 // other threads holding malloc's locks. Everything is prepared beforehand.
 [[noreturn]] void exec_child(pid_t parent, int in_fd, int out_fd, int null_fd,
@@ -267,7 +263,7 @@ void close_other_fds() {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
-  close_other_fds();
+  close_inherited_descriptors();
   for (const auto& l : limits) {
     // Never run an untrusted parse without its limits.
     if (::setrlimit(l.resource, &l.value) != 0) ::_exit(126);
@@ -285,41 +281,6 @@ std::string describe_status(int status) {
   return "the extractor failed (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
 }
 
-// ---------------------------------------------------------------------------
-// Test-only faults (see the header)
-
-[[noreturn]] void run_fault(std::string_view fault) {
-  if (fault == "crash") std::abort();
-  if (fault == "hang") {
-    for (;;) ::pause();
-  }
-  if (fault == "oom") {
-    // Kept reachable so the compiler cannot drop the allocations; bounded so
-    // a build without RLIMIT_AS still stops short of the machine's memory.
-    static std::vector<void*> kept;
-    constexpr std::size_t chunk = 64ULL << 20;
-    kept.reserve(32);
-    for (int i = 0; i < 32; ++i) {  // 2 GiB at most
-      void* p = std::malloc(chunk);
-      if (!p) std::abort();
-      std::memset(p, 0xA5, chunk);
-      kept.push_back(p);
-    }
-    std::abort();
-  }
-  if (fault == "spin") {
-    volatile std::uint64_t n = 0;
-    for (;;) n = n + 1;
-  }
-  if (fault == "flood") {
-    const std::string chunk(1 << 20, 'x');
-    for (;;) {
-      if (::write(1, chunk.data(), chunk.size()) < 0 && errno != EINTR) std::_Exit(1);
-    }
-  }
-  std::_Exit(3);  // an unknown fault name: a test typo should not pass silently
-}
-
 bool write_all(int fd, std::string_view data) {
   while (!data.empty()) {
     const auto n = ::write(fd, data.data(), data.size());
@@ -331,6 +292,8 @@ bool write_all(int fd, std::string_view data) {
   }
   return true;
 }
+
+const char* mode_argument(bool strict) { return strict ? "strict" : "best-effort"; }
 
 // The parent opens the stored file; the child gets only the descriptor, as
 // its stdin, and never opens a path.
@@ -350,7 +313,7 @@ struct child_run {
   std::string output;
 };
 
-// Runs `self_exe extract --task T` with `input` as its stdin
+// Runs `self_exe extract --task T --sandbox M` with `input` as its stdin
 // (-1: /dev/null) and collects its answer within `limits`; the child is
 // killed and reaped on every way out. Throws stage_error extractor_crashed
 // when it cannot be started, and whatever `heartbeat` throws.
@@ -361,7 +324,8 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
   const auto deadline = start + limits.wall;
 
   // Everything the child needs is built before fork.
-  std::vector<std::string> args{self_exe.string(), "extract", "--task", task_argument(task)};
+  std::vector<std::string> args{self_exe.string(),   "extract",   "--task",
+                                task_argument(task), "--sandbox", mode_argument(limits.strict)};
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
@@ -466,25 +430,45 @@ std::string_view map_input() {
   return {static_cast<const char*>(p), size};
 }
 
-std::string run_task(child_task task) {
-  // The one environment read outside configuration: a test-only switch that
-  // exists in the child process alone (see the header).
-  if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT");
-      fault && *fault && task != child_task::check_docx) {
-    run_fault(fault);
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Everything that needs a file (the input, the parsers' own data) is done
+// before lock_down(); everything that reads the document's bytes after it.
+std::string run_task(child_task task, bool strict, pid_t parent) {
+  const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
+  prepare_extractors();
+  const auto report = lock_down();
+  if (task == child_task::report_sandbox) return encode_sandbox_report(report);
+  if (const auto missing = report.missing(); strict && !missing.empty()) {
+    return encode_child_failure(
+        {codes::sandbox_unavailable,
+         "this server is set to parse documents only in its full sandbox, which it lacks (missing: " +
+             join(missing) + ")",
+         false});
   }
-  const auto input = map_input();
   if (task == child_task::check_docx) return encode_docx_check(is_docx(input));
+  // The one environment read outside configuration: a test-only switch that
+  // exists in the child process alone (test_faults.hpp).
+  if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) {
+    extraction e;
+    e.text = run_test_fault(fault, parent);
+    return encode_child_output(e);
+  }
   return encode_child_output(task == child_task::extract_pdf ? extract_pdf(input) : extract_docx(input));
 }
 
 }  // namespace
 
-sandbox_limits docx_check_limits() {
+sandbox_limits docx_check_limits(bool strict) {
   sandbox_limits l;
   l.cpu_seconds = 5;
   l.wall = std::chrono::seconds(10);
   l.max_output = 4096;
+  l.strict = strict;
   return l;
 }
 
@@ -497,12 +481,14 @@ const char* task_argument(child_task task) noexcept {
     case child_task::extract_pdf: return "pdf";
     case child_task::extract_docx: return "docx";
     case child_task::check_docx: return "is-docx";
+    case child_task::report_sandbox: return "report";
   }
   return "";
 }
 
 std::optional<child_task> parse_task_argument(std::string_view task) noexcept {
-  for (const auto t : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx}) {
+  for (const auto t : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
+                       child_task::report_sandbox}) {
     if (task == task_argument(t)) return t;
   }
   return std::nullopt;
@@ -557,11 +543,38 @@ std::string encode_docx_check(bool docx) {
 
 bool decode_docx_check(std::string_view json) { return decode_bool(parse_answer(json), "docx"); }
 
-int child_main(child_task task) {
+std::string encode_sandbox_report(const sandbox_report& r) {
+  const boost::json::object sandbox{{"no_new_privs", r.no_new_privs},
+                                    {"namespaces", r.namespaces},
+                                    {"landlock_abi", r.landlock_abi},
+                                    {"seccomp", r.seccomp},
+                                    {"seccomp_syscalls", r.seccomp_syscalls}};
+  return boost::json::serialize(boost::json::object{{"ok", true}, {"sandbox", sandbox}});
+}
+
+sandbox_report decode_sandbox_report(std::string_view json) {
+  const auto answer = parse_answer(json);
+  const auto& sandbox = member(answer, "sandbox");
+  if (!sandbox.is_object()) crashed("the extractor answered a bad sandbox");
+  const auto& o = sandbox.get_object();
+  sandbox_report r;
+  r.no_new_privs = decode_bool(o, "no_new_privs");
+  r.namespaces = decode_bool(o, "namespaces");
+  const auto abi = decode_count(o, "landlock_abi");
+  if (abi > 1000) crashed("the extractor answered a bad landlock_abi");
+  r.landlock_abi = static_cast<int>(abi);
+  r.seccomp = decode_bool(o, "seccomp");
+  r.seccomp_syscalls = decode_count(o, "seccomp_syscalls");
+  return r;
+}
+
+int child_main(child_task task, bool strict) {
+  close_inherited_descriptors();
+  const pid_t parent = ::getppid();  // for the test faults: the sandbox hides it later
   std::string answer;
   try {
     try {
-      answer = run_task(task);
+      answer = run_task(task, strict, parent);
     } catch (const stage_error& e) {
       answer = encode_child_failure(e.failure());
     } catch (const std::bad_alloc&) {
@@ -608,9 +621,17 @@ bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesyst
   if (!exited_cleanly(run)) return false;
   try {
     return decode_docx_check(run.output);
-  } catch (const stage_error&) {
+  } catch (const stage_error& e) {
+    if (e.failure().code == codes::sandbox_unavailable) throw;
     return false;
   }
+}
+
+sandbox_report check_sandbox(const std::filesystem::path& self_exe) {
+  const auto run = run_child(self_exe, child_task::report_sandbox, -1, docx_check_limits(false), {});
+  if (run.how == child_run::ending::timed_out) crashed("the sandbox check took too long");
+  if (!exited_cleanly(run)) crashed(describe_status(run.status));
+  return decode_sandbox_report(run.output);
 }
 
 }  // namespace docflow::pipeline

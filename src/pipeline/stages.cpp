@@ -75,7 +75,7 @@ void analyze_stage::run(const job_input&, result_data& out) { out.analysis = ana
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
                                                    sandbox_limits limits) {
   std::vector<std::unique_ptr<stage>> stages;
-  stages.push_back(std::make_unique<verify_stage>(self_exe, docx_check_limits()));
+  stages.push_back(std::make_unique<verify_stage>(self_exe, docx_check_limits(limits.strict)));
   stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
   stages.push_back(std::make_unique<analyze_stage>());
   return stages;

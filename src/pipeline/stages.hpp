@@ -55,7 +55,7 @@ public:
 /// The pipeline, in order: verify → extract → analyze. The one place that
 /// says which stages run; an optional enrich stage is appended by the caller.
 /// Extraction runs under `limits`; verify's DOCX check under
-/// docx_check_limits().
+/// docx_check_limits(limits.strict).
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
                                                    sandbox_limits limits);
 

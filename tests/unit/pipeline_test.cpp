@@ -8,15 +8,25 @@
 // DOCFLOW_BIN_DEFAULT.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <seccomp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -26,6 +36,7 @@
 #include "core/clock.hpp"
 #include "pipeline/analyze.hpp"
 #include "pipeline/extract.hpp"
+#include "pipeline/lockdown.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stages.hpp"
 
@@ -796,7 +807,8 @@ TEST(child_protocol, garbage_is_a_crash) {
 TEST(child_protocol, task_arguments) {
   EXPECT_STREQ(kind_argument(core::file_kind::pdf), "pdf");
   EXPECT_STREQ(kind_argument(core::file_kind::docx), "docx");
-  for (const auto task : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx}) {
+  for (const auto task : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
+                          child_task::report_sandbox}) {
     EXPECT_EQ(parse_task_argument(task_argument(task)), task) << task_argument(task);
   }
   EXPECT_STREQ(task_argument(child_task::check_docx), "is-docx");
@@ -810,6 +822,33 @@ TEST(child_protocol, docx_check_round_trip) {
   for (const std::string_view bad : {"", R"({"ok":true})", R"({"ok":true,"docx":"yes"})"}) {
     EXPECT_EQ(failure_of([&] { decode_docx_check(bad); }).code, codes::extractor_crashed) << bad;
   }
+}
+
+TEST(child_protocol, sandbox_report_round_trip) {
+  sandbox_report r;
+  r.no_new_privs = true;
+  r.landlock_abi = 7;
+  r.seccomp = true;
+  r.seccomp_syscalls = 12;
+  const auto back = decode_sandbox_report(encode_sandbox_report(r));
+  EXPECT_TRUE(back.no_new_privs);
+  EXPECT_FALSE(back.namespaces);
+  EXPECT_EQ(back.landlock_abi, 7);
+  EXPECT_TRUE(back.seccomp);
+  EXPECT_EQ(back.seccomp_syscalls, 12u);
+  EXPECT_EQ(back.missing(), std::vector<std::string>{"namespaces"});
+  EXPECT_EQ(sandbox_report{}.missing(),
+            (std::vector<std::string>{"no_new_privs", "namespaces", "landlock", "seccomp"}));
+  EXPECT_EQ(failure_of([] { decode_sandbox_report(R"({"ok":true,"sandbox":{"seccomp":true}})"); }).code,
+            codes::extractor_crashed);
+}
+
+TEST(child_protocol, strict_refusal_is_believed) {
+  const auto f = failure_of([] {
+    decode_child_output(encode_child_failure({codes::sandbox_unavailable, "missing: landlock", false}));
+  });
+  EXPECT_EQ(f.code, codes::sandbox_unavailable);
+  EXPECT_FALSE(f.retryable);
 }
 
 // ================================================================ sandbox
@@ -945,7 +984,7 @@ TEST(sandbox, unreadable_input_is_a_storage_failure) {
 }
 
 TEST(sandbox, docx_check_runs_in_the_child) {
-  const auto limits = docx_check_limits();
+  const auto limits = docx_check_limits(false);
   EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("de.docx"), limits));
   EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("table-header-footer.docx"), limits));
   EXPECT_FALSE(is_docx_in_child(docflow_bin(), fixture("en-1page.pdf"), limits));
@@ -958,6 +997,147 @@ TEST(sandbox, docx_check_runs_in_the_child) {
   // The test faults are extraction's: the check is not disturbed by them.
   const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
   EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("de.docx"), limits));
+}
+
+TEST(sandbox, report_names_the_mechanisms_in_force) {
+  const auto r = check_sandbox(docflow_bin());
+  EXPECT_TRUE(r.no_new_privs);
+  // Landlock as the kernel offers it (0 when it does not).
+  const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1U);
+  EXPECT_EQ(r.landlock_abi, abi > 0 ? static_cast<int>(abi) : 0);
+  EXPECT_TRUE(r.seccomp);
+  EXPECT_EQ(r.seccomp_syscalls, allowed_syscalls().size());
+  std::cout << "[ sandbox  ] no_new_privs=" << r.no_new_privs << " namespaces=" << r.namespaces
+            << " landlock_abi=" << r.landlock_abi << " seccomp=" << r.seccomp
+            << " syscalls=" << r.seccomp_syscalls << '\n';
+}
+
+namespace {
+
+// A TCP listener on 127.0.0.1 for a hostile child to try to reach.
+class tcp_listener {
+public:
+  tcp_listener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 4) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &size) != 0) {
+      throw std::runtime_error("cannot listen on 127.0.0.1");
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  tcp_listener(const tcp_listener&) = delete;
+  tcp_listener& operator=(const tcp_listener&) = delete;
+  ~tcp_listener() { ::close(fd_); }
+  std::uint16_t port() const { return port_; }
+  // Whether anyone connected (the backlog holds the connection, accepted or not).
+  bool reached() const {
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return false;
+    ::close(c);
+    return true;
+  }
+
+private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
+// The report of the hostile child (test_faults.hpp), by attempt.
+std::map<std::string, std::string> attempts(const std::string& report) {
+  std::map<std::string, std::string> out;
+  std::size_t at = 0;
+  while (at < report.size()) {
+    const auto end = report.find('\n', at);
+    const auto line = report.substr(at, end - at);
+    out[line.substr(0, line.find(':'))] = line;
+    at = end == std::string::npos ? report.size() : end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(sandbox, hostile_child_is_contained) {
+  const temp_dir dir;
+  const auto secret = dir.write("jwt.secret", "0123456789abcdef0123456789abcdef-the-data-dir-secret");
+  const auto outside = dir.path() / "escaped.txt";
+  const tcp_listener listener;
+  const auto spec = "hostile:secret=" + secret.string() + ";write=" + outside.string() +
+                    ";port=" + std::to_string(listener.port());
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", spec.c_str());
+  auto limits = test_limits();
+  if (limits.address_space > 0) limits.address_space = 256ULL << 20;
+
+  // The job ends cleanly: the child answers, with its report as the text.
+  const auto e = extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits);
+  const auto report = attempts(e.text);
+  for (const auto* attempt :
+       {"read_secret", "read_parent_environ", "connect", "fork", "write_outside", "allocate", "exec"}) {
+    if (std::string_view(attempt) == "allocate" && limits.address_space == 0) continue;  // sanitizer builds
+    ASSERT_TRUE(report.contains(attempt)) << attempt << " missing from:\n" << e.text;
+    EXPECT_TRUE(report.at(attempt).starts_with(std::string(attempt) + ": blocked (")) << report.at(attempt);
+  }
+  EXPECT_EQ(report.size(), 7u) << e.text;
+  EXPECT_FALSE(fs::exists(outside));
+  EXPECT_FALSE(listener.reached());
+  std::cout << e.text;
+}
+
+namespace {
+
+// Runs `f` in a forked process in which the named system calls fail with
+// `error`, as on a kernel without them or under a container's seccomp
+// profile, and returns what `f` returned (its exit code; 200 when it died).
+int on_a_kernel_without(const std::vector<std::string>& calls, int error, const std::function<int()>& f) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    for (const auto& name : calls) {
+      if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(error), seccomp_syscall_resolve_name(name.c_str()), 0) != 0) {
+        ::_exit(100);
+      }
+    }
+    if (seccomp_load(ctx) != 0) ::_exit(101);
+    ::_exit(f());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+}  // namespace
+
+TEST(sandbox, strict_mode_refuses_what_best_effort_runs_without) {
+  // No Landlock (before Linux 5.13) and no unshare (Docker's default profile).
+  const int outcome = on_a_kernel_without({"landlock_create_ruleset", "unshare"}, ENOSYS, [] {
+    const auto r = check_sandbox(docflow_bin());
+    if (r.landlock_abi != 0 || r.namespaces || !r.seccomp || !r.no_new_privs) return 1;
+    if (r.missing() != std::vector<std::string>{"namespaces", "landlock"}) return 2;
+    auto strict = test_limits();
+    strict.strict = true;
+    try {
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, strict);
+      return 3;
+    } catch (const stage_error& e) {
+      if (e.failure().code != codes::sandbox_unavailable || e.failure().retryable) return 4;
+      if (e.failure().message.find("landlock") == std::string::npos) return 5;
+    }
+    try {
+      is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(true));
+      return 6;
+    } catch (const stage_error& e) {
+      if (e.failure().code != codes::sandbox_unavailable) return 7;
+    }
+    // Best effort goes on with seccomp and the rest, and extracts the same.
+    const auto e =
+        extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+    if (e.text != extract_pdf(bytes_of(fixture("en-1page.pdf"))).text) return 8;
+    return is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(false)) ? 0 : 9;
+  });
+  EXPECT_EQ(outcome, 0);
 }
 
 TEST(sandbox, missing_executable_is_a_crash) {
@@ -999,7 +1179,7 @@ TEST(stages, verify_checks_checksum_and_kind) {
   in.sha256 = sha256_file(pdf);
   ASSERT_EQ(in.sha256.size(), 64u);
   result_data out;
-  verify_stage verify(docflow_bin(), docx_check_limits());
+  verify_stage verify(docflow_bin(), docx_check_limits(false));
   EXPECT_NO_THROW(verify.run(in, out));
 
   auto wrong = in;
