@@ -88,7 +88,7 @@ scmp_arg_cmp arg_equals(unsigned arg, scmp_datum_t value) { return {arg, SCMP_CM
 
 // The whole allow-list, found by running the real extractors under strace
 // after lockdown (every fixture, the broken files and zip bombs of the
-// tests, a 5 MiB DOCX, and the test faults), not guessed. The input is
+// tests, a DOCX of nearly 5 MB, and the test faults), not guessed. The input is
 // mapped and the files the libraries want are read before the filter, so
 // parsing needs only memory, locks, the answer pipe and a way to end.
 std::vector<allowed_call> allow_list() {
