@@ -26,7 +26,7 @@
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
-#include "pipeline/docx_probe.hpp"
+#include "pipeline/sandbox.hpp"
 #include "store/change_feed.hpp"
 #include "store/database.hpp"
 
@@ -330,9 +330,21 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
     }
   }
   if (!refused && doc.kind == core::file_kind::docx) {
+    // libzip reads what the client sent, so it runs in the sandboxed child,
+    // never in this process; waiting for it blocks a pool thread, not an I/O one.
     const auto& path = writer->local_path();
-    const bool docx = co_await s.blocking.run([&path] { return pipeline::is_docx(path); });
-    if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
+    const auto limits = pipeline::docx_check_limits(s.cfg.sandbox_strict);
+    try {
+      const bool docx = co_await s.blocking.run(
+          [&s, &path, &limits] { return pipeline::is_docx_in_child(s.self_exe, path, limits); });
+      if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
+    } catch (const pipeline::stage_error& e) {
+      // The check could not be made (strict mode without the full sandbox, or
+      // no child could be started): not the file's fault.
+      obs::log(obs::level::error, "document.check_failed",
+               {{"request_id", req.request_id}, {"code", e.failure().code}, {"error", e.failure().message}});
+      refused = http::service_unavailable("DOCX files cannot be checked at the moment.");
+    }
   }
   if (refused) {
     s.metrics.add("docflow_uploads_total", outcome_label(refused->status));

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 
 namespace docflow::config {
 struct config;
@@ -58,6 +59,8 @@ struct services {
   /// Wakes event streams when their document has a new event.
   store::change_feed& changes;
   stream_limit& streams;
+  /// This binary, started as the sandboxed child that checks DOCX uploads.
+  const std::filesystem::path& self_exe;
   std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};

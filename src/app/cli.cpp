@@ -154,12 +154,13 @@ int run_cli(int argc, char** argv) {
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
   add_settings(*worker_cmd, config::for_worker, raw);
-  // The sandboxed child the workers start for each extraction; not for people.
-  std::string extract_kind;
-  std::string extract_file;
+  // The sandboxed child started for each extraction and DOCX check, its input
+  // on stdin; not for people.
+  std::string extract_task;
+  std::string extract_sandbox = "best-effort";
   auto* extract_cmd = app.add_subcommand("extract", "")->group("");
-  extract_cmd->add_option("--kind", extract_kind)->required();
-  extract_cmd->add_option("file", extract_file)->required();
+  extract_cmd->add_option("--task", extract_task)->required();
+  extract_cmd->add_option("--sandbox", extract_sandbox);
   // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
   auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
@@ -196,8 +197,9 @@ int run_cli(int argc, char** argv) {
     return 0;
   }
   if (extract_cmd->parsed()) {
-    const auto kind = pipeline::parse_kind_argument(extract_kind);
-    return kind ? pipeline::extract_main(*kind, extract_file) : exit_bad_config;
+    const auto task = pipeline::parse_task_argument(extract_task);
+    if (!task || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) return exit_bad_config;
+    return pipeline::child_main(*task, extract_sandbox == "strict");
   }
   if (routes_cmd->parsed()) {
     for (const auto& r : api::route_signatures()) {

@@ -18,6 +18,7 @@
 #include <optional>
 #include <thread>
 
+#include <boost/json/array.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "api/accounts.hpp"
@@ -38,6 +39,7 @@
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "pipeline/enrich.hpp"
+#include "pipeline/sandbox.hpp"
 #include "pipeline/stage.hpp"
 #include "pipeline/stages.hpp"
 #include "store/change_feed.hpp"
@@ -59,6 +61,10 @@ constexpr std::chrono::milliseconds event_poll{250};
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
 constexpr std::chrono::seconds upload_patience{5};
+// The sandboxed child (extraction, the DOCX check) is this very binary in
+// its `extract` mode. Exec /proc/self/exe itself rather than the path it
+// names: that still finds this binary after an upgrade replaced the file.
+const std::filesystem::path self_exe{"/proc/self/exe"};
 
 // The most client connections this process can hold without running out of
 // descriptors: the soft RLIMIT_NOFILE (first raised to the hard limit, which
@@ -102,6 +108,39 @@ void prepare_directories(const config::config& cfg) {
   prepare(cfg.data_dir, "data directory");
   if (cfg.sqlite_path.has_parent_path()) {
     prepare(cfg.sqlite_path.parent_path(), "database directory");
+  }
+}
+
+// Asks a real child which sandbox mechanisms it gets on this machine, once
+// at start, and says so in one `pipeline.sandbox` line: in strict mode a
+// missing one means that every document will fail, which the operator must
+// hear of before the first upload does.
+void log_sandbox(const config::config& cfg) {
+  const auto* mode = cfg.sandbox_strict ? "strict" : "best-effort";
+  try {
+    const auto r = pipeline::check_sandbox(self_exe);
+    const auto missing = r.missing();
+    boost::json::object fields{{"mode", mode},
+                               {"no_new_privs", r.no_new_privs},
+                               {"namespaces", r.namespaces},
+                               {"landlock", r.landlock_abi > 0},
+                               {"landlock_abi", r.landlock_abi},
+                               {"seccomp", r.seccomp},
+                               {"seccomp_syscalls", r.seccomp_syscalls},
+                               {"missing", boost::json::array(missing.begin(), missing.end())}};
+    if (missing.empty()) {
+      obs::log(obs::level::info, "pipeline.sandbox", fields);
+    } else if (cfg.sandbox_strict) {
+      fields["message"] =
+          "DOCFLOW_SANDBOX=strict: every extraction and DOCX check fails with sandbox_unavailable";
+      obs::log(obs::level::error, "pipeline.sandbox", fields);
+    } else {
+      fields["message"] =
+          "documents are parsed without the missing mechanisms; DOCFLOW_SANDBOX=strict refuses";
+      obs::log(obs::level::warn, "pipeline.sandbox", fields);
+    }
+  } catch (const std::exception& e) {
+    obs::log(obs::level::error, "pipeline.sandbox", {{"mode", mode}, {"error", e.what()}});
   }
 }
 
@@ -220,10 +259,9 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.simulated_delay = cfg.simulated_delay;
   options.max_text_bytes = cfg.max_text_bytes;
   options.pipeline_version = pipeline_version;
-  // The extractor child is this very binary in its `extract` mode.
-  // Exec /proc/self/exe itself rather than the path it names: that still
-  // finds this binary after an upgrade replaced the file.
-  auto stages = pipeline::default_stages("/proc/self/exe", pipeline::sandbox_limits{});
+  pipeline::sandbox_limits limits;
+  limits.strict = cfg.sandbox_strict;
+  auto stages = pipeline::default_stages(self_exe, limits);
   if (cfg.ml_url) {
     stages.push_back(
         std::make_unique<pipeline::enrich_stage>(pipeline::enrich_options{*cfg.ml_url, cfg.ml_timeout}));
@@ -276,10 +314,11 @@ int serve(config::config cfg) {
     api::stream_limit streams(cfg.max_streams_per_user);
     api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
                            uploads, tokens,  passwords, hashing, signup_hashing, throttle,
-                           signups, cursors, changes,   streams, clock.now()};
+                           signups, cursors, changes,   streams, self_exe,       clock.now()};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
+    log_sandbox(cfg);
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
@@ -349,6 +388,7 @@ int work(const config::config& cfg) {
     obs::metrics metrics;
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
+    log_sandbox(config);
     const auto workers = start_workers(config, db, blobs, metrics, core::system_clock());
     std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string() << '\n';
     int signo = 0;

@@ -66,6 +66,10 @@ const std::vector<setting_info>& settings() {
        job_commands},
       {"DOCFLOW_SIMULATED_DELAY_MS", "--simulated-delay-ms",
        "extra delay inside processing, in ms (default 0)", job_commands},
+      {"DOCFLOW_SANDBOX", "--sandbox",
+       "strict or best-effort: whether documents are parsed when the kernel lacks a sandbox mechanism "
+       "(default best-effort)",
+       job_commands},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)", job_commands},
       {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
        "time allowed for one call to the ML enrich service (default 30s)", job_commands},
@@ -443,6 +447,12 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   if (c.max_text_bytes > (std::uint64_t{1} << 30)) r.fail("DOCFLOW_MAX_TEXT_BYTES", "must be at most 1GiB");
   c.simulated_delay =
       milliseconds{static_cast<std::int64_t>(r.integer("DOCFLOW_SIMULATED_DELAY_MS", 0, 0, 3600 * 1000))};
+
+  const auto sandbox = r.string("DOCFLOW_SANDBOX", "best-effort");
+  if (sandbox != "strict" && sandbox != "best-effort") {
+    r.fail("DOCFLOW_SANDBOX", "'" + sandbox + "' must be strict or best-effort");
+  }
+  c.sandbox_strict = sandbox == "strict";
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {

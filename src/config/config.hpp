@@ -104,6 +104,8 @@ struct config {
   std::uint64_t max_connections_per_address = 0;  ///< 0: no cap
   unsigned blocking_threads = 0;
   std::optional<std::string> metrics_token;
+  /// DOCFLOW_SANDBOX=strict: no parsing without every sandbox mechanism.
+  bool sandbox_strict = false;
 };
 
 /// A DOCFLOW_* variable that names no setting (a typo, or a setting of

@@ -231,11 +231,9 @@ struct worker_pool::impl {
 
   void finish_failed(const store::claimed_job& job, const core::failure& f,
                      std::optional<core::time_point> retry_at) {
-    boost::json::object fields{{"document_id", job.document.id},
-                               {"job_id", job.job_id},
-                               {"attempt", job.attempt},
-                               {"code", f.code},
-                               {"retryable", f.retryable}};
+    boost::json::object fields{{"document_id", job.document.id}, {"job_id", job.job_id},
+                               {"attempt", job.attempt},         {"code", f.code},
+                               {"message", f.message},           {"retryable", f.retryable}};
     store::failure_outcome outcome = store::failure_outcome::lease_lost;
     try {
       outcome = db.fail_job(job, clock.now(), f, retry_at);

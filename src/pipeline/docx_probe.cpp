@@ -1,17 +1,16 @@
 #include "pipeline/docx_probe.hpp"
 
-#include <fstream>
-#include <memory>
+#include <algorithm>
+#include <cstdint>
 #include <optional>
-#include <string>
 
-#include <zip.h>
+#include "pipeline/zip_archive.hpp"
 
 namespace docflow::pipeline {
 
 namespace {
 
-std::uint32_t le16(const std::string& b, std::size_t at) {
+std::uint32_t le16(std::string_view b, std::size_t at) {
   return static_cast<std::uint32_t>(static_cast<unsigned char>(b[at])) |
          static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + 1])) << 8;
 }
@@ -19,20 +18,14 @@ std::uint32_t le16(const std::string& b, std::size_t at) {
 // The entry count from the end-of-central-directory record (the last 22 to
 // 65557 bytes); nullopt when there is none. ZIP64 archives (count 0xFFFF)
 // are refused outright: a DOCX never needs one.
-std::optional<std::size_t> declared_entries(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<std::size_t>(in.tellg());
+std::optional<std::size_t> declared_entries(std::string_view bytes) {
   constexpr std::size_t eocd = 22;
-  const auto tail = std::min<std::size_t>(size, eocd + 0xFFFF);
-  if (tail < eocd) return std::nullopt;
-  std::string b(tail, '\0');
-  in.seekg(static_cast<std::streamoff>(size - tail));
-  in.read(b.data(), static_cast<std::streamsize>(tail));
-  if (!in) return std::nullopt;
-  for (auto at = tail - eocd + 1; at-- > 0;) {
-    if (b.compare(at, 4, "PK\x05\x06", 4) == 0) {
-      const auto entries = le16(b, at + 10);
+  const auto tail_size = std::min<std::size_t>(bytes.size(), eocd + 0xFFFF);
+  if (tail_size < eocd) return std::nullopt;
+  const auto tail = bytes.substr(bytes.size() - tail_size);
+  for (auto at = tail_size - eocd + 1; at-- > 0;) {
+    if (tail.compare(at, 4, "PK\x05\x06", 4) == 0) {
+      const auto entries = le16(tail, at + 10);
       if (entries == 0xFFFF) return std::nullopt;
       return entries;
     }
@@ -40,18 +33,12 @@ std::optional<std::size_t> declared_entries(const std::filesystem::path& path) {
   return std::nullopt;
 }
 
-struct zip_closer {
-  void operator()(zip_t* z) const { zip_discard(z); }
-};
-
 }  // namespace
 
-bool is_docx(const std::filesystem::path& path) {
-  const auto entries = declared_entries(path);
+bool is_docx(std::string_view bytes) {
+  const auto entries = declared_entries(bytes);
   if (!entries || *entries == 0 || *entries > max_zip_entries) return false;
-  int error = 0;
-  const std::unique_ptr<zip_t, zip_closer> archive(
-      zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error));
+  const auto archive = open_zip(bytes);
   if (!archive) return false;
   const auto count = zip_get_num_entries(archive.get(), 0);
   if (count < 0 || static_cast<std::size_t>(count) > max_zip_entries) return false;

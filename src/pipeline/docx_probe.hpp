@@ -1,6 +1,7 @@
 #pragma once
 
-#include <filesystem>
+#include <cstddef>
+#include <string_view>
 
 namespace docflow::pipeline {
 
@@ -8,11 +9,12 @@ namespace docflow::pipeline {
 inline constexpr std::size_t max_zip_entries = 10000;
 inline constexpr std::size_t max_zip_name_bytes = 1024;
 
-/// True when `path` is a ZIP whose central directory holds
+/// True when `bytes` are a ZIP whose central directory holds
 /// `[Content_Types].xml` and `word/document.xml`. Reads the end-of-directory
 /// record first and refuses more than max_zip_entries entries or names longer
-/// than max_zip_name_bytes before libzip parses anything. Blocks (disk
-/// reads): call it on the blocking pool. Never throws for bad input.
-bool is_docx(const std::filesystem::path& path);
+/// than max_zip_name_bytes before libzip parses anything. Never throws for
+/// bad input. libzip parses bytes an uploader chose: call it only inside the
+/// extraction sandbox (is_docx_in_child in sandbox.hpp).
+bool is_docx(std::string_view bytes);
 
 }  // namespace docflow::pipeline

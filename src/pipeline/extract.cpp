@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <fstream>
+#include <cstdlib>
+#include <ctime>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -12,8 +14,9 @@
 #include <poppler/cpp/poppler-document.h>
 #include <poppler/cpp/poppler-global.h>
 #include <poppler/cpp/poppler-page.h>
-#include <zip.h>
 #include <pugixml.hpp>
+
+#include "pipeline/zip_archive.hpp"
 
 namespace docflow::pipeline {
 
@@ -52,9 +55,22 @@ void quiet_poppler() {
 
 }  // namespace
 
-extraction extract_pdf(const std::filesystem::path& file) {
+void prepare_extractors() {
   quiet_poppler();
-  const std::unique_ptr<poppler::document> doc(poppler::document::load_from_file(file.string()));
+  // ":" + a path names the zone file, which glibc then reads once, now.
+  ::setenv("TZ", ":/etc/localtime", 0);
+  ::tzset();
+  (void)poppler::ustring::from_latin1("docflow").to_utf8();
+}
+
+extraction extract_pdf(std::string_view bytes) {
+  quiet_poppler();
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    too_complex("the PDF is larger than 2 GiB");
+  }
+  // Poppler reads the bytes in place, without a copy.
+  const std::unique_ptr<poppler::document> doc(
+      poppler::document::load_from_raw_data(bytes.data(), static_cast<int>(bytes.size())));
   if (!doc) unreadable("the PDF could not be parsed");
   // Locked means a user password is needed to read the content. A file
   // encrypted only with an owner password opens in every viewer, so do we.
@@ -101,31 +117,12 @@ struct zip_entry {
   std::uint64_t offset = 0;     // of the local header
 };
 
-class bounded_file {
-public:
-  explicit bounded_file(const std::filesystem::path& path) : in_(path, std::ios::binary) {
-    if (!in_) unreadable("the file could not be opened");
-    in_.seekg(0, std::ios::end);
-    const auto end = in_.tellg();
-    if (end < 0) unreadable("the file could not be read");
-    size_ = static_cast<std::uint64_t>(end);
-  }
-  std::uint64_t size() const { return size_; }
-  // Exactly `n` bytes at `at`; nullopt when the file is shorter.
-  std::optional<std::string> read(std::uint64_t at, std::size_t n) {
-    if (at > size_ || n > size_ - at) return std::nullopt;
-    std::string b(n, '\0');
-    in_.clear();
-    in_.seekg(static_cast<std::streamoff>(at));
-    in_.read(b.data(), static_cast<std::streamsize>(n));
-    if (!in_) return std::nullopt;
-    return b;
-  }
-
-private:
-  std::ifstream in_;
-  std::uint64_t size_ = 0;
-};
+// Exactly `n` bytes of `b` at `at`; nullopt when `b` is shorter. Every read
+// of the archive goes through here, so a lying offset cannot reach past it.
+std::optional<std::string_view> slice(std::string_view b, std::uint64_t at, std::uint64_t n) {
+  if (at > b.size() || n > b.size() - at) return std::nullopt;
+  return b.substr(static_cast<std::size_t>(at), static_cast<std::size_t>(n));
+}
 
 constexpr std::size_t eocd_size = 22;
 constexpr std::size_t cdh_size = 46;  // central directory file header, without its variable parts
@@ -139,10 +136,10 @@ struct zip_directory {
 
 // Parses the central directory ourselves: libzip does not expose where each
 // entry's local header lies, and the overlap check needs exactly that.
-zip_directory read_directory(bounded_file& f, const docx_limits& limits) {
-  const auto tail_size = std::min<std::uint64_t>(f.size(), eocd_size + 0xFFFF);
+zip_directory read_directory(std::string_view zip, const docx_limits& limits) {
+  const auto tail_size = std::min<std::uint64_t>(zip.size(), eocd_size + 0xFFFF);
   if (tail_size < eocd_size) unreadable("the DOCX is not a ZIP archive");
-  const auto tail = f.read(f.size() - tail_size, static_cast<std::size_t>(tail_size));
+  const auto tail = slice(zip, zip.size() - tail_size, tail_size);
   if (!tail) unreadable("the DOCX could not be read");
   std::optional<std::size_t> eocd;
   for (auto at = tail->size() - eocd_size + 1; at-- > 0;) {
@@ -165,10 +162,10 @@ zip_directory read_directory(bounded_file& f, const docx_limits& limits) {
   if (entries > limits.max_entries) too_complex("the DOCX has too many entries");
   if (disk != 0 || directory_disk != 0) unreadable("the DOCX is a multi-part ZIP archive");
   if (directory_size > limits.max_directory_bytes) too_complex("the DOCX directory is too large");
-  const auto eocd_offset = f.size() - tail_size + *eocd;
+  const auto eocd_offset = zip.size() - tail_size + *eocd;
   if (std::uint64_t{directory_offset} + directory_size > eocd_offset)
     unreadable("the DOCX directory is corrupt");
-  const auto directory = f.read(directory_offset, directory_size);
+  const auto directory = slice(zip, directory_offset, directory_size);
   if (!directory) unreadable("the DOCX directory is corrupt");
 
   const std::string_view d(*directory);
@@ -200,7 +197,7 @@ zip_directory read_directory(bounded_file& f, const docx_limits& limits) {
 // The zip-bomb checks, all on declared sizes and offsets: nothing has been
 // inflated yet. Overlap is what the "non-recursive" bombs use: many entries
 // whose data all point into one shared compressed kernel.
-void check_bounds(bounded_file& f, const zip_directory& directory, const docx_limits& limits) {
+void check_bounds(std::string_view zip, const zip_directory& directory, const docx_limits& limits) {
   const auto& entries = directory.entries;
   std::uint64_t total = 0;
   for (const auto& e : entries) {
@@ -216,7 +213,7 @@ void check_bounds(bounded_file& f, const zip_directory& directory, const docx_li
   std::vector<span> spans;
   spans.reserve(entries.size());
   for (const auto& e : entries) {
-    const auto header = f.read(e.offset, lfh_size);
+    const auto header = slice(zip, e.offset, lfh_size);
     if (!header || header->compare(0, 4, "PK\x03\x04", 4) != 0) unreadable("a DOCX entry is corrupt");
     const auto end = e.offset + lfh_size + le16(*header, 26) + le16(*header, 28) + e.comp_size;
     if (end > directory.offset) too_complex("a DOCX entry overlaps the directory");
@@ -231,18 +228,13 @@ void check_bounds(bounded_file& f, const zip_directory& directory, const docx_li
 // ---------------------------------------------------------------------------
 // DOCX: reading parts with a hard cap, whatever their declared sizes
 
-struct zip_closer {
-  void operator()(zip_t* z) const { zip_discard(z); }
-};
 struct zip_file_closer {
   void operator()(zip_file_t* f) const { zip_fclose(f); }
 };
 
 class part_reader {
 public:
-  part_reader(const std::filesystem::path& path, const docx_limits& limits) : limits_(limits) {
-    int error = 0;
-    archive_.reset(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error));
+  part_reader(std::string_view zip, const docx_limits& limits) : limits_(limits), archive_(open_zip(zip)) {
     if (!archive_) unreadable("the DOCX is not a valid ZIP archive");
   }
 
@@ -272,7 +264,7 @@ public:
 
 private:
   const docx_limits& limits_;
-  std::unique_ptr<zip_t, zip_closer> archive_;
+  zip_archive archive_;
   std::uint64_t read_total_ = 0;
 };
 
@@ -453,15 +445,11 @@ std::string join_lines(const std::vector<std::string>& lines) {
 
 }  // namespace
 
-extraction extract_docx(const std::filesystem::path& file, const docx_limits& limits) {
-  zip_directory directory;
-  {
-    bounded_file f(file);
-    directory = read_directory(f, limits);
-    check_bounds(f, directory, limits);
-  }
+extraction extract_docx(std::string_view bytes, const docx_limits& limits) {
+  const auto directory = read_directory(bytes, limits);
+  check_bounds(bytes, directory, limits);
   const auto& entries = directory.entries;
-  part_reader parts(file, limits);
+  part_reader parts(bytes, limits);
   // libzip must read the directory we checked: a disagreement (a second,
   // ZIP64 directory, say) means the archive is built to read differently in
   // different tools.
@@ -488,10 +476,10 @@ extraction extract_docx(const std::filesystem::path& file, const docx_limits& li
   }
   for (const auto* stem : {"word/header", "word/footer"}) {
     for (const auto& name : parts_named(entries, stem)) {
-      const auto bytes = parts.read(name);
-      if (!bytes) continue;
+      const auto part = parts.read(name);
+      if (!part) continue;
       pugi::xml_document doc;
-      parse_xml(doc, *bytes, name.c_str());
+      parse_xml(doc, *part, name.c_str());
       collect_paragraphs(doc.document_element(), lines);
     }
   }

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
 #include <optional>
 #include <string_view>
 
@@ -10,13 +9,15 @@
 
 namespace docflow::pipeline {
 
-/// Page count, text and Info-dictionary metadata of a PDF, with poppler.
-/// Pages are read in reading order (as pdftotext does) and joined by '\n'.
-/// Throws stage_error: unreadable_document (permanent) when the file does
-/// not load, is encrypted with a password, or has no pages. Parsing an
-/// untrusted PDF can crash or exhaust the process: call it only inside the
-/// extraction sandbox (sandbox.hpp).
-extraction extract_pdf(const std::filesystem::path& file);
+/// Page count, text and Info-dictionary metadata of the PDF `bytes`, with
+/// poppler. Pages are read in reading order (as pdftotext does) and joined by
+/// '\n'. Throws stage_error: unreadable_document (permanent) when the file
+/// does not load, is encrypted with a password, or has no pages;
+/// document_too_complex (permanent) past 2 GiB, which poppler cannot address.
+/// Parsing an untrusted PDF can crash or exhaust the process: call it only
+/// inside the extraction sandbox (sandbox.hpp), which hands it the file's
+/// bytes (the child opens no file).
+extraction extract_pdf(std::string_view bytes);
 
 /// The bounds a DOCX must stay within; all are checked on the central
 /// directory before anything is inflated, except max_part_bytes, which caps
@@ -31,14 +32,22 @@ struct docx_limits {
 };
 
 /// Text, core properties and (when docProps/app.xml records it) page count
-/// of a DOCX, with libzip and pugixml. The text is one line per paragraph of
+/// of the DOCX `bytes`, with libzip and pugixml. The text is one line per paragraph of
 /// word/document.xml (table cells included), then of the headers and the
 /// footers; w:tab is '\t' and w:br '\n'.
 /// Throws stage_error: document_too_complex (permanent) when the archive
 /// breaks a docx_limits bound or has overlapping entries (a zip bomb);
 /// unreadable_document (permanent) for a broken ZIP or XML or a missing
 /// word/document.xml.
-extraction extract_docx(const std::filesystem::path& file, const docx_limits& limits = {});
+extraction extract_docx(std::string_view bytes, const docx_limits& limits = {});
+
+/// Loads now what the parsers would otherwise read from disk when first
+/// needed, so that they behave the same once the sandbox forbids opening
+/// files: glibc's time zone (libzip turns DOS times into time_t with mktime,
+/// and glibc looks at /etc/localtime again on every call unless TZ names
+/// it) and iconv's module cache (poppler converts its strings with iconv).
+/// The extraction child calls it just before lock_down().
+void prepare_extractors();
 
 /// W3C-DTF (the dcterms:created format): YYYY, YYYY-MM, YYYY-MM-DD, or a
 /// date with hh:mm[:ss[.s+]] and a zone (Z or ±hh:mm). nullopt otherwise.

@@ -14,9 +14,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,7 +27,9 @@
 #include <boost/json/value.hpp>
 
 #include "core/encoding.hpp"
+#include "pipeline/docx_probe.hpp"
 #include "pipeline/extract.hpp"
+#include "pipeline/test_faults.hpp"
 
 extern char** environ;
 
@@ -63,11 +66,11 @@ boost::json::value optional_string(const std::optional<std::string>& s) {
   return boost::json::value(valid_utf8(*s));
 }
 
-// Only the outcomes an extractor can meet; a child claiming any other code
-// (say, checksum_mismatch) is not to be believed.
+// Only the outcomes a child can meet; a child claiming any other code (say,
+// checksum_mismatch) is not to be believed.
 bool child_may_report(std::string_view code) {
   return code == codes::unreadable_document || code == codes::document_too_complex ||
-         code == codes::extractor_crashed;
+         code == codes::extractor_crashed || code == codes::sandbox_unavailable;
 }
 
 // A message for the document's owner: keep it short, cut on a character.
@@ -103,8 +106,44 @@ std::optional<std::int64_t> decode_optional_int(const boost::json::object& o, co
   crashed("the extractor answered a bad " + std::string(key));
 }
 
+bool decode_bool(const boost::json::object& o, const char* key) {
+  const auto& v = member(o, key);
+  if (!v.is_bool()) crashed("the extractor answered a bad " + std::string(key));
+  return v.get_bool();
+}
+
+std::uint64_t decode_count(const boost::json::object& o, const char* key) {
+  const auto n = decode_optional_int(o, key);
+  if (!n || *n < 0) crashed("the extractor answered a bad " + std::string(key));
+  return static_cast<std::uint64_t>(*n);
+}
+
+// Every answer is one JSON object with "ok". Returns it when "ok" is true;
+// throws the child's own failure when it is false (and a child may report
+// it), extractor_crashed for anything else.
+boost::json::object parse_answer(std::string_view json) {
+  boost::system::error_code ec;
+  auto value = boost::json::parse(json, ec);
+  if (ec || !value.is_object()) crashed("the extractor answered garbage");
+  auto& o = value.get_object();
+  const auto& ok = member(o, "ok");
+  if (!ok.is_bool()) crashed("the extractor answered garbage");
+  if (!ok.get_bool()) {
+    const auto& code = member(o, "code");
+    const auto& message = member(o, "message");
+    const auto& retryable = member(o, "retryable");
+    if (!code.is_string() || !message.is_string() || !retryable.is_bool() ||
+        !child_may_report(code.get_string())) {
+      crashed("the extractor answered garbage");
+    }
+    throw stage_error(core::failure{std::string(code.get_string()), bounded_message(message.get_string()),
+                                    retryable.get_bool()});
+  }
+  return std::move(o);
+}
+
 // ---------------------------------------------------------------------------
-// The child process
+// The child process, as the parent starts it
 
 // Limits as the child applies them: never above the current hard limit,
 // which an unprivileged process cannot raise.
@@ -151,8 +190,10 @@ bool passed_to_child(std::string_view entry) {
 class unique_fd {
 public:
   explicit unique_fd(int fd = -1) : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
   unique_fd(const unique_fd&) = delete;
   unique_fd& operator=(const unique_fd&) = delete;
+  unique_fd& operator=(unique_fd&&) = delete;
   ~unique_fd() { reset(); }
   int get() const { return fd_; }
   void reset() {
@@ -203,20 +244,11 @@ private:
   pid_t pid_;
 };
 
-void close_other_fds() {
-  // close_range (Linux 5.9) in one call; the loop is the fallback.
-  if (::syscall(SYS_close_range, 3U, ~0U, 0U) == 0) return;
-  rlimit nofile{};
-  const int max = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-                      ? static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 1 << 20))
-                      : 1 << 16;
-  for (int fd = 3; fd < max; ++fd) ::close(fd);
-}
-
 // Between fork and exec only async-signal-safe calls: the parent may have
 // other threads holding malloc's locks. Everything is prepared beforehand.
-[[noreturn]] void exec_child(pid_t parent, int out_fd, int null_fd, const std::vector<rlimit_setting>& limits,
-                             char* const* argv, char* const* envp) {
+[[noreturn]] void exec_child(pid_t parent, int in_fd, int out_fd, int null_fd,
+                             const std::vector<rlimit_setting>& limits, char* const* argv,
+                             char* const* envp) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(126);
   ::setpgid(0, 0);
   // Ignored signals and the signal mask survive exec; the server's choices
@@ -230,8 +262,8 @@ void close_other_fds() {
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
-  close_other_fds();
+  if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
+  close_inherited_descriptors();
   for (const auto& l : limits) {
     // Never run an untrusted parse without its limits.
     if (::setrlimit(l.resource, &l.value) != 0) ::_exit(126);
@@ -249,41 +281,6 @@ std::string describe_status(int status) {
   return "the extractor failed (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
 }
 
-// ---------------------------------------------------------------------------
-// Test-only faults (see the header)
-
-[[noreturn]] void run_fault(std::string_view fault) {
-  if (fault == "crash") std::abort();
-  if (fault == "hang") {
-    for (;;) ::pause();
-  }
-  if (fault == "oom") {
-    // Kept reachable so the compiler cannot drop the allocations; bounded so
-    // a build without RLIMIT_AS still stops short of the machine's memory.
-    static std::vector<void*> kept;
-    constexpr std::size_t chunk = 64ULL << 20;
-    kept.reserve(32);
-    for (int i = 0; i < 32; ++i) {  // 2 GiB at most
-      void* p = std::malloc(chunk);
-      if (!p) std::abort();
-      std::memset(p, 0xA5, chunk);
-      kept.push_back(p);
-    }
-    std::abort();
-  }
-  if (fault == "spin") {
-    volatile std::uint64_t n = 0;
-    for (;;) n = n + 1;
-  }
-  if (fault == "flood") {
-    const std::string chunk(1 << 20, 'x');
-    for (;;) {
-      if (::write(1, chunk.data(), chunk.size()) < 0 && errno != EINTR) std::_Exit(1);
-    }
-  }
-  std::_Exit(3);  // an unknown fault name: a test typo should not pass silently
-}
-
 bool write_all(int fd, std::string_view data) {
   while (!data.empty()) {
     const auto n = ::write(fd, data.data(), data.size());
@@ -296,10 +293,205 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+const char* mode_argument(bool strict) { return strict ? "strict" : "best-effort"; }
+
+// The parent opens the stored file; the child gets only the descriptor, as
+// its stdin, and never opens a path.
+unique_fd open_input(const std::filesystem::path& file) {
+  unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0) {
+    throw stage_error(core::failure{codes::storage_unavailable, "the stored file could not be read", true});
+  }
+  return fd;
+}
+
+// How a child's run ended, as far as the parent saw it.
+struct child_run {
+  enum class ending { exited, timed_out, too_much_output };
+  ending how = ending::exited;
+  int status = 0;  // the wait status, when exited
+  std::string output;
+};
+
+// Runs `self_exe extract --task T --sandbox M` with `input` as its stdin
+// (-1: /dev/null) and collects its answer within `limits`; the child is
+// killed and reaped on every way out. Throws stage_error extractor_crashed
+// when it cannot be started, and whatever `heartbeat` throws.
+child_run run_child(const std::filesystem::path& self_exe, child_task task, int input,
+                    const sandbox_limits& limits, const std::function<void()>& heartbeat) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  const auto deadline = start + limits.wall;
+
+  // Everything the child needs is built before fork.
+  std::vector<std::string> args{self_exe.string(),   "extract",   "--task",
+                                task_argument(task), "--sandbox", mode_argument(limits.strict)};
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; e && *e; ++e) {
+    if (passed_to_child(*e)) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
+  const auto rlimits = child_limits(limits);
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) crashed("the extractor could not be started");
+  unique_fd read_end(pipe_fds[0]);
+  unique_fd write_end(pipe_fds[1]);
+  unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (null_fd.get() < 0) crashed("the extractor could not be started");
+
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) crashed("the extractor could not be started");
+  if (pid == 0) {
+    exec_child(parent, input >= 0 ? input : null_fd.get(), write_end.get(), null_fd.get(), rlimits,
+               argv.data(), envp.data());
+  }
+  child_process child(pid);
+  write_end.reset();  // else the pipe never reports end of file
+  null_fd.reset();
+
+  child_run run;
+  auto next_beat = start + std::chrono::seconds(1);
+  char buffer[64 * 1024];
+  for (;;) {
+    const auto now = clock::now();
+    if (now >= deadline) {
+      child.kill();
+      run.how = child_run::ending::timed_out;
+      return run;
+    }
+    if (now >= next_beat) {
+      if (heartbeat) heartbeat();  // may throw: the child_process guard kills the child
+      next_beat = now + std::chrono::seconds(1);
+    }
+    // Both are in the future here, so poll never gets a negative (infinite) timeout.
+    const auto wait = std::min(deadline - now, next_beat - now);
+    pollfd p{read_end.get(), POLLIN, 0};
+    const int ready =
+        ::poll(&p, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+    if (ready < 0 && errno != EINTR) crashed("waiting for the extractor failed");
+    if (ready <= 0) continue;
+    const auto n = ::read(read_end.get(), buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      crashed("reading the extractor's answer failed");
+    }
+    if (n == 0) break;
+    run.output.append(buffer, static_cast<std::size_t>(n));
+    if (run.output.size() > limits.max_output) {
+      child.kill();
+      run.how = child_run::ending::too_much_output;
+      return run;
+    }
+  }
+
+  // Stdout is closed; the child should be exiting. It still gets only the
+  // rest of the wall time.
+  std::optional<int> status;
+  while (!(status = child.try_wait())) {
+    if (clock::now() >= deadline) {
+      child.kill();
+      run.how = child_run::ending::timed_out;
+      return run;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  run.status = *status;
+  return run;
+}
+
+bool exited_cleanly(const child_run& run) {
+  return run.how == child_run::ending::exited && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0;
+}
+
+// ---------------------------------------------------------------------------
+// The child process, from the inside
+
+// The document: stdin, the stored file the parent opened, mapped read-only.
+// The mapping lives as long as the process, which gives one answer and ends.
+std::string_view map_input() {
+  struct stat st {};
+  if (::fstat(0, &st) != 0 || !S_ISREG(st.st_mode)) crashed("the extractor's input is not a file");
+  if (st.st_size == 0) return {};
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, 0, 0);
+  if (p == MAP_FAILED) {
+    if (errno == ENOMEM) {  // over RLIMIT_AS
+      throw stage_error(core::failure{codes::document_too_complex,
+                                      "the document needs more memory than extraction allows", false});
+    }
+    crashed("the extractor could not read its input");
+  }
+  return {static_cast<const char*>(p), size};
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// Everything that needs a file (the input, the parsers' own data) is done
+// before lock_down(); everything that reads the document's bytes after it.
+std::string run_task(child_task task, bool strict, pid_t parent) {
+  const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
+  prepare_extractors();
+  const auto report = lock_down();
+  if (task == child_task::report_sandbox) return encode_sandbox_report(report);
+  if (const auto missing = report.missing(); strict && !missing.empty()) {
+    return encode_child_failure(
+        {codes::sandbox_unavailable,
+         "this server is set to parse documents only in its full sandbox, which it lacks (missing: " +
+             join(missing) + ")",
+         false});
+  }
+  if (task == child_task::check_docx) return encode_docx_check(is_docx(input));
+  // The one environment read outside configuration: a test-only switch that
+  // exists in the child process alone (test_faults.hpp).
+  if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) {
+    extraction e;
+    e.text = run_test_fault(fault, parent);
+    return encode_child_output(e);
+  }
+  return encode_child_output(task == child_task::extract_pdf ? extract_pdf(input) : extract_docx(input));
+}
+
 }  // namespace
+
+sandbox_limits docx_check_limits(bool strict) {
+  sandbox_limits l;
+  l.cpu_seconds = 5;
+  l.wall = std::chrono::seconds(10);
+  l.max_output = 4096;
+  l.strict = strict;
+  return l;
+}
 
 const char* kind_argument(core::file_kind kind) noexcept {
   return kind == core::file_kind::pdf ? "pdf" : "docx";
+}
+
+const char* task_argument(child_task task) noexcept {
+  switch (task) {
+    case child_task::extract_pdf: return "pdf";
+    case child_task::extract_docx: return "docx";
+    case child_task::check_docx: return "is-docx";
+    case child_task::report_sandbox: return "report";
+  }
+  return "";
+}
+
+std::optional<child_task> parse_task_argument(std::string_view task) noexcept {
+  for (const auto t : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
+                       child_task::report_sandbox}) {
+    if (task == task_argument(t)) return t;
+  }
+  return std::nullopt;
 }
 
 std::string encode_child_output(const extraction& e) {
@@ -328,23 +520,7 @@ std::string encode_child_failure(const core::failure& f) {
 }
 
 extraction decode_child_output(std::string_view json) {
-  boost::system::error_code ec;
-  const auto value = boost::json::parse(json, ec);
-  if (ec || !value.is_object()) crashed("the extractor answered garbage");
-  const auto& o = value.get_object();
-  const auto& ok = member(o, "ok");
-  if (!ok.is_bool()) crashed("the extractor answered garbage");
-  if (!ok.get_bool()) {
-    const auto& code = member(o, "code");
-    const auto& message = member(o, "message");
-    const auto& retryable = member(o, "retryable");
-    if (!code.is_string() || !message.is_string() || !retryable.is_bool() ||
-        !child_may_report(code.get_string())) {
-      crashed("the extractor answered garbage");
-    }
-    throw stage_error(core::failure{std::string(code.get_string()), bounded_message(message.get_string()),
-                                    retryable.get_bool()});
-  }
+  const auto o = parse_answer(json);
   extraction e;
   if (const auto pages = decode_optional_int(o, "pages")) {
     if (*pages < 0 || *pages > std::numeric_limits<int>::max()) crashed("the extractor answered a bad pages");
@@ -361,14 +537,44 @@ extraction decode_child_output(std::string_view json) {
   return e;
 }
 
-int extract_main(core::file_kind kind, const std::filesystem::path& file) {
-  // The one environment read outside configuration: a test-only switch that
-  // exists in the child process alone (see the header).
-  if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) run_fault(fault);
+std::string encode_docx_check(bool docx) {
+  return boost::json::serialize(boost::json::object{{"ok", true}, {"docx", docx}});
+}
+
+bool decode_docx_check(std::string_view json) { return decode_bool(parse_answer(json), "docx"); }
+
+std::string encode_sandbox_report(const sandbox_report& r) {
+  const boost::json::object sandbox{{"no_new_privs", r.no_new_privs},
+                                    {"namespaces", r.namespaces},
+                                    {"landlock_abi", r.landlock_abi},
+                                    {"seccomp", r.seccomp},
+                                    {"seccomp_syscalls", r.seccomp_syscalls}};
+  return boost::json::serialize(boost::json::object{{"ok", true}, {"sandbox", sandbox}});
+}
+
+sandbox_report decode_sandbox_report(std::string_view json) {
+  const auto answer = parse_answer(json);
+  const auto& sandbox = member(answer, "sandbox");
+  if (!sandbox.is_object()) crashed("the extractor answered a bad sandbox");
+  const auto& o = sandbox.get_object();
+  sandbox_report r;
+  r.no_new_privs = decode_bool(o, "no_new_privs");
+  r.namespaces = decode_bool(o, "namespaces");
+  const auto abi = decode_count(o, "landlock_abi");
+  if (abi > 1000) crashed("the extractor answered a bad landlock_abi");
+  r.landlock_abi = static_cast<int>(abi);
+  r.seccomp = decode_bool(o, "seccomp");
+  r.seccomp_syscalls = decode_count(o, "seccomp_syscalls");
+  return r;
+}
+
+int child_main(child_task task, bool strict) {
+  close_inherited_descriptors();
+  const pid_t parent = ::getppid();  // for the test faults: the sandbox hides it later
   std::string answer;
   try {
     try {
-      answer = encode_child_output(kind == core::file_kind::pdf ? extract_pdf(file) : extract_docx(file));
+      answer = run_task(task, strict, parent);
     } catch (const stage_error& e) {
       answer = encode_child_failure(e.failure());
     } catch (const std::bad_alloc&) {
@@ -387,100 +593,45 @@ int extract_main(core::file_kind kind, const std::filesystem::path& file) {
 extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                             core::file_kind kind, const sandbox_limits& limits,
                             const std::function<void()>& heartbeat) {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  const auto deadline = start + limits.wall;
-
-  // Everything the child needs is built before fork.
-  // An absolute path never starts with '-', so it cannot pass for an option.
-  std::vector<std::string> args{self_exe.string(), "extract", "--kind", kind_argument(kind),
-                                std::filesystem::absolute(file).string()};
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (char** e = environ; e && *e; ++e) {
-    if (passed_to_child(*e)) envp.push_back(*e);
+  const auto input = open_input(file);
+  const auto task = kind == core::file_kind::pdf ? child_task::extract_pdf : child_task::extract_docx;
+  const auto run = run_child(self_exe, task, input.get(), limits, heartbeat);
+  if (run.how == child_run::ending::timed_out) {
+    throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
   }
-  envp.push_back(nullptr);
-  const auto rlimits = child_limits(limits);
-
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) crashed("the extractor could not be started");
-  unique_fd read_end(pipe_fds[0]);
-  unique_fd write_end(pipe_fds[1]);
-  unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (null_fd.get() < 0) crashed("the extractor could not be started");
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) crashed("the extractor could not be started");
-  if (pid == 0) exec_child(parent, write_end.get(), null_fd.get(), rlimits, argv.data(), envp.data());
-  child_process child(pid);
-  write_end.reset();  // else the pipe never reports end of file
-  null_fd.reset();
-
-  std::string output;
-  auto next_beat = start + std::chrono::seconds(1);
-  char buffer[64 * 1024];
-  for (;;) {
-    const auto now = clock::now();
-    if (now >= deadline) {
-      child.kill();
-      throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
-    }
-    if (now >= next_beat) {
-      if (heartbeat) heartbeat();  // may throw: the child_process guard kills the child
-      next_beat = now + std::chrono::seconds(1);
-    }
-    // Both are in the future here, so poll never gets a negative (infinite) timeout.
-    const auto wait = std::min(deadline - now, next_beat - now);
-    pollfd p{read_end.get(), POLLIN, 0};
-    const int ready =
-        ::poll(&p, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
-    if (ready < 0 && errno != EINTR) crashed("waiting for the extractor failed");
-    if (ready <= 0) continue;
-    const auto n = ::read(read_end.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      crashed("reading the extractor's answer failed");
-    }
-    if (n == 0) break;
-    output.append(buffer, static_cast<std::size_t>(n));
-    if (output.size() > limits.max_output) {
-      child.kill();
-      throw stage_error(
-          core::failure{codes::document_too_complex, "the document's text is too large", false});
-    }
+  if (run.how == child_run::ending::too_much_output) {
+    throw stage_error(core::failure{codes::document_too_complex, "the document's text is too large", false});
   }
-
-  // Stdout is closed; the child should be exiting. It still gets only the
-  // rest of the wall time.
-  std::optional<int> status;
-  while (!(status = child.try_wait())) {
-    if (clock::now() >= deadline) {
-      child.kill();
-      throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  if (WIFEXITED(*status) && WEXITSTATUS(*status) != 0 && !output.empty()) {
+  if (WIFEXITED(run.status) && WEXITSTATUS(run.status) != 0 && !run.output.empty()) {
     // A non-zero exit that still explains itself keeps its explanation.
     try {
-      decode_child_output(output);
+      decode_child_output(run.output);
     } catch (const stage_error& e) {
       if (e.failure().code != codes::extractor_crashed) throw;
     }
   }
-  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) crashed(describe_status(*status));
-  return decode_child_output(output);
+  if (!exited_cleanly(run)) crashed(describe_status(run.status));
+  return decode_child_output(run.output);
 }
 
-std::optional<core::file_kind> parse_kind_argument(std::string_view kind) noexcept {
-  if (kind == "pdf") return core::file_kind::pdf;
-  if (kind == "docx") return core::file_kind::docx;
-  return std::nullopt;
+bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
+                      const sandbox_limits& limits) {
+  const auto input = open_input(file);
+  const auto run = run_child(self_exe, child_task::check_docx, input.get(), limits, {});
+  if (!exited_cleanly(run)) return false;
+  try {
+    return decode_docx_check(run.output);
+  } catch (const stage_error& e) {
+    if (e.failure().code == codes::sandbox_unavailable) throw;
+    return false;
+  }
+}
+
+sandbox_report check_sandbox(const std::filesystem::path& self_exe) {
+  const auto run = run_child(self_exe, child_task::report_sandbox, -1, docx_check_limits(false), {});
+  if (run.how == child_run::ending::timed_out) crashed("the sandbox check took too long");
+  if (!exited_cleanly(run)) crashed(describe_status(run.status));
+  return decode_sandbox_report(run.output);
 }
 
 }  // namespace docflow::pipeline

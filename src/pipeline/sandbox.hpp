@@ -9,31 +9,57 @@
 #include <string_view>
 
 #include "core/document.hpp"
+#include "pipeline/lockdown.hpp"
 #include "pipeline/stage.hpp"
 
 namespace docflow::pipeline {
 
-/// What one extraction child may use. The kernel enforces the first three
-/// and the output bound is enforced while reading; a child over a limit is
-/// killed, never the caller.
+/// What one sandboxed child may use. The kernel enforces the address space,
+/// CPU and open-file limits, the parent the wall time and the output bound;
+/// a child over a limit is killed, never the caller.
 struct sandbox_limits {
   std::uint64_t address_space = 1ULL << 30;  ///< RLIMIT_AS bytes; 0 = unlimited (sanitizer builds need it)
   unsigned cpu_seconds = 30;                 ///< RLIMIT_CPU: SIGXCPU, then SIGKILL a second later
   std::chrono::milliseconds wall{60000};     ///< from spawn to exit
   unsigned open_files = 64;                  ///< RLIMIT_NOFILE
   std::size_t max_output = 64ULL << 20;      ///< bytes of the child's answer on stdout
+  /// DOCFLOW_SANDBOX=strict: the child refuses to parse (sandbox_unavailable)
+  /// when one of lock_down()'s mechanisms is missing, instead of going on
+  /// with those it has.
+  bool strict = false;
 };
 
-/// Runs `self_exe extract --kind pdf|docx FILE` in a child process with
-/// `limits` (plus RLIMIT_FSIZE=0 and RLIMIT_CORE=0, no descriptors but
-/// stdin (/dev/null), stdout (a pipe) and stderr (/dev/null), and an
-/// environment of only DOCFLOW_TEST_EXTRACTOR_FAULT and sanitizer options),
-/// and returns what it extracted. `heartbeat`, when set, is called about
-/// once a second while waiting; if it throws, the child is killed and the
-/// exception propagates. Blocks: call it on the blocking pool.
+/// The limits of the DOCX check (is_docx_in_child): it reads only the ZIP's
+/// directory, which takes milliseconds for any real file, so its bounds are
+/// tighter than extraction's: 5 s of CPU, 10 s in all, a few bytes of answer.
+sandbox_limits docx_check_limits(bool strict);
+
+/// What a child is asked for: `docflow extract --task T --sandbox M`, where
+/// T is "pdf", "docx", "is-docx" or "report" and M "strict" or "best-effort".
+/// Its input, the stored file, is always its stdin.
+enum class child_task { extract_pdf, extract_docx, check_docx, report_sandbox };
+
+/// "pdf" / "docx": a file kind as the enrich request names it.
+const char* kind_argument(core::file_kind kind) noexcept;
+
+/// The value of --task for `task`.
+const char* task_argument(child_task task) noexcept;
+
+/// The inverse of task_argument; nullopt for anything else.
+std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
+
+/// Extracts `file` in a child process: `self_exe extract --task pdf|docx`,
+/// with `limits` (plus RLIMIT_FSIZE=0 and RLIMIT_CORE=0), the file opened
+/// here and handed over as its stdin, its answer on a pipe as stdout,
+/// stderr on /dev/null, no other descriptor, and an environment of only
+/// DOCFLOW_TEST_EXTRACTOR_FAULT and sanitizer options. The child locks
+/// itself down (lock_down()) before it parses. `heartbeat`, when set, is
+/// called about once a second while waiting; if it throws, the child is
+/// killed and the exception propagates. Blocks: call it off the I/O threads.
 /// Throws stage_error:
 /// - the child's own structured failure (unreadable_document,
-///   document_too_complex: permanent);
+///   document_too_complex, sandbox_unavailable: permanent);
+/// - storage_unavailable (transient) when `file` cannot be opened;
 /// - extractor_timeout (transient) when the wall deadline passes;
 /// - document_too_complex (permanent) when the answer exceeds max_output;
 /// - extractor_crashed (transient) when the child dies by a signal (SIGSEGV,
@@ -43,25 +69,30 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
                             core::file_kind kind, const sandbox_limits& limits,
                             const std::function<void()>& heartbeat = {});
 
-/// The child side: what `docflow extract --kind K FILE` runs. Extracts
-/// `file`, writes one JSON object (encode_child_output or
-/// encode_child_failure) to stdout and returns the process exit code: 0
-/// when an answer was written, 1 when stdout failed. Never throws.
-///
-/// TEST ONLY: the environment variable DOCFLOW_TEST_EXTRACTOR_FAULT makes
-/// the child misbehave before touching the file, so tests can prove the
-/// sandbox contains it: "crash" calls abort(); "hang" sleeps forever;
-/// "oom" allocates and touches memory until an allocation fails under
-/// RLIMIT_AS, then aborts (at 2 GiB it aborts anyway, for builds without the
-/// limit); "spin" burns CPU until RLIMIT_CPU stops it;
-/// "flood" writes output without end. Never set it in production.
-int extract_main(core::file_kind kind, const std::filesystem::path& file);
+/// is_docx (docx_probe.hpp) on `file`, in a child started and locked down as
+/// for extract_in_child (`--task is-docx`). A child that crashes, hangs or
+/// answers nonsense has judged the file: false. Throws stage_error only when
+/// the check could not be made: sandbox_unavailable (permanent, strict mode
+/// on a kernel that lacks a mechanism), storage_unavailable or
+/// extractor_crashed "could not be started" (transient). Blocks.
+bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
+                      const sandbox_limits& limits);
 
-/// "pdf" / "docx", the values of --kind.
-const char* kind_argument(core::file_kind kind) noexcept;
+/// Starts a child that locks itself down and reports which mechanisms took
+/// (`--task report`): what every extraction on this machine gets. Throws
+/// stage_error extractor_crashed when the child fails. Blocks.
+sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 
-/// The inverse of kind_argument; nullopt for anything else.
-std::optional<core::file_kind> parse_kind_argument(std::string_view kind) noexcept;
+/// The child side: what `docflow extract --task T --sandbox M` runs. Closes
+/// every inherited descriptor but 0-2, maps its input (stdin), loads what the
+/// parsers would read from disk (prepare_extractors), locks itself down, then
+/// does its task, writes one JSON answer to stdout and returns the process
+/// exit code: 0 when an answer was written, 1 when stdout failed. In strict
+/// mode with a mechanism missing, the answer is the failure
+/// sandbox_unavailable and nothing is parsed. Never throws.
+/// The extraction tasks obey the test-only DOCFLOW_TEST_EXTRACTOR_FAULT
+/// (test_faults.hpp) instead of parsing.
+int child_main(child_task task, bool strict);
 
 /// The child's answer on success:
 /// {"ok":true,"pages":n|null,"text":"...","title":s|null,"author":s|null,"created_ms":n|null}
@@ -74,10 +105,21 @@ std::string encode_child_output(const extraction& e);
 std::string encode_child_failure(const core::failure& f);
 
 /// Parses a child's answer: returns the extraction for "ok":true; throws the
-/// child's stage_error for "ok":false when its code is one the extractor may
-/// report (unreadable_document, document_too_complex, extractor_crashed);
-/// throws stage_error extractor_crashed (transient) for anything else:
-/// garbage, a wrong shape, an unknown code, trailing bytes.
+/// child's stage_error for "ok":false when its code is one a child may
+/// report (unreadable_document, document_too_complex, extractor_crashed,
+/// sandbox_unavailable); throws stage_error extractor_crashed (transient)
+/// for anything else: garbage, a wrong shape, an unknown code, trailing bytes.
 extraction decode_child_output(std::string_view json);
+
+/// The DOCX check's answer, {"ok":true,"docx":bool}, and its decoding, which
+/// throws as decode_child_output does.
+std::string encode_docx_check(bool docx);
+bool decode_docx_check(std::string_view json);
+
+/// The report task's answer, {"ok":true,"sandbox":{"no_new_privs":bool,
+/// "namespaces":bool,"landlock_abi":n,"seccomp":bool,"seccomp_syscalls":n}},
+/// and its decoding, which throws as decode_child_output does.
+std::string encode_sandbox_report(const sandbox_report& r);
+sandbox_report decode_sandbox_report(std::string_view json);
 
 }  // namespace docflow::pipeline

@@ -36,9 +36,11 @@ inline constexpr const char* unreadable_document = "unreadable_document";    // 
 inline constexpr const char* document_too_complex = "document_too_complex";  // permanent (zip bombs, limits)
 inline constexpr const char* extractor_crashed = "extractor_crashed";        // transient
 inline constexpr const char* extractor_timeout = "extractor_timeout";        // transient
-inline constexpr const char* enrichment_failed = "enrichment_failed";        // transient
-inline constexpr const char* storage_unavailable = "storage_unavailable";    // transient
-inline constexpr const char* cancelled = "cancelled";                        // retryable by a new request
+inline constexpr const char* sandbox_unavailable =
+    "sandbox_unavailable";                                             // permanent (DOCFLOW_SANDBOX=strict)
+inline constexpr const char* enrichment_failed = "enrichment_failed";  // transient
+inline constexpr const char* storage_unavailable = "storage_unavailable";  // transient
+inline constexpr const char* cancelled = "cancelled";                      // retryable by a new request
 }  // namespace codes
 
 /// Document metadata as the file records it.

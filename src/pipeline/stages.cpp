@@ -11,7 +11,6 @@
 
 #include "core/encoding.hpp"
 #include "pipeline/analyze.hpp"
-#include "pipeline/docx_probe.hpp"
 
 namespace docflow::pipeline {
 
@@ -57,7 +56,7 @@ void verify_stage::run(const job_input& in, result_data&) {
     f.read(head.data(), head.size());
     right_kind = f.gcount() == 5 && std::string_view(head.data(), head.size()) == "%PDF-";
   } else {
-    right_kind = is_docx(in.file);
+    right_kind = is_docx_in_child(self_exe_, in.file, limits_);
   }
   if (!right_kind) {
     throw stage_error(core::failure{
@@ -76,7 +75,7 @@ void analyze_stage::run(const job_input&, result_data& out) { out.analysis = ana
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
                                                    sandbox_limits limits) {
   std::vector<std::unique_ptr<stage>> stages;
-  stages.push_back(std::make_unique<verify_stage>());
+  stages.push_back(std::make_unique<verify_stage>(self_exe, docx_check_limits(limits.strict)));
   stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
   stages.push_back(std::make_unique<analyze_stage>());
   return stages;

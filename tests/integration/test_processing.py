@@ -1240,6 +1240,64 @@ class ExtractorFaultTest(ProcessingCase):
         self.assertTrue(server.running)
 
 
+HOSTILE_ATTEMPTS = ("read_secret", "read_parent_environ", "connect", "fork", "write_outside", "allocate", "exec")
+
+
+class SandboxTest(ProcessingCase):
+    """The extraction child's sandbox, end to end: what `serve` logs about it
+    at start, and a deliberately hostile child (DOCFLOW_TEST_EXTRACTOR_FAULT=
+    hostile:..., see src/pipeline/test_faults.hpp) aimed at the real server's
+    secrets, whose every attempt must fail while the job still ends."""
+
+    def test_start_logs_the_mechanisms_in_force(self):
+        server = self.start_server(DOCFLOW_WORKERS=1)
+        line = server.wait_for_log(event="pipeline.sandbox")
+        self.assertEqual(line["mode"], "best-effort", line)
+        for field in ("no_new_privs", "namespaces", "landlock", "seccomp"):
+            self.assertIsInstance(line[field], bool, line)
+        self.assertEqual(line["landlock"], line["landlock_abi"] > 0, line)
+        self.assertEqual(line["missing"], [m for m in ("no_new_privs", "namespaces", "landlock", "seccomp")
+                                           if not line[m]], line)
+        self.assertEqual(line["seccomp_syscalls"] > 0, line["seccomp"], line)
+        self.assertEqual(line["level"], "info" if not line["missing"] else "warn", line)
+
+    def test_hostile_extractor_is_contained_and_its_job_completes(self):
+        data_dir = tempfile.mkdtemp(prefix="docflow-proc-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.setblocking(False)
+        secret_path = os.path.join(data_dir, "jwt.secret")
+        escape_path = os.path.join(data_dir, "escaped.txt")
+        hostile = "hostile:secret=%s;write=%s;port=%d" % (secret_path, escape_path, listener.getsockname()[1])
+        # No DOCFLOW_JWT_SECRET: the server generates <data>/jwt.secret, the file the child goes for.
+        server = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS=1, DOCFLOW_JWT_SECRET=None,
+                                   DOCFLOW_TEST_EXTRACTOR_FAULT=hostile)
+        with open(secret_path) as f:
+            secret = f.read().strip()
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "en-1page.pdf")["id"]
+        self.assertAccepted(process(server, token, doc_id), doc_id)
+        done = wait_status(server, token, doc_id)
+        self.assertEqual(done["status"], "COMPLETED", done)  # the child's report is its text
+
+        res = get_text(server, token, doc_id)
+        self.assertEqual(res.status, 200, res)
+        report = res.body.decode()
+        lines = dict(line.split(": ", 1) for line in report.splitlines())
+        self.assertEqual(sorted(lines), sorted(HOSTILE_ATTEMPTS), report)
+        for attempt in HOSTILE_ATTEMPTS:
+            self.assertTrue(lines[attempt].startswith("blocked ("), "%s: %s" % (attempt, lines[attempt]))
+        self.assertNotIn(secret, report)
+        self.assertFalse(os.path.exists(escape_path))
+        with self.assertRaises(BlockingIOError):
+            listener.accept()  # nobody connected
+        self.assertEqual(server.get("/healthz").status, 200)
+        self.assertTrue(server.running)
+
+
 class CrashRecoveryTest(ProcessingCase):
     def test_killed_server_jobs_are_taken_over_and_complete_exactly_once(self):
         data_dir = tempfile.mkdtemp(prefix="docflow-proc-")

@@ -68,6 +68,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.idempotency_ttl, 24h);
   EXPECT_EQ(c.queue_max_depth, 10000U);
   EXPECT_EQ(c.simulated_delay, 0ms);
+  EXPECT_FALSE(c.sandbox_strict);
   EXPECT_FALSE(c.ml_url.has_value());
   EXPECT_EQ(c.ml_timeout, 30s);
   EXPECT_EQ(c.log_level, "info");
@@ -157,6 +158,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
                                {"DOCFLOW_JOB_LEASE", "15m"},
                                {"DOCFLOW_IDEMPOTENCY_TTL", "7d"},
                                {"DOCFLOW_QUEUE_MAX_DEPTH", "4294967295"},
+                               {"DOCFLOW_SANDBOX", "strict"},
                                {"DOCFLOW_ML_URL", "https://ml.internal:9000/enrich"},
                                {"DOCFLOW_ML_TIMEOUT", "2m"},
                                {"DOCFLOW_LOG_LEVEL", "debug"},
@@ -170,6 +172,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
   EXPECT_EQ(c.job_lease, 15min);
   EXPECT_EQ(c.idempotency_ttl, 7 * 24h);
   EXPECT_EQ(c.queue_max_depth, 4294967295U);
+  EXPECT_TRUE(c.sandbox_strict);
   EXPECT_EQ(c.ml_url, "https://ml.internal:9000/enrich");
   EXPECT_EQ(c.ml_timeout, 2min);
   EXPECT_EQ(c.log_level, "debug");
@@ -255,6 +258,7 @@ INSTANTIATE_TEST_SUITE_P(
              bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}), bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
              bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
              bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
+             bad("DOCFLOW_SANDBOX", {"Strict", "best_effort", "off", ""}),
              bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
              bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}))));
 
@@ -500,10 +504,11 @@ TEST(config_settings, serve_reads_every_setting_and_the_other_commands_their_own
     if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
     if ((s.used_by & config::for_user) != 0) user.insert(s.env);
   }
-  EXPECT_EQ(worker, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
-                                           "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
-                                           "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS",
-                                           "DOCFLOW_ML_URL", "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(worker,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
+                                   "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
+                                   "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX",
+                                   "DOCFLOW_ML_URL", "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
   EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));

@@ -8,14 +8,25 @@
 // DOCFLOW_BIN_DEFAULT.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <seccomp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,6 +36,7 @@
 #include "core/clock.hpp"
 #include "pipeline/analyze.hpp"
 #include "pipeline/extract.hpp"
+#include "pipeline/lockdown.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stages.hpp"
 
@@ -40,6 +52,13 @@ using namespace std::chrono_literals;
 namespace {
 
 fs::path fixture(std::string_view name) { return fs::path(DOCFLOW_FIXTURES) / name; }
+
+// A file's bytes: what the parsers take (the sandboxed child maps its input).
+std::string bytes_of(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + file.string());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 fs::path docflow_bin() {
   if (const char* bin = std::getenv("DOCFLOW_BIN"); bin && *bin) return bin;
@@ -414,7 +433,7 @@ TEST(analyze_keywords, french_elisions_and_english_possessives) {
 // ============================================================ extract: PDF
 
 TEST(extract_pdf, one_page_with_metadata) {
-  const auto e = extract_pdf(fixture("en-1page.pdf"));
+  const auto e = extract_pdf(bytes_of(fixture("en-1page.pdf")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.text,
             "The quarterly report describes the progress of the river survey. Our team measured the water "
@@ -435,7 +454,7 @@ TEST(extract_pdf, one_page_with_metadata) {
 }
 
 TEST(extract_pdf, pages_in_order_joined_by_newlines) {
-  const auto e = extract_pdf(fixture("multipage.pdf"));
+  const auto e = extract_pdf(bytes_of(fixture("multipage.pdf")));
   EXPECT_EQ(e.pages, 3);
   EXPECT_EQ(e.text,
             "Page one introduces the annual budget plan.\n"
@@ -448,7 +467,7 @@ TEST(extract_pdf, pages_in_order_joined_by_newlines) {
 }
 
 TEST(extract_pdf, german_with_a_time_zone) {
-  const auto e = extract_pdf(fixture("de.pdf"));
+  const auto e = extract_pdf(bytes_of(fixture("de.pdf")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.metadata.title, "Der neue Park");
   EXPECT_EQ(e.metadata.author, "Max Mustermann");
@@ -463,7 +482,7 @@ TEST(extract_pdf, german_with_a_time_zone) {
 }
 
 TEST(extract_pdf, scanned_page_has_no_text) {
-  const auto e = extract_pdf(fixture("scanned.pdf"));
+  const auto e = extract_pdf(bytes_of(fixture("scanned.pdf")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.text, "");
   EXPECT_EQ(e.metadata.title, std::nullopt);
@@ -473,22 +492,24 @@ TEST(extract_pdf, scanned_page_has_no_text) {
 }
 
 TEST(extract_pdf, encrypted_is_permanently_unreadable) {
-  const auto f = failure_of([] { extract_pdf(fixture("encrypted.pdf")); });
+  const auto f = failure_of([] { extract_pdf(bytes_of(fixture("encrypted.pdf"))); });
   EXPECT_EQ(f.code, codes::unreadable_document);
   EXPECT_FALSE(f.retryable);
 }
 
 TEST(extract_pdf, garbage_and_truncation_are_unreadable) {
-  const temp_dir dir;
-  const auto garbage = dir.write("garbage.pdf", "%PDF-1.4\nthis is not a PDF at all\n");
-  EXPECT_EQ(failure_of([&] { extract_pdf(garbage); }).code, codes::unreadable_document);
-  EXPECT_EQ(failure_of([&] { extract_pdf(dir.path() / "missing.pdf"); }).code, codes::unreadable_document);
+  EXPECT_EQ(failure_of([] { extract_pdf("%PDF-1.4\nthis is not a PDF at all\n"); }).code,
+            codes::unreadable_document);
+  EXPECT_EQ(failure_of([] { extract_pdf(""); }).code, codes::unreadable_document);
+  const auto whole = bytes_of(fixture("multipage.pdf"));
+  EXPECT_EQ(failure_of([&] { extract_pdf(std::string_view(whole).substr(0, whole.size() / 3)); }).code,
+            codes::unreadable_document);
 }
 
 // =========================================================== extract: DOCX
 
 TEST(extract_docx, table_header_footer_and_core_properties) {
-  const auto e = extract_docx(fixture("table-header-footer.docx"));
+  const auto e = extract_docx(bytes_of(fixture("table-header-footer.docx")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.text,
             "Sales grew in every region during the second quarter.\n"
@@ -510,7 +531,7 @@ TEST(extract_docx, table_header_footer_and_core_properties) {
 }
 
 TEST(extract_docx, german_from_pandoc) {
-  const auto e = extract_docx(fixture("de.docx"));
+  const auto e = extract_docx(bytes_of(fixture("de.docx")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.metadata.title, "Der neue Park");
   EXPECT_EQ(e.metadata.author, "Erika Mustermann");
@@ -528,14 +549,12 @@ TEST(extract_docx, german_from_pandoc) {
 }
 
 TEST(extract_docx, minimal_archive_without_properties) {
-  const temp_dir dir;
-  const auto path =
-      dir.write("min.docx",
-                minimal_docx("<w:p><w:pPr><w:tabs><w:tab w:val=\"left\" w:pos=\"720\"/></w:tabs></w:pPr>"
-                             "<w:r><w:t>one</w:t></w:r><w:r><w:t xml:space=\"preserve\"> </w:t></w:r>"
-                             "<w:r><w:t>two</w:t><w:tab/><w:t>three</w:t></w:r></w:p>"
-                             "<w:p/><w:p><w:r><w:delText>gone</w:delText><w:t>&amp; four</w:t></w:r></w:p>"));
-  const auto e = extract_docx(path);
+  const auto docx = minimal_docx(
+      "<w:p><w:pPr><w:tabs><w:tab w:val=\"left\" w:pos=\"720\"/></w:tabs></w:pPr>"
+      "<w:r><w:t>one</w:t></w:r><w:r><w:t xml:space=\"preserve\"> </w:t></w:r>"
+      "<w:r><w:t>two</w:t><w:tab/><w:t>three</w:t></w:r></w:p>"
+      "<w:p/><w:p><w:r><w:delText>gone</w:delText><w:t>&amp; four</w:t></w:r></w:p>");
+  const auto e = extract_docx(docx);
   EXPECT_EQ(e.pages, std::nullopt);
   EXPECT_EQ(e.text, "one two\tthree\n\n& four");
   EXPECT_EQ(e.metadata.title, std::nullopt);
@@ -543,28 +562,24 @@ TEST(extract_docx, minimal_archive_without_properties) {
 }
 
 TEST(extract_docx, text_box_read_once) {
-  const temp_dir dir;
-  const auto path = dir.write(
-      "box.docx",
-      minimal_docx("<w:p><w:r><w:t>before</w:t></w:r><w:r><mc:AlternateContent><mc:Choice>"
-                   "<w:drawing><w:txbxContent><w:p><w:r><w:t>boxed</w:t></w:r></w:p></w:txbxContent>"
-                   "</w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p><w:r>"
-                   "<w:t>boxed</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback>"
-                   "</mc:AlternateContent></w:r></w:p>"));
+  const auto docx = minimal_docx(
+      "<w:p><w:r><w:t>before</w:t></w:r><w:r><mc:AlternateContent><mc:Choice>"
+      "<w:drawing><w:txbxContent><w:p><w:r><w:t>boxed</w:t></w:r></w:p></w:txbxContent>"
+      "</w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p><w:r>"
+      "<w:t>boxed</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback>"
+      "</mc:AlternateContent></w:r></w:p>");
   // The box's paragraph ends before the one holding it.
-  EXPECT_EQ(extract_docx(path).text, "boxed\nbefore");
+  EXPECT_EQ(extract_docx(docx).text, "boxed\nbefore");
 }
 
 TEST(extract_docx, any_namespace_prefix) {
-  const temp_dir dir;
   const std::vector<zip_entry_spec> entries{
       stored("[Content_Types].xml", std::string(content_types)),
       stored("word/document.xml", document_xml("<x:p><x:r><x:t>prefixed</x:t></x:r></x:p>", "x"))};
-  EXPECT_EQ(extract_docx(dir.write("ns.docx", build_zip(entries))).text, "prefixed");
+  EXPECT_EQ(extract_docx(build_zip(entries)).text, "prefixed");
 }
 
 TEST(extract_docx, entity_expansion_is_not_performed) {
-  const temp_dir dir;
   const std::string bomb =
       "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
       "<!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">"
@@ -573,14 +588,13 @@ TEST(extract_docx, entity_expansion_is_not_performed) {
       "<w:p><w:r><w:t>&lol3;</w:t></w:r></w:p></w:body></w:document>";
   const std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
                                             stored("word/document.xml", bomb)};
-  const auto e = extract_docx(dir.write("lol.docx", build_zip(entries)));
+  const auto e = extract_docx(build_zip(entries));
   EXPECT_LT(e.text.size(), 20u);
 }
 
 TEST(extract_docx, broken_archives_and_xml_are_unreadable) {
-  const temp_dir dir;
   const auto expect_unreadable = [&](std::string_view name, const std::string& bytes) {
-    const auto f = failure_of([&] { extract_docx(dir.write(name, bytes)); });
+    const auto f = failure_of([&] { extract_docx(bytes); });
     EXPECT_EQ(f.code, codes::unreadable_document) << name;
     EXPECT_FALSE(f.retryable) << name;
   };
@@ -601,38 +615,33 @@ TEST(extract_docx, broken_archives_and_xml_are_unreadable) {
 // ================================================================ zip bombs
 
 TEST(docx_bounds, too_many_entries) {
-  const temp_dir dir;
   std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
                                       stored("word/document.xml", document_xml("<w:p/>"))};
   while (entries.size() < 10001) entries.push_back(stored("e/" + std::to_string(entries.size()), ""));
-  const auto f = failure_of([&] { extract_docx(dir.write("many.docx", build_zip(entries))); });
+  const auto f = failure_of([&] { extract_docx(build_zip(entries)); });
   EXPECT_EQ(f.code, codes::document_too_complex);
   EXPECT_FALSE(f.retryable);
   entries.pop_back();  // exactly the limit is fine
-  EXPECT_EQ(extract_docx(dir.write("limit.docx", build_zip(entries))).text, "");
+  EXPECT_EQ(extract_docx(build_zip(entries)).text, "");
 }
 
 TEST(docx_bounds, gigabyte_of_zeros) {
-  const temp_dir dir;
   const auto bomb = minimal_docx("<w:p/>", {zeros("word/media/zeros.bin", 1024)});
   ASSERT_LT(bomb.size(), 2u << 20);  // 1 GiB in about a megabyte
-  const auto f = failure_of([&] { extract_docx(dir.write("bomb.docx", bomb)); });
+  const auto f = failure_of([&] { extract_docx(bomb); });
   EXPECT_EQ(f.code, codes::document_too_complex);
   EXPECT_FALSE(f.retryable);
 }
 
 TEST(docx_bounds, compression_ratio) {
-  const temp_dir dir;
   // 8 MiB of zeros: far under the total cap, far over 200:1.
-  const auto f =
-      failure_of([&] { extract_docx(dir.write("ratio.docx", minimal_docx("<w:p/>", {zeros("z", 8)}))); });
+  const auto f = failure_of([&] { extract_docx(minimal_docx("<w:p/>", {zeros("z", 8)})); });
   EXPECT_EQ(f.code, codes::document_too_complex);
   // The ratio is only judged above 1 MiB: a small, very compressible part is normal.
-  EXPECT_NO_THROW(extract_docx(dir.write("small.docx", minimal_docx("<w:p/>", {zeros("z", 1)}))));
+  EXPECT_NO_THROW(extract_docx(minimal_docx("<w:p/>", {zeros("z", 1)})));
 }
 
 TEST(docx_bounds, total_declared_size) {
-  const temp_dir dir;
   // 1 MiB entries escape the ratio rule; 257 of them exceed 256 MiB in total.
   const auto one = zeros("z", 1);
   std::vector<zip_entry_spec> extra;
@@ -641,19 +650,18 @@ TEST(docx_bounds, total_declared_size) {
     e.name = "z/" + std::to_string(i);
     extra.push_back(std::move(e));
   }
-  const auto f = failure_of([&] { extract_docx(dir.write("total.docx", minimal_docx("<w:p/>", extra))); });
+  const auto f = failure_of([&] { extract_docx(minimal_docx("<w:p/>", extra)); });
   EXPECT_EQ(f.code, codes::document_too_complex);
   extra.resize(250);
-  EXPECT_NO_THROW(extract_docx(dir.write("under.docx", minimal_docx("<w:p/>", extra))));
+  const auto under = minimal_docx("<w:p/>", extra);
+  EXPECT_NO_THROW(extract_docx(under));
   // A lower cap applies to the same archive.
   docx_limits tight;
   tight.max_total_size = 100ULL << 20;
-  EXPECT_EQ(failure_of([&] { extract_docx(dir.path() / "under.docx", tight); }).code,
-            codes::document_too_complex);
+  EXPECT_EQ(failure_of([&] { extract_docx(under, tight); }).code, codes::document_too_complex);
 }
 
 TEST(docx_bounds, overlapping_entries) {
-  const temp_dir dir;
   // Two directory entries sharing one local header and its data.
   std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
                                       stored("word/document.xml", document_xml("<w:p/>"))};
@@ -661,13 +669,12 @@ TEST(docx_bounds, overlapping_entries) {
   twin.name = "word/other.xml";
   twin.cd_offset = static_cast<std::uint32_t>(30 + entries[0].name.size() + entries[0].data.size());
   entries.push_back(twin);
-  const auto f = failure_of([&] { extract_docx(dir.write("overlap.docx", build_zip(entries))); });
+  const auto f = failure_of([&] { extract_docx(build_zip(entries)); });
   EXPECT_EQ(f.code, codes::document_too_complex);
   EXPECT_FALSE(f.retryable);
 }
 
 TEST(docx_bounds, entry_reaching_into_another) {
-  const temp_dir dir;
   // The first entry's declared compressed size swallows the second's header:
   // the shape of the "non-recursive" zip bomb.
   std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
@@ -679,23 +686,21 @@ TEST(docx_bounds, entry_reaching_into_another) {
   std::string patch;
   put32(patch, grown);
   zip.replace(cd + 20, 4, patch);
-  const auto f = failure_of([&] { extract_docx(dir.write("reach.docx", zip)); });
+  const auto f = failure_of([&] { extract_docx(zip); });
   EXPECT_EQ(f.code, codes::document_too_complex);
 }
 
 TEST(docx_bounds, declared_size_is_not_trusted_when_reading) {
-  const temp_dir dir;
   // The document claims 100 bytes but inflates to 2 MiB.
   std::string big = "<w:p><w:r><w:t>";
   big.append(2u << 20, 'a');
   big += "</w:t></w:r></w:p>";
   auto liar = deflated("word/document.xml", document_xml(big));
   liar.size = 100;
-  const auto path =
-      dir.write("liar.docx", build_zip({stored("[Content_Types].xml", std::string(content_types)), liar}));
+  const auto docx = build_zip({stored("[Content_Types].xml", std::string(content_types)), liar});
   docx_limits tight;
   tight.max_part_bytes = 1ULL << 20;
-  const auto f = failure_of([&] { extract_docx(path, tight); });
+  const auto f = failure_of([&] { extract_docx(docx, tight); });
   // libzip may notice the lie itself (unreadable) or our cap does (too complex):
   // either way nothing past the cap is inflated into memory.
   EXPECT_TRUE(f.code == codes::document_too_complex || f.code == codes::unreadable_document) << f.code;
@@ -703,7 +708,6 @@ TEST(docx_bounds, declared_size_is_not_trusted_when_reading) {
 }
 
 TEST(docx_bounds, part_cap_applies_to_honest_parts) {
-  const temp_dir dir;
   // Letters from a simple generator: they compress about 2:1, like real text.
   std::string big = "<w:p><w:r><w:t>";
   std::uint32_t x = 1;
@@ -712,11 +716,11 @@ TEST(docx_bounds, part_cap_applies_to_honest_parts) {
     big += static_cast<char>('a' + (x >> 24) % 26);
   }
   big += "</w:t></w:r></w:p>";
-  const auto path = dir.write("big.docx", minimal_docx(big));
+  const auto docx = minimal_docx(big);
   docx_limits tight;
   tight.max_part_bytes = 1ULL << 20;
-  EXPECT_EQ(failure_of([&] { extract_docx(path, tight); }).code, codes::document_too_complex);
-  EXPECT_EQ(extract_docx(path).text.size(), 2u << 20);
+  EXPECT_EQ(failure_of([&] { extract_docx(docx, tight); }).code, codes::document_too_complex);
+  EXPECT_EQ(extract_docx(docx).text.size(), 2u << 20);
 }
 
 // ================================================================ W3C-DTF
@@ -800,21 +804,82 @@ TEST(child_protocol, garbage_is_a_crash) {
   }
 }
 
-TEST(child_protocol, kind_arguments) {
+TEST(child_protocol, task_arguments) {
   EXPECT_STREQ(kind_argument(core::file_kind::pdf), "pdf");
   EXPECT_STREQ(kind_argument(core::file_kind::docx), "docx");
-  EXPECT_EQ(parse_kind_argument("pdf"), core::file_kind::pdf);
-  EXPECT_EQ(parse_kind_argument("docx"), core::file_kind::docx);
-  EXPECT_EQ(parse_kind_argument("PDF"), std::nullopt);
-  EXPECT_EQ(parse_kind_argument(""), std::nullopt);
+  for (const auto task : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
+                          child_task::report_sandbox}) {
+    EXPECT_EQ(parse_task_argument(task_argument(task)), task) << task_argument(task);
+  }
+  EXPECT_STREQ(task_argument(child_task::check_docx), "is-docx");
+  EXPECT_EQ(parse_task_argument("PDF"), std::nullopt);
+  EXPECT_EQ(parse_task_argument(""), std::nullopt);
+}
+
+TEST(child_protocol, docx_check_round_trip) {
+  EXPECT_TRUE(decode_docx_check(encode_docx_check(true)));
+  EXPECT_FALSE(decode_docx_check(encode_docx_check(false)));
+  for (const std::string_view bad : {"", R"({"ok":true})", R"({"ok":true,"docx":"yes"})"}) {
+    EXPECT_EQ(failure_of([&] { decode_docx_check(bad); }).code, codes::extractor_crashed) << bad;
+  }
+}
+
+TEST(child_protocol, sandbox_report_round_trip) {
+  sandbox_report r;
+  r.no_new_privs = true;
+  r.landlock_abi = 7;
+  r.seccomp = true;
+  r.seccomp_syscalls = 12;
+  const auto back = decode_sandbox_report(encode_sandbox_report(r));
+  EXPECT_TRUE(back.no_new_privs);
+  EXPECT_FALSE(back.namespaces);
+  EXPECT_EQ(back.landlock_abi, 7);
+  EXPECT_TRUE(back.seccomp);
+  EXPECT_EQ(back.seccomp_syscalls, 12u);
+  EXPECT_EQ(back.missing(), std::vector<std::string>{"namespaces"});
+  EXPECT_EQ(sandbox_report{}.missing(),
+            (std::vector<std::string>{"no_new_privs", "namespaces", "landlock", "seccomp"}));
+  EXPECT_EQ(failure_of([] { decode_sandbox_report(R"({"ok":true,"sandbox":{"seccomp":true}})"); }).code,
+            codes::extractor_crashed);
+}
+
+TEST(child_protocol, strict_refusal_is_believed) {
+  const auto f = failure_of([] {
+    decode_child_output(encode_child_failure({codes::sandbox_unavailable, "missing: landlock", false}));
+  });
+  EXPECT_EQ(f.code, codes::sandbox_unavailable);
+  EXPECT_FALSE(f.retryable);
 }
 
 // ================================================================ sandbox
 
+TEST(sandbox, every_fixture_extracts_in_the_child_as_in_process) {
+  // The child parses after lockdown, unable to open a file: what the parsers
+  // read from disk is loaded before it (prepare_extractors), so nothing changes.
+  for (const auto* name : {"en-1page.pdf", "multipage.pdf", "de.pdf", "scanned.pdf"}) {
+    const auto child = extract_in_child(docflow_bin(), fixture(name), core::file_kind::pdf, test_limits());
+    const auto direct = extract_pdf(bytes_of(fixture(name)));
+    EXPECT_EQ(child.pages, direct.pages) << name;
+    EXPECT_EQ(child.text, direct.text) << name;
+    EXPECT_EQ(child.metadata.title, direct.metadata.title) << name;
+    EXPECT_EQ(child.metadata.author, direct.metadata.author) << name;
+    EXPECT_EQ(child.metadata.created, direct.metadata.created) << name;
+  }
+  for (const auto* name : {"de.docx", "table-header-footer.docx"}) {
+    const auto child = extract_in_child(docflow_bin(), fixture(name), core::file_kind::docx, test_limits());
+    const auto direct = extract_docx(bytes_of(fixture(name)));
+    EXPECT_EQ(child.pages, direct.pages) << name;
+    EXPECT_EQ(child.text, direct.text) << name;
+    EXPECT_EQ(child.metadata.title, direct.metadata.title) << name;
+    EXPECT_EQ(child.metadata.author, direct.metadata.author) << name;
+    EXPECT_EQ(child.metadata.created, direct.metadata.created) << name;
+  }
+}
+
 TEST(sandbox, extracts_a_pdf_in_the_child) {
   const auto e =
       extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
-  const auto direct = extract_pdf(fixture("en-1page.pdf"));
+  const auto direct = extract_pdf(bytes_of(fixture("en-1page.pdf")));
   EXPECT_EQ(e.pages, 1);
   EXPECT_EQ(e.text, direct.text);
   EXPECT_EQ(e.metadata.title, "River Survey Report");
@@ -825,7 +890,7 @@ TEST(sandbox, extracts_a_pdf_in_the_child) {
 TEST(sandbox, extracts_a_docx_in_the_child) {
   const auto e = extract_in_child(docflow_bin(), fixture("table-header-footer.docx"), core::file_kind::docx,
                                   test_limits());
-  EXPECT_EQ(e.text, extract_docx(fixture("table-header-footer.docx")).text);
+  EXPECT_EQ(e.text, extract_docx(bytes_of(fixture("table-header-footer.docx"))).text);
   EXPECT_EQ(e.metadata.author, "John Smith");
   EXPECT_EQ(e.pages, 1);
 }
@@ -910,6 +975,171 @@ TEST(sandbox, output_limit) {
             codes::document_too_complex);
 }
 
+TEST(sandbox, unreadable_input_is_a_storage_failure) {
+  // The parent opens the file; the child only ever gets a descriptor.
+  const auto f = failure_of(
+      [] { extract_in_child(docflow_bin(), "/nonexistent/file.pdf", core::file_kind::pdf, test_limits()); });
+  EXPECT_EQ(f.code, codes::storage_unavailable);
+  EXPECT_TRUE(f.retryable);
+}
+
+TEST(sandbox, docx_check_runs_in_the_child) {
+  const auto limits = docx_check_limits(false);
+  EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("de.docx"), limits));
+  EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("table-header-footer.docx"), limits));
+  EXPECT_FALSE(is_docx_in_child(docflow_bin(), fixture("en-1page.pdf"), limits));
+  const temp_dir dir;
+  EXPECT_FALSE(
+      is_docx_in_child(docflow_bin(), dir.write("plain.zip", build_zip({stored("a.txt", "a")})), limits));
+  EXPECT_FALSE(is_docx_in_child(docflow_bin(), dir.write("empty.docx", ""), limits));
+  EXPECT_EQ(failure_of([&] { is_docx_in_child(docflow_bin(), dir.path() / "missing.docx", limits); }).code,
+            codes::storage_unavailable);
+  // The test faults are extraction's: the check is not disturbed by them.
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
+  EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("de.docx"), limits));
+}
+
+TEST(sandbox, report_names_the_mechanisms_in_force) {
+  const auto r = check_sandbox(docflow_bin());
+  EXPECT_TRUE(r.no_new_privs);
+  // Landlock as the kernel offers it (0 when it does not).
+  const long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1U);
+  EXPECT_EQ(r.landlock_abi, abi > 0 ? static_cast<int>(abi) : 0);
+  EXPECT_TRUE(r.seccomp);
+  EXPECT_EQ(r.seccomp_syscalls, allowed_syscalls().size());
+  std::cout << "[ sandbox  ] no_new_privs=" << r.no_new_privs << " namespaces=" << r.namespaces
+            << " landlock_abi=" << r.landlock_abi << " seccomp=" << r.seccomp
+            << " syscalls=" << r.seccomp_syscalls << '\n';
+}
+
+namespace {
+
+// A TCP listener on 127.0.0.1 for a hostile child to try to reach.
+class tcp_listener {
+public:
+  tcp_listener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof a;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 4) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &size) != 0) {
+      throw std::runtime_error("cannot listen on 127.0.0.1");
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  tcp_listener(const tcp_listener&) = delete;
+  tcp_listener& operator=(const tcp_listener&) = delete;
+  ~tcp_listener() { ::close(fd_); }
+  std::uint16_t port() const { return port_; }
+  // Whether anyone connected (the backlog holds the connection, accepted or not).
+  bool reached() const {
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return false;
+    ::close(c);
+    return true;
+  }
+
+private:
+  int fd_;
+  std::uint16_t port_ = 0;
+};
+
+// The report of the hostile child (test_faults.hpp), by attempt.
+std::map<std::string, std::string> attempts(const std::string& report) {
+  std::map<std::string, std::string> out;
+  std::size_t at = 0;
+  while (at < report.size()) {
+    const auto end = report.find('\n', at);
+    const auto line = report.substr(at, end - at);
+    out[line.substr(0, line.find(':'))] = line;
+    at = end == std::string::npos ? report.size() : end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(sandbox, hostile_child_is_contained) {
+  const temp_dir dir;
+  const auto secret = dir.write("jwt.secret", "0123456789abcdef0123456789abcdef-the-data-dir-secret");
+  const auto outside = dir.path() / "escaped.txt";
+  const tcp_listener listener;
+  const auto spec = "hostile:secret=" + secret.string() + ";write=" + outside.string() +
+                    ";port=" + std::to_string(listener.port());
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", spec.c_str());
+  auto limits = test_limits();
+  if (limits.address_space > 0) limits.address_space = 256ULL << 20;
+
+  // The job ends cleanly: the child answers, with its report as the text.
+  const auto e = extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits);
+  const auto report = attempts(e.text);
+  for (const auto* attempt :
+       {"read_secret", "read_parent_environ", "connect", "fork", "write_outside", "allocate", "exec"}) {
+    if (std::string_view(attempt) == "allocate" && limits.address_space == 0) continue;  // sanitizer builds
+    ASSERT_TRUE(report.contains(attempt)) << attempt << " missing from:\n" << e.text;
+    EXPECT_TRUE(report.at(attempt).starts_with(std::string(attempt) + ": blocked (")) << report.at(attempt);
+  }
+  EXPECT_EQ(report.size(), 7u) << e.text;
+  EXPECT_FALSE(fs::exists(outside));
+  EXPECT_FALSE(listener.reached());
+  std::cout << e.text;
+}
+
+namespace {
+
+// Runs `f` in a forked process in which the named system calls fail with
+// `error`, as on a kernel without them or under a container's seccomp
+// profile, and returns what `f` returned (its exit code; 200 when it died).
+int on_a_kernel_without(const std::vector<std::string>& calls, int error, const std::function<int()>& f) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    for (const auto& name : calls) {
+      if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(error), seccomp_syscall_resolve_name(name.c_str()), 0) != 0) {
+        ::_exit(100);
+      }
+    }
+    if (seccomp_load(ctx) != 0) ::_exit(101);
+    ::_exit(f());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+}  // namespace
+
+TEST(sandbox, strict_mode_refuses_what_best_effort_runs_without) {
+  // No Landlock (before Linux 5.13) and no unshare (Docker's default profile).
+  const int outcome = on_a_kernel_without({"landlock_create_ruleset", "unshare"}, ENOSYS, [] {
+    const auto r = check_sandbox(docflow_bin());
+    if (r.landlock_abi != 0 || r.namespaces || !r.seccomp || !r.no_new_privs) return 1;
+    if (r.missing() != std::vector<std::string>{"namespaces", "landlock"}) return 2;
+    auto strict = test_limits();
+    strict.strict = true;
+    try {
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, strict);
+      return 3;
+    } catch (const stage_error& e) {
+      if (e.failure().code != codes::sandbox_unavailable || e.failure().retryable) return 4;
+      if (e.failure().message.find("landlock") == std::string::npos) return 5;
+    }
+    try {
+      is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(true));
+      return 6;
+    } catch (const stage_error& e) {
+      if (e.failure().code != codes::sandbox_unavailable) return 7;
+    }
+    // Best effort goes on with seccomp and the rest, and extracts the same.
+    const auto e =
+        extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+    if (e.text != extract_pdf(bytes_of(fixture("en-1page.pdf"))).text) return 8;
+    return is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(false)) ? 0 : 9;
+  });
+  EXPECT_EQ(outcome, 0);
+}
+
 TEST(sandbox, missing_executable_is_a_crash) {
   const auto f = failure_of([] {
     extract_in_child("/nonexistent/docflow", fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
@@ -949,7 +1179,7 @@ TEST(stages, verify_checks_checksum_and_kind) {
   in.sha256 = sha256_file(pdf);
   ASSERT_EQ(in.sha256.size(), 64u);
   result_data out;
-  verify_stage verify;
+  verify_stage verify(docflow_bin(), docx_check_limits(false));
   EXPECT_NO_THROW(verify.run(in, out));
 
   auto wrong = in;
