@@ -161,6 +161,8 @@ int run_cli(int argc, char** argv) {
   auto* extract_cmd = app.add_subcommand("extract", "")->group("");
   extract_cmd->add_option("--task", extract_task)->required();
   extract_cmd->add_option("--sandbox", extract_sandbox);
+  std::uint64_t extract_max_text = std::uint64_t{16} << 20;
+  extract_cmd->add_option("--max-text-bytes", extract_max_text);
   // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
   auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
@@ -199,7 +201,7 @@ int run_cli(int argc, char** argv) {
   if (extract_cmd->parsed()) {
     const auto task = pipeline::parse_task_argument(extract_task);
     if (!task || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) return exit_bad_config;
-    return pipeline::child_main(*task, extract_sandbox == "strict");
+    return pipeline::child_main(*task, extract_sandbox == "strict", extract_max_text);
   }
   if (routes_cmd->parsed()) {
     for (const auto& r : api::route_signatures()) {

@@ -257,10 +257,13 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.lease = cfg.job_lease;
   options.max_attempts = cfg.job_max_attempts;
   options.simulated_delay = cfg.simulated_delay;
-  options.max_text_bytes = cfg.max_text_bytes;
   options.pipeline_version = pipeline_version;
   pipeline::sandbox_limits limits;
   limits.strict = cfg.sandbox_strict;
+  limits.max_text_bytes = cfg.max_text_bytes;
+  // The answer carries the text as JSON: escaping may make it up to six
+  // times longer (\u00XX), plus metadata and counts.
+  limits.max_output = std::max<std::size_t>(limits.max_output, 6 * cfg.max_text_bytes + (1 << 20));
   auto stages = pipeline::default_stages(self_exe, limits);
   if (cfg.ml_url) {
     stages.push_back(

@@ -33,20 +33,10 @@ double seconds_between(core::time_point a, core::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Cuts `text` to at most `max` bytes on a character boundary; true when it
-// was longer.
-bool cut_text(std::string& text, std::uint64_t max) {
-  if (text.size() <= max) return false;
-  auto at = static_cast<std::size_t>(max);
-  while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
-  text.resize(at);
-  return true;
-}
-
 // The stored form of what the pipeline produced (without the full text).
-std::string summary_json(const pipeline::result_data& r, bool truncated) {
+std::string summary_json(const pipeline::result_data& r) {
   const auto& e = r.extraction;
-  const auto& a = r.analysis;
+  const auto& a = r.extraction.analysis;
   boost::json::array keywords;
   for (const auto& k : a.keywords)
     keywords.push_back(boost::json::object{{"term", k.term}, {"count", k.count}});
@@ -58,7 +48,7 @@ std::string summary_json(const pipeline::result_data& r, bool truncated) {
       {"language", a.language},
       {"keywords", std::move(keywords)},
       {"metadata", pipeline::metadata_json(e.metadata)},
-      {"truncated", truncated},
+      {"truncated", e.truncated},
   };
   // null when the enrich stage is off; the stage only keeps answers that parse.
   boost::json::error_code ec;
@@ -198,11 +188,9 @@ struct worker_pool::impl {
     keeper.request_stop();
     const auto now = clock.now();
     // attempts: every attempt at this document, as processing.attempts counts them.
-    // The counts describe the whole text; the stored text is cut to the limit.
-    const bool truncated = cut_text(out.extraction.text, options.max_text_bytes);
     const store::stored_result result{
-        options.pipeline_version,     doc.started_at.value_or(claimed_at), now, doc.attempts,
-        summary_json(out, truncated), std::move(out.extraction.text),      {},  0};
+        options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts,
+        summary_json(out),        std::move(out.extraction.text),      {},  0};
     bool recorded = false;
     try {
       recorded = db.complete_job(job, result);

@@ -28,8 +28,6 @@ struct worker_options {
   std::chrono::milliseconds lease{30000};
   unsigned max_attempts = 3;
   std::chrono::milliseconds simulated_delay{0};
-  /// Extracted text kept per document (DOCFLOW_MAX_TEXT_BYTES); longer is cut.
-  std::uint64_t max_text_bytes = 16 * 1024 * 1024;
   std::chrono::milliseconds poll_interval{250};
   std::chrono::milliseconds backoff_base{1000};
   std::chrono::milliseconds backoff_cap{60000};

@@ -27,6 +27,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/encoding.hpp"
+#include "pipeline/analyze.hpp"
 #include "pipeline/docx_probe.hpp"
 #include "pipeline/extract.hpp"
 #include "pipeline/test_faults.hpp"
@@ -324,8 +325,10 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
   const auto deadline = start + limits.wall;
 
   // Everything the child needs is built before fork.
-  std::vector<std::string> args{self_exe.string(),   "extract",   "--task",
-                                task_argument(task), "--sandbox", mode_argument(limits.strict)};
+  std::vector<std::string> args{self_exe.string(),  "extract",
+                                "--task",           task_argument(task),
+                                "--sandbox",        mode_argument(limits.strict),
+                                "--max-text-bytes", std::to_string(limits.max_text_bytes)};
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
@@ -438,7 +441,17 @@ std::string join(const std::vector<std::string>& items) {
 
 // Everything that needs a file (the input, the parsers' own data) is done
 // before lock_down(); everything that reads the document's bytes after it.
-std::string run_task(child_task task, bool strict, pid_t parent) {
+// Analyses the whole text, then cuts it to the limit on a character boundary.
+void finish_extraction(extraction& e, std::uint64_t max_text_bytes) {
+  e.analysis = analyze(e.text);
+  if (e.text.size() <= max_text_bytes) return;
+  auto cut = static_cast<std::size_t>(max_text_bytes);
+  while (cut > 0 && (static_cast<unsigned char>(e.text[cut]) & 0xC0) == 0x80) --cut;
+  e.text.resize(cut);
+  e.truncated = true;
+}
+
+std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes, pid_t parent) {
   const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
   prepare_extractors();
   const auto report = lock_down();
@@ -453,12 +466,14 @@ std::string run_task(child_task task, bool strict, pid_t parent) {
   if (task == child_task::check_docx) return encode_docx_check(is_docx(input));
   // The one environment read outside configuration: a test-only switch that
   // exists in the child process alone (test_faults.hpp).
+  extraction e;
   if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) {
-    extraction e;
     e.text = run_test_fault(fault, parent);
-    return encode_child_output(e);
+  } else {
+    e = task == child_task::extract_pdf ? extract_pdf(input) : extract_docx(input);
   }
-  return encode_child_output(task == child_task::extract_pdf ? extract_pdf(input) : extract_docx(input));
+  finish_extraction(e, max_text_bytes);
+  return encode_child_output(e);
 }
 
 }  // namespace
@@ -499,6 +514,7 @@ std::string encode_child_output(const extraction& e) {
   o["ok"] = true;
   o["pages"] = e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr);
   o["text"] = valid_utf8(e.text);
+  o["truncated"] = e.truncated;
   o["title"] = optional_string(e.metadata.title);
   o["author"] = optional_string(e.metadata.author);
   if (e.metadata.created) {
@@ -507,6 +523,15 @@ std::string encode_child_output(const extraction& e) {
   } else {
     o["created_ms"] = nullptr;
   }
+  boost::json::array keywords;
+  for (const auto& k : e.analysis.keywords) {
+    keywords.push_back(boost::json::object{{"term", valid_utf8(k.term)}, {"count", k.count}});
+  }
+  o["analysis"] = boost::json::object{{"chars", e.analysis.char_count},
+                                      {"words", e.analysis.word_count},
+                                      {"lines", e.analysis.line_count},
+                                      {"language", valid_utf8(e.analysis.language)},
+                                      {"keywords", std::move(keywords)}};
   return boost::json::serialize(o);
 }
 
@@ -529,10 +554,28 @@ extraction decode_child_output(std::string_view json) {
   const auto& text = member(o, "text");
   if (!text.is_string()) crashed("the extractor answered a bad text");
   e.text = std::string(text.get_string());
+  e.truncated = decode_bool(o, "truncated");
   e.metadata.title = decode_optional_string(o, "title");
   e.metadata.author = decode_optional_string(o, "author");
   if (const auto ms = decode_optional_int(o, "created_ms")) {
     e.metadata.created = core::time_point(std::chrono::milliseconds(*ms));
+  }
+  const auto* a = member(o, "analysis").if_object();
+  if (!a) crashed("the extractor answered a bad analysis");
+  e.analysis.char_count = decode_count(*a, "chars");
+  e.analysis.word_count = decode_count(*a, "words");
+  e.analysis.line_count = decode_count(*a, "lines");
+  const auto language = decode_optional_string(*a, "language");
+  if (!language || language->size() > 8) crashed("the extractor answered a bad language");
+  e.analysis.language = *language;
+  const auto* keywords = member(*a, "keywords").if_array();
+  if (!keywords || keywords->size() > 10) crashed("the extractor answered bad keywords");
+  for (const auto& k : *keywords) {
+    const auto* kw = k.if_object();
+    if (!kw) crashed("the extractor answered bad keywords");
+    const auto term = decode_optional_string(*kw, "term");
+    if (!term || term->size() > 256) crashed("the extractor answered bad keywords");
+    e.analysis.keywords.push_back({*term, decode_count(*kw, "count")});
   }
   return e;
 }
@@ -568,13 +611,13 @@ sandbox_report decode_sandbox_report(std::string_view json) {
   return r;
 }
 
-int child_main(child_task task, bool strict) {
+int child_main(child_task task, bool strict, std::uint64_t max_text_bytes) {
   close_inherited_descriptors();
   const pid_t parent = ::getppid();  // for the test faults: the sandbox hides it later
   std::string answer;
   try {
     try {
-      answer = run_task(task, strict, parent);
+      answer = run_task(task, strict, max_text_bytes, parent);
     } catch (const stage_error& e) {
       answer = encode_child_failure(e.failure());
     } catch (const std::bad_alloc&) {

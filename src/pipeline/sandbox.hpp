@@ -23,6 +23,9 @@ struct sandbox_limits {
   std::chrono::milliseconds wall{60000};     ///< from spawn to exit
   unsigned open_files = 64;                  ///< RLIMIT_NOFILE
   std::size_t max_output = 64ULL << 20;      ///< bytes of the child's answer on stdout
+  /// Extracted text kept (DOCFLOW_MAX_TEXT_BYTES): the child cuts a longer
+  /// text, after analysing all of it.
+  std::uint64_t max_text_bytes = 16ULL << 20;
   /// DOCFLOW_SANDBOX=strict: the child refuses to parse (sandbox_unavailable)
   /// when one of lock_down()'s mechanisms is missing, instead of going on
   /// with those it has.
@@ -92,10 +95,12 @@ sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 /// sandbox_unavailable and nothing is parsed. Never throws.
 /// The extraction tasks obey the test-only DOCFLOW_TEST_EXTRACTOR_FAULT
 /// (test_faults.hpp) instead of parsing.
-int child_main(child_task task, bool strict);
+int child_main(child_task task, bool strict, std::uint64_t max_text_bytes);
 
 /// The child's answer on success:
-/// {"ok":true,"pages":n|null,"text":"...","title":s|null,"author":s|null,"created_ms":n|null}
+/// {"ok":true,"pages":n|null,"text":"...","truncated":bool,"title":s|null,"author":s|null,
+///  "created_ms":n|null,"analysis":{"chars":n,"words":n,"lines":n,"language":s,
+///  "keywords":[{"term":s,"count":n}...]}}
 /// (created_ms: milliseconds since the Unix epoch). Invalid UTF-8 in any
 /// string is replaced by U+FFFD so the answer is always valid JSON.
 std::string encode_child_output(const extraction& e);

@@ -10,7 +10,6 @@
 #include <boost/json/value.hpp>
 
 #include "core/encoding.hpp"
-#include "pipeline/analyze.hpp"
 
 namespace docflow::pipeline {
 
@@ -70,14 +69,11 @@ void extract_stage::run(const job_input& in, result_data& out) {
   out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat);
 }
 
-void analyze_stage::run(const job_input&, result_data& out) { out.analysis = analyze(out.extraction.text); }
-
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
                                                    sandbox_limits limits) {
   std::vector<std::unique_ptr<stage>> stages;
   stages.push_back(std::make_unique<verify_stage>(self_exe, docx_check_limits(limits.strict)));
   stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
-  stages.push_back(std::make_unique<analyze_stage>());
   return stages;
 }
 

@@ -44,15 +44,8 @@ private:
   sandbox_limits limits_;
 };
 
-/// Counts, language and keywords of the extracted text (analyze()). Never
-/// throws for any text.
-class analyze_stage final : public stage {
-public:
-  const char* name() const noexcept override { return "analyze"; }
-  void run(const job_input& in, result_data& out) override;
-};
-
-/// The pipeline, in order: verify → extract → analyze. The one place that
+/// The pipeline, in order: verify → extract (which analyses the text in the
+/// same child: counts, language and keywords, analyze()). The one place that
 /// says which stages run; an optional enrich stage is appended by the caller.
 /// Extraction runs under `limits`; verify's DOCX check under
 /// docx_check_limits(limits.strict).

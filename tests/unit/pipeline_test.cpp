@@ -750,9 +750,19 @@ TEST(child_protocol, round_trip) {
   e.metadata.title = "A title";
   e.metadata.author = "An author";
   e.metadata.created = utc(2024, 3, 15, 10, 30, 0) + 123ms;
+  e.truncated = true;
+  e.analysis = {12, 3, 2, "en", {{"alpha", 2}, {"beta", 1}}};
   const auto back = decode_child_output(encode_child_output(e));
   EXPECT_EQ(back.pages, e.pages);
   EXPECT_EQ(back.text, e.text);
+  EXPECT_TRUE(back.truncated);
+  EXPECT_EQ(back.analysis.char_count, 12u);
+  EXPECT_EQ(back.analysis.word_count, 3u);
+  EXPECT_EQ(back.analysis.line_count, 2u);
+  EXPECT_EQ(back.analysis.language, "en");
+  ASSERT_EQ(back.analysis.keywords.size(), 2u);
+  EXPECT_EQ(back.analysis.keywords[0].term, "alpha");
+  EXPECT_EQ(back.analysis.keywords[0].count, 2u);
   EXPECT_EQ(back.metadata.title, e.metadata.title);
   EXPECT_EQ(back.metadata.author, e.metadata.author);
   EXPECT_EQ(back.metadata.created, e.metadata.created);
@@ -1164,10 +1174,9 @@ TEST(sandbox, heartbeat_failure_kills_the_child) {
 
 TEST(stages, default_order) {
   const auto stages = default_stages(docflow_bin(), test_limits());
-  ASSERT_EQ(stages.size(), 3u);
+  ASSERT_EQ(stages.size(), 2u);  // analysis runs inside extract's child
   EXPECT_STREQ(stages[0]->name(), "verify");
   EXPECT_STREQ(stages[1]->name(), "extract");
-  EXPECT_STREQ(stages[2]->name(), "analyze");
 }
 
 TEST(stages, verify_checks_checksum_and_kind) {
@@ -1230,19 +1239,26 @@ TEST(stages, full_pipeline_on_a_pdf) {
   EXPECT_GE(beats, 1);
   EXPECT_EQ(out.extraction.pages, 1);
   EXPECT_EQ(out.extraction.metadata.author, "Jane Doe");
-  EXPECT_EQ(out.analysis.word_count, 42u);
-  EXPECT_EQ(out.analysis.language, "en");
-  ASSERT_FALSE(out.analysis.keywords.empty());
-  EXPECT_EQ(out.analysis.keywords[0].term, "river");
+  EXPECT_EQ(out.extraction.analysis.word_count, 42u);
+  EXPECT_EQ(out.extraction.analysis.language, "en");
+  ASSERT_FALSE(out.extraction.analysis.keywords.empty());
+  EXPECT_EQ(out.extraction.analysis.keywords[0].term, "river");
+  EXPECT_FALSE(out.extraction.truncated);
   EXPECT_FALSE(out.ml_json.has_value());
 }
 
-TEST(stages, analyze_stage_uses_the_extracted_text) {
+TEST(stages, the_child_analyses_the_whole_text_and_cuts_it_to_the_limit) {
   job_input in;
+  in.document_id = "doc-1";
+  in.file = fixture("en-1page.pdf");
+  in.kind = core::file_kind::pdf;
+  in.sha256 = sha256_file(in.file);
+  auto limits = test_limits();
+  limits.max_text_bytes = 100;
   result_data out;
-  out.extraction.text = "alpha beta\ngamma";
-  analyze_stage().run(in, out);
-  EXPECT_EQ(out.analysis.word_count, 3u);
-  EXPECT_EQ(out.analysis.line_count, 2u);
-  EXPECT_EQ(out.analysis.char_count, 16u);
+  for (const auto& s : default_stages(docflow_bin(), limits)) s->run(in, out);
+  EXPECT_TRUE(out.extraction.truncated);
+  EXPECT_LE(out.extraction.text.size(), 100u);
+  EXPECT_GT(out.extraction.text.size(), 90u);
+  EXPECT_EQ(out.extraction.analysis.word_count, 42u) << "the counts describe the whole text";
 }
