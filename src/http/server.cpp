@@ -35,6 +35,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/encoding.hpp"
+#include "http/dispatch.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
@@ -53,17 +54,6 @@ constexpr auto tuple_awaitable = net::as_tuple(net::use_awaitable);
 constexpr std::size_t lingering_close_bytes = 1 << 20;
 constexpr auto lingering_close_time = 2s;
 
-std::string join(const std::vector<std::string>& parts, std::string_view sep) {
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) {
-      out += sep;
-    }
-    out += p;
-  }
-  return out;
-}
-
 // Room in a connection's read buffer beyond one request head: Beast reads
 // ahead up to 64 KiB at a time while parsing a chunked body.
 constexpr std::size_t read_ahead_limit = 64 * 1024;
@@ -73,57 +63,6 @@ constexpr std::size_t read_ahead_limit = 64 * 1024;
 bool is_parse_error(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
-}
-
-// Whether Transfer-Encoding names chunked alone (in any case, any number of
-// field lines): anything more is a coding the server would have to undo.
-bool only_chunked(const bhttp::fields& h) {
-  std::size_t codings = 0;
-  const auto [first, last] = h.equal_range(bhttp::field::transfer_encoding);
-  for (auto field = first; field != last; ++field) {
-    for (std::string_view rest = field->value(); !rest.empty();) {
-      const auto comma = rest.find(',');
-      const auto coding = core::trim_ows(rest.substr(0, comma));
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-      if (coding.empty()) continue;  // RFC 9110 §5.6.1: empty list elements are ignored
-      if (!core::iequals(coding, "chunked") || ++codings > 1) return false;
-    }
-  }
-  return codings == 1;
-}
-
-// RFC 9110 §10.1.1: the expectation is compared case-insensitively.
-bool is_continue_expectation(std::string_view value) { return core::iequals(value, "100-continue"); }
-
-// Applies the route's auth policy (RFC 6750): sets req.user, or returns the
-// 401/403 answer to send instead of running the handler.
-std::optional<response> authorize(const authenticator& auth, auth_policy policy, request& req) {
-  if (policy == auth_policy::none) {
-    return std::nullopt;
-  }
-  const auto token = bearer_token(req);
-  if (!token) {
-    auto res = make_problem(
-        req, unauthorized("This endpoint needs an access token: Authorization: Bearer <token>."));
-    res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow")");
-    return res;
-  }
-  auto result = auth(*token);
-  if (!result.who) {
-    auto res =
-        make_problem(req, unauthorized("The access token was refused: " + result.error_description + '.'));
-    res.fields.set("WWW-Authenticate",
-                   R"(Bearer realm="docflow", error="invalid_token", error_description=")" +
-                       result.error_description + '"');
-    return res;
-  }
-  if (policy == auth_policy::admin && !result.who->admin) {
-    auto res = make_problem(req, forbidden("This endpoint is for administrators."));
-    res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow", error="insufficient_scope")");
-    return res;
-  }
-  req.user = std::move(result.who);
-  return std::nullopt;
 }
 
 // What one exchange cost and produced, for the access log and metrics.
@@ -340,6 +279,21 @@ net::awaitable<std::optional<std::size_t>> read_unless_closed(beast::tcp_stream&
   // Bytes arrived mid-stream; they stay unread. Stop watching, and read the source again.
   watch_peer = false;
   co_return co_await source.read(out, max);
+}
+
+// The facts of the parsed head that decide() looks at.
+head_view view_of(const bhttp::request_parser<bhttp::empty_body>& parser) {
+  const auto& h = parser.get();
+  head_view v;
+  v.version = h.version();
+  v.keep_alive = parser.keep_alive();
+  v.chunked = parser.chunked();
+  if (const auto length = parser.content_length()) v.content_length = *length;
+  v.content_length_fields = h.count(bhttp::field::content_length);
+  v.host_fields = h.count(bhttp::field::host);
+  const auto [first, last] = h.equal_range(bhttp::field::transfer_encoding);
+  for (auto f = first; f != last; ++f) v.transfer_encodings.emplace_back(f->value());
+  return v;
 }
 
 // Sends x.res.stream piece by piece with its declared Content-Length.
@@ -633,63 +587,28 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     }
   } else {
     fill_request(x.req, head);
-    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
-    // framing; it may be answered, but the connection must close after it.
-    x.keep_alive = head.keep_alive() &&
-                   !(head.get().version() < 11 && head.get().count(bhttp::field::transfer_encoding));
     x.head_only = x.req.method == "HEAD";
-    const auto& h = head.get();
-    const bool has_body = head.chunked() || head.content_length().value_or(0) > 0;
-    const auto m = s.routes.match(x.req.method, x.req.path);
-    if (h.count(bhttp::field::content_length) && h.count(bhttp::field::transfer_encoding)) {
-      fail(x, bad_request("A request must not carry both Content-Length and Transfer-Encoding."));
-    } else if (h.count(bhttp::field::transfer_encoding) && !head.chunked()) {
-      fail(x, bad_request("A request's Transfer-Encoding must end with chunked."));  // RFC 9112 §6.3
-    } else if (h.count(bhttp::field::transfer_encoding) && !only_chunked(h)) {
-      // gzip, chunked: the framing is clear, but a coding we do not undo would reach the handler.
-      fail(x, not_implemented("The only transfer coding this server implements is chunked."));
-      x.res.close = true;
-    } else if (h.count(bhttp::field::host) > 1 || (h.version() >= 11 && h.count(bhttp::field::host) == 0)) {
-      fail(x, bad_request("An HTTP/1.1 request needs exactly one Host header."));  // RFC 9112 §3.2
-    } else if (!m.found) {
-      x.res = make_problem(x.req, m.allowed.empty() ? not_found() : method_not_allowed());
-      if (!m.allowed.empty()) {
-        x.res.fields.set("Allow", join(m.allowed, ", "));
-      }
-      x.res.close = has_body;  // the unread body would be taken for the next request
+    auto d = decide(view_of(head), x.req, s.routes, s.auth);
+    x.keep_alive = d.keep_alive;
+    if (d.answer) {
+      x.res = std::move(*d.answer);
     } else {
-      x.req.route = m.found->pattern;
-      x.req.params = m.params;
-      const auto limit = m.found->body_limit;
-      bool ready = true;
-      if (auto refused = authorize(s.auth, m.found->auth, x.req)) {
-        x.res = std::move(*refused);
-        x.res.close = has_body;
-        ready = false;
-      } else if (head.content_length().value_or(0) > limit) {
-        fail(x, payload_too_large("The request body exceeds this endpoint's limit of " +
-                                  std::to_string(limit) + " bytes."));
-        ready = false;
-      } else if (has_body) {
-        if (const auto expect = x.req.fields.get("Expect"); expect && is_continue_expectation(*expect)) {
-          static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
-          stream.expires_after(s.opt.body_timeout);
-          co_await net::async_write(stream, net::buffer(go_on.data(), go_on.size()), tuple_awaitable);
-        }
+      if (d.expect_continue) {
+        static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream.expires_after(s.opt.body_timeout);
+        co_await net::async_write(stream, net::buffer(go_on.data(), go_on.size()), tuple_awaitable);
       }
-      if (ready) {
-        std::optional<beast_body_reader> reader;
-        if (has_body) {
-          reader.emplace(stream, buffer, std::move(head), limit, s.opt.body_timeout, x.bytes_in);
-        }
-        s.metrics.add("http_requests_in_flight", "", 1);
-        const bool answer = co_await run_handler(*m.found, x, reader ? &*reader : nullptr);
-        s.metrics.add("http_requests_in_flight", "", -1);
-        if (!answer) {
-          x.res.status = 499;  // nginx's "client closed request", for the log only
-          s.record(x, started);
-          co_return false;
-        }
+      std::optional<beast_body_reader> reader;
+      if (d.has_body) {
+        reader.emplace(stream, buffer, std::move(head), d.body_limit, s.opt.body_timeout, x.bytes_in);
+      }
+      s.metrics.add("http_requests_in_flight", "", 1);
+      const bool answer = co_await run_handler(*d.found, x, reader ? &*reader : nullptr);
+      s.metrics.add("http_requests_in_flight", "", -1);
+      if (!answer) {
+        x.res.status = 499;  // nginx's "client closed request", for the log only
+        s.record(x, started);
+        co_return false;
       }
     }
   }
