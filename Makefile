@@ -12,7 +12,7 @@ CMAKE_FLAGS += -DDOCFLOW_WERROR=ON
 endif
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps deps-server configure configure-tests build server run test unit integration lint format bench clean
+.PHONY: all deps deps-server configure configure-tests build server run test unit integration fault lint format bench clean
 
 all: build
 
@@ -47,6 +47,9 @@ unit: build
 
 integration: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L integration
+
+fault: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -L fault
 
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp')
 
