@@ -70,6 +70,15 @@ response closing(response res) {
 
 }  // namespace
 
+bool has_obs_fold(std::string_view head) noexcept {
+  // The request line comes first; every later line that starts with SP or
+  // HTAB folds onto the one before.
+  for (auto at = head.find("\r\n"); at != std::string_view::npos; at = head.find("\r\n", at + 2)) {
+    if (at + 2 < head.size() && (head[at + 2] == ' ' || head[at + 2] == '\t')) return true;
+  }
+  return false;
+}
+
 dispatch decide(const head_view& head, request& req, const router& routes, const authenticator& auth) {
   dispatch d;
   const bool has_te = !head.transfer_encodings.empty();

@@ -39,6 +39,12 @@ struct dispatch {
   bool keep_alive = true;
 };
 
+/// Whether a request head (its bytes up to the blank line) continues a field
+/// on the next line (obs-fold, RFC 9112 §5.2): a line that starts with a
+/// space or a tab. Beast would unfold it and honour the field; a proxy in
+/// front might read it otherwise, so the server answers 400 instead.
+bool has_obs_fold(std::string_view head) noexcept;
+
 /// The server's decisions from the head alone, in order: framing (RFC 9112
 /// §6: Content-Length with Transfer-Encoding, a coding list not ending in
 /// chunked, a coding other than chunked, HTTP/1.0 with Transfer-Encoding),

@@ -571,6 +571,40 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
   // Beast checks Content-Length against a 1 MiB default while parsing the
   // head; the route's own limit is applied once the route is known.
   head.body_limit(boost::none);
+  // The whole head first, to look at it as it came (Beast unfolds obs-fold
+  // before anyone sees it), and to hold it to the head limit.
+  std::optional<problem> refused;
+  for (;;) {
+    const std::string_view have(static_cast<const char*>(buffer.data().data()), buffer.size());
+    const auto end = have.find("\r\n\r\n");
+    if (end != std::string_view::npos && end + 4 <= s.opt.header_limit) {
+      if (has_obs_fold(have.substr(0, end + 2))) {
+        refused =
+            bad_request("A header field continues on the next line (obs-fold), which this server refuses.");
+      }
+      break;
+    }
+    if (end != std::string_view::npos || buffer.size() >= s.opt.header_limit) {
+      refused = header_too_large();
+      break;
+    }
+    auto [read_ec, got] = co_await stream.async_read_some(buffer.prepare(4096), tuple_awaitable);
+    if (read_ec) {
+      if (read_ec == beast::error::timeout)
+        obs::log(obs::level::info, "http.header_timeout", {{"remote", remote}});
+      co_return false;  // timed out or the client went away: nobody to answer
+    }
+    buffer.commit(got);
+  }
+  if (refused) {
+    x.req.request_id = request_id_for(std::nullopt);
+    fail(x, *refused);
+    x.keep_alive = false;
+    co_await write_response(stream, x, s.opt.body_timeout);
+    s.record(x, started);
+    co_await lingering_close(stream);
+    co_return false;
+  }
   auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, head, tuple_awaitable);
   x.bytes_in = n;
   if (ec) {

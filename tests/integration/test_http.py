@@ -184,6 +184,23 @@ class MalformedRequestTest(SharedServerTestCase):
                 res, _ = self.raw_request(self.server, data)
                 self.assertEqual(res.status, 200, res)
 
+    def test_obs_fold_is_400_and_closes(self):
+        # RFC 9112 section 5.2: a field continued on the next line. Beast
+        # unfolded and honoured it (a login body framed by a folded
+        # Transfer-Encoding got 422); a proxy in front may frame it otherwise.
+        cases = {
+            "transfer-encoding": b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding:\r\n chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            "content-length": b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              b"Content-Length:\r\n\t2\r\n\r\n{}",
+            "any field": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n b\r\n\r\n",
+        }
+        for name, data in cases.items():
+            with self.subTest(name):
+                res, conn = self.raw_request(self.server, data)
+                self.assertProblem(res, 400, "bad-request")
+                self.assertTrue(wait_closed(conn, 5.0))
+
     def test_http_1_0_with_transfer_encoding_closes_after_the_answer(self):
         # RFC 9112 section 6.1: the framing of such a message is faulty, so a
         # pipelined request behind it must not be answered.

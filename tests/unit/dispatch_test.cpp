@@ -210,4 +210,13 @@ TEST(dispatch, continue_only_when_there_is_a_body_to_read) {
   expect_answer(d, 401, true);
 }
 
+TEST(dispatch, obs_fold_is_found_in_any_field) {
+  EXPECT_TRUE(http::has_obs_fold("POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n"));
+  EXPECT_TRUE(http::has_obs_fold("POST / HTTP/1.1\r\nContent-Length:\r\n\t5\r\n"));
+  EXPECT_TRUE(http::has_obs_fold("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n"));
+  EXPECT_FALSE(http::has_obs_fold("GET / HTTP/1.1\r\nHost: x\r\nX-A: a b\r\n"));
+  EXPECT_FALSE(http::has_obs_fold("GET / HTTP/1.1\r\nHost:  spaced\r\n"));
+  EXPECT_FALSE(http::has_obs_fold(""));
+}
+
 }  // namespace
