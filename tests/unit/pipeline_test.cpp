@@ -866,18 +866,14 @@ TEST(child_protocol, strict_refusal_is_believed) {
 TEST(sandbox, every_fixture_extracts_in_the_child_as_in_process) {
   // The child parses after lockdown, unable to open a file: what the parsers
   // read from disk is loaded before it (prepare_extractors), so nothing changes.
-  for (const auto* name : {"en-1page.pdf", "multipage.pdf", "de.pdf", "scanned.pdf"}) {
-    const auto child = extract_in_child(docflow_bin(), fixture(name), core::file_kind::pdf, test_limits());
-    const auto direct = extract_pdf(bytes_of(fixture(name)));
-    EXPECT_EQ(child.pages, direct.pages) << name;
-    EXPECT_EQ(child.text, direct.text) << name;
-    EXPECT_EQ(child.metadata.title, direct.metadata.title) << name;
-    EXPECT_EQ(child.metadata.author, direct.metadata.author) << name;
-    EXPECT_EQ(child.metadata.created, direct.metadata.created) << name;
-  }
-  for (const auto* name : {"de.docx", "table-header-footer.docx"}) {
-    const auto child = extract_in_child(docflow_bin(), fixture(name), core::file_kind::docx, test_limits());
-    const auto direct = extract_docx(bytes_of(fixture(name)));
+  const std::pair<const char*, core::file_kind> fixtures[] = {
+      {"en-1page.pdf", core::file_kind::pdf}, {"multipage.pdf", core::file_kind::pdf},
+      {"de.pdf", core::file_kind::pdf},       {"scanned.pdf", core::file_kind::pdf},
+      {"de.docx", core::file_kind::docx},     {"table-header-footer.docx", core::file_kind::docx}};
+  for (const auto& [name, kind] : fixtures) {
+    const auto child = extract_in_child(docflow_bin(), fixture(name), kind, test_limits());
+    const auto bytes = bytes_of(fixture(name));
+    const auto direct = kind == core::file_kind::pdf ? extract_pdf(bytes) : extract_docx(bytes);
     EXPECT_EQ(child.pages, direct.pages) << name;
     EXPECT_EQ(child.text, direct.text) << name;
     EXPECT_EQ(child.metadata.title, direct.metadata.title) << name;
