@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "api/cursor.hpp"
+#include "api/range.hpp"
 #include "core/document.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
@@ -344,6 +345,42 @@ TEST(cursor_codec, truncated_foreign_and_garbage_cursors_are_refused) {
   // A correctly signed payload that is not a position.
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "not-a-uuid")), std::nullopt);
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "")), std::nullopt);
+}
+
+// ---------------------------------------------------------------- Range
+
+using byte_range = std::pair<std::uint64_t, std::uint64_t>;
+constexpr byte_range unsatisfiable{1, 0};
+
+TEST(parse_range, one_byte_range_is_clamped_to_the_document) {
+  EXPECT_EQ(api::parse_range("bytes=0-99", 1000), byte_range(0, 99));
+  EXPECT_EQ(api::parse_range("bytes=5-5", 1000), byte_range(5, 5));
+  EXPECT_EQ(api::parse_range("bytes=900-5000", 1000), byte_range(900, 999));
+  EXPECT_EQ(api::parse_range("bytes=100-", 1000), byte_range(100, 999));
+  EXPECT_EQ(api::parse_range("bytes=0-18446744073709551615", 10), byte_range(0, 9));
+}
+
+TEST(parse_range, suffix_ranges_count_from_the_end) {
+  EXPECT_EQ(api::parse_range("bytes=-500", 1000), byte_range(500, 999));
+  EXPECT_EQ(api::parse_range("bytes=-5000", 1000), byte_range(0, 999));
+  EXPECT_EQ(api::parse_range("bytes=-1", 1), byte_range(0, 0));
+}
+
+TEST(parse_range, ranges_outside_the_document_are_unsatisfiable) {
+  EXPECT_EQ(api::parse_range("bytes=1000-", 1000), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=1000-2000", 1000), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=0-0", 0), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=-1", 0), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=-0", 1000), unsatisfiable);
+}
+
+TEST(parse_range, what_it_does_not_understand_serves_the_whole_body) {
+  for (const std::string_view header :
+       {"", "bytes", "bytes=", "bytes=-", "bytes=5", "bytes=5-2", "bytes=0-0,5-9", "items=0-1", "Bytes=0-1",
+        "bytes= 0-1", "bytes=0 -1", "bytes=+0-1", "bytes=0x10-", "bytes=18446744073709551616-", "bytes=--1",
+        "bytes=1-2-3"}) {
+    EXPECT_EQ(api::parse_range(header, 1000), std::nullopt) << header;
+  }
 }
 
 // ---------------------------------------------------------------- is_docx
