@@ -14,6 +14,8 @@
 
 #include "api/cursor.hpp"
 #include "api/range.hpp"
+#include "core/clock.hpp"
+#include "core/crypto.hpp"
 #include "core/document.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
@@ -345,6 +347,46 @@ TEST(cursor_codec, truncated_foreign_and_garbage_cursors_are_refused) {
   // A correctly signed payload that is not a position.
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "not-a-uuid")), std::nullopt);
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "")), std::nullopt);
+}
+
+// A payload tagged as cursor.cpp tags it (HMAC-SHA256 under a key derived
+// from the secret, cut to 16 bytes): what only the server can write.
+std::string tagged_cursor(std::string_view secret, std::string_view payload) {
+  const auto key = core::hmac_sha256(secret, "docflow cursor key v1");
+  return core::base64url_encode(std::string(payload) + core::hmac_sha256(key, payload).substr(0, 16));
+}
+
+// Found by tests/fuzz/cursor_fuzz.cpp: a tagged payload without ':' made
+// decode() compute data() + npos, and one with a time beyond what a
+// time_point holds overflowed converting it (both undefined behaviour).
+TEST(cursor_codec, tagged_payloads_that_are_not_positions_are_refused) {
+  const std::string secret = "a-server-secret-of-some-length-0123456789";
+  const api::cursor_codec codec(secret);
+  const std::string id = "018f2a3b-4c5d-7e6f-8a9b-0c1d2e3f4a5b";
+  ASSERT_EQ(tagged_cursor(secret, "1790000000123:" + id), codec.encode(at_ms(1'790'000'000'123), id))
+      << "tagged_cursor no longer writes what cursor.cpp writes";
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "1790000000123")), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "")), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "1700000000000000:" + id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "-9223372036854775808:" + id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "9223372036855:" + id)), std::nullopt);
+  const auto edge = codec.decode(tagged_cursor(secret, "-9223372036854:" + id));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(edge->first, at_ms(-9'223'372'036'854));
+}
+
+TEST(from_unix_ms, holds_what_a_time_point_can_and_refuses_the_rest) {
+  EXPECT_EQ(core::from_unix_ms(0), at_ms(0));
+  EXPECT_EQ(core::from_unix_ms(1'790'000'000'123), at_ms(1'790'000'000'123));
+  EXPECT_EQ(core::from_unix_ms(-86'400'000), at_ms(-86'400'000));
+  // time_point counts nanoseconds: about ±292 years around 1970.
+  EXPECT_EQ(core::from_unix_ms(9'223'372'036'854), at_ms(9'223'372'036'854));
+  EXPECT_EQ(core::from_unix_ms(-9'223'372'036'854), at_ms(-9'223'372'036'854));
+  EXPECT_EQ(core::from_unix_ms(9'223'372'036'855), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(-9'223'372'036'855), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(INT64_MAX), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(INT64_MIN), std::nullopt);
 }
 
 // ---------------------------------------------------------------- Range

@@ -800,6 +800,24 @@ TEST(child_protocol, garbage_is_a_crash) {
   }
 }
 
+// Found by tests/fuzz/child_answer_fuzz.cpp: a created_ms beyond what a
+// time_point holds (about ±292 years) overflowed converting it, undefined
+// behaviour on an answer a compromised child controls.
+TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
+  const auto answer = [](std::string_view ms) {
+    return R"({"ok":true,"pages":1,"text":"","title":null,"author":null,"created_ms":)" + std::string(ms) +
+           "}";
+  };
+  for (const std::string_view ms : {"1700000000000000", "9223372036855", "-9223372036855",
+                                    "9223372036854775807", "-9223372036854775808"}) {
+    const auto f = failure_of([&] { decode_child_output(answer(ms)); });
+    EXPECT_EQ(f.code, codes::extractor_crashed) << ms;
+    EXPECT_TRUE(f.retryable) << ms;
+  }
+  const auto edge = decode_child_output(answer("9223372036854"));
+  EXPECT_EQ(edge.metadata.created, core::time_point(std::chrono::milliseconds(9'223'372'036'854)));
+}
+
 TEST(child_protocol, kind_arguments) {
   EXPECT_STREQ(kind_argument(core::file_kind::pdf), "pdf");
   EXPECT_STREQ(kind_argument(core::file_kind::docx), "docx");
