@@ -124,6 +124,18 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
   return secret;
 }
 
+// The extractor child's limits. ASan and TSan reserve terabytes of shadow
+// address space at start-up, so a sanitizer build cannot start its extractor
+// under RLIMIT_AS: it runs without one (the CPU, wall-clock and output limits
+// still hold), as the pipeline unit tests do.
+pipeline::sandbox_limits extractor_limits() {
+  pipeline::sandbox_limits limits;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  limits.address_space = 0;
+#endif
+  return limits;
+}
+
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys) every
@@ -173,7 +185,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   // The extractor child is this very binary in its `extract` mode.
   // Exec /proc/self/exe itself rather than the path it names: that still
   // finds this binary after an upgrade replaced the file.
-  auto stages = pipeline::default_stages("/proc/self/exe", pipeline::sandbox_limits{});
+  auto stages = pipeline::default_stages("/proc/self/exe", extractor_limits());
   if (cfg.ml_url) {
     stages.push_back(
         std::make_unique<pipeline::enrich_stage>(pipeline::enrich_options{*cfg.ml_url, cfg.ml_timeout}));
