@@ -12,7 +12,8 @@ CMAKE_FLAGS += -DDOCFLOW_WERROR=ON
 endif
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps deps-server configure configure-tests build server run test unit integration fault lint format bench clean
+.PHONY: all deps deps-server configure configure-tests build server run test unit integration fault fuzz test-asan test-tsan \
+        lint format bench clean
 
 all: build
 
@@ -51,6 +52,37 @@ integration: build
 fault: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L fault
 
+# Every libFuzzer target of tests/fuzz (or FUZZ_TARGETS) for FUZZ_SECONDS
+# each, on a copy of its committed corpus (tests/fuzz/README.md). The
+# targets are built with clang in $(BUILD_DIR)/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps configure-tests
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target docflow_fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(BUILD_DIR)/fuzz/tests/fuzz $(FUZZ_TARGETS)
+
+# The unit and integration tests under AddressSanitizer and UBSan, and the
+# unit tests under ThreadSanitizer, each in a build directory of its own.
+# Any report fails the run; tests/sanitizers/ holds the suppressions, each
+# with its reason.
+SANITIZER_SUPP = $(CURDIR)/tests/sanitizers
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+	LSAN_OPTIONS=suppressions=$(SANITIZER_SUPP)/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(SANITIZER_SUPP)/ubsan.supp
+TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(SANITIZER_SUPP)/tsan.supp
+
+test-asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
+	  '-DDOCFLOW_SANITIZE=address;undefined' $(CMAKE_FLAGS)
+	cmake --build build-asan -j $(JOBS) --target docflow_unit
+	cd build-asan && $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
+
+test-tsan: deps
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
+	  -DDOCFLOW_SANITIZE=thread $(CMAKE_FLAGS)
+	cmake --build build-tsan -j $(JOBS) --target docflow_unit
+	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure -j $(JOBS) -L unit
+
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp')
 
 lint: deps configure-tests
@@ -68,4 +100,4 @@ bench:
 	bench/run.sh build-release/src/docflow
 
 clean:
-	rm -rf $(BUILD_DIR) build-release
+	rm -rf $(BUILD_DIR) build-release build-asan build-tsan

@@ -36,14 +36,17 @@ std::optional<std::pair<core::time_point, std::string>> cursor_codec::decode(std
   const std::string_view payload(raw->data(), raw->size() - tag_bytes);
   const auto expected = tag(payload);
   if (CRYPTO_memcmp(expected.data(), raw->data() + payload.size(), tag_bytes) != 0) return std::nullopt;
+  // A matching tag means this server wrote the payload; it is parsed with
+  // every check all the same (no ':', or a time no time_point holds: refused).
   const auto colon = payload.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
   std::int64_t ms = 0;
   const auto [end, ec] = std::from_chars(payload.data(), payload.data() + colon, ms);
-  if (colon == std::string_view::npos || ec != std::errc{} || end != payload.data() + colon)
-    return std::nullopt;
+  if (ec != std::errc{} || end != payload.data() + colon) return std::nullopt;
+  const auto created_at = core::from_unix_ms(ms);
   const auto id = payload.substr(colon + 1);
-  if (!core::is_uuid(id)) return std::nullopt;
-  return std::pair{core::time_point{std::chrono::milliseconds{ms}}, std::string(id)};
+  if (!created_at || !core::is_uuid(id)) return std::nullopt;
+  return std::pair{*created_at, std::string(id)};
 }
 
 }  // namespace docflow::api

@@ -14,6 +14,7 @@
 #include "api/cursor.hpp"
 #include "api/document_json.hpp"
 #include "api/idempotency.hpp"
+#include "api/range.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "blob/blob_store.hpp"
@@ -218,36 +219,6 @@ std::string content_disposition(const std::string& filename) {
     }
   }
   return "attachment; filename=\"" + fallback + "\"; filename*=UTF-8''" + encoded;
-}
-
-// A single "bytes=" range against `size`: nullopt to serve the whole body
-// (no Range, or one we ignore as RFC 9110 allows), or {first, last}; an
-// unsatisfiable range gives first > last.
-std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_range(std::string_view h, std::uint64_t size) {
-  constexpr std::string_view unit = "bytes=";
-  if (h.substr(0, unit.size()) != unit || h.find(',') != std::string_view::npos) return std::nullopt;
-  h.remove_prefix(unit.size());
-  const auto dash = h.find('-');
-  if (dash == std::string_view::npos) return std::nullopt;
-  const auto number = [](std::string_view t) -> std::optional<std::uint64_t> {
-    std::uint64_t v = 0;
-    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-    if (t.empty() || ec != std::errc{} || end != t.data() + t.size()) return std::nullopt;
-    return v;
-  };
-  const auto first = h.substr(0, dash);
-  const auto last = h.substr(dash + 1);
-  if (first.empty()) {  // suffix: the last N bytes
-    const auto n = number(last);
-    if (!n) return std::nullopt;
-    if (*n == 0 || size == 0) return std::pair<std::uint64_t, std::uint64_t>{1, 0};
-    return std::pair{size - std::min(*n, size), size - 1};
-  }
-  const auto a = number(first);
-  const auto b = last.empty() ? std::optional<std::uint64_t>(UINT64_MAX) : number(last);
-  if (!a || !b || *b < *a) return std::nullopt;  // invalid syntax: ignored
-  if (*a >= size) return std::pair<std::uint64_t, std::uint64_t>{1, 0};
-  return std::pair{*a, std::min(*b, size - 1)};
 }
 
 }  // namespace

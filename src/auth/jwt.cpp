@@ -135,8 +135,10 @@ verify_result jwt_codec::verify(std::string_view token, core::time_point now) co
   if (*iss != issuer_) {
     return fail(token_error::wrong_issuer);
   }
+  // The leeway goes on the side of `now`, which is bounded: exp comes from the
+  // token and may be anywhere in int64, where exp + leeway would overflow.
   const auto t = epoch_seconds(now);
-  if (t >= *exp + leeway_.count()) {
+  if (t - leeway_.count() >= *exp) {
     return fail(token_error::expired);
   }
   const auto* nbf = int_member(*payload, "nbf");

@@ -17,6 +17,13 @@ const clock& system_clock() {
   return instance;
 }
 
+std::optional<time_point> from_unix_ms(std::int64_t ms) noexcept {
+  constexpr auto limit =
+      std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration::max()).count();
+  if (ms > limit || ms < -limit) return std::nullopt;
+  return time_point(std::chrono::milliseconds(ms));
+}
+
 std::string format_rfc3339(time_point t) {
   // floor, not duration_cast: before 1970 the latter rounds toward zero.
   const auto ms_total = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();

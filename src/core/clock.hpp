@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace docflow::core {
@@ -17,6 +19,12 @@ public:
 
 /// The process-wide wall clock.
 const clock& system_clock();
+
+/// The time `ms` milliseconds after the Unix epoch, or nullopt when a
+/// time_point cannot hold it (it counts nanoseconds: about ±292 years).
+/// For milliseconds that arrive from outside, where converting blindly
+/// would overflow.
+std::optional<time_point> from_unix_ms(std::int64_t ms) noexcept;
 
 /// RFC 3339 UTC with milliseconds: 2026-11-29T01:02:03.456Z.
 std::string format_rfc3339(time_point t);

@@ -558,7 +558,8 @@ extraction decode_child_output(std::string_view json) {
   e.metadata.title = decode_optional_string(o, "title");
   e.metadata.author = decode_optional_string(o, "author");
   if (const auto ms = decode_optional_int(o, "created_ms")) {
-    e.metadata.created = core::time_point(std::chrono::milliseconds(*ms));
+    e.metadata.created = core::from_unix_ms(*ms);
+    if (!e.metadata.created) crashed("the extractor answered a bad created_ms");
   }
   const auto* a = member(o, "analysis").if_object();
   if (!a) crashed("the extractor answered a bad analysis");

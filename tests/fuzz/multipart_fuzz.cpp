@@ -8,6 +8,7 @@
 // body judged well formed leaves no part open, and the pieces give the same
 // outcome and the same bytes as the whole body fed at once.
 // See tests/fuzz/README.md.
+// fuzz-link: docflow_http
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

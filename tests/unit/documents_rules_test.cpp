@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "api/cursor.hpp"
+#include "api/range.hpp"
+#include "core/clock.hpp"
+#include "core/crypto.hpp"
 #include "core/document.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
@@ -341,6 +344,82 @@ TEST(cursor_codec, truncated_foreign_and_garbage_cursors_are_refused) {
   // A correctly signed payload that is not a position.
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "not-a-uuid")), std::nullopt);
   EXPECT_EQ(codec.decode(codec.encode(at_ms(1), "")), std::nullopt);
+}
+
+// A payload tagged as cursor.cpp tags it (HMAC-SHA256 under a key derived
+// from the secret, cut to 16 bytes): what only the server can write.
+std::string tagged_cursor(std::string_view secret, std::string_view payload) {
+  const auto key = core::hmac_sha256(secret, "docflow cursor key v1");
+  return core::base64url_encode(std::string(payload) + core::hmac_sha256(key, payload).substr(0, 16));
+}
+
+// Found by tests/fuzz/cursor_fuzz.cpp: a tagged payload without ':' made
+// decode() compute data() + npos, and one with a time beyond what a
+// time_point holds overflowed converting it (both undefined behaviour).
+TEST(cursor_codec, tagged_payloads_that_are_not_positions_are_refused) {
+  const std::string secret = "a-server-secret-of-some-length-0123456789";
+  const api::cursor_codec codec(secret);
+  const std::string id = "018f2a3b-4c5d-7e6f-8a9b-0c1d2e3f4a5b";
+  ASSERT_EQ(tagged_cursor(secret, "1790000000123:" + id), codec.encode(at_ms(1'790'000'000'123), id))
+      << "tagged_cursor no longer writes what cursor.cpp writes";
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "1790000000123")), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "")), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "1700000000000000:" + id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "-9223372036854775808:" + id)), std::nullopt);
+  EXPECT_EQ(codec.decode(tagged_cursor(secret, "9223372036855:" + id)), std::nullopt);
+  const auto edge = codec.decode(tagged_cursor(secret, "-9223372036854:" + id));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(edge->first, at_ms(-9'223'372'036'854));
+}
+
+TEST(from_unix_ms, holds_what_a_time_point_can_and_refuses_the_rest) {
+  EXPECT_EQ(core::from_unix_ms(0), at_ms(0));
+  EXPECT_EQ(core::from_unix_ms(1'790'000'000'123), at_ms(1'790'000'000'123));
+  EXPECT_EQ(core::from_unix_ms(-86'400'000), at_ms(-86'400'000));
+  // time_point counts nanoseconds: about ±292 years around 1970.
+  EXPECT_EQ(core::from_unix_ms(9'223'372'036'854), at_ms(9'223'372'036'854));
+  EXPECT_EQ(core::from_unix_ms(-9'223'372'036'854), at_ms(-9'223'372'036'854));
+  EXPECT_EQ(core::from_unix_ms(9'223'372'036'855), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(-9'223'372'036'855), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(INT64_MAX), std::nullopt);
+  EXPECT_EQ(core::from_unix_ms(INT64_MIN), std::nullopt);
+}
+
+// ---------------------------------------------------------------- Range
+
+using byte_range = std::pair<std::uint64_t, std::uint64_t>;
+constexpr byte_range unsatisfiable{1, 0};
+
+TEST(parse_range, one_byte_range_is_clamped_to_the_document) {
+  EXPECT_EQ(api::parse_range("bytes=0-99", 1000), byte_range(0, 99));
+  EXPECT_EQ(api::parse_range("bytes=5-5", 1000), byte_range(5, 5));
+  EXPECT_EQ(api::parse_range("bytes=900-5000", 1000), byte_range(900, 999));
+  EXPECT_EQ(api::parse_range("bytes=100-", 1000), byte_range(100, 999));
+  EXPECT_EQ(api::parse_range("bytes=0-18446744073709551615", 10), byte_range(0, 9));
+}
+
+TEST(parse_range, suffix_ranges_count_from_the_end) {
+  EXPECT_EQ(api::parse_range("bytes=-500", 1000), byte_range(500, 999));
+  EXPECT_EQ(api::parse_range("bytes=-5000", 1000), byte_range(0, 999));
+  EXPECT_EQ(api::parse_range("bytes=-1", 1), byte_range(0, 0));
+}
+
+TEST(parse_range, ranges_outside_the_document_are_unsatisfiable) {
+  EXPECT_EQ(api::parse_range("bytes=1000-", 1000), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=1000-2000", 1000), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=0-0", 0), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=-1", 0), unsatisfiable);
+  EXPECT_EQ(api::parse_range("bytes=-0", 1000), unsatisfiable);
+}
+
+TEST(parse_range, what_it_does_not_understand_serves_the_whole_body) {
+  for (const std::string_view header :
+       {"", "bytes", "bytes=", "bytes=-", "bytes=5", "bytes=5-2", "bytes=0-0,5-9", "items=0-1", "Bytes=0-1",
+        "bytes= 0-1", "bytes=0 -1", "bytes=+0-1", "bytes=0x10-", "bytes=18446744073709551616-", "bytes=--1",
+        "bytes=1-2-3"}) {
+    EXPECT_EQ(api::parse_range(header, 1000), std::nullopt) << header;
+  }
 }
 
 // ---------------------------------------------------------------- is_docx

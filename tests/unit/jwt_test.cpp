@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 
 #include <chrono>
+#include <cstdint>
 #include <ostream>
 #include <set>
 #include <string>
@@ -315,6 +316,18 @@ TEST_F(JwtTest, LeewayIsConfigurable) {
   const auto token = strict.issue("u", "user", at(t0), seconds{60});
   EXPECT_EQ(strict.verify(token, at(t0 + 59)).error, token_error::none);
   EXPECT_EQ(strict.verify(token, at(t0 + 60)).error, token_error::expired);
+}
+
+// Found by tests/fuzz/jwt_fuzz.cpp: exp + leeway overflowed for an exp near
+// INT64_MAX (undefined behaviour) instead of meaning "far in the future".
+TEST_F(JwtTest, ExtremeExpiryTimesDoNotOverflow) {
+  auto claims = standard_claims();
+  claims["exp"] = INT64_MAX;
+  expect_accepted(sign_claims(claims), t0);
+  claims["exp"] = INT64_MAX - leeway + 1;
+  expect_accepted(sign_claims(claims), t0);
+  claims["exp"] = INT64_MIN;
+  EXPECT_EQ(verify_error(sign_claims(claims), t0), token_error::expired);
 }
 
 TEST_F(JwtTest, IssuedInTheFutureBeyondLeewayIsNotYetValid) {
