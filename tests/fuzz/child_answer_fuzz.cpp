@@ -12,7 +12,8 @@
 // Checks, besides no crash, no sanitizer report, and no exception but
 // stage_error (the one decode_child_output documents):
 // - a refused answer is a stage_error with a code the child may report
-//   (unreadable_document, document_too_complex, extractor_crashed) and a
+//   (unreadable_document, document_too_complex, extractor_crashed,
+//   sandbox_unavailable) and a
 //   message of at most 512 bytes of valid UTF-8;
 // - a decoded extraction has pages >= 0 and survives encode then decode;
 // - whatever the encoders are given (invalid UTF-8 included) decodes: an
@@ -50,7 +51,7 @@ bool valid_utf8(std::string_view s) {
 
 bool child_may_report(std::string_view code) {
   return code == codes::unreadable_document || code == codes::document_too_complex ||
-         code == codes::extractor_crashed;
+         code == codes::extractor_crashed || code == codes::sandbox_unavailable;
 }
 
 bool same(const extraction& a, const extraction& b) {

@@ -357,15 +357,12 @@ class DeadlineTest(ServerTestCase):
 
 
 class HeaderLimitInSegmentsTest(SharedServerTestCase):
-    """An open finding of tests/fuzz/http_head_fuzz.cpp (tests/fuzz/README.md):
-    Beast 1.81 applies the parser's header limit to the bytes of each read,
-    not to the whole head, and serve_one() does not bound the total. A head
-    whose segments each end one byte into the next field line is parsed a
-    field at a time and passes the 16 KiB limit without end (only the header
-    timeout stops it). Expected to fail until server.cpp bounds the head as
-    a whole; then drop expectedFailure."""
+    """Found by tests/fuzz/http_head_fuzz.cpp (tests/fuzz/README.md): Beast
+    1.81 applies the parser's header limit to the bytes of each read, not to
+    the whole head, so a head whose segments each end one byte into the next
+    field line passed the 16 KiB limit without end. serve_one() now reads the
+    whole head itself and holds it to the limit."""
 
-    @unittest.expectedFailure
     def test_head_over_the_limit_sent_in_segments_is_431(self):
         conn = self.connect(self.server)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
