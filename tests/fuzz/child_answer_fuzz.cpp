@@ -40,15 +40,6 @@ using docflow::pipeline::extraction;
 using docflow::pipeline::stage_error;
 namespace codes = docflow::pipeline::codes;
 
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto n = docflow::core::utf8_sequence_length(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 bool child_may_report(std::string_view code) {
   return code == codes::unreadable_document || code == codes::document_too_complex ||
          code == codes::extractor_crashed || code == codes::sandbox_unavailable;
@@ -72,7 +63,7 @@ outcome decode(std::string_view answer) {
     const auto& f = error.failure();
     check(child_may_report(f.code), "a refused answer carried a code the child may not report");
     check(f.message.size() <= 512, "a refused answer's message is longer than 512 bytes");
-    check(valid_utf8(f.message), "a refused answer's message is not UTF-8");
+    check(docflow::fuzz::valid_utf8(f.message), "a refused answer's message is not UTF-8");
     return {std::nullopt, f};
   }
 }
@@ -113,8 +104,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       e.metadata.author = optional_text(in, (mode & 0x20) != 0);
       const auto got = decode(docflow::pipeline::encode_child_output(e));
       check(got.e.has_value(), "the child's own encoding of an extraction was refused");
-      const bool utf8 = valid_utf8(e.text) && valid_utf8(e.metadata.title.value_or("")) &&
-                        valid_utf8(e.metadata.author.value_or(""));
+      const bool utf8 = docflow::fuzz::valid_utf8(e.text) &&
+                        docflow::fuzz::valid_utf8(e.metadata.title.value_or("")) &&
+                        docflow::fuzz::valid_utf8(e.metadata.author.value_or(""));
       if (e.metadata.created) {
         // The protocol carries milliseconds.
         e.metadata.created = docflow::core::time_point(
@@ -134,7 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (child_may_report(f.code)) {
         check(got.f->code == f.code && got.f->retryable == f.retryable,
               "a failure did not survive encode and decode");
-        if (valid_utf8(f.message) && f.message.size() <= 512) {
+        if (docflow::fuzz::valid_utf8(f.message) && f.message.size() <= 512) {
           check(got.f->message == f.message, "a failure's message did not survive encode and decode");
         }
       } else {

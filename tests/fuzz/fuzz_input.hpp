@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "core/encoding.hpp"
+
 namespace docflow::fuzz {
 
 /// Prints which invariant broke and aborts, which libFuzzer records as a
@@ -20,6 +22,17 @@ namespace docflow::fuzz {
 
 inline void check(bool holds, const char* what) {
   if (!holds) violated(what);
+}
+
+/// Whether `s` is valid UTF-8 (no overlong forms, surrogates or truncated
+/// sequences): what every text the server produces must be.
+inline bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto n = core::utf8_sequence_length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
 }
 
 /// Takes a fuzz input apart from the front; running out yields zeros and

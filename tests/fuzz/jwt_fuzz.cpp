@@ -56,15 +56,6 @@ std::string sign(std::string_view header, std::string_view payload) {
   return token + '.' + signature;
 }
 
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto n = docflow::core::utf8_sequence_length(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 void check_segments(std::string_view token) {
   while (!token.empty()) {
     const auto dot = token.find('.');
@@ -126,7 +117,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto role = in.rest();
     token = codec().issue(subject, role, when, ttl);
     const auto r = codec().verify(token, when);
-    if (!subject.empty() && valid_utf8(subject) && valid_utf8(role) && (role == "user" || role == "admin")) {
+    if (!subject.empty() && docflow::fuzz::valid_utf8(subject) && docflow::fuzz::valid_utf8(role) &&
+        (role == "user" || role == "admin")) {
       check(r.claims && r.claims->subject == subject && r.claims->role == role,
             "an issued token did not verify to its subject and role");
       const auto later = when + ttl + leeway;
