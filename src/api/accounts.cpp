@@ -3,6 +3,8 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "api/backend.hpp"
+#include "api/errors.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "auth/jwt.hpp"
@@ -11,8 +13,6 @@
 #include "auth/throttle.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
-#include "http/blocking_pool.hpp"
-#include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "store/database.hpp"
@@ -25,33 +25,14 @@ using boost::asio::awaitable;
 using std::chrono::duration_cast;
 using std::chrono::seconds;
 
-http::response problem(const http::request& req, const http::problem& p) {
-  return http::make_problem(req, p);
-}
-
-http::response retry_later(const http::request& req, int status, std::string slug, std::string title,
-                           std::string detail, seconds after) {
-  auto res = problem(req, {status, std::move(slug), std::move(title), std::move(detail), {}, {}});
-  res.fields.set("Retry-After", std::to_string(after.count()));
-  return res;
-}
-
-http::response busy_hashing(const http::request& req) {
-  return retry_later(req, 503, "busy", "Service Unavailable",
-                     "Too many password checks are running; retry shortly.", seconds{1});
-}
-
-http::response bad_refresh_token(const http::request& req) {
-  return problem(req, {401,
-                       "invalid-refresh-token",
-                       "Unauthorized",
-                       "The refresh token is unknown, expired, revoked or already used.",
-                       {},
-                       {}});
+core::error too_many_attempts(std::string detail, seconds wait) {
+  core::error e(core::errc::too_many_attempts, std::move(detail));
+  e.retry_after = wait;
+  return e;
 }
 
 void check_credentials(const std::optional<std::string>& username, const std::optional<std::string>& password,
-                       std::vector<http::field_error>& errors) {
+                       std::vector<core::field_error>& errors) {
   if (username && !core::valid_username(*username)) {
     errors.push_back({"username", "must be 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"});
   }
@@ -66,16 +47,14 @@ struct credentials {
   std::string password;
 };
 
-std::variant<credentials, http::problem> read_credentials(const http::request& req) {
+core::result<credentials> read_credentials(const http::request& req) {
   std::optional<std::string> username;
   std::optional<std::string> password;
-  std::vector<http::field_error> errors;
+  std::vector<core::field_error> errors;
   if (media_type(req) == "application/x-www-form-urlencoded") {
     auto form = form_body(req);
-    if (auto* p = std::get_if<http::problem>(&form)) {
-      return std::move(*p);
-    }
-    const auto& fields = std::get<0>(form);
+    if (!form) return form.error();
+    const auto& fields = *form;
     const auto field = [&](std::string_view name) -> std::optional<std::string> {
       const auto it = fields.find(name);
       if (it == fields.end()) {
@@ -92,31 +71,22 @@ std::variant<credentials, http::problem> read_credentials(const http::request& r
     password = field("password");
   } else {
     auto body = json_object_body(req);
-    if (auto* p = std::get_if<http::problem>(&body)) {
-      return std::move(*p);
-    }
-    const auto& o = std::get<0>(body);
-    username = required_string(o, "username", errors);
-    password = required_string(o, "password", errors);
+    if (!body) return body.error();
+    username = required_string(*body, "username", errors);
+    password = required_string(*body, "password", errors);
   }
-  if (!errors.empty()) {
-    return http::validation_failed(std::move(errors));
-  }
+  if (!errors.empty()) return core::invalid_fields(std::move(errors));
   return credentials{std::move(*username), std::move(*password)};
 }
 
 // The refresh_token member of a JSON body; empty string allowed (it is
 // simply unknown), missing or non-string is 422.
-std::variant<std::string, http::problem> read_refresh_token(const http::request& req) {
+core::result<std::string> read_refresh_token(const http::request& req) {
   auto body = json_object_body(req);
-  if (auto* p = std::get_if<http::problem>(&body)) {
-    return std::move(*p);
-  }
-  std::vector<http::field_error> errors;
-  auto token = required_string(std::get<0>(body), "refresh_token", errors);
-  if (!token) {
-    return http::validation_failed(std::move(errors));
-  }
+  if (!body) return body.error();
+  std::vector<core::field_error> errors;
+  auto token = required_string(*body, "refresh_token", errors);
+  if (!token) return core::invalid_fields(std::move(errors));
   return std::move(*token);
 }
 
@@ -142,45 +112,30 @@ boost::json::object user_json(const core::user& u) {
 }  // namespace
 
 awaitable<http::response> register_user(services& s, http::request& req) {
-  if (!s.cfg.signup_open) {
-    co_return problem(req, {403,
-                            "signup-closed",
-                            "Forbidden",
-                            "Registration is closed on this server; ask an administrator for an account.",
-                            {},
-                            {}});
-  }
+  if (!s.cfg.signup_open) co_return error_response(req, core::errc::signup_closed);
   auto body = json_object_body(req);
-  if (auto* p = std::get_if<http::problem>(&body)) {
-    co_return problem(req, *p);
-  }
-  std::vector<http::field_error> errors;
-  const auto& o = std::get<0>(body);
-  auto username = required_string(o, "username", errors);
-  auto password = required_string(o, "password", errors);
+  if (!body) co_return error_response(req, body.error());
+  std::vector<core::field_error> errors;
+  auto username = required_string(*body, "username", errors);
+  auto password = required_string(*body, "password", errors);
   check_credentials(username, password, errors);
-  if (!errors.empty()) {
-    co_return problem(req, http::validation_failed(std::move(errors)));
-  }
+  if (!errors.empty()) co_return error_response(req, core::invalid_fields(std::move(errors)));
   if (const auto wait = s.signups.begin(req.remote_address)) {
-    co_return retry_later(req, 429, "too-many-attempts", "Too Many Requests",
-                          "Too many registrations from this address; retry after the time in Retry-After.",
-                          *wait);
+    co_return error_response(
+        req, too_many_attempts(
+                 "Too many registrations from this address; retry after the time in Retry-After.", *wait));
   }
   auto slot = s.signup_hashing.try_acquire();
   if (!slot) {
     s.signups.abandoned(req.remote_address);
-    co_return busy_hashing(req);
+    co_return error_response(req, core::errc::hashing_busy);
   }
   core::user u{core::new_uuid_v7(), *username, {}, core::role::user, s.clock.now()};
-  const bool created = co_await s.blocking.run([&s, &u, &password] {
+  const auto created = co_await backend_call(s, cost::blocking, [&s, &u, &password] {
     u.password_hash = s.passwords.hash(*password);
     return s.db.create_user(u);
   });
-  if (!created) {
-    co_return problem(req,
-                      {409, "username-taken", "Conflict", "This username is already registered.", {}, {}});
-  }
+  if (!created) co_return error_response(req, created.error());
   obs::log(obs::level::info, "auth.registered",
            {{"request_id", req.request_id}, {"user_id", u.id}, {"remote", req.remote_address}});
   auto json = user_json(u);
@@ -192,23 +147,21 @@ awaitable<http::response> register_user(services& s, http::request& req) {
 
 awaitable<http::response> login(services& s, http::request& req) {
   auto parsed = read_credentials(req);
-  if (auto* p = std::get_if<http::problem>(&parsed)) {
-    co_return problem(req, *p);
-  }
-  auto& creds = std::get<credentials>(parsed);
+  if (!parsed) co_return error_response(req, parsed.error());
+  auto& creds = *parsed;
   const auto key = core::username_key(creds.username);
   if (const auto wait = s.throttle.begin(key, req.remote_address)) {
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "throttled"));
-    co_return retry_later(req, 429, "too-many-attempts", "Too Many Requests",
-                          "Too many failed logins; retry after the time in Retry-After.", *wait);
+    co_return error_response(
+        req, too_many_attempts("Too many failed logins; retry after the time in Retry-After.", *wait));
   }
   auto slot = s.hashing.try_acquire();
   if (!slot) {
     s.throttle.abandoned(key, req.remote_address);
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "busy"));
-    co_return busy_hashing(req);
+    co_return error_response(req, core::errc::hashing_busy);
   }
-  const auto user = co_await s.blocking.run([&s, &creds]() -> std::optional<core::user> {
+  const auto user = co_await backend_call(s, cost::blocking, [&s, &creds]() -> std::optional<core::user> {
     auto found = s.db.find_user_by_name(creds.username);
     const bool ok =
         s.passwords.verify(found ? std::optional(found->password_hash) : std::nullopt, creds.password);
@@ -219,13 +172,12 @@ awaitable<http::response> login(services& s, http::request& req) {
     s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "failed"));
     obs::log(obs::level::warn, "auth.login_failed",
              {{"request_id", req.request_id}, {"remote", req.remote_address}});
-    co_return problem(
-        req, {401, "invalid-credentials", "Unauthorized", "The username or password is wrong.", {}, {}});
+    co_return error_response(req, core::errc::invalid_credentials);
   }
   s.throttle.succeeded(key, req.remote_address);
   const auto refresh_token = docflow::auth::new_refresh_token();
   const auto now = s.clock.now();
-  co_await s.blocking.run([&] {
+  co_await backend_call(s, cost::blocking, [&] {
     s.db.start_refresh_family({core::new_uuid_v7(), user->id,
                                docflow::auth::refresh_token_hash(refresh_token), now,
                                now + s.cfg.refresh_ttl});
@@ -238,16 +190,12 @@ awaitable<http::response> login(services& s, http::request& req) {
 
 awaitable<http::response> refresh(services& s, http::request& req) {
   auto parsed = read_refresh_token(req);
-  if (auto* p = std::get_if<http::problem>(&parsed)) {
-    co_return problem(req, *p);
-  }
-  const auto& presented = std::get<std::string>(parsed);
-  if (presented.empty()) {
-    co_return bad_refresh_token(req);
-  }
+  if (!parsed) co_return error_response(req, parsed.error());
+  const auto& presented = *parsed;
+  if (presented.empty()) co_return error_response(req, core::errc::invalid_refresh_token);
   const auto successor = docflow::auth::new_refresh_token();
   const auto now = s.clock.now();
-  const auto result = co_await s.blocking.run([&] {
+  const auto result = co_await backend_call(s, cost::blocking, [&] {
     return s.db.rotate_refresh_token(
         docflow::auth::refresh_token_hash(presented),
         {{}, {}, docflow::auth::refresh_token_hash(successor), now, now + s.cfg.refresh_ttl},
@@ -261,28 +209,22 @@ awaitable<http::response> refresh(services& s, http::request& req) {
       break;
     case core::rotation_decision::reject: break;
   }
-  co_return bad_refresh_token(req);
+  co_return error_response(req, core::errc::invalid_refresh_token);
 }
 
 awaitable<http::response> logout(services& s, http::request& req) {
   auto parsed = read_refresh_token(req);
-  if (auto* p = std::get_if<http::problem>(&parsed)) {
-    co_return problem(req, *p);
-  }
-  const auto hash = docflow::auth::refresh_token_hash(std::get<std::string>(parsed));
+  if (!parsed) co_return error_response(req, parsed.error());
+  const auto hash = docflow::auth::refresh_token_hash(*parsed);
   const auto now = s.clock.now();
-  co_await s.blocking.run([&] { s.db.revoke_refresh_family(hash, now); });
+  co_await backend_call(s, cost::blocking, [&] { s.db.revoke_refresh_family(hash, now); });
   co_return http::response::empty(204);
 }
 
 awaitable<http::response> me(services& s, http::request& req) {
   const auto id = req.user->user_id;
-  const auto user = s.db.find_user(id);  // a primary-key read: inline, as documents::load explains
-  if (!user) {
-    auto res = problem(req, http::unauthorized("The account behind this token no longer exists."));
-    res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow", error="invalid_token")");
-    co_return res;
-  }
+  const auto user = co_await backend_call(s, cost::point_read, [&s, &id] { return s.db.find_user(id); });
+  if (!user) co_return error_response(req, core::errc::account_gone);
   co_return http::response::json(200, user_json(*user));
 }
 

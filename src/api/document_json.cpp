@@ -10,13 +10,13 @@ boost::json::value optional_time(const std::optional<core::time_point>& t) {
 }
 }  // namespace
 
+boost::json::value failure_json(const std::optional<core::failure>& f) {
+  if (!f) return nullptr;
+  return boost::json::object{{"code", f->code}, {"message", f->message}, {"retryable", f->retryable}};
+}
+
 boost::json::object document_json(const core::document& d) {
   const std::string self = "/documents/" + d.id;
-  boost::json::value error = nullptr;
-  if (d.error) {
-    error = boost::json::object{
-        {"code", d.error->code}, {"message", d.error->message}, {"retryable", d.error->retryable}};
-  }
   return {
       {"id", d.id},
       {"filename", d.filename},
@@ -31,7 +31,7 @@ boost::json::object document_json(const core::document& d) {
        {{"attempts", d.attempts},
         {"started_at", optional_time(d.started_at)},
         {"finished_at", optional_time(d.finished_at)},
-        {"error", error}}},
+        {"error", failure_json(d.error)}}},
       {"links",
        {{"self", self},
         {"content", self + "/content"},

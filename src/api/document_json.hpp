@@ -1,10 +1,15 @@
 #pragma once
 
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 #include "core/document.hpp"
 
 namespace docflow::api {
+
+/// {"code", "message", "retryable"}, or null without a failure: a
+/// document's processing.error, the error of an event and of a 409.
+boost::json::value failure_json(const std::optional<core::failure>& f);
 
 /// The Document of spec §3, with its links.
 boost::json::object document_json(const core::document& d);

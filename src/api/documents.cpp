@@ -11,8 +11,10 @@
 #include <boost/url/parse_query.hpp>
 
 #include "api/access.hpp"
+#include "api/backend.hpp"
 #include "api/cursor.hpp"
 #include "api/document_json.hpp"
+#include "api/errors.hpp"
 #include "api/idempotency.hpp"
 #include "api/range.hpp"
 #include "api/request_body.hpp"
@@ -22,9 +24,7 @@
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
 #include "http/admission.hpp"
-#include "http/blocking_pool.hpp"
 #include "http/multipart.hpp"
-#include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "pipeline/sandbox.hpp"
@@ -41,14 +41,12 @@ constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t max_title_chars = 256;
 constexpr std::size_t sniff_bytes = 8;
 
-http::response problem(const http::request& req, const http::problem& p) {
-  return http::make_problem(req, p);
+core::error unsupported(std::string detail) {
+  return {core::errc::unsupported_media_type, std::move(detail)};
 }
 
-http::problem unsupported(std::string detail) { return http::unsupported_media_type(std::move(detail)); }
-
-http::problem invalid_field(std::string field, std::string message) {
-  return http::validation_failed({{std::move(field), std::move(message)}});
+core::error invalid_field(std::string field, std::string message) {
+  return core::invalid_fields({{std::move(field), std::move(message)}});
 }
 
 // Receives the parts of an upload as they stream in: the file part goes to
@@ -89,7 +87,7 @@ public:
     size_ += bytes.size();
     if (size_ > max_bytes_) {
       return reject(
-          http::payload_too_large("The file exceeds the limit of " + std::to_string(max_bytes_) + " bytes."));
+          {core::errc::too_large, "The file exceeds the limit of " + std::to_string(max_bytes_) + " bytes."});
     }
     if (head_.size() < sniff_bytes) head_.append(bytes.substr(0, sniff_bytes - head_.size()));
     EVP_DigestUpdate(sha_.get(), bytes.data(), bytes.size());
@@ -98,7 +96,7 @@ public:
 
   void on_part_end() override { current_ = part_kind::none; }
 
-  const std::optional<http::problem>& problem() const { return problem_; }
+  const std::optional<core::error>& problem() const { return problem_; }
   bool file_seen() const { return file_seen_; }
   const std::string& filename() const { return filename_; }
   const std::optional<std::string>& title() const { return title_; }
@@ -118,7 +116,7 @@ private:
     void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
   };
 
-  void reject(http::problem p) { problem_ = std::move(p); }
+  void reject(core::error e) { problem_ = std::move(e); }
 
   blob::blob_writer& writer_;
   std::uint64_t max_bytes_;
@@ -129,12 +127,12 @@ private:
   std::optional<std::string> title_;
   std::uint64_t size_ = 0;
   std::string head_;
-  std::optional<http::problem> problem_;
+  std::optional<core::error> problem_;
 };
 
-// Everything the form must satisfy once it has been read in full; the
-// problem to answer, or the document to commit.
-std::variant<core::document, http::problem> validate(upload_sink& sink) {
+// Everything the form must satisfy once it has been read in full: the
+// document to commit, or why not.
+core::result<core::document> validate(upload_sink& sink) {
   if (!sink.file_seen()) return invalid_field("file", "is required");
   auto filename = core::sanitize_filename(sink.filename());
   if (filename.empty()) return invalid_field("file", "the file part needs a filename");
@@ -157,46 +155,73 @@ std::variant<core::document, http::problem> validate(upload_sink& sink) {
   return d;
 }
 
-// Reads the body through the parser. Returns the problem to answer when the
-// framing or the form is wrong; otherwise nullopt with the file written.
-awaitable<std::optional<http::problem>> stream_form(http::body_reader* body, http::multipart_parser& parser,
-                                                    upload_sink& sink) {
+core::error malformed(http::multipart_error e, const http::multipart_parser& parser) {
+  return {core::errc::invalid_request,
+          "The multipart body is malformed: " + http::describe(e, parser.limits()) + '.'};
+}
+
+// Reads the body through the parser. Returns the error when the framing or
+// the form is wrong; otherwise nullopt with the file written.
+awaitable<std::optional<core::error>> stream_form(http::body_reader* body, http::multipart_parser& parser,
+                                                  upload_sink& sink) {
   // Not zero-filled: a thousand uploads at once would clear 64 MiB for nothing.
   const auto chunk = std::make_unique_for_overwrite<char[]>(read_chunk);
   while (body) {
     const auto n = co_await body->read_some(chunk.get(), read_chunk);
     if (n == 0) break;
     if (const auto e = parser.feed(std::string_view(chunk.get(), n)); e != http::multipart_error::none) {
-      co_return http::bad_request("The multipart body is malformed: " + http::describe(e, parser.limits()) +
-                                  '.');
+      co_return malformed(e, parser);
     }
     if (sink.problem()) co_return sink.problem();
   }
-  if (const auto e = parser.finish(); e != http::multipart_error::none) {
-    co_return http::bad_request("The multipart body is malformed: " + http::describe(e, parser.limits()) +
-                                '.');
-  }
+  if (const auto e = parser.finish(); e != http::multipart_error::none) co_return malformed(e, parser);
   co_return std::nullopt;
 }
 
-std::string outcome_label(int status) {
-  return obs::metrics::label("outcome", status == 201 ? "created" : status >= 500 ? "failed" : "rejected");
-}
+// Counts each upload once, by how it ended: from the final answer, or from
+// the exception that ended the request without one. Every path passes here,
+// whatever refused it (the form, the file, the Idempotency-Key, the database).
+class upload_outcome {
+public:
+  explicit upload_outcome(obs::metrics& metrics) : metrics_(metrics) {}
+  ~upload_outcome() { metrics_.add("docflow_uploads_total", obs::metrics::label("outcome", outcome_)); }
+  upload_outcome(const upload_outcome&) = delete;
+  upload_outcome& operator=(const upload_outcome&) = delete;
+
+  void answered(const http::response& res) {
+    if (res.fields.get("Idempotent-Replayed")) {
+      outcome_ = "replayed";
+    } else {
+      outcome_ = res.status == 201 ? "created" : res.status >= 500 ? "failed" : "rejected";
+    }
+  }
+  // The server answers 413 or 400 for these two; the others have no answer.
+  void body_failed(const http::body_error& e) {
+    const auto kind = e.which();
+    const bool answered =
+        kind == http::body_error::kind::too_large || kind == http::body_error::kind::malformed;
+    outcome_ = answered ? "rejected" : "aborted";
+  }
+
+private:
+  obs::metrics& metrics_;
+  const char* outcome_ = "failed";  // an exception other than the body's: the server answers 500
+};
 
 // A byte range of a blob as a response body.
 class blob_range final : public http::body_source {
 public:
-  blob_range(std::unique_ptr<blob::blob_reader> reader, std::uint64_t offset)
-      : reader_(std::move(reader)), offset_(offset) {}
-  // Local disk reads come from the page cache in microseconds; they run
-  // inline rather than paying two thread hops per 64 KiB.
+  blob_range(services& s, std::unique_ptr<blob::blob_reader> reader, std::uint64_t offset)
+      : s_(s), reader_(std::move(reader)), offset_(offset) {}
   boost::asio::awaitable<std::size_t> read(char* out, std::size_t max) override {
-    const auto n = reader_->read_at(offset_, out, max);
+    const auto n = co_await backend_call(s_, cost::blob_read,
+                                         [this, out, max] { return reader_->read_at(offset_, out, max); });
     offset_ += n;
     co_return n;
   }
 
 private:
+  services& s_;
   std::unique_ptr<blob::blob_reader> reader_;
   std::uint64_t offset_;
 };
@@ -224,12 +249,11 @@ std::string content_disposition(const std::string& filename) {
 }  // namespace
 
 namespace {
-// Streams, checks and stores one upload whose form boundary is known.
 // Publishes a validated upload: bytes first, row last, so a crash in
-// between leaves an unreferenced blob, never a row without its bytes.
-// Stores the blob, then the row. With an Idempotency-Key (`scope`), the
-// answer is stored in the row's transaction: a crash leaves the document and
-// its answer, or neither, so a retry replays it or makes the only document.
+// between leaves an unreferenced blob, never a row without its bytes. With
+// an Idempotency-Key (`scope`), the answer is stored in the row's
+// transaction: a crash leaves the document and its answer, or neither, so a
+// retry replays it or makes the only document.
 awaitable<http::response> commit_upload(services& s, const http::request& req, blob::blob_writer& writer,
                                         core::document& doc, idempotent_scope* scope) {
   doc.id = core::new_uuid_v7();
@@ -249,19 +273,23 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
                                  std::string(res.fields.get("Content-Type").value_or("application/json")),
                                  "/documents/" + doc.id};
   }
-  co_await s.blocking.run([&s, &writer, &doc, &answer] {
+  const auto inserted = co_await backend_call(s, cost::blocking, [&s, &writer, &doc, &answer] {
     writer.commit(doc.id);
     crash_point("blob_committed");
+    core::result<void> done;
     try {
-      s.db.insert_document(doc, answer ? &*answer : nullptr);
+      done = s.db.insert_document(doc, answer ? &*answer : nullptr);
     } catch (...) {
       s.blobs.remove(doc.id);
       throw;
     }
+    if (!done) s.blobs.remove(doc.id);
     crash_point("inserted");
+    return done;
   });
+  // Stored with the row, or (the claim lost to a retry) the retry's to store.
   if (scope) scope->recorded = true;
-  s.metrics.add("docflow_uploads_total", outcome_label(201));
+  if (!inserted) co_return error_response(req, inserted.error());
   s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
   obs::log(obs::level::info, "document.uploaded",
            {{"request_id", req.request_id},
@@ -273,31 +301,26 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
   co_return res;
 }
 
+// Streams, checks and stores one upload whose form boundary is known.
 awaitable<http::response> receive_upload(services& s, http::request& req, const std::string& boundary,
                                          const std::optional<std::string>& key) {
-  auto writer = co_await s.blocking.run([&s] { return s.blobs.begin(); });
+  auto writer = co_await backend_call(s, cost::blocking, [&s] { return s.blobs.begin(); });
   upload_sink sink(*writer, s.cfg.max_upload_bytes);
   http::multipart_parser parser(boundary, sink);
-  std::optional<http::problem> refused;
-  try {
+  std::optional<core::error> refused;
+  {
     // The turn covers receiving only: the commit overlaps the next upload's.
+    // A body_error passes up; the writer's destructor discards the bytes.
     auto turn = co_await s.uploads.enter();
     refused = co_await stream_form(req.body_stream, parser, sink);
-  } catch (const http::body_error& e) {
-    // The server answers 413 or 400 for these two; the others have no answer.
-    const auto kind = e.which();
-    const bool answered =
-        kind == http::body_error::kind::too_large || kind == http::body_error::kind::malformed;
-    s.metrics.add("docflow_uploads_total", obs::metrics::label("outcome", answered ? "rejected" : "aborted"));
-    throw;  // the writer's destructor discards the bytes
   }
   core::document doc;
   if (!refused) {
     auto checked = validate(sink);
-    if (auto* p = std::get_if<http::problem>(&checked)) {
-      refused = std::move(*p);
+    if (checked) {
+      doc = std::move(*checked);
     } else {
-      doc = std::move(std::get<core::document>(checked));
+      refused = checked.error();
     }
   }
   if (!refused && doc.kind == core::file_kind::docx) {
@@ -314,13 +337,10 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
       // no child could be started): not the file's fault.
       obs::log(obs::level::error, "document.check_failed",
                {{"request_id", req.request_id}, {"code", e.failure().code}, {"error", e.failure().message}});
-      refused = http::service_unavailable("DOCX files cannot be checked at the moment.");
+      refused = core::error(core::errc::unavailable, "DOCX files cannot be checked at the moment.");
     }
   }
-  if (refused) {
-    s.metrics.add("docflow_uploads_total", outcome_label(refused->status));
-    co_return problem(req, *refused);
-  }
+  if (refused) co_return error_response(req, *refused);
   if (key) {
     // Same key, same file, same name and title: the same Document again.
     const auto fingerprint =
@@ -332,48 +352,49 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
   co_return co_await commit_upload(s, req, *writer, doc, nullptr);
 }
 
-}  // namespace
-
-awaitable<http::response> upload(services& s, http::request& req) {
-  const auto type = media_type(req);
-  if (type != "multipart/form-data") {
-    s.metrics.add("docflow_uploads_total", outcome_label(415));
-    co_return problem(req, unsupported("Upload a file as multipart/form-data with a part named 'file'."));
+awaitable<http::response> upload_request(services& s, http::request& req) {
+  if (media_type(req) != "multipart/form-data") {
+    co_return error_response(req,
+                             unsupported("Upload a file as multipart/form-data with a part named 'file'."));
   }
   const auto boundary = http::form_data_boundary(req.fields.get("Content-Type").value_or(""));
   if (!boundary) {
-    s.metrics.add("docflow_uploads_total", outcome_label(400));
-    co_return problem(req,
-                      http::bad_request("The multipart boundary is missing or invalid (1-70 characters)."));
+    co_return error_response(req, {core::errc::invalid_request,
+                                   "The multipart boundary is missing or invalid (1-70 characters)."});
   }
   const auto key = idempotency_key(req);
-  if (const auto* p = std::get_if<http::problem>(&key)) co_return problem(req, *p);
-  const auto* k = std::get_if<std::string>(&key);
-  const std::optional<std::string> key_value = k ? std::optional(*k) : std::nullopt;
+  if (!key) co_return error_response(req, key.error());
   try {
-    co_return co_await receive_upload(s, req, *boundary, key_value);
+    co_return co_await receive_upload(s, req, *boundary, *key);
   } catch (const blob::blob_full& e) {
     // A full disk is the operator's problem and passes: tell the client to come back.
     obs::log(obs::level::error, "document.storage_full",
              {{"request_id", req.request_id}, {"error", e.what()}});
   }
-  s.metrics.add("docflow_uploads_total", outcome_label(507));
-  auto res = problem(req, {507,
-                           "storage-full",
-                           "Insufficient Storage",
-                           "The server has no room to store this file now; retry later.",
-                           {},
-                           {}});
-  res.fields.set("Retry-After", "60");
-  co_return res;
+  co_return error_response(req, core::errc::storage_full);
+}
+
+}  // namespace
+
+awaitable<http::response> upload(services& s, http::request& req) {
+  upload_outcome outcome(s.metrics);
+  try {
+    auto res = co_await upload_request(s, req);
+    outcome.answered(res);
+    co_return res;
+  } catch (const http::body_error& e) {
+    outcome.body_failed(e);
+    throw;
+  }
 }
 
 awaitable<http::response> list(services& s, http::request& req) {
   store::document_query q;
   q.owner_id = owner_scope(req);
   auto params = boost::urls::parse_query(req.query);
-  if (!params) co_return problem(req, http::bad_request("The query string cannot be parsed."));
-  std::vector<http::field_error> errors;
+  if (!params)
+    co_return error_response(req, {core::errc::invalid_request, "The query string cannot be parsed."});
+  std::vector<core::field_error> errors;
   const boost::urls::encoding_opts query_encoding(true);
   for (const auto& p : *params) {
     const auto key = p.key.decode(query_encoding);
@@ -382,7 +403,7 @@ awaitable<http::response> list(services& s, http::request& req) {
       std::int64_t n = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
-        co_return problem(req, http::bad_request("limit must be a whole number."));
+        co_return error_response(req, {core::errc::invalid_request, "limit must be a whole number."});
       }
       if (n < 1 || n > 200) {
         errors.push_back({"limit", "must be between 1 and 200"});
@@ -394,14 +415,17 @@ awaitable<http::response> list(services& s, http::request& req) {
       if (!q.status) errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
     } else if (key == "cursor") {
       q.after = s.cursors.decode(value);
-      if (!q.after) co_return problem(req, http::bad_request("The cursor is not one this server issued."));
+      if (!q.after) {
+        co_return error_response(req,
+                                 {core::errc::invalid_request, "The cursor is not one this server issued."});
+      }
     }
   }
-  if (!errors.empty()) co_return problem(req, http::validation_failed(std::move(errors)));
+  if (!errors.empty()) co_return error_response(req, core::invalid_fields(std::move(errors)));
   const auto page_size = q.limit;
   ++q.limit;  // one more tells whether a next page exists
-  // An indexed page of at most 201 rows: read inline (see load below).
-  auto docs = s.db.list_documents(q);
+  // An indexed page of at most 201 rows: as cheap as a point read.
+  auto docs = co_await backend_call(s, cost::point_read, [&s, &q] { return s.db.list_documents(q); });
   boost::json::value next = nullptr;
   if (docs.size() > page_size) {
     docs.resize(page_size);
@@ -414,29 +438,15 @@ awaitable<http::response> list(services& s, http::request& req) {
                                  boost::json::object{{"items", std::move(items)}, {"next_cursor", next}});
 }
 
-namespace {
-// The document named in the path, scoped to the caller; nullopt (a 404) for
-// a malformed id, a missing one and another user's alike.
-//
-// Read on the I/O thread, not the blocking pool: a primary-key read from
-// SQLite in WAL mode never waits for a writer, and two thread hops cost more
-// CPU than the read itself (docs/architecture.md, "Where work runs").
-std::optional<core::document> load(services& s, const http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) return std::nullopt;
-  return s.db.find_document(id, owner_scope(req));
-}
-}  // namespace
-
 awaitable<http::response> get(services& s, http::request& req) {
-  const auto doc = load(s, req);
-  if (!doc) co_return problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
   co_return http::response::json(200, document_json(*doc));
 }
 
 awaitable<http::response> content(services& s, http::request& req) {
-  const auto doc = load(s, req);
-  if (!doc) co_return problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
   const std::string etag = '"' + doc->sha256 + '"';
   http::response res;
   res.fields.set("ETag", etag);
@@ -445,11 +455,11 @@ awaitable<http::response> content(services& s, http::request& req) {
     res.status = 304;
     co_return res;
   }
-  auto reader = co_await s.blocking.run([&s, &doc] { return s.blobs.open(doc->id); });
+  auto reader = co_await backend_call(s, cost::blob_read, [&s, &doc] { return s.blobs.open(doc->id); });
   if (!reader) {
     obs::log(obs::level::error, "document.blob_missing",
              {{"request_id", req.request_id}, {"document_id", doc->id}});
-    co_return problem(req, http::internal_error());
+    co_return error_response(req, core::errc::storage_unavailable);
   }
   const auto size = reader->size();
   res.fields.set("Accept-Ranges", "bytes");
@@ -463,12 +473,7 @@ awaitable<http::response> content(services& s, http::request& req) {
   if (const auto range = req.fields.get("Range"); range && (!if_range || *if_range == etag)) {
     if (const auto r = parse_range(*range, size)) {
       if (r->first > r->second) {
-        auto unsatisfiable = problem(req, {416,
-                                           "range-not-satisfiable",
-                                           "Range Not Satisfiable",
-                                           "The requested range lies outside the document.",
-                                           {},
-                                           {}});
+        auto unsatisfiable = error_response(req, core::errc::range_not_satisfiable);
         unsatisfiable.fields.set("Content-Range", "bytes */" + std::to_string(size));
         co_return unsatisfiable;
       }
@@ -479,30 +484,22 @@ awaitable<http::response> content(services& s, http::request& req) {
                                           '/' + std::to_string(size));
     }
   }
-  res.stream = std::make_shared<blob_range>(std::move(reader), first);
+  res.stream = std::make_shared<blob_range>(s, std::move(reader), first);
   res.stream_size = length;
   co_return res;
 }
 
 awaitable<http::response> remove(services& s, http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
   const auto owner = owner_scope(req);
-  const auto outcome = co_await s.blocking.run([&s, &id, &owner] {
-    const auto o = s.db.delete_document(id, owner);
-    if (o == store::delete_outcome::deleted) s.blobs.remove(id);
-    return o;
+  const auto& id = doc->id;
+  const auto removed = co_await backend_call(s, cost::blocking, [&s, &id, &owner] {
+    auto done = s.db.delete_document(id, owner);
+    if (done) s.blobs.remove(id);
+    return done;
   });
-  switch (outcome) {
-    case store::delete_outcome::not_found: co_return problem(req, document_not_found());
-    case store::delete_outcome::busy: {
-      http::problem p{
-          409, "document-busy", "Conflict", "The document is being processed; cancel it first.", {}, {}};
-      p.extensions["document_status"] = "PROCESSING";
-      co_return problem(req, p);
-    }
-    case store::delete_outcome::deleted: break;
-  }
+  if (!removed) co_return error_response(req, removed.error());
   s.changes.notify(id);  // its event streams end now: a deletion records no event to wake them
   obs::log(obs::level::info, "document.deleted",
            {{"request_id", req.request_id}, {"document_id", id}, {"user_id", req.user->user_id}});
@@ -511,7 +508,7 @@ awaitable<http::response> remove(services& s, http::request& req) {
 
 void describe_metrics(services& s) {
   s.metrics.describe("docflow_uploads_total", obs::metrics::kind::counter,
-                     "Uploads by outcome (created, rejected, aborted, failed).");
+                     "Uploads by outcome (created, replayed, rejected, aborted, failed).");
   s.metrics.describe("docflow_upload_bytes_total", obs::metrics::kind::counter,
                      "Bytes of documents stored by accepted uploads.");
   s.metrics.set("docflow_upload_bytes_total", "", 0);

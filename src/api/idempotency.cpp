@@ -4,11 +4,10 @@
 #include <csignal>
 #include <cstdlib>
 
-#include "api/services.hpp"
+#include "api/backend.hpp"
+#include "api/errors.hpp"
 #include "config/config.hpp"
 #include "core/crypto.hpp"
-#include "http/blocking_pool.hpp"
-#include "store/database.hpp"
 
 namespace docflow::api {
 
@@ -16,24 +15,18 @@ namespace {
 
 bool storable(int status) { return status < 500 && status != 429; }
 
-http::response in_flight_problem(const http::request& req) {
-  return http::make_problem(req, {409,
-                                  "idempotency-key-in-flight",
-                                  "Conflict",
-                                  "A request with this Idempotency-Key is still being handled; retry later.",
-                                  {},
-                                  {}});
-}
-
 }  // namespace
 
-std::variant<std::monostate, std::string, http::problem> idempotency_key(const http::request& req) {
+core::result<std::optional<std::string>> idempotency_key(const http::request& req) {
   const auto key = req.fields.get("Idempotency-Key");
-  if (!key) return std::monostate{};
+  if (!key) return std::optional<std::string>();
   const bool valid = !key->empty() && key->size() <= 255 &&
                      std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
-  if (!valid) return http::bad_request("Idempotency-Key must be 1-255 visible ASCII characters.");
-  return std::string(*key);
+  if (!valid) {
+    return core::error(core::errc::invalid_request,
+                       "Idempotency-Key must be 1-255 visible ASCII characters.");
+  }
+  return std::optional(std::string(*key));
 }
 
 void crash_point(std::string_view point) {
@@ -47,42 +40,28 @@ boost::asio::awaitable<http::response> once(
   const auto& user = req.user->user_id;
   const auto print = core::sha256_hex(fingerprint);
   const auto now = s.clock.now();
-  const auto claim = co_await s.blocking.run([&] {
+  const auto claim = co_await backend_call(s, cost::blocking, [&] {
     return s.db.begin_idempotent(user, key, print, now, s.cfg.idempotency_ttl,
                                  s.cfg.idempotency_claim_timeout);
   });
-  switch (claim.outcome) {
-    case store::idempotency_claim::kind::mismatch:
-      co_return http::make_problem(req, {422,
-                                         "idempotency-key-reused",
-                                         "Unprocessable Content",
-                                         "This Idempotency-Key was already used for a different request.",
-                                         {},
-                                         {}});
-    case store::idempotency_claim::kind::in_flight: co_return in_flight_problem(req);
-    case store::idempotency_claim::kind::replay: {
-      auto res = http::response::text(claim.status, claim.body, claim.content_type);
-      if (!claim.location.empty()) res.fields.set("Location", claim.location);
-      res.fields.set("Idempotent-Replayed", "true");
-      co_return res;
-    }
-    case store::idempotency_claim::kind::fresh: break;
+  if (!claim) co_return error_response(req, claim.error());
+  if (claim->outcome == store::idempotency_claim::kind::replay) {
+    auto res = http::response::text(claim->status, claim->body, claim->content_type);
+    if (!claim->location.empty()) res.fields.set("Location", claim->location);
+    res.fields.set("Idempotent-Replayed", "true");
+    co_return res;
   }
   crash_point("claimed");
-  idempotent_scope scope{user, key, claim.token};
+  idempotent_scope scope{user, key, claim->token};
   std::exception_ptr failure;
   http::response res;
   try {
     res = co_await action(scope);
-  } catch (const store::idempotency_claim_lost&) {
-    // This request ran so long that a retry took the key over: that retry's
-    // answer is the one that counts, and this request changed nothing.
-    co_return in_flight_problem(req);
   } catch (...) {
     failure = std::current_exception();
   }
   if (failure || !storable(res.status)) {
-    co_await s.blocking.run([&] { s.db.abandon_idempotent(user, key, scope.claim); });
+    co_await backend_call(s, cost::blocking, [&] { s.db.abandon_idempotent(user, key, scope.claim); });
     if (failure) std::rethrow_exception(failure);
     co_return res;
   }
@@ -95,7 +74,7 @@ boost::asio::awaitable<http::response> once(
         res.body,
         std::string(res.fields.get("Content-Type").value_or("application/json")),
         std::string(res.fields.get("Location").value_or(""))};
-    co_await s.blocking.run([&] { s.db.finish_idempotent(answer); });
+    co_await backend_call(s, cost::blocking, [&] { s.db.finish_idempotent(answer); });
   }
   co_return res;
 }

@@ -4,24 +4,24 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 
 #include <boost/asio/awaitable.hpp>
 
+#include "core/result.hpp"
 #include "http/message.hpp"
-#include "http/problem.hpp"
 
 namespace docflow::api {
 
 struct services;
 
 /// The request's Idempotency-Key: none, a valid key (1-255 visible ASCII
-/// characters), or the 400 problem for an invalid one.
-std::variant<std::monostate, std::string, http::problem> idempotency_key(const http::request& req);
+/// characters), or invalid_request for an invalid one.
+core::result<std::optional<std::string>> idempotency_key(const http::request& req);
 
 /// The fresh claim an action runs under. An action whose effect and answer
 /// must survive a crash together (an upload: its document) stores the answer
-/// itself in its own transaction and sets `recorded`.
+/// itself in its own transaction and sets `recorded`; so does one that found
+/// its claim taken over by a retry (whose answer is then the one that counts).
 struct idempotent_scope {
   std::string user_id;
   std::string key;

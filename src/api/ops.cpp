@@ -1,15 +1,16 @@
 #include "api/ops.hpp"
 
 #include <openssl/crypto.h>
+#include "api/backend.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "api/backend.hpp"
 #include "api/services.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "http/admission.hpp"
-#include "http/blocking_pool.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
@@ -23,7 +24,7 @@ namespace {
 template <class F>
 boost::asio::awaitable<std::string> probe(services& s, const http::request& req, const char* what, F f) {
   try {
-    co_await s.blocking.run(std::move(f));
+    co_await backend_call(s, cost::blocking, f);
     co_return "ok";
   } catch (const std::exception& e) {
     obs::log(obs::level::warn, "readiness.failed",
@@ -69,7 +70,7 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
   s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads.waiting()));
   // Queue depth is the database's to tell (other processes add and take jobs).
   try {
-    const auto stats = co_await s.blocking.run([&s] { return s.db.job_stats(); });
+    const auto stats = co_await backend_call(s, cost::blocking, [&s] { return s.db.job_stats(); });
     s.metrics.set("docflow_jobs_queued", "", static_cast<double>(stats.queued));
     s.metrics.set("docflow_jobs_running", "", static_cast<double>(stats.running));
   } catch (const store::store_error& e) {

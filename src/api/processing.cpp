@@ -12,14 +12,14 @@
 #include <boost/json/value.hpp>
 
 #include "api/access.hpp"
+#include "api/backend.hpp"
 #include "api/document_json.hpp"
+#include "api/errors.hpp"
 #include "api/idempotency.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
-#include "http/blocking_pool.hpp"
-#include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "store/change_feed.hpp"
 #include "store/database.hpp"
@@ -33,42 +33,30 @@ using namespace std::chrono_literals;
 
 constexpr auto heartbeat_every = 15s;
 
-boost::json::value failure_json(const std::optional<core::failure>& f) {
-  if (!f) return nullptr;
-  return boost::json::object{{"code", f->code}, {"message", f->message}, {"retryable", f->retryable}};
-}
-
 // The 409 for a document whose result cannot be shown (yet).
-http::problem not_ready(const core::document& d) {
-  http::problem p;
-  if (d.status == core::status::failed) {
-    p = {409, "processing-failed", "Conflict", "Processing this document failed; see error.", {}, {}};
-    p.extensions["error"] = failure_json(d.error);
-  } else {
-    p = {409,        "result-not-ready",
-         "Conflict", "The document has no result yet; request processing or wait for it to complete.",
-         {},         {}};
-  }
-  p.extensions["document_status"] = core::to_string(d.status);
-  return p;
+core::error not_ready(const core::document& d) {
+  core::error e(d.status == core::status::failed ? core::errc::processing_failed
+                                                 : core::errc::result_not_ready);
+  e.document_status = d.status;
+  e.document_error = d.error;
+  return e;
 }
 
-// The caller's document and, when it is COMPLETED, its result.
+// The caller's document and, when it is COMPLETED, its result; the error
+// to answer otherwise.
 struct loaded {
-  std::optional<core::document> document;
-  std::optional<store::stored_result> result;
+  core::document document;
+  store::stored_result result;
 };
 
-awaitable<loaded> load_with_result(services& s, const http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return loaded{};
-  const auto owner = owner_scope(req);
-  co_return co_await s.blocking.run([&s, &id, &owner] {
-    loaded out;
-    out.document = s.db.find_document(id, owner);
-    if (out.document && out.document->status == core::status::completed) out.result = s.db.find_result(id);
-    return out;
-  });
+awaitable<core::result<loaded>> load_with_result(services& s, const http::request& req) {
+  auto doc = co_await caller_document(s, req);
+  if (!doc) co_return doc.error();
+  if (doc->status != core::status::completed) co_return not_ready(*doc);
+  const auto& id = doc->id;
+  auto found = co_await backend_call(s, cost::blocking, [&s, &id] { return s.db.find_result(id); });
+  if (!found) co_return not_ready(*doc);  // processed again meanwhile
+  co_return loaded{std::move(*doc), std::move(*found)};
 }
 
 std::string sse_event(const std::string& document_id, const store::document_event& e) {
@@ -112,11 +100,12 @@ public:
       const bool heartbeat_due = std::chrono::steady_clock::now() - last_write_ >= heartbeat_every;
       if (wake_->pending || heartbeat_due) {
         wake_->pending = false;
-        queue(co_await s_.blocking.run([this] { return s_.db.events_after(id_, last_seq_); }));
+        queue(
+            co_await backend_call(s_, cost::blocking, [this] { return s_.db.events_after(id_, last_seq_); }));
         if (!pending_.empty()) break;
         // Woken with nothing new (a deletion leaves no event), or quiet for a while.
-        const bool exists =
-            co_await s_.blocking.run([this] { return s_.db.find_document(id_, std::nullopt).has_value(); });
+        const bool exists = co_await backend_call(
+            s_, cost::point_read, [this] { return s_.db.find_document(id_, std::nullopt).has_value(); });
         if (!exists) co_return 0;  // deleted while watched
         if (heartbeat_due) {
           pending_ = ": heartbeat\n\n";
@@ -164,7 +153,7 @@ private:
         });
       }
     }));
-    const auto all = co_await s_.blocking.run([this] { return s_.db.events_after(id_, 0); });
+    const auto all = co_await backend_call(s_, cost::blocking, [this] { return s_.db.events_after(id_, 0); });
     if (all.empty()) co_return;
     if (resume_) {
       std::vector<store::document_event> later;
@@ -205,19 +194,13 @@ awaitable<http::response> request_processing(services& s, const http::request& r
   const auto owner = owner_scope(req);
   const auto job_id = core::new_uuid_v7();
   const auto now = s.clock.now();
-  const auto outcome = co_await s.blocking.run(
-      [&] { return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth); });
-  switch (outcome.outcome) {
-    case store::process_outcome::not_found: co_return http::make_problem(req, document_not_found());
-    case store::process_outcome::queue_full: {
-      auto res = http::make_problem(
-          req,
-          {429, "queue-full", "Too Many Requests", "The processing queue is full; retry later.", {}, {}});
-      res.fields.set("Retry-After", "5");
-      co_return res;
-    }
+  const auto requested = co_await backend_call(s, cost::blocking, [&] {
+    return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth);
+  });
+  if (!requested) co_return error_response(req, requested.error());
+  switch (requested->outcome) {
     case store::process_outcome::completed:
-      co_return http::response::json(200, document_json(*outcome.document));
+      co_return http::response::json(200, document_json(requested->document));
     case store::process_outcome::accepted:
       // `attempt` is the number the coming attempt will carry: attempts count
       // across every processing request of the document.
@@ -225,65 +208,57 @@ awaitable<http::response> request_processing(services& s, const http::request& r
                {{"request_id", req.request_id},
                 {"document_id", id},
                 {"job_id", job_id},
-                {"attempt", outcome.document->attempts + 1}});
+                {"attempt", requested->document.attempts + 1}});
       break;
     case store::process_outcome::already_processing: break;
   }
-  co_return http::response::json(202, document_json(*outcome.document));
+  co_return http::response::json(202, document_json(requested->document));
 }
 }  // namespace
 
 awaitable<http::response> process(services& s, http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
   const auto key = idempotency_key(req);
-  if (const auto* p = std::get_if<http::problem>(&key)) co_return http::make_problem(req, *p);
-  if (const auto* k = std::get_if<std::string>(&key)) {
-    co_return co_await once(s, req, *k, "POST /documents/{id}/process " + id,
+  if (!key) co_return error_response(req, key.error());
+  const auto& id = doc->id;
+  if (*key) {
+    co_return co_await once(s, req, **key, "POST /documents/{id}/process " + id,
                             [&s, &req, &id](idempotent_scope&) { return request_processing(s, req, id); });
   }
   co_return co_await request_processing(s, req, id);
 }
 
 awaitable<http::response> cancel(services& s, http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
+  const auto& id = doc->id;
   const auto owner = owner_scope(req);
   const auto now = s.clock.now();
-  const core::failure cancelled{"cancelled", "processing was cancelled at the owner's request", true};
-  const auto result =
-      co_await s.blocking.run([&] { return s.db.cancel_processing(id, owner, cancelled, now); });
-  const auto& doc = result.document;
-  switch (result.outcome) {
-    case store::cancel_outcome::not_found: co_return http::make_problem(req, document_not_found());
-    case store::cancel_outcome::not_processing: {
-      http::problem p{
-          409, "not-processing", "Conflict", "Only a document being processed can be cancelled.", {}, {}};
-      p.extensions["document_status"] = core::to_string(doc->status);
-      co_return http::make_problem(req, p);
-    }
-    case store::cancel_outcome::cancelled: break;
-  }
+  const core::failure cancelled{core::errc::cancelled, "processing was cancelled at the owner's request",
+                                true};
+  const auto done = co_await backend_call(s, cost::blocking,
+                                          [&] { return s.db.cancel_processing(id, owner, cancelled, now); });
+  if (!done) co_return error_response(req, done.error());
   obs::log(obs::level::info, "document.failed",
            {{"request_id", req.request_id},
             {"document_id", id},
-            {"job_id", result.job_id},
-            {"attempt", doc->attempts},
-            {"code", "cancelled"},
+            {"job_id", done->job_id},
+            {"attempt", done->document.attempts},
+            {"code", cancelled.code},
             {"retryable", true}});
-  co_return http::response::json(202, document_json(*doc));
+  co_return http::response::json(202, document_json(done->document));
 }
 
 awaitable<http::response> result(services& s, http::request& req) {
   const auto found = co_await load_with_result(s, req);
-  if (!found.document) co_return http::make_problem(req, document_not_found());
-  if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
-  const auto& r = *found.result;
+  if (!found) co_return error_response(req, found.error());
+  const auto& r = found->result;
   boost::json::error_code ec;
   auto summary = boost::json::parse(r.summary_json, ec);
   if (ec || !summary.is_object()) throw std::runtime_error("unreadable result summary");
   auto& body = summary.as_object();
-  const auto& id = found.document->id;
+  const auto& id = found->document.id;
   body["document_id"] = id;
   body["pipeline_version"] = r.pipeline_version;
   body["started_at"] = core::format_rfc3339(r.started_at);
@@ -307,7 +282,7 @@ public:
       : s_(s), id_(std::move(document_id)), completed_at_(completed_at) {}
 
   awaitable<std::size_t> read(char* out, std::size_t max) override {
-    auto piece = co_await s_.blocking.run([this, max] {
+    auto piece = co_await backend_call(s_, cost::blocking, [this, max] {
       return s_.db.read_result_text(id_, completed_at_, offset_, std::min(max, piece_bytes));
     });
     if (!piece) throw std::runtime_error("the result changed while its text was sent");
@@ -325,36 +300,21 @@ private:
 };
 
 awaitable<http::response> result_text(services& s, http::request& req) {
-  auto found = co_await load_with_result(s, req);
-  if (!found.document) co_return http::make_problem(req, document_not_found());
-  if (!found.result) co_return http::make_problem(req, not_ready(*found.document));
+  const auto found = co_await load_with_result(s, req);
+  if (!found) co_return error_response(req, found.error());
   http::response res;
   res.status = 200;
   res.fields.set("Content-Type", "text/plain; charset=utf-8");
-  res.stream = std::make_shared<result_text_source>(s, found.document->id, found.result->completed_at);
-  res.stream_size = found.result->text_bytes;
+  res.stream = std::make_shared<result_text_source>(s, found->document.id, found->result.completed_at);
+  res.stream_size = found->result.text_bytes;
   co_return res;
 }
 
 awaitable<http::response> events(services& s, http::request& req) {
-  const std::string id(req.param("id"));
-  if (!core::is_uuid(id)) co_return http::make_problem(req, document_not_found());
-  const auto owner = owner_scope(req);
-  const auto doc = co_await s.blocking.run([&s, &id, &owner] { return s.db.find_document(id, owner); });
-  if (!doc) co_return http::make_problem(req, document_not_found());
+  const auto doc = co_await caller_document(s, req);
+  if (!doc) co_return error_response(req, doc.error());
   auto place = s.streams.try_open(req.user->user_id);
-  if (!place) {
-    auto res = http::make_problem(
-        req,
-        {429,
-         "too-many-streams",
-         "Too Many Requests",
-         "This account has the most event streams open at once (DOCFLOW_MAX_STREAMS_PER_USER); close one.",
-         {},
-         {}});
-    res.fields.set("Retry-After", "5");
-    co_return res;
-  }
+  if (!place) co_return error_response(req, core::errc::too_many_streams);
   std::optional<std::int64_t> last_event_id;
   if (const auto h = req.fields.get("Last-Event-ID")) {
     std::int64_t n = 0;
@@ -365,7 +325,8 @@ awaitable<http::response> events(services& s, http::request& req) {
   res.fields.set("Content-Type", "text/event-stream");
   res.fields.set("Cache-Control", "no-cache");
   res.fields.set("X-Accel-Buffering", "no");  // nginx: pass events through at once
-  res.stream = std::make_shared<event_stream>(s, id, last_event_id, req.user->expires_at, std::move(*place));
+  res.stream =
+      std::make_shared<event_stream>(s, doc->id, last_event_id, req.user->expires_at, std::move(*place));
   co_return res;
 }
 

@@ -16,30 +16,31 @@ std::string media_type(const http::request& req) {
   return core::ascii_lower(core::trim_ows(type.substr(0, type.find(';'))));
 }
 
-std::variant<boost::json::object, http::problem> json_object_body(const http::request& req) {
+core::result<boost::json::object> json_object_body(const http::request& req) {
   if (media_type(req) != "application/json") {
-    return http::unsupported_media_type("This endpoint takes a JSON body (Content-Type: application/json).");
+    return core::error(core::errc::unsupported_media_type,
+                       "This endpoint takes a JSON body (Content-Type: application/json).");
   }
   boost::json::error_code ec;
   auto v = boost::json::parse(req.body, ec);
   if (ec) {
-    return http::bad_request("The body is not valid JSON.");
+    return core::error(core::errc::invalid_request, "The body is not valid JSON.");
   }
   // JSON that parses is a request we understood with values we refuse (SPEC §1).
   if (!v.is_object()) {
-    return http::validation_failed({{"body", "must be a JSON object"}});
+    return core::invalid_fields({{"body", "must be a JSON object"}});
   }
   return std::move(v.as_object());
 }
 
-std::variant<std::map<std::string, std::string, std::less<>>, http::problem> form_body(
-    const http::request& req) {
+core::result<form_fields> form_body(const http::request& req) {
   auto params = boost::urls::parse_query(req.body);
   if (!params) {
-    return http::bad_request("The form body is not valid application/x-www-form-urlencoded.");
+    return core::error(core::errc::invalid_request,
+                       "The form body is not valid application/x-www-form-urlencoded.");
   }
   const boost::urls::encoding_opts form_encoding(true);  // '+' is a space in forms
-  std::map<std::string, std::string, std::less<>> out;
+  form_fields out;
   for (const auto& p : *params) {
     out.emplace(p.key.decode(form_encoding), p.value.decode(form_encoding));
   }
@@ -47,7 +48,7 @@ std::variant<std::map<std::string, std::string, std::less<>>, http::problem> for
 }
 
 std::optional<std::string> required_string(const boost::json::object& o, std::string_view name,
-                                           std::vector<http::field_error>& errors) {
+                                           std::vector<core::field_error>& errors) {
   const auto* v = o.if_contains(name);
   if (!v) {
     errors.push_back({std::string(name), "is required"});

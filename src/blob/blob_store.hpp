@@ -79,6 +79,11 @@ class blob_store {
 public:
   virtual ~blob_store() = default;
 
+  /// Whether reading a blob (open, read_at) is quick enough to run on an
+  /// I/O thread: true for local disk, whose reads come from the page cache;
+  /// never for a store across a network. api::backend asks.
+  virtual bool reads_inline() const noexcept { return false; }
+
   /// Proves the store can take a write right now (readiness). Throws blob_error.
   virtual void check() = 0;
 

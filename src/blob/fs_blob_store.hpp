@@ -17,6 +17,7 @@ public:
   /// be created there (check()). Throws blob_error.
   explicit fs_blob_store(std::filesystem::path root);
 
+  bool reads_inline() const noexcept override { return true; }
   void check() override;
   std::unique_ptr<blob_writer> begin() override;
   std::unique_ptr<blob_reader> open(const std::string& key) override;

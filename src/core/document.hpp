@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "core/clock.hpp"
+#include "core/errc.hpp"
 
 namespace docflow::core {
 
@@ -24,9 +25,17 @@ bool can_delete(status s) noexcept;
 
 /// A processing failure, in the one taxonomy shared by API, logs and events.
 struct failure {
+  /// The name of an errc (core::name). Kept as text because it is stored
+  /// and shown: a code written by a newer version is passed on as it is.
   std::string code;
-  std::string message;
+  std::string message;  ///< safe to show the document's owner
   bool retryable = false;
+
+  failure() = default;
+  failure(errc c, std::string m, bool r) : code(name(c)), message(std::move(m)), retryable(r) {}
+  failure(std::string c, std::string m, bool r) : code(std::move(c)), message(std::move(m)), retryable(r) {}
+
+  bool is(errc c) const noexcept { return code == name(c); }
 };
 
 /// The accepted kinds of file, judged by their bytes.

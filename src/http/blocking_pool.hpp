@@ -22,26 +22,30 @@ public:
   blocking_pool(const blocking_pool&) = delete;
   blocking_pool& operator=(const blocking_pool&) = delete;
 
-  /// Runs `f()` on the pool and resumes the awaiting coroutine on its own
-  /// executor with the result; an exception thrown by `f` is rethrown there.
+  /// Runs `f(args...)` on the pool and resumes the awaiting coroutine on its
+  /// own executor with the result; an exception thrown by `f` is rethrown
+  /// there.
   ///
-  /// House rule (GCC 12): `f` captures by reference only, and a co_await of
-  /// run() is never part of a condition. GCC 12 destroys a temporary lambda
-  /// that owns a std::string or path twice when it is built in the same
-  /// expression as the co_await (seen here as a crash in free()).
-  template <class F>
-  boost::asio::awaitable<std::invoke_result_t<F>> run(F f) {
-    using result_t = std::invoke_result_t<F>;
+  /// GCC 12 destroys a temporary built in the same expression as a co_await
+  /// twice: a lambda that owned a std::string crashed in free(). So `f` must
+  /// be trivially copyable, which a lambda is when it captures by reference
+  /// (or pointers and numbers) only, and what it needs by value is passed as
+  /// `args`: run() owns those in its own frame, and hands them to `f` by
+  /// reference.
+  template <class F, class... Args>
+  requires std::is_trivially_copyable_v<F> && std::is_invocable_v<F&, Args&...>
+      boost::asio::awaitable<std::invoke_result_t<F&, Args&...>> run(F f, Args... args) {
+    using result_t = std::invoke_result_t<F&, Args&...>;
     using slot = std::conditional_t<std::is_void_v<result_t>, bool, std::optional<result_t>>;
-    auto initiate = [this, f = std::move(f)](auto completion) mutable {
-      boost::asio::post(pool_, [f = std::move(f), completion = std::move(completion)]() mutable {
+    auto initiate = [this, f, &args...](auto completion) mutable {
+      boost::asio::post(pool_, [f, &args..., completion = std::move(completion)]() mutable {
         std::exception_ptr error;
         slot value{};
         try {
           if constexpr (std::is_void_v<result_t>) {
-            f();
+            f(args...);
           } else {
-            value.emplace(f());
+            value.emplace(f(args...));
           }
         } catch (...) {
           error = std::current_exception();

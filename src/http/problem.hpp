@@ -5,14 +5,12 @@
 
 #include <boost/json/object.hpp>
 
+#include "core/result.hpp"
 #include "http/message.hpp"
 
 namespace docflow::http {
 
-struct field_error {
-  std::string field;
-  std::string message;
-};
+using field_error = core::field_error;
 
 /// An RFC 9457 problem. `slug` becomes `type: /problems/<slug>`; `detail` is
 /// shown to the client, so it must never hold internal paths or messages.

@@ -20,7 +20,7 @@ std::chrono::milliseconds retry_delay(unsigned attempt, std::chrono::millisecond
 bool retry_allowed(const core::failure& f, unsigned attempt, unsigned max_attempts) {
   constexpr unsigned timeouts_allowed = 2;
   if (!f.retryable || attempt >= max_attempts) return false;
-  return f.code != pipeline::codes::extractor_timeout || attempt < timeouts_allowed;
+  return !f.is(core::errc::extractor_timeout) || attempt < timeouts_allowed;
 }
 
 }  // namespace docflow::jobs

@@ -176,7 +176,7 @@ struct worker_pool::impl {
     } catch (const blob::blob_error& e) {
       keeper.request_stop();
       obs::log(obs::level::warn, "job.storage_failed", {{"job_id", job.job_id}, {"error", e.what()}});
-      handle_failure(job, {pipeline::codes::storage_unavailable, "the stored file could not be read", true},
+      handle_failure(job, {core::errc::storage_unavailable, "the stored file could not be read", true},
                      jitter_sample);
       return;
     } catch (const std::exception& e) {

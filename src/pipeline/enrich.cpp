@@ -14,7 +14,7 @@ namespace docflow::pipeline {
 namespace {
 
 [[noreturn]] void enrichment_failed(const std::string& why) {
-  throw stage_error(core::failure{codes::enrichment_failed, why, true});
+  throw stage_error(core::failure{core::errc::enrichment_failed, why, true});
 }
 
 struct easy_free {

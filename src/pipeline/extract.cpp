@@ -22,11 +22,15 @@ namespace docflow::pipeline {
 
 namespace {
 
-[[noreturn]] void fail(const char* code, std::string message) {
+[[noreturn]] void fail(core::errc code, std::string message) {
   throw stage_error(core::failure{code, std::move(message), false});
 }
-[[noreturn]] void unreadable(std::string message) { fail(codes::unreadable_document, std::move(message)); }
-[[noreturn]] void too_complex(std::string message) { fail(codes::document_too_complex, std::move(message)); }
+[[noreturn]] void unreadable(std::string message) {
+  fail(core::errc::unreadable_document, std::move(message));
+}
+[[noreturn]] void too_complex(std::string message) {
+  fail(core::errc::document_too_complex, std::move(message));
+}
 
 std::optional<std::string> non_empty(const std::string& s) {
   const auto first = s.find_first_not_of(" \t\r\n");

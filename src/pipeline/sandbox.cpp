@@ -39,7 +39,7 @@ namespace docflow::pipeline {
 namespace {
 
 [[noreturn]] void crashed(std::string message) {
-  throw stage_error(core::failure{codes::extractor_crashed, std::move(message), true});
+  throw stage_error(core::failure{core::errc::extractor_crashed, std::move(message), true});
 }
 
 // ---------------------------------------------------------------------------
@@ -70,8 +70,9 @@ boost::json::value optional_string(const std::optional<std::string>& s) {
 // Only the outcomes a child can meet; a child claiming any other code (say,
 // checksum_mismatch) is not to be believed.
 bool child_may_report(std::string_view code) {
-  return code == codes::unreadable_document || code == codes::document_too_complex ||
-         code == codes::extractor_crashed || code == codes::sandbox_unavailable;
+  const auto known = core::parse_errc(code);
+  return known == core::errc::unreadable_document || known == core::errc::document_too_complex ||
+         known == core::errc::extractor_crashed || known == core::errc::sandbox_unavailable;
 }
 
 // A message for the document's owner: keep it short, cut on a character.
@@ -301,7 +302,8 @@ const char* mode_argument(bool strict) { return strict ? "strict" : "best-effort
 unique_fd open_input(const std::filesystem::path& file) {
   unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) {
-    throw stage_error(core::failure{codes::storage_unavailable, "the stored file could not be read", true});
+    throw stage_error(
+        core::failure{core::errc::storage_unavailable, "the stored file could not be read", true});
   }
   return fd;
 }
@@ -425,7 +427,7 @@ std::string_view map_input() {
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, 0, 0);
   if (p == MAP_FAILED) {
     if (errno == ENOMEM) {  // over RLIMIT_AS
-      throw stage_error(core::failure{codes::document_too_complex,
+      throw stage_error(core::failure{core::errc::document_too_complex,
                                       "the document needs more memory than extraction allows", false});
     }
     crashed("the extractor could not read its input");
@@ -458,7 +460,7 @@ std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes,
   if (task == child_task::report_sandbox) return encode_sandbox_report(report);
   if (const auto missing = report.missing(); strict && !missing.empty()) {
     return encode_child_failure(
-        {codes::sandbox_unavailable,
+        {core::errc::sandbox_unavailable,
          "this server is set to parse documents only in its full sandbox, which it lacks (missing: " +
              join(missing) + ")",
          false});
@@ -624,9 +626,9 @@ int child_main(child_task task, bool strict, std::uint64_t max_text_bytes) {
     } catch (const std::bad_alloc&) {
       // Under RLIMIT_AS this is deterministic: the same file fails the same way.
       answer = encode_child_failure(
-          {codes::document_too_complex, "the document needs more memory than extraction allows", false});
+          {core::errc::document_too_complex, "the document needs more memory than extraction allows", false});
     } catch (...) {
-      answer = encode_child_failure({codes::extractor_crashed, "the extractor failed", true});
+      answer = encode_child_failure({core::errc::extractor_crashed, "the extractor failed", true});
     }
   } catch (...) {
     return 1;  // not even the failure could be encoded: the parent reports a crash
@@ -641,17 +643,18 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
   const auto task = kind == core::file_kind::pdf ? child_task::extract_pdf : child_task::extract_docx;
   const auto run = run_child(self_exe, task, input.get(), limits, heartbeat);
   if (run.how == child_run::ending::timed_out) {
-    throw stage_error(core::failure{codes::extractor_timeout, "extraction took too long", true});
+    throw stage_error(core::failure{core::errc::extractor_timeout, "extraction took too long", true});
   }
   if (run.how == child_run::ending::too_much_output) {
-    throw stage_error(core::failure{codes::document_too_complex, "the document's text is too large", false});
+    throw stage_error(
+        core::failure{core::errc::document_too_complex, "the document's text is too large", false});
   }
   if (WIFEXITED(run.status) && WEXITSTATUS(run.status) != 0 && !run.output.empty()) {
     // A non-zero exit that still explains itself keeps its explanation.
     try {
       decode_child_output(run.output);
     } catch (const stage_error& e) {
-      if (e.failure().code != codes::extractor_crashed) throw;
+      if (!e.failure().is(core::errc::extractor_crashed)) throw;
     }
   }
   if (!exited_cleanly(run)) crashed(describe_status(run.status));
@@ -666,7 +669,7 @@ bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesyst
   try {
     return decode_docx_check(run.output);
   } catch (const stage_error& e) {
-    if (e.failure().code == codes::sandbox_unavailable) throw;
+    if (e.failure().is(core::errc::sandbox_unavailable)) throw;
     return false;
   }
 }

@@ -29,20 +29,6 @@ private:
   core::failure failure_;
 };
 
-/// Failure codes used by the stages.
-namespace codes {
-inline constexpr const char* checksum_mismatch = "checksum_mismatch";        // transient: storage may recover
-inline constexpr const char* unreadable_document = "unreadable_document";    // permanent
-inline constexpr const char* document_too_complex = "document_too_complex";  // permanent (zip bombs, limits)
-inline constexpr const char* extractor_crashed = "extractor_crashed";        // transient
-inline constexpr const char* extractor_timeout = "extractor_timeout";        // transient
-inline constexpr const char* sandbox_unavailable =
-    "sandbox_unavailable";                                             // permanent (DOCFLOW_SANDBOX=strict)
-inline constexpr const char* enrichment_failed = "enrichment_failed";  // transient
-inline constexpr const char* storage_unavailable = "storage_unavailable";  // transient
-inline constexpr const char* cancelled = "cancelled";                      // retryable by a new request
-}  // namespace codes
-
 /// Document metadata as the file records it.
 struct metadata {
   std::optional<std::string> title;

@@ -16,7 +16,8 @@ namespace docflow::pipeline {
 namespace {
 
 [[noreturn]] void unavailable() {
-  throw stage_error(core::failure{codes::storage_unavailable, "the stored file could not be read", true});
+  throw stage_error(
+      core::failure{core::errc::storage_unavailable, "the stored file could not be read", true});
 }
 
 struct md_ctx_free {
@@ -46,7 +47,7 @@ std::string sha256_file(const std::filesystem::path& file) {
 void verify_stage::run(const job_input& in, result_data&) {
   if (!core::iequals(sha256_file(in.file), in.sha256)) {
     throw stage_error(
-        core::failure{codes::checksum_mismatch, "the stored file does not match its checksum", true});
+        core::failure{core::errc::checksum_mismatch, "the stored file does not match its checksum", true});
   }
   bool right_kind = false;
   if (in.kind == core::file_kind::pdf) {
@@ -59,7 +60,7 @@ void verify_stage::run(const job_input& in, result_data&) {
   }
   if (!right_kind) {
     throw stage_error(core::failure{
-        codes::unreadable_document,
+        core::errc::unreadable_document,
         std::string("the file is not a valid ") + (in.kind == core::file_kind::pdf ? "PDF" : "DOCX"), false});
   }
 }

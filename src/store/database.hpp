@@ -11,6 +11,7 @@
 #include "core/clock.hpp"
 #include "core/document.hpp"
 #include "core/refresh_rules.hpp"
+#include "core/result.hpp"
 #include "core/user.hpp"
 
 namespace docflow::store {
@@ -39,19 +40,15 @@ struct document_query {
   std::optional<std::pair<core::time_point, std::string>> after;
 };
 
-enum class delete_outcome { deleted, not_found, busy };
-
 enum class process_outcome {
   accepted,            ///< moved to PROCESSING and one job enqueued
   already_processing,  ///< nothing new
   completed,           ///< nothing new
-  not_found,
-  queue_full,  ///< DOCFLOW_QUEUE_MAX_DEPTH jobs are already waiting
 };
 
 struct process_result {
-  process_outcome outcome = process_outcome::not_found;
-  std::optional<core::document> document;  ///< as it is after the call
+  process_outcome outcome = process_outcome::accepted;
+  core::document document;  ///< as it is after the call
 };
 
 /// A job a worker holds: valid while its lease token is the current one.
@@ -77,12 +74,9 @@ struct stored_result {
 
 enum class failure_outcome { retry_scheduled, failed, lease_lost };
 
-enum class cancel_outcome { cancelled, not_found, not_processing };
-
 struct cancel_result {
-  cancel_outcome outcome = cancel_outcome::not_found;
-  std::optional<core::document> document;  ///< as it is after the call
-  std::string job_id;                      ///< the job that stopped being anyone's
+  core::document document;  ///< as it is after the call
+  std::string job_id;       ///< the job that stopped being anyone's
 };
 
 /// One status change of a document, as /events streams it.
@@ -93,13 +87,11 @@ struct document_event {
   std::optional<core::failure> error;
 };
 
-/// What a first request with an Idempotency-Key finds.
+/// What a first request with an Idempotency-Key finds, when it may go on.
 struct idempotency_claim {
   enum class kind {
-    fresh,      ///< the key is now ours (in flight): run the request, then finish or abandon it
-    replay,     ///< the key answered before: send that answer again
-    in_flight,  ///< another request with this key is running
-    mismatch,   ///< the key was used for something else
+    fresh,   ///< the key is now ours (in flight): run the request, then finish or abandon it
+    replay,  ///< the key answered before: send that answer again
   };
   kind outcome = kind::fresh;
   int status = 0;            ///< replay: the stored status
@@ -131,18 +123,18 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-/// An idempotency claim was taken over by a retry while its request ran.
-class idempotency_claim_lost : public store_error {
-public:
-  idempotency_claim_lost() : store_error("the Idempotency-Key claim was taken over") {}
-};
-
 /// The database behind docflow, shaped so that SQLite and PostgreSQL can both
 /// implement it without callers knowing which one they hold. Every method
 /// blocks: call it from the blocking pool, never from an I/O thread.
 class database {
 public:
   virtual ~database() = default;
+
+  /// Whether a read of one row by its key (find_document, find_user) is
+  /// quick enough to run on an I/O thread: true for SQLite in WAL mode,
+  /// which never waits for a writer and costs less than two thread hops;
+  /// never for a database across a network. api::backend asks.
+  virtual bool point_reads_inline() const noexcept { return false; }
 
   /// Applies every migration newer than the schema's version, each in its own
   /// transaction; safe when several processes start at once. Returns the
@@ -158,8 +150,8 @@ public:
 
   // --- users
 
-  /// Inserts `u`; false when the username is taken (ignoring case).
-  virtual bool create_user(const core::user& u) = 0;
+  /// Inserts `u`; username_taken when the name is taken (ignoring case).
+  virtual core::result<void> create_user(const core::user& u) = 0;
   virtual std::optional<core::user> find_user_by_name(std::string_view username) = 0;
   virtual std::optional<core::user> find_user(std::string_view id) = 0;
   /// Every user, oldest first.
@@ -189,9 +181,9 @@ public:
   /// Inserts the document and its UPLOADED event. With an `answer`, stores
   /// it for the claim in the same transaction, so that a crash leaves
   /// either both or neither: a retry then replays the answer, or makes the
-  /// document. Throws idempotency_claim_lost (and inserts nothing) when the
-  /// claim is no longer the answer's.
-  virtual void insert_document(const core::document& d, const idempotent_answer* answer) = 0;
+  /// document. idempotency_key_in_flight (and nothing inserted) when the
+  /// claim is no longer the answer's: a retry took the key over.
+  virtual core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
   /// The document `id`, if it exists and (when `owner_id` is set) belongs to that owner.
   virtual std::optional<core::document> find_document(std::string_view id,
@@ -200,19 +192,21 @@ public:
   /// Up to q.limit documents in (created_at, id) descending order.
   virtual std::vector<core::document> list_documents(const document_query& q) = 0;
 
-  /// Deletes the row unless core::can_delete refuses its status (busy); the
-  /// check and the delete are one transaction.
-  virtual delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) = 0;
+  /// Deletes the row unless core::can_delete refuses its status
+  /// (document_busy); the check and the delete are one transaction.
+  /// not_found for a missing document and another owner's.
+  virtual core::result<void> delete_document(std::string_view id,
+                                             const std::optional<std::string>& owner_id) = 0;
 
   // --- processing (the database is the queue)
 
   /// In one transaction: UPLOADED or FAILED → PROCESSING plus exactly one job
-  /// `job_id` (unless `max_queued` jobs already wait); PROCESSING and
-  /// COMPLETED change nothing.
-  virtual process_result request_processing(std::string_view document_id,
-                                            const std::optional<std::string>& owner_id,
-                                            const std::string& job_id, core::time_point now,
-                                            std::uint64_t max_queued) = 0;
+  /// `job_id` (unless `max_queued` jobs already wait: queue_full); PROCESSING
+  /// and COMPLETED change nothing.
+  virtual core::result<process_result> request_processing(std::string_view document_id,
+                                                          const std::optional<std::string>& owner_id,
+                                                          const std::string& job_id, core::time_point now,
+                                                          std::uint64_t max_queued) = 0;
 
   /// Takes the oldest available job, or one whose lease lapsed, under a new
   /// lease `lease_token` until now + lease; counts the attempt.
@@ -237,10 +231,11 @@ public:
                                    std::optional<core::time_point> retry_at) = 0;
 
   /// PROCESSING → FAILED with `failure` (code cancelled); the job stops
-  /// being anyone's.
-  virtual cancel_result cancel_processing(std::string_view document_id,
-                                          const std::optional<std::string>& owner_id,
-                                          const core::failure& failure, core::time_point now) = 0;
+  /// being anyone's. not_processing (with the document's status) otherwise.
+  virtual core::result<cancel_result> cancel_processing(std::string_view document_id,
+                                                        const std::optional<std::string>& owner_id,
+                                                        const core::failure& failure,
+                                                        core::time_point now) = 0;
 
   /// The document's result without its text (a preview and its size
   /// instead): a text may be megabytes.
@@ -271,13 +266,14 @@ public:
 
   // --- idempotency keys (scoped per user)
 
-  /// Claims `key` for `fingerprint` until `now + ttl`, or reports why not.
-  /// A claim still in flight after `abandoned_after` belongs to a request
-  /// whose process died: it is taken over.
-  virtual idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
-                                             std::string_view fingerprint, core::time_point now,
-                                             std::chrono::milliseconds ttl,
-                                             std::chrono::milliseconds abandoned_after) = 0;
+  /// Claims `key` for `fingerprint` until `now + ttl`, or finds its answer;
+  /// idempotency_key_reused for another fingerprint, idempotency_key_in_flight
+  /// while another request holds it. A claim still in flight after
+  /// `abandoned_after` belongs to a request whose process died: it is taken over.
+  virtual core::result<idempotency_claim> begin_idempotent(std::string_view user_id, std::string_view key,
+                                                           std::string_view fingerprint, core::time_point now,
+                                                           std::chrono::milliseconds ttl,
+                                                           std::chrono::milliseconds abandoned_after) = 0;
 
   /// Stores the answer of a fresh claim for replay; nothing when the claim
   /// was taken over meanwhile.

@@ -1019,6 +1019,29 @@ class ObservabilityTest(DocumentTestCase, SharedServerTestCase):
         self.assertEqual(self.uploads_total("created"), created + 2)
         self.assertEqual(self.uploads_total("rejected"), rejected + 1)
 
+    def test_every_upload_is_counted_once_whatever_ends_it(self):
+        """Issue 14: the counter missed the 400 for a bad Idempotency-Key and
+        the idempotency conflicts, and counted a replay as a new document."""
+        outcomes = ("created", "rejected", "replayed", "failed")
+        before = {o: self.uploads_total(o) for o in outcomes}
+
+        def send(data, key):
+            return post_form(self.server, self.token, form([file_part(data, "counted.pdf")]),
+                             headers={"Idempotency-Key": key})
+
+        key = "counted-" + secrets.token_hex(8)
+        self.assertEqual(send(make_pdf("one"), "k" * 256).status, 400)
+        self.assertEqual(send(make_pdf("one"), key).status, 201)
+        replay = send(make_pdf("one"), key)
+        self.assertEqual(replay.status, 201)
+        self.assertEqual(replay.header("Idempotent-Replayed"), "true")
+        self.assertEqual(send(make_pdf("two"), key).status, 422)
+        after = {o: self.uploads_total(o) for o in outcomes}
+        self.assertEqual(after["created"], before["created"] + 1)
+        self.assertEqual(after["replayed"], before["replayed"] + 1)
+        self.assertEqual(after["rejected"], before["rejected"] + 2)
+        self.assertEqual(after["failed"], before["failed"])
+
     def test_uploaded_log_line(self):
         marker = "secret-content-" + secrets.token_hex(8)
         data = make_pdf(marker)

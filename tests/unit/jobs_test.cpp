@@ -55,7 +55,7 @@ protected:
     std::filesystem::create_directories(dir_);
     db_ = std::make_unique<store::sqlite::sqlite_store>(dir_ / "db.sqlite");
     db_->migrate();
-    ASSERT_TRUE(db_->create_user({"u1", "alice", "hash", docflow::core::role::user, t0_}));
+    ASSERT_TRUE(db_->create_user({"u1", "alice", "hash", docflow::core::role::user, t0_}).has_value());
     docflow::core::document d;
     d.id = docflow::core::new_uuid_v7();
     d.owner_id = "u1";
@@ -63,7 +63,7 @@ protected:
     d.sha256 = std::string(64, 'a');
     d.size_bytes = 1;
     d.created_at = d.updated_at = t0_;
-    db_->insert_document(d, nullptr);
+    ASSERT_TRUE(db_->insert_document(d, nullptr).has_value());
     doc_id_ = d.id;
   }
   void TearDown() override {
@@ -71,8 +71,19 @@ protected:
     std::filesystem::remove_all(dir_);
   }
 
-  store::process_result request(time_point at, std::uint64_t max_queued = 100) {
+  docflow::core::result<store::process_result> request(time_point at, std::uint64_t max_queued = 100) {
     return db_->request_processing(doc_id_, std::string("u1"), docflow::core::new_uuid_v7(), at, max_queued);
+  }
+  // What a request for processing did: an outcome, or the error's name.
+  std::string requested(time_point at, std::uint64_t max_queued = 100) {
+    const auto r = request(at, max_queued);
+    if (!r) return std::string(docflow::core::name(r.error().code));
+    switch (r->outcome) {
+      case store::process_outcome::accepted: return "accepted";
+      case store::process_outcome::already_processing: return "already_processing";
+      case store::process_outcome::completed: return "completed";
+    }
+    return "?";
   }
   store::stored_result result_at(time_point at) { return {"test/1", t0_, at, 1, "{}", "text", {}, 0}; }
   docflow::core::status status() { return db_->find_document(doc_id_, std::nullopt)->status; }
@@ -84,7 +95,7 @@ protected:
 };
 
 TEST_F(lease_protocol, a_held_lease_keeps_others_out_until_it_lapses) {
-  ASSERT_EQ(request(t0_).outcome, store::process_outcome::accepted);
+  ASSERT_EQ(requested(t0_), "accepted");
   const auto first = db_->claim_job(t0_, 30s, "token-a");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->attempt, 1U);
@@ -97,7 +108,7 @@ TEST_F(lease_protocol, a_held_lease_keeps_others_out_until_it_lapses) {
 }
 
 TEST_F(lease_protocol, a_stale_worker_can_neither_complete_fail_nor_renew) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto stale = db_->claim_job(t0_, 30s, "token-a");
   const auto current = db_->claim_job(t0_ + 31s, 30s, "token-b");
   ASSERT_TRUE(stale && current);
@@ -113,7 +124,7 @@ TEST_F(lease_protocol, a_stale_worker_can_neither_complete_fail_nor_renew) {
 }
 
 TEST_F(lease_protocol, renewal_extends_the_lease) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto job = db_->claim_job(t0_, 30s, "token-a");
   ASSERT_TRUE(db_->renew_lease(*job, t0_ + 20s, 30s));
   EXPECT_FALSE(db_->claim_job(t0_ + 45s, 30s, "token-b")) << "renewed until t0 + 50 s";
@@ -121,7 +132,7 @@ TEST_F(lease_protocol, renewal_extends_the_lease) {
 }
 
 TEST_F(lease_protocol, a_retry_waits_for_its_time) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto job = db_->claim_job(t0_, 30s, "token-a");
   ASSERT_EQ(db_->fail_job(*job, t0_ + 1s, {"extractor_crashed", "boom", true}, t0_ + 10s),
             store::failure_outcome::retry_scheduled);
@@ -133,7 +144,7 @@ TEST_F(lease_protocol, a_retry_waits_for_its_time) {
 }
 
 TEST_F(lease_protocol, a_final_failure_records_the_error_and_allows_a_new_request) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto job = db_->claim_job(t0_, 30s, "token-a");
   ASSERT_EQ(db_->fail_job(*job, t0_ + 1s, {"unreadable_document", "locked", false}, std::nullopt),
             store::failure_outcome::failed);
@@ -142,37 +153,39 @@ TEST_F(lease_protocol, a_final_failure_records_the_error_and_allows_a_new_reques
   EXPECT_EQ(doc->status, docflow::core::status::failed);
   EXPECT_EQ(doc->error->code, "unreadable_document");
   EXPECT_FALSE(doc->error->retryable);
-  EXPECT_EQ(request(t0_ + 2s).outcome, store::process_outcome::accepted) << "FAILED -> PROCESSING";
+  EXPECT_EQ(requested(t0_ + 2s), "accepted") << "FAILED -> PROCESSING";
   EXPECT_FALSE(db_->find_document(doc_id_, std::nullopt)->error) << "a new request clears the error";
 }
 
 TEST_F(lease_protocol, repeated_requests_make_one_job_and_the_queue_bound_holds) {
-  EXPECT_EQ(request(t0_, 0).outcome, store::process_outcome::queue_full);
+  EXPECT_EQ(requested(t0_, 0), "queue_full");
   EXPECT_EQ(status(), docflow::core::status::uploaded) << "a refused request changes nothing";
-  EXPECT_EQ(request(t0_).outcome, store::process_outcome::accepted);
-  EXPECT_EQ(request(t0_).outcome, store::process_outcome::already_processing);
+  EXPECT_EQ(requested(t0_), "accepted");
+  EXPECT_EQ(requested(t0_), "already_processing");
   EXPECT_EQ(db_->job_stats().queued, 1U);
   const auto job = db_->claim_job(t0_, 30s, "t");
   ASSERT_TRUE(db_->complete_job(*job, result_at(t0_ + 1s)));
-  EXPECT_EQ(request(t0_ + 2s).outcome, store::process_outcome::completed);
+  EXPECT_EQ(requested(t0_ + 2s), "completed");
   EXPECT_EQ(db_->job_stats().queued, 0U);
 }
 
 TEST_F(lease_protocol, cancel_takes_the_job_from_its_worker) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto job = db_->claim_job(t0_, 30s, "token-a");
   const auto cancelled =
       db_->cancel_processing(doc_id_, std::string("u1"), {"cancelled", "by owner", true}, t0_ + 1s);
-  EXPECT_EQ(cancelled.outcome, store::cancel_outcome::cancelled);
-  EXPECT_EQ(cancelled.job_id, job->job_id);
+  ASSERT_TRUE(cancelled.has_value());
+  EXPECT_EQ(cancelled->job_id, job->job_id);
   EXPECT_FALSE(db_->complete_job(*job, result_at(t0_ + 2s)));
   EXPECT_EQ(status(), docflow::core::status::failed);
-  EXPECT_EQ(db_->cancel_processing(doc_id_, std::string("u1"), {"cancelled", "", true}, t0_ + 3s).outcome,
-            store::cancel_outcome::not_processing);
+  const auto again = db_->cancel_processing(doc_id_, std::string("u1"), {"cancelled", "", true}, t0_ + 3s);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, docflow::core::errc::not_processing);
+  EXPECT_EQ(again.error().document_status, docflow::core::status::failed);
 }
 
 TEST_F(lease_protocol, events_number_every_transition) {
-  request(t0_);
+  ASSERT_TRUE(request(t0_).has_value());
   const auto job = db_->claim_job(t0_, 30s, "t");
   db_->complete_job(*job, result_at(t0_ + 1s));
   const auto events = db_->events_after(doc_id_, 0);

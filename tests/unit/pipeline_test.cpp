@@ -506,17 +506,17 @@ TEST(extract_pdf, scanned_page_has_no_text) {
 
 TEST(extract_pdf, encrypted_is_permanently_unreadable) {
   const auto f = failure_of([] { extract_pdf(bytes_of(fixture("encrypted.pdf"))); });
-  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_EQ(f.code, core::name(core::errc::unreadable_document));
   EXPECT_FALSE(f.retryable);
 }
 
 TEST(extract_pdf, garbage_and_truncation_are_unreadable) {
   EXPECT_EQ(failure_of([] { extract_pdf("%PDF-1.4\nthis is not a PDF at all\n"); }).code,
-            codes::unreadable_document);
-  EXPECT_EQ(failure_of([] { extract_pdf(""); }).code, codes::unreadable_document);
+            core::name(core::errc::unreadable_document));
+  EXPECT_EQ(failure_of([] { extract_pdf(""); }).code, core::name(core::errc::unreadable_document));
   const auto whole = bytes_of(fixture("multipage.pdf"));
   EXPECT_EQ(failure_of([&] { extract_pdf(std::string_view(whole).substr(0, whole.size() / 3)); }).code,
-            codes::unreadable_document);
+            core::name(core::errc::unreadable_document));
 }
 
 // =========================================================== extract: DOCX
@@ -608,7 +608,7 @@ TEST(extract_docx, entity_expansion_is_not_performed) {
 TEST(extract_docx, broken_archives_and_xml_are_unreadable) {
   const auto expect_unreadable = [&](std::string_view name, const std::string& bytes) {
     const auto f = failure_of([&] { extract_docx(bytes); });
-    EXPECT_EQ(f.code, codes::unreadable_document) << name;
+    EXPECT_EQ(f.code, core::name(core::errc::unreadable_document)) << name;
     EXPECT_FALSE(f.retryable) << name;
   };
   expect_unreadable("text.docx", "just some text, no ZIP here");
@@ -632,7 +632,7 @@ TEST(docx_bounds, too_many_entries) {
                                       stored("word/document.xml", document_xml("<w:p/>"))};
   while (entries.size() < 10001) entries.push_back(stored("e/" + std::to_string(entries.size()), ""));
   const auto f = failure_of([&] { extract_docx(build_zip(entries)); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   EXPECT_FALSE(f.retryable);
   entries.pop_back();  // exactly the limit is fine
   EXPECT_EQ(extract_docx(build_zip(entries)).text, "");
@@ -642,14 +642,14 @@ TEST(docx_bounds, gigabyte_of_zeros) {
   const auto bomb = minimal_docx("<w:p/>", {zeros("word/media/zeros.bin", 1024)});
   ASSERT_LT(bomb.size(), 2u << 20);  // 1 GiB in about a megabyte
   const auto f = failure_of([&] { extract_docx(bomb); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   EXPECT_FALSE(f.retryable);
 }
 
 TEST(docx_bounds, compression_ratio) {
   // 8 MiB of zeros: far under the total cap, far over 200:1.
   const auto f = failure_of([&] { extract_docx(minimal_docx("<w:p/>", {zeros("z", 8)})); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   // The ratio is only judged above 1 MiB: a small, very compressible part is normal.
   EXPECT_NO_THROW(extract_docx(minimal_docx("<w:p/>", {zeros("z", 1)})));
 }
@@ -664,14 +664,15 @@ TEST(docx_bounds, total_declared_size) {
     extra.push_back(std::move(e));
   }
   const auto f = failure_of([&] { extract_docx(minimal_docx("<w:p/>", extra)); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   extra.resize(250);
   const auto under = minimal_docx("<w:p/>", extra);
   EXPECT_NO_THROW(extract_docx(under));
   // A lower cap applies to the same archive.
   docx_limits tight;
   tight.max_total_size = 100ULL << 20;
-  EXPECT_EQ(failure_of([&] { extract_docx(under, tight); }).code, codes::document_too_complex);
+  EXPECT_EQ(failure_of([&] { extract_docx(under, tight); }).code,
+            core::name(core::errc::document_too_complex));
 }
 
 TEST(docx_bounds, overlapping_entries) {
@@ -683,7 +684,7 @@ TEST(docx_bounds, overlapping_entries) {
   twin.cd_offset = static_cast<std::uint32_t>(30 + entries[0].name.size() + entries[0].data.size());
   entries.push_back(twin);
   const auto f = failure_of([&] { extract_docx(build_zip(entries)); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   EXPECT_FALSE(f.retryable);
 }
 
@@ -700,7 +701,7 @@ TEST(docx_bounds, entry_reaching_into_another) {
   put32(patch, grown);
   zip.replace(cd + 20, 4, patch);
   const auto f = failure_of([&] { extract_docx(zip); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
 }
 
 TEST(docx_bounds, declared_size_is_not_trusted_when_reading) {
@@ -716,7 +717,7 @@ TEST(docx_bounds, declared_size_is_not_trusted_when_reading) {
   const auto f = failure_of([&] { extract_docx(docx, tight); });
   // libzip may notice the lie itself (unreadable) or our cap does (too complex):
   // either way nothing past the cap is inflated into memory.
-  EXPECT_TRUE(f.code == codes::document_too_complex || f.code == codes::unreadable_document) << f.code;
+  EXPECT_TRUE(f.is(core::errc::document_too_complex) || f.is(core::errc::unreadable_document)) << f.code;
   EXPECT_FALSE(f.retryable);
 }
 
@@ -732,7 +733,8 @@ TEST(docx_bounds, part_cap_applies_to_honest_parts) {
   const auto docx = minimal_docx(big);
   docx_limits tight;
   tight.max_part_bytes = 1ULL << 20;
-  EXPECT_EQ(failure_of([&] { extract_docx(docx, tight); }).code, codes::document_too_complex);
+  EXPECT_EQ(failure_of([&] { extract_docx(docx, tight); }).code,
+            core::name(core::errc::document_too_complex));
   EXPECT_EQ(extract_docx(docx).text.size(), 2u << 20);
 }
 
@@ -800,15 +802,15 @@ TEST(child_protocol, invalid_utf8_is_replaced) {
 }
 
 TEST(child_protocol, failure_round_trip) {
-  const auto json = encode_child_failure({codes::unreadable_document, "the PDF is encrypted", false});
+  const auto json = encode_child_failure({core::errc::unreadable_document, "the PDF is encrypted", false});
   const auto f = failure_of([&] { decode_child_output(json); });
-  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_EQ(f.code, core::name(core::errc::unreadable_document));
   EXPECT_EQ(f.message, "the PDF is encrypted");
   EXPECT_FALSE(f.retryable);
   const auto g = failure_of([&] {
-    decode_child_output(encode_child_failure({codes::document_too_complex, "too big", false}));
+    decode_child_output(encode_child_failure({core::errc::document_too_complex, "too big", false}));
   });
-  EXPECT_EQ(g.code, codes::document_too_complex);
+  EXPECT_EQ(g.code, core::name(core::errc::document_too_complex));
 }
 
 TEST(child_protocol, garbage_is_a_crash) {
@@ -822,7 +824,7 @@ TEST(child_protocol, garbage_is_a_crash) {
         R"({"ok":false,"code":"unreadable_document","message":"no retryable"})",
         R"({"ok":true,"pages":null,"text":"cut)"}) {
     const auto f = failure_of([&] { decode_child_output(bad); });
-    EXPECT_EQ(f.code, codes::extractor_crashed) << bad;
+    EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed)) << bad;
     EXPECT_TRUE(f.retryable) << bad;
   }
 }
@@ -838,7 +840,7 @@ TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
   for (const std::string_view ms : {"1700000000000000", "9223372036855", "-9223372036855",
                                     "9223372036854775807", "-9223372036854775808"}) {
     const auto f = failure_of([&] { decode_child_output(answer(ms)); });
-    EXPECT_EQ(f.code, codes::extractor_crashed) << ms;
+    EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed)) << ms;
     EXPECT_TRUE(f.retryable) << ms;
   }
   const auto edge = decode_child_output(answer("9223372036854"));
@@ -861,7 +863,8 @@ TEST(child_protocol, docx_check_round_trip) {
   EXPECT_TRUE(decode_docx_check(encode_docx_check(true)));
   EXPECT_FALSE(decode_docx_check(encode_docx_check(false)));
   for (const std::string_view bad : {"", R"({"ok":true})", R"({"ok":true,"docx":"yes"})"}) {
-    EXPECT_EQ(failure_of([&] { decode_docx_check(bad); }).code, codes::extractor_crashed) << bad;
+    EXPECT_EQ(failure_of([&] { decode_docx_check(bad); }).code, core::name(core::errc::extractor_crashed))
+        << bad;
   }
 }
 
@@ -881,14 +884,14 @@ TEST(child_protocol, sandbox_report_round_trip) {
   EXPECT_EQ(sandbox_report{}.missing(),
             (std::vector<std::string>{"no_new_privs", "namespaces", "landlock", "seccomp"}));
   EXPECT_EQ(failure_of([] { decode_sandbox_report(R"({"ok":true,"sandbox":{"seccomp":true}})"); }).code,
-            codes::extractor_crashed);
+            core::name(core::errc::extractor_crashed));
 }
 
 TEST(child_protocol, strict_refusal_is_believed) {
   const auto f = failure_of([] {
-    decode_child_output(encode_child_failure({codes::sandbox_unavailable, "missing: landlock", false}));
+    decode_child_output(encode_child_failure({core::errc::sandbox_unavailable, "missing: landlock", false}));
   });
-  EXPECT_EQ(f.code, codes::sandbox_unavailable);
+  EXPECT_EQ(f.code, core::name(core::errc::sandbox_unavailable));
   EXPECT_FALSE(f.retryable);
 }
 
@@ -938,7 +941,7 @@ TEST(sandbox, child_failures_keep_their_code) {
   SKIP_CHILD_UNDER_TSAN();
   const auto f = failure_of(
       [] { extract_in_child(docflow_bin(), fixture("encrypted.pdf"), core::file_kind::pdf, test_limits()); });
-  EXPECT_EQ(f.code, codes::unreadable_document);
+  EXPECT_EQ(f.code, core::name(core::errc::unreadable_document));
   EXPECT_FALSE(f.retryable);
   const temp_dir dir;
   std::vector<zip_entry_spec> entries{stored("[Content_Types].xml", std::string(content_types)),
@@ -947,7 +950,7 @@ TEST(sandbox, child_failures_keep_their_code) {
   const auto many = dir.write("many.docx", build_zip(entries));
   const auto g =
       failure_of([&] { extract_in_child(docflow_bin(), many, core::file_kind::docx, test_limits()); });
-  EXPECT_EQ(g.code, codes::document_too_complex);
+  EXPECT_EQ(g.code, core::name(core::errc::document_too_complex));
 }
 
 TEST(sandbox, crash_is_transient) {
@@ -955,7 +958,7 @@ TEST(sandbox, crash_is_transient) {
   const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
   const auto f = failure_of(
       [] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits()); });
-  EXPECT_EQ(f.code, codes::extractor_crashed);
+  EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed));
   EXPECT_TRUE(f.retryable);
 }
 
@@ -967,7 +970,7 @@ TEST(sandbox, hang_times_out_and_is_killed) {
   const auto start = std::chrono::steady_clock::now();
   const auto f = failure_of(
       [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
-  EXPECT_EQ(f.code, codes::extractor_timeout);
+  EXPECT_EQ(f.code, core::name(core::errc::extractor_timeout));
   EXPECT_TRUE(f.retryable);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }
@@ -985,9 +988,9 @@ TEST(sandbox, memory_limit_stops_the_child) {
   const auto f = failure_of(
       [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
   if (kernel_limit) {
-    EXPECT_EQ(f.code, codes::extractor_crashed);
+    EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed));
   } else {
-    EXPECT_TRUE(f.code == codes::extractor_crashed || f.code == codes::extractor_timeout) << f.code;
+    EXPECT_TRUE(f.is(core::errc::extractor_crashed) || f.is(core::errc::extractor_timeout)) << f.code;
   }
   EXPECT_TRUE(f.retryable);
 }
@@ -1000,7 +1003,7 @@ TEST(sandbox, cpu_limit_stops_the_child) {
   const auto start = std::chrono::steady_clock::now();
   const auto f = failure_of(
       [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
-  EXPECT_EQ(f.code, codes::extractor_crashed);
+  EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
 }
 
@@ -1010,21 +1013,21 @@ TEST(sandbox, output_limit) {
   limits.max_output = 64;
   const auto f = failure_of(
       [&] { extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits); });
-  EXPECT_EQ(f.code, codes::document_too_complex);
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex));
   EXPECT_FALSE(f.retryable);
   const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "flood");
   limits.max_output = 4ULL << 20;
   EXPECT_EQ(failure_of([&] {
               extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, limits);
             }).code,
-            codes::document_too_complex);
+            core::name(core::errc::document_too_complex));
 }
 
 TEST(sandbox, unreadable_input_is_a_storage_failure) {
   // The parent opens the file; the child only ever gets a descriptor.
   const auto f = failure_of(
       [] { extract_in_child(docflow_bin(), "/nonexistent/file.pdf", core::file_kind::pdf, test_limits()); });
-  EXPECT_EQ(f.code, codes::storage_unavailable);
+  EXPECT_EQ(f.code, core::name(core::errc::storage_unavailable));
   EXPECT_TRUE(f.retryable);
 }
 
@@ -1038,7 +1041,7 @@ TEST(sandbox, docx_check_runs_in_the_child) {
       is_docx_in_child(docflow_bin(), dir.write("plain.zip", build_zip({stored("a.txt", "a")})), limits));
   EXPECT_FALSE(is_docx_in_child(docflow_bin(), dir.write("empty.docx", ""), limits));
   EXPECT_EQ(failure_of([&] { is_docx_in_child(docflow_bin(), dir.path() / "missing.docx", limits); }).code,
-            codes::storage_unavailable);
+            core::name(core::errc::storage_unavailable));
   // The test faults are extraction's: the check is not disturbed by them.
   const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
   EXPECT_TRUE(is_docx_in_child(docflow_bin(), fixture("de.docx"), limits));
@@ -1167,14 +1170,14 @@ TEST(sandbox, strict_mode_refuses_what_best_effort_runs_without) {
       extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, strict);
       return 3;
     } catch (const stage_error& e) {
-      if (e.failure().code != codes::sandbox_unavailable || e.failure().retryable) return 4;
+      if (!e.failure().is(core::errc::sandbox_unavailable) || e.failure().retryable) return 4;
       if (e.failure().message.find("landlock") == std::string::npos) return 5;
     }
     try {
       is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(true));
       return 6;
     } catch (const stage_error& e) {
-      if (e.failure().code != codes::sandbox_unavailable) return 7;
+      if (!e.failure().is(core::errc::sandbox_unavailable)) return 7;
     }
     // Best effort goes on with seccomp and the rest, and extracts the same.
     const auto e =
@@ -1189,7 +1192,7 @@ TEST(sandbox, missing_executable_is_a_crash) {
   const auto f = failure_of([] {
     extract_in_child("/nonexistent/docflow", fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
   });
-  EXPECT_EQ(f.code, codes::extractor_crashed);
+  EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed));
 }
 
 TEST(sandbox, heartbeat_failure_kills_the_child) {
@@ -1230,27 +1233,27 @@ TEST(stages, verify_checks_checksum_and_kind) {
   auto wrong = in;
   wrong.sha256[0] = wrong.sha256[0] == '0' ? '1' : '0';
   const auto f = failure_of([&] { verify.run(wrong, out); });
-  EXPECT_EQ(f.code, codes::checksum_mismatch);
+  EXPECT_EQ(f.code, core::name(core::errc::checksum_mismatch));
   EXPECT_TRUE(f.retryable);
 
   auto as_docx = in;
   as_docx.kind = core::file_kind::docx;
   const auto g = failure_of([&] { verify.run(as_docx, out); });
-  EXPECT_EQ(g.code, codes::unreadable_document);
+  EXPECT_EQ(g.code, core::name(core::errc::unreadable_document));
   EXPECT_FALSE(g.retryable);
 
   job_input d;
   d.file = docx;
   d.kind = core::file_kind::pdf;
   d.sha256 = sha256_file(docx);
-  EXPECT_EQ(failure_of([&] { verify.run(d, out); }).code, codes::unreadable_document);
+  EXPECT_EQ(failure_of([&] { verify.run(d, out); }).code, core::name(core::errc::unreadable_document));
   d.kind = core::file_kind::docx;
   EXPECT_NO_THROW(verify.run(d, out));
 
   auto missing = in;
   missing.file = "/nonexistent/file.pdf";
   const auto h = failure_of([&] { verify.run(missing, out); });
-  EXPECT_EQ(h.code, codes::storage_unavailable);
+  EXPECT_EQ(h.code, core::name(core::errc::storage_unavailable));
   EXPECT_TRUE(h.retryable);
 }
 

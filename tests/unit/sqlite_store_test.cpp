@@ -397,45 +397,51 @@ TEST_F(sqlite_store_test, an_upload_answer_is_stored_with_its_document_under_its
   using namespace std::chrono_literals;
   sqlite_store s(db());
   s.migrate();
-  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}));
+  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}).has_value());
   const core::time_point t0{std::chrono::hours(1000)};
   const auto first = s.begin_idempotent("u1", "k", "print", t0, 24h, 5min);
-  ASSERT_EQ(first.outcome, store::idempotency_claim::kind::fresh);
-  ASSERT_FALSE(first.token.empty());
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->outcome, store::idempotency_claim::kind::fresh);
+  ASSERT_FALSE(first->token.empty());
   // The first request stalls; a retry after the claim timeout takes the key over.
-  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 1min, 24h, 5min).outcome,
-            store::idempotency_claim::kind::in_flight);
+  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 1min, 24h, 5min).error().code,
+            core::errc::idempotency_key_in_flight);
+  EXPECT_EQ(s.begin_idempotent("u1", "k", "other print", t0 + 1min, 24h, 5min).error().code,
+            core::errc::idempotency_key_reused);
   const auto second = s.begin_idempotent("u1", "k", "print", t0 + 6min, 24h, 5min);
-  ASSERT_EQ(second.outcome, store::idempotency_claim::kind::fresh);
-  ASSERT_NE(second.token, first.token);
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->outcome, store::idempotency_claim::kind::fresh);
+  ASSERT_NE(second->token, first->token);
 
   // The stalled request can neither insert its document nor release the key.
   const auto stale_doc = sample_document("u1");
-  const store::idempotent_answer stale{"u1", "k", first.token, 201, "{\"stale\":1}", "application/json", ""};
-  EXPECT_THROW(s.insert_document(stale_doc, &stale), store::idempotency_claim_lost);
+  const store::idempotent_answer stale{"u1", "k", first->token, 201, "{\"stale\":1}", "application/json", ""};
+  EXPECT_EQ(s.insert_document(stale_doc, &stale).error().code, core::errc::idempotency_key_in_flight);
   EXPECT_FALSE(s.find_document(stale_doc.id, std::nullopt)) << "the document was inserted anyway";
-  s.abandon_idempotent("u1", "k", first.token);
-  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 6min, 24h, 5min).outcome,
-            store::idempotency_claim::kind::in_flight);
+  s.abandon_idempotent("u1", "k", first->token);
+  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 6min, 24h, 5min).error().code,
+            core::errc::idempotency_key_in_flight);
 
   // The claim's holder stores document and answer together; retries replay it.
   const auto doc = sample_document("u1");
-  const store::idempotent_answer answer{"u1", "k", second.token, 201, "{\"id\":1}", "application/json", "/d"};
-  s.insert_document(doc, &answer);
+  const store::idempotent_answer answer{"u1", "k", second->token, 201, "{\"id\":1}", "application/json",
+                                        "/d"};
+  ASSERT_TRUE(s.insert_document(doc, &answer).has_value());
   EXPECT_TRUE(s.find_document(doc.id, std::nullopt));
   const auto replay = s.begin_idempotent("u1", "k", "print", t0 + 7min, 24h, 5min);
-  EXPECT_EQ(replay.outcome, store::idempotency_claim::kind::replay);
-  EXPECT_EQ(replay.body, "{\"id\":1}");
-  EXPECT_EQ(replay.location, "/d");
+  ASSERT_TRUE(replay.has_value());
+  EXPECT_EQ(replay->outcome, store::idempotency_claim::kind::replay);
+  EXPECT_EQ(replay->body, "{\"id\":1}");
+  EXPECT_EQ(replay->location, "/d");
 }
 
 TEST_F(sqlite_store_test, concurrent_inserts_all_land_and_a_bad_one_fails_alone) {
   sqlite_store s(db());
   s.migrate();
-  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}));
+  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}).has_value());
   constexpr int threads = 32;
   const auto duplicate = sample_document("u1");
-  s.insert_document(duplicate, nullptr);
+  ASSERT_TRUE(s.insert_document(duplicate, nullptr).has_value());
 
   std::vector<core::document> docs;
   for (int i = 0; i < threads; ++i) docs.push_back(sample_document("u1"));
@@ -449,7 +455,7 @@ TEST_F(sqlite_store_test, concurrent_inserts_all_land_and_a_bad_one_fails_alone)
       pool.emplace_back([&, i] {
         start.arrive_and_wait();
         try {
-          s.insert_document(docs[i], nullptr);
+          static_cast<void>(s.insert_document(docs[i], nullptr));  // a failure throws
         } catch (...) {
           errors[i] = std::current_exception();
         }

@@ -229,7 +229,7 @@ void sqlite_store::check() {
 
 namespace docflow::store::sqlite {
 
-bool sqlite_store::create_user(const core::user& u) {
+core::result<void> sqlite_store::create_user(const core::user& u) {
   const lease c(*this);
   auto st = c->prepare(
       "INSERT INTO users (id, username, username_key, password_hash, role, created_at)"
@@ -241,7 +241,8 @@ bool sqlite_store::create_user(const core::user& u) {
       .bind(5, core::to_string(u.role))
       .bind(6, to_ms(u.created_at));
   st.step();
-  return sqlite3_changes(c->handle()) == 1;
+  if (sqlite3_changes(c->handle()) != 1) return core::errc::username_taken;
+  return {};
 }
 
 std::optional<core::user> sqlite_store::find_user_by_name(std::string_view username) {
@@ -384,9 +385,13 @@ bool record_answer(connection& c, const idempotent_answer& a) {
   return sqlite3_changes(c.handle()) == 1;
 }
 
+// Thrown inside a batch of inserts to roll back one whose idempotency claim
+// was taken over; its caller gets idempotency_key_in_flight.
+struct claim_lost {};
+
 void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer) {
   insert_document_row(c, d);
-  if (answer && !record_answer(c, *answer)) throw idempotency_claim_lost();
+  if (answer && !record_answer(c, *answer)) throw claim_lost{};
 }
 }  // namespace
 
@@ -397,7 +402,7 @@ struct sqlite_store::pending_insert {
   bool done = false;
 };
 
-void sqlite_store::insert_document(const core::document& d, const idempotent_answer* answer) {
+core::result<void> sqlite_store::insert_document(const core::document& d, const idempotent_answer* answer) {
   pending_insert me{d, answer, nullptr};
   std::unique_lock lock(inserts_mutex_);
   inserts_queued_.push_back(&me);
@@ -415,7 +420,14 @@ void sqlite_store::insert_document(const core::document& d, const idempotent_ans
     inserts_leader_ = false;
     inserts_done_.notify_all();
   }
-  if (me.error) std::rethrow_exception(me.error);
+  if (me.error) {
+    try {
+      std::rethrow_exception(me.error);
+    } catch (const claim_lost&) {
+      return core::errc::idempotency_key_in_flight;
+    }
+  }
+  return {};
 }
 
 void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
@@ -473,41 +485,44 @@ std::vector<core::document> sqlite_store::list_documents(const document_query& q
   return out;
 }
 
-delete_outcome sqlite_store::delete_document(std::string_view id,
-                                             const std::optional<std::string>& owner_id) {
+core::result<void> sqlite_store::delete_document(std::string_view id,
+                                                 const std::optional<std::string>& owner_id) {
   const lease c(*this);
   transaction tx(*c);
   auto st = c->prepare(std::string("SELECT status FROM documents WHERE id = ?") +
                        (owner_id ? " AND owner_id = ?" : ""));
   st.bind(1, id);
   if (owner_id) st.bind(2, *owner_id);
-  if (!st.step()) return delete_outcome::not_found;
-  if (!core::can_delete(core::parse_status(st.column_text(0)).value_or(core::status::processing))) {
-    return delete_outcome::busy;
+  if (!st.step()) return core::errc::not_found;
+  const auto status = core::parse_status(st.column_text(0)).value_or(core::status::processing);
+  if (!core::can_delete(status)) {
+    core::error busy(core::errc::document_busy);
+    busy.document_status = status;
+    return busy;
   }
   c->prepare("DELETE FROM documents WHERE id = ?").bind(1, id).step();
   tx.commit();
-  return delete_outcome::deleted;
+  return {};
 }
 
 }  // namespace docflow::store::sqlite
 
 namespace docflow::store::sqlite {
 
-process_result sqlite_store::request_processing(std::string_view document_id,
-                                                const std::optional<std::string>& owner_id,
-                                                const std::string& job_id, core::time_point now,
-                                                std::uint64_t max_queued) {
+core::result<process_result> sqlite_store::request_processing(std::string_view document_id,
+                                                              const std::optional<std::string>& owner_id,
+                                                              const std::string& job_id, core::time_point now,
+                                                              std::uint64_t max_queued) {
   const lease c(*this);
   transaction tx(*c);
   auto doc = load_document(*c, document_id, owner_id);
-  if (!doc) return {process_outcome::not_found, std::nullopt};
-  if (doc->status == core::status::completed) return {process_outcome::completed, doc};
-  if (doc->status == core::status::processing) return {process_outcome::already_processing, doc};
+  if (!doc) return core::errc::not_found;
+  if (doc->status == core::status::completed) return process_result{process_outcome::completed, *doc};
+  if (doc->status == core::status::processing)
+    return process_result{process_outcome::already_processing, *doc};
   auto depth = c->prepare("SELECT count(*) FROM jobs WHERE state = 'queued'");
   depth.step();
-  if (static_cast<std::uint64_t>(depth.column_int(0)) >= max_queued)
-    return {process_outcome::queue_full, doc};
+  if (static_cast<std::uint64_t>(depth.column_int(0)) >= max_queued) return core::errc::queue_full;
   transition(*c, *doc, core::status::processing, now, std::nullopt);
   c->prepare(
        "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at)"
@@ -520,7 +535,7 @@ process_result sqlite_store::request_processing(std::string_view document_id,
       .step();
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
-  return {process_outcome::accepted, std::move(after)};
+  return process_result{process_outcome::accepted, std::move(*after)};
 }
 
 std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::chrono::milliseconds lease_for,
@@ -634,14 +649,19 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
   return failure_outcome::failed;
 }
 
-cancel_result sqlite_store::cancel_processing(std::string_view document_id,
-                                              const std::optional<std::string>& owner_id,
-                                              const core::failure& failure, core::time_point now) {
+core::result<cancel_result> sqlite_store::cancel_processing(std::string_view document_id,
+                                                            const std::optional<std::string>& owner_id,
+                                                            const core::failure& failure,
+                                                            core::time_point now) {
   const lease c(*this);
   transaction tx(*c);
   auto doc = load_document(*c, document_id, owner_id);
-  if (!doc) return {cancel_outcome::not_found, std::nullopt, {}};
-  if (doc->status != core::status::processing) return {cancel_outcome::not_processing, doc, {}};
+  if (!doc) return core::errc::not_found;
+  if (doc->status != core::status::processing) {
+    core::error refused(core::errc::not_processing);
+    refused.document_status = doc->status;
+    return refused;
+  }
   auto live = c->prepare("SELECT id FROM jobs WHERE document_id = ? AND state IN ('queued', 'running')");
   live.bind(1, doc->id);
   std::string job_id = live.step() ? live.column_text(0) : std::string();
@@ -654,7 +674,7 @@ cancel_result sqlite_store::cancel_processing(std::string_view document_id,
   transition(*c, *doc, core::status::failed, now, failure);
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
-  return {cancel_outcome::cancelled, std::move(after), std::move(job_id)};
+  return cancel_result{std::move(*after), std::move(job_id)};
 }
 
 std::optional<stored_result> sqlite_store::find_result(std::string_view document_id) {
@@ -750,10 +770,11 @@ queue_stats sqlite_store::job_stats() {
   return {static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1))};
 }
 
-idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::string_view key,
-                                                 std::string_view fingerprint, core::time_point now,
-                                                 std::chrono::milliseconds ttl,
-                                                 std::chrono::milliseconds abandoned_after) {
+core::result<idempotency_claim> sqlite_store::begin_idempotent(std::string_view user_id, std::string_view key,
+                                                               std::string_view fingerprint,
+                                                               core::time_point now,
+                                                               std::chrono::milliseconds ttl,
+                                                               std::chrono::milliseconds abandoned_after) {
   const lease c(*this);
   transaction tx(*c);
   // An expired key is forgotten; so is a claim left in flight too long,
@@ -771,22 +792,17 @@ idempotency_claim sqlite_store::begin_idempotent(std::string_view user_id, std::
       "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
       " WHERE user_id = ? AND key = ?");
   st.bind(1, user_id).bind(2, key);
-  idempotency_claim claim;
   if (st.step()) {
-    if (st.column_text(0) != fingerprint) {
-      claim.outcome = idempotency_claim::kind::mismatch;
-    } else if (st.column_text(1) == "in_flight") {
-      claim.outcome = idempotency_claim::kind::in_flight;
-    } else {
-      claim = {idempotency_claim::kind::replay,
-               static_cast<int>(st.column_int(2)),
-               st.column_text(3),
-               st.column_text(4),
-               st.column_text(5),
-               {}};
-    }
-    return claim;
+    if (st.column_text(0) != fingerprint) return core::errc::idempotency_key_reused;
+    if (st.column_text(1) == "in_flight") return core::errc::idempotency_key_in_flight;
+    return idempotency_claim{idempotency_claim::kind::replay,
+                             static_cast<int>(st.column_int(2)),
+                             st.column_text(3),
+                             st.column_text(4),
+                             st.column_text(5),
+                             {}};
   }
+  idempotency_claim claim;
   claim.token = core::random_hex(16);
   c->prepare(
        "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at, expires_at, claim)"

@@ -20,11 +20,12 @@ public:
   explicit sqlite_store(std::filesystem::path path);
   ~sqlite_store() override;
 
+  bool point_reads_inline() const noexcept override { return true; }
   int migrate() override;
   int schema_version() override;
   void check() override;
 
-  bool create_user(const core::user& u) override;
+  core::result<void> create_user(const core::user& u) override;
   std::optional<core::user> find_user_by_name(std::string_view username) override;
   std::optional<core::user> find_user(std::string_view id) override;
   std::vector<core::user> list_users() override;
@@ -35,15 +36,17 @@ public:
   void revoke_refresh_family(std::string_view token_hash, core::time_point now) override;
   std::size_t purge_refresh_families(core::time_point now) override;
 
-  void insert_document(const core::document& d, const idempotent_answer* answer) override;
+  core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) override;
   std::optional<core::document> find_document(std::string_view id,
                                               const std::optional<std::string>& owner_id) override;
   std::vector<core::document> list_documents(const document_query& q) override;
-  delete_outcome delete_document(std::string_view id, const std::optional<std::string>& owner_id) override;
+  core::result<void> delete_document(std::string_view id,
+                                     const std::optional<std::string>& owner_id) override;
 
-  process_result request_processing(std::string_view document_id, const std::optional<std::string>& owner_id,
-                                    const std::string& job_id, core::time_point now,
-                                    std::uint64_t max_queued) override;
+  core::result<process_result> request_processing(std::string_view document_id,
+                                                  const std::optional<std::string>& owner_id,
+                                                  const std::string& job_id, core::time_point now,
+                                                  std::uint64_t max_queued) override;
   std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
                                        const std::string& lease_token) override;
   bool lease_held(const claimed_job& job) override;
@@ -52,8 +55,9 @@ public:
   bool complete_job(const claimed_job& job, const stored_result& result) override;
   failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
                            std::optional<core::time_point> retry_at) override;
-  cancel_result cancel_processing(std::string_view document_id, const std::optional<std::string>& owner_id,
-                                  const core::failure& failure, core::time_point now) override;
+  core::result<cancel_result> cancel_processing(std::string_view document_id,
+                                                const std::optional<std::string>& owner_id,
+                                                const core::failure& failure, core::time_point now) override;
   std::optional<stored_result> find_result(std::string_view document_id) override;
   std::optional<std::string> read_result_text(std::string_view document_id, core::time_point completed_at,
                                               std::uint64_t offset, std::size_t max) override;
@@ -61,10 +65,10 @@ public:
   changed_documents documents_with_events_since(std::int64_t position, std::size_t limit) override;
   queue_stats job_stats() override;
 
-  idempotency_claim begin_idempotent(std::string_view user_id, std::string_view key,
-                                     std::string_view fingerprint, core::time_point now,
-                                     std::chrono::milliseconds ttl,
-                                     std::chrono::milliseconds abandoned_after) override;
+  core::result<idempotency_claim> begin_idempotent(std::string_view user_id, std::string_view key,
+                                                   std::string_view fingerprint, core::time_point now,
+                                                   std::chrono::milliseconds ttl,
+                                                   std::chrono::milliseconds abandoned_after) override;
   void finish_idempotent(const idempotent_answer& answer) override;
   void abandon_idempotent(std::string_view user_id, std::string_view key, std::string_view claim) override;
   std::size_t purge_idempotency_keys(core::time_point now) override;
