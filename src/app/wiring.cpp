@@ -1,4 +1,5 @@
-// The composition root: the only place that names every concrete type.
+// The composition root, with backends.cpp: each command builds its parts
+// here, from the backends make_database and make_blob_store give it.
 #include "app/wiring.hpp"
 
 #include <fcntl.h>
@@ -26,10 +27,11 @@
 #include "api/routes.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
+#include "app/backends.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "auth/throttle.hpp"
-#include "blob/fs_blob_store.hpp"
+#include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
 #include "http/admission.hpp"
@@ -43,7 +45,7 @@
 #include "pipeline/stage.hpp"
 #include "pipeline/stages.hpp"
 #include "store/change_feed.hpp"
-#include "store/sqlite/sqlite_store.hpp"
+#include "store/database.hpp"
 
 namespace docflow::app {
 
@@ -206,6 +208,14 @@ pipeline::sandbox_limits extractor_limits() {
   return limits;
 }
 
+// The configured database, migrated to this binary's schema.
+std::unique_ptr<store::database> open_database(const config::config& cfg) {
+  prepare_directories(cfg);
+  auto db = make_database(cfg);
+  db->migrate();
+  return db;
+}
+
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys) every
@@ -290,9 +300,8 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
 int migrate(const config::config& cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    prepare_directories(cfg);
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    const int version = db.migrate();
+    const auto db = open_database(cfg);
+    const int version = db->schema_version();
     obs::log(obs::level::info, "store.migrated", {{"schema_version", version}});
     std::cerr << "docflow: database " << cfg.sqlite_path.string() << " at schema version " << version << '\n';
     return 0;
@@ -305,13 +314,13 @@ int migrate(const config::config& cfg) {
 int serve(config::config cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    prepare_directories(cfg);
+    const auto database = open_database(cfg);
+    auto& db = *database;
     if (!cfg.jwt_secret) {
       cfg.jwt_secret = load_or_create_jwt_secret(cfg.data_dir);
     }
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    const int version = db.migrate();
-    blob::fs_blob_store blobs(cfg.blob_dir);
+    const auto blob_store = make_blob_store(cfg);
+    auto& blobs = *blob_store;
 
     obs::metrics metrics;
     http::blocking_pool blocking(cfg.blocking_threads);
@@ -334,6 +343,8 @@ int serve(config::config cfg) {
     const http::router router(api::routes(services));
 
     log_sandbox(cfg);
+    // Only serve runs it: one pass per API node is plenty, and a worker
+    // process may not even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
@@ -372,7 +383,7 @@ int serve(config::config cfg) {
              {{"url", url},
               {"data_dir", cfg.data_dir.string()},
               {"database", cfg.sqlite_path.string()},
-              {"schema_version", version},
+              {"schema_version", db.schema_version()},
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
     server->run();
@@ -396,15 +407,13 @@ int work(const config::config& cfg) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
-    prepare_directories(cfg);
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    db.migrate();
-    blob::fs_blob_store blobs(cfg.blob_dir);
+    const auto db = open_database(cfg);
+    const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);
-    const auto workers = start_workers(config, db, blobs, metrics, core::system_clock());
+    const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
     std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string() << '\n';
     int signo = 0;
     sigwait(&stop_signals, &signo);
@@ -415,16 +424,6 @@ int work(const config::config& cfg) {
     return exit_failure;
   }
 }
-
-namespace {
-// Opens and migrates the database for a one-shot command.
-std::unique_ptr<store::database> open_database(const config::config& cfg) {
-  prepare_directories(cfg);
-  auto db = std::make_unique<store::sqlite::sqlite_store>(cfg.sqlite_path);
-  db->migrate();
-  return db;
-}
-}  // namespace
 
 namespace {
 
