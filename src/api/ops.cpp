@@ -14,6 +14,7 @@
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process.hpp"
 #include "store/database.hpp"
 
 namespace docflow::api::ops {
@@ -68,6 +69,7 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
   }
   // Read when scraped, like the job gauges below: the gate keeps the count.
   s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads.waiting()));
+  obs::sample_process(s.metrics);
   // Queue depth is the database's to tell (other processes add and take jobs).
   try {
     const auto stats = co_await backend_call(s, cost::blocking, [&s] { return s.db.job_stats(); });
@@ -85,10 +87,6 @@ void describe_metrics(services& s) {
   s.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
   s.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
                      "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
-  s.metrics.describe("process_start_time_seconds", obs::metrics::kind::gauge,
-                     "Start time of the process since the Unix epoch, in seconds.");
-  s.metrics.set("process_start_time_seconds", "",
-                std::chrono::duration<double>(s.started_at.time_since_epoch()).count());
 }
 
 }  // namespace docflow::api::ops

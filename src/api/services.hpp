@@ -61,7 +61,6 @@ struct services {
   stream_limit& streams;
   /// This binary, started as the sandboxed child that checks DOCX uploads.
   const std::filesystem::path& self_exe;
-  std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};
 };

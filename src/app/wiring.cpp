@@ -40,6 +40,7 @@
 #include "jobs/worker_pool.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process.hpp"
 #include "pipeline/enrich.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stage.hpp"
@@ -216,6 +217,11 @@ std::unique_ptr<store::database> open_database(const config::config& cfg) {
   return db;
 }
 
+// The metrics every process exposes about itself.
+void describe_process_metrics(obs::metrics& metrics) {
+  obs::describe_process(metrics, DOCFLOW_VERSION, DOCFLOW_COMMIT);
+}
+
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys) every
@@ -323,6 +329,7 @@ int serve(config::config cfg) {
     auto& blobs = *blob_store;
 
     obs::metrics metrics;
+    describe_process_metrics(metrics);
     http::blocking_pool blocking(cfg.blocking_threads);
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
@@ -338,7 +345,7 @@ int serve(config::config cfg) {
     api::stream_limit streams(cfg.max_streams_per_user);
     api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
                            uploads, tokens,  passwords, hashing, signup_hashing, throttle,
-                           signups, cursors, changes,   streams, self_exe,       clock.now()};
+                           signups, cursors, changes,   streams, self_exe};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 

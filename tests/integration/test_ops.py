@@ -1,10 +1,11 @@
 """Operations endpoints (SPEC section 5): /healthz, /readyz, /metrics and the
 access log."""
+import json
 import os
 import time
 import unittest
 
-from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics
+from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics, run_cli
 
 
 class HealthTest(SharedServerTestCase):
@@ -118,18 +119,31 @@ class MetricsTest(ServerTestCase):
         self.assertEqual(posts, [1], text)
         self.assertIn("# TYPE http_requests_total counter", text)
 
-        # Histogram by route: 5 GETs + 1 HEAD at least.
+        # Histogram by method and route: 5 GETs, 1 HEAD.
         self.assertIn("# TYPE http_request_duration_seconds histogram", text)
-        count = metric(samples, "http_request_duration_seconds_count", route="/healthz")
-        self.assertIsNotNone(count, text)
-        self.assertEqual(metric(samples, "http_request_duration_seconds_bucket", route="/healthz", le="+Inf"), count)
-        self.assertGreaterEqual(count, 6, text)
-        self.assertIsNotNone(metric(samples, "http_request_duration_seconds_sum", route="/healthz"), text)
+        for method, count in (("GET", 5), ("HEAD", 1)):
+            with self.subTest(method=method):
+                self.assertEqual(metric(samples, "http_request_duration_seconds_count", method=method,
+                                        route="/healthz"), count, text)
+                self.assertEqual(metric(samples, "http_request_duration_seconds_bucket", method=method,
+                                        route="/healthz", le="+Inf"), count, text)
+                self.assertIsNotNone(metric(samples, "http_request_duration_seconds_sum", method=method,
+                                            route="/healthz"), text)
+        self.assertIsNone(metric(samples, "http_request_duration_seconds_count", route="/healthz"),
+                          "the histogram lost its method label")
 
         self.assertIsNotNone(metric(samples, "http_requests_in_flight"), text)
-        started = metric(samples, "process_start_time_seconds")
-        self.assertIsNotNone(started, text)
-        self.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
+        assert_process_metrics(self, text, samples)
+
+    def test_logins_are_counted_under_the_docflow_prefix(self):
+        server = self.start_server()
+        account = json.dumps({"username": "metrics-user", "password": "a-long-enough-password"})
+        json_body = {"Content-Type": "application/json"}
+        self.assertEqual(server.request("POST", "/auth/register", headers=json_body, body=account).status, 201)
+        self.assertEqual(server.request("POST", "/auth/login", headers=json_body, body=account).status, 200)
+        text, samples = self.scrape(server)
+        self.assertEqual(metric(samples, "docflow_auth_logins_total", outcome="succeeded"), 1, text)
+        self.assertNotIn("\nauth_logins_total", text, "the old name is gone (docs/operations.md, metric changes)")
 
     def test_scrapes_count_themselves_afterwards(self):
         server = self.start_server()
@@ -169,6 +183,21 @@ class MetricsTest(ServerTestCase):
             with self.subTest(scheme=scheme):
                 res = server.get("/metrics", headers={"Authorization": scheme + " " + token})
                 self.assertEqual(res.status, 200, res)
+
+
+def assert_process_metrics(test, text, samples):
+    """The metrics a docflow process exposes about itself."""
+    started = metric(samples, "process_start_time_seconds")
+    test.assertIsNotNone(started, text)
+    test.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
+    test.assertGreater(metric(samples, "process_cpu_seconds_total") or 0, 0, text)
+    test.assertGreater(metric(samples, "process_resident_memory_bytes") or 0, 1 << 20, text)
+    test.assertGreaterEqual(metric(samples, "process_open_fds") or 0, 3, text)  # stdin, stdout, stderr at least
+    builds = [dict(labels) for (name, labels), value in samples.items() if name == "docflow_build_info" and value == 1]
+    test.assertEqual(len(builds), 1, text)
+    version = run_cli(["version"]).stdout.split()[-1]
+    test.assertEqual(builds[0]["version"], version, text)
+    test.assertRegex(builds[0]["commit"], r"^([0-9a-f]{7,40}|unknown)$", text)
 
 
 class AccessLogTest(ServerTestCase):
