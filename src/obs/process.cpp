@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "obs/log.hpp"
 #include "obs/metrics.hpp"
 
 namespace docflow::obs {
@@ -54,6 +55,8 @@ void describe_process(metrics& m, std::string_view version, std::string_view com
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   m.describe("docflow_build_info", metrics::kind::gauge, "Always 1; the labels name the running build.");
   m.set("docflow_build_info", metrics::label("version", version) + ',' + metrics::label("commit", commit), 1);
+  m.describe("docflow_log_lines_dropped_total", metrics::kind::counter,
+             "Log lines dropped because the log queue was full (stdout not keeping up).");
   sample_process(m);
 }
 
@@ -65,6 +68,7 @@ void sample_process(metrics& m) {
   double value = 0;
   if (resident_bytes(value)) m.set("process_resident_memory_bytes", "", value);
   if (open_descriptors(value)) m.set("process_open_fds", "", value);
+  m.set("docflow_log_lines_dropped_total", "", static_cast<double>(log_lines_dropped()));
 }
 
 }  // namespace docflow::obs

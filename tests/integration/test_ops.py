@@ -193,6 +193,7 @@ def assert_process_metrics(test, text, samples):
     test.assertGreater(metric(samples, "process_cpu_seconds_total") or 0, 0, text)
     test.assertGreater(metric(samples, "process_resident_memory_bytes") or 0, 1 << 20, text)
     test.assertGreaterEqual(metric(samples, "process_open_fds") or 0, 3, text)  # stdin, stdout, stderr at least
+    test.assertEqual(metric(samples, "docflow_log_lines_dropped_total"), 0, text)
     builds = [dict(labels) for (name, labels), value in samples.items() if name == "docflow_build_info" and value == 1]
     test.assertEqual(len(builds), 1, text)
     version = run_cli(["version"]).stdout.split()[-1]

@@ -195,11 +195,15 @@ TEST(metrics_label, escaped_label_renders_on_one_line) {
 // a caller's fields repeat them.
 TEST(log, writes_one_json_line_whose_own_members_win) {
   docflow::obs::set_level(docflow::obs::level::info);
+  // Lines other tests logged are still on their way: not into this capture.
+  ASSERT_TRUE(docflow::obs::flush_log(std::chrono::seconds(10)));
   testing::internal::CaptureStdout();
   docflow::obs::log(docflow::obs::level::info, "test.event",
                     {{"n", 1}, {"s", "quote \" and \\ and \n"}, {"event", "spoof"}, {"level", "spoof"}});
   docflow::obs::log(docflow::obs::level::warn, "test.empty", {});
   docflow::obs::log(docflow::obs::level::debug, "test.hidden", {});
+  // The logger thread writes them: wait for it before the capture ends.
+  ASSERT_TRUE(docflow::obs::flush_log(std::chrono::seconds(10)));
   const std::string out = testing::internal::GetCapturedStdout();
   const auto newline = out.find('\n');
   ASSERT_NE(newline, std::string::npos) << out;
@@ -243,6 +247,7 @@ TEST(process_metrics, describe_names_the_build_and_samples_the_process) {
   EXPECT_GT(samples["process_resident_memory_bytes"], 1 << 20);
   EXPECT_GE(samples["process_open_fds"], 3);  // stdin, stdout, stderr
   EXPECT_TRUE(samples.contains("process_cpu_seconds_total"));
+  EXPECT_TRUE(samples.contains("docflow_log_lines_dropped_total"));
 
   // A sample follows what the process does: burn some CPU, open a descriptor.
   const auto cpu = samples["process_cpu_seconds_total"];
