@@ -37,6 +37,18 @@ namespace docflow::api {
 class cursor_codec;
 class stream_limit;
 
+/// What the operations endpoints (api/ops.hpp) read. `serve` makes one from
+/// its services; `docflow worker`, which serves nothing else, has only this.
+struct ops_context {
+  const config::config& cfg;
+  store::database& db;
+  blob::blob_store& blobs;
+  obs::metrics& metrics;
+  http::blocking_pool& blocking;
+  /// For docflow_uploads_waiting; null in a process that takes no uploads.
+  const http::admission_gate* uploads = nullptr;
+};
+
 /// What the handlers work with. Built once by app/ and outliving the server.
 struct services {
   const config::config& cfg;

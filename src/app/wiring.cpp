@@ -24,6 +24,7 @@
 
 #include "api/accounts.hpp"
 #include "api/cursor.hpp"
+#include "api/ops.hpp"
 #include "api/routes.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
@@ -222,6 +223,55 @@ void describe_process_metrics(obs::metrics& metrics) {
   obs::describe_process(metrics, DOCFLOW_VERSION, DOCFLOW_COMMIT);
 }
 
+// /healthz, /readyz and /metrics for a process that serves nothing else
+// (`docflow worker`), on a thread of its own while the object lives.
+class ops_endpoint {
+public:
+  ops_endpoint(const config::config& cfg, const config::listen_address& at, store::database& db,
+               blob::blob_store& blobs, obs::metrics& metrics)
+      : context_{cfg, db, blobs, metrics, blocking_, nullptr},
+        router_(api::ops::routes([this] { return context_; })) {
+    api::ops::describe_metrics(context_);
+    http::server_options options;
+    options.host = at.host;
+    options.port = at.port;
+    options.io_threads = 1;
+    options.max_connections = scrapers;
+    options.shutdown_timeout = std::chrono::seconds(5);
+    // Every route here is open (auth_policy::none): no token is ever checked.
+    const auto no_tokens = [](std::string_view) {
+      return http::authentication{std::nullopt, "no accounts here"};
+    };
+    try {
+      server_.emplace(options, router_, no_tokens, metrics);
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("DOCFLOW_WORKER_LISTEN: " +
+                               listen_failure(address_text(at.host, at.port), e.code()));
+    }
+    url_ = "http://" + address_text(at.host, server_->port());
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  ~ops_endpoint() {
+    server_->stop();
+    thread_.join();
+  }
+  ops_endpoint(const ops_endpoint&) = delete;
+  ops_endpoint& operator=(const ops_endpoint&) = delete;
+
+  const std::string& url() const { return url_; }
+
+private:
+  // A few monitoring systems scrape a worker; nothing else connects.
+  static constexpr std::size_t scrapers = 64;
+
+  http::blocking_pool blocking_{1};
+  api::ops_context context_;
+  http::router router_;
+  std::optional<http::server> server_;
+  std::string url_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys) every
@@ -417,15 +467,22 @@ int work(const config::config& cfg) {
     const auto db = open_database(cfg);
     const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
+    describe_process_metrics(metrics);
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);
     const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
-    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string() << '\n';
+    std::optional<ops_endpoint> endpoint;
+    if (cfg.worker_listen) {
+      endpoint.emplace(cfg, *cfg.worker_listen, *db, *blobs, metrics);
+    }
+    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string()
+              << (endpoint ? "; /healthz, /readyz and /metrics on " + endpoint->url() : std::string())
+              << '\n';
     int signo = 0;
     sigwait(&stop_signals, &signo);
     obs::log(obs::level::info, "workers.stopping", {{"signal", signo}});
-    return 0;  // the pool's destructor lets running jobs finish
+    return 0;  // the endpoint stops, then the pool's destructor lets running jobs finish
   } catch (const std::exception& e) {
     std::cerr << "docflow: worker failed: " << e.what() << '\n';
     return exit_failure;

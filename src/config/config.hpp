@@ -85,6 +85,8 @@ struct config {
   std::uint64_t max_upload_bytes = 0;
   unsigned max_active_uploads = 0;
   unsigned workers = 0;
+  /// Where `docflow worker` serves /healthz, /readyz and /metrics; none when unset.
+  std::optional<listen_address> worker_listen;
   milliseconds job_lease{};
   unsigned job_max_attempts = 0;
   milliseconds idempotency_ttl{};

@@ -388,14 +388,15 @@ class CommandsTest(unittest.TestCase):
     def test_help_lists_only_the_settings_the_command_reads(self):
         server_only = ("--listen", "--io-threads", "--header-timeout", "--signup")
         jobs = ("--workers", "--job-lease", "--storage-url", "--ml-url", "--simulated-delay-ms")
+        worker_only = ("--worker-listen",)
         cases = {
             ("serve",): server_only + jobs + ("--data-dir", "--database-url", "--log-level"),
-            ("worker",): jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("worker",): jobs + worker_only + ("--data-dir", "--database-url", "--log-level"),
             ("migrate",): ("--data-dir", "--database-url", "--log-level"),
             ("user", "add"): ("--data-dir", "--database-url", "--admin"),
             ("user", "list"): ("--data-dir", "--database-url"),
         }
-        every_flag = set(server_only + jobs + ("--data-dir", "--database-url", "--log-level"))
+        every_flag = set(server_only + jobs + worker_only + ("--data-dir", "--database-url", "--log-level"))
         for command, listed in cases.items():
             with self.subTest(command=command):
                 out = run_cli([*command, "--help"])

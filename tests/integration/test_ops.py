@@ -2,6 +2,7 @@
 access log."""
 import json
 import os
+import signal
 import time
 import unittest
 
@@ -186,7 +187,7 @@ class MetricsTest(ServerTestCase):
 
 
 def assert_process_metrics(test, text, samples):
-    """The metrics a docflow process exposes about itself."""
+    """The metrics every docflow process exposes about itself."""
     started = metric(samples, "process_start_time_seconds")
     test.assertIsNotNone(started, text)
     test.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
@@ -199,6 +200,53 @@ def assert_process_metrics(test, text, samples):
     version = run_cli(["version"]).stdout.split()[-1]
     test.assertEqual(builds[0]["version"], version, text)
     test.assertRegex(builds[0]["commit"], r"^([0-9a-f]{7,40}|unknown)$", text)
+
+
+class WorkerEndpointTest(ServerTestCase):
+    """`docflow worker` serves /healthz, /readyz and /metrics, and nothing
+    else, on DOCFLOW_WORKER_LISTEN; without it, it opens no port."""
+
+    def test_worker_serves_health_readiness_and_metrics(self):
+        worker = self.start_worker(DOCFLOW_WORKERS=1, DOCFLOW_WORKER_LISTEN="127.0.0.1:0")
+        announced = "/healthz, /readyz and /metrics on http://127.0.0.1:%d" % worker.port
+        deadline = time.monotonic() + 5  # the line follows the listener's start
+        while announced not in worker.stderr and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(announced, worker.stderr)
+        res = worker.get("/healthz")
+        self.assertEqual((res.status, res.json()), (200, {"status": "ok"}), res)
+        res = worker.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json(), {"status": "ready", "checks": {"database": "ok", "storage": "ok"}})
+        self.assertEqual(worker.get("/documents").status, 404, "a worker serves no API")
+        worker.wait_for_log(event="http.request", route="/readyz")
+
+        res = worker.get("/metrics")
+        self.assertEqual(res.status, 200, res)
+        text = res.body.decode("utf-8")
+        samples = parse_metrics(text)
+        assert_process_metrics(self, text, samples)
+        self.assertEqual(metric(samples, "docflow_jobs_queued"), 0, text)
+        self.assertEqual(metric(samples, "docflow_jobs_running"), 0, text)
+        self.assertIn("# TYPE docflow_jobs_total counter", text)
+        self.assertEqual(metric(samples, "http_requests_total", method="GET", route="/healthz", status="200"), 1, text)
+        self.assertNotIn("docflow_uploads_waiting", text, "a worker takes no uploads")
+
+        worker.signal(signal.SIGTERM)
+        self.assertEqual(worker.wait_exit(), 0)
+        worker.wait_for_log(event="server.stopped")
+
+    def test_worker_metrics_token_applies(self):
+        token = "worker-metrics-token"
+        worker = self.start_worker(DOCFLOW_WORKER_LISTEN="127.0.0.1:0", DOCFLOW_METRICS_TOKEN=token)
+        self.assertProblem(worker.get("/metrics"), 401, "unauthorized", "/metrics")
+        self.assertEqual(worker.get("/metrics", headers={"Authorization": "Bearer " + token}).status, 200)
+
+    def test_no_listener_without_the_setting(self):
+        worker = self.start_worker(DOCFLOW_WORKERS=1)
+        self.assertIsNone(worker.port)
+        self.assertEqual(worker.find_logs(event="server.listening"), [])
+        self.assertNotIn("/metrics", worker.stderr)
 
 
 class AccessLogTest(ServerTestCase):
