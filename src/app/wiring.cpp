@@ -210,11 +210,32 @@ pipeline::sandbox_limits extractor_limits() {
   return limits;
 }
 
-// The configured database, migrated to this binary's schema.
-std::unique_ptr<store::database> open_database(const config::config& cfg) {
+// Brings the schema to this binary's version when `migrate`, and refuses to
+// work with any other: an older one lacks what the code needs, and a newer
+// one may hold what this binary would misread or overwrite.
+void ready_schema(store::database& db, bool migrate) {
+  const int known = db.known_schema_version();
+  int version = db.schema_version();
+  if (version < known && migrate) {
+    version = db.migrate();
+  }
+  if (version > known) {
+    throw std::runtime_error("the database schema is at version " + std::to_string(version) +
+                             ", newer than this docflow knows (version " + std::to_string(known) +
+                             "): run a docflow at least as new as the one that migrated it");
+  }
+  if (version < known) {
+    throw std::runtime_error("the database schema is at version " + std::to_string(version) +
+                             ", older than this docflow's (version " + std::to_string(known) +
+                             "): run `docflow migrate` first, or set DOCFLOW_AUTO_MIGRATE=on");
+  }
+}
+
+// The configured database, its schema ready for this binary (see ready_schema).
+std::unique_ptr<store::database> open_database(const config::config& cfg, bool migrate) {
   prepare_directories(cfg);
   auto db = make_database(cfg);
-  db->migrate();
+  ready_schema(*db, migrate);
   return db;
 }
 
@@ -356,7 +377,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
 int migrate(const config::config& cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, true);
     const int version = db->schema_version();
     obs::log(obs::level::info, "store.migrated", {{"schema_version", version}});
     std::cerr << "docflow: database " << cfg.sqlite_path.string() << " at schema version " << version << '\n';
@@ -370,7 +391,7 @@ int migrate(const config::config& cfg) {
 int serve(config::config cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    const auto database = open_database(cfg);
+    const auto database = open_database(cfg, cfg.auto_migrate);
     auto& db = *database;
     if (!cfg.jwt_secret) {
       cfg.jwt_secret = load_or_create_jwt_secret(cfg.data_dir);
@@ -464,7 +485,7 @@ int work(const config::config& cfg) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, cfg.auto_migrate);
     const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
     describe_process_metrics(metrics);
@@ -556,7 +577,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
     return 2;
   }
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, cfg.auto_migrate);
     const auth::password_hasher passwords;
     core::user u{core::new_uuid_v7(), name, passwords.hash(*password),
                  admin ? core::role::admin : core::role::user, core::system_clock().now()};
@@ -576,7 +597,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
 int user_list(const config::config& cfg) {
   obs::set_level(obs::level::warn);
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, cfg.auto_migrate);
     std::cout << "id\tusername\trole\tcreated_at\n";
     for (const auto& u : db->list_users()) {
       std::cout << u.id << '\t' << u.username << '\t' << core::to_string(u.role) << '\t'

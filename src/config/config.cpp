@@ -29,6 +29,10 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)",
        every_command},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
+      {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
+       "on or off: whether this command applies pending migrations; off, it refuses an older schema "
+       "(run docflow migrate) (default on with SQLite)",
+       job_commands | for_user},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
        "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
@@ -411,6 +415,16 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   } else {
     c.blob_dir = strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
   }
+
+  // An embedded database belongs to the one binary that opens it, so that
+  // binary may as well migrate it; a shared server database is for the
+  // operator to migrate, once, before the new version rolls out.
+  const auto auto_migrate =
+      r.string("DOCFLOW_AUTO_MIGRATE", c.database == database_kind::sqlite ? "on" : "off");
+  if (auto_migrate != "on" && auto_migrate != "off") {
+    r.fail("DOCFLOW_AUTO_MIGRATE", "'" + auto_migrate + "' must be on or off");
+  }
+  c.auto_migrate = auto_migrate == "on";
 
   c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
   if (c.jwt_secret && c.jwt_secret->size() < 32) {

@@ -72,6 +72,9 @@ struct config {
   std::filesystem::path sqlite_path;
   storage_kind storage = storage_kind::file;
   std::filesystem::path blob_dir;
+  /// serve, worker and user apply pending migrations themselves; else they
+  /// refuse a schema older than the binary's.
+  bool auto_migrate = true;
   std::optional<std::string> jwt_secret;
   std::string jwt_issuer;
   milliseconds access_ttl{};

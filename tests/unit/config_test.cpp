@@ -52,6 +52,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.sqlite_path, std::filesystem::path("./data/docflow.db"));
   EXPECT_EQ(c.storage, config::storage_kind::file);
   EXPECT_EQ(c.blob_dir, std::filesystem::path("./data/blobs"));
+  EXPECT_TRUE(c.auto_migrate);  // the embedded database migrates itself
   EXPECT_FALSE(c.worker_listen.has_value());
   EXPECT_FALSE(c.jwt_secret.has_value());
   EXPECT_EQ(c.jwt_issuer, "docflow");
@@ -161,6 +162,11 @@ TEST(config_accepts, a_worker_listen_address) {
   EXPECT_EQ(c.worker_listen->port, 0);
 }
 
+TEST(config_accepts, auto_migrate_on_and_off) {
+  EXPECT_FALSE(load_with("DOCFLOW_AUTO_MIGRATE", "off").auto_migrate);
+  EXPECT_TRUE(load_with("DOCFLOW_AUTO_MIGRATE", "on").auto_migrate);
+}
+
 TEST(config_accepts, explicit_values_are_parsed) {
   const auto c = config::load({{"DOCFLOW_SIGNUP", "closed"},
                                {"DOCFLOW_WORKERS", "0"},
@@ -248,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(
                            bad("DOCFLOW_DATABASE_URL",
                                {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
                                 "postgresql://u:p@db:5432/docflow", "postgres://db/docflow"}),
-                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}))));
+                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}),
+                           bad("DOCFLOW_AUTO_MIGRATE", {"", "yes", "On", "true"}))));
 
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
@@ -520,13 +527,14 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
   }
   EXPECT_EQ(worker,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
-                                   "DOCFLOW_WORKERS", "DOCFLOW_WORKER_LISTEN", "DOCFLOW_JOB_LEASE",
-                                   "DOCFLOW_JOB_MAX_ATTEMPTS", "DOCFLOW_MAX_TEXT_BYTES",
+                                   "DOCFLOW_AUTO_MIGRATE", "DOCFLOW_WORKERS", "DOCFLOW_WORKER_LISTEN",
+                                   "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS", "DOCFLOW_MAX_TEXT_BYTES",
                                    "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX", "DOCFLOW_ML_URL",
                                    "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL", "DOCFLOW_METRICS_TOKEN"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
-  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));
+  EXPECT_EQ(user,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_AUTO_MIGRATE"}));
 }
 
 // -----------------------------------------------------------------------------------------------------------
