@@ -86,6 +86,7 @@ test-tsan: deps
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp')
 
 lint: deps configure-tests
+	scripts/check-layers
 	clang-format --dry-run --Werror $(SOURCES)
 	scripts/tidy $(BUILD_DIR)
 

@@ -151,14 +151,14 @@ awaitable<http::response> login(services& s, http::request& req) {
   auto& creds = *parsed;
   const auto key = core::username_key(creds.username);
   if (const auto wait = s.throttle.begin(key, req.remote_address)) {
-    s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "throttled"));
+    s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "throttled"));
     co_return error_response(
         req, too_many_attempts("Too many failed logins; retry after the time in Retry-After.", *wait));
   }
   auto slot = s.hashing.try_acquire();
   if (!slot) {
     s.throttle.abandoned(key, req.remote_address);
-    s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "busy"));
+    s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "busy"));
     co_return error_response(req, core::errc::hashing_busy);
   }
   const auto user = co_await backend_call(s, cost::blocking, [&s, &creds]() -> std::optional<core::user> {
@@ -169,7 +169,7 @@ awaitable<http::response> login(services& s, http::request& req) {
   });
   slot.reset();
   if (!user) {
-    s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "failed"));
+    s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "failed"));
     obs::log(obs::level::warn, "auth.login_failed",
              {{"request_id", req.request_id}, {"remote", req.remote_address}});
     co_return error_response(req, core::errc::invalid_credentials);
@@ -182,7 +182,7 @@ awaitable<http::response> login(services& s, http::request& req) {
                                docflow::auth::refresh_token_hash(refresh_token), now,
                                now + s.cfg.refresh_ttl});
   });
-  s.metrics.add("auth_logins_total", obs::metrics::label("outcome", "succeeded"));
+  s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "succeeded"));
   obs::log(obs::level::info, "auth.login_succeeded",
            {{"request_id", req.request_id}, {"user_id", user->id}, {"remote", req.remote_address}});
   co_return token_pair(s, *user, refresh_token);
@@ -239,7 +239,7 @@ http::authentication authenticate(services& s, std::string_view token) {
 }
 
 void describe_metrics(services& s) {
-  s.metrics.describe("auth_logins_total", obs::metrics::kind::counter,
+  s.metrics.describe("docflow_auth_logins_total", obs::metrics::kind::counter,
                      "Login attempts by outcome (succeeded, failed, throttled, busy).");
 }
 

@@ -1,19 +1,18 @@
 #include "api/ops.hpp"
 
 #include <openssl/crypto.h>
-#include "api/backend.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include "api/backend.hpp"
-#include "api/services.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "http/admission.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process.hpp"
 #include "store/database.hpp"
 
 namespace docflow::api::ops {
@@ -22,7 +21,7 @@ namespace {
 // Runs one readiness probe on the blocking pool: "ok" or a failure note.
 // The failure's details go to the log only.
 template <class F>
-boost::asio::awaitable<std::string> probe(services& s, const http::request& req, const char* what, F f) {
+boost::asio::awaitable<std::string> probe(ops_context s, const http::request& req, const char* what, F f) {
   try {
     co_await backend_call(s, cost::blocking, f);
     co_return "ok";
@@ -36,13 +35,14 @@ boost::asio::awaitable<std::string> probe(services& s, const http::request& req,
 bool same_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
-}  // namespace
 
-boost::asio::awaitable<http::response> healthz(services&, http::request&) {
+// The handlers take their context by value: it is a handful of references,
+// and a coroutine must not hold a reference to the temporary it was called with.
+boost::asio::awaitable<http::response> healthz(ops_context, http::request&) {
   co_return http::response::json(200, boost::json::object{{"status", "ok"}});
 }
 
-boost::asio::awaitable<http::response> readyz(services& s, http::request& req) {
+boost::asio::awaitable<http::response> readyz(ops_context s, http::request& req) {
   const auto database = co_await probe(s, req, "database", [&s] { s.db.check(); });
   const auto storage = co_await probe(s, req, "storage", [&s] { s.blobs.check(); });
   boost::json::object checks{{"database", database}, {"storage", storage}};
@@ -56,7 +56,7 @@ boost::asio::awaitable<http::response> readyz(services& s, http::request& req) {
   co_return res;
 }
 
-boost::asio::awaitable<http::response> metrics(services& s, http::request& req) {
+boost::asio::awaitable<http::response> metrics(ops_context s, http::request& req) {
   if (s.cfg.metrics_token) {
     const auto token = http::bearer_token(req);
     if (!token || !same_secret(*token, *s.cfg.metrics_token)) {
@@ -67,7 +67,8 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
     }
   }
   // Read when scraped, like the job gauges below: the gate keeps the count.
-  s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads.waiting()));
+  if (s.uploads) s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads->waiting()));
+  obs::sample_process(s.metrics);
   // Queue depth is the database's to tell (other processes add and take jobs).
   try {
     const auto stats = co_await backend_call(s, cost::blocking, [&s] { return s.db.job_stats(); });
@@ -79,16 +80,26 @@ boost::asio::awaitable<http::response> metrics(services& s, http::request& req) 
   }
   co_return http::response::text(200, s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
 }
+}  // namespace
 
-void describe_metrics(services& s) {
-  s.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge, "Jobs waiting to be claimed.");
-  s.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
-  s.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
-                     "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
-  s.metrics.describe("process_start_time_seconds", obs::metrics::kind::gauge,
-                     "Start time of the process since the Unix epoch, in seconds.");
-  s.metrics.set("process_start_time_seconds", "",
-                std::chrono::duration<double>(s.started_at.time_since_epoch()).count());
+std::vector<http::route> routes(const std::function<ops_context()>& get) {
+  using http::auth_policy;
+  const auto bind = [get](auto fn) { return [get, fn](http::request& r) { return fn(get(), r); }; };
+  constexpr std::size_t no_body = 0;
+  return {
+      {"GET", "/healthz", bind(healthz), auth_policy::none, no_body},
+      {"GET", "/readyz", bind(readyz), auth_policy::none, no_body},
+      {"GET", "/metrics", bind(metrics), auth_policy::none, no_body},
+  };
+}
+
+void describe_metrics(const ops_context& c) {
+  c.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge, "Jobs waiting to be claimed.");
+  c.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
+  if (c.uploads) {
+    c.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
+                       "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");
+  }
 }
 
 }  // namespace docflow::api::ops

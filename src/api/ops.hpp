@@ -1,25 +1,21 @@
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <vector>
 
-#include "http/message.hpp"
-
-namespace docflow::api {
-struct services;
-}
+#include "api/services.hpp"
+#include "http/router.hpp"
 
 namespace docflow::api::ops {
 
-/// 200 while the process runs.
-boost::asio::awaitable<http::response> healthz(services& s, http::request& req);
+/// GET /healthz (200 while the process runs), /readyz (200 when the
+/// database and the blob store answer, else a 503 problem whose `checks`
+/// name what failed) and /metrics (Prometheus text; 401 without the metrics
+/// token when one is configured). Each handler calls `get` for its context
+/// when a request comes; what the context refers to must outlive the routes.
+std::vector<http::route> routes(const std::function<ops_context()>& get);
 
-/// 200 when the database and the blob store answer; 503 problem with a
-/// `checks` member naming what failed otherwise.
-boost::asio::awaitable<http::response> readyz(services& s, http::request& req);
-
-/// Prometheus text; when a metrics token is configured, 401 without it.
-boost::asio::awaitable<http::response> metrics(services& s, http::request& req);
-
-void describe_metrics(services& s);
+/// Declares the metrics that /metrics reads when scraped.
+void describe_metrics(const ops_context& c);
 
 }  // namespace docflow::api::ops

@@ -1,5 +1,7 @@
 #include "api/routes.hpp"
 
+#include <iterator>
+
 #include "api/accounts.hpp"
 #include "api/docs.hpp"
 #include "api/documents.hpp"
@@ -16,16 +18,17 @@ constexpr std::size_t small_json = 16 * 1024;
 // Spec §3: the body may exceed the file limit only by the form's framing.
 constexpr std::size_t multipart_framing = 64 * 1024;
 
+ops_context ops_of(services& s) { return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads}; }
+
 // The table itself. `s` is null only for route_signatures(), whose handlers
 // are never called: one list serves both, so they cannot drift apart.
 std::vector<http::route> table(services* s, std::size_t upload_limit) {
   using http::auth_policy;
   // Each handler is a free coroutine; the lambdas only bind the services.
   const auto bind = [s](auto fn) { return [s, fn](http::request& r) { return fn(*s, r); }; };
-  return {
-      {"GET", "/healthz", bind(ops::healthz), auth_policy::none, no_body},
-      {"GET", "/readyz", bind(ops::readyz), auth_policy::none, no_body},
-      {"GET", "/metrics", bind(ops::metrics), auth_policy::none, no_body},
+  // The operations endpoints first: the same three that `docflow worker` serves.
+  auto out = ops::routes([s] { return ops_of(*s); });
+  std::vector<http::route> api{
       {"GET", "/openapi.json", bind(docs::asset), auth_policy::none, no_body},
       {"GET", "/docs", bind(docs::asset), auth_policy::none, no_body},
       {"GET", "/docs/{asset}", bind(docs::asset), auth_policy::none, no_body},
@@ -45,6 +48,8 @@ std::vector<http::route> table(services* s, std::size_t upload_limit) {
       {"GET", "/documents/{id}/result/text", bind(processing::result_text), auth_policy::user, no_body},
       {"GET", "/documents/{id}/events", bind(processing::events), auth_policy::user, no_body},
   };
+  out.insert(out.end(), std::make_move_iterator(api.begin()), std::make_move_iterator(api.end()));
+  return out;
 }
 }  // namespace
 
@@ -59,7 +64,7 @@ std::vector<route_signature> route_signatures() {
 }
 
 void describe_metrics(services& s) {
-  ops::describe_metrics(s);
+  ops::describe_metrics(ops_of(s));
   accounts::describe_metrics(s);
   documents::describe_metrics(s);
 }

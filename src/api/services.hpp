@@ -37,6 +37,18 @@ namespace docflow::api {
 class cursor_codec;
 class stream_limit;
 
+/// What the operations endpoints (api/ops.hpp) read. `serve` makes one from
+/// its services; `docflow worker`, which serves nothing else, has only this.
+struct ops_context {
+  const config::config& cfg;
+  store::database& db;
+  blob::blob_store& blobs;
+  obs::metrics& metrics;
+  http::blocking_pool& blocking;
+  /// For docflow_uploads_waiting; null in a process that takes no uploads.
+  const http::admission_gate* uploads = nullptr;
+};
+
 /// What the handlers work with. Built once by app/ and outliving the server.
 struct services {
   const config::config& cfg;
@@ -61,7 +73,6 @@ struct services {
   stream_limit& streams;
   /// This binary, started as the sandboxed child that checks DOCX uploads.
   const std::filesystem::path& self_exe;
-  std::chrono::system_clock::time_point started_at;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};
 };

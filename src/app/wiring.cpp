@@ -1,4 +1,5 @@
-// The composition root: the only place that names every concrete type.
+// The composition root, with backends.cpp: each command builds its parts
+// here, from the backends make_database and make_blob_store give it.
 #include "app/wiring.hpp"
 
 #include <fcntl.h>
@@ -23,13 +24,15 @@
 
 #include "api/accounts.hpp"
 #include "api/cursor.hpp"
+#include "api/ops.hpp"
 #include "api/routes.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
+#include "app/backends.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "auth/throttle.hpp"
-#include "blob/fs_blob_store.hpp"
+#include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
 #include "http/admission.hpp"
@@ -38,12 +41,13 @@
 #include "jobs/worker_pool.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process.hpp"
 #include "pipeline/enrich.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stage.hpp"
 #include "pipeline/stages.hpp"
 #include "store/change_feed.hpp"
-#include "store/sqlite/sqlite_store.hpp"
+#include "store/database.hpp"
 
 namespace docflow::app {
 
@@ -206,6 +210,89 @@ pipeline::sandbox_limits extractor_limits() {
   return limits;
 }
 
+// Brings the schema to this binary's version when `migrate`, and refuses to
+// work with any other: an older one lacks what the code needs, and a newer
+// one may hold what this binary would misread or overwrite.
+void ready_schema(store::database& db, bool migrate) {
+  const int known = db.known_schema_version();
+  int version = db.schema_version();
+  if (version < known && migrate) {
+    version = db.migrate();
+  }
+  if (version > known) {
+    throw std::runtime_error("the database schema is at version " + std::to_string(version) +
+                             ", newer than this docflow knows (version " + std::to_string(known) +
+                             "): run a docflow at least as new as the one that migrated it");
+  }
+  if (version < known) {
+    throw std::runtime_error("the database schema is at version " + std::to_string(version) +
+                             ", older than this docflow's (version " + std::to_string(known) +
+                             "): run `docflow migrate` first, or set DOCFLOW_AUTO_MIGRATE=on");
+  }
+}
+
+// The configured database, its schema ready for this binary (see ready_schema).
+std::unique_ptr<store::database> open_database(const config::config& cfg, bool migrate) {
+  prepare_directories(cfg);
+  auto db = make_database(cfg);
+  ready_schema(*db, migrate);
+  return db;
+}
+
+// The metrics every process exposes about itself.
+void describe_process_metrics(obs::metrics& metrics) {
+  obs::describe_process(metrics, DOCFLOW_VERSION, DOCFLOW_COMMIT);
+}
+
+// /healthz, /readyz and /metrics for a process that serves nothing else
+// (`docflow worker`), on a thread of its own while the object lives.
+class ops_endpoint {
+public:
+  ops_endpoint(const config::config& cfg, const config::listen_address& at, store::database& db,
+               blob::blob_store& blobs, obs::metrics& metrics)
+      : context_{cfg, db, blobs, metrics, blocking_, nullptr},
+        router_(api::ops::routes([this] { return context_; })) {
+    api::ops::describe_metrics(context_);
+    http::server_options options;
+    options.host = at.host;
+    options.port = at.port;
+    options.io_threads = 1;
+    options.max_connections = scrapers;
+    options.shutdown_timeout = std::chrono::seconds(5);
+    // Every route here is open (auth_policy::none): no token is ever checked.
+    const auto no_tokens = [](std::string_view) {
+      return http::authentication{std::nullopt, "no accounts here"};
+    };
+    try {
+      server_.emplace(options, router_, no_tokens, metrics);
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("DOCFLOW_WORKER_LISTEN: " +
+                               listen_failure(address_text(at.host, at.port), e.code()));
+    }
+    url_ = "http://" + address_text(at.host, server_->port());
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  ~ops_endpoint() {
+    server_->stop();
+    thread_.join();
+  }
+  ops_endpoint(const ops_endpoint&) = delete;
+  ops_endpoint& operator=(const ops_endpoint&) = delete;
+
+  const std::string& url() const { return url_; }
+
+private:
+  // A few monitoring systems scrape a worker; nothing else connects.
+  static constexpr std::size_t scrapers = 64;
+
+  http::blocking_pool blocking_{1};
+  api::ops_context context_;
+  http::router router_;
+  std::optional<http::server> server_;
+  std::string url_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys) every
@@ -290,9 +377,8 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
 int migrate(const config::config& cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    prepare_directories(cfg);
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    const int version = db.migrate();
+    const auto db = open_database(cfg, true);
+    const int version = db->schema_version();
     obs::log(obs::level::info, "store.migrated", {{"schema_version", version}});
     std::cerr << "docflow: database " << cfg.sqlite_path.string() << " at schema version " << version << '\n';
     return 0;
@@ -305,15 +391,16 @@ int migrate(const config::config& cfg) {
 int serve(config::config cfg) {
   obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
-    prepare_directories(cfg);
+    const auto database = open_database(cfg, cfg.auto_migrate);
+    auto& db = *database;
     if (!cfg.jwt_secret) {
       cfg.jwt_secret = load_or_create_jwt_secret(cfg.data_dir);
     }
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    const int version = db.migrate();
-    blob::fs_blob_store blobs(cfg.blob_dir);
+    const auto blob_store = make_blob_store(cfg);
+    auto& blobs = *blob_store;
 
     obs::metrics metrics;
+    describe_process_metrics(metrics);
     http::blocking_pool blocking(cfg.blocking_threads);
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
@@ -329,11 +416,13 @@ int serve(config::config cfg) {
     api::stream_limit streams(cfg.max_streams_per_user);
     api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
                            uploads, tokens,  passwords, hashing, signup_hashing, throttle,
-                           signups, cursors, changes,   streams, self_exe,       clock.now()};
+                           signups, cursors, changes,   streams, self_exe};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
     log_sandbox(cfg);
+    // Only serve runs it: one pass per API node is plenty, and a worker
+    // process may not even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
@@ -372,7 +461,7 @@ int serve(config::config cfg) {
              {{"url", url},
               {"data_dir", cfg.data_dir.string()},
               {"database", cfg.sqlite_path.string()},
-              {"schema_version", version},
+              {"schema_version", db.schema_version()},
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
     server->run();
@@ -396,35 +485,30 @@ int work(const config::config& cfg) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
-    prepare_directories(cfg);
-    store::sqlite::sqlite_store db(cfg.sqlite_path);
-    db.migrate();
-    blob::fs_blob_store blobs(cfg.blob_dir);
+    const auto db = open_database(cfg, cfg.auto_migrate);
+    const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
+    describe_process_metrics(metrics);
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);
-    const auto workers = start_workers(config, db, blobs, metrics, core::system_clock());
-    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string() << '\n';
+    const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
+    std::optional<ops_endpoint> endpoint;
+    if (cfg.worker_listen) {
+      endpoint.emplace(cfg, *cfg.worker_listen, *db, *blobs, metrics);
+    }
+    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string()
+              << (endpoint ? "; /healthz, /readyz and /metrics on " + endpoint->url() : std::string())
+              << '\n';
     int signo = 0;
     sigwait(&stop_signals, &signo);
     obs::log(obs::level::info, "workers.stopping", {{"signal", signo}});
-    return 0;  // the pool's destructor lets running jobs finish
+    return 0;  // the endpoint stops, then the pool's destructor lets running jobs finish
   } catch (const std::exception& e) {
     std::cerr << "docflow: worker failed: " << e.what() << '\n';
     return exit_failure;
   }
 }
-
-namespace {
-// Opens and migrates the database for a one-shot command.
-std::unique_ptr<store::database> open_database(const config::config& cfg) {
-  prepare_directories(cfg);
-  auto db = std::make_unique<store::sqlite::sqlite_store>(cfg.sqlite_path);
-  db->migrate();
-  return db;
-}
-}  // namespace
 
 namespace {
 
@@ -493,7 +577,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
     return 2;
   }
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, cfg.auto_migrate);
     const auth::password_hasher passwords;
     core::user u{core::new_uuid_v7(), name, passwords.hash(*password),
                  admin ? core::role::admin : core::role::user, core::system_clock().now()};
@@ -513,7 +597,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
 int user_list(const config::config& cfg) {
   obs::set_level(obs::level::warn);
   try {
-    const auto db = open_database(cfg);
+    const auto db = open_database(cfg, cfg.auto_migrate);
     std::cout << "id\tusername\trole\tcreated_at\n";
     for (const auto& u : db->list_users()) {
       std::cout << u.id << '\t' << u.username << '\t' << core::to_string(u.role) << '\t'

@@ -29,6 +29,10 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)",
        every_command},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
+      {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
+       "on or off: whether this command applies pending migrations; off, it refuses an older schema "
+       "(run docflow migrate) (default on with SQLite)",
+       job_commands | for_user},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
        "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
@@ -51,6 +55,9 @@ const std::vector<setting_info>& settings() {
        for_serve},
       {"DOCFLOW_WORKERS", "--workers", "in-process workers; 0 for an API-only node (default: cores)",
        job_commands},
+      {"DOCFLOW_WORKER_LISTEN", "--worker-listen",
+       "address:port where docflow worker serves /healthz, /readyz and /metrics (default unset: none)",
+       for_worker},
       {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)", job_commands},
       {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)",
        job_commands},
@@ -91,7 +98,7 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_BLOCKING_THREADS", "--blocking-threads",
        "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)", for_serve},
       {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)",
-       for_serve, true},
+       job_commands, true},
   };
   return all;
 }
@@ -409,6 +416,16 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
     c.blob_dir = strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
   }
 
+  // An embedded database belongs to the one binary that opens it, so that
+  // binary may as well migrate it; a shared server database is for the
+  // operator to migrate, once, before the new version rolls out.
+  const auto auto_migrate =
+      r.string("DOCFLOW_AUTO_MIGRATE", c.database == database_kind::sqlite ? "on" : "off");
+  if (auto_migrate != "on" && auto_migrate != "off") {
+    r.fail("DOCFLOW_AUTO_MIGRATE", "'" + auto_migrate + "' must be on or off");
+  }
+  c.auto_migrate = auto_migrate == "on";
+
   c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
@@ -437,6 +454,15 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.max_active_uploads =
       static_cast<unsigned>(r.integer("DOCFLOW_MAX_ACTIVE_UPLOADS", 32 * cores, 1, 100000));
   c.workers = static_cast<unsigned>(r.integer("DOCFLOW_WORKERS", cores, 0, 256));
+  if (const auto worker_listen = r.optional_string("DOCFLOW_WORKER_LISTEN")) {
+    if (const auto a = parse_listen(*worker_listen)) {
+      c.worker_listen = *a;
+    } else {
+      r.fail("DOCFLOW_WORKER_LISTEN",
+             "'" + *worker_listen +
+                 "' is not HOST:PORT (e.g. 127.0.0.1:9100, [::1]:9100); leave it empty for none");
+    }
+  }
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
   c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);

@@ -72,6 +72,9 @@ struct config {
   std::filesystem::path sqlite_path;
   storage_kind storage = storage_kind::file;
   std::filesystem::path blob_dir;
+  /// serve, worker and user apply pending migrations themselves; else they
+  /// refuse a schema older than the binary's.
+  bool auto_migrate = true;
   std::optional<std::string> jwt_secret;
   std::string jwt_issuer;
   milliseconds access_ttl{};
@@ -85,6 +88,8 @@ struct config {
   std::uint64_t max_upload_bytes = 0;
   unsigned max_active_uploads = 0;
   unsigned workers = 0;
+  /// Where `docflow worker` serves /healthz, /readyz and /metrics; none when unset.
+  std::optional<listen_address> worker_listen;
   milliseconds job_lease{};
   unsigned job_max_attempts = 0;
   milliseconds idempotency_ttl{};

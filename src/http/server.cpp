@@ -221,7 +221,9 @@ struct server::impl {
     metrics.add("http_requests_total", obs::metrics::label("method", method) + ',' +
                                            obs::metrics::label("route", route) + ',' +
                                            obs::metrics::label("status", std::to_string(x.res.status)));
-    metrics.observe("http_request_duration_seconds", obs::metrics::label("route", route), seconds);
+    metrics.observe("http_request_duration_seconds",
+                    obs::metrics::label("method", method) + ',' + obs::metrics::label("route", route),
+                    seconds);
     obs::log(
         obs::level::info, "http.request",
         {{"request_id", x.req.request_id},
@@ -767,7 +769,7 @@ server::server(server_options options, const router& routes, authenticator auth,
   metrics.describe("http_requests_total", obs::metrics::kind::counter,
                    "HTTP requests answered, by method, route pattern and status.");
   metrics.describe("http_request_duration_seconds", obs::metrics::kind::histogram,
-                   "Time from request head to answer, by route pattern.",
+                   "Time from request head to answer, by method and route pattern.",
                    {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
   metrics.describe("http_requests_in_flight", obs::metrics::kind::gauge, "Requests being handled now.");
   metrics.set("http_requests_in_flight", "", 0);

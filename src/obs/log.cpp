@@ -1,21 +1,39 @@
 #include "obs/log.hpp"
 
-#include <atomic>
-#include <mutex>
-
 #include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
 #include "core/clock.hpp"
+#include "obs/log_queue.hpp"
 
 namespace docflow::obs {
 
 namespace {
 std::atomic<level> min_level{level::info};
-std::mutex write_mutex;
+
+// About 10,000 access-log lines: a few seconds of a busy server's log, held
+// while stdout is slow, before lines are dropped instead of the server
+// waiting for it.
+constexpr std::size_t queue_limit = 4 << 20;
+// How long exit waits for a stalled stdout to take the last lines.
+constexpr std::chrono::seconds exit_flush{5};
+
+// Never destroyed: lines logged from other static objects' destructors,
+// after exit's flush, still find it.
+log_queue& stdout_queue() {
+  static log_queue* const queue = [] {
+    auto* q = new log_queue(STDOUT_FILENO, queue_limit);
+    std::atexit([] { flush_log(exit_flush); });
+    return q;
+  }();
+  return *queue;
+}
 
 const char* name(level l) {
   switch (l) {
@@ -25,17 +43,6 @@ const char* name(level l) {
     case level::error: return "error";
   }
   return "info";
-}
-
-void write_all(const std::string& s) {
-  std::size_t done = 0;
-  while (done < s.size()) {
-    const auto n = ::write(STDOUT_FILENO, s.data() + done, s.size() - done);
-    if (n <= 0) {
-      return;  // stdout gone: logging must not take the service down
-    }
-    done += static_cast<std::size_t>(n);
-  }
 }
 }  // namespace
 
@@ -82,11 +89,14 @@ void log(level l, std::string_view event, const boost::json::object& fields) {
       append_members(text, boost::json::serialize(fields));
     }
     text.push_back('\n');
-    const std::lock_guard lock(write_mutex);
-    write_all(text);
+    stdout_queue().push(text);
   } catch (...) {
     // Out of memory while logging: drop the line rather than fail the caller.
   }
 }
+
+bool flush_log(std::chrono::milliseconds timeout) { return stdout_queue().flush(timeout); }
+
+std::uint64_t log_lines_dropped() noexcept { return stdout_queue().dropped(); }
 
 }  // namespace docflow::obs

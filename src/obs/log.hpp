@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -17,8 +19,18 @@ void set_level(level min) noexcept;
 bool enabled(level l) noexcept;
 
 /// Writes one JSON object per line to stdout: ts, level, event, then `fields`
-/// in order. Safe from any thread; never throws. Callers must not put
-/// passwords, tokens or file contents in `fields`.
+/// in order. Safe from any thread; never throws, and never waits for stdout:
+/// a logger thread writes the lines, and when stdout falls a few MiB behind,
+/// lines are dropped and counted instead. Callers must not put passwords,
+/// tokens or file contents in `fields`.
 void log(level l, std::string_view event, const boost::json::object& fields = {});
+
+/// Waits until every line logged before the call is on stdout, at most
+/// `timeout`; false when stdout did not take them in time. Exit does this
+/// (for at most 5 s), so a normal stop loses no line.
+bool flush_log(std::chrono::milliseconds timeout);
+
+/// Lines dropped since start because stdout was not keeping up.
+std::uint64_t log_lines_dropped() noexcept;
 
 }  // namespace docflow::obs

@@ -144,6 +144,10 @@ public:
   /// The schema version recorded in the database (0 when none).
   virtual int schema_version() = 0;
 
+  /// The version migrate() reaches: that of the newest migration this binary
+  /// holds. A database at a higher version was migrated by a newer docflow.
+  virtual int known_schema_version() const = 0;
+
   /// Answers a trivial query over a fresh connection, so that a database file
   /// that vanished or was damaged is noticed. Throws store_error.
   virtual void check() = 0;

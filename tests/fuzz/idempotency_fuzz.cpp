@@ -10,7 +10,7 @@
 // - the first field's value is the key exactly when it is 1-255 visible
 //   ASCII characters (0x21-0x7E), whatever the name's case; otherwise a 400.
 // See tests/fuzz/README.md.
-// fuzz-link: docflow_api
+// fuzz-link: docflow_api docflow_core
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -19,7 +19,7 @@
 // - a token the codec issues for a UTF-8 subject and a known role verifies
 //   to that subject and role until it expires, and not after.
 // See tests/fuzz/README.md.
-// fuzz-link: docflow_auth docflow_core
+// fuzz-link: docflow_auth docflow_core Boost::json
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

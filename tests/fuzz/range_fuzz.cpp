@@ -10,7 +10,7 @@
 // - it agrees with a plain reading of RFC 9110 §14.1.2 for one range:
 //   "bytes=" then digits "-" digits (first <= last), digits "-", or "-" digits.
 // See tests/fuzz/README.md.
-// fuzz-link: docflow_api
+// fuzz-link: docflow_api docflow_core
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -17,7 +17,7 @@
 //   decoded, the first value of a name wins), and refuses any body with a
 //   broken %-escape.
 // See tests/fuzz/README.md.
-// fuzz-link: docflow_api
+// fuzz-link: docflow_api docflow_core Boost::json
 #include <cstddef>
 #include <cstdint>
 #include <map>

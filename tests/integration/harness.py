@@ -5,6 +5,9 @@ Every test starts the real `docflow` binary (DOCFLOW_BIN, set by CTest) on
 
 - start_server(**env) -> Server: runs `docflow serve`, waits for the
   `server.listening` log line, keeps every stdout/stderr line.
+- start_worker(**env) -> Server: the same for `docflow worker`, which
+  listens (for /healthz, /readyz and /metrics) only with
+  DOCFLOW_WORKER_LISTEN; without it, `port` is None.
 - Server.request(...): one request through http.client.
 - RawConnection / raw_request(...): exact bytes on a socket, for what
   http.client would refuse to send or would hide (pipelining, bad heads,
@@ -500,9 +503,10 @@ def metric(samples, name, **labels):
 
 
 class Server:
-    """A running `docflow serve`. Use start_server()."""
+    """A running `docflow serve` (or `docflow worker`). Use start_server()
+    or start_worker()."""
 
-    def __init__(self, args=(), data_dir=None, nofile=None, **env):
+    def __init__(self, args=(), data_dir=None, nofile=None, command="serve", **env):
         """`nofile`: the server's RLIMIT_NOFILE, soft and hard (unchanged if None)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="docflow-it-")
@@ -513,7 +517,7 @@ class Server:
         self.port = None
         limit = None if nofile is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
         self.proc = subprocess.Popen(
-            [BIN, "serve", *args],
+            [BIN, command, *args],
             env=self.env,
             preexec_fn=limit,
             stdin=subprocess.DEVNULL,
@@ -527,15 +531,17 @@ class Server:
         ]
         for t in self._threads:
             t.start()
+        listens = command == "serve" or self.env.get("DOCFLOW_WORKER_LISTEN")
+        ready = "server.listening" if listens else "workers.started"
         try:
-            event = self.wait_for_log(lambda e: e.get("event") == "server.listening", timeout=START_TIMEOUT)
+            event = self.wait_for_log(lambda e: e.get("event") == ready, timeout=START_TIMEOUT)
         except AssertionError:
             self.cleanup()
             raise AssertionError(
-                "docflow serve did not start (exit %r)\nstdout:\n%s\nstderr:\n%s"
-                % (self.proc.returncode, "\n".join(self.lines), "\n".join(self.stderr_lines))
+                "docflow %s did not start (exit %r)\nstdout:\n%s\nstderr:\n%s"
+                % (command, self.proc.returncode, "\n".join(self.lines), "\n".join(self.stderr_lines))
             )
-        self.port = int(event["port"])
+        self.port = int(event["port"]) if listens else None
 
     def _pump(self, stream, sink):
         for raw in iter(stream.readline, b""):
@@ -656,6 +662,13 @@ def start_server(*args, data_dir=None, nofile=None, **env):
     return Server(args=args, data_dir=data_dir, nofile=nofile, **env)
 
 
+def start_worker(*args, data_dir=None, **env):
+    """Starts `docflow worker [args]` like start_server; it waits for
+    `server.listening` when DOCFLOW_WORKER_LISTEN is set, else for
+    `workers.started`."""
+    return Server(args=args, data_dir=data_dir, command="worker", **env)
+
+
 def run_cli(args, data_dir=None, timeout=20.0, **env):
     """Runs `docflow ARGS` to completion (killed after `timeout`), returning
     the CompletedProcess with text stdout/stderr."""
@@ -689,6 +702,11 @@ class ServerTestCase(unittest.TestCase):
         server = start_server(*args, **env)
         self.addCleanup(server.cleanup)
         return server
+
+    def start_worker(self, *args, **env):
+        worker = start_worker(*args, **env)
+        self.addCleanup(worker.cleanup)
+        return worker
 
     def connect(self, server, timeout=IO_TIMEOUT):
         conn = server.connect(timeout=timeout)

@@ -11,6 +11,7 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -388,14 +389,16 @@ class CommandsTest(unittest.TestCase):
     def test_help_lists_only_the_settings_the_command_reads(self):
         server_only = ("--listen", "--io-threads", "--header-timeout", "--signup")
         jobs = ("--workers", "--job-lease", "--storage-url", "--ml-url", "--simulated-delay-ms")
+        worker_only = ("--worker-listen",)
+        migrating = ("--auto-migrate",)  # every command that opens the database, but migrate itself
         cases = {
-            ("serve",): server_only + jobs + ("--data-dir", "--database-url", "--log-level"),
-            ("worker",): jobs + ("--data-dir", "--database-url", "--log-level"),
+            ("serve",): server_only + jobs + migrating + ("--data-dir", "--database-url", "--log-level"),
+            ("worker",): jobs + worker_only + migrating + ("--data-dir", "--database-url", "--log-level"),
             ("migrate",): ("--data-dir", "--database-url", "--log-level"),
-            ("user", "add"): ("--data-dir", "--database-url", "--admin"),
-            ("user", "list"): ("--data-dir", "--database-url"),
+            ("user", "add"): migrating + ("--data-dir", "--database-url", "--admin"),
+            ("user", "list"): migrating + ("--data-dir", "--database-url"),
         }
-        every_flag = set(server_only + jobs + ("--data-dir", "--database-url", "--log-level"))
+        every_flag = set(server_only + jobs + worker_only + migrating + ("--data-dir", "--database-url", "--log-level"))
         for command, listed in cases.items():
             with self.subTest(command=command):
                 out = run_cli([*command, "--help"])
@@ -453,6 +456,89 @@ class CommandsTest(unittest.TestCase):
         server = start_server(data_dir=data)
         self.addCleanup(server.cleanup)
         self.assertEqual(server.get("/readyz").status, 200)
+
+
+class SchemaVersionTest(ServerTestCase):
+    """`docflow migrate` migrates; serve, worker and user migrate only with
+    DOCFLOW_AUTO_MIGRATE=on (the default with SQLite), and every command
+    refuses a schema newer than it knows."""
+
+    COMMANDS = {  # the prefix each command puts before a failure
+        ("serve",): "docflow: ",
+        ("worker",): "docflow: worker failed: ",
+        ("user", "list"): "docflow: user list failed: ",
+    }
+
+    def data_dir(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        return data
+
+    def migrate(self, data):
+        """The schema version this binary migrates to."""
+        out = run_cli(["migrate"], data_dir=data)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return int(re.search(r"schema version (\d+)", out.stderr).group(1))
+
+    def recorded_versions(self, data):
+        with sqlite3.connect(os.path.join(data, "docflow.db")) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
+                return []
+            return [v for (v,) in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+    def test_a_newer_schema_is_refused_naming_both_versions(self):
+        data = self.data_dir()
+        known = self.migrate(data)
+        newer = known + 7
+        with sqlite3.connect(os.path.join(data, "docflow.db")) as db:  # what a later docflow would leave
+            db.execute("INSERT INTO schema_migrations VALUES (?, '%04d_later.sql', '2030-01-01T00:00:00.000Z')"
+                       % newer, (newer,))
+        message = ("the database schema is at version %d, newer than this docflow knows (version %d): "
+                   "run a docflow at least as new as the one that migrated it" % (newer, known))
+        commands = dict(self.COMMANDS)
+        commands[("migrate",)] = "docflow: migrate failed: "
+        for command, prefix in commands.items():
+            for auto in ("on", "off"):
+                with self.subTest(command=command, auto_migrate=auto):
+                    out = run_cli(list(command), data_dir=data, timeout=START_BOUND, DOCFLOW_AUTO_MIGRATE=auto)
+                    self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
+                    self.assertEqual(out.stderr.splitlines(), [prefix + message])
+        self.assertEqual(self.recorded_versions(data)[-1], newer)
+
+    def test_without_auto_migrate_an_unmigrated_database_is_refused(self):
+        data = self.data_dir()
+        scratch = self.data_dir()
+        known = self.migrate(scratch)
+        message = ("the database schema is at version 0, older than this docflow's (version %d): "
+                   "run `docflow migrate` first, or set DOCFLOW_AUTO_MIGRATE=on" % known)
+        for command, prefix in self.COMMANDS.items():
+            with self.subTest(command=command):
+                out = run_cli(list(command), data_dir=data, timeout=START_BOUND, DOCFLOW_AUTO_MIGRATE="off")
+                self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
+                self.assertEqual(out.stderr.splitlines(), [prefix + message])
+        self.assertEqual(self.recorded_versions(data), [], "nothing may have been migrated")
+
+        # Once migrated by hand, the same settings start.
+        self.assertEqual(self.migrate(data), known)
+        server = self.start_server(data_dir=data, DOCFLOW_AUTO_MIGRATE="off")
+        self.assertEqual(server.get("/readyz").status, 200)
+        out = run_cli(["user", "list"], data_dir=data, DOCFLOW_AUTO_MIGRATE="off")
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def test_by_default_every_command_migrates_a_fresh_embedded_database(self):
+        scratch = self.data_dir()
+        known = self.migrate(scratch)
+        for command in self.COMMANDS:
+            with self.subTest(command=command):
+                data = self.data_dir()
+                if command == ("serve",):
+                    self.start_server(data_dir=data)
+                elif command == ("worker",):
+                    self.start_worker(data_dir=data)
+                else:
+                    out = run_cli(list(command), data_dir=data)
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(self.recorded_versions(data)[-1], known)
 
 
 class JwtSecretTest(ServerTestCase):

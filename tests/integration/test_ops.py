@@ -1,10 +1,12 @@
 """Operations endpoints (SPEC section 5): /healthz, /readyz, /metrics and the
 access log."""
+import json
 import os
+import signal
 import time
 import unittest
 
-from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics
+from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics, run_cli
 
 
 class HealthTest(SharedServerTestCase):
@@ -118,18 +120,31 @@ class MetricsTest(ServerTestCase):
         self.assertEqual(posts, [1], text)
         self.assertIn("# TYPE http_requests_total counter", text)
 
-        # Histogram by route: 5 GETs + 1 HEAD at least.
+        # Histogram by method and route: 5 GETs, 1 HEAD.
         self.assertIn("# TYPE http_request_duration_seconds histogram", text)
-        count = metric(samples, "http_request_duration_seconds_count", route="/healthz")
-        self.assertIsNotNone(count, text)
-        self.assertEqual(metric(samples, "http_request_duration_seconds_bucket", route="/healthz", le="+Inf"), count)
-        self.assertGreaterEqual(count, 6, text)
-        self.assertIsNotNone(metric(samples, "http_request_duration_seconds_sum", route="/healthz"), text)
+        for method, count in (("GET", 5), ("HEAD", 1)):
+            with self.subTest(method=method):
+                self.assertEqual(metric(samples, "http_request_duration_seconds_count", method=method,
+                                        route="/healthz"), count, text)
+                self.assertEqual(metric(samples, "http_request_duration_seconds_bucket", method=method,
+                                        route="/healthz", le="+Inf"), count, text)
+                self.assertIsNotNone(metric(samples, "http_request_duration_seconds_sum", method=method,
+                                            route="/healthz"), text)
+        self.assertIsNone(metric(samples, "http_request_duration_seconds_count", route="/healthz"),
+                          "the histogram lost its method label")
 
         self.assertIsNotNone(metric(samples, "http_requests_in_flight"), text)
-        started = metric(samples, "process_start_time_seconds")
-        self.assertIsNotNone(started, text)
-        self.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
+        assert_process_metrics(self, text, samples)
+
+    def test_logins_are_counted_under_the_docflow_prefix(self):
+        server = self.start_server()
+        account = json.dumps({"username": "metrics-user", "password": "a-long-enough-password"})
+        json_body = {"Content-Type": "application/json"}
+        self.assertEqual(server.request("POST", "/auth/register", headers=json_body, body=account).status, 201)
+        self.assertEqual(server.request("POST", "/auth/login", headers=json_body, body=account).status, 200)
+        text, samples = self.scrape(server)
+        self.assertEqual(metric(samples, "docflow_auth_logins_total", outcome="succeeded"), 1, text)
+        self.assertNotIn("\nauth_logins_total", text, "the old name is gone (docs/operations.md, metric changes)")
 
     def test_scrapes_count_themselves_afterwards(self):
         server = self.start_server()
@@ -169,6 +184,69 @@ class MetricsTest(ServerTestCase):
             with self.subTest(scheme=scheme):
                 res = server.get("/metrics", headers={"Authorization": scheme + " " + token})
                 self.assertEqual(res.status, 200, res)
+
+
+def assert_process_metrics(test, text, samples):
+    """The metrics every docflow process exposes about itself."""
+    started = metric(samples, "process_start_time_seconds")
+    test.assertIsNotNone(started, text)
+    test.assertLess(abs(started - time.time()), 3600, "process_start_time_seconds is not a Unix time")
+    test.assertGreater(metric(samples, "process_cpu_seconds_total") or 0, 0, text)
+    test.assertGreater(metric(samples, "process_resident_memory_bytes") or 0, 1 << 20, text)
+    test.assertGreaterEqual(metric(samples, "process_open_fds") or 0, 3, text)  # stdin, stdout, stderr at least
+    test.assertEqual(metric(samples, "docflow_log_lines_dropped_total"), 0, text)
+    builds = [dict(labels) for (name, labels), value in samples.items() if name == "docflow_build_info" and value == 1]
+    test.assertEqual(len(builds), 1, text)
+    version = run_cli(["version"]).stdout.split()[-1]
+    test.assertEqual(builds[0]["version"], version, text)
+    test.assertRegex(builds[0]["commit"], r"^([0-9a-f]{7,40}|unknown)$", text)
+
+
+class WorkerEndpointTest(ServerTestCase):
+    """`docflow worker` serves /healthz, /readyz and /metrics, and nothing
+    else, on DOCFLOW_WORKER_LISTEN; without it, it opens no port."""
+
+    def test_worker_serves_health_readiness_and_metrics(self):
+        worker = self.start_worker(DOCFLOW_WORKERS=1, DOCFLOW_WORKER_LISTEN="127.0.0.1:0")
+        announced = "/healthz, /readyz and /metrics on http://127.0.0.1:%d" % worker.port
+        deadline = time.monotonic() + 5  # the line follows the listener's start
+        while announced not in worker.stderr and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn(announced, worker.stderr)
+        res = worker.get("/healthz")
+        self.assertEqual((res.status, res.json()), (200, {"status": "ok"}), res)
+        res = worker.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json(), {"status": "ready", "checks": {"database": "ok", "storage": "ok"}})
+        self.assertEqual(worker.get("/documents").status, 404, "a worker serves no API")
+        worker.wait_for_log(event="http.request", route="/readyz")
+
+        res = worker.get("/metrics")
+        self.assertEqual(res.status, 200, res)
+        text = res.body.decode("utf-8")
+        samples = parse_metrics(text)
+        assert_process_metrics(self, text, samples)
+        self.assertEqual(metric(samples, "docflow_jobs_queued"), 0, text)
+        self.assertEqual(metric(samples, "docflow_jobs_running"), 0, text)
+        self.assertIn("# TYPE docflow_jobs_total counter", text)
+        self.assertEqual(metric(samples, "http_requests_total", method="GET", route="/healthz", status="200"), 1, text)
+        self.assertNotIn("docflow_uploads_waiting", text, "a worker takes no uploads")
+
+        worker.signal(signal.SIGTERM)
+        self.assertEqual(worker.wait_exit(), 0)
+        worker.wait_for_log(event="server.stopped")
+
+    def test_worker_metrics_token_applies(self):
+        token = "worker-metrics-token"
+        worker = self.start_worker(DOCFLOW_WORKER_LISTEN="127.0.0.1:0", DOCFLOW_METRICS_TOKEN=token)
+        self.assertProblem(worker.get("/metrics"), 401, "unauthorized", "/metrics")
+        self.assertEqual(worker.get("/metrics", headers={"Authorization": "Bearer " + token}).status, 200)
+
+    def test_no_listener_without_the_setting(self):
+        worker = self.start_worker(DOCFLOW_WORKERS=1)
+        self.assertIsNone(worker.port)
+        self.assertEqual(worker.find_logs(event="server.listening"), [])
+        self.assertNotIn("/metrics", worker.stderr)
 
 
 class AccessLogTest(ServerTestCase):

@@ -52,6 +52,8 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.sqlite_path, std::filesystem::path("./data/docflow.db"));
   EXPECT_EQ(c.storage, config::storage_kind::file);
   EXPECT_EQ(c.blob_dir, std::filesystem::path("./data/blobs"));
+  EXPECT_TRUE(c.auto_migrate);  // the embedded database migrates itself
+  EXPECT_FALSE(c.worker_listen.has_value());
   EXPECT_FALSE(c.jwt_secret.has_value());
   EXPECT_EQ(c.jwt_issuer, "docflow");
   EXPECT_EQ(c.access_ttl, 15min);
@@ -142,11 +144,27 @@ TEST(config_accepts, jwt_secret_of_exactly_32_bytes) {
 }
 
 TEST(config_accepts, empty_optional_strings_mean_unset) {
-  const auto c =
-      config::load({{"DOCFLOW_JWT_SECRET", ""}, {"DOCFLOW_ML_URL", ""}, {"DOCFLOW_METRICS_TOKEN", ""}}, 4);
+  const auto c = config::load({{"DOCFLOW_JWT_SECRET", ""},
+                               {"DOCFLOW_ML_URL", ""},
+                               {"DOCFLOW_METRICS_TOKEN", ""},
+                               {"DOCFLOW_WORKER_LISTEN", ""}},
+                              4);
   EXPECT_FALSE(c.jwt_secret.has_value());
   EXPECT_FALSE(c.ml_url.has_value());
   EXPECT_FALSE(c.metrics_token.has_value());
+  EXPECT_FALSE(c.worker_listen.has_value());
+}
+
+TEST(config_accepts, a_worker_listen_address) {
+  const auto c = load_with("DOCFLOW_WORKER_LISTEN", "[::1]:0");
+  ASSERT_TRUE(c.worker_listen.has_value());
+  EXPECT_EQ(c.worker_listen->host, "::1");
+  EXPECT_EQ(c.worker_listen->port, 0);
+}
+
+TEST(config_accepts, auto_migrate_on_and_off) {
+  EXPECT_FALSE(load_with("DOCFLOW_AUTO_MIGRATE", "off").auto_migrate);
+  EXPECT_TRUE(load_with("DOCFLOW_AUTO_MIGRATE", "on").auto_migrate);
 }
 
 TEST(config_accepts, explicit_values_are_parsed) {
@@ -236,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(
                            bad("DOCFLOW_DATABASE_URL",
                                {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
                                 "postgresql://u:p@db:5432/docflow", "postgres://db/docflow"}),
-                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}))));
+                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}),
+                           bad("DOCFLOW_AUTO_MIGRATE", {"", "yes", "On", "true"}))));
 
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
@@ -254,9 +273,10 @@ INSTANTIATE_TEST_SUITE_P(
         join(bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
              bad("DOCFLOW_MAX_UPLOAD_BYTES",
                  {"0", "-1", "100 MiB", "100mib", "1.5GiB", "18446744073709551616", "17179869184GiB"}),
-             bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}), bad("DOCFLOW_JOB_LEASE", {"0s", "30"}),
-             bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}), bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}),
-             bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
+             bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
+             bad("DOCFLOW_WORKER_LISTEN", {"9100", "127.0.0.1", "[::1]", "localhost:http"}),
+             bad("DOCFLOW_JOB_LEASE", {"0s", "30"}), bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
+             bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}), bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
              bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
              bad("DOCFLOW_SANDBOX", {"Strict", "best_effort", "off", ""}),
              bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
@@ -494,24 +514,27 @@ TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
   }
 }
 
-TEST(config_settings, serve_reads_every_setting_and_the_other_commands_their_own) {
+TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_others_their_own) {
   std::set<std::string> worker;
   std::set<std::string> migrate;
   std::set<std::string> user;
   for (const auto& s : config::settings()) {
-    EXPECT_NE(s.used_by & config::for_serve, 0U) << s.env;
+    EXPECT_EQ(s.used_by & config::for_serve, s.env == "DOCFLOW_WORKER_LISTEN" ? 0U : config::for_serve)
+        << s.env;
     if ((s.used_by & config::for_worker) != 0) worker.insert(s.env);
     if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
     if ((s.used_by & config::for_user) != 0) user.insert(s.env);
   }
   EXPECT_EQ(worker,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
-                                   "DOCFLOW_WORKERS", "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS",
-                                   "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX",
-                                   "DOCFLOW_ML_URL", "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL"}));
+                                   "DOCFLOW_AUTO_MIGRATE", "DOCFLOW_WORKERS", "DOCFLOW_WORKER_LISTEN",
+                                   "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS", "DOCFLOW_MAX_TEXT_BYTES",
+                                   "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX", "DOCFLOW_ML_URL",
+                                   "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL", "DOCFLOW_METRICS_TOKEN"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
-  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL"}));
+  EXPECT_EQ(user,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_AUTO_MIGRATE"}));
 }
 
 // -----------------------------------------------------------------------------------------------------------

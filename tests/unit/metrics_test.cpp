@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -9,6 +12,7 @@
 
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process.hpp"
 
 using docflow::obs::metrics;
 
@@ -191,11 +195,15 @@ TEST(metrics_label, escaped_label_renders_on_one_line) {
 // a caller's fields repeat them.
 TEST(log, writes_one_json_line_whose_own_members_win) {
   docflow::obs::set_level(docflow::obs::level::info);
+  // Lines other tests logged are still on their way: not into this capture.
+  ASSERT_TRUE(docflow::obs::flush_log(std::chrono::seconds(10)));
   testing::internal::CaptureStdout();
   docflow::obs::log(docflow::obs::level::info, "test.event",
                     {{"n", 1}, {"s", "quote \" and \\ and \n"}, {"event", "spoof"}, {"level", "spoof"}});
   docflow::obs::log(docflow::obs::level::warn, "test.empty", {});
   docflow::obs::log(docflow::obs::level::debug, "test.hidden", {});
+  // The logger thread writes them: wait for it before the capture ends.
+  ASSERT_TRUE(docflow::obs::flush_log(std::chrono::seconds(10)));
   const std::string out = testing::internal::GetCapturedStdout();
   const auto newline = out.find('\n');
   ASSERT_NE(newline, std::string::npos) << out;
@@ -211,4 +219,49 @@ TEST(log, writes_one_json_line_whose_own_members_win) {
   EXPECT_EQ(second.at("event"), "test.empty");
   EXPECT_EQ(second.size(), 3U);
   EXPECT_EQ(out.find("test.hidden"), std::string::npos);
+}
+
+namespace {
+// name{labels} -> value, for the lines of a rendering that are samples.
+std::map<std::string, double> samples_of(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto space = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || space == std::string::npos) continue;
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+}  // namespace
+
+TEST(process_metrics, describe_names_the_build_and_samples_the_process) {
+  metrics m;
+  const auto before =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  docflow::obs::describe_process(m, "1.2.3", "0123456789ab");
+  auto samples = samples_of(m.render());
+  EXPECT_EQ(samples[R"(docflow_build_info{version="1.2.3",commit="0123456789ab"})"], 1);
+  EXPECT_GE(samples["process_start_time_seconds"], before - 1);
+  EXPECT_GT(samples["process_resident_memory_bytes"], 1 << 20);
+  EXPECT_GE(samples["process_open_fds"], 3);  // stdin, stdout, stderr
+  EXPECT_TRUE(samples.contains("process_cpu_seconds_total"));
+  EXPECT_TRUE(samples.contains("docflow_log_lines_dropped_total"));
+
+  // A sample follows what the process does: burn some CPU, open a descriptor.
+  const auto cpu = samples["process_cpu_seconds_total"];
+  const auto fds = samples["process_open_fds"];
+  volatile double sink = 0;
+  for (const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+       std::chrono::steady_clock::now() < end;) {
+    sink = sink + 1;
+  }
+  std::FILE* extra = std::fopen("/dev/null", "re");
+  ASSERT_NE(extra, nullptr);
+  docflow::obs::sample_process(m);
+  samples = samples_of(m.render());
+  std::fclose(extra);
+  EXPECT_GT(samples["process_cpu_seconds_total"], cpu);
+  EXPECT_EQ(samples["process_open_fds"], fds + 1);
 }

@@ -103,6 +103,7 @@ TEST_F(sqlite_store_test, constructor_creates_the_file) {
 
 TEST_F(sqlite_store_test, migrate_returns_the_latest_version) {
   sqlite_store s(db());
+  EXPECT_EQ(s.known_schema_version(), latest_version());
   EXPECT_EQ(s.migrate(), latest_version());
   EXPECT_EQ(s.schema_version(), latest_version());
 }

@@ -220,6 +220,10 @@ int sqlite_store::schema_version() {
   return read_version(*c);
 }
 
+int sqlite_store::known_schema_version() const {
+  return migrations().empty() ? 0 : migrations().back().version;
+}
+
 void sqlite_store::check() {
   connection fresh(path_, false);
   read_version(fresh);

@@ -23,6 +23,7 @@ public:
   bool point_reads_inline() const noexcept override { return true; }
   int migrate() override;
   int schema_version() override;
+  int known_schema_version() const override;
   void check() override;
 
   core::result<void> create_user(const core::user& u) override;
