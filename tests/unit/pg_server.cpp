@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -98,6 +99,19 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+// The directories of servers whose test binary died without cleaning up
+// (killed, or cut off by a closed pipe): their server died with it.
+void remove_leftovers() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+    if (!entry.path().filename().string().starts_with("docflow-pg-")) continue;
+    std::ifstream in(entry.path() / "owner.pid");
+    pid_t owner = 0;
+    if (!(in >> owner) || owner <= 0) continue;  // starting, or not ours to judge
+    if (::kill(owner, 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 fs::path pg_server::bin_dir() {
@@ -115,8 +129,10 @@ pg_server::pg_server(bool durable) : durable_(durable) {
     }
   }
   const auto user = server_user();
+  remove_leftovers();
   dir_ = fs::temp_directory_path() / ("docflow-pg-" + core::random_hex(6));
   fs::create_directory(dir_);
+  std::ofstream(dir_ / "owner.pid") << ::getpid() << '\n';
   fs::permissions(dir_, fs::perms::owner_all);
   if (user.switch_user && ::chown(dir_.c_str(), user.uid, user.gid) != 0) {
     fs::remove_all(dir_);
