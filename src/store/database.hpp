@@ -126,6 +126,17 @@ public:
 /// The database behind docflow, shaped so that SQLite and PostgreSQL can both
 /// implement it without callers knowing which one they hold. Every method
 /// blocks: call it from the blocking pool, never from an I/O thread.
+///
+/// Concurrency. Any number of processes may share one database. Every
+/// method is correct under READ COMMITTED (PostgreSQL's default; SQLite's
+/// single writer gives more): a method that decides from a row it read
+/// either locks that row first (SELECT ... FOR UPDATE) or makes its write
+/// conditional on what it read, as each method's "Isolation:" says. Rows
+/// are locked document before job, everywhere, so writers do not deadlock;
+/// a deadlock or serialization failure all the same is retried inside the
+/// store a bounded number of times, never passed on. Times are the callers'
+/// `now`, stored to the millisecond: the nodes' clocks must agree (NTP) to
+/// well within a job lease.
 class database {
 public:
   virtual ~database() = default;
@@ -139,6 +150,8 @@ public:
   /// Applies every migration newer than the schema's version, each in its own
   /// transaction; safe when several processes start at once. Returns the
   /// version reached. Throws store_error.
+  /// Isolation: one migrator at a time (an advisory lock on PostgreSQL, the
+  /// write lock on SQLite), which re-reads the version under it.
   virtual int migrate() = 0;
 
   /// The schema version recorded in the database (0 when none).
@@ -155,6 +168,8 @@ public:
   // --- users
 
   /// Inserts `u`; username_taken when the name is taken (ignoring case).
+  /// Isolation: the unique key on the lowercased name decides; of two at
+  /// once, the second waits for the first and is told username_taken.
   virtual core::result<void> create_user(const core::user& u) = 0;
   virtual std::optional<core::user> find_user_by_name(std::string_view username) = 0;
   virtual std::optional<core::user> find_user(std::string_view id) = 0;
@@ -171,6 +186,9 @@ public:
   /// family (rotate), revokes the family (reuse_detected), or does nothing
   /// (reject; also for an unknown token). successor.family_id and user_id are
   /// filled in by the store.
+  /// Isolation: the token's row and its family's are locked while the rule
+  /// decides: of concurrent presentations of one token (no grace), exactly
+  /// one rotates.
   virtual rotation_result rotate_refresh_token(std::string_view presented_hash, refresh_grant successor,
                                                std::chrono::milliseconds grace) = 0;
 
@@ -187,6 +205,8 @@ public:
   /// either both or neither: a retry then replays the answer, or makes the
   /// document. idempotency_key_in_flight (and nothing inserted) when the
   /// claim is no longer the answer's: a retry took the key over.
+  /// Isolation: the answer is written only where the claim still names it
+  /// (a conditional UPDATE); otherwise the whole transaction rolls back.
   virtual core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
   /// The document `id`, if it exists and (when `owner_id` is set) belongs to that owner.
@@ -199,6 +219,9 @@ public:
   /// Deletes the row unless core::can_delete refuses its status
   /// (document_busy); the check and the delete are one transaction.
   /// not_found for a missing document and another owner's.
+  /// Isolation: the document's row is locked before its status is checked,
+  /// so a concurrent request_processing either waits and finds it gone, or
+  /// wins and the delete finds it busy.
   virtual core::result<void> delete_document(std::string_view id,
                                              const std::optional<std::string>& owner_id) = 0;
 
@@ -207,6 +230,11 @@ public:
   /// In one transaction: UPLOADED or FAILED → PROCESSING plus exactly one job
   /// `job_id` (unless `max_queued` jobs already wait: queue_full); PROCESSING
   /// and COMPLETED change nothing.
+  /// Isolation: the document's row is locked before its status is checked:
+  /// of concurrent requests exactly one is accepted, the others wait and
+  /// find PROCESSING. A unique index allows one live job per document
+  /// besides. The max_queued bound is approximate across processes (requests
+  /// for different documents may each see room for one more).
   virtual core::result<process_result> request_processing(std::string_view document_id,
                                                           const std::optional<std::string>& owner_id,
                                                           const std::string& job_id, core::time_point now,
@@ -214,28 +242,36 @@ public:
 
   /// Takes the oldest available job, or one whose lease lapsed, under a new
   /// lease `lease_token` until now + lease; counts the attempt.
+  /// Isolation: the job and its document are locked together, skipping
+  /// rows another transaction holds (FOR UPDATE SKIP LOCKED): concurrent
+  /// claimers never wait on each other nor take the same job.
   virtual std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
                                                const std::string& lease_token) = 0;
 
-  /// Extends the lease; false when the token is no longer current (taken
-  /// over, cancelled or deleted).
   /// Whether `job` still holds its lease (not cancelled, deleted or taken
   /// over): a read, cheap enough to ask every second.
   virtual bool lease_held(const claimed_job& job) = 0;
+  /// Extends the lease; false when the token is no longer current (taken
+  /// over, cancelled or deleted). Isolation: a conditional UPDATE on the token.
   virtual bool renew_lease(const claimed_job& job, core::time_point now,
                            std::chrono::milliseconds lease_for) = 0;
 
   /// In one transaction that checks the token: the result row, the job done
   /// and the document COMPLETED. False when the lease was lost.
+  /// Isolation: the document's row is locked, then the job moves on only
+  /// where its lease token is still this one (the fence); a cancel or a
+  /// takeover that got there first leaves nothing to write.
   virtual bool complete_job(const claimed_job& job, const stored_result& result) = 0;
 
   /// Requeues the job at `retry_at`, or (without one) fails it and the
   /// document with `failure`; checks the token like complete_job.
+  /// Isolation: as complete_job.
   virtual failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
                                    std::optional<core::time_point> retry_at) = 0;
 
   /// PROCESSING → FAILED with `failure` (code cancelled); the job stops
   /// being anyone's. not_processing (with the document's status) otherwise.
+  /// Isolation: the document's row is locked before its status is checked.
   virtual core::result<cancel_result> cancel_processing(std::string_view document_id,
                                                         const std::optional<std::string>& owner_id,
                                                         const core::failure& failure,
@@ -259,7 +295,8 @@ public:
   /// process, since `position` (opaque; a negative one means "from now":
   /// nothing is returned), at most `limit` of them, and the position to ask
   /// from next. One query however many documents are watched: what wakes
-  /// event streams.
+  /// event streams. An id may be reported more than once (a spurious
+  /// wake-up); PostgreSQL reports no event out of commit order.
   struct changed_documents {
     std::vector<std::string> ids;
     std::int64_t next = 0;
@@ -274,17 +311,21 @@ public:
   /// idempotency_key_reused for another fingerprint, idempotency_key_in_flight
   /// while another request holds it. A claim still in flight after
   /// `abandoned_after` belongs to a request whose process died: it is taken over.
+  /// Isolation: the insert of the claim is the check (INSERT ... ON
+  /// CONFLICT DO NOTHING on the key): of concurrent first requests exactly
+  /// one is fresh, the others wait for it and find the key in flight.
   virtual core::result<idempotency_claim> begin_idempotent(std::string_view user_id, std::string_view key,
                                                            std::string_view fingerprint, core::time_point now,
                                                            std::chrono::milliseconds ttl,
                                                            std::chrono::milliseconds abandoned_after) = 0;
 
   /// Stores the answer of a fresh claim for replay; nothing when the claim
-  /// was taken over meanwhile.
+  /// was taken over meanwhile. Isolation: a conditional UPDATE on the claim.
   virtual void finish_idempotent(const idempotent_answer& answer) = 0;
 
   /// Releases a fresh claim without an answer (the request failed in a way
   /// a retry should repeat); nothing when the claim was taken over.
+  /// Isolation: a conditional DELETE on the claim.
   virtual void abandon_idempotent(std::string_view user_id, std::string_view key, std::string_view claim) = 0;
 
   /// Deletes keys past their retention; returns how many.

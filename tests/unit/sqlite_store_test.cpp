@@ -1,3 +1,5 @@
+// What is SQLite's own: the file, WAL, connections and statements. What
+// every engine does alike is in store_contract_test.cpp.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -101,22 +103,9 @@ TEST_F(sqlite_store_test, constructor_creates_the_file) {
   EXPECT_TRUE(fs::is_regular_file(db()));
 }
 
-TEST_F(sqlite_store_test, migrate_returns_the_latest_version) {
+TEST_F(sqlite_store_test, knows_the_latest_migration_as_its_schema_version) {
   sqlite_store s(db());
   EXPECT_EQ(s.known_schema_version(), latest_version());
-  EXPECT_EQ(s.migrate(), latest_version());
-  EXPECT_EQ(s.schema_version(), latest_version());
-}
-
-TEST_F(sqlite_store_test, migrate_is_idempotent) {
-  sqlite_store s(db());
-  const int first = s.migrate();
-  EXPECT_EQ(s.migrate(), first);
-  EXPECT_EQ(s.schema_version(), first);
-  const auto count = static_cast<std::size_t>(query_int(db(), "SELECT count(*) FROM schema_migrations"));
-  EXPECT_EQ(count, store::sqlite::migrations().size());
-  EXPECT_EQ(query_int(db(), "SELECT count(DISTINCT version) FROM schema_migrations"),
-            static_cast<std::int64_t>(count));
 }
 
 TEST_F(sqlite_store_test, migrations_are_recorded_with_name_and_time) {
@@ -133,30 +122,6 @@ TEST_F(sqlite_store_test, migrations_are_recorded_with_name_and_time) {
     EXPECT_EQ(applied.back(), 'Z') << applied;
   }
   EXPECT_FALSE(st.step());
-}
-
-TEST_F(sqlite_store_test, second_store_on_a_migrated_file_sees_the_version) {
-  {
-    sqlite_store s(db());
-    s.migrate();
-  }
-  sqlite_store again(db());
-  EXPECT_EQ(again.schema_version(), latest_version());
-  EXPECT_EQ(again.migrate(), latest_version());
-  EXPECT_EQ(query_int(db(), "SELECT count(*) FROM schema_migrations"),
-            static_cast<std::int64_t>(store::sqlite::migrations().size()));
-}
-
-TEST_F(sqlite_store_test, schema_version_of_a_fresh_database_is_zero) {
-  sqlite_store s(db());
-  EXPECT_EQ(s.schema_version(), 0);  // documented: "0 when none"
-}
-
-TEST_F(sqlite_store_test, check_succeeds_on_a_healthy_database) {
-  sqlite_store s(db());
-  s.migrate();
-  EXPECT_NO_THROW(s.check());
-  EXPECT_NO_THROW(s.check());
 }
 
 TEST_F(sqlite_store_test, check_throws_when_the_file_is_replaced_by_a_directory) {
@@ -376,100 +341,4 @@ TEST_F(connection_test, a_reused_statement_starts_unbound_and_reset) {
   ASSERT_TRUE(second.step());
   EXPECT_EQ(second.column_int(0), 7);
   EXPECT_EQ(first.column_int(0), 7);
-}
-
-// -----------------------------------------------------------------------------------------------------------
-// Group commit of document inserts
-
-namespace {
-core::document sample_document(const std::string& owner) {
-  core::document d;
-  d.id = core::new_uuid_v7();
-  d.owner_id = owner;
-  d.filename = "a.pdf";
-  d.sha256 = std::string(64, 'a');
-  d.size_bytes = 1;
-  d.created_at = d.updated_at = core::time_point{std::chrono::milliseconds{1'700'000'000'000}};
-  return d;
-}
-}  // namespace
-
-TEST_F(sqlite_store_test, an_upload_answer_is_stored_with_its_document_under_its_claim_only) {
-  using namespace std::chrono_literals;
-  sqlite_store s(db());
-  s.migrate();
-  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}).has_value());
-  const core::time_point t0{std::chrono::hours(1000)};
-  const auto first = s.begin_idempotent("u1", "k", "print", t0, 24h, 5min);
-  ASSERT_TRUE(first.has_value());
-  ASSERT_EQ(first->outcome, store::idempotency_claim::kind::fresh);
-  ASSERT_FALSE(first->token.empty());
-  // The first request stalls; a retry after the claim timeout takes the key over.
-  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 1min, 24h, 5min).error().code,
-            core::errc::idempotency_key_in_flight);
-  EXPECT_EQ(s.begin_idempotent("u1", "k", "other print", t0 + 1min, 24h, 5min).error().code,
-            core::errc::idempotency_key_reused);
-  const auto second = s.begin_idempotent("u1", "k", "print", t0 + 6min, 24h, 5min);
-  ASSERT_TRUE(second.has_value());
-  ASSERT_EQ(second->outcome, store::idempotency_claim::kind::fresh);
-  ASSERT_NE(second->token, first->token);
-
-  // The stalled request can neither insert its document nor release the key.
-  const auto stale_doc = sample_document("u1");
-  const store::idempotent_answer stale{"u1", "k", first->token, 201, "{\"stale\":1}", "application/json", ""};
-  EXPECT_EQ(s.insert_document(stale_doc, &stale).error().code, core::errc::idempotency_key_in_flight);
-  EXPECT_FALSE(s.find_document(stale_doc.id, std::nullopt)) << "the document was inserted anyway";
-  s.abandon_idempotent("u1", "k", first->token);
-  EXPECT_EQ(s.begin_idempotent("u1", "k", "print", t0 + 6min, 24h, 5min).error().code,
-            core::errc::idempotency_key_in_flight);
-
-  // The claim's holder stores document and answer together; retries replay it.
-  const auto doc = sample_document("u1");
-  const store::idempotent_answer answer{"u1", "k", second->token, 201, "{\"id\":1}", "application/json",
-                                        "/d"};
-  ASSERT_TRUE(s.insert_document(doc, &answer).has_value());
-  EXPECT_TRUE(s.find_document(doc.id, std::nullopt));
-  const auto replay = s.begin_idempotent("u1", "k", "print", t0 + 7min, 24h, 5min);
-  ASSERT_TRUE(replay.has_value());
-  EXPECT_EQ(replay->outcome, store::idempotency_claim::kind::replay);
-  EXPECT_EQ(replay->body, "{\"id\":1}");
-  EXPECT_EQ(replay->location, "/d");
-}
-
-TEST_F(sqlite_store_test, concurrent_inserts_all_land_and_a_bad_one_fails_alone) {
-  sqlite_store s(db());
-  s.migrate();
-  ASSERT_TRUE(s.create_user({"u1", "alice", "hash", core::role::user, core::time_point{}}).has_value());
-  constexpr int threads = 32;
-  const auto duplicate = sample_document("u1");
-  ASSERT_TRUE(s.insert_document(duplicate, nullptr).has_value());
-
-  std::vector<core::document> docs;
-  for (int i = 0; i < threads; ++i) docs.push_back(sample_document("u1"));
-  docs[threads / 2] = duplicate;          // its primary key is taken: this insert alone must fail
-  docs[threads / 4].owner_id = "nobody";  // a foreign-key violation: this one too
-  std::vector<std::exception_ptr> errors(threads);
-  std::latch start(threads);
-  {
-    std::vector<std::jthread> pool;
-    for (int i = 0; i < threads; ++i) {
-      pool.emplace_back([&, i] {
-        start.arrive_and_wait();
-        try {
-          static_cast<void>(s.insert_document(docs[i], nullptr));  // a failure throws
-        } catch (...) {
-          errors[i] = std::current_exception();
-        }
-      });
-    }
-  }
-  for (int i = 0; i < threads; ++i) {
-    const bool bad = i == threads / 2 || i == threads / 4;
-    EXPECT_EQ(errors[i] != nullptr, bad) << i;
-    if (!bad) {
-      EXPECT_TRUE(s.find_document(docs[i].id, std::string("u1")).has_value()) << i;
-    }
-  }
-  EXPECT_EQ(query_int(db(), "SELECT count(*) FROM documents"), threads - 1);
-  EXPECT_THROW(std::rethrow_exception(errors[threads / 2]), store_error);
 }

@@ -1,0 +1,82 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "store/postgres/pq.hpp"
+
+namespace docflow::store::postgres {
+
+struct pool_settings {
+  std::size_t size = 10;  ///< connections open at most, in use or idle
+  pq::session_settings session;
+  /// How long a call waits for a connection when all are in use.
+  std::chrono::milliseconds acquire_timeout{10'000};
+  /// After a failed connect, no new one is tried for this long, doubling
+  /// per failure up to max_backoff; calls meanwhile fail at once.
+  std::chrono::milliseconds min_backoff{100};
+  std::chrono::milliseconds max_backoff{5'000};
+};
+
+/// A bounded set of connections to one database. A connection is checked
+/// before it is lent (a server restart leaves every idle one dead) and
+/// dropped when it comes back broken. While the database is down, calls
+/// fail with store_error at once instead of each waiting for a connect
+/// timeout: one call at a time, after a backoff, tries to reconnect.
+class pool {
+public:
+  pool(std::string url, const pool_settings& options);
+  ~pool();
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  /// A connection lent to one caller, given back on destruction.
+  class lease {
+  public:
+    lease(pool& p, std::unique_ptr<pq::connection> c) : p_(&p), c_(std::move(c)) {}
+    ~lease();
+    lease(lease&& o) noexcept = default;
+    lease& operator=(lease&&) = delete;
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    pq::connection& operator*() const noexcept { return *c_; }
+    pq::connection* operator->() const noexcept { return c_.get(); }
+
+  private:
+    pool* p_;
+    std::unique_ptr<pq::connection> c_;
+  };
+
+  /// Throws store_error when the database is down (or backing off) or no
+  /// connection came free within the acquire timeout.
+  lease acquire();
+
+  /// A connection of its own, outside the bound (migrations hold a
+  /// session-level advisory lock on one). Throws store_error.
+  std::unique_ptr<pq::connection> connect_alone() const;
+
+  const std::string& url() const noexcept { return url_; }
+  const pool_settings& options() const noexcept { return options_; }
+
+private:
+  void give_back(std::unique_ptr<pq::connection> c) noexcept;
+
+  const std::string url_;
+  const pool_settings options_;
+
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  std::vector<std::unique_ptr<pq::connection>> idle_;
+  std::size_t open_ = 0;   ///< idle, lent, or being connected
+  unsigned failures_ = 0;  ///< connects failed in a row
+  bool probing_ = false;   ///< a reconnect is under way while the database is believed down
+  std::chrono::steady_clock::time_point next_attempt_{};
+  std::string last_error_;
+};
+
+}  // namespace docflow::store::postgres

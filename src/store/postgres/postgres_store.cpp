@@ -1,0 +1,851 @@
+#include "store/postgres/postgres_store.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <random>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "core/ids.hpp"
+#include "store/postgres/migrations.hpp"
+
+namespace docflow::store::postgres {
+
+namespace {
+
+using pq::bytes;
+
+// A transaction that met a deadlock or a serialization failure runs again,
+// at most this many times in all.
+constexpr int max_attempts = 5;
+
+// The session-level advisory lock that serialises migrations across
+// processes ("docflow" in ASCII).
+constexpr std::int64_t migration_lock = 0x646f63666c6f77;
+
+// Ids are uuid columns. The SQLite store compares ids as text, so only the
+// canonical lowercase form finds a row there; PostgreSQL would also accept
+// upper case, braces or no dashes, and refuse text that is no uuid at all
+// with an error. Both engines answer alike: anything but the canonical form
+// names nothing.
+bool canonical_id(std::string_view s) noexcept {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool canonical_owner(const std::optional<std::string>& owner_id) noexcept {
+  return !owner_id || canonical_id(*owner_id);
+}
+
+void pause_before_retry(int attempt) {
+  thread_local std::minstd_rand random{std::random_device{}()};
+  const auto ms = std::uniform_int_distribution<int>(1, 5 * attempt)(random);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
+
+core::user read_user(const pq::result& r, int row) {
+  return {r.text(row, 0), r.text(row, 1), r.text(row, 2),
+          core::parse_role(r.text(row, 3)).value_or(core::role::user), r.time(row, 4)};
+}
+
+std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
+  if (!canonical_id(id)) return std::nullopt;
+  const auto r = c.exec("SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1", id);
+  if (r.empty()) return std::nullopt;
+  return read_user(r, 0);
+}
+
+constexpr std::string_view document_columns =
+    "id, owner_id, filename, title, kind, size_bytes, sha256, status, created_at, updated_at, attempts,"
+    " started_at, finished_at, error_code, error_message, error_retryable";
+
+core::document read_document(const pq::result& r, int row) {
+  core::document d;
+  d.id = r.text(row, 0);
+  d.owner_id = r.text(row, 1);
+  d.filename = r.text(row, 2);
+  d.title = r.optional_text(row, 3);
+  d.kind = r.text(row, 4) == "docx" ? core::file_kind::docx : core::file_kind::pdf;
+  d.size_bytes = static_cast<std::uint64_t>(r.integer(row, 5));
+  d.sha256 = r.text(row, 6);
+  d.status = core::parse_status(r.text(row, 7)).value_or(core::status::uploaded);
+  d.created_at = r.time(row, 8);
+  d.updated_at = r.time(row, 9);
+  d.attempts = static_cast<unsigned>(r.integer(row, 10));
+  d.started_at = r.optional_time(row, 11);
+  d.finished_at = r.optional_time(row, 12);
+  if (!r.is_null(row, 13)) {
+    d.error = core::failure{r.text(row, 13), r.text(row, 14), !r.is_null(row, 15) && r.boolean(row, 15)};
+  }
+  return d;
+}
+
+// The document, locked against every other writer until the transaction
+// ends when `lock` is set: what is decided from its status stays true.
+std::optional<core::document> load_document(pq::connection& c, std::string_view id,
+                                            const std::optional<std::string>& owner_id, bool lock) {
+  if (!canonical_id(id) || !canonical_owner(owner_id)) return std::nullopt;
+  static const std::string by_id =
+      "SELECT " + std::string(document_columns) + " FROM documents WHERE id = $1";
+  static const std::string by_id_and_owner = by_id + " AND owner_id = $2";
+  static const std::string by_id_locked = by_id + " FOR UPDATE";
+  static const std::string by_id_and_owner_locked = by_id_and_owner + " FOR UPDATE";
+  const auto r = owner_id ? c.exec(lock ? by_id_and_owner_locked : by_id_and_owner, id, *owner_id)
+                          : c.exec(lock ? by_id_locked : by_id, id);
+  if (r.empty()) return std::nullopt;
+  return read_document(r, 0);
+}
+
+// jsonb refuses the escape \u0000 (its text type cannot hold NUL), which a
+// PDF's metadata or an enrichment answer may carry. Such strings keep
+// U+FFFD in its place instead of failing the job.
+std::string jsonb_safe(std::string json) {
+  if (json.find("\\u0000") == std::string::npos) return json;
+  boost::json::error_code ec;
+  auto v = boost::json::parse(json, ec);
+  if (ec) return json;  // the database will say what is wrong with it
+  const auto clean = [](std::string_view s) {
+    std::string out;
+    for (const char ch : s) {
+      if (ch == '\0') {
+        out += "\xEF\xBF\xBD";
+      } else {
+        out.push_back(ch);
+      }
+    }
+    return out;
+  };
+  const auto walk = [&](auto& self, boost::json::value& x) -> void {
+    if (auto* s = x.if_string()) {
+      *s = clean(*s);
+    } else if (auto* a = x.if_array()) {
+      for (auto& e : *a) self(self, e);
+    } else if (auto* o = x.if_object()) {
+      boost::json::object cleaned;
+      for (auto& [k, e] : *o) {
+        self(self, e);
+        cleaned[clean(k)] = std::move(e);
+      }
+      *o = std::move(cleaned);
+    }
+  };
+  walk(walk, v);
+  return boost::json::serialize(v);
+}
+
+std::string failure_json(const core::failure& f) {
+  return jsonb_safe(boost::json::serialize(
+      boost::json::object{{"code", f.code}, {"message", f.message}, {"retryable", f.retryable}}));
+}
+
+core::failure parse_failure_json(const std::string& json) {
+  boost::json::error_code ec;
+  const auto v = boost::json::parse(json, ec);
+  const auto* o = ec ? nullptr : v.if_object();
+  if (!o) return {"internal_error", "unreadable error record", true};
+  const auto text = [&](const char* key) {
+    const auto* m = o->if_contains(key);
+    return m && m->is_string() ? std::string(m->as_string()) : std::string();
+  };
+  const auto* retryable = o->if_contains("retryable");
+  return {text("code"), text("message"), retryable && retryable->is_bool() && retryable->as_bool()};
+}
+
+// Every status change goes through the core state machine, and is logged as
+// the document's next event in the same statement: the UPDATE takes the
+// row's lock and the next number from its counter.
+core::document transition(pq::connection& c, const core::document& d, core::status to, core::time_point now,
+                          const std::optional<core::failure>& error) {
+  if (!core::can_transition(d.status, to)) {
+    throw store_error(std::string("illegal transition ") + core::to_string(d.status) + " -> " +
+                      core::to_string(to));
+  }
+  static const std::string sql =
+      "WITH d AS (UPDATE documents SET status = $1::text, updated_at = $2::timestamptz,"
+      " started_at = CASE WHEN $1::text = 'PROCESSING' THEN NULL ELSE started_at END,"
+      " finished_at = CASE WHEN $1::text IN ('COMPLETED', 'FAILED') THEN $2::timestamptz ELSE NULL END,"
+      " error_code = $3::text, error_message = $4::text, error_retryable = $5::boolean,"
+      " last_event_seq = last_event_seq + 1 WHERE id = $6::uuid RETURNING " +
+      std::string(document_columns) +
+      ", last_event_seq),"
+      " e AS (INSERT INTO document_events (document_id, seq, status, at, error)"
+      " SELECT id, last_event_seq, status, $2::timestamptz, $7::jsonb FROM d)"
+      " SELECT " +
+      std::string(document_columns) + " FROM d";
+  const auto r = error ? c.exec(sql, core::to_string(to), now, error->code, error->message, error->retryable,
+                                d.id, failure_json(*error))
+                       : c.exec(sql, core::to_string(to), now, std::nullopt, std::nullopt, std::nullopt, d.id,
+                                std::nullopt);
+  if (r.empty()) throw store_error("transition: document " + d.id + " vanished");
+  return read_document(r, 0);
+}
+
+// The job's lease moves on: state and token change only while `job` holds
+// it (the fence). False when it no longer does.
+bool fenced_job_update(pq::connection& c, const claimed_job& job, std::string_view state,
+                       core::time_point now, std::optional<core::time_point> available_at) {
+  const auto r = c.exec(
+      "UPDATE jobs SET state = $3::text, lease_token = NULL,"
+      " lease_expires_at = CASE WHEN $3::text = 'queued' THEN NULL ELSE lease_expires_at END,"
+      " available_at = coalesce($5::timestamptz, available_at), updated_at = $4::timestamptz"
+      " WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+      job.job_id, job.lease_token, state, now, available_at);
+  return r.affected() == 1;
+}
+
+int read_version(pq::connection& c) {
+  if (!c.exec("SELECT to_regclass('schema_migrations') IS NOT NULL").boolean(0, 0)) return 0;
+  return static_cast<int>(
+      c.exec("SELECT coalesce(max(version), 0)::int8 FROM schema_migrations").integer(0, 0));
+}
+
+// Up to `max` characters (not bytes) from the start of `text`, as SQLite's
+// substr() counts them: a character starts at every byte that is not a
+// UTF-8 continuation byte.
+std::string first_characters(const std::string& text, std::size_t max) {
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && chars++ == max) return text.substr(0, i);
+  }
+  return text;
+}
+
+}  // namespace
+
+template <class F>
+auto postgres_store::retrying(F&& f) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      auto c = pool_.acquire();
+      return f(*c);
+    } catch (const pq::error& e) {
+      if (!e.retryable() || attempt >= max_attempts) throw;
+    }
+    pause_before_retry(attempt);
+  }
+}
+
+template <class F>
+auto postgres_store::in_transaction(F&& f) {
+  return retrying([&](pq::connection& c) {
+    pq::transaction tx(c);
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, pq::connection&, pq::transaction&>>) {
+      f(c, tx);
+      if (!tx.done()) tx.commit();
+    } else {
+      auto out = f(c, tx);
+      if (!tx.done()) tx.commit();
+      return out;
+    }
+  });
+}
+
+postgres_store::postgres_store(std::string url, const pool_settings& options) : pool_(std::move(url), options) {
+  const auto first = pool_.acquire();  // fail at start-up, not on the first request
+}
+
+postgres_store::~postgres_store() = default;
+
+std::unique_ptr<database> open(const std::string& url, std::size_t pool_size) {
+  pool_settings o;
+  o.size = pool_size;
+  return std::make_unique<postgres_store>(url, o);
+}
+
+// A connection of its own: the advisory lock belongs to the session, and
+// closing the connection releases it whatever happens.
+int postgres_store::migrate() {
+  const auto c = pool_.connect_alone();
+  // Building an index on a large table may take long; waiting for another
+  // process's migration may too, but not forever.
+  c->script("SET statement_timeout = 0; SET lock_timeout = '5min'");
+  c->exec("SELECT pg_advisory_lock($1)", migration_lock);
+  c->script(
+      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+      " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)");
+  for (const auto& m : migrations()) {
+    if (read_version(*c) >= m.version) continue;  // applied earlier, or by a process that started with us
+    pq::transaction tx(*c);
+    c->script(m.sql);
+    c->exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", m.version,
+            m.name, core::system_clock().now());
+    tx.commit();
+  }
+  const int version = read_version(*c);
+  c->exec("SELECT pg_advisory_unlock($1)", migration_lock);
+  return version;
+}
+
+int postgres_store::schema_version() {
+  return retrying([](pq::connection& c) { return read_version(c); });
+}
+
+int postgres_store::known_schema_version() const {
+  return migrations().empty() ? 0 : migrations().back().version;
+}
+
+// A pooled connection is checked before it is lent, and a new one is made
+// when none is left: a server that is down or restarted fails here.
+void postgres_store::check() {
+  auto c = pool_.acquire();
+  read_version(*c);
+}
+
+// --- users
+
+core::result<void> postgres_store::create_user(const core::user& u) {
+  try {
+    // ON CONFLICT waits for a concurrent insert of the same name to commit
+    // and then inserts nothing: the second of two registrations is told the
+    // name is taken, never given an error.
+    const auto r = retrying([&](pq::connection& c) {
+      return c.exec(
+          "INSERT INTO users (id, username, username_key, password_hash, role, created_at)"
+          " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username_key) DO NOTHING",
+          u.id, u.username, core::username_key(u.username), u.password_hash, core::to_string(u.role),
+          u.created_at);
+    });
+    if (r.affected() != 1) return core::errc::username_taken;
+  } catch (const pq::error& e) {
+    if (e.unique_violation() && e.constraint() == "users_username_key_key") return core::errc::username_taken;
+    throw;
+  }
+  return {};
+}
+
+std::optional<core::user> postgres_store::find_user_by_name(std::string_view username) {
+  return retrying([&](pq::connection& c) -> std::optional<core::user> {
+    const auto r =
+        c.exec("SELECT id, username, password_hash, role, created_at FROM users WHERE username_key = $1",
+               core::username_key(username));
+    if (r.empty()) return std::nullopt;
+    return read_user(r, 0);
+  });
+}
+
+std::optional<core::user> postgres_store::find_user(std::string_view id) {
+  return retrying([&](pq::connection& c) { return user_by_id(c, id); });
+}
+
+std::vector<core::user> postgres_store::list_users() {
+  return retrying([](pq::connection& c) {
+    const auto r = c.exec("SELECT " + std::string(user_columns) + " FROM users ORDER BY created_at, id");
+    std::vector<core::user> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_user(r, i));
+    return out;
+  });
+}
+
+// --- refresh-token families
+
+void postgres_store::start_refresh_family(const refresh_grant& first) {
+  in_transaction([&](pq::connection& c, pq::transaction&) {
+    c.exec("INSERT INTO refresh_families (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+           first.family_id, first.user_id, first.issued_at, first.expires_at);
+    c.exec(
+        "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)",
+        first.token_hash, first.family_id, first.issued_at, first.expires_at);
+  });
+}
+
+// The token's row and its family's are locked while the rule decides: of
+// two presentations of one token at once, the second waits, then sees the
+// first one's used_at (and within no grace, revokes the family).
+rotation_result postgres_store::rotate_refresh_token(std::string_view presented_hash, refresh_grant successor,
+                                                     std::chrono::milliseconds grace) {
+  return in_transaction([&](pq::connection& c, pq::transaction&) {
+    const auto r = c.exec(
+        "SELECT t.expires_at, t.used_at, f.revoked_at IS NOT NULL, f.id, f.user_id"
+        " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1"
+        " FOR UPDATE OF t, f",
+        presented_hash);
+    rotation_result result;
+    if (r.empty()) return result;
+    const core::refresh_token_state state{r.time(0, 0), r.optional_time(0, 1), r.boolean(0, 2)};
+    refresh_grant next = successor;
+    next.family_id = r.text(0, 3);
+    next.user_id = r.text(0, 4);
+    const auto now = next.issued_at;
+    result.decision = core::decide_rotation(state, now, grace);
+    switch (result.decision) {
+      case core::rotation_decision::reject: break;
+      case core::rotation_decision::reuse_detected:
+        c.exec("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2", now, next.family_id);
+        break;
+      case core::rotation_decision::rotate:
+        result.user = user_by_id(c, next.user_id);
+        if (!result.user) {
+          result.decision = core::rotation_decision::reject;  // the account is gone
+          break;
+        }
+        c.exec("UPDATE refresh_tokens SET used_at = coalesce(used_at, $1) WHERE token_hash = $2", now,
+               presented_hash);
+        c.exec("UPDATE refresh_families SET expires_at = $1 WHERE id = $2", next.expires_at, next.family_id);
+        c.exec(
+            "INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES ($1, $2, $3, "
+            "$4)",
+            next.token_hash, next.family_id, next.issued_at, next.expires_at);
+        break;
+    }
+    return result;
+  });
+}
+
+void postgres_store::revoke_refresh_family(std::string_view token_hash, core::time_point now) {
+  retrying([&](pq::connection& c) {
+    c.exec(
+        "UPDATE refresh_families SET revoked_at = coalesce(revoked_at, $1)"
+        " WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
+        now, token_hash);
+  });
+}
+
+std::size_t postgres_store::purge_refresh_families(core::time_point now) {
+  return retrying([&](pq::connection& c) {
+    return static_cast<std::size_t>(
+        c.exec("DELETE FROM refresh_families WHERE expires_at <= $1", now).affected());
+  });
+}
+
+// --- documents
+
+namespace {
+
+// The document and its first event (seq 1) in one statement.
+void insert_document_row(pq::connection& c, const core::document& d) {
+  static const std::string sql =
+      "WITH d AS (INSERT INTO documents (" + std::string(document_columns) +
+      ", last_event_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+      " NULL, NULL, NULL, NULL, NULL, 1) RETURNING id, status, created_at)"
+      " INSERT INTO document_events (document_id, seq, status, at) SELECT id, 1, status, created_at FROM d";
+  c.exec(sql, d.id, d.owner_id, d.filename, d.title, d.kind == core::file_kind::docx ? "docx" : "pdf",
+         d.size_bytes, d.sha256, core::to_string(d.status), d.created_at, d.updated_at, d.attempts);
+}
+
+// Stores the answer for its claim; false when the claim is no longer the
+// answer's (taken over by a retry).
+bool record_answer(pq::connection& c, const idempotent_answer& a) {
+  return c.exec(
+              "UPDATE idempotency_keys SET state = 'done', status = $1, body = $2, content_type = $3,"
+              " location = $4 WHERE user_id = $5 AND key = $6 AND claim = $7 AND state = 'in_flight'",
+              a.status, a.body, a.content_type, a.location, a.user_id, a.key, a.claim)
+             .affected() == 1;
+}
+
+}  // namespace
+
+// No group commit as in the SQLite store: the server already flushes the
+// WAL of commits that arrive together once (and each call holds its own
+// connection), so inserts are one transaction each.
+core::result<void> postgres_store::insert_document(const core::document& d, const idempotent_answer* answer) {
+  if (!answer) {
+    retrying([&](pq::connection& c) { insert_document_row(c, d); });
+    return {};
+  }
+  const bool recorded = in_transaction([&](pq::connection& c, pq::transaction& tx) {
+    insert_document_row(c, d);
+    if (record_answer(c, *answer)) return true;
+    tx.rollback();
+    return false;
+  });
+  if (!recorded) return core::errc::idempotency_key_in_flight;
+  return {};
+}
+
+std::optional<core::document> postgres_store::find_document(std::string_view id,
+                                                            const std::optional<std::string>& owner_id) {
+  return retrying([&](pq::connection& c) { return load_document(c, id, owner_id, false); });
+}
+
+std::vector<core::document> postgres_store::list_documents(const document_query& q) {
+  if (!canonical_owner(q.owner_id)) return {};
+  std::string sql = "SELECT " + std::string(document_columns) + " FROM documents WHERE true";
+  std::vector<pq::param> params;
+  const auto next = [&] { return "$" + std::to_string(params.size()); };
+  if (q.owner_id) {
+    params.push_back(pq::to_param(*q.owner_id));
+    sql += " AND owner_id = " + next();
+  }
+  if (q.status) {
+    params.push_back(pq::to_param(core::to_string(*q.status)));
+    sql += " AND status = " + next();
+  }
+  if (q.after) {
+    params.push_back(pq::to_param(q.after->first));
+    const auto at = next();
+    // A cursor's id is checked as a uuid by the API; one in another form
+    // would fail the cast, so it is compared as it is stored.
+    params.push_back(pq::to_param(canonical_id(q.after->second) ? q.after->second : std::string(36, '0')));
+    sql += " AND (created_at, id) < (" + at + ", " + next() + "::uuid)";
+  }
+  params.push_back(pq::to_param(q.limit));
+  sql += " ORDER BY created_at DESC, id DESC LIMIT " + next();
+  return retrying([&](pq::connection& c) {
+    const auto r = c.run(sql, params);
+    std::vector<core::document> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_document(r, i));
+    return out;
+  });
+}
+
+core::result<void> postgres_store::delete_document(std::string_view id,
+                                                   const std::optional<std::string>& owner_id) {
+  return in_transaction([&](pq::connection& c, pq::transaction&) -> core::result<void> {
+    const auto doc = load_document(c, id, owner_id, true);
+    if (!doc) return core::errc::not_found;
+    if (!core::can_delete(doc->status)) {
+      core::error busy(core::errc::document_busy);
+      busy.document_status = doc->status;
+      return busy;
+    }
+    c.exec("DELETE FROM documents WHERE id = $1", doc->id);
+    return {};
+  });
+}
+
+// --- processing
+
+core::result<process_result> postgres_store::request_processing(std::string_view document_id,
+                                                                const std::optional<std::string>& owner_id,
+                                                                const std::string& job_id,
+                                                                core::time_point now,
+                                                                std::uint64_t max_queued) {
+  const auto attempt = [&] {
+    return in_transaction([&](pq::connection& c, pq::transaction&) -> core::result<process_result> {
+      // Locked: of two requests at once, the second waits here and then
+      // finds PROCESSING.
+      auto doc = load_document(c, document_id, owner_id, true);
+      if (!doc) return core::errc::not_found;
+      if (doc->status == core::status::completed) return process_result{process_outcome::completed, *doc};
+      if (doc->status == core::status::processing) {
+        return process_result{process_outcome::already_processing, *doc};
+      }
+      // The bound is approximate across processes: requests for different
+      // documents at the same moment may each see room for one more.
+      const auto depth = c.exec("SELECT count(*) FROM jobs WHERE state = 'queued'").integer(0, 0);
+      if (static_cast<std::uint64_t>(depth) >= max_queued) return core::errc::queue_full;
+      auto after = transition(c, *doc, core::status::processing, now, std::nullopt);
+      c.exec(
+          "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at)"
+          " VALUES ($1, $2, 'queued', 0, $3, $3, $3)",
+          job_id, doc->id, now);
+      return process_result{process_outcome::accepted, std::move(after)};
+    });
+  };
+  try {
+    return attempt();
+  } catch (const pq::error& e) {
+    // The index that allows one live job per document refused a second:
+    // another request won. Asking again reports what it made.
+    if (!e.unique_violation() || e.constraint() != "jobs_one_live_per_document") throw;
+  }
+  return attempt();
+}
+
+// One lapsed lease first (its worker died), else the oldest available job.
+// The job's row and its document's are locked together and skipped when
+// either is locked already: two claimers never wait on each other or take
+// the same job, and a claim never waits on a cancel or a delete.
+std::optional<claimed_job> postgres_store::claim_job(core::time_point now,
+                                                     std::chrono::milliseconds lease_for,
+                                                     const std::string& lease_token) {
+  return in_transaction([&](pq::connection& c, pq::transaction&) -> std::optional<claimed_job> {
+    static const std::string take =
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $2, lease_expires_at = $3,"
+        " updated_at = $1 WHERE id = (SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id"
+        " WHERE %s LIMIT 1 FOR UPDATE OF j, d SKIP LOCKED)"
+        " RETURNING id, document_id, attempts, available_at";
+    static const std::string lapsed = [] {
+      auto s = take;
+      s.replace(s.find("%s"), 2,
+                "j.state = 'running' AND j.lease_expires_at < $1 ORDER BY j.lease_expires_at");
+      return s;
+    }();
+    static const std::string queued = [] {
+      auto s = take;
+      s.replace(s.find("%s"), 2, "j.state = 'queued' AND j.available_at <= $1 ORDER BY j.available_at");
+      return s;
+    }();
+    auto r = c.exec(lapsed, now, lease_token, now + lease_for);
+    if (r.empty()) r = c.exec(queued, now, lease_token, now + lease_for);
+    if (r.empty()) return std::nullopt;
+    claimed_job job;
+    job.job_id = r.text(0, 0);
+    job.attempt = static_cast<unsigned>(r.integer(0, 2));
+    job.queued_at = r.time(0, 3);
+    job.lease_token = lease_token;
+    static const std::string count_attempt =
+        "UPDATE documents SET attempts = attempts + 1, started_at = coalesce(started_at, $1), updated_at = $1"
+        " WHERE id = $2 RETURNING " +
+        std::string(document_columns);
+    const auto d = c.exec(count_attempt, now, r.text(0, 1));
+    if (d.empty()) return std::nullopt;  // cannot happen: jobs cascade with their document
+    job.document = read_document(d, 0);
+    return job;
+  });
+}
+
+bool postgres_store::lease_held(const claimed_job& job) {
+  return retrying([&](pq::connection& c) {
+    return !c.exec("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running'", job.job_id,
+                   job.lease_token)
+                .empty();
+  });
+}
+
+bool postgres_store::renew_lease(const claimed_job& job, core::time_point now,
+                                 std::chrono::milliseconds lease_for) {
+  return retrying([&](pq::connection& c) {
+    return c.exec(
+                "UPDATE jobs SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2 AND state = "
+                "'running'",
+                job.job_id, job.lease_token, now + lease_for)
+               .affected() == 1;
+  });
+}
+
+// The document is locked first, as cancel and delete lock it, so the three
+// never deadlock; then the job moves on only under the worker's token.
+bool postgres_store::complete_job(const claimed_job& job, const stored_result& res) {
+  const auto summary = jsonb_safe(res.summary_json);
+  const auto preview = first_characters(res.text, 500);
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+    const auto doc = load_document(c, job.document.id, std::nullopt, true);
+    if (!doc || !fenced_job_update(c, job, "done", res.completed_at, std::nullopt)) {
+      tx.rollback();
+      return false;
+    }
+    c.exec(
+        "INSERT INTO results (document_id, pipeline_version, started_at, completed_at, attempts, summary, "
+        "text,"
+        " text_preview, text_bytes) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::bytea, $8::bytea, $9)"
+        " ON CONFLICT (document_id) DO UPDATE SET pipeline_version = excluded.pipeline_version,"
+        " started_at = excluded.started_at, completed_at = excluded.completed_at, attempts = "
+        "excluded.attempts,"
+        " summary = excluded.summary, text = excluded.text, text_preview = excluded.text_preview,"
+        " text_bytes = excluded.text_bytes",
+        doc->id, res.pipeline_version, res.started_at, res.completed_at, res.attempts, summary,
+        bytes{res.text}, bytes{preview}, res.text.size());
+    transition(c, *doc, core::status::completed, res.completed_at, std::nullopt);
+    return true;
+  });
+}
+
+failure_outcome postgres_store::fail_job(const claimed_job& job, core::time_point now,
+                                         const core::failure& failure,
+                                         std::optional<core::time_point> retry_at) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+    const auto doc = load_document(c, job.document.id, std::nullopt, true);
+    if (!doc || !fenced_job_update(c, job, retry_at ? "queued" : "failed", now, retry_at)) {
+      tx.rollback();
+      return failure_outcome::lease_lost;
+    }
+    if (retry_at) return failure_outcome::retry_scheduled;
+    transition(c, *doc, core::status::failed, now, failure);
+    return failure_outcome::failed;
+  });
+}
+
+core::result<cancel_result> postgres_store::cancel_processing(std::string_view document_id,
+                                                              const std::optional<std::string>& owner_id,
+                                                              const core::failure& failure,
+                                                              core::time_point now) {
+  return in_transaction([&](pq::connection& c, pq::transaction&) -> core::result<cancel_result> {
+    const auto doc = load_document(c, document_id, owner_id, true);
+    if (!doc) return core::errc::not_found;
+    if (doc->status != core::status::processing) {
+      core::error refused(core::errc::not_processing);
+      refused.document_status = doc->status;
+      return refused;
+    }
+    const auto live = c.exec(
+        "UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = $2"
+        " WHERE document_id = $1 AND state IN ('queued', 'running') RETURNING id",
+        doc->id, now);
+    std::string job_id = live.empty() ? std::string() : live.text(0, 0);
+    return cancel_result{transition(c, *doc, core::status::failed, now, failure), std::move(job_id)};
+  });
+}
+
+std::optional<stored_result> postgres_store::find_result(std::string_view document_id) {
+  if (!canonical_id(document_id)) return std::nullopt;
+  return retrying([&](pq::connection& c) -> std::optional<stored_result> {
+    const auto r = c.exec(
+        "SELECT pipeline_version, started_at, completed_at, attempts, summary, text_preview, text_bytes"
+        " FROM results WHERE document_id = $1",
+        document_id);
+    if (r.empty()) return std::nullopt;
+    return stored_result{
+        r.text(0, 0), r.time(0, 1), r.time(0, 2), static_cast<unsigned>(r.integer(0, 3)),
+        r.text(0, 4), {},           r.text(0, 5), static_cast<std::uint64_t>(r.integer(0, 6))};
+  });
+}
+
+// substring() of an EXTERNAL bytea fetches only the chunks that hold the
+// range (a slice of the TOAST value), never the whole text.
+std::optional<std::string> postgres_store::read_result_text(std::string_view document_id,
+                                                            core::time_point completed_at,
+                                                            std::uint64_t offset, std::size_t max) {
+  if (!canonical_id(document_id)) return std::nullopt;
+  // substring() counts in int4; a text is at most DOCFLOW_MAX_TEXT_BYTES.
+  constexpr std::uint64_t int_max = INT_MAX;
+  const auto from = std::min<std::uint64_t>(offset, int_max - 1) + 1;
+  const auto count = std::min<std::uint64_t>(max, int_max);
+  return retrying([&](pq::connection& c) -> std::optional<std::string> {
+    const auto r = c.exec(
+        "SELECT substring(text FROM $3::int4 FOR $4::int4) FROM results WHERE document_id = $1 AND "
+        "completed_at = $2",
+        document_id, completed_at, from, count);
+    if (r.empty()) return std::nullopt;
+    if (offset >= int_max - 1) return std::string();
+    return r.text(0, 0);
+  });
+}
+
+std::vector<document_event> postgres_store::events_after(std::string_view document_id, std::int64_t after) {
+  if (!canonical_id(document_id)) return {};
+  return retrying([&](pq::connection& c) {
+    const auto r = c.exec(
+        "SELECT seq, status, at, error FROM document_events WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+        document_id, after);
+    std::vector<document_event> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      document_event e;
+      e.seq = r.integer(i, 0);
+      e.status = core::parse_status(r.text(i, 1)).value_or(core::status::uploaded);
+      e.at = r.time(i, 2);
+      if (!r.is_null(i, 3)) e.error = parse_failure_json(r.text(i, 3));
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+// The position is a transaction id: every event written by a transaction
+// older than the oldest one still running has been committed (or never
+// will be), so reading up to that bound and continuing from it misses
+// nothing, however commits interleave. Events of the last transaction read
+// may be reported twice when `limit` cuts through it: a spurious wake-up.
+database::changed_documents postgres_store::documents_with_events_since(std::int64_t position,
+                                                                        std::size_t limit) {
+  return retrying([&](pq::connection& c) {
+    changed_documents out;
+    if (position < 0) {
+      out.next = c.exec("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8").integer(0, 0);
+      return out;
+    }
+    const auto r = c.exec(
+        "SELECT s.xmin::text::int8, e.xid::text::int8, e.document_id"
+        " FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) s"
+        " LEFT JOIN LATERAL (SELECT xid, document_id FROM document_events"
+        "  WHERE xid >= $1::text::xid8 AND xid < s.xmin ORDER BY xid LIMIT $2) e ON true",
+        position, limit);
+    out.next = r.integer(0, 0);
+    if (r.is_null(0, 1)) return out;
+    for (int i = 0; i < r.rows(); ++i) out.ids.push_back(r.text(i, 2));
+    if (static_cast<std::size_t>(r.rows()) >= limit) {
+      const auto first = r.integer(0, 1);
+      const auto last = r.integer(r.rows() - 1, 1);
+      // Ask again from the last transaction read; past it, if it alone
+      // filled the page (its remaining events are left to the streams'
+      // own heartbeat rather than reported forever).
+      out.next = last == first ? last + 1 : last;
+    }
+    return out;
+  });
+}
+
+queue_stats postgres_store::job_stats() {
+  return retrying([](pq::connection& c) {
+    const auto r = c.exec(
+        "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running') FROM jobs"
+        " WHERE state IN ('queued', 'running')");
+    return queue_stats{static_cast<std::uint64_t>(r.integer(0, 0)),
+                       static_cast<std::uint64_t>(r.integer(0, 1))};
+  });
+}
+
+// --- idempotency keys
+
+core::result<idempotency_claim> postgres_store::begin_idempotent(
+    std::string_view user_id, std::string_view key, std::string_view fingerprint, core::time_point now,
+    std::chrono::milliseconds ttl, std::chrono::milliseconds abandoned_after) {
+  return retrying([&](pq::connection& c) -> core::result<idempotency_claim> {
+    // An expired key is forgotten; so is a claim left in flight too long,
+    // which only a process that died mid-request leaves behind. Of two
+    // requests that find it so, one deletes it; the other's DELETE waits
+    // for that and then finds nothing to delete.
+    c.exec(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+        " AND (expires_at <= $3 OR (state = 'in_flight' AND created_at <= $4))",
+        user_id, key, now, now - abandoned_after);
+    // Bounded: the row an insert collided with can only vanish by being
+    // released (abandoned) in between, each time by another request.
+    for (int round = 0; round < max_attempts; ++round) {
+      // The insert is the claim: of two at once, ON CONFLICT makes the
+      // second wait for the first to commit and then insert nothing.
+      auto token = core::random_hex(16);
+      const auto inserted = c.exec(
+          "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at, expires_at, claim)"
+          " VALUES ($1, $2, $3, 'in_flight', $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
+          user_id, key, fingerprint, now, now + ttl, token);
+      if (inserted.affected() == 1) {
+        idempotency_claim claim;
+        claim.token = std::move(token);
+        return claim;
+      }
+      const auto r = c.exec(
+          "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
+          " WHERE user_id = $1 AND key = $2",
+          user_id, key);
+      if (r.empty()) continue;
+      if (r.text(0, 0) != fingerprint) return core::errc::idempotency_key_reused;
+      if (r.text(0, 1) == "in_flight") return core::errc::idempotency_key_in_flight;
+      return idempotency_claim{idempotency_claim::kind::replay,    static_cast<int>(r.integer(0, 2)),
+                               r.optional_text(0, 3).value_or(""), r.optional_text(0, 4).value_or(""),
+                               r.optional_text(0, 5).value_or(""), {}};
+    }
+    return core::errc::idempotency_key_in_flight;
+  });
+}
+
+void postgres_store::finish_idempotent(const idempotent_answer& answer) {
+  retrying([&](pq::connection& c) { record_answer(c, answer); });
+}
+
+void postgres_store::abandon_idempotent(std::string_view user_id, std::string_view key,
+                                        std::string_view claim) {
+  retrying([&](pq::connection& c) {
+    c.exec(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND claim = $3 AND state = 'in_flight'",
+        user_id, key, claim);
+  });
+}
+
+std::size_t postgres_store::purge_idempotency_keys(core::time_point now) {
+  return retrying([&](pq::connection& c) {
+    return static_cast<std::size_t>(
+        c.exec("DELETE FROM idempotency_keys WHERE expires_at <= $1", now).affected());
+  });
+}
+
+}  // namespace docflow::store::postgres

@@ -1,0 +1,889 @@
+// The contract of store::database, one suite run against every engine:
+// SQLite (a file per test) and PostgreSQL (a database per test on a server
+// this binary starts once, tests/unit/pg_server.hpp). What one engine does,
+// the other must do too; the concurrency tests hold the PostgreSQL store to
+// the promises SQLite's single writer keeps for free.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <latch>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json/parse.hpp>
+
+#include "core/ids.hpp"
+#include "pg_server.hpp"
+#include "store/database.hpp"
+#include "store/postgres/migrations.hpp"
+#include "store/postgres/postgres_store.hpp"
+#include "store/sqlite/migrations.hpp"
+#include "store/sqlite/sqlite_store.hpp"
+
+using namespace docflow;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using core::time_point;
+
+namespace {
+
+enum class engine { sqlite, postgres };
+
+std::string engine_name(const ::testing::TestParamInfo<engine>& info) {
+  return info.param == engine::sqlite ? "sqlite" : "postgres";
+}
+
+int latest_version() { return store::sqlite::migrations().back().version; }
+
+const time_point t0{std::chrono::seconds{1'800'000'000}};
+
+// One database per test, on the engine of the test's parameter.
+class store_contract : public ::testing::TestWithParam<engine> {
+protected:
+  void SetUp() override {
+    location_ = new_database();
+    db_ = open();
+    db_->migrate();
+  }
+
+  void TearDown() override {
+    db_.reset();
+    std::error_code ec;
+    for (const auto& d : dirs_) fs::remove_all(d, ec);
+  }
+
+  // Where a new, empty database lives: a file path, or a PostgreSQL URL.
+  std::string new_database() {
+    if (GetParam() == engine::sqlite) {
+      const auto dir = fs::temp_directory_path() / ("docflow-contract-" + core::random_hex(6));
+      fs::create_directories(dir);
+      dirs_.push_back(dir);
+      return (dir / "docflow.db").string();
+    }
+    return test::shared_pg_server().create_database();
+  }
+
+  // Another store on the test's database (or on `location`): what another
+  // process would hold.
+  std::unique_ptr<store::database> open(std::size_t connections = 4,
+                                        const std::optional<std::string>& location = std::nullopt) const {
+    const auto& where = location ? *location : location_;
+    if (GetParam() == engine::sqlite) return std::make_unique<store::sqlite::sqlite_store>(where);
+    return store::postgres::open(where, connections);
+  }
+
+  store::database& db() { return *db_; }
+
+  core::user add_user(const std::string& name, time_point at = t0) {
+    core::user u{core::new_uuid_v7(), name, "hash-of-" + name, core::role::user, at};
+    EXPECT_TRUE(db().create_user(u).has_value()) << name;
+    return u;
+  }
+
+  core::document add_document(const std::string& owner, time_point at = t0) {
+    auto d = sample_document(owner, at);
+    EXPECT_TRUE(db().insert_document(d, nullptr).has_value());
+    return d;
+  }
+
+  static core::document sample_document(const std::string& owner, time_point at = t0) {
+    core::document d;
+    d.id = core::new_uuid_v7();
+    d.owner_id = owner;
+    d.filename = "a.pdf";
+    d.sha256 = std::string(64, 'a');
+    d.size_bytes = 1;
+    d.created_at = d.updated_at = at;
+    return d;
+  }
+
+  std::string location_;
+  std::vector<fs::path> dirs_;
+  std::unique_ptr<store::database> db_;
+};
+
+// Runs body(i) on `n` threads released together; rethrows nothing, counts
+// the throws instead.
+int on_threads(int n, const std::function<void(int)>& body) {
+  std::latch start(n);
+  std::atomic<int> thrown{0};
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] {
+        start.arrive_and_wait();
+        try {
+          body(i);
+        } catch (const std::exception& e) {
+          ++thrown;
+          ADD_FAILURE() << "thread " << i << " threw: " << e.what();
+        }
+      });
+    }
+  }
+  return thrown;
+}
+
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
+// Migrations
+
+TEST(store_migrations, are_versioned_in_lockstep) {
+  const auto& sqlite = store::sqlite::migrations();
+  const auto& postgres = store::postgres::migrations();
+  ASSERT_EQ(sqlite.size(), postgres.size());
+  for (std::size_t i = 0; i < sqlite.size(); ++i) {
+    EXPECT_EQ(sqlite[i].version, postgres[i].version);
+    EXPECT_STREQ(sqlite[i].name, postgres[i].name);
+    EXPECT_NE(std::string_view(postgres[i].sql).size(), 0U) << postgres[i].name;
+  }
+  EXPECT_EQ(postgres.front().version, 1);
+}
+
+TEST_P(store_contract, a_fresh_database_is_at_version_zero) {
+  const auto fresh = open(2, new_database());
+  EXPECT_EQ(fresh->schema_version(), 0);
+}
+
+TEST_P(store_contract, migrate_reaches_the_latest_version_once) {
+  EXPECT_EQ(db().schema_version(), latest_version());
+  EXPECT_EQ(db().migrate(), latest_version());
+  const auto again = open();
+  EXPECT_EQ(again->schema_version(), latest_version());
+  EXPECT_EQ(again->migrate(), latest_version());
+}
+
+TEST_P(store_contract, concurrent_migrations_of_a_fresh_database_agree) {
+  for (int round = 0; round < 3; ++round) {
+    const auto where = new_database();
+    std::vector<std::unique_ptr<store::database>> stores;
+    for (int i = 0; i < 4; ++i) stores.push_back(open(1, where));
+    std::vector<int> versions(stores.size(), -1);
+    EXPECT_EQ(on_threads(static_cast<int>(stores.size()), [&](int i) { versions[i] = stores[i]->migrate(); }),
+              0);
+    for (const int v : versions) EXPECT_EQ(v, latest_version()) << "round " << round;
+    EXPECT_EQ(stores[0]->schema_version(), latest_version());
+  }
+}
+
+TEST_P(store_contract, check_succeeds_on_a_healthy_database) {
+  EXPECT_NO_THROW(db().check());
+  EXPECT_NO_THROW(db().check());
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Users
+
+TEST_P(store_contract, users_are_found_by_id_and_by_name_ignoring_case) {
+  const auto alice = add_user("Alice", t0);
+  const auto by_name = db().find_user_by_name("aLiCe");
+  ASSERT_TRUE(by_name);
+  EXPECT_EQ(by_name->id, alice.id);
+  EXPECT_EQ(by_name->username, "Alice");
+  EXPECT_EQ(by_name->password_hash, alice.password_hash);
+  EXPECT_EQ(by_name->role, core::role::user);
+  EXPECT_EQ(by_name->created_at, t0);
+  EXPECT_EQ(db().find_user(alice.id)->username, "Alice");
+  EXPECT_FALSE(db().find_user_by_name("bob"));
+  EXPECT_FALSE(db().find_user(core::new_uuid_v7()));
+}
+
+TEST_P(store_contract, a_username_is_taken_whatever_its_case) {
+  add_user("alice");
+  core::user twin{core::new_uuid_v7(), "ALICE", "h", core::role::admin, t0};
+  const auto r = db().create_user(twin);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, core::errc::username_taken);
+  EXPECT_FALSE(db().find_user(twin.id));
+}
+
+TEST_P(store_contract, users_are_listed_oldest_first) {
+  const auto b = add_user("bob", t0 + 2s);
+  const auto a = add_user("alice", t0 + 1s);
+  core::user admin{core::new_uuid_v7(), "root", "h", core::role::admin, t0 + 3s};
+  ASSERT_TRUE(db().create_user(admin).has_value());
+  const auto all = db().list_users();
+  ASSERT_EQ(all.size(), 3U);
+  EXPECT_EQ(all[0].id, a.id);
+  EXPECT_EQ(all[1].id, b.id);
+  EXPECT_EQ(all[2].role, core::role::admin);
+}
+
+// Ids are UUIDv7 in canonical lowercase form; any other spelling names nothing, on every engine.
+TEST_P(store_contract, an_id_in_another_form_finds_nothing) {
+  const auto alice = add_user("alice");
+  const auto doc = add_document(alice.id);
+  std::string upper = doc.id;
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+  for (const std::string& id : {upper, std::string("not-a-uuid"), std::string(), doc.id + "0"}) {
+    EXPECT_FALSE(db().find_document(id, std::nullopt)) << id;
+    EXPECT_FALSE(db().find_result(id)) << id;
+    EXPECT_TRUE(db().events_after(id, 0).empty()) << id;
+    EXPECT_EQ(db().delete_document(id, std::nullopt).error().code, core::errc::not_found) << id;
+    EXPECT_EQ(db().request_processing(id, std::nullopt, core::new_uuid_v7(), t0, 10).error().code,
+              core::errc::not_found)
+        << id;
+    EXPECT_FALSE(db().find_user(id)) << id;
+  }
+  EXPECT_FALSE(db().find_document(doc.id, std::string("someone")));
+  EXPECT_TRUE(db().list_documents({std::string("someone"), std::nullopt, 10, std::nullopt}).empty());
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Refresh-token families
+
+namespace {
+store::refresh_grant grant(const std::string& user_id, const std::string& hash, time_point at,
+                           std::chrono::seconds life = 3600s) {
+  return {core::new_uuid_v7(), user_id, hash, at, at + life};
+}
+}  // namespace
+
+TEST_P(store_contract, a_refresh_token_rotates_once_and_its_reuse_revokes_the_family) {
+  const auto alice = add_user("alice");
+  db().start_refresh_family(grant(alice.id, "h1", t0));
+  const auto first = db().rotate_refresh_token("h1", grant("", "h2", t0 + 1s), 0ms);
+  EXPECT_EQ(first.decision, core::rotation_decision::rotate);
+  ASSERT_TRUE(first.user);
+  EXPECT_EQ(first.user->id, alice.id);
+  const auto reuse = db().rotate_refresh_token("h1", grant("", "h3", t0 + 2s), 0ms);
+  EXPECT_EQ(reuse.decision, core::rotation_decision::reuse_detected);
+  EXPECT_FALSE(reuse.user);
+  EXPECT_EQ(db().rotate_refresh_token("h2", grant("", "h4", t0 + 3s), 0ms).decision,
+            core::rotation_decision::reject)
+      << "the successor died with its family";
+  EXPECT_EQ(db().rotate_refresh_token("h3", grant("", "h5", t0 + 3s), 0ms).decision,
+            core::rotation_decision::reject)
+      << "no successor was stored for the reuse";
+}
+
+TEST_P(store_contract, a_rotated_token_works_again_within_the_grace) {
+  const auto alice = add_user("alice");
+  db().start_refresh_family(grant(alice.id, "h1", t0));
+  EXPECT_EQ(db().rotate_refresh_token("h1", grant("", "h2", t0), 10s).decision,
+            core::rotation_decision::rotate);
+  EXPECT_EQ(db().rotate_refresh_token("h1", grant("", "h3", t0 + 5s), 10s).decision,
+            core::rotation_decision::rotate);
+  EXPECT_EQ(db().rotate_refresh_token("h1", grant("", "h4", t0 + 11s), 10s).decision,
+            core::rotation_decision::reuse_detected);
+}
+
+TEST_P(store_contract, unknown_expired_and_revoked_tokens_are_rejected) {
+  const auto alice = add_user("alice");
+  EXPECT_EQ(db().rotate_refresh_token("nope", grant("", "x", t0), 0ms).decision,
+            core::rotation_decision::reject);
+  db().start_refresh_family(grant(alice.id, "short", t0, 10s));
+  EXPECT_EQ(db().rotate_refresh_token("short", grant("", "x1", t0 + 10s), 0ms).decision,
+            core::rotation_decision::reject);
+  db().start_refresh_family(grant(alice.id, "revoked", t0));
+  db().revoke_refresh_family("revoked", t0 + 1s);
+  db().revoke_refresh_family("unknown", t0 + 1s);  // ignored
+  EXPECT_EQ(db().rotate_refresh_token("revoked", grant("", "x2", t0 + 2s), 0ms).decision,
+            core::rotation_decision::reject);
+}
+
+TEST_P(store_contract, expired_families_are_purged) {
+  const auto alice = add_user("alice");
+  db().start_refresh_family(grant(alice.id, "old", t0, 10s));
+  db().start_refresh_family(grant(alice.id, "new", t0, 3600s));
+  EXPECT_EQ(db().purge_refresh_families(t0 + 10s), 1U);
+  EXPECT_EQ(db().purge_refresh_families(t0 + 10s), 0U);
+  EXPECT_EQ(db().rotate_refresh_token("new", grant("", "n2", t0 + 11s), 0ms).decision,
+            core::rotation_decision::rotate);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Documents
+
+TEST_P(store_contract, a_document_round_trips_and_is_scoped_to_its_owner) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  auto d = sample_document(alice.id, t0 + 123456us);
+  d.title = "Ünïcode title";
+  d.kind = core::file_kind::docx;
+  d.size_bytes = 5'000'000'000ULL;
+  d.filename = "report.docx";
+  ASSERT_TRUE(db().insert_document(d, nullptr).has_value());
+  const auto found = db().find_document(d.id, alice.id);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->owner_id, alice.id);
+  EXPECT_EQ(found->title, d.title);
+  EXPECT_EQ(found->kind, core::file_kind::docx);
+  EXPECT_EQ(found->size_bytes, d.size_bytes);
+  EXPECT_EQ(found->filename, "report.docx");
+  EXPECT_EQ(found->sha256, d.sha256);
+  EXPECT_EQ(found->status, core::status::uploaded);
+  EXPECT_EQ(found->created_at, t0 + 123ms) << "times are kept to the millisecond";
+  EXPECT_EQ(found->attempts, 0U);
+  EXPECT_FALSE(found->started_at);
+  EXPECT_FALSE(found->error);
+  EXPECT_TRUE(db().find_document(d.id, std::nullopt));
+  EXPECT_FALSE(db().find_document(d.id, bob.id));
+  const auto untitled = add_document(alice.id);
+  EXPECT_FALSE(db().find_document(untitled.id, std::nullopt)->title);
+}
+
+TEST_P(store_contract, listing_pages_newest_first_through_keyset_cursors) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  std::vector<core::document> mine;
+  for (int i = 0; i < 7; ++i) {
+    // Pairs share a created_at: the id decides among them.
+    mine.push_back(add_document(alice.id, t0 + std::chrono::seconds(i / 2)));
+  }
+  add_document(bob.id, t0 + 1s);
+  std::vector<core::document> expected = mine;
+  std::sort(expected.begin(), expected.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.created_at, a.id) > std::pair(b.created_at, b.id);
+  });
+  std::vector<std::string> seen;
+  store::document_query q{alice.id, std::nullopt, 3, std::nullopt};
+  for (int page = 0; page < 5; ++page) {
+    const auto got = db().list_documents(q);
+    for (const auto& d : got) seen.push_back(d.id);
+    if (got.size() < q.limit) break;
+    q.after = std::pair(got.back().created_at, got.back().id);
+  }
+  ASSERT_EQ(seen.size(), expected.size());
+  for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], expected[i].id) << i;
+
+  EXPECT_EQ(db().list_documents({std::nullopt, std::nullopt, 100, std::nullopt}).size(), 8U)
+      << "admins see all";
+  ASSERT_TRUE(db().request_processing(mine[3].id, alice.id, core::new_uuid_v7(), t0, 10).has_value());
+  const auto processing = db().list_documents({alice.id, core::status::processing, 100, std::nullopt});
+  ASSERT_EQ(processing.size(), 1U);
+  EXPECT_EQ(processing[0].id, mine[3].id);
+  EXPECT_EQ(db().list_documents({alice.id, core::status::uploaded, 100, std::nullopt}).size(), 6U);
+}
+
+TEST_P(store_contract, delete_refuses_a_document_being_processed_and_removes_the_rest) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  const auto d = add_document(alice.id);
+  EXPECT_EQ(db().delete_document(core::new_uuid_v7(), alice.id).error().code, core::errc::not_found);
+  EXPECT_EQ(db().delete_document(d.id, bob.id).error().code, core::errc::not_found);
+  ASSERT_TRUE(db().request_processing(d.id, alice.id, core::new_uuid_v7(), t0, 10).has_value());
+  const auto busy = db().delete_document(d.id, alice.id);
+  ASSERT_FALSE(busy.has_value());
+  EXPECT_EQ(busy.error().code, core::errc::document_busy);
+  EXPECT_EQ(busy.error().document_status, core::status::processing);
+  ASSERT_TRUE(db().cancel_processing(d.id, alice.id, {"cancelled", "by owner", true}, t0 + 1s).has_value());
+  EXPECT_TRUE(db().delete_document(d.id, alice.id).has_value());
+  EXPECT_FALSE(db().find_document(d.id, std::nullopt));
+  EXPECT_TRUE(db().events_after(d.id, 0).empty()) << "events go with their document";
+  EXPECT_EQ(db().job_stats().queued + db().job_stats().running, 0U);
+  EXPECT_EQ(db().delete_document(d.id, alice.id).error().code, core::errc::not_found);
+}
+
+TEST_P(store_contract, concurrent_inserts_all_land_and_a_bad_one_fails_alone) {
+  const auto alice = add_user("alice");
+  constexpr int threads = 16;
+  const auto duplicate = add_document(alice.id);
+  std::vector<core::document> docs;
+  for (int i = 0; i < threads; ++i) docs.push_back(sample_document(alice.id));
+  docs[threads / 2] = duplicate;                     // its primary key is taken: this insert alone must fail
+  docs[threads / 4].owner_id = core::new_uuid_v7();  // no such user: this one too
+  std::vector<std::exception_ptr> errors(threads);
+  std::latch start(threads);
+  {
+    std::vector<std::jthread> pool;
+    for (int i = 0; i < threads; ++i) {
+      pool.emplace_back([&, i] {
+        start.arrive_and_wait();
+        try {
+          static_cast<void>(db().insert_document(docs[i], nullptr));  // a failure throws
+        } catch (...) {
+          errors[i] = std::current_exception();
+        }
+      });
+    }
+  }
+  for (int i = 0; i < threads; ++i) {
+    const bool bad = i == threads / 2 || i == threads / 4;
+    EXPECT_EQ(errors[i] != nullptr, bad) << i;
+    if (!bad) {
+      EXPECT_TRUE(db().find_document(docs[i].id, alice.id)) << i;
+    }
+  }
+  EXPECT_EQ(db().list_documents({alice.id, std::nullopt, 100, std::nullopt}).size(),
+            static_cast<std::size_t>(threads - 1));
+  EXPECT_THROW(std::rethrow_exception(errors[threads / 2]), store::store_error);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Processing: the lease protocol, driven with explicit times (no sleeping)
+
+namespace {
+
+class lease_protocol : public store_contract {
+protected:
+  void SetUp() override {
+    store_contract::SetUp();
+    user_ = add_user("alice").id;
+    doc_id_ = add_document(user_).id;
+  }
+
+  core::result<store::process_result> request(time_point at, std::uint64_t max_queued = 100) {
+    return db().request_processing(doc_id_, user_, core::new_uuid_v7(), at, max_queued);
+  }
+  std::string requested(time_point at, std::uint64_t max_queued = 100) {
+    return outcome(request(at, max_queued));
+  }
+  static std::string outcome(const core::result<store::process_result>& r) {
+    if (!r) return std::string(core::name(r.error().code));
+    switch (r->outcome) {
+      case store::process_outcome::accepted: return "accepted";
+      case store::process_outcome::already_processing: return "already_processing";
+      case store::process_outcome::completed: return "completed";
+    }
+    return "?";
+  }
+  static store::stored_result result_at(time_point at, std::string text = "text") {
+    return {"test/1", t0, at, 1, R"({"pages":1})", std::move(text), {}, 0};
+  }
+  core::status status() { return db().find_document(doc_id_, std::nullopt)->status; }
+
+  std::string user_;
+  std::string doc_id_;
+};
+
+}  // namespace
+
+TEST_P(lease_protocol, a_held_lease_keeps_others_out_until_it_lapses) {
+  ASSERT_EQ(requested(t0), "accepted");
+  const auto first = db().claim_job(t0, 30s, "token-a");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->attempt, 1U);
+  EXPECT_EQ(first->queued_at, t0);
+  EXPECT_EQ(first->document.id, doc_id_);
+  EXPECT_EQ(first->document.attempts, 1U);
+  EXPECT_EQ(first->document.started_at, t0);
+  EXPECT_FALSE(db().claim_job(t0 + 29s, 30s, "token-b")) << "the lease still holds";
+  const auto second = db().claim_job(t0 + 31s, 30s, "token-b");
+  ASSERT_TRUE(second) << "a lapsed lease is taken over";
+  EXPECT_EQ(second->job_id, first->job_id);
+  EXPECT_EQ(second->attempt, 2U);
+  EXPECT_EQ(db().find_document(doc_id_, std::nullopt)->attempts, 2U);
+}
+
+TEST_P(lease_protocol, a_stale_worker_can_neither_complete_fail_nor_renew) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto stale = db().claim_job(t0, 30s, "token-a");
+  const auto current = db().claim_job(t0 + 31s, 30s, "token-b");
+  ASSERT_TRUE(stale && current);
+  EXPECT_FALSE(db().lease_held(*stale));
+  EXPECT_TRUE(db().lease_held(*current));
+  EXPECT_FALSE(db().renew_lease(*stale, t0 + 32s, 30s));
+  EXPECT_FALSE(db().complete_job(*stale, result_at(t0 + 33s)));
+  EXPECT_EQ(db().fail_job(*stale, t0 + 33s, {"x", "y", false}, std::nullopt),
+            store::failure_outcome::lease_lost);
+  EXPECT_EQ(status(), core::status::processing);
+  EXPECT_FALSE(db().find_result(doc_id_));
+  EXPECT_TRUE(db().renew_lease(*current, t0 + 34s, 30s));
+  EXPECT_TRUE(db().complete_job(*current, result_at(t0 + 35s)));
+  EXPECT_EQ(status(), core::status::completed);
+  EXPECT_TRUE(db().find_result(doc_id_));
+  EXPECT_FALSE(db().lease_held(*current)) << "a finished job holds no lease";
+}
+
+TEST_P(lease_protocol, renewal_extends_the_lease) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  ASSERT_TRUE(db().renew_lease(*job, t0 + 20s, 30s));
+  EXPECT_FALSE(db().claim_job(t0 + 45s, 30s, "token-b")) << "renewed until t0 + 50 s";
+  EXPECT_TRUE(db().claim_job(t0 + 51s, 30s, "token-b"));
+}
+
+TEST_P(lease_protocol, a_retry_waits_for_its_time) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  ASSERT_EQ(db().fail_job(*job, t0 + 1s, {"extractor_crashed", "boom", true}, t0 + 10s),
+            store::failure_outcome::retry_scheduled);
+  EXPECT_EQ(status(), core::status::processing);
+  EXPECT_FALSE(db().lease_held(*job));
+  EXPECT_EQ(db().job_stats().queued, 1U);
+  EXPECT_FALSE(db().claim_job(t0 + 9s, 30s, "token-b"));
+  const auto again = db().claim_job(t0 + 10s, 30s, "token-b");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->attempt, 2U);
+  EXPECT_EQ(again->queued_at, t0 + 10s);
+}
+
+TEST_P(lease_protocol, a_final_failure_records_the_error_and_allows_a_new_request) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  ASSERT_EQ(db().fail_job(*job, t0 + 1s, {"unreadable_document", "locked \"PDF\"", false}, std::nullopt),
+            store::failure_outcome::failed);
+  const auto doc = db().find_document(doc_id_, std::nullopt);
+  ASSERT_TRUE(doc->error);
+  EXPECT_EQ(doc->status, core::status::failed);
+  EXPECT_EQ(doc->error->code, "unreadable_document");
+  EXPECT_EQ(doc->error->message, "locked \"PDF\"");
+  EXPECT_FALSE(doc->error->retryable);
+  EXPECT_EQ(doc->finished_at, t0 + 1s);
+  const auto events = db().events_after(doc_id_, 2);
+  ASSERT_EQ(events.size(), 1U);
+  ASSERT_TRUE(events[0].error);
+  EXPECT_EQ(events[0].error->message, "locked \"PDF\"");
+  EXPECT_EQ(requested(t0 + 2s), "accepted") << "FAILED -> PROCESSING";
+  EXPECT_FALSE(db().find_document(doc_id_, std::nullopt)->error) << "a new request clears the error";
+}
+
+TEST_P(lease_protocol, repeated_requests_make_one_job_and_the_queue_bound_holds) {
+  EXPECT_EQ(requested(t0, 0), "queue_full");
+  EXPECT_EQ(status(), core::status::uploaded) << "a refused request changes nothing";
+  EXPECT_EQ(requested(t0), "accepted");
+  EXPECT_EQ(requested(t0), "already_processing");
+  EXPECT_EQ(db().job_stats().queued, 1U);
+  const auto job = db().claim_job(t0, 30s, "t");
+  EXPECT_EQ(db().job_stats().queued, 0U);
+  EXPECT_EQ(db().job_stats().running, 1U);
+  ASSERT_TRUE(db().complete_job(*job, result_at(t0 + 1s)));
+  EXPECT_EQ(requested(t0 + 2s), "completed");
+  EXPECT_EQ(db().job_stats().queued + db().job_stats().running, 0U);
+}
+
+TEST_P(lease_protocol, cancel_takes_the_job_from_its_worker) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  const auto cancelled = db().cancel_processing(doc_id_, user_, {"cancelled", "by owner", true}, t0 + 1s);
+  ASSERT_TRUE(cancelled.has_value());
+  EXPECT_EQ(cancelled->job_id, job->job_id);
+  EXPECT_EQ(cancelled->document.status, core::status::failed);
+  EXPECT_FALSE(db().lease_held(*job));
+  EXPECT_FALSE(db().complete_job(*job, result_at(t0 + 2s)));
+  EXPECT_EQ(status(), core::status::failed);
+  const auto again = db().cancel_processing(doc_id_, user_, {"cancelled", "", true}, t0 + 3s);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, core::errc::not_processing);
+  EXPECT_EQ(again.error().document_status, core::status::failed);
+  EXPECT_EQ(requested(t0 + 4s), "accepted") << "the cancelled job no longer counts as live";
+}
+
+TEST_P(lease_protocol, events_number_every_transition) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "t");
+  ASSERT_TRUE(db().complete_job(*job, result_at(t0 + 1s)));
+  const auto events = db().events_after(doc_id_, 0);
+  ASSERT_EQ(events.size(), 3U);
+  for (std::size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].seq, static_cast<std::int64_t>(i + 1));
+  EXPECT_EQ(events[0].status, core::status::uploaded);
+  EXPECT_EQ(events[0].at, t0);
+  EXPECT_EQ(events[1].status, core::status::processing);
+  EXPECT_EQ(events[2].status, core::status::completed);
+  EXPECT_EQ(events[2].at, t0 + 1s);
+  EXPECT_FALSE(events[2].error);
+  EXPECT_EQ(db().events_after(doc_id_, 2).size(), 1U);
+  EXPECT_TRUE(db().events_after(doc_id_, 3).empty());
+}
+
+TEST_P(lease_protocol, the_change_feed_reports_documents_with_new_events) {
+  const auto start = db().documents_with_events_since(-1, 100);
+  EXPECT_TRUE(start.ids.empty()) << "a negative position means from now";
+  const auto nothing = db().documents_with_events_since(start.next, 100);
+  EXPECT_TRUE(nothing.ids.empty());
+  ASSERT_TRUE(request(t0).has_value());
+  const auto other = add_document(user_);
+  const auto changed = db().documents_with_events_since(nothing.next, 100);
+  EXPECT_TRUE(std::count(changed.ids.begin(), changed.ids.end(), doc_id_) >= 1);
+  EXPECT_TRUE(std::count(changed.ids.begin(), changed.ids.end(), other.id) >= 1);
+  EXPECT_TRUE(db().documents_with_events_since(changed.next, 100).ids.empty()) << "reported once";
+}
+
+TEST_P(lease_protocol, the_change_feed_pages_through_many_changes) {
+  const auto start = db().documents_with_events_since(-1, 100);
+  std::set<std::string> made;
+  for (int i = 0; i < 12; ++i) made.insert(add_document(user_).id);
+  std::set<std::string> seen;
+  auto position = start.next;
+  for (int call = 0; call < 20; ++call) {
+    const auto page = db().documents_with_events_since(position, 5);
+    EXPECT_LE(page.ids.size(), 5U);
+    seen.insert(page.ids.begin(), page.ids.end());
+    position = page.next;
+    if (page.ids.empty()) break;
+  }
+  EXPECT_EQ(seen, made);
+}
+
+TEST_P(lease_protocol, a_result_is_read_back_without_its_text_and_the_text_in_ranges) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "t");
+  // 600 two-byte characters: the preview is 500 characters, 1,000 bytes.
+  std::string text;
+  for (int i = 0; i < 600; ++i) text += "\xC3\xA9";
+  text += std::string("\0tail", 5);
+  auto r = result_at(t0 + 1s, text);
+  r.summary_json = R"({"pages":3,"language":"en","keywords":[{"term":"x","count":2}],"ml":null})";
+  ASSERT_TRUE(db().complete_job(*job, r));
+  const auto found = db().find_result(doc_id_);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->pipeline_version, "test/1");
+  EXPECT_EQ(found->completed_at, t0 + 1s);
+  EXPECT_EQ(found->started_at, t0);
+  EXPECT_EQ(found->attempts, 1U);
+  EXPECT_TRUE(found->text.empty());
+  EXPECT_EQ(found->text_preview, text.substr(0, 1000));
+  EXPECT_EQ(found->text_bytes, text.size());
+  EXPECT_EQ(boost::json::parse(found->summary_json), boost::json::parse(r.summary_json));
+
+  EXPECT_EQ(db().read_result_text(doc_id_, t0 + 1s, 0, 4), text.substr(0, 4));
+  EXPECT_EQ(db().read_result_text(doc_id_, t0 + 1s, 1199, 100), text.substr(1199));
+  EXPECT_EQ(db().read_result_text(doc_id_, t0 + 1s, text.size(), 100), "");
+  EXPECT_EQ(db().read_result_text(doc_id_, t0 + 1s, 1ULL << 40, 100), "");
+  EXPECT_FALSE(db().read_result_text(doc_id_, t0 + 2s, 0, 4)) << "another completion's text";
+  EXPECT_FALSE(db().read_result_text(core::new_uuid_v7(), t0 + 1s, 0, 4));
+}
+
+TEST_P(lease_protocol, a_summary_with_a_nul_character_is_stored) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "t");
+  auto r = result_at(t0 + 1s);
+  r.summary_json = R"({"metadata":{"title":"a\u0000b"}})";
+  ASSERT_TRUE(db().complete_job(*job, r));
+  const auto title = boost::json::parse(db().find_result(doc_id_)->summary_json).at("metadata").at("title");
+  EXPECT_TRUE(title.as_string() == std::string_view("a\0b", 3) || title.as_string() ==
+                                                                      "a\xEF\xBF\xBD"
+                                                                      "b")
+      << title;
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Idempotency keys
+
+TEST_P(store_contract, an_upload_answer_is_stored_with_its_document_under_its_claim_only) {
+  const auto u = add_user("alice").id;
+  const auto first = db().begin_idempotent(u, "k", "print", t0, 24h, 5min);
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->outcome, store::idempotency_claim::kind::fresh);
+  ASSERT_FALSE(first->token.empty());
+  // The first request stalls; a retry after the claim timeout takes the key over.
+  EXPECT_EQ(db().begin_idempotent(u, "k", "print", t0 + 1min, 24h, 5min).error().code,
+            core::errc::idempotency_key_in_flight);
+  EXPECT_EQ(db().begin_idempotent(u, "k", "other print", t0 + 1min, 24h, 5min).error().code,
+            core::errc::idempotency_key_reused);
+  const auto second = db().begin_idempotent(u, "k", "print", t0 + 6min, 24h, 5min);
+  ASSERT_TRUE(second.has_value());
+  ASSERT_EQ(second->outcome, store::idempotency_claim::kind::fresh);
+  ASSERT_NE(second->token, first->token);
+
+  // The stalled request can neither insert its document nor release the key.
+  const auto stale_doc = sample_document(u);
+  const store::idempotent_answer stale{u, "k", first->token, 201, "{\"stale\":1}", "application/json", ""};
+  EXPECT_EQ(db().insert_document(stale_doc, &stale).error().code, core::errc::idempotency_key_in_flight);
+  EXPECT_FALSE(db().find_document(stale_doc.id, std::nullopt)) << "the document was inserted anyway";
+  db().abandon_idempotent(u, "k", first->token);
+  EXPECT_EQ(db().begin_idempotent(u, "k", "print", t0 + 6min, 24h, 5min).error().code,
+            core::errc::idempotency_key_in_flight);
+
+  // The claim's holder stores document and answer together; retries replay it.
+  const auto doc = sample_document(u);
+  const store::idempotent_answer answer{u, "k", second->token, 201, "{\"id\":1}", "application/json", "/d"};
+  ASSERT_TRUE(db().insert_document(doc, &answer).has_value());
+  EXPECT_TRUE(db().find_document(doc.id, std::nullopt));
+  const auto replay = db().begin_idempotent(u, "k", "print", t0 + 7min, 24h, 5min);
+  ASSERT_TRUE(replay.has_value());
+  EXPECT_EQ(replay->outcome, store::idempotency_claim::kind::replay);
+  EXPECT_EQ(replay->status, 201);
+  EXPECT_EQ(replay->body, "{\"id\":1}");
+  EXPECT_EQ(replay->content_type, "application/json");
+  EXPECT_EQ(replay->location, "/d");
+}
+
+TEST_P(store_contract, a_finished_key_replays_an_abandoned_one_runs_again_an_expired_one_is_forgotten) {
+  const auto u = add_user("alice").id;
+  const auto other = add_user("bob").id;
+  const auto a = db().begin_idempotent(u, "a", "p", t0, 1h, 5min);
+  ASSERT_TRUE(a.has_value());
+  db().finish_idempotent({u, "a", a->token, 200, "done", "text/plain", ""});
+  db().finish_idempotent({u, "a", "not-the-claim", 500, "overwritten", "text/plain", ""});
+  const auto replay = db().begin_idempotent(u, "a", "p", t0 + 1min, 1h, 5min);
+  ASSERT_TRUE(replay.has_value());
+  EXPECT_EQ(replay->outcome, store::idempotency_claim::kind::replay);
+  EXPECT_EQ(replay->body, "done");
+  EXPECT_EQ(replay->location, "");
+  EXPECT_TRUE(db().begin_idempotent(other, "a", "p", t0 + 1min, 1h, 5min).has_value()) << "keys are per user";
+
+  const auto b = db().begin_idempotent(u, "b", "p", t0, 1h, 5min);
+  db().abandon_idempotent(u, "b", b->token);
+  const auto rerun = db().begin_idempotent(u, "b", "p", t0 + 1s, 1h, 5min);
+  ASSERT_TRUE(rerun.has_value());
+  EXPECT_EQ(rerun->outcome, store::idempotency_claim::kind::fresh);
+
+  const auto later = db().begin_idempotent(u, "a", "another print", t0 + 1h, 1h, 5min);
+  ASSERT_TRUE(later.has_value()) << "expired: the key is free for anything";
+  EXPECT_EQ(later->outcome, store::idempotency_claim::kind::fresh);
+  EXPECT_EQ(db().purge_idempotency_keys(t0 + 1h + 30s), 1U) << "only 'b' (until t0 + 1 h + 1 s)";
+  EXPECT_EQ(db().purge_idempotency_keys(t0 + 3h), 2U);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Concurrency: callers that share nothing but the database, each with a
+// store of its own (as separate processes would be).
+
+namespace {
+
+class store_concurrency : public store_contract {
+protected:
+  static constexpr int callers = 16;
+  static constexpr int rounds = 8;  // the races are narrow: give them several chances
+
+  void SetUp() override {
+    store_contract::SetUp();
+    for (int i = 0; i < callers; ++i) stores_.push_back(open(1));
+  }
+  void TearDown() override {
+    stores_.clear();
+    store_contract::TearDown();
+  }
+
+  std::vector<std::unique_ptr<store::database>> stores_;
+};
+
+}  // namespace
+
+TEST_P(store_concurrency, concurrent_process_requests_make_exactly_one_job) {
+  const auto alice = add_user("alice").id;
+  for (int round = 0; round < rounds; ++round) {
+    const auto doc = add_document(alice);
+    std::vector<std::string> outcomes(callers);
+    on_threads(callers, [&](int i) {
+      const auto r = stores_[i]->request_processing(doc.id, alice, core::new_uuid_v7(), t0, 1000);
+      outcomes[i] = r ? (r->outcome == store::process_outcome::accepted ? "accepted" : "already_processing")
+                      : std::string(core::name(r.error().code));
+    });
+    EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), "accepted"), 1) << "round " << round;
+    EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), "already_processing"), callers - 1)
+        << "round " << round;
+    const auto events = db().events_after(doc.id, 0);
+    EXPECT_EQ(events.size(), 2U) << "UPLOADED, PROCESSING; round " << round;
+  }
+  EXPECT_EQ(db().job_stats().queued, static_cast<std::uint64_t>(rounds));
+}
+
+TEST_P(store_concurrency, concurrent_refreshes_of_one_token_rotate_it_once) {
+  const auto alice = add_user("alice").id;
+  for (int round = 0; round < rounds; ++round) {
+    const auto hash = "token-" + std::to_string(round);
+    db().start_refresh_family(grant(alice, hash, t0));
+    std::vector<core::rotation_decision> decisions(callers);
+    on_threads(callers, [&](int i) {
+      decisions[i] =
+          stores_[i]
+              ->rotate_refresh_token(hash, grant("", hash + "-next-" + std::to_string(i), t0 + 1s), 0ms)
+              .decision;
+    });
+    EXPECT_EQ(std::count(decisions.begin(), decisions.end(), core::rotation_decision::rotate), 1)
+        << "round " << round;
+    // The first to come after the rotation is reuse and revokes the family;
+    // the rest find it revoked.
+    EXPECT_EQ(std::count(decisions.begin(), decisions.end(), core::rotation_decision::reuse_detected), 1)
+        << "round " << round;
+    EXPECT_EQ(std::count(decisions.begin(), decisions.end(), core::rotation_decision::reject), callers - 2)
+        << "round " << round;
+  }
+}
+
+TEST_P(store_concurrency, concurrent_claims_of_one_idempotency_key_give_one_fresh) {
+  const auto alice = add_user("alice").id;
+  for (int round = 0; round < rounds; ++round) {
+    const auto key = "key-" + std::to_string(round);
+    std::vector<std::string> outcomes(callers);
+    on_threads(callers, [&](int i) {
+      const auto r = stores_[i]->begin_idempotent(alice, key, "print", t0, 24h, 5min);
+      outcomes[i] = r ? (r->outcome == store::idempotency_claim::kind::fresh ? "fresh" : "replay")
+                      : std::string(core::name(r.error().code));
+    });
+    EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), "fresh"), 1) << "round " << round;
+    EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), "idempotency_key_in_flight"), callers - 1)
+        << "round " << round;
+  }
+}
+
+TEST_P(store_concurrency, concurrent_claimers_take_each_job_once) {
+  const auto alice = add_user("alice").id;
+  constexpr int jobs = 24;
+  for (int i = 0; i < jobs; ++i) {
+    const auto d = add_document(alice);
+    ASSERT_TRUE(
+        db().request_processing(d.id, alice, core::new_uuid_v7(), t0 + std::chrono::milliseconds(i), 1000)
+            .has_value());
+  }
+  std::vector<std::vector<std::string>> taken(callers);
+  on_threads(callers, [&](int i) {
+    while (const auto job = stores_[i]->claim_job(t0 + 1s, 30s, "lease-" + std::to_string(i))) {
+      taken[i].push_back(job->job_id);
+    }
+  });
+  std::multiset<std::string> all;
+  for (const auto& t : taken) all.insert(t.begin(), t.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(jobs));
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), all.size()) << "a job was claimed twice";
+  EXPECT_EQ(db().job_stats().running, static_cast<std::uint64_t>(jobs));
+}
+
+// A delete that read UPLOADED before a request moved the document to
+// PROCESSING would delete a document with a live job.
+TEST_P(store_concurrency, a_delete_and_a_process_request_never_both_succeed) {
+  const auto alice = add_user("alice").id;
+  for (int round = 0; round < rounds * 2; ++round) {
+    const auto doc = add_document(alice);
+    bool accepted = false;
+    bool deleted = false;
+    on_threads(2, [&](int i) {
+      if (i == 0) {
+        const auto r = stores_[0]->request_processing(doc.id, alice, core::new_uuid_v7(), t0, 1000);
+        accepted = r && r->outcome == store::process_outcome::accepted;
+      } else {
+        deleted = stores_[1]->delete_document(doc.id, alice).has_value();
+      }
+    });
+    EXPECT_TRUE(accepted != deleted) << "round " << round << ": accepted " << accepted << ", deleted "
+                                     << deleted;
+  }
+}
+
+// Of a completion and a cancel at once, exactly one wins, and the document
+// says which.
+TEST_P(store_concurrency, a_completion_and_a_cancel_never_both_succeed) {
+  const auto alice = add_user("alice").id;
+  for (int round = 0; round < rounds * 2; ++round) {
+    const auto doc = add_document(alice);
+    ASSERT_TRUE(db().request_processing(doc.id, alice, core::new_uuid_v7(), t0, 1000).has_value());
+    const auto job = db().claim_job(t0, 30s, "lease");
+    ASSERT_TRUE(job);
+    bool completed = false;
+    bool cancelled = false;
+    on_threads(2, [&](int i) {
+      if (i == 0) {
+        completed = stores_[0]->complete_job(*job, {"test/1", t0, t0 + 1s, 1, "{}", "text", {}, 0});
+      } else {
+        cancelled =
+            stores_[1]->cancel_processing(doc.id, alice, {"cancelled", "", true}, t0 + 1s).has_value();
+      }
+    });
+    EXPECT_TRUE(completed != cancelled) << "round " << round;
+    const auto after = db().find_document(doc.id, std::nullopt);
+    EXPECT_EQ(after->status, completed ? core::status::completed : core::status::failed) << "round " << round;
+    EXPECT_EQ(db().find_result(doc.id).has_value(), completed) << "round " << round;
+    EXPECT_EQ(db().events_after(doc.id, 0).size(), 3U) << "round " << round;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
+INSTANTIATE_TEST_SUITE_P(engines, lease_protocol, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
+INSTANTIATE_TEST_SUITE_P(engines, store_concurrency, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
