@@ -509,6 +509,7 @@ class Server:
     def __init__(self, args=(), data_dir=None, nofile=None, command="serve", **env):
         """`nofile`: the server's RLIMIT_NOFILE, soft and hard (unchanged if None)."""
         self._own_dir = data_dir is None
+        self.command = command
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="docflow-it-")
         self.env = build_env(self.data_dir, env)
         self.lines = []  # raw stdout lines
@@ -604,7 +605,8 @@ class Server:
             r = conn.getresponse()
             body = r.read()
             res = Response(r.status, r.reason, list(r.getheaders()), body)
-            record_exchange(method, path, res)
+            if self.command == "serve":  # docs/openapi.json describes serve, not a worker's endpoints
+                record_exchange(method, path, res)
             return res
         finally:
             conn.close()
