@@ -14,7 +14,6 @@ namespace {
 // Type OIDs (catalog/pg_type.h, stable across versions; the server headers
 // are not part of libpq-dev).
 constexpr Oid bool_oid = 16;
-constexpr Oid bytea_oid = 17;
 constexpr Oid int8_oid = 20;
 constexpr Oid int2_oid = 21;
 constexpr Oid int4_oid = 23;
