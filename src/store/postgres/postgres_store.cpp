@@ -256,7 +256,8 @@ auto postgres_store::in_transaction(F&& f) {
   });
 }
 
-postgres_store::postgres_store(std::string url, const pool_settings& options) : pool_(std::move(url), options) {
+postgres_store::postgres_store(std::string url, const pool_settings& options)
+    : pool_(std::move(url), options) {
   const auto first = pool_.acquire();  // fail at start-up, not on the first request
 }
 
