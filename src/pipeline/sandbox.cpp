@@ -163,8 +163,7 @@ rlimit_setting clamp(int resource, rlim_t value) {
 
 std::vector<rlimit_setting> child_limits(const sandbox_limits& limits) {
   std::vector<rlimit_setting> out;
-  // ASan and TSan reserve terabytes of shadow address space at start-up, so
-  // such builds pass address_space = 0.
+  // 0 in sanitizer builds (default_address_space).
   if (limits.address_space > 0) out.push_back(clamp(RLIMIT_AS, limits.address_space));
   // Soft limit sends SIGXCPU; the hard limit a second later sends SIGKILL.
   auto cpu = clamp(RLIMIT_CPU, limits.cpu_seconds);
