@@ -32,6 +32,10 @@
 #include "pipeline/extract.hpp"
 #include "pipeline/test_faults.hpp"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 extern char** environ;
 
 namespace docflow::pipeline {
@@ -455,6 +459,14 @@ void finish_extraction(extraction& e, std::uint64_t max_text_bytes) {
 std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes, pid_t parent) {
   const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
   prepare_extractors();
+#if defined(__SANITIZE_ADDRESS__)
+  // LeakSanitizer's check at exit stops the process with a tracer thread
+  // (mprotect, clone, ptrace), which the seccomp filter refuses: every child
+  // would end in a CHECK failure and exit code 1. So it runs here, while it
+  // can, and not again at exit. What the parsers allocate after this point
+  // is leak-checked by the unit tests, which also run them in-process.
+  __lsan_do_leak_check();
+#endif
   const auto report = lock_down();
   if (task == child_task::report_sandbox) return encode_sandbox_report(report);
   if (const auto missing = report.missing(); strict && !missing.empty()) {
