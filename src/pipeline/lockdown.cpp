@@ -185,6 +185,9 @@ void close_inherited_descriptors() {
 
 sandbox_report lock_down() {
   sandbox_report r;
+  // The parent has set it already, except in TSan builds (child_limits).
+  const rlimit no_file_writes{0, 0};
+  ::setrlimit(RLIMIT_FSIZE, &no_file_writes);
   r.no_new_privs = ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
   // The user namespace lets an unprivileged process create the network
   // namespace, and takes from a root process every capability it held
