@@ -63,8 +63,9 @@ fuzz: deps configure-tests
 
 # The unit and integration tests under AddressSanitizer and UBSan, and the
 # unit tests under ThreadSanitizer, each in a build directory of its own.
-# Any report fails the run; tests/sanitizers/ holds the suppressions, each
-# with its reason.
+# Both run the sanitizer-built `docflow` too: the unit tests start it as the
+# extraction child, the integration tests as the server. Any report fails
+# the run; tests/sanitizers/ holds the suppressions, each with its reason.
 SANITIZER_SUPP = $(CURDIR)/tests/sanitizers
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
 	LSAN_OPTIONS=suppressions=$(SANITIZER_SUPP)/lsan.supp:print_suppressions=0 \
@@ -74,13 +75,13 @@ TSAN_ENV = TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(S
 test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
 	  '-DDOCFLOW_SANITIZE=address;undefined' $(CMAKE_FLAGS)
-	cmake --build build-asan -j $(JOBS) --target docflow_unit
+	cmake --build build-asan -j $(JOBS) --target docflow docflow_unit
 	cd build-asan && $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
 
 test-tsan: deps
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
 	  -DDOCFLOW_SANITIZE=thread $(CMAKE_FLAGS)
-	cmake --build build-tsan -j $(JOBS) --target docflow_unit
+	cmake --build build-tsan -j $(JOBS) --target docflow docflow_unit
 	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure -j $(JOBS) -L unit
 
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp')

@@ -198,18 +198,6 @@ std::string load_or_create_jwt_secret(const std::filesystem::path& data_dir) {
   return secret;
 }
 
-// The extractor child's limits. ASan and TSan reserve terabytes of shadow
-// address space at start-up, so a sanitizer build cannot start its extractor
-// under RLIMIT_AS: it runs without one (the CPU, wall-clock and output limits
-// still hold), as the pipeline unit tests do.
-pipeline::sandbox_limits extractor_limits() {
-  pipeline::sandbox_limits limits;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  limits.address_space = 0;
-#endif
-  return limits;
-}
-
 // Brings the schema to this binary's version when `migrate`, and refuses to
 // work with any other: an older one lacks what the code needs, and a newer
 // one may hold what this binary would misread or overwrite.
@@ -357,7 +345,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.max_attempts = cfg.job_max_attempts;
   options.simulated_delay = cfg.simulated_delay;
   options.pipeline_version = pipeline_version;
-  auto limits = extractor_limits();
+  pipeline::sandbox_limits limits;
   limits.strict = cfg.sandbox_strict;
   limits.max_text_bytes = cfg.max_text_bytes;
   // The answer carries the text as JSON: escaping may make it up to six

@@ -25,6 +25,7 @@ void close_inherited_descriptors();
 
 /// Takes away from the calling process, for good, everything extraction
 /// does not need, as far as this kernel allows, and says what took:
+/// 0. RLIMIT_FSIZE 0: no file grows (not reported: it always takes);
 /// 1. PR_SET_NO_NEW_PRIVS;
 /// 2. new user and network namespaces (the network one has only a loopback
 ///    interface, and it is down);

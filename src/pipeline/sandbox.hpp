@@ -14,15 +14,25 @@
 
 namespace docflow::pipeline {
 
+/// The default RLIMIT_AS of a child. ASan and TSan reserve terabytes of
+/// shadow address space as a process starts, so a sanitizer-built child
+/// cannot start under any such limit: in those builds every child runs
+/// without one (its CPU, wall-clock and output limits still hold).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr std::uint64_t default_address_space = 0;
+#else
+inline constexpr std::uint64_t default_address_space = 1ULL << 30;
+#endif
+
 /// What one sandboxed child may use. The kernel enforces the address space,
 /// CPU and open-file limits, the parent the wall time and the output bound;
 /// a child over a limit is killed, never the caller.
 struct sandbox_limits {
-  std::uint64_t address_space = 1ULL << 30;  ///< RLIMIT_AS bytes; 0 = unlimited (sanitizer builds need it)
-  unsigned cpu_seconds = 30;                 ///< RLIMIT_CPU: SIGXCPU, then SIGKILL a second later
-  std::chrono::milliseconds wall{60000};     ///< from spawn to exit
-  unsigned open_files = 64;                  ///< RLIMIT_NOFILE
-  std::size_t max_output = 64ULL << 20;      ///< bytes of the child's answer on stdout
+  std::uint64_t address_space = default_address_space;  ///< RLIMIT_AS bytes; 0 = unlimited
+  unsigned cpu_seconds = 30;                            ///< RLIMIT_CPU: SIGXCPU, then SIGKILL a second later
+  std::chrono::milliseconds wall{60000};                ///< from spawn to exit
+  unsigned open_files = 64;                             ///< RLIMIT_NOFILE
+  std::size_t max_output = 64ULL << 20;                 ///< bytes of the child's answer on stdout
   /// Extracted text kept (DOCFLOW_MAX_TEXT_BYTES): the child cuts a longer
   /// text, after analysing all of it.
   std::uint64_t max_text_bytes = 16ULL << 20;

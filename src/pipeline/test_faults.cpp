@@ -39,6 +39,10 @@ std::string succeeded(std::string_view attempt, const std::string& what) {
   return std::string(attempt) + ": SUCCEEDED (" + what + ")\n";
 }
 
+std::string not_tried(std::string_view attempt, const char* why) {
+  return std::string(attempt) + ": not tried (" + why + ")\n";
+}
+
 std::string read_file(std::string_view attempt, const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return blocked(attempt, "open");
@@ -81,6 +85,10 @@ std::string create_file(const std::string& path) {
 }
 
 std::string allocate() {
+  // A sanitizer build's children run without RLIMIT_AS (sandbox.hpp): there
+  // is no limit to show, and 2 GiB touched under TSan would take half a
+  // minute and several GiB more of shadow memory.
+  if (default_address_space == 0) return not_tried("allocate", "sanitizer build, no RLIMIT_AS");
   constexpr std::size_t chunk = 64ULL << 20;
   constexpr std::size_t max_chunks = 32;  // 2 GiB: "without bound", short of the machine's memory
   std::vector<void*> kept;

@@ -27,7 +27,9 @@ namespace docflow::pipeline {
 ///   "<attempt>: blocked (<the failed call>: <errno name>)" or
 ///   "<attempt>: SUCCEEDED (...)", in that order, with the attempt names
 ///   read_secret, read_parent_environ, connect, fork, write_outside,
-///   allocate, exec. The child answers it as the extracted text. Should the
+///   allocate, exec; in sanitizer builds, whose children have no RLIMIT_AS,
+///   "allocate: not tried (...)". The child answers it as the extracted
+///   text. Should the
 ///   exec succeed, the shell prints that answer, with exec SUCCEEDED.
 ///
 /// `parent` is the parent's pid, taken before lockdown. Every fault but

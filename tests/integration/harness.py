@@ -45,6 +45,12 @@ EXIT_TIMEOUT = 10.0  # bound on a process exiting after a signal
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
+# The first line of a report from ASan, LSan, UBSan or TSan (make test-asan,
+# make test-tsan). A server that reports stops (-fno-sanitize-recover), but a
+# report after a test's last request would otherwise go unseen.
+SANITIZER_REPORT_RE = re.compile(
+    r"==\d+==ERROR: \w+Sanitizer|WARNING: ThreadSanitizer|Sanitizer: CHECK failed|: runtime error: ")
+
 _live_processes = []  # every Popen not yet reaped, killed at exit as a last resort
 
 
@@ -653,9 +659,16 @@ class Server:
                 pass
 
     def cleanup(self, remove_data=None):
+        """Kills the server and removes its data directory (its own, by
+        default); AssertionError if it printed a sanitizer report."""
         self.kill()
         if remove_data if remove_data is not None else self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        with self._cond:
+            stderr = list(self.stderr_lines)
+        for i, line in enumerate(stderr):
+            if SANITIZER_REPORT_RE.search(line):
+                raise AssertionError("docflow printed a sanitizer report:\n" + "\n".join(stderr[i:i + 60]))
 
 
 def start_server(*args, data_dir=None, nofile=None, **env):
