@@ -263,6 +263,9 @@ public:
   ~ops_endpoint() {
     server_->stop();
     thread_.join();
+    // Before server_'s io_context goes: a pool thread may still be inside
+    // its post() of a completion to it (as serve() joins its pool).
+    blocking_.join();
   }
   ops_endpoint(const ops_endpoint&) = delete;
   ops_endpoint& operator=(const ops_endpoint&) = delete;

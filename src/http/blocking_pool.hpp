@@ -51,7 +51,11 @@ public:
           error = std::current_exception();
         }
         auto ex = boost::asio::get_associated_executor(completion);
-        boost::asio::post(ex, [completion = std::move(completion), error,
+        // `error` moves too: this thread keeps no reference, so the exception
+        // is freed where it is caught, not here after the catch has read it
+        // (which only libstdc++'s uninstrumented reference count orders: a
+        // ThreadSanitizer report).
+        boost::asio::post(ex, [completion = std::move(completion), error = std::move(error),
                                value = std::move(value)]() mutable { completion(error, std::move(value)); });
       });
     };

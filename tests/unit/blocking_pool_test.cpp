@@ -19,10 +19,12 @@ concept runnable = requires(blocking_pool& pool, F f, Args... args) {
   pool.run(f, args...);
 };
 
-// Runs `body` as a coroutine on an io_context until it finishes.
+// Runs `body` as a coroutine on `io` until it finishes. The caller's `io`
+// outlives its pool: when run() returns, a pool thread may still be inside
+// its post() of the last completion (Asio signals the io_context after
+// unlocking it), so the pool must be joined before the io_context goes.
 template <class Body>
-void run_coroutine(Body body) {
-  boost::asio::io_context io;
+void run_coroutine(boost::asio::io_context& io, Body body) {
   std::exception_ptr error;
   boost::asio::co_spawn(io, std::move(body), [&error](std::exception_ptr e) { error = e; });
   io.run();
@@ -38,10 +40,11 @@ static_assert(!runnable<decltype([s = std::string("owned")] { return s.size(); }
 static_assert(!runnable<decltype([p = std::make_shared<int>(1)] { return *p; })>);
 
 TEST(blocking_pool, passes_values_as_arguments_and_returns_the_result) {
+  boost::asio::io_context io;
   blocking_pool pool(2);
   std::size_t length = 0;
   std::string copied;
-  run_coroutine([&]() -> boost::asio::awaitable<void> {
+  run_coroutine(io, [&]() -> boost::asio::awaitable<void> {
     // Long enough to live on the heap: a second destruction would be a double free.
     const std::string name(1000, 'x');
     length = co_await pool.run([](const std::string& s) { return s.size(); }, std::string(2000, 'y'));
@@ -52,9 +55,10 @@ TEST(blocking_pool, passes_values_as_arguments_and_returns_the_result) {
 }
 
 TEST(blocking_pool, rethrows_in_the_awaiting_coroutine) {
+  boost::asio::io_context io;
   blocking_pool pool(1);
   bool caught = false;
-  run_coroutine([&]() -> boost::asio::awaitable<void> {
+  run_coroutine(io, [&]() -> boost::asio::awaitable<void> {
     try {
       co_await pool.run([] { throw std::runtime_error("boom"); });
     } catch (const std::runtime_error& e) {

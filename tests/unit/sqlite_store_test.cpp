@@ -174,9 +174,14 @@ struct foreign_writer {
 TEST_F(sqlite_store_test, opening_waits_for_a_writer_on_a_fresh_database) {
   const foreign_writer other(db());
   ASSERT_EQ(other.exec("BEGIN IMMEDIATE; CREATE TABLE other (x INTEGER)"), SQLITE_OK);
-  std::jthread committer([&other] {
+  int committed = -1;
+  std::jthread committer([&other, &committed] {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    other.exec("COMMIT");
+    // Each retry of the opener holds a shared lock for a moment, and a COMMIT
+    // without a busy timeout fails at once (SQLITE_BUSY) if it meets one:
+    // then nothing releases the lock and the opener gives up after 5 s.
+    sqlite3_busy_timeout(other.db, 5000);
+    committed = other.exec("COMMIT");
   });
   try {
     sqlite_store s(db());
@@ -184,6 +189,8 @@ TEST_F(sqlite_store_test, opening_waits_for_a_writer_on_a_fresh_database) {
   } catch (const store_error& e) {
     ADD_FAILURE() << "gave up instead of waiting for the lock: " << e.what();
   }
+  committer.join();
+  EXPECT_EQ(committed, SQLITE_OK);
 }
 
 TEST_F(sqlite_store_test, concurrent_migrate_on_one_file_agrees) {
