@@ -13,20 +13,24 @@ namespace docflow::api {
 namespace {
 constexpr std::size_t tag_bytes = 16;
 
+std::string derive_key(std::string_view secret) { return core::hmac_sha256(secret, "docflow cursor key v1"); }
+
+std::string tag(const std::string& key, std::string_view payload) {
+  return core::hmac_sha256(key, payload).substr(0, tag_bytes);
+}
+
 }  // namespace
 
-cursor_codec::cursor_codec(std::string_view secret)
-    : key_(core::hmac_sha256(secret, "docflow cursor key v1")) {}
-
-std::string cursor_codec::tag(std::string_view payload) const {
-  return core::hmac_sha256(key_, payload).substr(0, tag_bytes);
+cursor_codec::cursor_codec(std::string_view secret, const std::optional<std::string>& previous_secret)
+    : key_(derive_key(secret)) {
+  if (previous_secret) previous_key_ = derive_key(*previous_secret);
 }
 
 std::string cursor_codec::encode(core::time_point created_at, std::string_view id) const {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(created_at.time_since_epoch()).count();
   const std::string payload = std::to_string(ms) + ':' + std::string(id);
-  return core::base64url_encode(payload + tag(payload));
+  return core::base64url_encode(payload + tag(key_, payload));
 }
 
 std::optional<std::pair<core::time_point, std::string>> cursor_codec::decode(std::string_view cursor) const {
@@ -34,8 +38,10 @@ std::optional<std::pair<core::time_point, std::string>> cursor_codec::decode(std
   const auto raw = core::base64url_decode(cursor);
   if (!raw || raw->size() <= tag_bytes) return std::nullopt;
   const std::string_view payload(raw->data(), raw->size() - tag_bytes);
-  const auto expected = tag(payload);
-  if (CRYPTO_memcmp(expected.data(), raw->data() + payload.size(), tag_bytes) != 0) return std::nullopt;
+  const auto tagged_with = [&](const std::string& key) {
+    return CRYPTO_memcmp(tag(key, payload).data(), raw->data() + payload.size(), tag_bytes) == 0;
+  };
+  if (!tagged_with(key_) && !(previous_key_ && tagged_with(*previous_key_))) return std::nullopt;
   // A matching tag means this server wrote the payload; it is parsed with
   // every check all the same (no ':', or a time no time_point holds: refused).
   const auto colon = payload.find(':');

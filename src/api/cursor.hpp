@@ -13,8 +13,10 @@ namespace docflow::api {
 /// (an HMAC over the position), so a forged or edited cursor is a 400.
 class cursor_codec {
 public:
-  /// Derives its own key from `secret` (the server's signing secret).
-  explicit cursor_codec(std::string_view secret);
+  /// Derives its own key from `secret` (the server's signing secret); a
+  /// cursor made under `previous_secret` (before a rotation) still decodes.
+  explicit cursor_codec(std::string_view secret,
+                        const std::optional<std::string>& previous_secret = std::nullopt);
 
   std::string encode(core::time_point created_at, std::string_view id) const;
 
@@ -22,8 +24,8 @@ public:
   std::optional<std::pair<core::time_point, std::string>> decode(std::string_view cursor) const;
 
 private:
-  std::string tag(std::string_view payload) const;
   std::string key_;
+  std::optional<std::string> previous_key_;
 };
 
 }  // namespace docflow::api

@@ -5,10 +5,13 @@
 #include "api/accounts.hpp"
 #include "api/docs.hpp"
 #include "api/documents.hpp"
+#include "api/errors.hpp"
 #include "api/ops.hpp"
 #include "api/processing.hpp"
 #include "api/services.hpp"
 #include "config/config.hpp"
+#include "obs/log.hpp"
+#include "store/database.hpp"
 
 namespace docflow::api {
 
@@ -20,12 +23,29 @@ constexpr std::size_t multipart_framing = 64 * 1024;
 
 ops_context ops_of(services& s) { return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads}; }
 
+// A database that cannot be reached (restarting, its connections all busy)
+// is a wait, not a fault: whichever handler meets it, the client hears 503
+// and when to come back. Whatever the handler had begun rolled back with
+// the failed call (each store call is one transaction).
+template <class Handler>
+boost::asio::awaitable<http::response> answer(Handler fn, services& s, http::request& r) {
+  try {
+    co_return co_await fn(s, r);
+  } catch (const store::store_unavailable& e) {
+    obs::log(obs::level::warn, "store.unavailable",
+             {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
+    core::error refusal(core::errc::unavailable, "the database is unavailable just now; try again shortly");
+    refusal.retry_after = std::chrono::seconds{2};
+    co_return error_response(r, refusal);
+  }
+}
+
 // The table itself. `s` is null only for route_signatures(), whose handlers
 // are never called: one list serves both, so they cannot drift apart.
 std::vector<http::route> table(services* s, std::size_t upload_limit) {
   using http::auth_policy;
   // Each handler is a free coroutine; the lambdas only bind the services.
-  const auto bind = [s](auto fn) { return [s, fn](http::request& r) { return fn(*s, r); }; };
+  const auto bind = [s](auto fn) { return [s, fn](http::request& r) { return answer(fn, *s, r); }; };
   // The operations endpoints first: the same three that `docflow worker` serves.
   auto out = ops::routes([s] { return ops_of(*s); });
   std::vector<http::route> api{

@@ -4,6 +4,7 @@
 
 #include "blob/fs_blob_store.hpp"
 #include "config/config.hpp"
+#include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace docflow::app {
@@ -11,6 +12,8 @@ namespace docflow::app {
 std::unique_ptr<store::database> make_database(const config::config& cfg) {
   switch (cfg.database) {
     case config::database_kind::sqlite: return std::make_unique<store::sqlite::sqlite_store>(cfg.sqlite_path);
+    case config::database_kind::postgres:
+      return store::postgres::open(cfg.postgres_url, cfg.database_pool, cfg.database_password.value_or(""));
   }
   throw std::logic_error("unknown database kind");
 }

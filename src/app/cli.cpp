@@ -120,14 +120,16 @@ std::map<std::string, std::string> docflow_environment() {
   return raw;
 }
 
-config::config load_or_exit(const std::map<std::string, std::string>& raw) {
+config::config load_or_exit(const std::map<std::string, std::string>& raw, config::command command) {
   // A misspelt name would otherwise silently leave its setting at the default.
   for (const auto& u : config::unknown_variables(raw)) {
     std::cerr << "docflow: warning: " << u.name << " is not a setting"
               << (u.suggestion ? " (did you mean " + *u.suggestion + "?)" : "") << '\n';
   }
   try {
-    return config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
+    auto cfg = config::load(raw, std::max(1U, std::thread::hardware_concurrency()));
+    config::require_for(cfg, command);
+    return cfg;
   } catch (const config::config_error& e) {
     for (const auto& p : e.problems()) {
       std::cerr << "docflow: invalid configuration: " << p.setting << ": " << p.message << '\n';
@@ -209,21 +211,20 @@ int run_cli(int argc, char** argv) {
     }
     return 0;
   }
-  const auto cfg = load_or_exit(raw);
   if (worker_cmd->parsed()) {
-    return work(cfg);
+    return work(load_or_exit(raw, config::for_worker));
   }
   if (migrate_cmd->parsed()) {
-    return migrate(cfg);
+    return migrate(load_or_exit(raw, config::for_migrate));
   }
   if (user_add_cmd->parsed()) {
-    return user_add(cfg, user_name, user_admin);
+    return user_add(load_or_exit(raw, config::for_user), user_name, user_admin);
   }
   if (user_list_cmd->parsed()) {
-    return user_list(cfg);
+    return user_list(load_or_exit(raw, config::for_user));
   }
   if (serve_cmd->parsed()) {
-    return serve(cfg);
+    return serve(load_or_exit(raw, config::for_serve));
   }
   return exit_bad_config;
 }

@@ -110,7 +110,7 @@ void prepare_directories(const config::config& cfg) {
     }
   };
   prepare(cfg.data_dir, "data directory");
-  if (cfg.sqlite_path.has_parent_path()) {
+  if (cfg.database == config::database_kind::sqlite && cfg.sqlite_path.has_parent_path()) {
     prepare(cfg.sqlite_path.parent_path(), "database directory");
   }
 }
@@ -371,7 +371,8 @@ int migrate(const config::config& cfg) {
     const auto db = open_database(cfg, true);
     const int version = db->schema_version();
     obs::log(obs::level::info, "store.migrated", {{"schema_version", version}});
-    std::cerr << "docflow: database " << cfg.sqlite_path.string() << " at schema version " << version << '\n';
+    std::cerr << "docflow: database " << config::describe_database(cfg) << " at schema version " << version
+              << '\n';
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "docflow: migrate failed: " << e.what() << '\n';
@@ -395,14 +396,14 @@ int serve(config::config cfg) {
     http::blocking_pool blocking(cfg.blocking_threads);
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
-    auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer);
+    auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer, cfg.jwt_secret_previous);
     auth::password_hasher passwords;
     auth::hash_slots hashing(cfg.max_concurrent_hashes);
     auth::hash_slots signup_hashing(std::max(1U, cfg.max_concurrent_hashes / 2));
     auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
                                   clock);
     auth::registration_throttle signups(cfg.signup_max_per_address, signup_window, clock);
-    const api::cursor_codec cursors(*cfg.jwt_secret);
+    const api::cursor_codec cursors(*cfg.jwt_secret, cfg.jwt_secret_previous);
     store::change_feed changes(db, event_poll);
     api::stream_limit streams(cfg.max_streams_per_user);
     api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
@@ -451,7 +452,7 @@ int serve(config::config cfg) {
     obs::log(obs::level::info, "docflow.started",
              {{"url", url},
               {"data_dir", cfg.data_dir.string()},
-              {"database", cfg.sqlite_path.string()},
+              {"database", config::describe_database(cfg)},
               {"schema_version", db.schema_version()},
               {"blobs", cfg.blob_dir.string()}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
@@ -488,7 +489,7 @@ int work(const config::config& cfg) {
     if (cfg.worker_listen) {
       endpoint.emplace(cfg, *cfg.worker_listen, *db, *blobs, metrics);
     }
-    std::cerr << "docflow: " << config.workers << " worker(s) on " << cfg.sqlite_path.string()
+    std::cerr << "docflow: " << config.workers << " worker(s) on " << config::describe_database(cfg)
               << (endpoint ? "; /healthz, /readyz and /metrics on " + endpoint->url() : std::string())
               << '\n';
     int signo = 0;

@@ -65,12 +65,12 @@ const char* describe(token_error e) noexcept {
   return "invalid token";
 }
 
-jwt_codec::jwt_codec(std::string key, std::string issuer, std::chrono::seconds leeway)
-    : key_(std::move(key)), issuer_(std::move(issuer)), leeway_(leeway) {}
-
-std::string jwt_codec::mac(std::string_view signing_input) const {
-  return core::hmac_sha256(key_, signing_input);
-}
+jwt_codec::jwt_codec(std::string key, std::string issuer, std::optional<std::string> previous_key,
+                     std::chrono::seconds leeway)
+    : key_(std::move(key)),
+      previous_key_(std::move(previous_key)),
+      issuer_(std::move(issuer)),
+      leeway_(leeway) {}
 
 std::string jwt_codec::issue(std::string_view subject, std::string_view role, core::time_point now,
                              std::chrono::seconds ttl) const {
@@ -84,7 +84,7 @@ std::string jwt_codec::issue(std::string_view subject, std::string_view role, co
                                    {"jti", core::new_uuid_v7()},
                                    {"role", role}};
   std::string token = header + '.' + core::base64url_encode(boost::json::serialize(claims));
-  const auto signature = core::base64url_encode(mac(token));
+  const auto signature = core::base64url_encode(core::hmac_sha256(key_, token));
   token += '.';
   token += signature;
   return token;
@@ -113,9 +113,12 @@ verify_result jwt_codec::verify(std::string_view token, core::time_point now) co
     return fail(token_error::unsupported_algorithm);
   }
   const auto signature = core::base64url_decode(token.substr(dot2 + 1));
-  const auto expected = mac(token.substr(0, dot2));
-  if (!signature || signature->size() != expected.size() ||
-      CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) != 0) {
+  const auto signed_with = [&](const std::string& key) {
+    const auto expected = core::hmac_sha256(key, token.substr(0, dot2));
+    return signature && signature->size() == expected.size() &&
+           CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) == 0;
+  };
+  if (!signed_with(key_) && !(previous_key_ && signed_with(*previous_key_))) {
     return fail(token_error::bad_signature);
   }
   const auto payload = decode_object(token.substr(dot1 + 1, dot2 - dot1 - 1));

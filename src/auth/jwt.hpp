@@ -48,8 +48,11 @@ class jwt_codec {
 public:
   static constexpr std::size_t max_token_bytes = 4096;
 
-  /// `key` is the HMAC key (at least 32 bytes); `leeway` absorbs clock skew.
-  jwt_codec(std::string key, std::string issuer, std::chrono::seconds leeway = std::chrono::seconds{10});
+  /// `key` is the HMAC key (at least 32 bytes) that signs and verifies;
+  /// `previous_key`, during a rotation, still verifies the tokens it
+  /// signed until they expire. `leeway` absorbs clock skew.
+  jwt_codec(std::string key, std::string issuer, std::optional<std::string> previous_key = std::nullopt,
+            std::chrono::seconds leeway = std::chrono::seconds{10});
 
   /// A token for `subject` with `role`, valid from `now` for `ttl`.
   std::string issue(std::string_view subject, std::string_view role, core::time_point now,
@@ -62,9 +65,8 @@ public:
   const std::string& issuer() const noexcept { return issuer_; }
 
 private:
-  std::string mac(std::string_view signing_input) const;
-
   std::string key_;
+  std::optional<std::string> previous_key_;
   std::string issuer_;
   std::chrono::seconds leeway_;
 };

@@ -26,15 +26,27 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_LISTEN", "--listen", "address:port to listen on (default 127.0.0.1:8000)", for_serve},
       {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)",
        every_command},
-      {"DOCFLOW_DATABASE_URL", "--database-url", "sqlite://PATH (default sqlite://<data>/docflow.db)",
+      {"DOCFLOW_DATABASE_URL", "--database-url",
+       "sqlite://PATH, or postgresql://USER@HOST:PORT/DB?sslmode=... for a shared database (default "
+       "sqlite://<data>/docflow.db)",
        every_command},
+      {"DOCFLOW_DATABASE_PASSWORD", "--database-password",
+       "PostgreSQL password; wins over one in the URL (default: the URL's, or ~/.pgpass)", every_command,
+       true},
+      {"DOCFLOW_DATABASE_POOL", "--database-pool",
+       "PostgreSQL connections this process may open (default: workers + blocking threads / 2 + 2)",
+       job_commands},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
       {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
        "on or off: whether this command applies pending migrations; off, it refuses an older schema "
        "(run docflow migrate) (default on with SQLite)",
        job_commands | for_user},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
-       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret)", for_serve, true},
+       "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret; required with PostgreSQL)",
+       job_commands, true},
+      {"DOCFLOW_JWT_SECRET_PREVIOUS", "--jwt-secret-previous",
+       "the key before the current one, still accepted when verifying during a rotation (default unset)",
+       for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
       {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)", for_serve},
       {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)", for_serve},
@@ -404,9 +416,16 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
 
   const auto db = r.string("DOCFLOW_DATABASE_URL", "sqlite://" + (c.data_dir / "docflow.db").string());
   if (db.rfind("postgresql://", 0) == 0 || db.rfind("postgres://", 0) == 0) {
-    r.fail("DOCFLOW_DATABASE_URL", "PostgreSQL is not available in this version yet; use sqlite://PATH");
+    c.database = database_kind::postgres;
+    c.postgres_url = db;
   } else {
-    c.sqlite_path = strip_scheme(r, "DOCFLOW_DATABASE_URL", db, "sqlite", "sqlite://PATH");
+    c.sqlite_path = strip_scheme(r, "DOCFLOW_DATABASE_URL", db, "sqlite",
+                                 "sqlite://PATH or postgresql://USER@HOST:PORT/DB");
+  }
+  c.database_password = r.optional_string("DOCFLOW_DATABASE_PASSWORD");
+  if (c.database_password && c.database != database_kind::postgres) {
+    r.fail("DOCFLOW_DATABASE_PASSWORD",
+           "is for a postgresql:// DOCFLOW_DATABASE_URL; SQLite has no password");
   }
 
   const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
@@ -429,6 +448,10 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.jwt_secret = r.optional_string("DOCFLOW_JWT_SECRET");
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
+  }
+  c.jwt_secret_previous = r.optional_string("DOCFLOW_JWT_SECRET_PREVIOUS");
+  if (c.jwt_secret_previous && c.jwt_secret_previous->size() < 32) {
+    r.fail("DOCFLOW_JWT_SECRET_PREVIOUS", "must be at least 32 bytes long");
   }
   c.jwt_issuer = r.string("DOCFLOW_JWT_ISSUER", "docflow");
   if (c.jwt_issuer.empty()) {
@@ -504,10 +527,38 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.blocking_threads =
       static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", std::max(32U, 4 * cores), 1, 1024));
   c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
+  // Who may call into the database at once: each worker, the blocking
+  // threads (of which, uploads being mostly fsync and hashing mostly CPU,
+  // about half are in the database at any moment), the event feed and
+  // maintenance. PostgreSQL's default max_connections (100) then holds
+  // several nodes; a call finding the pool empty waits for a connection.
+  c.database_pool = static_cast<unsigned>(
+      r.integer("DOCFLOW_DATABASE_POOL", c.workers + c.blocking_threads / 2 + 2, 1, 10000));
   if (!r.problems().empty()) {
     throw config_error(r.problems());
   }
   return c;
+}
+
+void require_for(const config& c, command cmd) {
+  // A key generated on each node would make a token valid on that node
+  // only: with a shared database the nodes must share their key too.
+  if ((cmd & (for_serve | for_worker)) != 0 && c.database == database_kind::postgres && !c.jwt_secret) {
+    throw config_error(std::vector<invalid_setting>{
+        {"DOCFLOW_JWT_SECRET",
+         "must be set (or DOCFLOW_JWT_SECRET_FILE) with a postgresql:// database: every "
+         "node must sign and verify with the same key"}});
+  }
+}
+
+std::string describe_database(const config& c) {
+  if (c.database == database_kind::sqlite) return "sqlite://" + c.sqlite_path.string();
+  // postgresql://user:password@host/...: the log is no place for the password.
+  const auto scheme_end = c.postgres_url.find("://") + 3;
+  const auto at = c.postgres_url.find('@', scheme_end);
+  const auto colon = c.postgres_url.find(':', scheme_end);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return c.postgres_url;
+  return c.postgres_url.substr(0, colon) + ":***" + c.postgres_url.substr(at);
 }
 
 }  // namespace docflow::config

@@ -61,7 +61,7 @@ struct listen_address {
   std::uint16_t port = 0;
 };
 
-enum class database_kind { sqlite };
+enum class database_kind { sqlite, postgres };
 enum class storage_kind { file };
 
 /// The validated configuration, loaded once at start-up.
@@ -69,13 +69,17 @@ struct config {
   listen_address listen;
   std::filesystem::path data_dir;
   database_kind database = database_kind::sqlite;
-  std::filesystem::path sqlite_path;
+  std::filesystem::path sqlite_path;  ///< sqlite
+  std::string postgres_url;           ///< postgres: as given, for libpq
+  std::optional<std::string> database_password;
+  unsigned database_pool = 0;  ///< PostgreSQL connections at most
   storage_kind storage = storage_kind::file;
   std::filesystem::path blob_dir;
   /// serve, worker and user apply pending migrations themselves; else they
   /// refuse a schema older than the binary's.
   bool auto_migrate = true;
   std::optional<std::string> jwt_secret;
+  std::optional<std::string> jwt_secret_previous;  ///< verifies only, during a rotation
   std::string jwt_issuer;
   milliseconds access_ttl{};
   milliseconds refresh_ttl{};
@@ -131,5 +135,14 @@ std::vector<unknown_variable> unknown_variables(const std::map<std::string, std:
 /// (defaults that scale with it). Throws config_error naming every bad
 /// setting.
 config load(const std::map<std::string, std::string>& values, unsigned cores);
+
+/// Checks what `cmd` needs beyond what load() checks: a setting optional on
+/// its own but required with another (DOCFLOW_JWT_SECRET with PostgreSQL
+/// for serve and worker). Throws config_error.
+void require_for(const config& c, command cmd);
+
+/// The database as the log and the operator see it: its URL without a
+/// password.
+std::string describe_database(const config& c);
 
 }  // namespace docflow::config

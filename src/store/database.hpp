@@ -123,6 +123,15 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// The database cannot be reached just now (down, restarting, every
+/// connection busy past the wait, a lock or statement timeout): the call
+/// may succeed if made again a little later, and a client is told so (503
+/// with Retry-After), not that the service broke.
+class store_unavailable : public store_error {
+public:
+  using store_error::store_error;
+};
+
 /// The database behind docflow, shaped so that SQLite and PostgreSQL can both
 /// implement it without callers knowing which one they hold. Every method
 /// blocks: call it from the blocking pool, never from an I/O thread.

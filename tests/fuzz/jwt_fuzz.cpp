@@ -45,7 +45,7 @@ constexpr std::chrono::seconds leeway{10};
 constexpr std::int64_t base_time = 1'700'000'000;
 
 const docflow::auth::jwt_codec& codec() {
-  static const docflow::auth::jwt_codec c(key, issuer, leeway);
+  static const docflow::auth::jwt_codec c(key, issuer, std::nullopt, leeway);
   return c;
 }
 

@@ -253,12 +253,14 @@ INSTANTIATE_TEST_SUITE_P(
     testing::ValuesIn(join(bad("DOCFLOW_DATA_DIR", {""}),
                            bad("DOCFLOW_DATABASE_URL",
                                {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
-                                "postgresql://u:p@db:5432/docflow", "postgres://db/docflow"}),
+                                "host=db dbname=docflow", "postgresql:/db"}),
                            bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}),
                            bad("DOCFLOW_AUTO_MIGRATE", {"", "yes", "On", "true"}))));
 
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
+                                                bad("DOCFLOW_JWT_SECRET_PREVIOUS", {std::string(31, 'k')}),
+                                                bad("DOCFLOW_DATABASE_POOL", {"0", "10001", "many"}),
                                                 bad("DOCFLOW_JWT_ISSUER", {""}),
                                                 bad("DOCFLOW_ACCESS_TTL", {"5", "5x", "", "0s", "25h"}),
                                                 bad("DOCFLOW_REFRESH_TTL", {"367d", "-1d"}),
@@ -290,15 +292,55 @@ INSTANTIATE_TEST_SUITE_P(
                            bad("DOCFLOW_IO_THREADS", {"0"}),
                            bad("DOCFLOW_BLOCKING_THREADS", {"0", "1025"}))));
 
-TEST(config_rejects_message, postgresql_is_explained) {
-  try {
-    load_with("DOCFLOW_DATABASE_URL", "postgresql://db/docflow");
-    FAIL() << "postgresql:// accepted";
-  } catch (const config::config_error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("PostgreSQL"), std::string::npos) << what;
-    EXPECT_NE(what.find("sqlite://"), std::string::npos) << what;
+TEST(config_database, postgresql_url_selects_the_shared_database) {
+  for (const auto* url : {"postgresql://docflow@db:5432/docflow?sslmode=require", "postgres://db/docflow"}) {
+    const auto c = config::load({{"DOCFLOW_DATABASE_URL", url}}, 4);
+    EXPECT_EQ(c.database, config::database_kind::postgres);
+    EXPECT_EQ(c.postgres_url, url);  // libpq reads it as given
+    EXPECT_FALSE(c.auto_migrate);    // a shared schema is migrated once, by the operator
+    // workers + blocking threads / 2 + 2
+    EXPECT_EQ(c.database_pool, 4U + 32U / 2 + 2);
   }
+  const auto sized = config::load({{"DOCFLOW_DATABASE_URL", "postgresql://db/docflow"},
+                                   {"DOCFLOW_WORKERS", "1"},
+                                   {"DOCFLOW_BLOCKING_THREADS", "8"}},
+                                  4);
+  EXPECT_EQ(sized.database_pool, 1U + 4 + 2);
+  EXPECT_EQ(load_with("DOCFLOW_DATABASE_POOL", "3").database_pool, 3U);
+}
+
+TEST(config_database, the_password_comes_apart_from_the_url_and_is_never_shown) {
+  const auto c = config::load({{"DOCFLOW_DATABASE_URL", "postgresql://docflow:hunter2@db:5432/docflow"},
+                               {"DOCFLOW_DATABASE_PASSWORD", "s3cret"}},
+                              4);
+  EXPECT_EQ(c.database_password, "s3cret");
+  EXPECT_EQ(config::describe_database(c), "postgresql://docflow:***@db:5432/docflow");
+  const auto plain = load_with("DOCFLOW_DATABASE_URL", "postgresql://docflow@db/docflow");
+  EXPECT_EQ(config::describe_database(plain), "postgresql://docflow@db/docflow");
+  EXPECT_EQ(config::describe_database(load_with("DOCFLOW_DATA_DIR", "/srv")), "sqlite:///srv/docflow.db");
+  // SQLite has no password: one set for it is a mistake worth hearing of.
+  EXPECT_THROW(load_with("DOCFLOW_DATABASE_PASSWORD", "s3cret"), config::config_error);
+}
+
+TEST(config_database, serve_and_worker_need_a_shared_jwt_secret_with_postgresql) {
+  const auto shared = load_with("DOCFLOW_DATABASE_URL", "postgresql://db/docflow");
+  for (const auto command : {config::for_serve, config::for_worker}) {
+    try {
+      config::require_for(shared, command);
+      ADD_FAILURE() << "started without DOCFLOW_JWT_SECRET on PostgreSQL, command " << command;
+    } catch (const config::config_error& e) {
+      ASSERT_EQ(e.problems().size(), 1U);
+      EXPECT_EQ(e.problems()[0].setting, "DOCFLOW_JWT_SECRET");
+    }
+  }
+  // Neither migrate nor user signs anything.
+  EXPECT_NO_THROW(config::require_for(shared, config::for_migrate));
+  EXPECT_NO_THROW(config::require_for(shared, config::for_user));
+  // SQLite is one node: a generated secret is fine.
+  EXPECT_NO_THROW(config::require_for(config::load({}, 4), config::for_serve));
+  const auto keyed = config::load(
+      {{"DOCFLOW_DATABASE_URL", "postgresql://db/docflow"}, {"DOCFLOW_JWT_SECRET", std::string(32, 'k')}}, 4);
+  EXPECT_NO_THROW(config::require_for(keyed, config::for_serve));
 }
 
 TEST(config_rejects_message, s3_is_explained) {
@@ -392,12 +434,13 @@ std::vector<config::invalid_setting> problems_of(const values_map& values) {
 
 }  // namespace
 
-TEST(config_secrets, are_the_jwt_secret_and_the_metrics_token) {
+TEST(config_secrets, are_the_keys_the_database_password_and_the_metrics_token) {
   std::set<std::string> secrets;
   for (const auto& s : config::settings()) {
     if (s.secret) secrets.insert(s.env);
   }
-  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"}));
+  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
+                                            "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_METRICS_TOKEN"}));
 }
 
 TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {
@@ -526,15 +569,16 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
     if ((s.used_by & config::for_user) != 0) user.insert(s.env);
   }
   EXPECT_EQ(worker,
-            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_STORAGE_URL",
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",
+                                   "DOCFLOW_DATABASE_POOL", "DOCFLOW_STORAGE_URL", "DOCFLOW_JWT_SECRET",
                                    "DOCFLOW_AUTO_MIGRATE", "DOCFLOW_WORKERS", "DOCFLOW_WORKER_LISTEN",
                                    "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS", "DOCFLOW_MAX_TEXT_BYTES",
                                    "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX", "DOCFLOW_ML_URL",
                                    "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL", "DOCFLOW_METRICS_TOKEN"}));
-  EXPECT_EQ(migrate,
-            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_LOG_LEVEL"}));
-  EXPECT_EQ(user,
-            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_AUTO_MIGRATE"}));
+  EXPECT_EQ(migrate, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
+                                            "DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_LOG_LEVEL"}));
+  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
+                                         "DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_AUTO_MIGRATE"}));
 }
 
 // -----------------------------------------------------------------------------------------------------------

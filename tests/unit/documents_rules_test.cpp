@@ -325,6 +325,20 @@ TEST(cursor_codec, every_tampered_byte_is_refused) {
   }
 }
 
+TEST(cursor_codec, cursors_of_the_previous_secret_decode_during_a_rotation) {
+  const std::string old_secret = "the-secret-before-the-rotation-0123456";
+  const api::cursor_codec before(old_secret);
+  const api::cursor_codec rotated("a-server-secret-of-some-length-0123456789", old_secret);
+  const api::cursor_codec after_rotation("a-server-secret-of-some-length-0123456789");
+  const auto id = core::new_uuid_v7();
+  const auto old_cursor = before.encode(at_ms(1'790'000'000'123), id);
+  ASSERT_TRUE(rotated.decode(old_cursor));
+  EXPECT_EQ(rotated.decode(old_cursor)->second, id);
+  EXPECT_EQ(after_rotation.decode(old_cursor), std::nullopt);
+  // New cursors are made with the new secret alone.
+  EXPECT_TRUE(after_rotation.decode(rotated.encode(at_ms(5), id)));
+}
+
 TEST(cursor_codec, truncated_foreign_and_garbage_cursors_are_refused) {
   const api::cursor_codec codec("a-server-secret-of-some-length-0123456789");
   const api::cursor_codec other("another-server-secret-of-some-length-987");

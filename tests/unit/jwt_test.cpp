@@ -232,6 +232,25 @@ TEST_F(JwtTest, TokenSignedWithAnotherKeyIsRefused) {
             token_error::bad_signature);
 }
 
+TEST_F(JwtTest, PreviousKeyVerifiesDuringRotationButNeverSigns) {
+  const std::string old_key = "the-key-before-the-rotation-0123456789";
+  const jwt_codec before(old_key, issuer);
+  const jwt_codec rotated(key, issuer, old_key);
+  const auto old_token = before.issue("u", "user", at(t0), seconds{60});
+  const auto r = rotated.verify(old_token, at(t0));
+  EXPECT_EQ(r.error, token_error::none);
+  ASSERT_TRUE(r.claims);
+  EXPECT_EQ(r.claims->subject, "u");
+  // New tokens carry the new key: a node without the old one accepts them.
+  expect_accepted(rotated.issue("u", "user", at(t0), seconds{60}));
+  // Once the previous key is dropped, its tokens are refused.
+  EXPECT_EQ(verify_error(old_token), token_error::bad_signature);
+  // A third key is refused whatever the rotation.
+  const jwt_codec stranger("a-key-nobody-configured-0123456789abc", issuer);
+  EXPECT_EQ(rotated.verify(stranger.issue("u", "user", at(t0), seconds{60}), at(t0)).error,
+            token_error::bad_signature);
+}
+
 // ---------------------------------------------------------------------------
 // Required claims
 
@@ -312,7 +331,7 @@ TEST_F(JwtTest, ExpiredWithinLeewayIsAccepted) {
 }
 
 TEST_F(JwtTest, LeewayIsConfigurable) {
-  const jwt_codec strict(key, issuer, seconds{0});
+  const jwt_codec strict(key, issuer, std::nullopt, seconds{0});
   const auto token = strict.issue("u", "user", at(t0), seconds{60});
   EXPECT_EQ(strict.verify(token, at(t0 + 59)).error, token_error::none);
   EXPECT_EQ(strict.verify(token, at(t0 + 60)).error, token_error::expired);

@@ -34,7 +34,7 @@ pool::lease pool::acquire() {
     if (open_ < options_.size) {
       const auto now = clock::now();
       if (failures_ > 0 && (probing_ || now < next_attempt_)) {
-        throw store_error("postgres: database unavailable (" + last_error_ + ")");
+        throw store_unavailable("postgres: database unavailable (" + last_error_ + ")");
       }
       ++open_;
       probing_ = failures_ > 0;
@@ -56,14 +56,14 @@ pool::lease pool::acquire() {
         next_attempt_ = clock::now() + backoff;
         last_error_ = e.what();
         freed_.notify_one();
-        throw store_error(std::string(e.what()));
+        throw store_unavailable(std::string(e.what()));
       }
     }
     if (freed_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
         open_ >= options_.size) {
-      throw store_error("postgres: no connection came free within " +
-                        std::to_string(options_.acquire_timeout.count()) + " ms (pool of " +
-                        std::to_string(options_.size) + ")");
+      throw store_unavailable("postgres: no connection came free within " +
+                              std::to_string(options_.acquire_timeout.count()) + " ms (pool of " +
+                              std::to_string(options_.size) + ")");
     }
   }
 }

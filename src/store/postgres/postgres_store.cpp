@@ -235,6 +235,7 @@ auto postgres_store::retrying(F&& f) {
       auto c = pool_.acquire();
       return f(*c);
     } catch (const pq::error& e) {
+      if (e.transient()) throw store_unavailable(e.what());
       if (!e.retryable() || attempt >= max_attempts) throw;
     }
     pause_before_retry(attempt);
@@ -263,9 +264,10 @@ postgres_store::postgres_store(std::string url, const pool_settings& options)
 
 postgres_store::~postgres_store() = default;
 
-std::unique_ptr<database> open(const std::string& url, std::size_t pool_size) {
+std::unique_ptr<database> open(const std::string& url, std::size_t pool_size, std::string password) {
   pool_settings o;
   o.size = pool_size;
+  o.session.password = std::move(password);
   return std::make_unique<postgres_store>(url, o);
 }
 

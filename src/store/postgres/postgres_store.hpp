@@ -88,8 +88,9 @@ private:
 };
 
 /// The store for `url` (a postgresql:// URL or libpq key=value string) with
-/// at most `pool_size` connections and the default timeouts. Throws
-/// store_error when the database cannot be reached.
-std::unique_ptr<database> open(const std::string& url, std::size_t pool_size);
+/// at most `pool_size` connections and the default timeouts; `password`,
+/// when not empty, wins over the URL's. Throws store_error when the
+/// database cannot be reached.
+std::unique_ptr<database> open(const std::string& url, std::size_t pool_size, std::string password = {});
 
 }  // namespace docflow::store::postgres

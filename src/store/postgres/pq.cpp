@@ -51,6 +51,10 @@ bool error::connection_lost() const noexcept {
          sqlstate_ == "57P03";
 }
 
+bool error::transient() const noexcept {
+  return connection_lost() || sqlstate_ == "57014" || sqlstate_ == "55P03" || sqlstate_ == "53300";
+}
+
 param to_param(core::time_point t) { return param::of(core::format_rfc3339(t)); }
 
 // --- result
@@ -148,14 +152,19 @@ connection::connection(const std::string& url, const session_settings& s) {
   // Ours first, then the URL expanded in place of dbname: libpq keeps the
   // last value of a repeated keyword, so whatever the URL sets wins.
   const std::string connect_timeout = std::to_string(std::max<std::int64_t>(2, s.connect_timeout.count()));
-  const std::array<const char*, 10> keys{"connect_timeout",     "keepalives",       "keepalives_idle",
-                                         "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                         "application_name",    "dbname",           nullptr};
+  // The password, when given apart, comes after the URL, so that it wins.
+  const std::array<const char*, 11> keys{"connect_timeout",  "keepalives",
+                                         "keepalives_idle",  "keepalives_interval",
+                                         "keepalives_count", "tcp_user_timeout",
+                                         "application_name", "dbname",
+                                         "password",         nullptr};
   // A dead server or network is noticed within about 10 + 3 x 5 s while a
   // call waits for an answer, and unacknowledged data gives up after 20 s:
   // a call never hangs on a server that is gone.
-  const std::array<const char*, 10> values{
-      connect_timeout.c_str(), "1", "10", "5", "3", "20000", "docflow", url.c_str(), nullptr};
+  // libpq skips a keyword whose value is empty: no password, the URL's.
+  const std::array<const char*, 11> values{
+      connect_timeout.c_str(), "1",    "10", "5", "3", "20000", "docflow", url.c_str(),
+      s.password.c_str(),      nullptr};
   c_ = PQconnectdbParams(keys.data(), values.data(), 1);
   if (!c_ || PQstatus(c_) != CONNECTION_OK) {
     const std::string message = c_ ? trimmed(PQerrorMessage(c_)) : "out of memory";

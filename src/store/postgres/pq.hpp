@@ -42,6 +42,10 @@ public:
   /// The connection cannot be used again: no SQLSTATE at all (libpq lost
   /// it), class 08, or the server shutting down (57P01-57P03).
   bool connection_lost() const noexcept;
+  /// Worth trying again later rather than a fault: a lost connection, a
+  /// statement or lock timeout (57014, 55P03), or a server that takes no
+  /// more connections (53300) or is starting (57P03).
+  bool transient() const noexcept;
 
 private:
   std::string sqlstate_;
@@ -126,6 +130,8 @@ param to_param(const std::optional<T>& v) {
 
 /// What every connection is set to on opening.
 struct session_settings {
+  /// Wins over a password in the URL; empty: the URL's (or ~/.pgpass).
+  std::string password;
   std::chrono::seconds connect_timeout{5};
   std::chrono::milliseconds statement_timeout{30'000};
   std::chrono::milliseconds lock_timeout{10'000};
