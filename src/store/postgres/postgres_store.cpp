@@ -13,6 +13,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/ids.hpp"
+#include "store/failure_record.hpp"
 #include "store/postgres/migrations.hpp"
 
 namespace docflow::store::postgres {
@@ -149,24 +150,6 @@ std::string jsonb_safe(std::string json) {
   return boost::json::serialize(v);
 }
 
-std::string failure_json(const core::failure& f) {
-  return jsonb_safe(boost::json::serialize(
-      boost::json::object{{"code", f.code}, {"message", f.message}, {"retryable", f.retryable}}));
-}
-
-core::failure parse_failure_json(const std::string& json) {
-  boost::json::error_code ec;
-  const auto v = boost::json::parse(json, ec);
-  const auto* o = ec ? nullptr : v.if_object();
-  if (!o) return {"internal_error", "unreadable error record", true};
-  const auto text = [&](const char* key) {
-    const auto* m = o->if_contains(key);
-    return m && m->is_string() ? std::string(m->as_string()) : std::string();
-  };
-  const auto* retryable = o->if_contains("retryable");
-  return {text("code"), text("message"), retryable && retryable->is_bool() && retryable->as_bool()};
-}
-
 // Every status change goes through the core state machine, and is logged as
 // the document's next event in the same statement: the UPDATE takes the
 // row's lock and the next number from its counter.
@@ -189,7 +172,7 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
       " SELECT " +
       std::string(document_columns) + " FROM d";
   const auto r = error ? c.exec(sql, core::to_string(to), now, error->code, error->message, error->retryable,
-                                d.id, failure_json(*error))
+                                d.id, jsonb_safe(failure_record(*error)))
                        : c.exec(sql, core::to_string(to), now, std::nullopt, std::nullopt, std::nullopt, d.id,
                                 std::nullopt);
   if (r.empty()) throw store_error("transition: document " + d.id + " vanished");
@@ -736,7 +719,7 @@ std::vector<document_event> postgres_store::events_after(std::string_view docume
       e.seq = r.integer(i, 0);
       e.status = core::parse_status(r.text(i, 1)).value_or(core::status::uploaded);
       e.at = r.time(i, 2);
-      if (!r.is_null(i, 3)) e.error = parse_failure_json(r.text(i, 3));
+      if (!r.is_null(i, 3)) e.error = parse_failure_record(r.text(i, 3));
       out.push_back(std::move(e));
     }
     return out;

@@ -5,13 +5,9 @@
 #include <exception>
 #include <utility>
 
-#include <boost/json/object.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
-
 #include "core/clock.hpp"
 #include "core/ids.hpp"
+#include "store/failure_record.hpp"
 #include "store/sqlite/connection.hpp"
 #include "store/sqlite/migrations.hpp"
 
@@ -93,24 +89,6 @@ std::optional<core::document> load_document(connection& c, std::string_view id,
   return read_document(st);
 }
 
-std::string failure_json(const core::failure& f) {
-  return boost::json::serialize(
-      boost::json::object{{"code", f.code}, {"message", f.message}, {"retryable", f.retryable}});
-}
-
-core::failure parse_failure_json(const std::string& json) {
-  boost::json::error_code ec;
-  const auto v = boost::json::parse(json, ec);
-  const auto* o = ec ? nullptr : v.if_object();
-  if (!o) return {"internal_error", "unreadable error record", true};
-  const auto text = [&](const char* key) {
-    const auto* m = o->if_contains(key);
-    return m && m->is_string() ? std::string(m->as_string()) : std::string();
-  };
-  const auto* retryable = o->if_contains("retryable");
-  return {text("code"), text("message"), retryable && retryable->is_bool() && retryable->as_bool()};
-}
-
 // Appends the next status event of a document (seq = previous + 1).
 void append_event(connection& c, std::string_view document_id, core::status status, core::time_point at,
                   const std::optional<core::failure>& error) {
@@ -119,7 +97,7 @@ void append_event(connection& c, std::string_view document_id, core::status stat
       " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM document_events WHERE document_id = ?1");
   st.bind(1, document_id).bind(2, core::to_string(status)).bind(3, to_ms(at));
   if (error) {
-    st.bind(4, failure_json(*error));
+    st.bind(4, failure_record(*error));
   } else {
     st.bind_null(4);
   }
@@ -734,7 +712,7 @@ std::vector<document_event> sqlite_store::events_after(std::string_view document
     e.seq = st.column_int(0);
     e.status = core::parse_status(st.column_text(1)).value_or(core::status::uploaded);
     e.at = from_ms(st.column_int(2));
-    if (!st.column_is_null(3)) e.error = parse_failure_json(st.column_text(3));
+    if (!st.column_is_null(3)) e.error = parse_failure_record(st.column_text(3));
     out.push_back(std::move(e));
   }
   return out;
