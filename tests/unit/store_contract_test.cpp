@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -879,6 +880,82 @@ TEST_P(store_concurrency, a_completion_and_a_cancel_never_both_succeed) {
     EXPECT_EQ(db().find_result(doc.id).has_value(), completed) << "round " << round;
     EXPECT_EQ(db().events_after(doc.id, 0).size(), 3U) << "round " << round;
   }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Attempt throttles: a refused attempt counts against none of its keys, and
+// keys are forgotten once every attempt has left its window.
+
+TEST_P(store_contract, a_refused_attempt_counts_against_none_of_its_keys) {
+  const std::array full{store::attempt_key{"s", "full", 1}};
+  ASSERT_EQ(db().count_attempt(full, t0, 60s), std::nullopt);
+  const std::array both{store::attempt_key{"s", "roomy", 2}, store::attempt_key{"s", "full", 1}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(db().count_attempt(both, t0 + 1s, 60s), t0 + 60s) << i;
+  }
+  const std::array roomy{store::attempt_key{"s", "roomy", 2}};
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 2s, 60s), std::nullopt);
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 3s, 60s), std::nullopt) << "the refusals counted nothing";
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 4s, 60s), t0 + 62s);
+  EXPECT_EQ(db().attempts_refused_until(roomy, t0 + 62s), std::nullopt);
+}
+
+TEST_P(store_contract, keys_whose_attempts_all_left_their_window_are_purged) {
+  const std::array early{store::attempt_key{"s", "early", 1}};
+  const std::array late{store::attempt_key{"s", "late", 2}};
+  ASSERT_EQ(db().count_attempt(early, t0, 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0, 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0 + 5s, 10s), std::nullopt);
+  EXPECT_EQ(db().purge_attempts(t0 + 10s), 1U) << "only early: one of late's is still in its window";
+  EXPECT_EQ(db().purge_attempts(t0 + 10s), 0U);
+  EXPECT_EQ(db().attempts_refused_until(late, t0 + 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0 + 10s, 10s), std::nullopt);
+  EXPECT_EQ(db().attempts_refused_until(late, t0 + 10s), t0 + 15s) << "the purge kept late's live attempt";
+  EXPECT_EQ(db().purge_attempts(t0 + 20s), 1U);
+  db().release_attempts(std::array{store::attempt_release{"s", "gone", false}});  // unknown: ignored
+  EXPECT_EQ(db().purge_attempts(t0 + 20s), 0U);
+}
+
+// Callers that share only the database (nodes) count against one limit.
+TEST_P(store_concurrency, concurrent_attempts_on_one_key_count_exactly_its_limit) {
+  constexpr unsigned limit = 5;
+  for (int round = 0; round < rounds; ++round) {
+    const auto user = "alice-" + std::to_string(round);
+    const auto address = "192.0.2." + std::to_string(round);
+    std::vector<int> counted(callers, 0);
+    on_threads(callers, [&](int i) {
+      // Half by one username from addresses of their own, half from one
+      // address with usernames of their own.
+      const auto own = std::to_string(i);
+      const std::array keys = i % 2 == 0 ? std::array{store::attempt_key{"login_user", user, limit},
+                                                      store::attempt_key{"login_address", own, 1000}}
+                                         : std::array{store::attempt_key{"login_user", own, 1000},
+                                                      store::attempt_key{"login_address", address, limit}};
+      counted[i] = stores_[i]->count_attempt(keys, t0, 60s) ? 0 : 1;
+    });
+    int by_user = 0;
+    int by_address = 0;
+    for (int i = 0; i < callers; ++i) (i % 2 == 0 ? by_user : by_address) += counted[i];
+    EXPECT_EQ(by_user, static_cast<int>(limit)) << "round " << round;
+    EXPECT_EQ(by_address, static_cast<int>(limit)) << "round " << round;
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Maintenance: one runner at a time among every store on one database.
+
+TEST_P(store_contract, one_store_at_a_time_holds_the_maintenance_lease) {
+  const auto other = open();
+  auto held = db().try_maintenance_lease();
+  ASSERT_TRUE(held);
+  EXPECT_FALSE(other->try_maintenance_lease());
+  EXPECT_FALSE(db().try_maintenance_lease()) << "not even the holder's own store takes it twice";
+  held.reset();
+  auto taken = other->try_maintenance_lease();
+  EXPECT_TRUE(taken) << "released, it goes to the next who asks";
+  EXPECT_FALSE(db().try_maintenance_lease());
+  taken.reset();
+  EXPECT_TRUE(db().try_maintenance_lease());
 }
 
 INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),
