@@ -28,10 +28,10 @@
 #include "api/routes.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
+#include "api/throttle.hpp"
 #include "app/backends.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
-#include "auth/throttle.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
@@ -286,8 +286,8 @@ private:
 
 }  // namespace
 
-// Removes what has expired (refresh families, idempotency keys) every
-// `period` until stopped.
+// Removes what has expired (refresh families, idempotency keys, throttled
+// attempts) every `period` until stopped.
 class maintenance {
 public:
   maintenance(store::database& db, blob::blob_store& blobs, const core::clock& clock,
@@ -320,10 +320,14 @@ private:
       try {
         const auto families = db.purge_refresh_families(clock.now());
         const auto keys = db.purge_idempotency_keys(clock.now());
+        const auto attempts = db.purge_attempts(clock.now());
         const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
-        if (families > 0 || keys > 0 || orphans > 0) {
+        if (families > 0 || keys > 0 || attempts > 0 || orphans > 0) {
           obs::log(obs::level::info, "maintenance.purged",
-                   {{"refresh_families", families}, {"idempotency_keys", keys}, {"orphan_blobs", orphans}});
+                   {{"refresh_families", families},
+                    {"idempotency_keys", keys},
+                    {"throttle_keys", attempts},
+                    {"orphan_blobs", orphans}});
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
@@ -400,9 +404,9 @@ int serve(config::config cfg) {
     auth::password_hasher passwords;
     auth::hash_slots hashing(cfg.max_concurrent_hashes);
     auth::hash_slots signup_hashing(std::max(1U, cfg.max_concurrent_hashes / 2));
-    auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
-                                  clock);
-    auth::registration_throttle signups(cfg.signup_max_per_address, signup_window, clock);
+    api::login_throttle throttle(db, cfg.login_max_failures, login_max_failures_per_address, login_window,
+                                 clock);
+    api::registration_throttle signups(db, cfg.signup_max_per_address, signup_window, clock);
     const api::cursor_codec cursors(*cfg.jwt_secret, cfg.jwt_secret_previous);
     store::change_feed changes(db, event_poll);
     api::stream_limit streams(cfg.max_streams_per_user);
