@@ -287,7 +287,9 @@ private:
 }  // namespace
 
 // Removes what has expired (refresh families, idempotency keys, throttled
-// attempts) every `period` until stopped.
+// attempts) and orphan blobs every `period` until stopped. Of the processes
+// sharing the database, one at a time runs a pass: the others find the
+// maintenance lease taken and skip theirs.
 class maintenance {
 public:
   maintenance(store::database& db, blob::blob_store& blobs, const core::clock& clock,
@@ -318,16 +320,20 @@ private:
     std::condition_variable_any wake;
     while (!stop.stop_requested()) {
       try {
-        const auto families = db.purge_refresh_families(clock.now());
-        const auto keys = db.purge_idempotency_keys(clock.now());
-        const auto attempts = db.purge_attempts(clock.now());
-        const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
-        if (families > 0 || keys > 0 || attempts > 0 || orphans > 0) {
-          obs::log(obs::level::info, "maintenance.purged",
-                   {{"refresh_families", families},
-                    {"idempotency_keys", keys},
-                    {"throttle_keys", attempts},
-                    {"orphan_blobs", orphans}});
+        if (const auto lease = db.try_maintenance_lease()) {
+          const auto families = db.purge_refresh_families(clock.now());
+          const auto keys = db.purge_idempotency_keys(clock.now());
+          const auto attempts = db.purge_attempts(clock.now());
+          const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
+          if (families > 0 || keys > 0 || attempts > 0 || orphans > 0) {
+            obs::log(obs::level::info, "maintenance.purged",
+                     {{"refresh_families", families},
+                      {"idempotency_keys", keys},
+                      {"throttle_keys", attempts},
+                      {"orphan_blobs", orphans}});
+          }
+        } else {
+          obs::log(obs::level::debug, "maintenance.skipped", {{"reason", "another process holds the lease"}});
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
@@ -417,8 +423,8 @@ int serve(config::config cfg) {
     const http::router router(api::routes(services));
 
     log_sandbox(cfg);
-    // Only serve runs it: one pass per API node is plenty, and a worker
-    // process may not even be on the machine that the API answers from.
+    // Only serve runs it, one process at a time: a worker process may not
+    // even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
