@@ -7,10 +7,10 @@
 #include "api/errors.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
+#include "api/throttle.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "auth/refresh_token.hpp"
-#include "auth/throttle.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
 #include "obs/log.hpp"
@@ -120,15 +120,24 @@ awaitable<http::response> register_user(services& s, http::request& req) {
   auto password = required_string(*body, "password", errors);
   check_credentials(username, password, errors);
   if (!errors.empty()) co_return error_response(req, core::invalid_fields(std::move(errors)));
-  if (const auto wait = s.signups.begin(req.remote_address)) {
-    co_return error_response(
+  // A hashing slot first, as for logins (below).
+  const auto& address = req.remote_address;
+  const auto throttled = [&req](seconds wait) {
+    return error_response(
         req, too_many_attempts(
-                 "Too many registrations from this address; retry after the time in Retry-After.", *wait));
-  }
+                 "Too many registrations from this address; retry after the time in Retry-After.", wait));
+  };
   auto slot = s.signup_hashing.try_acquire();
   if (!slot) {
-    s.signups.abandoned(req.remote_address);
+    if (const auto wait = co_await backend_call(s, cost::point_read,
+                                                [&s, &address] { return s.signups.retry_after(address); })) {
+      co_return throttled(*wait);
+    }
     co_return error_response(req, core::errc::hashing_busy);
+  }
+  if (const auto wait =
+          co_await backend_call(s, cost::blocking, [&s, &address] { return s.signups.begin(address); })) {
+    co_return throttled(*wait);
   }
   core::user u{core::new_uuid_v7(), *username, {}, core::role::user, s.clock.now()};
   const auto created = co_await backend_call(s, cost::blocking, [&s, &u, &password] {
@@ -150,16 +159,28 @@ awaitable<http::response> login(services& s, http::request& req) {
   if (!parsed) co_return error_response(req, parsed.error());
   auto& creds = *parsed;
   const auto key = core::username_key(creds.username);
-  if (const auto wait = s.throttle.begin(key, req.remote_address)) {
+  const auto& address = req.remote_address;
+  const auto throttled = [&s, &req](seconds wait) {
     s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "throttled"));
-    co_return error_response(
-        req, too_many_attempts("Too many failed logins; retry after the time in Retry-After.", *wait));
-  }
+    return error_response(
+        req, too_many_attempts("Too many failed logins; retry after the time in Retry-After.", wait));
+  };
+  // The hashing slot comes before the count: an attempt turned away for
+  // want of one (503) is never counted. Counted first and taken back a
+  // database call later, a burst of 20 such attempts held 5 counts at once
+  // and turned correct logins away with 429. Throttled still outranks busy.
   auto slot = s.hashing.try_acquire();
   if (!slot) {
-    s.throttle.abandoned(key, req.remote_address);
+    if (const auto wait = co_await backend_call(
+            s, cost::point_read, [&s, &key, &address] { return s.throttle.retry_after(key, address); })) {
+      co_return throttled(*wait);
+    }
     s.metrics.add("docflow_auth_logins_total", obs::metrics::label("outcome", "busy"));
     co_return error_response(req, core::errc::hashing_busy);
+  }
+  if (const auto wait = co_await backend_call(
+          s, cost::blocking, [&s, &key, &address] { return s.throttle.begin(key, address); })) {
+    co_return throttled(*wait);
   }
   const auto user = co_await backend_call(s, cost::blocking, [&s, &creds]() -> std::optional<core::user> {
     auto found = s.db.find_user_by_name(creds.username);
@@ -174,10 +195,10 @@ awaitable<http::response> login(services& s, http::request& req) {
              {{"request_id", req.request_id}, {"remote", req.remote_address}});
     co_return error_response(req, core::errc::invalid_credentials);
   }
-  s.throttle.succeeded(key, req.remote_address);
   const auto refresh_token = docflow::auth::new_refresh_token();
   const auto now = s.clock.now();
   co_await backend_call(s, cost::blocking, [&] {
+    s.throttle.succeeded(key, address);
     s.db.start_refresh_family({core::new_uuid_v7(), user->id,
                                docflow::auth::refresh_token_hash(refresh_token), now,
                                now + s.cfg.refresh_ttl});

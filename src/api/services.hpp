@@ -28,14 +28,14 @@ namespace docflow::auth {
 class jwt_codec;
 class password_hasher;
 class hash_slots;
-class login_throttle;
-class registration_throttle;
 }  // namespace docflow::auth
 
 namespace docflow::api {
 
 class cursor_codec;
 class stream_limit;
+class login_throttle;
+class registration_throttle;
 
 /// What the operations endpoints (api/ops.hpp) read. `serve` makes one from
 /// its services; `docflow worker`, which serves nothing else, has only this.
@@ -65,8 +65,8 @@ struct services {
   /// budget, so that a registration loop cannot starve existing users' logins.
   docflow::auth::hash_slots& hashing;
   docflow::auth::hash_slots& signup_hashing;
-  docflow::auth::login_throttle& throttle;
-  docflow::auth::registration_throttle& signups;
+  login_throttle& throttle;
+  registration_throttle& signups;
   const cursor_codec& cursors;
   /// Wakes event streams when their document has a new event.
   store::change_feed& changes;

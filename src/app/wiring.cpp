@@ -28,10 +28,10 @@
 #include "api/routes.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
+#include "api/throttle.hpp"
 #include "app/backends.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
-#include "auth/throttle.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "core/ids.hpp"
@@ -286,8 +286,10 @@ private:
 
 }  // namespace
 
-// Removes what has expired (refresh families, idempotency keys) every
-// `period` until stopped.
+// Removes what has expired (refresh families, idempotency keys, throttled
+// attempts) and orphan blobs every `period` until stopped. Of the processes
+// sharing the database, one at a time runs a pass: the others find the
+// maintenance lease taken and skip theirs.
 class maintenance {
 public:
   maintenance(store::database& db, blob::blob_store& blobs, const core::clock& clock,
@@ -318,12 +320,20 @@ private:
     std::condition_variable_any wake;
     while (!stop.stop_requested()) {
       try {
-        const auto families = db.purge_refresh_families(clock.now());
-        const auto keys = db.purge_idempotency_keys(clock.now());
-        const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
-        if (families > 0 || keys > 0 || orphans > 0) {
-          obs::log(obs::level::info, "maintenance.purged",
-                   {{"refresh_families", families}, {"idempotency_keys", keys}, {"orphan_blobs", orphans}});
+        if (const auto lease = db.try_maintenance_lease()) {
+          const auto families = db.purge_refresh_families(clock.now());
+          const auto keys = db.purge_idempotency_keys(clock.now());
+          const auto attempts = db.purge_attempts(clock.now());
+          const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
+          if (families > 0 || keys > 0 || attempts > 0 || orphans > 0) {
+            obs::log(obs::level::info, "maintenance.purged",
+                     {{"refresh_families", families},
+                      {"idempotency_keys", keys},
+                      {"throttle_keys", attempts},
+                      {"orphan_blobs", orphans}});
+          }
+        } else {
+          obs::log(obs::level::debug, "maintenance.skipped", {{"reason", "another process holds the lease"}});
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
@@ -400,9 +410,9 @@ int serve(config::config cfg) {
     auth::password_hasher passwords;
     auth::hash_slots hashing(cfg.max_concurrent_hashes);
     auth::hash_slots signup_hashing(std::max(1U, cfg.max_concurrent_hashes / 2));
-    auth::login_throttle throttle(cfg.login_max_failures, login_max_failures_per_address, login_window,
-                                  clock);
-    auth::registration_throttle signups(cfg.signup_max_per_address, signup_window, clock);
+    api::login_throttle throttle(db, cfg.login_max_failures, login_max_failures_per_address, login_window,
+                                 clock);
+    api::registration_throttle signups(db, cfg.signup_max_per_address, signup_window, clock);
     const api::cursor_codec cursors(*cfg.jwt_secret, cfg.jwt_secret_previous);
     store::change_feed changes(db, event_poll);
     api::stream_limit streams(cfg.max_streams_per_user);
@@ -413,8 +423,8 @@ int serve(config::config cfg) {
     const http::router router(api::routes(services));
 
     log_sandbox(cfg);
-    // Only serve runs it: one pass per API node is plenty, and a worker
-    // process may not even be on the machine that the API answers from.
+    // Only serve runs it, one process at a time: a worker process may not
+    // even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -110,6 +112,29 @@ struct idempotent_answer {
   std::string body;
   std::string content_type;
   std::string location;
+};
+
+/// A key attempts are counted against (a username, a client address), in
+/// its scope (which throttle and which kind of key), with the number of
+/// attempts it allows within the window.
+struct attempt_key {
+  std::string_view scope;
+  std::string_view key;  ///< 1-128 bytes of printable ASCII: callers hash anything else
+  unsigned limit = 1;
+};
+
+/// What to take back of a key's counted attempts.
+struct attempt_release {
+  std::string_view scope;
+  std::string_view key;
+  bool all = false;  ///< every attempt; otherwise the newest one
+};
+
+/// The right to run the maintenance passes (purges, sweeps) just now, held
+/// by one process at a time; given up when destroyed.
+class maintenance_lease {
+public:
+  virtual ~maintenance_lease() = default;
 };
 
 struct queue_stats {
@@ -339,6 +364,42 @@ public:
 
   /// Deletes keys past their retention; returns how many.
   virtual std::size_t purge_idempotency_keys(core::time_point now) = 0;
+
+  // --- attempt throttles (logins, registrations), shared by every process
+
+  /// Counts one attempt at `now` against every key of `keys` when each has
+  /// fewer than its limit counted that have not yet left their window (an
+  /// attempt counted at t leaves at t + window); then returns nullopt.
+  /// Otherwise counts nothing and returns when a refusing key frees an
+  /// attempt (its oldest counted one leaves), the latest of those when
+  /// several refuse.
+  /// Isolation: each key's row is locked by a conditional upsert, in the
+  /// order of `keys` (callers keep one order of scopes), and a refusal rolls
+  /// back the keys counted before it: of concurrent attempts on one key,
+  /// exactly its limit's worth are counted.
+  virtual std::optional<core::time_point> count_attempt(std::span<const attempt_key> keys,
+                                                        core::time_point now,
+                                                        std::chrono::milliseconds window) = 0;
+
+  /// What count_attempt would answer at `now`, counting nothing.
+  virtual std::optional<core::time_point> attempts_refused_until(std::span<const attempt_key> keys,
+                                                                 core::time_point now) = 0;
+
+  /// Takes back the newest attempt of each release's key, or all of them,
+  /// in one transaction; unknown keys are ignored.
+  virtual void release_attempts(std::span<const attempt_release> releases) = 0;
+
+  /// Deletes the keys whose every attempt has left its window by `now`;
+  /// returns how many.
+  virtual std::size_t purge_attempts(core::time_point now) = 0;
+
+  // --- maintenance
+
+  /// The maintenance lease if no other process (or database object) holds
+  /// it, else null: the caller skips its pass. A process that dies loses
+  /// it (PostgreSQL: a session-level advisory lock on a connection of the
+  /// lease's own; SQLite: flock(2) on a file beside the database).
+  virtual std::unique_ptr<maintenance_lease> try_maintenance_lease() = 0;
 };
 
 }  // namespace docflow::store

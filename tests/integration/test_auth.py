@@ -4,8 +4,9 @@ rotation and reuse detection, logout, the bound on concurrent password
 hashes, what the logs may and may not contain, and `docflow user add/list`.
 
 Every failed login from 127.0.0.1 counts against the per-address limit (20
-per 15 minutes) of the server that saw it, so tests that fail logins on
-purpose start their own server, and the shared servers see only a few."""
+per 15 minutes) in the database of the server that saw it, so tests that
+fail logins on purpose start their own server (with its own database), and
+the shared servers see only a few."""
 import base64
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ import json
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -21,6 +23,7 @@ import time
 import unittest
 import urllib.parse
 
+import pg
 from harness import BIN, JWT_SECRET, UUID_RE, RawConnection, ServerTestCase, build_env, start_server
 
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -492,7 +495,8 @@ class LoginTest(AuthTestCase):
 
 
 class ThrottleTest(AuthTestCase):
-    """Each test has its own server: failures count per process."""
+    """Each test has its own server and database: failures count in the
+    database, shared by every process that uses it."""
 
     def assertThrottled(self, res):
         body = self.assertAnyProblem(res, 429)
@@ -579,6 +583,33 @@ class ThrottleTest(AuthTestCase):
         # A username that never failed, with the right password: the address is over its limit.
         self.assertThrottled(login(server, username, password))
         self.assertThrottled(login(server, unique_name("fresh"), "whatever-pass"))
+
+    def test_a_restart_forgets_no_failure(self):
+        data_dir = tempfile.mkdtemp(prefix="docflow-it-throttle-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        server = self.start_server(data_dir=data_dir, DOCFLOW_LOGIN_MAX_FAILURES="3")
+        username, password, _ = self.new_user(server)
+        for _ in range(3):
+            self.assertEqual(login(server, username, "wrong-password").status, 401)
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait_exit(), 0)
+        server = self.start_server(data_dir=data_dir, DOCFLOW_LOGIN_MAX_FAILURES="3")
+        self.assertThrottled(login(server, username, password))
+
+    def test_two_nodes_on_one_postgresql_count_against_one_limit(self):
+        # Counted in each process's memory, each node allowed 3 failures:
+        # 6 guesses in all instead of 3.
+        database = pg.PostgresServer()
+        self.addCleanup(database.close)
+        url = database.create_database()
+        nodes = [self.start_server(DOCFLOW_DATABASE_URL=url, DOCFLOW_AUTO_MIGRATE="on",
+                                   DOCFLOW_LOGIN_MAX_FAILURES="3") for _ in range(2)]
+        username, password, _ = self.new_user(nodes[0])
+        statuses = [login(nodes[i % 2], username, "wrong-password").status for i in range(3)]
+        self.assertEqual(statuses, [401, 401, 401])
+        for node in nodes:
+            self.assertThrottled(login(node, username, password))
+            self.assertThrottled(login(node, username, "wrong-again-123"))
 
 
 # ==========================================================================

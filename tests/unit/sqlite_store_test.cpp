@@ -301,6 +301,26 @@ TEST_F(connection_test, transaction_not_committed_rolls_back) {
   EXPECT_EQ(rows_in_t(db()), 0);
 }
 
+// The throttle's attempts are committed without an fsync; whatever the
+// connection serves next is durable again, committed or rolled back.
+TEST_F(connection_test, a_relaxed_transaction_leaves_its_connection_fully_synchronous) {
+  connection c(db(), true);
+  c.exec("CREATE TABLE t (x INTEGER)");
+  {
+    transaction tx(c, store::sqlite::durability::relaxed);
+    EXPECT_EQ(query_text(c, "PRAGMA synchronous"), "1");  // NORMAL
+    c.exec("INSERT INTO t VALUES (1)");
+    tx.commit();
+  }
+  EXPECT_EQ(query_text(c, "PRAGMA synchronous"), "2");
+  {
+    transaction tx(c, store::sqlite::durability::relaxed);
+    c.exec("INSERT INTO t VALUES (2)");
+  }
+  EXPECT_EQ(query_text(c, "PRAGMA synchronous"), "2");
+  EXPECT_EQ(rows_in_t(db()), 1);
+}
+
 TEST_F(connection_test, transaction_rolls_back_when_an_exception_unwinds) {
   connection c(db(), true);
   c.exec("CREATE TABLE t (x INTEGER)");

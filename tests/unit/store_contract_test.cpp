@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -22,6 +23,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include "api/throttle.hpp"
 #include "core/ids.hpp"
 #include "pg_server.hpp"
 #include "store/database.hpp"
@@ -881,9 +883,340 @@ TEST_P(store_concurrency, a_completion_and_a_cancel_never_both_succeed) {
   }
 }
 
+// -----------------------------------------------------------------------------------------------------------
+// Attempt throttles: the login and registration throttles of SPEC §2
+// (api/throttle), on each engine. What they answered when they counted in
+// memory they answer with the counts in the database.
+
+namespace {
+
+class manual_clock : public docflow::core::clock {
+public:
+  explicit manual_clock(time_point start) : now_(start) {}
+  time_point now() const override { return now_; }
+  void advance(std::chrono::milliseconds d) { now_ += d; }
+
+private:
+  time_point now_;
+};
+
+using api::login_throttle;
+using api::registration_throttle;
+
+class ThrottleTest : public store_contract {
+protected:
+  static constexpr unsigned per_user = 5;
+  static constexpr unsigned per_address = 20;
+  static constexpr std::chrono::seconds window{15 * 60};
+
+  void SetUp() override {
+    store_contract::SetUp();
+    throttle.emplace(db(), per_user, per_address, window, clock);
+  }
+
+  manual_clock clock{t0};
+  std::optional<login_throttle> throttle;
+
+  // `n` failures for `user`, each from its own address so that only the
+  // username limit is in play, one second apart.
+  void fail_user(const std::string& user, unsigned n) {
+    for (unsigned i = 0; i < n; ++i) {
+      (void)throttle->begin(user, user + "-addr-" + std::to_string(i) + "-" + std::to_string(counter_++));
+      clock.advance(1s);
+    }
+  }
+
+  std::optional<std::chrono::seconds> check(const std::string& user,
+                                            const std::string& address = "192.0.2.1") {
+    return throttle->retry_after(user, address);
+  }
+
+private:
+  unsigned counter_ = 0;
+};
+
+}  // namespace
+
+TEST_P(ThrottleTest, NothingRecordedMeansAllowed) {
+  EXPECT_EQ(check("alice"), std::nullopt);
+  EXPECT_EQ(check(""), std::nullopt);
+}
+
+TEST_P(ThrottleTest, PerUsernameLimitThenRetryAfterIsTheRemainingWindow) {
+  fail_user("alice", per_user - 1);  // failures at t0 .. t0+3s
+  EXPECT_EQ(check("alice"), std::nullopt) << "4 failures are under the limit of 5";
+  fail_user("alice", 1);  // the 5th, at t0+4s; now t0+5s
+  const auto wait = check("alice");
+  ASSERT_TRUE(wait.has_value());
+  // The oldest failure (t0) leaves the window at t0+900s.
+  EXPECT_EQ(*wait, window - 5s);
+  // From any address, and only for that username.
+  EXPECT_TRUE(check("alice", "198.51.100.7").has_value());
+  EXPECT_EQ(check("bob"), std::nullopt);
+  clock.advance(100s);
+  EXPECT_EQ(check("alice"), window - 105s);
+}
+
+TEST_P(ThrottleTest, RetryAfterIsRoundedUpAndAtLeastOneSecond) {
+  fail_user("alice", per_user);        // oldest at t0
+  clock.advance(window - 5s - 300ms);  // now = t0 + 900s - 300ms
+  EXPECT_EQ(check("alice"), 1s);
+  for (unsigned i = 0; i < per_user; ++i) {
+    (void)throttle->begin("carol", "carol-" + std::to_string(i));  // all five at one instant
+  }
+  clock.advance(10s + 500ms);
+  const auto wait = check("carol");
+  ASSERT_TRUE(wait.has_value());
+  EXPECT_EQ(*wait, 890s) << "889.5 s remaining rounds up";
+}
+
+TEST_P(ThrottleTest, WindowSlidesWhenTheOldestFailureLeaves) {
+  fail_user("alice", per_user);  // failures at t0 .. t0+4s, now t0+5s
+  ASSERT_TRUE(check("alice"));
+  clock.advance(window - 5s - 1ms);  // now t0+900s-1ms: the oldest is still in
+  EXPECT_TRUE(check("alice"));
+  clock.advance(1ms);  // t0+900s: the failure at t0 has left the window
+  EXPECT_EQ(check("alice"), std::nullopt);
+  // One more failure fills the window again, until the one at t0+1s leaves.
+  (void)throttle->begin("alice", "203.0.113.9");
+  EXPECT_EQ(check("alice"), 1s);
+  clock.advance(1s);
+  EXPECT_EQ(check("alice"), std::nullopt);
+  // Long after, everything has left.
+  clock.advance(window);
+  fail_user("alice", per_user - 1);
+  EXPECT_EQ(check("alice"), std::nullopt);
+}
+
+TEST_P(ThrottleTest, PerAddressLimitIsIndependentOfUsernames) {
+  const std::string address = "192.0.2.50";
+  for (unsigned i = 0; i < per_address - 1; ++i) {
+    (void)throttle->begin("user-" + std::to_string(i), address);
+  }
+  EXPECT_EQ(check("someone-new", address), std::nullopt) << "19 failures from the address";
+  (void)throttle->begin("user-last", address);
+  const auto wait = check("someone-new", address);
+  ASSERT_TRUE(wait.has_value()) << "the 20 failures came from one address, whatever the usernames";
+  EXPECT_EQ(*wait, window);
+  // The same usernames from another address are fine: each has one failure.
+  EXPECT_EQ(check("user-0", "192.0.2.51"), std::nullopt);
+  EXPECT_EQ(check("someone-new", "192.0.2.51"), std::nullopt);
+}
+
+TEST_P(ThrottleTest, WhenBothLimitsApplyTheLongerWaitWins) {
+  const std::string crowded = "192.0.2.60";
+  const std::string later = "192.0.2.61";
+  for (unsigned i = 0; i < per_address; ++i) {
+    (void)throttle->begin("filler-" + std::to_string(i), crowded);  // full, oldest at t0
+  }
+  clock.advance(100s);
+  fail_user("alice", per_user);  // alice full, oldest at t0+100s; now t0+105s
+  for (unsigned i = 0; i < per_address; ++i) {
+    (void)throttle->begin("other-" + std::to_string(i), later);  // full, oldest at t0+105s
+  }
+  EXPECT_EQ(check("alice", crowded), window - 5s) << "alice's window ends after the address's";
+  EXPECT_EQ(check("alice", later), window) << "the address's window ends after alice's";
+}
+
+TEST_P(ThrottleTest, UnknownUsernamesAreCountedTheSame) {
+  // The throttle never sees whether a user exists: any key counts.
+  fail_user("no-such-user-anywhere", per_user);
+  EXPECT_TRUE(check("no-such-user-anywhere"));
+}
+
+TEST_P(ThrottleTest, SucceededResetsTheUsernameButNotTheAddress) {
+  const std::string address = "192.0.2.70";
+  for (unsigned i = 0; i < per_user - 1; ++i) {
+    (void)throttle->begin("alice", address);
+  }
+  ASSERT_EQ(throttle->begin("alice", address), std::nullopt);  // the attempt that succeeds
+  throttle->succeeded("alice", address);
+  for (unsigned i = 0; i < per_user - 1; ++i) {
+    (void)throttle->begin("alice", "other-" + std::to_string(i));
+  }
+  EXPECT_EQ(check("alice", "192.0.2.99"), std::nullopt) << "only 4 failures since the success";
+  (void)throttle->begin("alice", "one-more");
+  EXPECT_TRUE(check("alice", "192.0.2.99"));
+
+  // The address keeps its count: 4 failures above, 16 more fill it.
+  for (unsigned i = 0; i < per_address - (per_user - 1); ++i) {
+    (void)throttle->begin("x" + std::to_string(i), address);
+  }
+  ASSERT_EQ(throttle->begin("someone", "192.0.2.71"), std::nullopt);
+  throttle->succeeded("someone", "192.0.2.71");
+  EXPECT_TRUE(check("someone", address));
+}
+
+TEST_P(ThrottleTest, SucceededForAnUnknownKeyIsHarmless) {
+  throttle->succeeded("never-seen", "nowhere");
+  fail_user("alice", per_user);
+  throttle->succeeded("never-seen", "nowhere");
+  EXPECT_TRUE(check("alice"));
+}
+
+TEST_P(ThrottleTest, ManyDistinctKeysDoNotBreakIt) {
+  // Enough distinct keys to cross the internal pruning threshold several
+  // times, spread over more than one window.
+  for (int i = 0; i < 3000; ++i) {
+    (void)throttle->begin("old-" + std::to_string(i),
+                          "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+  }
+  clock.advance(window + 1s);
+  // The victim's first failure will have left the window when pruning runs,
+  // the next four will not.
+  (void)throttle->begin("victim", "v-first");
+  clock.advance(850s);
+  for (int i = 0; i < 4; ++i) {
+    (void)throttle->begin("victim", "v-" + std::to_string(i));
+  }
+  clock.advance(60s);
+  for (int i = 0; i < 3000; ++i) {
+    (void)throttle->begin("new-" + std::to_string(i),
+                          "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+  }
+  EXPECT_EQ(check("victim"), std::nullopt) << "four failures in the window";
+  (void)throttle->begin("victim", "v-last");
+  EXPECT_TRUE(check("victim")) << "recent failures survive pruning";
+  EXPECT_EQ(check("old-0", "10.0.0.0"), std::nullopt) << "old ones have left the window";
+  EXPECT_EQ(check("new-0", "10.9.9.9"), std::nullopt) << "one failure each";
+}
+
+TEST_P(ThrottleTest, AnAttemptCountsWhenItBeginsSoConcurrentGuessesSeeEachOther) {
+  // 16 guesses arrive before any password check has finished: only the
+  // limit's worth may go ahead.
+  int allowed = 0;
+  for (int i = 0; i < 16; ++i) {
+    allowed += throttle->begin("alice", "198.51.100.1") ? 0 : 1;
+  }
+  EXPECT_EQ(allowed, static_cast<int>(per_user));
+  EXPECT_TRUE(check("alice"));
+}
+
+TEST_P(ThrottleTest, RegistrationsAreLimitedPerAddress) {
+  registration_throttle signups(db(), 3, 1h, clock);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(signups.begin("192.0.2.80"), std::nullopt) << i;
+    clock.advance(1s);
+  }
+  EXPECT_EQ(signups.begin("192.0.2.80"), 1h - 3s) << "until the first leaves the hour";
+  EXPECT_EQ(signups.begin("192.0.2.81"), std::nullopt) << "another address has its own count";
+  EXPECT_EQ(signups.retry_after("192.0.2.80"), 1h - 3s) << "refused, it counted nothing";
+  EXPECT_EQ(signups.retry_after("192.0.2.81"), std::nullopt);
+  clock.advance(1h);
+  EXPECT_EQ(signups.begin("192.0.2.80"), std::nullopt);
+}
+
+TEST_P(ThrottleTest, ConcurrentFailuresAreAllCounted) {
+  constexpr int threads = 4;
+  constexpr int per_thread = 50;
+  login_throttle big(db(), threads * per_thread, 1000000, window, clock);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&big, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        (void)big.begin("shared", "addr-" + std::to_string(t) + "-" + std::to_string(i));
+        (void)big.retry_after("shared", "elsewhere");
+      }
+    });
+  }
+  for (auto& th : pool) {
+    th.join();
+  }
+  EXPECT_TRUE(big.retry_after("shared", "elsewhere")) << "every one of the 200 failures was recorded";
+}
+
+TEST_P(ThrottleTest, UnusualUsernamesAndAddressesAreCountedToo) {
+  // Whatever a client sends as a username: long, with a NUL, not UTF-8.
+  const std::string odd = std::string(10000, 'x') + '\0' + "\xff\xfe";
+  fail_user(odd, per_user);
+  EXPECT_TRUE(check(odd));
+  EXPECT_EQ(check(std::string(10000, 'x')), std::nullopt) << "a different key";
+  const std::string address = "\x01 not an address";
+  for (unsigned i = 0; i < per_address; ++i) {
+    (void)throttle->begin("spray-" + std::to_string(i), address);
+  }
+  EXPECT_TRUE(check("someone", address));
+}
+
+// The store's side of it: a refused attempt counts against none of its
+// keys, and keys are forgotten once every attempt has left its window.
+TEST_P(store_contract, a_refused_attempt_counts_against_none_of_its_keys) {
+  const std::array full{store::attempt_key{"s", "full", 1}};
+  ASSERT_EQ(db().count_attempt(full, t0, 60s), std::nullopt);
+  const std::array both{store::attempt_key{"s", "roomy", 2}, store::attempt_key{"s", "full", 1}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(db().count_attempt(both, t0 + 1s, 60s), t0 + 60s) << i;
+  }
+  const std::array roomy{store::attempt_key{"s", "roomy", 2}};
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 2s, 60s), std::nullopt);
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 3s, 60s), std::nullopt) << "the refusals counted nothing";
+  EXPECT_EQ(db().count_attempt(roomy, t0 + 4s, 60s), t0 + 62s);
+  EXPECT_EQ(db().attempts_refused_until(roomy, t0 + 62s), std::nullopt);
+}
+
+TEST_P(store_contract, keys_whose_attempts_all_left_their_window_are_purged) {
+  const std::array early{store::attempt_key{"s", "early", 1}};
+  const std::array late{store::attempt_key{"s", "late", 2}};
+  ASSERT_EQ(db().count_attempt(early, t0, 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0, 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0 + 5s, 10s), std::nullopt);
+  EXPECT_EQ(db().purge_attempts(t0 + 10s), 1U) << "only early: one of late's is still in its window";
+  EXPECT_EQ(db().purge_attempts(t0 + 10s), 0U);
+  EXPECT_EQ(db().attempts_refused_until(late, t0 + 10s), std::nullopt);
+  ASSERT_EQ(db().count_attempt(late, t0 + 10s, 10s), std::nullopt);
+  EXPECT_EQ(db().attempts_refused_until(late, t0 + 10s), t0 + 15s) << "the purge kept late's live attempt";
+  EXPECT_EQ(db().purge_attempts(t0 + 20s), 1U);
+  db().release_attempts(std::array{store::attempt_release{"s", "gone", false}});  // unknown: ignored
+  EXPECT_EQ(db().purge_attempts(t0 + 20s), 0U);
+}
+
+// Callers that share only the database (nodes) count against one limit.
+TEST_P(store_concurrency, concurrent_attempts_on_one_key_count_exactly_its_limit) {
+  constexpr unsigned limit = 5;
+  for (int round = 0; round < rounds; ++round) {
+    const auto user = "alice-" + std::to_string(round);
+    const auto address = "192.0.2." + std::to_string(round);
+    std::vector<int> counted(callers, 0);
+    on_threads(callers, [&](int i) {
+      // Half by one username from addresses of their own, half from one
+      // address with usernames of their own.
+      const auto own = std::to_string(i);
+      const std::array keys = i % 2 == 0 ? std::array{store::attempt_key{"login_user", user, limit},
+                                                      store::attempt_key{"login_address", own, 1000}}
+                                         : std::array{store::attempt_key{"login_user", own, 1000},
+                                                      store::attempt_key{"login_address", address, limit}};
+      counted[i] = stores_[i]->count_attempt(keys, t0, 60s) ? 0 : 1;
+    });
+    int by_user = 0;
+    int by_address = 0;
+    for (int i = 0; i < callers; ++i) (i % 2 == 0 ? by_user : by_address) += counted[i];
+    EXPECT_EQ(by_user, static_cast<int>(limit)) << "round " << round;
+    EXPECT_EQ(by_address, static_cast<int>(limit)) << "round " << round;
+  }
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// Maintenance: one runner at a time among every store on one database.
+
+TEST_P(store_contract, one_store_at_a_time_holds_the_maintenance_lease) {
+  const auto other = open();
+  auto held = db().try_maintenance_lease();
+  ASSERT_TRUE(held);
+  EXPECT_FALSE(other->try_maintenance_lease());
+  EXPECT_FALSE(db().try_maintenance_lease()) << "not even the holder's own store takes it twice";
+  held.reset();
+  auto taken = other->try_maintenance_lease();
+  EXPECT_TRUE(taken) << "released, it goes to the next who asks";
+  EXPECT_FALSE(db().try_maintenance_lease());
+  taken.reset();
+  EXPECT_TRUE(db().try_maintenance_lease());
+}
+
 INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);
 INSTANTIATE_TEST_SUITE_P(engines, lease_protocol, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);
 INSTANTIATE_TEST_SUITE_P(engines, store_concurrency, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
+INSTANTIATE_TEST_SUITE_P(engines, ThrottleTest, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);

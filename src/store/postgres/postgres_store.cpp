@@ -29,6 +29,8 @@ constexpr int max_attempts = 5;
 // The session-level advisory lock that serialises migrations across
 // processes ("docflow" in ASCII).
 constexpr std::int64_t migration_lock = 0x646f63666c6f77;
+// The session-level advisory lock of the one maintenance runner ("dfmaint").
+constexpr std::int64_t maintenance_lock = 0x64666d61696e74;
 
 // Ids are uuid columns. The SQLite store compares ids as text, so only the
 // canonical lowercase form finds a row there; PostgreSQL would also accept
@@ -832,6 +834,118 @@ std::size_t postgres_store::purge_idempotency_keys(core::time_point now) {
     return static_cast<std::size_t>(
         c.exec("DELETE FROM idempotency_keys WHERE expires_at <= $1", now).affected());
   });
+}
+
+// --- attempt throttles
+
+namespace {
+
+// When the keys next allow an attempt, if one of them refuses one at `now`:
+// the latest of the refusing keys' oldest attempts still in their window.
+std::optional<core::time_point> refused_until(pq::connection& c, std::span<const attempt_key> keys,
+                                              core::time_point now) {
+  std::optional<core::time_point> until;
+  for (const auto& k : keys) {
+    const auto r = c.exec(
+        "SELECT count(*), min(t) FROM throttle_attempts a, unnest(a.leaves_at) t"
+        " WHERE a.scope = $1 AND a.key = $2 AND t > $3",
+        k.scope, k.key, now);
+    if (r.integer(0, 0) < static_cast<std::int64_t>(k.limit)) continue;
+    const auto frees = r.time(0, 1);
+    until = until ? std::max(*until, frees) : frees;
+  }
+  return until;
+}
+
+// Unlocked before the connection closes: the server releases a session's
+// locks only once its backend has seen the close, a moment later, and the
+// next holder should not have to wait for that.
+class advisory_lease final : public maintenance_lease {
+public:
+  explicit advisory_lease(std::unique_ptr<pq::connection> c) noexcept : c_(std::move(c)) {}
+  ~advisory_lease() override {
+    try {
+      c_->exec("SELECT pg_advisory_unlock($1)", maintenance_lock);
+    } catch (const std::exception&) {
+      // The connection is broken: its end releases the lock all the same.
+    }
+  }
+  advisory_lease(const advisory_lease&) = delete;
+  advisory_lease& operator=(const advisory_lease&) = delete;
+
+private:
+  std::unique_ptr<pq::connection> c_;
+};
+
+}  // namespace
+
+// Each key's row is locked by the upsert that counts on it, whether it
+// counts or not (ON CONFLICT DO UPDATE locks the row it finds, and its WHERE
+// sees the row's latest version): concurrent attempts on one key, from any
+// node, are counted one after the other, never both on a stale count.
+// Attempts are committed without waiting for the WAL flush: a server crash
+// forgets the last few, which costs no security worth a flush on every
+// login.
+std::optional<core::time_point> postgres_store::count_attempt(std::span<const attempt_key> keys,
+                                                              core::time_point now,
+                                                              std::chrono::milliseconds window) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> std::optional<core::time_point> {
+    c.exec("SET LOCAL synchronous_commit = off");
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const auto& k = keys[i];
+      const auto counted = c.exec(
+          "INSERT INTO throttle_attempts AS a (scope, key, leaves_at) VALUES ($1, $2, ARRAY[$4::timestamptz])"
+          " ON CONFLICT (scope, key) DO UPDATE SET leaves_at = array("
+          "  SELECT t FROM unnest(a.leaves_at || $4::timestamptz) t WHERE t > $3::timestamptz ORDER BY t)"
+          " WHERE (SELECT count(*) FROM unnest(a.leaves_at) t WHERE t > $3::timestamptz) < $5::int8",
+          k.scope, k.key, now, now + window, k.limit);
+      if (counted.affected() == 1) continue;
+      // The keys before this one had room (they counted), so only this one,
+      // locked, and those not yet tried can be refusing.
+      auto until = refused_until(c, keys.subspan(i), now);
+      tx.rollback();
+      return until;
+    }
+    return std::nullopt;
+  });
+}
+
+std::optional<core::time_point> postgres_store::attempts_refused_until(std::span<const attempt_key> keys,
+                                                                       core::time_point now) {
+  return retrying([&](pq::connection& c) { return refused_until(c, keys, now); });
+}
+
+void postgres_store::release_attempts(std::span<const attempt_release> releases) {
+  in_transaction([&](pq::connection& c, pq::transaction&) {
+    c.exec("SET LOCAL synchronous_commit = off");
+    for (const auto& r : releases) {
+      c.exec(r.all ? "DELETE FROM throttle_attempts WHERE scope = $1 AND key = $2"
+                   : "UPDATE throttle_attempts SET leaves_at = trim_array(leaves_at, 1)"
+                     " WHERE scope = $1 AND key = $2 AND cardinality(leaves_at) > 0",
+             r.scope, r.key);
+    }
+  });
+}
+
+// A key's times are sorted, so its last one is when its newest attempt
+// leaves (an empty array's is NULL: nothing left to wait for either).
+std::size_t postgres_store::purge_attempts(core::time_point now) {
+  return retrying([&](pq::connection& c) {
+    return static_cast<std::size_t>(
+        c.exec("DELETE FROM throttle_attempts WHERE coalesce(leaves_at[cardinality(leaves_at)] <= $1, true)",
+               now)
+            .affected());
+  });
+}
+
+// --- maintenance
+
+// A connection of the lease's own, outside the pool: the lock belongs to
+// the session, and a process that dies closes it.
+std::unique_ptr<maintenance_lease> postgres_store::try_maintenance_lease() {
+  auto c = pool_.connect_alone();
+  if (!c->exec("SELECT pg_try_advisory_lock($1)", maintenance_lock).boolean(0, 0)) return nullptr;
+  return std::make_unique<advisory_lease>(std::move(c));
 }
 
 }  // namespace docflow::store::postgres

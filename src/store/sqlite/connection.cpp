@@ -129,7 +129,19 @@ void connection::exec(std::string_view sql) {
 
 statement connection::prepare(std::string_view sql) { return statement(*this, sql); }
 
-transaction::transaction(connection& c) : c_(c) { c_.prepare("BEGIN IMMEDIATE").step(); }
+// A relaxed commit in WAL mode appends to the log without an fsync; the
+// next full commit's fsync (or a checkpoint) makes it durable too. The
+// setting is the connection's, so it is set back before the connection
+// serves anything else.
+transaction::transaction(connection& c, durability d) : c_(c), durability_(d) {
+  if (durability_ == durability::relaxed) c_.exec("PRAGMA synchronous=NORMAL");
+  try {
+    c_.prepare("BEGIN IMMEDIATE").step();
+  } catch (...) {
+    if (durability_ == durability::relaxed) c_.exec("PRAGMA synchronous=FULL");
+    throw;
+  }
+}
 
 transaction::~transaction() {
   if (!done_) {
@@ -137,6 +149,13 @@ transaction::~transaction() {
       c_.exec("ROLLBACK");
     } catch (...) {
       // Already rolled back by SQLite (e.g. after SQLITE_FULL): nothing to undo.
+    }
+  }
+  if (durability_ == durability::relaxed) {
+    try {
+      c_.exec("PRAGMA synchronous=FULL");
+    } catch (...) {
+      // Only out of memory fails a PRAGMA; nothing better to do here.
     }
   }
 }

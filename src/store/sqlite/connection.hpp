@@ -63,10 +63,16 @@ private:
   std::unordered_map<std::string, sqlite3_stmt*> idle_;  ///< prepared statements not in use, by SQL
 };
 
+/// How a transaction's commit reaches the disk.
+enum class durability {
+  full,     ///< on disk when commit() returns (synchronous=FULL, the connection's setting)
+  relaxed,  ///< in the WAL without waiting for the disk: a power cut may lose it (never corrupts)
+};
+
 /// BEGIN IMMEDIATE on construction, ROLLBACK on destruction unless committed.
 class transaction {
 public:
-  explicit transaction(connection& c);
+  explicit transaction(connection& c, durability d = durability::full);
   ~transaction();
   transaction(const transaction&) = delete;
   transaction& operator=(const transaction&) = delete;
@@ -74,6 +80,7 @@ public:
 
 private:
   connection& c_;
+  durability durability_;
   bool done_ = false;
 };
 

@@ -1,7 +1,13 @@
 #include "store/sqlite/sqlite_store.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <utility>
 
@@ -820,6 +826,116 @@ std::size_t sqlite_store::purge_idempotency_keys(core::time_point now) {
   const lease c(*this);
   c->prepare("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(1, to_ms(now)).step();
   return static_cast<std::size_t>(sqlite3_changes(c->handle()));
+}
+
+}  // namespace docflow::store::sqlite
+
+namespace docflow::store::sqlite {
+
+namespace {
+
+// When the keys next allow an attempt, if one of them refuses one at `now`:
+// the latest of the refusing keys' oldest attempts still in their window.
+std::optional<core::time_point> refused_until(connection& c, std::span<const attempt_key> keys,
+                                              core::time_point now) {
+  std::optional<core::time_point> until;
+  for (const auto& k : keys) {
+    auto st = c.prepare(
+        "SELECT count(*), min(leaves_at) FROM throttle_attempts WHERE scope = ? AND key = ? AND leaves_at > "
+        "?");
+    st.bind(1, k.scope).bind(2, k.key).bind(3, to_ms(now));
+    st.step();
+    if (st.column_int(0) < static_cast<std::int64_t>(k.limit)) continue;
+    const auto frees = from_ms(st.column_int(1));
+    until = until ? std::max(*until, frees) : frees;
+  }
+  return until;
+}
+
+// flock(2) on a file beside the database: one holder among the processes of
+// this machine, the only ones that can share a SQLite file. The kernel
+// releases it when the descriptor closes, however the process ends.
+class file_lease final : public maintenance_lease {
+public:
+  explicit file_lease(int fd) noexcept : fd_(fd) {}
+  ~file_lease() override { ::close(fd_); }
+  file_lease(const file_lease&) = delete;
+  file_lease& operator=(const file_lease&) = delete;
+
+private:
+  int fd_;
+};
+
+}  // namespace
+
+// BEGIN IMMEDIATE takes the write lock first: no other attempt is counted
+// between this one's count and its insert. Attempts are written without
+// waiting for the disk (a relaxed commit): a power cut forgets the last few,
+// which costs no security worth an fsync on every login.
+std::optional<core::time_point> sqlite_store::count_attempt(std::span<const attempt_key> keys,
+                                                            core::time_point now,
+                                                            std::chrono::milliseconds window) {
+  const lease c(*this);
+  transaction tx(*c, durability::relaxed);
+  if (auto until = refused_until(*c, keys, now)) return until;
+  for (const auto& k : keys) {
+    c->prepare("INSERT INTO throttle_attempts (scope, key, leaves_at) VALUES (?, ?, ?)")
+        .bind(1, k.scope)
+        .bind(2, k.key)
+        .bind(3, to_ms(now + window))
+        .step();
+  }
+  tx.commit();
+  return std::nullopt;
+}
+
+std::optional<core::time_point> sqlite_store::attempts_refused_until(std::span<const attempt_key> keys,
+                                                                     core::time_point now) {
+  const lease c(*this);
+  return refused_until(*c, keys, now);
+}
+
+void sqlite_store::release_attempts(std::span<const attempt_release> releases) {
+  const lease c(*this);
+  transaction tx(*c, durability::relaxed);
+  for (const auto& r : releases) {
+    c->prepare(r.all ? "DELETE FROM throttle_attempts WHERE scope = ?1 AND key = ?2"
+                     : "DELETE FROM throttle_attempts WHERE rowid = (SELECT rowid FROM throttle_attempts"
+                       " WHERE scope = ?1 AND key = ?2 ORDER BY leaves_at DESC LIMIT 1)")
+        .bind(1, r.scope)
+        .bind(2, r.key)
+        .step();
+  }
+  tx.commit();
+}
+
+std::size_t sqlite_store::purge_attempts(core::time_point now) {
+  const lease c(*this);
+  transaction tx(*c);
+  std::size_t keys = 0;
+  {
+    auto gone = c->prepare(
+        "SELECT count(*) FROM (SELECT 1 FROM throttle_attempts GROUP BY scope, key HAVING max(leaves_at) <= "
+        "?)");
+    gone.bind(1, to_ms(now)).step();
+    keys = static_cast<std::size_t>(gone.column_int(0));
+  }
+  c->prepare("DELETE FROM throttle_attempts WHERE leaves_at <= ?").bind(1, to_ms(now)).step();
+  tx.commit();
+  return keys;
+}
+
+std::unique_ptr<maintenance_lease> sqlite_store::try_maintenance_lease() {
+  const auto path = path_.string() + "-maintenance";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw store_error("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd);
+    if (error == EWOULDBLOCK) return nullptr;
+    throw store_error("cannot lock " + path + ": " + std::strerror(error));
+  }
+  return std::make_unique<file_lease>(fd);
 }
 
 }  // namespace docflow::store::sqlite

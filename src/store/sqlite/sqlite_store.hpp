@@ -74,6 +74,15 @@ public:
   void abandon_idempotent(std::string_view user_id, std::string_view key, std::string_view claim) override;
   std::size_t purge_idempotency_keys(core::time_point now) override;
 
+  std::optional<core::time_point> count_attempt(std::span<const attempt_key> keys, core::time_point now,
+                                                std::chrono::milliseconds window) override;
+  std::optional<core::time_point> attempts_refused_until(std::span<const attempt_key> keys,
+                                                         core::time_point now) override;
+  void release_attempts(std::span<const attempt_release> releases) override;
+  std::size_t purge_attempts(core::time_point now) override;
+
+  std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
+
 private:
   // A connection borrowed from the pool, returned on destruction.
   class lease {
