@@ -1,9 +1,13 @@
 #include "jobs/worker_pool.hpp"
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include <boost/json/array.hpp>
@@ -19,6 +23,7 @@
 #include "obs/metrics.hpp"
 #include "pipeline/stage.hpp"
 #include "store/database.hpp"
+#include "store/wakeups.hpp"
 
 namespace docflow::jobs {
 
@@ -28,6 +33,19 @@ using std::chrono::milliseconds;
 
 // Thrown by the heartbeat when the lease is gone (cancelled, taken over, deleted).
 struct lease_lost {};
+
+// Retry moments kept ahead at most; beyond them, the poll finds the job.
+constexpr std::size_t max_due = 1024;
+
+// The moment a job_available hint names, or nullopt (now) if it names none.
+std::optional<core::time_point> hinted_time(std::optional<std::string_view> payload) {
+  if (!payload) return std::nullopt;
+  std::int64_t ms = 0;
+  const auto* end = payload->data() + payload->size();
+  const auto [at, ec] = std::from_chars(payload->data(), end, ms);
+  if (ec != std::errc{} || at != end) return std::nullopt;
+  return core::from_unix_ms(ms);
+}
 
 double seconds_between(core::time_point a, core::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -74,12 +92,61 @@ struct worker_pool::impl {
   std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
+  // From wake-ups (PostgreSQL): jobs announced as claimable now, at most one
+  // per worker (a worker back from a job claims anyway), and the moments
+  // announced retries become claimable.
+  unsigned hints = 0;
+  std::set<core::time_point> due;
   std::vector<std::thread> threads;
+  // Last: unsubscribed before anything its handler touches goes.
+  std::optional<store::wakeups::subscription> announced;
 
-  // Sleeps up to `d`; false when the pool is stopping.
-  bool pause(milliseconds d) {
+  // Called by the database's wake-ups when a job becomes available (or,
+  // without a payload, when announcements may have been lost).
+  void on_job_available(std::optional<std::string_view> payload) {
+    const auto at = hinted_time(payload);
+    {
+      const std::lock_guard lock(mutex);
+      if (!payload) {
+        hints = options.workers;
+      } else if (at && *at > clock.now()) {
+        if (due.size() < max_due) due.insert(*at);
+      } else {
+        hints = std::min(hints + 1, options.workers);
+      }
+    }
+    if (payload) {
+      wake.notify_one();
+    } else {
+      wake.notify_all();
+    }
+  }
+
+  // Waits, when no job was there to claim, until one may be: announced now,
+  // a retry's moment come, or the poll interval passed. False when the pool
+  // is stopping.
+  bool idle() {
+    using steady = std::chrono::steady_clock;
+    const auto give_up = steady::now() + (announced ? options.woken_poll_interval : options.poll_interval);
     std::unique_lock lock(mutex);
-    return !wake.wait_for(lock, d, [this] { return stopping; });
+    for (;;) {
+      if (stopping) return false;
+      if (hints > 0) {
+        --hints;
+        return true;
+      }
+      auto until = give_up;
+      if (!due.empty()) {
+        const auto left = *due.begin() - clock.now();
+        if (left <= core::time_point::duration::zero()) {
+          due.erase(due.begin());
+          return true;
+        }
+        until = std::min(until, steady::now() + std::chrono::ceil<milliseconds>(left));
+      }
+      if (steady::now() >= give_up) return true;
+      wake.wait_until(lock, until);
+    }
   }
 
   void loop(unsigned index) {
@@ -97,7 +164,7 @@ struct worker_pool::impl {
         obs::log(obs::level::warn, "job.claim_failed", {{"error", e.what()}});
       }
       if (!job) {
-        if (!pause(options.poll_interval)) return;
+        if (!idle()) return;
         continue;
       }
       run(*job, jitter(rng));
@@ -122,19 +189,48 @@ struct worker_pool::impl {
     }
 
     // Keeps the lease alive while the stages run (renewed every third of
-    // it), and looks every second whether it is still held: a cancel must
-    // free the worker and kill the extraction at once, not at the next
-    // renewal (up to 10 s later). Lost (cancelled, deleted, taken over): stop
-    // at the next heartbeat and record nothing.
+    // it), and looks whether it is still held: a cancel must free the worker
+    // and kill the extraction at once, not at the next renewal (up to 10 s
+    // later). Without wake-ups it looks every second; with them, when the
+    // job is announced stopped (or announcements may have been lost). Lost
+    // (cancelled, deleted, taken over): stop at the next heartbeat and
+    // record nothing.
+    std::mutex m;
+    std::condition_variable_any cv;
+    bool look_now = false;
+    std::optional<store::wakeups::subscription> stopped;
+    if (auto* source = db.wakeups()) {
+      stopped.emplace(source->subscribe(store::wakeup_topic::job_stopped,
+                                        [&m, &cv, &look_now, &job](std::optional<std::string_view> id) {
+                                          if (id && *id != job.job_id) return;
+                                          {
+                                            const std::lock_guard lock(m);
+                                            look_now = true;
+                                          }
+                                          cv.notify_all();
+                                        }));
+      // A cancel committed between the claim and the subscription was
+      // announced to nobody: look once now.
+      try {
+        if (!db.lease_held(job)) {
+          obs::log(obs::level::info, "job.abandoned", ids);
+          return;
+        }
+      } catch (const std::exception& e) {
+        obs::log(obs::level::warn, "job.renew_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+      }
+    }
+    const auto look_every =
+        stopped ? options.lease / 3 : std::min<milliseconds>(std::chrono::seconds(1), options.lease / 3);
     std::atomic<bool> lost{false};
-    std::jthread keeper([this, &job, &lost](const std::stop_token& stop) {
-      constexpr auto look_every = std::chrono::seconds(1);
-      std::mutex m;
-      std::condition_variable_any cv;
+    std::jthread keeper([this, &job, &lost, &m, &cv, &look_now, look_every](const std::stop_token& stop) {
       auto renewed_at = std::chrono::steady_clock::now();
       while (!stop.stop_requested()) {
-        std::unique_lock lock(m);
-        cv.wait_for(lock, stop, std::min<milliseconds>(look_every, options.lease / 3), [] { return false; });
+        {
+          std::unique_lock lock(m);
+          cv.wait_for(lock, stop, look_every, [&look_now] { return look_now; });
+          look_now = false;
+        }
         if (stop.stop_requested()) return;
         try {
           const bool renew = std::chrono::steady_clock::now() - renewed_at >= options.lease / 3;
@@ -250,6 +346,11 @@ worker_pool::worker_pool(store::database& db, blob::blob_store& blobs,
                          std::vector<std::unique_ptr<pipeline::stage>> stages, worker_options options,
                          obs::metrics& metrics, const core::clock& clock)
     : impl_(std::make_unique<impl>(db, blobs, std::move(stages), std::move(options), metrics, clock)) {
+  if (auto* hints = db.wakeups()) {
+    impl_->announced.emplace(
+        hints->subscribe(store::wakeup_topic::job_available,
+                         [pool = impl_.get()](auto payload) { pool->on_job_available(payload); }));
+  }
   for (unsigned i = 0; i < impl_->options.workers; ++i) {
     impl_->threads.emplace_back([this, i] { impl_->loop(i); });
   }

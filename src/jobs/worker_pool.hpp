@@ -28,7 +28,13 @@ struct worker_options {
   std::chrono::milliseconds lease{30000};
   unsigned max_attempts = 3;
   std::chrono::milliseconds simulated_delay{0};
+  /// How often an idle worker looks for a job when the database gives no
+  /// wake-ups (SQLite).
   std::chrono::milliseconds poll_interval{250};
+  /// The same when it does (PostgreSQL): a new job or a retry is announced,
+  /// so this poll only finds what nothing announces, a job whose worker
+  /// died (its lease lapsed).
+  std::chrono::milliseconds woken_poll_interval{5000};
   std::chrono::milliseconds backoff_base{1000};
   std::chrono::milliseconds backoff_cap{60000};
   std::string pipeline_version;
@@ -37,6 +43,10 @@ struct worker_options {
 /// Threads that claim jobs from the database, run the pipeline under a
 /// renewed lease, and record the outcome with the lease token checked. The
 /// same loop serves `docflow serve` (in-process workers) and `docflow worker`.
+/// Idle workers poll, and a job's keeper looks every second whether a
+/// cancel took it; when the database hands out wake-ups (PostgreSQL), both
+/// act on them instead, the moment the change commits in any process, and
+/// poll only rarely, as a safety net.
 class worker_pool {
 public:
   /// Starts `options.workers` threads at once. `stages` run in order.

@@ -12,10 +12,28 @@ namespace {
 constexpr std::size_t batch = 1000;
 }  // namespace
 
-change_feed::change_feed(database& db, std::chrono::milliseconds interval)
-    : db_(db), interval_(interval), thread_([this] { run(); }) {}
+change_feed::change_feed(database& db, std::chrono::milliseconds interval,
+                         std::chrono::milliseconds woken_interval)
+    : db_(db), interval_(db.wakeups() ? woken_interval : interval) {
+  if (auto* hints = db_.wakeups()) {
+    hints_.emplace(
+        hints->subscribe(wakeup_topic::document_changed, [this](std::optional<std::string_view> id) {
+          if (id) {
+            notify(*id);
+            return;
+          }
+          {
+            const std::lock_guard lock(mutex_);
+            look_now_ = true;
+          }
+          wake_.notify_all();
+        }));
+  }
+  thread_ = std::thread([this] { run(); });
+}
 
 change_feed::~change_feed() {
+  hints_.reset();
   {
     const std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -60,6 +78,7 @@ void change_feed::run() {
     if (watchers_.empty()) {
       // Nobody watches: ask nothing. Start again from "now" when someone does.
       position = -1;
+      look_now_ = false;
       wake_.wait(lock, [this] { return stopping_ || !watchers_.empty(); });
       continue;
     }
@@ -77,7 +96,8 @@ void change_feed::run() {
     for (const auto& [id, w] : watchers_) {
       if (changed.contains(w.document_id)) w.on_change();
     }
-    wake_.wait_for(lock, interval_, [this] { return stopping_; });
+    wake_.wait_for(lock, interval_, [this] { return stopping_ || look_now_; });
+    look_now_ = false;
   }
 }
 

@@ -7,10 +7,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
+
+#include "store/wakeups.hpp"
 
 namespace docflow::store {
 
@@ -22,9 +25,15 @@ class database;
 /// is watching and not at all otherwise, and calls their listeners: one
 /// query per interval however many streams are open, instead of one query
 /// per stream. Changes made by other processes are seen the same way.
+///
+/// When the database hands out wake-ups (PostgreSQL), a document_changed
+/// hint calls the document's listeners at once, and the query runs only
+/// every `woken_interval` and whenever hints may have been lost (the
+/// database came back): a safety net, not the way changes are learnt.
 class change_feed {
 public:
-  change_feed(database& db, std::chrono::milliseconds interval);
+  change_feed(database& db, std::chrono::milliseconds interval,
+              std::chrono::milliseconds woken_interval = std::chrono::seconds(30));
   ~change_feed();
   change_feed(const change_feed&) = delete;
   change_feed& operator=(const change_feed&) = delete;
@@ -71,6 +80,8 @@ private:
   std::map<std::uint64_t, watcher> watchers_;
   std::uint64_t next_id_ = 0;
   bool stopping_ = false;
+  bool look_now_ = false;  ///< hints were lost: query before the interval is up
+  std::optional<wakeups::subscription> hints_;
   std::thread thread_;
 };
 

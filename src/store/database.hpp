@@ -18,6 +18,8 @@
 
 namespace docflow::store {
 
+class wakeups;
+
 /// A new refresh token: the family it belongs to and its lifetime.
 struct refresh_grant {
   std::string family_id;
@@ -180,6 +182,15 @@ public:
   /// which never waits for a writer and costs less than two thread hops;
   /// never for a database across a network. api::backend asks.
   virtual bool point_reads_inline() const noexcept { return false; }
+
+  /// Hints that the database changed, from this process or any other
+  /// (store/wakeups.hpp), or nullptr when the engine has none (SQLite):
+  /// then the caller polls. Lives as long as the database. An engine that
+  /// has them announces, in the transaction of the change itself:
+  /// job_available from request_processing and a retry's re-queue in
+  /// fail_job; document_changed from every status event and a deletion;
+  /// job_stopped from cancel_processing.
+  virtual store::wakeups* wakeups() noexcept { return nullptr; }
 
   /// Applies every migration newer than the schema's version, each in its own
   /// transaction; safe when several processes start at once. Returns the

@@ -152,9 +152,18 @@ std::string jsonb_safe(std::string json) {
   return boost::json::serialize(v);
 }
 
+// The channel of a wake-up, as pg_notify's first argument.
+std::string channel_of(wakeup_topic topic) { return std::string(channel(topic)); }
+
+// A job_available payload: milliseconds since the Unix epoch.
+std::string unix_ms(core::time_point t) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
+}
+
 // Every status change goes through the core state machine, and is logged as
 // the document's next event in the same statement: the UPDATE takes the
-// row's lock and the next number from its counter.
+// row's lock and the next number from its counter. The same statement
+// NOTIFYs the document's watchers, in every process, when it commits.
 core::document transition(pq::connection& c, const core::document& d, core::status to, core::time_point now,
                           const std::optional<core::failure>& error) {
   if (!core::can_transition(d.status, to)) {
@@ -172,11 +181,12 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
       " e AS (INSERT INTO document_events (document_id, seq, status, at, error)"
       " SELECT id, last_event_seq, status, $2::timestamptz, $7::jsonb FROM d)"
       " SELECT " +
-      std::string(document_columns) + " FROM d";
+      std::string(document_columns) + ", pg_notify($8, id::text) FROM d";
+  static const auto changed = channel_of(wakeup_topic::document_changed);
   const auto r = error ? c.exec(sql, core::to_string(to), now, error->code, error->message, error->retryable,
-                                d.id, jsonb_safe(failure_record(*error)))
+                                d.id, jsonb_safe(failure_record(*error)), changed)
                        : c.exec(sql, core::to_string(to), now, std::nullopt, std::nullopt, std::nullopt, d.id,
-                                std::nullopt);
+                                std::nullopt, changed);
   if (r.empty()) throw store_error("transition: document " + d.id + " vanished");
   return read_document(r, 0);
 }
@@ -243,7 +253,8 @@ auto postgres_store::in_transaction(F&& f) {
 }
 
 postgres_store::postgres_store(std::string url, const pool_settings& options)
-    : pool_(std::move(url), options) {
+    : pool_(std::move(url), options),
+      listener_([this] { return pool_.connect_alone(); }, options.min_backoff, options.max_backoff) {
   const auto first = pool_.acquire();  // fail at start-up, not on the first request
 }
 
@@ -504,7 +515,11 @@ core::result<void> postgres_store::delete_document(std::string_view id,
       busy.document_status = doc->status;
       return busy;
     }
-    c.exec("DELETE FROM documents WHERE id = $1", doc->id);
+    // Its event streams, in every process, end at once: a deletion leaves
+    // no event to find.
+    c.exec(
+        "WITH d AS (DELETE FROM documents WHERE id = $1 RETURNING id) SELECT pg_notify($2, id::text) FROM d",
+        doc->id, channel_of(wakeup_topic::document_changed));
     return {};
   });
 }
@@ -531,10 +546,12 @@ core::result<process_result> postgres_store::request_processing(std::string_view
       const auto depth = c.exec("SELECT count(*) FROM jobs WHERE state = 'queued'").integer(0, 0);
       if (static_cast<std::uint64_t>(depth) >= max_queued) return core::errc::queue_full;
       auto after = transition(c, *doc, core::status::processing, now, std::nullopt);
+      // Idle workers, in every process, claim it as soon as this commits.
       c.exec(
-          "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at)"
-          " VALUES ($1, $2, 'queued', 0, $3, $3, $3)",
-          job_id, doc->id, now);
+          "WITH j AS (INSERT INTO jobs"
+          " (id, document_id, state, attempts, available_at, created_at, updated_at)"
+          " VALUES ($1, $2, 'queued', 0, $3, $3, $3) RETURNING id) SELECT pg_notify($4, $5) FROM j",
+          job_id, doc->id, now, channel_of(wakeup_topic::job_available), unix_ms(now));
       return process_result{process_outcome::accepted, std::move(after)};
     });
   };
@@ -646,7 +663,11 @@ failure_outcome postgres_store::fail_job(const claimed_job& job, core::time_poin
       tx.rollback();
       return failure_outcome::lease_lost;
     }
-    if (retry_at) return failure_outcome::retry_scheduled;
+    if (retry_at) {
+      // Every process's idle workers learn when to look, rather than at their next poll.
+      c.exec("SELECT pg_notify($1, $2)", channel_of(wakeup_topic::job_available), unix_ms(*retry_at));
+      return failure_outcome::retry_scheduled;
+    }
     transition(c, *doc, core::status::failed, now, failure);
     return failure_outcome::failed;
   });
@@ -664,10 +685,12 @@ core::result<cancel_result> postgres_store::cancel_processing(std::string_view d
       refused.document_status = doc->status;
       return refused;
     }
+    // The worker holding the job, in whichever process, stops at once.
     const auto live = c.exec(
-        "UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = $2"
-        " WHERE document_id = $1 AND state IN ('queued', 'running') RETURNING id",
-        doc->id, now);
+        "WITH j AS (UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = $2"
+        " WHERE document_id = $1 AND state IN ('queued', 'running') RETURNING id)"
+        " SELECT id, pg_notify($3, id::text) FROM j",
+        doc->id, now, channel_of(wakeup_topic::job_stopped));
     std::string job_id = live.empty() ? std::string() : live.text(0, 0);
     return cancel_result{transition(c, *doc, core::status::failed, now, failure), std::move(job_id)};
   });

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "store/database.hpp"
+#include "store/postgres/listener.hpp"
 #include "store/postgres/pool.hpp"
 
 namespace docflow::store::postgres {
@@ -21,6 +22,9 @@ public:
 
   // A network database: no call is cheap enough for an I/O thread.
   bool point_reads_inline() const noexcept override { return false; }
+  // LISTEN/NOTIFY: the changes that wake others NOTIFY in their own
+  // transaction, so the hint is delivered when (and only if) they commit.
+  store::wakeups* wakeups() noexcept override { return &listener_; }
   int migrate() override;
   int schema_version() override;
   int known_schema_version() const override;
@@ -94,6 +98,7 @@ private:
   auto in_transaction(F&& f);
 
   pool pool_;
+  listener listener_;  ///< after pool_, whose connect_alone it uses
 };
 
 /// The store for `url` (a postgresql:// URL or libpq key=value string) with

@@ -251,6 +251,18 @@ bool connection::usable() noexcept {
   return n == 0;
 }
 
+int connection::socket() const noexcept { return PQsocket(c_); }
+
+std::vector<connection::notification> connection::notifications() {
+  if (PQconsumeInput(c_) == 0 || PQstatus(c_) != CONNECTION_OK) fail(nullptr, "listen");
+  std::vector<notification> out;
+  while (PGnotify* n = PQnotifies(c_)) {
+    out.push_back({n->relname, n->extra});
+    PQfreemem(n);
+  }
+  return out;
+}
+
 bool connection::idle() const noexcept { return c_ && PQtransactionStatus(c_) == PQTRANS_IDLE; }
 
 // --- transaction

@@ -174,6 +174,18 @@ public:
   /// Marks the connection broken, so that its pool drops it.
   void poison() noexcept { poisoned_ = true; }
 
+  /// A NOTIFY this connection LISTENs for.
+  struct notification {
+    std::string channel;
+    std::string payload;
+  };
+  /// The socket to wait on (readable: something came) for notifications.
+  int socket() const noexcept;
+  /// Reads whatever the server has sent, without waiting, and returns the
+  /// notifications received so far, oldest first. Throws error when the
+  /// connection is gone (the server closed it, or the network failed).
+  std::vector<notification> notifications();
+
   pg_conn* handle() const noexcept { return c_; }
 
 private:
