@@ -4,7 +4,7 @@
 
 namespace docflow::store::postgres {
 
-pool::pool(std::string url, const pool_settings& options) : url_(std::move(url)), options_(options) {
+pool::pool(std::string url, pool_settings options) : url_(std::move(url)), options_(std::move(options)) {
   if (options_.size == 0) throw store_error("postgres: a pool needs at least one connection");
 }
 

@@ -30,7 +30,7 @@ struct pool_settings {
 /// timeout: one call at a time, after a backoff, tries to reconnect.
 class pool {
 public:
-  pool(std::string url, const pool_settings& options);
+  pool(std::string url, pool_settings options);
   ~pool();
   pool(const pool&) = delete;
   pool& operator=(const pool&) = delete;
