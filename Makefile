@@ -94,7 +94,7 @@ lint: deps configure-tests
 format:
 	clang-format -i $(SOURCES)
 
-# Every benchmark scenario against docflow and nginx, one table (bench/README.md).
+# Every benchmark scenario against docflow (on SQLite and PostgreSQL) and nginx, one table (bench/README.md).
 bench:
 	@scripts/install-deps bench
 	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF

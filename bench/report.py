@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Turns the raw output of bench/run.sh's runs into rows, one table and JSON.
 
-    report.py wrk-row     ROWS --key K --scenario S --server docflow|nginx --output WRK_OUT [measurements]
+    report.py wrk-row     ROWS --key K --scenario S --server docflow|nginx [--engine sqlite|postgres]
+                          --output WRK_OUT [measurements]
     report.py burst-row   ROWS ... --output BURST_OUT
     report.py process-row ROWS ... --output PROCESS_OUT
     report.py disk-row    ROWS --key K --scenario S --output DISK_OUT [--load L]
     report.py finish      ROWS OUT_JSON --rev R --load-before "1 5 15" [--changed N] [--note TEXT]
+                          [--postgres TEXT]
 
 ROWS is a file of JSON lines, one per run. `finish` picks, per (scenario,
-server), the run with the median main figure (requests/s or documents/s; for
-the burst, the wall time), prints one table, the notes and the targets, and
-writes OUT_JSON.
+server, engine), the run with the median main figure (requests/s or
+documents/s; for the burst, the wall time), prints one table, the notes and
+the targets, and writes OUT_JSON. docflow's rows carry the database engine
+(sqlite or postgres); on PostgreSQL the server's CPU figures include the
+PostgreSQL server's own CPU (--db-cpu-ticks), since SQLite's work is inside
+docflow's process.
 
 Units: MB is 10^6 bytes and GB 10^9 bytes of *file* bytes (the multipart
 framing, about 200 bytes per request, is not counted); MiB is 2^20 bytes (RSS).
@@ -23,6 +28,7 @@ import sys
 
 ORDER = ["upload_1m", "upload_64k", "burst", "get", "list_100000", "list_100",
          "process_1page", "process_50page", "process_docx", "process_e2e"]
+ENGINES = ["sqlite", "postgres"]
 TARGET_UPLOAD_RATIO = 0.7  # 1 MiB uploads: docflow MB/s >= 0.7 x nginx MB/s
 TARGET_SMALL_UPLOAD_RATIO = 0.3  # 64 KiB uploads: docflow req/s >= 0.3 x nginx req/s
 TARGET_BURST_RSS_MIB = 128.0
@@ -30,6 +36,9 @@ TARGET_BURST_WALL_RATIO = 1.5  # burst wall time <= 1.5 x nginx's
 TARGET_GET_RPS = 30000.0
 TARGET_GET_P99_MS = 10.0
 TARGET_LIST_COST_RATIO = 2.0  # listing at 100,000 documents costs <= 2 x listing at 100
+# PostgreSQL against SQLite on the same machine (issue 15)
+TARGET_PG_UPLOAD_RATIO = 0.8  # 1 MiB and 64 KiB uploads: req/s >= 0.8 x SQLite's
+TARGET_PG_GET_RATIO = 0.5  # GET /documents/{id}: req/s >= 0.5 x SQLite's, p99 <= TARGET_GET_P99_MS
 
 
 def parse_marked_json(path, marker):
@@ -45,6 +54,7 @@ def add_measurement_args(ap):
     ap.add_argument("--key", required=True)
     ap.add_argument("--scenario", required=True)
     ap.add_argument("--server", required=True)
+    ap.add_argument("--engine", default=None, choices=ENGINES, help="docflow's database")
     ap.add_argument("--output", required=True, help="the load generator's output")
     ap.add_argument("--file-bytes", type=int, default=0, help="bytes of the uploaded file (not the body)")
     ap.add_argument("--cpu-ticks", type=int, required=True, help="server utime+stime over the run, clock ticks")
@@ -53,6 +63,8 @@ def add_measurement_args(ap):
     ap.add_argument("--hwm-kib", type=int, default=None, help="server VmHWM over the run (reset at its start)")
     ap.add_argument("--hwm-reset", type=int, default=1, help="0 when the VmHWM could not be reset")
     ap.add_argument("--wchar", type=int, default=None, help="bytes the server wrote (write syscalls) over the run")
+    ap.add_argument("--db-cpu-ticks", type=int, default=None, help="the PostgreSQL server's CPU over the run")
+    ap.add_argument("--db-wchar", type=int, default=None, help="bytes the PostgreSQL server wrote over the run")
     ap.add_argument("--load", default="", help="load average at the start of the run")
     ap.add_argument("--settings", default="", help="free text: the load generator's parameters")
 
@@ -62,6 +74,7 @@ def base_row(a):
         "key": a.key,
         "scenario": a.scenario,
         "server": a.server,
+        "engine": a.engine,
         "settings": a.settings,
         "load_average_at_start": [float(x) for x in a.load.split()] if a.load else None,
         "file_bytes": a.file_bytes or None,
@@ -69,12 +82,15 @@ def base_row(a):
         "peak_rss_is_since_run_start": bool(a.hwm_reset),
         "server_cpu_s": round(a.cpu_ticks / a.clk_tck, 2),
         "children_cpu_s": round(a.child_cpu_ticks / a.clk_tck, 2),
+        "database_cpu_s": round(a.db_cpu_ticks / a.clk_tck, 2) if a.db_cpu_ticks is not None else None,
+        "database_bytes_written": a.db_wchar,
     }
 
 
 def cost_figures(row, a, ok, seconds):
-    """CPU per operation; for uploads also MB/s, CPU per GB and bytes written per file byte."""
-    cpu_s = (a.cpu_ticks + a.child_cpu_ticks) / a.clk_tck
+    """CPU per operation (docflow, its extractors and the PostgreSQL server); for uploads also MB/s, CPU
+    per GB and bytes written per file byte."""
+    cpu_s = (a.cpu_ticks + a.child_cpu_ticks + (a.db_cpu_ticks or 0)) / a.clk_tck
     if ok:
         row["cpu_ms_per_op"] = round(1000 * cpu_s / ok, 3)
     if not a.file_bytes:
@@ -86,6 +102,18 @@ def cost_figures(row, a, ok, seconds):
         row["cpu_s_per_gb"] = round(cpu_s / gb, 2)
         if a.wchar is not None:
             row["server_bytes_written_per_file_byte"] = round(a.wchar / (gb * 1e9), 3)
+        if a.db_wchar is not None:
+            row["database_bytes_written_per_file_byte"] = round(a.db_wchar / (gb * 1e9), 3)
+
+
+def database_note(row):
+    """On PostgreSQL: how much of the CPU was the database server's."""
+    db = row.get("database_cpu_s")
+    if db is None:
+        return []
+    total = row["server_cpu_s"] + row["children_cpu_s"] + db
+    share = f" ({100 * db / total:.0f}%)" if total else ""
+    return [f"PostgreSQL CPU {db:.2f} s of {total:.2f} s{share}"]
 
 
 def wrk_row(a):
@@ -99,7 +127,10 @@ def wrk_row(a):
     for p in ("p50_ms", "p90_ms", "p99_ms"):
         row[p] = w[p]
     cost_figures(row, a, ok, w["duration_s"])
-    row["notes"] = f"{w['timeouts']} wrk timeouts" if w["timeouts"] else ""
+    notes = [f"{w['timeouts']} wrk timeouts"] if w["timeouts"] else []
+    if w["non_2xx_3xx"]:
+        notes.append(f"{w['non_2xx_3xx']} answers not 2xx")
+    row["notes"] = "; ".join(notes + database_note(row))
     append(a.rows, row)
 
 
@@ -123,7 +154,7 @@ def burst_row(a):
     other = {k: v for k, v in b["statuses"].items() if k != "201"}
     if other:
         notes.append("statuses " + ", ".join(f"{k}: {v}" for k, v in other.items()))
-    row["notes"] = "; ".join(notes)
+    row["notes"] = "; ".join(notes + database_note(row))
     append(a.rows, row)
 
 
@@ -136,9 +167,10 @@ def process_row(a):
     cost_figures(row, a, p["completed"], p["wall_s"])
     if "cpu_ms_per_op" in row:
         row["cpu_s_per_document"] = round(row["cpu_ms_per_op"] / 1000, 4)
+    db = f" + {row['database_cpu_s']:.2f} s PostgreSQL" if row["database_cpu_s"] is not None else ""
     notes = [f"{p['completed']}/{p['documents']} COMPLETED in {p['wall_s']:.2f} s",
              f"queued in {p['queue_s']:.2f} s",
-             f"CPU {row['server_cpu_s']:.2f} s server + {row['children_cpu_s']:.2f} s extractors"]
+             f"CPU {row['server_cpu_s']:.2f} s server + {row['children_cpu_s']:.2f} s extractors{db}"]
     if p["failed"]:
         notes.append("FAILED " + ", ".join(f"{k}: {v}" for k, v in p["failed"].items()))
     if p["not_done_at_timeout"]:
@@ -168,86 +200,108 @@ def rate(r):
     return r.get("documents_per_s") if r["key"].startswith("process") else r.get("requests_per_s")
 
 
+def label(r):
+    """The server column: docflow with its database, or nginx, or disk."""
+    return f"{r['server']} ({r['engine']})" if r.get("engine") else r["server"]
+
+
 def median_rows(rows):
-    """One row per (key, server): the run with the median main figure."""
+    """One row per (key, server, engine): the run with the median main figure."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["key"], r["server"]), []).append(r)
+        groups.setdefault((r["key"], r["server"], r.get("engine")), []).append(r)
     out = []
-    for (key, server), runs in groups.items():
+    for (key, _, _), runs in groups.items():
         figure = (lambda r: -r["wall_s"]) if key == "burst" else (lambda r: rate(r) or 0)
         ranked = sorted(runs, key=figure)
         chosen = dict(ranked[(len(ranked) - 1) // 2])
         chosen["runs"] = len(runs)
         chosen["main_figure_all_runs"] = [r["wall_s"] if key == "burst" else rate(r) for r in runs]
         out.append(chosen)
-    out.sort(key=lambda r: (ORDER.index(r["key"]) if r["key"] in ORDER else 99, r["server"] != "docflow"))
+    out.sort(key=lambda r: (ORDER.index(r["key"]) if r["key"] in ORDER else 99, r["server"] != "docflow",
+                            ENGINES.index(r["engine"]) if r.get("engine") in ENGINES else 0))
     return out
+
+
+def index(rows):
+    return {(r["key"], r["server"], r.get("engine")): r for r in rows}
 
 
 def ratios(rows):
-    """docflow's main figure over nginx's, per scenario that has both."""
-    by = {(r["key"], r["server"]): r for r in rows}
-    out = {}
-    for (key, server), d in by.items():
-        n = by.get((key, "nginx"))
-        if server == "docflow" and n and rate(n) and rate(d) is not None:
-            out[key] = round(rate(d) / rate(n), 3)
-    return out
+    """Per engine, docflow's main figure over nginx's; and PostgreSQL's over SQLite's; per scenario that has
+    both."""
+    by = index(rows)
+    over_nginx, over_sqlite = {}, {}
+    for (key, server, engine), d in by.items():
+        if server != "docflow" or rate(d) is None:
+            continue
+        n = by.get((key, "nginx", None))
+        if n and rate(n):
+            over_nginx.setdefault(engine, {})[key] = round(rate(d) / rate(n), 3)
+        lite = by.get((key, "docflow", "sqlite"))
+        if engine == "postgres" and lite and rate(lite):
+            over_sqlite[key] = round(rate(d) / rate(lite), 3)
+    return over_nginx, over_sqlite
 
 
-def targets(rows):
-    by = {(r["key"], r["server"]): r for r in rows}
+def ratio_target(target, mine, theirs, minimum, unit, digits):
+    """A target of the form "MINE >= MINIMUM x THEIRS"."""
+    ratio = mine / theirs
+    return {"target": target, "value": round(ratio, 3),
+            "text": f"{ratio:.2f} x ({mine:,.{digits}f} / {theirs:,.{digits}f} {unit})", "met": ratio >= minimum}
+
+
+def nginx_targets(by, engine):
+    """The service's targets against nginx and its own, for docflow on ENGINE."""
     out = []
-    up_d, up_n = by.get(("upload_1m", "docflow")), by.get(("upload_1m", "nginx"))
+    name = f"docflow ({engine})"
+    up_d, up_n = by.get(("upload_1m", "docflow", engine)), by.get(("upload_1m", "nginx", None))
     if up_d and up_n and up_n.get("mb_per_s"):
-        ratio = up_d["mb_per_s"] / up_n["mb_per_s"]
-        out.append({"target": f"1 MiB uploads >= {TARGET_UPLOAD_RATIO} x nginx MB/s", "value": round(ratio, 3),
-                    "text": f"{ratio:.2f} x ({up_d['mb_per_s']:.1f} / {up_n['mb_per_s']:.1f} MB/s)",
-                    "met": ratio >= TARGET_UPLOAD_RATIO})
-    for key, label in (("upload_1m", "1 MiB"), ("upload_64k", "64 KiB")):
-        d, disk = by.get((key, "docflow")), by.get((key, "disk"))
+        out.append(ratio_target(f"{name}: 1 MiB uploads >= {TARGET_UPLOAD_RATIO} x nginx MB/s", up_d["mb_per_s"],
+                                up_n["mb_per_s"], TARGET_UPLOAD_RATIO, "MB/s", 1))
+    for key, size in (("upload_1m", "1 MiB"), ("upload_64k", "64 KiB")):
+        d, disk = by.get((key, "docflow", engine)), by.get((key, "disk", None))
         if d and disk and disk.get("requests_per_s"):
-            n = by.get((key, "nginx"))
+            n = by.get((key, "nginx", None))
             nginx = f"; nginx {rate(n) / disk['requests_per_s']:.2f} x (no fsync)" if n and rate(n) else ""
-            out.append({"target": f"(for reference) {label} uploads over the disk's durable ceiling", "met": None,
-                        "value": round(rate(d) / disk["requests_per_s"], 3),
+            out.append({"target": f"{name}: (for reference) {size} uploads over the disk's durable ceiling",
+                        "met": None, "value": round(rate(d) / disk["requests_per_s"], 3),
                         "text": f"docflow {rate(d) / disk['requests_per_s']:.2f} x "
                                 f"({rate(d):,.0f} / {disk['requests_per_s']:,.0f} files/s){nginx}"})
-    small_d, small_n = by.get(("upload_64k", "docflow")), by.get(("upload_64k", "nginx"))
+    small_d, small_n = by.get(("upload_64k", "docflow", engine)), by.get(("upload_64k", "nginx", None))
     if small_d and small_n and rate(small_n):
-        ratio = rate(small_d) / rate(small_n)
-        out.append({"target": f"64 KiB uploads >= {TARGET_SMALL_UPLOAD_RATIO} x nginx req/s", "value": round(ratio, 3),
-                    "text": f"{ratio:.2f} x ({rate(small_d):,.0f} / {rate(small_n):,.0f} req/s)",
-                    "met": ratio >= TARGET_SMALL_UPLOAD_RATIO})
-    b = by.get(("burst", "docflow"))
-    bn = by.get(("burst", "nginx"))
+        out.append(ratio_target(f"{name}: 64 KiB uploads >= {TARGET_SMALL_UPLOAD_RATIO} x nginx req/s",
+                                rate(small_d), rate(small_n), TARGET_SMALL_UPLOAD_RATIO, "req/s", 0))
+    b = by.get(("burst", "docflow", engine))
+    bn = by.get(("burst", "nginx", None))
     if b and bn and bn.get("wall_s"):
         ratio = b["wall_s"] / bn["wall_s"]
-        out.append({"target": f"burst: wall time <= {TARGET_BURST_WALL_RATIO} x nginx's", "value": round(ratio, 3),
-                    "text": f"{ratio:.2f} x ({b['wall_s']:.2f} / {bn['wall_s']:.2f} s)",
+        out.append({"target": f"{name}: burst: wall time <= {TARGET_BURST_WALL_RATIO} x nginx's",
+                    "value": round(ratio, 3), "text": f"{ratio:.2f} x ({b['wall_s']:.2f} / {bn['wall_s']:.2f} s)",
                     "met": ratio <= TARGET_BURST_WALL_RATIO})
     if b:
         # The targets are for 1000 simultaneous uploads; fewer (BURST_CONNECTIONS) only report.
         standard = b["connections"] == 1000
         caveat = "" if standard else " (the target is for 1000 connections)"
-        out.append({"target": "burst: 1000/1000 uploads succeed", "value": b["successes"],
+        out.append({"target": f"{name}: burst: 1000/1000 uploads succeed", "value": b["successes"],
                     "text": f"{b['successes']}/{b['connections']}{caveat}",
                     "met": b["successes"] == 1000 if standard else None})
         if b["peak_rss_mib"] is not None:
-            out.append({"target": f"burst: peak RSS <= {TARGET_BURST_RSS_MIB:.0f} MiB", "value": b["peak_rss_mib"],
-                        "text": f"{b['peak_rss_mib']:.1f} MiB{caveat}",
+            out.append({"target": f"{name}: burst: peak RSS <= {TARGET_BURST_RSS_MIB:.0f} MiB",
+                        "value": b["peak_rss_mib"], "text": f"{b['peak_rss_mib']:.1f} MiB{caveat}",
                         "met": b["peak_rss_mib"] <= TARGET_BURST_RSS_MIB if standard else None})
-    g = by.get(("get", "docflow"))
+    g = by.get(("get", "docflow", engine))
     if g:
-        out.append({"target": f"GET /documents/{{id}}: >= {TARGET_GET_RPS:,.0f} req/s, p99 <= {TARGET_GET_P99_MS:.0f} ms",
+        out.append({"target": f"{name}: GET /documents/{{id}}: >= {TARGET_GET_RPS:,.0f} req/s, "
+                              f"p99 <= {TARGET_GET_P99_MS:.0f} ms",
                     "value": rate(g), "text": f"{rate(g):,.0f} req/s, p99 {g['p99_ms']:.2f} ms",
                     "met": rate(g) >= TARGET_GET_RPS and g["p99_ms"] <= TARGET_GET_P99_MS})
-    big, small = by.get(("list_100000", "docflow")), by.get(("list_100", "docflow"))
+    big, small = by.get(("list_100000", "docflow", engine)), by.get(("list_100", "docflow", engine))
     if big and small and small.get("cpu_ms_per_op") and big.get("cpu_ms_per_op"):
         cost = big["cpu_ms_per_op"] / small["cpu_ms_per_op"]
         p50 = big["p50_ms"] / small["p50_ms"] if small["p50_ms"] else None
-        out.append({"target": f"GET /documents?limit=50: CPU per request at 100,000 documents "
+        what = "CPU (docflow + PostgreSQL)" if engine == "postgres" else "CPU"
+        out.append({"target": f"{name}: GET /documents?limit=50: {what} per request at 100,000 documents "
                               f"<= {TARGET_LIST_COST_RATIO:.0f} x at 100",
                     "value": round(cost, 3),
                     "text": f"{cost:.2f} x ({big['cpu_ms_per_op']:.3f} / {small['cpu_ms_per_op']:.3f} ms); "
@@ -255,6 +309,31 @@ def targets(rows):
                             if p50 and small["requests_per_s"] else f"{cost:.2f} x",
                     "met": cost <= TARGET_LIST_COST_RATIO})
     return out
+
+
+def postgres_targets(by):
+    """PostgreSQL against SQLite on the same machine. The listing's own target (100,000 against 100
+    documents) is among nginx_targets' for the engine."""
+    out = []
+    for key, what in (("upload_1m", "1 MiB uploads"), ("upload_64k", "64 KiB uploads")):
+        pg, lite = by.get((key, "docflow", "postgres")), by.get((key, "docflow", "sqlite"))
+        if pg and lite and rate(lite):
+            out.append(ratio_target(f"docflow (postgres): {what} >= {TARGET_PG_UPLOAD_RATIO} x SQLite req/s",
+                                    rate(pg), rate(lite), TARGET_PG_UPLOAD_RATIO, "req/s", 1))
+    pg, lite = by.get(("get", "docflow", "postgres")), by.get(("get", "docflow", "sqlite"))
+    if pg and lite and rate(lite):
+        t = ratio_target(f"docflow (postgres): GET /documents/{{id}} >= {TARGET_PG_GET_RATIO} x SQLite req/s, "
+                         f"p99 <= {TARGET_GET_P99_MS:.0f} ms", rate(pg), rate(lite), TARGET_PG_GET_RATIO, "req/s", 0)
+        t["text"] += f", p99 {pg['p99_ms']:.2f} ms"
+        t["met"] = t["met"] and pg["p99_ms"] <= TARGET_GET_P99_MS
+        out.append(t)
+    return out
+
+
+def targets(rows):
+    by = index(rows)
+    engines = [e for e in ENGINES if any(k[1] == "docflow" and k[2] == e for k in by)]
+    return [t for e in engines for t in nginx_targets(by, e)] + postgres_targets(by)
 
 
 def fmt(v, digits=1):
@@ -271,16 +350,17 @@ def fmt_ms(v):
     return f"{v / 1000:,.2f} s" if v >= 1000 else f"{v:.2f} ms"
 
 
-def print_table(chosen, rat):
+def print_table(chosen, over_nginx, over_sqlite):
     head = ["scenario", "server", "req/s", "MB/s", "p50", "p90", "p99", "errors", "CPU s/GB", "CPU ms/op",
-            "peak RSS MiB", "x nginx"]
+            "peak RSS MiB", "x nginx", "x sqlite"]
     table = [head]
     for r in chosen:
-        ratio = rat.get(r["key"]) if r["server"] == "docflow" else None
-        table.append([r["scenario"], r["server"], fmt(rate(r)), fmt(r.get("mb_per_s")), fmt_ms(r.get("p50_ms")),
+        ratio = over_nginx.get(r.get("engine"), {}).get(r["key"])
+        pg_ratio = over_sqlite.get(r["key"]) if r.get("engine") == "postgres" else None
+        table.append([r["scenario"], label(r), fmt(rate(r)), fmt(r.get("mb_per_s")), fmt_ms(r.get("p50_ms")),
                       fmt_ms(r.get("p90_ms")), fmt_ms(r.get("p99_ms")), fmt(r.get("errors")),
                       fmt(r.get("cpu_s_per_gb"), 2), fmt(r.get("cpu_ms_per_op"), 3), fmt(r.get("peak_rss_mib")),
-                      f"{ratio:.2f}x" if ratio is not None else ""])
+                      f"{ratio:.2f}x" if ratio is not None else "", f"{pg_ratio:.2f}x" if pg_ratio is not None else ""])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for i, row in enumerate(table):
         print("  ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row)).rstrip())
@@ -289,8 +369,10 @@ def print_table(chosen, rat):
     print()
     print("req/s: successful requests per second (process rows: documents COMPLETED per second). p50/p90/p99:")
     print("request latency (process rows: from the process request to COMPLETED). CPU: server utime+stime, plus")
-    print("its extractor children; per GB of file bytes and per request or document. peak RSS: VmHWM during the")
-    print("run (nginx: master + workers). x nginx: docflow's req/s over nginx's. Details: bench/README.md.")
+    print("its extractor children and, on PostgreSQL, the PostgreSQL server's processes; per GB of file bytes and")
+    print("per request or document. peak RSS: VmHWM during the run (nginx: master + workers; docflow's own, not")
+    print("PostgreSQL's). x nginx: docflow's req/s over nginx's. x sqlite: docflow's req/s on PostgreSQL over its")
+    print("req/s on SQLite. Details: bench/README.md.")
 
 
 def finish(a):
@@ -298,13 +380,16 @@ def finish(a):
     if not rows:
         sys.exit("report: no rows")
     chosen = median_rows(rows)
-    rat = ratios(chosen)
-    print_table(chosen, rat)
+    over_nginx, over_sqlite = ratios(chosen)
+    print_table(chosen, over_nginx, over_sqlite)
+    if a.postgres:
+        print()
+        print(f"PostgreSQL: {a.postgres}")
     notes = [r for r in chosen if r.get("notes")]
     if notes:
         print()
         for r in notes:
-            print(f"{r['scenario']}, {r['server']}: {r['notes']}")
+            print(f"{r['scenario']}, {label(r)}: {r['notes']}")
     tg = targets(chosen)
     if tg:
         print()
@@ -319,9 +404,11 @@ def finish(a):
         "load_average_before": [float(x) for x in a.load_before.split()],
         "load_average_after": [float(x) for x in open("/proc/loadavg").read().split()[:3]],
         "note": a.note,
+        "postgres": a.postgres or None,
         "units": "MB = 1e6 and GB = 1e9 bytes of file content; RSS in MiB; latencies in ms",
         "results": chosen,
-        "docflow_over_nginx": rat,
+        "docflow_over_nginx": over_nginx,
+        "postgres_over_sqlite": over_sqlite,
         "targets": tg,
         "all_runs": rows,
     }
@@ -347,6 +434,7 @@ def main():
     f.add_argument("--load-before", default="0 0 0")
     f.add_argument("--changed", type=int, default=0)
     f.add_argument("--note", default="")
+    f.add_argument("--postgres", default="", help="the PostgreSQL server and its settings, if it ran")
     a = ap.parse_args()
     {"wrk-row": wrk_row, "burst-row": burst_row, "process-row": process_row, "disk-row": disk_row,
      "finish": finish}[a.cmd](a)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks a docflow binary against nginx and prints one table
-# (`make bench` builds a Release binary and runs this).
+# Benchmarks a docflow binary on SQLite and on PostgreSQL against nginx and
+# prints one table (`make bench` builds a Release binary and runs this).
 #
 #   bench/run.sh PATH_TO_DOCFLOW
 #
@@ -10,15 +10,20 @@
 #                          one 1 MiB PDF at the same moment
 #   get                    GET /documents/{id} with a bearer token, wrk -c64 for READ_DURATION
 #   list_100000, list_100  GET /documents?limit=50 with 100,000 / 100 documents in the
-#                          database (seeded straight into SQLite, see bench/seed.py)
+#                          database (seeded straight into it, see bench/seed.py)
 #   process_1page, process_50page, process_docx
 #                          PROCESS_DOCS documents (PROCESS_DOCS_50PAGE of the 50-page PDF)
 #                          uploaded, then all queued at once and processed by the
 #                          in-process workers (docflow only)
 #   process_e2e            E2E_DOCS (1000) one-page PDFs uploaded, then all queued at once
 #                          (docflow only)
-# Every scenario runs against docflow and then nginx (bench/nginx.conf.template),
-# REPEAT times, interleaved: docflow, nginx, docflow, nginx, ... per scenario.
+# Every scenario runs against docflow on each database of ENGINES, then nginx
+# (bench/nginx.conf.template), REPEAT times, interleaved: docflow (sqlite),
+# docflow (postgres), nginx, docflow (sqlite), ... per scenario.
+# PostgreSQL is a private server started once per bench run (initdb in the
+# work directory, 127.0.0.1 on a free port, fsync and synchronous_commit on,
+# shared_buffers a quarter of the memory) and stopped at the end; each docflow
+# run gets a fresh database (CREATE DATABASE, `docflow migrate`), dropped after.
 # The two upload scenarios also run bench/disk_ceiling.py ("disk"): the files
 # per second this disk can make durable the way docflow does (fsync, link,
 # directory fsync, log fdatasync), with no HTTP at all, 64 writers.
@@ -36,6 +41,10 @@
 #                     median figure is reported
 #   SCENARIOS="..."   a subset of the scenario names above, in that order
 #   WRK_THREADS=2  WRK_TIMEOUT=30s
+#   ENGINES="sqlite postgres"  the databases docflow runs on (ENGINES=sqlite: no PostgreSQL)
+#   PG_BIN=/usr/lib/postgresql/15/bin  PostgreSQL's initdb, pg_ctl, psql (default: DOCFLOW_PG_BIN, then Debian's)
+#   PG_SHARED_BUFFERS, PG_EFFECTIVE_CACHE_SIZE  default: a quarter and three quarters of the memory
+#   PG_MAX_CONNECTIONS=200
 #   NGINX=nginx       the nginx binary; NGINX=skip leaves the baseline out
 #   BENCH_NOTE        free text stored with the results (e.g. how the binary was built)
 #   BENCH_REV         the git revision to record (default: the repository's HEAD)
@@ -55,6 +64,9 @@ REPEAT="${REPEAT:-1}"
 WRK_THREADS="${WRK_THREADS:-2}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 NGINX="${NGINX:-nginx}"
+ENGINES="${ENGINES:-sqlite postgres}"
+PG_BIN="${PG_BIN:-${DOCFLOW_PG_BIN:-/usr/lib/postgresql/15/bin}}"
+PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-200}"
 ALL_SCENARIOS="upload_1m upload_64k burst get list_100000 list_100 process_1page process_50page process_docx process_e2e"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 
@@ -64,6 +76,9 @@ bin="$(realpath "$1")"
 for s in $SCENARIOS; do
   case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench: unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
 done
+for e in $ENGINES; do
+  case "$e" in sqlite | postgres) ;; *) echo "bench: unknown engine $e (known: sqlite postgres)" >&2; exit 2 ;; esac
+done
 need() { command -v "$1" >/dev/null || { echo "bench: $1 is missing ($2)" >&2; exit 2; }; }
 need wrk "scripts/install-deps installs it"
 need curl "scripts/install-deps installs it"
@@ -71,6 +86,14 @@ need python3 "scripts/install-deps installs it"
 case " $SCENARIOS " in *" process_50page "*)
   need groff "Debian package groff: the 50-page PDF is made with groff -ms"
   need ps2pdf "Debian package ghostscript: the 50-page PDF is made with ps2pdf"
+  ;;
+esac
+with_postgres=0
+case " $ENGINES " in *" postgres "*)
+  for b in initdb pg_ctl psql; do
+    need "$PG_BIN/$b" "Debian package postgresql-15 (scripts/install-deps bench), or run with ENGINES=sqlite"
+  done
+  with_postgres=1
   ;;
 esac
 with_nginx=0
@@ -100,9 +123,98 @@ server_data="" # its data directory
 nginx_pid=""   # nginx's master
 nginx_dir=""   # its directory (config, temp files, the uploaded bodies)
 server_pids="" # every process of the running server: measured together
+engine=""      # the database of the running docflow: sqlite or postgres
+server_db=""   # its PostgreSQL database
+pg_dir=""      # the PostgreSQL server's directory (data, socket, log)
+pg_port=""
+pg_started=0   # 1 once pg_ctl start has been called
 port=""
 token=""      # the bearer token of the running docflow
 last_token="" # the latest docflow token, sent to nginx too so requests are byte for byte alike
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: one private server per bench run, started as the integration
+# tests start theirs (tests/integration/pg.py). initdb refuses to run as root,
+# so as root the server's commands run as the postgres user (Debian's
+# postgresql-15 creates it) on a directory that user owns.
+
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_url() { echo "postgresql://postgres@127.0.0.1:$pg_port/$1"; }
+pg_sql() { "$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$(pg_url postgres)" -c "$1"; }
+
+# memory_mib: the machine's memory, or its memory cgroup's limit if lower.
+memory_mib() {
+  local mib limit
+  mib=$(($(awk '$1 == "MemTotal:" {print $2}' /proc/meminfo) / 1024))
+  limit="$(cat /sys/fs/cgroup/memory.max 2>/dev/null || echo max)"
+  if [ "$limit" != max ] && [ $((limit / 1048576)) -lt "$mib" ]; then mib=$((limit / 1048576)); fi
+  echo "$mib"
+}
+
+# start_postgres: initdb and start, with PostgreSQL's defaults plus what
+# docs/operations.md recommends for docflow ("Settings that matter on the
+# server"). Sets pg_dir, pg_port, pg_settings.
+start_postgres() {
+  local mem
+  mem="$(memory_mib)"
+  pg_dir="$work/pg"
+  mkdir -p "$pg_dir"
+  [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$pg_dir"
+  as_pg "$PG_BIN/initdb" -D "$pg_dir/data" -A trust -U postgres --no-instructions -E UTF8 --locale=C \
+    >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log" >&2; exit 1; }
+  pg_port="$(free_port)"
+  # Durable commits as in production: an upload is acknowledged after its
+  # row commits, so fsync and synchronous_commit stay on (never off here).
+  pg_settings="fsync=on synchronous_commit=on"
+  pg_settings="$pg_settings shared_buffers=${PG_SHARED_BUFFERS:-$((mem / 4))MB}"
+  pg_settings="$pg_settings effective_cache_size=${PG_EFFECTIVE_CACHE_SIZE:-$((mem * 3 / 4))MB}"
+  pg_settings="$pg_settings max_connections=$PG_MAX_CONNECTIONS"
+  local options="-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir" setting
+  for setting in $pg_settings; do options="$options -c $setting"; done
+  pg_started=1
+  as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -o "$options" -w -t 60 start \
+    >"$work/pg_ctl.log" 2>&1 || { cat "$work/pg_ctl.log" "$pg_dir/server.log" >&2; exit 1; }
+}
+
+# stop_postgres: stops the server at once if it runs (its files are thrown
+# away, so there is nothing to checkpoint). pg_ctl start detaches the server
+# from the bench's process group, so Ctrl-C does not reach it; when pg_ctl
+# itself was interrupted, the server may still be starting: it is given 5 s
+# to write its pid file, without which it cannot be stopped.
+stop_postgres() {
+  [ "$pg_started" = 1 ] || return 0
+  local tries=50
+  while [ ! -f "$pg_dir/data/postmaster.pid" ] && [ $((tries -= 1)) -gt 0 ]; do sleep 0.1; done
+  if [ -f "$pg_dir/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$pg_dir/data" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+  fi
+}
+
+# proc_counters PID: "TICKS CHILD_TICKS WCHAR" of one process (utime+stime,
+# cutime+cstime, bytes written); nothing if it has gone.
+proc_counters() {
+  local stat k v wchar=0
+  local -a f
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+  read -ra f <<<"${stat##*) }" # f[0] is field 3 (state), so utime (14) is f[11]
+  { while read -r k v; do [ "$k" != wchar: ] || wchar="$v"; done <"/proc/$1/io"; } 2>/dev/null || return 0
+  echo "$((f[11] + f[12])) $((f[13] + f[14])) $wchar"
+}
+
+# pg_counters: "TICKS WCHAR" of the whole PostgreSQL server so far: the
+# postmaster and every live child (backends, checkpointer, WAL writer,
+# autovacuum), plus what the children the postmaster has reaped (backends
+# that ended) left in its cutime+cstime and in its /proc/PID/io.
+pg_counters() {
+  local pm p t c w ticks=0 wchar=0
+  pm="$(head -n 1 "$pg_dir/data/postmaster.pid")"
+  for p in "$pm" $(pgrep -P "$pm" || true); do
+    read -r t c w < <(proc_counters "$p") || continue
+    ticks=$((ticks + t + c))
+    wchar=$((wchar + w))
+  done
+  echo "$ticks $wchar"
+}
 
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -113,6 +225,7 @@ cleanup() {
     kill -TERM "$nginx_pid" 2>/dev/null || true
     wait "$nginx_pid" 2>/dev/null || true
   fi
+  stop_postgres
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -132,8 +245,12 @@ bench_password="bench-password-0123"
 
 # The settings of every docflow command; LOG_LEVEL=warn keeps the access log
 # from dominating. `env` execs the binary, so a server started in the
-# background with it has the pid that $! reports.
-docflow_env=(env DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123" DOCFLOW_LOG_LEVEL=warn)
+# background with it has the pid that $! reports. The database is the
+# engine's (db_env), never one from the caller's environment.
+docflow_env=(env -u DOCFLOW_DATABASE_URL DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123"
+  DOCFLOW_LOG_LEVEL=warn)
+db_env=()  # on PostgreSQL: DOCFLOW_DATABASE_URL=... (SQLite: DATA_DIR/docflow.db, the default)
+pg_runs=0  # databases made for runs so far (their names)
 
 # await_start NAME PID CHECK LOG...: runs CHECK every 0.1 s until it succeeds;
 # stops the run with the LOG files shown when PID exits first or 10 s pass.
@@ -153,14 +270,35 @@ await_start() {
   exit 1
 }
 
-# start_docflow [TEMPLATE_DIR]: docflow serve on a copy of TEMPLATE_DIR (or an
-# empty data directory), then registers (unless the account exists) and logs
-# in. Sets server_pid, server_pids, port, token.
+# use_database NAME: db_env for the PostgreSQL database NAME.
+use_database() { db_env=(DOCFLOW_DATABASE_URL="$(pg_url "$1")"); }
+
+# migrate DATA_DIR: `docflow migrate` on DATA_DIR and db_env.
+migrate() {
+  "${docflow_env[@]}" "${db_env[@]}" DOCFLOW_DATA_DIR="$1" "$bin" migrate >"$work/migrate.log" 2>&1 ||
+    { cat "$work/migrate.log" >&2; exit 1; }
+}
+
+# start_docflow [TEMPLATE]: docflow serve on the engine's database, then
+# registers (unless the account exists) and logs in. SQLite: the data
+# directory is a copy of TEMPLATE (a directory) or empty. PostgreSQL: a new
+# database (a copy of the database TEMPLATE, or empty), migrated as an
+# operator would, with `docflow migrate`; the data directory (blobs) is
+# empty. Sets server_pid, server_pids, server_db, port, token.
 start_docflow() {
   server_data="$work/data.$RANDOM"
-  if [ -n "${1:-}" ]; then cp -a "$1" "$server_data"; fi
+  if [ "$engine" = postgres ]; then
+    pg_runs=$((pg_runs + 1))
+    server_db="docflow_run_$pg_runs"
+    pg_sql "CREATE DATABASE $server_db${1:+ TEMPLATE $1}"
+    use_database "$server_db"
+    migrate "$server_data"
+  else
+    db_env=()
+    if [ -n "${1:-}" ]; then cp -a "$1" "$server_data"; fi
+  fi
   port="$(free_port)"
-  "${docflow_env[@]}" DOCFLOW_DATA_DIR="$server_data" DOCFLOW_LISTEN="127.0.0.1:$port" "$bin" serve \
+  "${docflow_env[@]}" "${db_env[@]}" DOCFLOW_DATA_DIR="$server_data" DOCFLOW_LISTEN="127.0.0.1:$port" "$bin" serve \
     >"$work/server.out" 2>"$work/server.err" &
   server_pid=$!
   server_pids="$server_pid"
@@ -185,20 +323,37 @@ stop_docflow() {
     cat "$work/server.err" >&2
   fi
   rm -rf "$server_data"
+  if [ -n "$server_db" ]; then
+    pg_sql "DROP DATABASE $server_db WITH (FORCE)"
+    server_db=""
+  fi
 }
 
-# seeded_template N: a data directory (migrated, with the bench account) whose
-# database holds N documents of that account, written by bench/seed.py
-# straight into SQLite. Made once per N; each run starts on a copy.
+# seeded_template N: sets template to, on SQLite, a data directory, on
+# PostgreSQL a database (migrated, with the bench account) that holds N
+# documents of that account, written by bench/seed.py straight into the
+# database. Made once per N and engine; each run starts on a copy. (Not run
+# in a command substitution, where a failing seed.py would not stop the run.)
 seeded_template() {
-  local dir="$work/seed.$1"
-  if [ ! -d "$dir" ]; then
-    { "${docflow_env[@]}" DOCFLOW_DATA_DIR="$dir" "$bin" migrate &&
-      printf '%s\n' "$bench_password" | "${docflow_env[@]}" DOCFLOW_DATA_DIR="$dir" "$bin" user add "$bench_user"; } \
-      >"$work/seed.log" 2>&1 || { cat "$work/seed.log" >&2; exit 1; }
-    python3 "$bench_dir/seed.py" "$dir/docflow.db" "$bench_user" "$1"
+  local dir="$work/seed.$engine.$1" db="" database
+  if [ "$engine" = postgres ]; then
+    db="docflow_seed_$1"
+    use_database "$db"
+    database="$(pg_url "$db")"
+  else
+    db_env=()
+    database="$dir/docflow.db"
   fi
-  echo "$dir"
+  if [ ! -d "$dir" ]; then
+    mkdir -p "$dir"
+    [ -z "$db" ] || pg_sql "CREATE DATABASE $db"
+    migrate "$dir"
+    printf '%s\n' "$bench_password" |
+      "${docflow_env[@]}" "${db_env[@]}" DOCFLOW_DATA_DIR="$dir" "$bin" user add "$bench_user" >"$work/seed.log" 2>&1 ||
+      { cat "$work/seed.log" >&2; exit 1; }
+    PG_BIN="$PG_BIN" python3 "$bench_dir/seed.py" "$database" "$bench_user" "$1"
+  fi
+  template="${db:-$dir}"
 }
 
 # ---------------------------------------------------------------------------
@@ -280,6 +435,7 @@ measure_begin() {
     wchar0="$(sum_proc io wchar $server_pids)"
     load_start="$(loadavg)"
   }
+  if [ "$engine" = postgres ]; then read -r db_ticks0 db_wchar0 < <(pg_counters); fi
 }
 
 measure_end() {
@@ -292,18 +448,27 @@ measure_end() {
   }
   ticks=$((self1 - self0))
   child_ticks=$((children1 - children0))
+  engine_args=()
+  if [ "$engine" = postgres ]; then
+    local db_ticks1 db_wchar1
+    read -r db_ticks1 db_wchar1 < <(pg_counters)
+    engine_args=(--engine postgres --db-cpu-ticks $((db_ticks1 - db_ticks0)) --db-wchar $((db_wchar1 - db_wchar0)))
+  elif [ -n "$engine" ]; then
+    engine_args=(--engine "$engine")
+  fi
 }
 
 # record wrk|burst|process KEY SCENARIO SERVER OUTPUT FILE_BYTES SETTINGS: one row.
 record() {
   report "$1-row" "$rows" --key "$2" --scenario "$3" --server "$4" --output "$5" --file-bytes "$6" \
     --settings "$7" --cpu-ticks "$ticks" --child-cpu-ticks "$child_ticks" --clk-tck "$(getconf CLK_TCK)" \
-    --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" --wchar "$wchar" --load "$load_start"
+    --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" --wchar "$wchar" --load "$load_start" "${engine_args[@]}"
   tail -n 1 "$rows" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 rate = r.get("documents_per_s", r.get("requests_per_s"))
-print("bench:   %s, %s: %s/s, p50 %s ms, p99 %s ms, errors %s. %s" % (r["scenario"], r["server"], rate,
+server = r["server"] + (" (%s)" % r["engine"] if r.get("engine") else "")
+print("bench:   %s, %s: %s/s, p50 %s ms, p99 %s ms, errors %s. %s" % (r["scenario"], server, rate,
       r["p50_ms"], r["p99_ms"], r["errors"], r.get("notes", "")))' >&2
 }
 
@@ -405,7 +570,7 @@ scenario_get() {
 # scenario_list N LABEL SERVER: the first page of the listing with N documents.
 scenario_list() {
   local template=""
-  if [ "$3" = docflow ]; then template="$(seeded_template "$1")"; fi
+  if [ "$3" = docflow ]; then seeded_template "$1"; fi
   start "$3" "$template"
   read_run "list_$1" "GET /documents?limit=50, $2 docs" "$3" "/documents?limit=50" "list-$1.json"
 }
@@ -453,16 +618,19 @@ scenario_process() {
   record process "$1" "$2" docflow "$work/process.txt" 0 "bench/process.py: $4 x $(basename "$3")"
 }
 
-# run_one SCENARIO SERVER
+# run_one SCENARIO SERVER: SERVER is docflow:ENGINE, nginx or disk.
 run_one() {
-  echo "bench: $1, $2" >&2
+  local server="${2%%:*}"
+  engine=""
+  [ "$server" = "$2" ] || engine="${2#*:}"
+  echo "bench: $1, $server${engine:+ ($engine)}" >&2
   case "$1" in
-    upload_1m) scenario_upload 1048576 "$1" "$2" ;;
-    upload_64k) scenario_upload 65536 "$1" "$2" ;;
-    burst) scenario_burst "$2" ;;
-    get) scenario_get "$2" ;;
-    list_100000) scenario_list 100000 100,000 "$2" ;;
-    list_100) scenario_list 100 100 "$2" ;;
+    upload_1m) scenario_upload 1048576 "$1" "$server" ;;
+    upload_64k) scenario_upload 65536 "$1" "$server" ;;
+    burst) scenario_burst "$server" ;;
+    get) scenario_get "$server" ;;
+    list_100000) scenario_list 100000 100,000 "$server" ;;
+    list_100) scenario_list 100 100 "$server" ;;
     process_1page) scenario_process "$1" "process 1-page PDF" "$repo/tests/fixtures/en-1page.pdf" "$PROCESS_DOCS" ;;
     process_50page)
       make_long_pdf
@@ -475,8 +643,9 @@ run_one() {
   esac
 }
 
-servers() { # servers SCENARIO: processing is docflow's alone; uploads add the disk's ceiling
-  local s=docflow
+servers() { # servers SCENARIO: docflow on each engine; processing is docflow's alone; uploads add the disk's ceiling
+  local s="" e
+  for e in $ENGINES; do s="$s docflow:$e"; done
   if [ "$with_nginx" = 1 ] && [ "${1#process_}" = "$1" ]; then s="$s nginx"; fi
   case "$1" in upload_*) s="$s disk" ;; esac
   echo "$s"
@@ -484,6 +653,12 @@ servers() { # servers SCENARIO: processing is docflow's alone; uploads add the d
 
 # ---------------------------------------------------------------------------
 
+pg_note=""
+if [ "$with_postgres" = 1 ]; then
+  start_postgres
+  pg_note="$("$PG_BIN/postgres" --version) on 127.0.0.1 (TCP), $pg_settings"
+  echo "bench: $pg_note" >&2
+fi
 load_before="$(loadavg)"
 echo "bench: load average before the run: $load_before ($(nproc) cores, shared by the load generators and the server)" >&2
 for r in $(seq 1 "$REPEAT"); do
@@ -499,6 +674,6 @@ echo >&2
 out="$results_dir/bench.json"
 report finish "$rows" "$out" --rev "${BENCH_REV:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   --load-before "$load_before" \
-  --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" \
+  --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" --postgres "$pg_note" \
   --note "load generators (wrk, burst.py, process.py) run on the same machine and share its $(nproc) cores with the server${BENCH_NOTE:+; $BENCH_NOTE}"
 echo "bench: results written to ${out#"$repo"/}" >&2

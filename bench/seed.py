@@ -1,35 +1,61 @@
 #!/usr/bin/env python3
-"""Seeds N documents straight into docflow's SQLite database, bypassing the API.
+"""Seeds N documents straight into docflow's database, bypassing the API.
 
     bench/seed.py DATABASE USERNAME N
 
-Run after `docflow migrate` and `docflow user add USERNAME` on the same data
-directory, with no server running. Uploading 100,000 documents through the
-API would take longer than the benchmark itself, and the listing under test
-reads only the `documents` table, so the rows are written directly, in the
-shape docflow itself writes them (src/store/sqlite/migrations/0003_documents.sql):
+DATABASE is the path of a SQLite database or a postgresql:// URL. Run after
+`docflow migrate` and `docflow user add USERNAME` on the same database, with
+no server running. Uploading 100,000 documents through the API would take
+longer than the benchmark itself, and the listing under test reads only the
+`documents` table, so the rows are written directly, in the shape docflow
+itself writes them (src/store/sqlite/migrations/0003_documents.sql,
+src/store/postgres/migrations/0003_documents.sql):
 
-- `id`: a UUIDv7 string whose 48-bit timestamp is the row's `created_at`, as
+- `id`: a UUIDv7 whose 48-bit timestamp is the row's `created_at`, as
   core::new_uuid_v7() makes them, so ids and creation times agree;
-- `created_at`, `updated_at`, `started_at`, `finished_at`: Unix milliseconds,
-  spread over the past year, one document every few minutes;
+- `created_at`, `updated_at`, `started_at`, `finished_at`: spread over the
+  past year, one document every few minutes (Unix milliseconds in SQLite,
+  timestamptz to the millisecond in PostgreSQL);
 - a mix of statuses (about 90% COMPLETED, 6% UPLOADED, 4% FAILED with an
   error record), PDFs and DOCX files, sizes from 20 KB to a few MB.
 
-Every row belongs to USERNAME. There are no blobs, results or events behind
-the rows: only the listing and the document endpoints may be used on them.
+Both engines get the same rows for the same N. Every row belongs to
+USERNAME. There are no blobs, results or events behind the rows: only the
+listing and the document endpoints may be used on them.
+
+SQLite: one executemany in one transaction. PostgreSQL: the rows go as CSV
+through psql's `\copy ... FROM pstdin` (psql from $PG_BIN, else the PATH;
+no driver needed), then VACUUM ANALYZE, so the planner knows the table and
+autovacuum has nothing left to do on it during a measured run.
+
 Prints the query plan of the first page of `GET /documents` on stderr and
-fails if SQLite would not walk the (owner_id, created_at, id) index.
+fails unless the engine walks the (owner_id, created_at, id) index without a
+sort. PostgreSQL: the statement is prepared as docflow prepares it (per
+connection) and explained six times, since after five executions the plan
+cache may switch to a generic plan; every plan is checked. Two exceptions,
+both the planner's right choice: when USERNAME owns every row (as in the
+bench), walking the (created_at, id) index and filtering on the owner reads
+the same 51 rows from a smaller index; and a table of under 1,000 rows is
+sorted rather than walked.
 """
+import csv
+import datetime
 import hashlib
+import io
+import os
 import random
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
 
 WORDS = ("invoice contract report minutes budget proposal survey memo letter statement agreement "
          "summary plan review policy manual brief audit forecast quote").split()
+# The columns rows() yields, in its order; also what docflow selects for a
+# listing, in the same order (postgres_store.cpp, document_columns).
+COLUMNS = ("id", "owner_id", "filename", "title", "kind", "size_bytes", "sha256", "status", "created_at",
+           "updated_at", "attempts", "started_at", "finished_at", "error_code", "error_message", "error_retryable")
 FAILURES = (("unreadable_document", "The file is not a readable PDF.", 0),
             ("extractor_timeout", "extraction took too long", 1))
 
@@ -71,11 +97,7 @@ def rows(owner_id: str, n: int, rng: random.Random):
                started, finished, code, message, retryable)
 
 
-def main() -> int:
-    if len(sys.argv) != 4:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
-    path, username, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def seed_sqlite(path: str, username: str, n: int) -> int:
     db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous = OFF")  # a scratch copy: a crash just means seeding again
     row = db.execute("SELECT id FROM users WHERE username_key = ?", (username.lower(),)).fetchone()
@@ -85,9 +107,7 @@ def main() -> int:
     owner_id = row[0]
     with db:
         db.executemany(
-            "INSERT INTO documents (id, owner_id, filename, title, kind, size_bytes, sha256, status, created_at,"
-            " updated_at, attempts, started_at, finished_at, error_code, error_message, error_retryable)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO documents ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
             rows(owner_id, n, random.Random(n)),
         )
     # The statement docflow runs for the first page (sqlite_store.cpp, list_documents).
@@ -102,6 +122,84 @@ def main() -> int:
         print("seed: the listing would not use the (owner_id, created_at, id) index", file=sys.stderr)
         return 1
     return 0
+
+
+def psql(url: str, stdin: str, *args: str) -> str:
+    """Runs psql ARGS on the database with STDIN (a script, or the data of a \\copy); returns its output."""
+    pg_bin = os.environ.get("PG_BIN")
+    argv = [os.path.join(pg_bin, "psql") if pg_bin else "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+            "-d", url, *args]
+    done = subprocess.run(argv, input=stdin.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        sys.exit(f"seed: psql failed: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode()
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def timestamptz(ms):
+    if ms is None:
+        return None
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+SORT_IS_FINE_BELOW = 1000  # documents: below this PostgreSQL may sort the owner's rows instead
+
+
+def seed_postgres(url: str, username: str, n: int) -> int:
+    owner_id = psql(url, f"SELECT id FROM users WHERE username_key = {literal(username.lower())};").strip()
+    if not owner_id:
+        print(f"seed: no user {username!r} in the database (run `docflow user add` first)", file=sys.stderr)
+        return 1
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    times = {COLUMNS.index(c) for c in ("created_at", "updated_at", "started_at", "finished_at")}
+    retryable = COLUMNS.index("error_retryable")
+    for row in rows(owner_id, n, random.Random(n)):
+        # CSV's unquoted empty field is NULL; no column of these rows holds an empty string.
+        values = [timestamptz(v) if i in times else v for i, v in enumerate(row)]
+        if values[retryable] is not None:
+            values[retryable] = "true" if values[retryable] else "false"
+        writer.writerow(values)
+    psql(url, out.getvalue(), "-c", f"\\copy documents ({', '.join(COLUMNS)}) FROM pstdin WITH (FORMAT csv)")
+    # A fresh table: statistics for the planner, and the visibility map set,
+    # so that autovacuum does not pick the table up during a measured run.
+    psql(url, "VACUUM (ANALYZE) documents;")
+    # The statement docflow prepares for the first page (postgres_store.cpp,
+    # list_documents), executed as often as it takes PostgreSQL's plan cache
+    # to consider a generic plan; every plan must walk the index.
+    executions = 6
+    explain = f"EXPLAIN (COSTS OFF) EXECUTE first_page({literal(owner_id)}, 51);\n\\echo ----\n"
+    plans = psql(url, f"PREPARE first_page AS SELECT {', '.join(COLUMNS)} FROM documents"
+                      " WHERE true AND owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2;\n"
+                 + explain * executions).split("----\n")[:executions]
+    count, total = (int(v) for v in psql(
+        url, f"SELECT count(*) FILTER (WHERE owner_id = {literal(owner_id)}), count(*) FROM documents;").split("|"))
+    plan_text = "; ".join(line.strip() for line in plans[-1].splitlines() if line.strip())
+    print(f"seed: {count} documents of {username}; first-page plan: {plan_text}", file=sys.stderr)
+    # Walking (created_at, id) and filtering on the owner reads the same 51
+    # rows as the owner's index when the owner has every row, as here; the
+    # planner then prefers that smaller index. A small table is rightly
+    # sorted rather than walked.
+    ordered = ["documents_owner_created"] + (["documents_created"] if count == total else [])
+    if total >= SORT_IS_FINE_BELOW and not all(
+            "Sort" not in p and any(f"Index Scan using {index} " in p for index in ordered) for p in plans):
+        print("seed: the listing would not walk the (owner_id, created_at, id) index:\n" + "----\n".join(plans),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) != 4:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    target, username, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if target.startswith(("postgresql://", "postgres://")):
+        return seed_postgres(target, username, n)
+    return seed_sqlite(target, username, n)
 
 
 if __name__ == "__main__":
