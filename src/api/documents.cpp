@@ -279,6 +279,11 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
     core::result<void> done;
     try {
       done = s.db.insert_document(doc, answer ? &*answer : nullptr);
+    } catch (const store::store_outcome_unknown&) {
+      // The row may have committed as the connection went (the database
+      // restarting): removing the file then would leave a document without
+      // its bytes. It stays; if no row names it, the orphan sweep removes it.
+      throw;
     } catch (...) {
       s.blobs.remove(doc.id);
       throw;

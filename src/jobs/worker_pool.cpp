@@ -287,21 +287,42 @@ struct worker_pool::impl {
     const store::stored_result result{
         options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts,
         summary_json(out),        std::move(out.extraction.text),      {},  0};
-    bool recorded = false;
-    try {
-      recorded = db.complete_job(job, result);
-    } catch (const std::exception& e) {
-      // Not recorded: the lease lapses and another attempt runs. Nothing is lost.
-      obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
-      return;
-    }
-    if (!recorded) {
+    const auto recorded = record(job, [&] { return db.complete_job(job, result); });
+    if (!recorded) return;
+    if (!*recorded) {
       obs::log(obs::level::info, "job.abandoned", ids);
       return;
     }
     metrics.add("docflow_jobs_total", obs::metrics::label("outcome", "completed"));
     metrics.observe("docflow_job_duration_seconds", "", seconds_between(claimed_at, now));
     obs::log(obs::level::info, "document.completed", ids);
+  }
+
+  // Records the job's outcome with `write` (fenced by the lease); nullopt
+  // when it could not. A database that is away for a moment (restarting) is
+  // waited for, for up to one lease: given up at once, the outcome would be
+  // lost and the lease would lapse, so that the whole job ran again. Not
+  // recorded at all, the lease lapses and another attempt runs: nothing is
+  // lost.
+  template <class Write>
+  auto record(const store::claimed_job& job, Write write) -> std::optional<decltype(write())> {
+    const auto give_up = std::chrono::steady_clock::now() + options.lease;
+    for (milliseconds wait{100};; wait = std::min(2 * wait, milliseconds{2'000})) {
+      try {
+        return write();
+      } catch (const store::store_unavailable& e) {
+        if (std::chrono::steady_clock::now() + wait >= give_up) {
+          obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+          return std::nullopt;
+        }
+        obs::log(obs::level::warn, "job.record_retry", {{"job_id", job.job_id}, {"error", e.what()}});
+      } catch (const std::exception& e) {
+        obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
+        return std::nullopt;
+      }
+      std::unique_lock lock(mutex);
+      if (wake.wait_for(lock, wait, [this] { return stopping; })) return std::nullopt;
+    }
   }
 
   void handle_failure(const store::claimed_job& job, const core::failure& f, double jitter_sample) {
@@ -318,15 +339,9 @@ struct worker_pool::impl {
     boost::json::object fields{{"document_id", job.document.id}, {"job_id", job.job_id},
                                {"attempt", job.attempt},         {"code", f.code},
                                {"message", f.message},           {"retryable", f.retryable}};
-    store::failure_outcome outcome = store::failure_outcome::lease_lost;
-    try {
-      outcome = db.fail_job(job, clock.now(), f, retry_at);
-    } catch (const std::exception& e) {
-      // The lease will lapse and another attempt will run: nothing is lost.
-      obs::log(obs::level::error, "job.record_failed", {{"job_id", job.job_id}, {"error", e.what()}});
-      return;
-    }
-    switch (outcome) {
+    const auto outcome = record(job, [&] { return db.fail_job(job, clock.now(), f, retry_at); });
+    if (!outcome) return;
+    switch (*outcome) {
       case store::failure_outcome::retry_scheduled:
         fields["retry_in_ms"] = std::chrono::duration_cast<milliseconds>(*retry_at - clock.now()).count();
         metrics.add("docflow_jobs_total", obs::metrics::label("outcome", "retried"));

@@ -159,6 +159,15 @@ public:
   using store_error::store_error;
 };
 
+/// The connection was lost while the call was under way (the server
+/// restarting, the network cut): what it wrote may have been committed
+/// or not, and the caller cannot tell which. Keep whatever a committed
+/// write would need (an upload's file), and let the client retry.
+class store_outcome_unknown : public store_unavailable {
+public:
+  using store_unavailable::store_unavailable;
+};
+
 /// The database behind docflow, shaped so that SQLite and PostgreSQL can both
 /// implement it without callers knowing which one they hold. Every method
 /// blocks: call it from the blocking pool, never from an I/O thread.
@@ -252,6 +261,7 @@ public:
   /// claim is no longer the answer's: a retry took the key over.
   /// Isolation: the answer is written only where the claim still names it
   /// (a conditional UPDATE); otherwise the whole transaction rolls back.
+  /// store_outcome_unknown: the row may be there all the same.
   virtual core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
   /// The document `id`, if it exists and (when `owner_id` is set) belongs to that owner.

@@ -230,6 +230,9 @@ auto postgres_store::retrying(F&& f) {
       auto c = pool_.acquire();
       return f(*c);
     } catch (const pq::error& e) {
+      // Not from acquire(), which throws store_unavailable: the connection
+      // was lent, so the call's statements may have reached the server.
+      if (e.connection_lost()) throw store_outcome_unknown(e.what());
       if (e.transient()) throw store_unavailable(e.what());
       if (!e.retryable() || attempt >= max_attempts) throw;
     }
