@@ -27,8 +27,7 @@ cursor_codec::cursor_codec(std::string_view secret, const std::optional<std::str
 }
 
 std::string cursor_codec::encode(core::time_point created_at, std::string_view id) const {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(created_at.time_since_epoch()).count();
+  const auto ms = core::to_unix_ms(created_at);
   const std::string payload = std::to_string(ms) + ':' + std::string(id);
   return core::base64url_encode(payload + tag(key_, payload));
 }

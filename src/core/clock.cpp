@@ -17,6 +17,10 @@ const clock& system_clock() {
   return instance;
 }
 
+std::int64_t to_unix_ms(time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
 std::optional<time_point> from_unix_ms(std::int64_t ms) noexcept {
   constexpr auto limit =
       std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration::max()).count();

@@ -26,6 +26,9 @@ const clock& system_clock();
 /// would overflow.
 std::optional<time_point> from_unix_ms(std::int64_t ms) noexcept;
 
+/// Whole milliseconds since the Unix epoch (truncated), as stored and sent.
+std::int64_t to_unix_ms(time_point t) noexcept;
+
 /// RFC 3339 UTC with milliseconds: 2026-11-29T01:02:03.456Z.
 std::string format_rfc3339(time_point t);
 

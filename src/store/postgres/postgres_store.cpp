@@ -152,14 +152,6 @@ std::string jsonb_safe(std::string json) {
   return boost::json::serialize(v);
 }
 
-// The channel of a wake-up, as pg_notify's first argument.
-std::string channel_of(wakeup_topic topic) { return std::string(channel(topic)); }
-
-// A job_available payload: milliseconds since the Unix epoch.
-std::string unix_ms(core::time_point t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
-}
-
 // Every status change goes through the core state machine, and is logged as
 // the document's next event in the same statement: the UPDATE takes the
 // row's lock and the next number from its counter. The same statement
@@ -182,7 +174,7 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
       " SELECT id, last_event_seq, status, $2::timestamptz, $7::jsonb FROM d)"
       " SELECT " +
       std::string(document_columns) + ", pg_notify($8, id::text) FROM d";
-  static const auto changed = channel_of(wakeup_topic::document_changed);
+  const auto changed = channel(wakeup_topic::document_changed);
   const auto r = error ? c.exec(sql, core::to_string(to), now, error->code, error->message, error->retryable,
                                 d.id, jsonb_safe(failure_record(*error)), changed)
                        : c.exec(sql, core::to_string(to), now, std::nullopt, std::nullopt, std::nullopt, d.id,
@@ -522,7 +514,7 @@ core::result<void> postgres_store::delete_document(std::string_view id,
     // no event to find.
     c.exec(
         "WITH d AS (DELETE FROM documents WHERE id = $1 RETURNING id) SELECT pg_notify($2, id::text) FROM d",
-        doc->id, channel_of(wakeup_topic::document_changed));
+        doc->id, channel(wakeup_topic::document_changed));
     return {};
   });
 }
@@ -554,7 +546,7 @@ core::result<process_result> postgres_store::request_processing(std::string_view
           "WITH j AS (INSERT INTO jobs"
           " (id, document_id, state, attempts, available_at, created_at, updated_at)"
           " VALUES ($1, $2, 'queued', 0, $3, $3, $3) RETURNING id) SELECT pg_notify($4, $5) FROM j",
-          job_id, doc->id, now, channel_of(wakeup_topic::job_available), unix_ms(now));
+          job_id, doc->id, now, channel(wakeup_topic::job_available), core::to_unix_ms(now));
       return process_result{process_outcome::accepted, std::move(after)};
     });
   };
@@ -668,7 +660,7 @@ failure_outcome postgres_store::fail_job(const claimed_job& job, core::time_poin
     }
     if (retry_at) {
       // Every process's idle workers learn when to look, rather than at their next poll.
-      c.exec("SELECT pg_notify($1, $2)", channel_of(wakeup_topic::job_available), unix_ms(*retry_at));
+      c.exec("SELECT pg_notify($1, $2)", channel(wakeup_topic::job_available), core::to_unix_ms(*retry_at));
       return failure_outcome::retry_scheduled;
     }
     transition(c, *doc, core::status::failed, now, failure);
@@ -693,7 +685,7 @@ core::result<cancel_result> postgres_store::cancel_processing(std::string_view d
         "WITH j AS (UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = $2"
         " WHERE document_id = $1 AND state IN ('queued', 'running') RETURNING id)"
         " SELECT id, pg_notify($3, id::text) FROM j",
-        doc->id, now, channel_of(wakeup_topic::job_stopped));
+        doc->id, now, channel(wakeup_topic::job_stopped));
     std::string job_id = live.empty() ? std::string() : live.text(0, 0);
     return cancel_result{transition(c, *doc, core::status::failed, now, failure), std::move(job_id)};
   });

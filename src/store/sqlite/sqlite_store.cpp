@@ -22,10 +22,6 @@ namespace docflow::store::sqlite {
 namespace {
 constexpr std::size_t max_idle_connections = 16;
 
-std::int64_t to_ms(core::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 core::time_point from_ms(std::int64_t ms) { return core::time_point{std::chrono::milliseconds{ms}}; }
 
 constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
@@ -48,8 +44,8 @@ void insert_token(connection& c, const refresh_grant& g) {
   c.prepare("INSERT INTO refresh_tokens (token_hash, family_id, issued_at, expires_at) VALUES (?, ?, ?, ?)")
       .bind(1, g.token_hash)
       .bind(2, g.family_id)
-      .bind(3, to_ms(g.issued_at))
-      .bind(4, to_ms(g.expires_at))
+      .bind(3, core::to_unix_ms(g.issued_at))
+      .bind(4, core::to_unix_ms(g.expires_at))
       .step();
 }
 
@@ -101,7 +97,7 @@ void append_event(connection& c, std::string_view document_id, core::status stat
   auto st = c.prepare(
       "INSERT INTO document_events (document_id, seq, status, at, error)"
       " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM document_events WHERE document_id = ?1");
-  st.bind(1, document_id).bind(2, core::to_string(status)).bind(3, to_ms(at));
+  st.bind(1, document_id).bind(2, core::to_string(status)).bind(3, core::to_unix_ms(at));
   if (error) {
     st.bind(4, failure_record(*error));
   } else {
@@ -124,7 +120,7 @@ void transition(connection& c, const core::document& d, core::status to, core::t
       " finished_at = CASE WHEN ? IN ('COMPLETED', 'FAILED') THEN ? ELSE NULL END,"
       " error_code = ?, error_message = ?, error_retryable = ? WHERE id = ?");
   const auto name = core::to_string(to);
-  st.bind(1, name).bind(2, to_ms(now)).bind(3, name).bind(4, name).bind(5, to_ms(now));
+  st.bind(1, name).bind(2, core::to_unix_ms(now)).bind(3, name).bind(4, name).bind(5, core::to_unix_ms(now));
   if (error) {
     st.bind(6, error->code).bind(7, error->message).bind(8, static_cast<std::int64_t>(error->retryable));
   } else {
@@ -227,7 +223,7 @@ core::result<void> sqlite_store::create_user(const core::user& u) {
       .bind(3, core::username_key(u.username))
       .bind(4, u.password_hash)
       .bind(5, core::to_string(u.role))
-      .bind(6, to_ms(u.created_at));
+      .bind(6, core::to_unix_ms(u.created_at));
   st.step();
   if (sqlite3_changes(c->handle()) != 1) return core::errc::username_taken;
   return {};
@@ -259,8 +255,8 @@ void sqlite_store::start_refresh_family(const refresh_grant& first) {
   c->prepare("INSERT INTO refresh_families (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
       .bind(1, first.family_id)
       .bind(2, first.user_id)
-      .bind(3, to_ms(first.issued_at))
-      .bind(4, to_ms(first.expires_at))
+      .bind(3, core::to_unix_ms(first.issued_at))
+      .bind(4, core::to_unix_ms(first.expires_at))
       .step();
   insert_token(*c, first);
   tx.commit();
@@ -290,7 +286,7 @@ rotation_result sqlite_store::rotate_refresh_token(std::string_view presented_ha
     case core::rotation_decision::reject: return result;
     case core::rotation_decision::reuse_detected:
       c->prepare("UPDATE refresh_families SET revoked_at = ? WHERE id = ?")
-          .bind(1, to_ms(now))
+          .bind(1, core::to_unix_ms(now))
           .bind(2, successor.family_id)
           .step();
       break;
@@ -301,11 +297,11 @@ rotation_result sqlite_store::rotate_refresh_token(std::string_view presented_ha
         return result;
       }
       c->prepare("UPDATE refresh_tokens SET used_at = coalesce(used_at, ?) WHERE token_hash = ?")
-          .bind(1, to_ms(now))
+          .bind(1, core::to_unix_ms(now))
           .bind(2, presented_hash)
           .step();
       c->prepare("UPDATE refresh_families SET expires_at = ? WHERE id = ?")
-          .bind(1, to_ms(successor.expires_at))
+          .bind(1, core::to_unix_ms(successor.expires_at))
           .bind(2, successor.family_id)
           .step();
       insert_token(*c, successor);
@@ -320,14 +316,14 @@ void sqlite_store::revoke_refresh_family(std::string_view token_hash, core::time
   c->prepare(
        "UPDATE refresh_families SET revoked_at = coalesce(revoked_at, ?)"
        " WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?)")
-      .bind(1, to_ms(now))
+      .bind(1, core::to_unix_ms(now))
       .bind(2, token_hash)
       .step();
 }
 
 std::size_t sqlite_store::purge_refresh_families(core::time_point now) {
   const lease c(*this);
-  c->prepare("DELETE FROM refresh_families WHERE expires_at <= ?").bind(1, to_ms(now)).step();
+  c->prepare("DELETE FROM refresh_families WHERE expires_at <= ?").bind(1, core::to_unix_ms(now)).step();
   return static_cast<std::size_t>(sqlite3_changes(c->handle()));
 }
 
@@ -349,8 +345,8 @@ void insert_document_row(connection& c, const core::document& d) {
       .bind(6, static_cast<std::int64_t>(d.size_bytes))
       .bind(7, d.sha256)
       .bind(8, core::to_string(d.status))
-      .bind(9, to_ms(d.created_at))
-      .bind(10, to_ms(d.updated_at))
+      .bind(9, core::to_unix_ms(d.created_at))
+      .bind(10, core::to_unix_ms(d.updated_at))
       .bind(11, static_cast<std::int64_t>(d.attempts));
   st.step();
   append_event(c, d.id, d.status, d.created_at, std::nullopt);
@@ -462,7 +458,7 @@ std::vector<core::document> sqlite_store::list_documents(const document_query& q
   if (q.owner_id) st.bind(++i, *q.owner_id);
   if (q.status) st.bind(++i, core::to_string(*q.status));
   if (q.after) {
-    st.bind(++i, to_ms(q.after->first));
+    st.bind(++i, core::to_unix_ms(q.after->first));
     st.bind(++i, q.after->second);
   }
   st.bind(++i, static_cast<std::int64_t>(q.limit));
@@ -517,9 +513,9 @@ core::result<process_result> sqlite_store::request_processing(std::string_view d
        " VALUES (?, ?, 'queued', 0, ?, ?, ?)")
       .bind(1, job_id)
       .bind(2, doc->id)
-      .bind(3, to_ms(now))
-      .bind(4, to_ms(now))
-      .bind(5, to_ms(now))
+      .bind(3, core::to_unix_ms(now))
+      .bind(4, core::to_unix_ms(now))
+      .bind(5, core::to_unix_ms(now))
       .step();
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
@@ -536,7 +532,7 @@ std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::ch
       " WHERE state = 'running' AND lease_expires_at < ?1"
       " UNION ALL SELECT * FROM (SELECT id, document_id, attempts, available_at FROM jobs"
       " WHERE state = 'queued' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
-  st.bind(1, to_ms(now));
+  st.bind(1, core::to_unix_ms(now));
   if (!st.step()) return std::nullopt;
   claimed_job job;
   job.job_id = st.column_text(0);
@@ -548,15 +544,15 @@ std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::ch
        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,"
        " updated_at = ? WHERE id = ?")
       .bind(1, lease_token)
-      .bind(2, to_ms(now + lease_for))
-      .bind(3, to_ms(now))
+      .bind(2, core::to_unix_ms(now + lease_for))
+      .bind(3, core::to_unix_ms(now))
       .bind(4, job.job_id)
       .step();
   c->prepare(
        "UPDATE documents SET attempts = attempts + 1, started_at = coalesce(started_at, ?), updated_at = ?"
        " WHERE id = ?")
-      .bind(1, to_ms(now))
-      .bind(2, to_ms(now))
+      .bind(1, core::to_unix_ms(now))
+      .bind(2, core::to_unix_ms(now))
       .bind(3, document_id)
       .step();
   auto doc = load_document(*c, document_id, std::nullopt);
@@ -575,7 +571,7 @@ bool sqlite_store::renew_lease(const claimed_job& job, core::time_point now,
                                std::chrono::milliseconds lease_for) {
   const lease c(*this);
   c->prepare("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'running'")
-      .bind(1, to_ms(now + lease_for))
+      .bind(1, core::to_unix_ms(now + lease_for))
       .bind(2, job.job_id)
       .bind(3, job.lease_token)
       .step();
@@ -594,14 +590,14 @@ bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) 
        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, substr(?7, 1, 500), length(CAST(?7 AS BLOB)))")
       .bind(1, doc->id)
       .bind(2, r.pipeline_version)
-      .bind(3, to_ms(r.started_at))
-      .bind(4, to_ms(r.completed_at))
+      .bind(3, core::to_unix_ms(r.started_at))
+      .bind(4, core::to_unix_ms(r.completed_at))
       .bind(5, static_cast<std::int64_t>(r.attempts))
       .bind(6, r.summary_json)
       .bind(7, r.text)
       .step();
   c->prepare("UPDATE jobs SET state = 'done', lease_token = NULL, updated_at = ? WHERE id = ?")
-      .bind(1, to_ms(r.completed_at))
+      .bind(1, core::to_unix_ms(r.completed_at))
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::completed, r.completed_at, std::nullopt);
@@ -619,8 +615,8 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
     c->prepare(
          "UPDATE jobs SET state = 'queued', available_at = ?, lease_token = NULL, lease_expires_at = NULL,"
          " updated_at = ? WHERE id = ?")
-        .bind(1, to_ms(*retry_at))
-        .bind(2, to_ms(now))
+        .bind(1, core::to_unix_ms(*retry_at))
+        .bind(2, core::to_unix_ms(now))
         .bind(3, job.job_id)
         .step();
     tx.commit();
@@ -629,7 +625,7 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
   auto doc = load_document(*c, job.document.id, std::nullopt);
   if (!doc) return failure_outcome::lease_lost;
   c->prepare("UPDATE jobs SET state = 'failed', lease_token = NULL, updated_at = ? WHERE id = ?")
-      .bind(1, to_ms(now))
+      .bind(1, core::to_unix_ms(now))
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
@@ -656,7 +652,7 @@ core::result<cancel_result> sqlite_store::cancel_processing(std::string_view doc
   c->prepare(
        "UPDATE jobs SET state = 'cancelled', lease_token = NULL, updated_at = ?"
        " WHERE document_id = ? AND state IN ('queued', 'running')")
-      .bind(1, to_ms(now))
+      .bind(1, core::to_unix_ms(now))
       .bind(2, doc->id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
@@ -685,7 +681,7 @@ std::optional<std::string> sqlite_store::read_result_text(std::string_view docum
                                                           std::size_t max) {
   const lease c(*this);
   auto st = c->prepare("SELECT rowid FROM results WHERE document_id = ? AND completed_at = ?");
-  st.bind(1, document_id).bind(2, to_ms(completed_at));
+  st.bind(1, document_id).bind(2, core::to_unix_ms(completed_at));
   if (!st.step()) return std::nullopt;
   sqlite3_blob* blob = nullptr;
   if (sqlite3_blob_open(c->handle(), "main", "results", "text", st.column_int(0), 0, &blob) != SQLITE_OK) {
@@ -773,8 +769,8 @@ core::result<idempotency_claim> sqlite_store::begin_idempotent(std::string_view 
        " AND (expires_at <= ? OR (state = 'in_flight' AND created_at <= ?))")
       .bind(1, user_id)
       .bind(2, key)
-      .bind(3, to_ms(now))
-      .bind(4, to_ms(now - abandoned_after))
+      .bind(3, core::to_unix_ms(now))
+      .bind(4, core::to_unix_ms(now - abandoned_after))
       .step();
   auto st = c->prepare(
       "SELECT fingerprint, state, status, body, content_type, location FROM idempotency_keys"
@@ -798,8 +794,8 @@ core::result<idempotency_claim> sqlite_store::begin_idempotent(std::string_view 
       .bind(1, user_id)
       .bind(2, key)
       .bind(3, fingerprint)
-      .bind(4, to_ms(now))
-      .bind(5, to_ms(now + ttl))
+      .bind(4, core::to_unix_ms(now))
+      .bind(5, core::to_unix_ms(now + ttl))
       .bind(6, claim.token)
       .step();
   tx.commit();
@@ -824,7 +820,7 @@ void sqlite_store::abandon_idempotent(std::string_view user_id, std::string_view
 
 std::size_t sqlite_store::purge_idempotency_keys(core::time_point now) {
   const lease c(*this);
-  c->prepare("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(1, to_ms(now)).step();
+  c->prepare("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(1, core::to_unix_ms(now)).step();
   return static_cast<std::size_t>(sqlite3_changes(c->handle()));
 }
 
@@ -843,7 +839,7 @@ std::optional<core::time_point> refused_until(connection& c, std::span<const att
     auto st = c.prepare(
         "SELECT count(*), min(leaves_at) FROM throttle_attempts WHERE scope = ? AND key = ? AND leaves_at > "
         "?");
-    st.bind(1, k.scope).bind(2, k.key).bind(3, to_ms(now));
+    st.bind(1, k.scope).bind(2, k.key).bind(3, core::to_unix_ms(now));
     st.step();
     if (st.column_int(0) < static_cast<std::int64_t>(k.limit)) continue;
     const auto frees = from_ms(st.column_int(1));
@@ -882,7 +878,7 @@ std::optional<core::time_point> sqlite_store::count_attempt(std::span<const atte
     c->prepare("INSERT INTO throttle_attempts (scope, key, leaves_at) VALUES (?, ?, ?)")
         .bind(1, k.scope)
         .bind(2, k.key)
-        .bind(3, to_ms(now + window))
+        .bind(3, core::to_unix_ms(now + window))
         .step();
   }
   tx.commit();
@@ -917,10 +913,10 @@ std::size_t sqlite_store::purge_attempts(core::time_point now) {
     auto gone = c->prepare(
         "SELECT count(*) FROM (SELECT 1 FROM throttle_attempts GROUP BY scope, key HAVING max(leaves_at) <= "
         "?)");
-    gone.bind(1, to_ms(now)).step();
+    gone.bind(1, core::to_unix_ms(now)).step();
     keys = static_cast<std::size_t>(gone.column_int(0));
   }
-  c->prepare("DELETE FROM throttle_attempts WHERE leaves_at <= ?").bind(1, to_ms(now)).step();
+  c->prepare("DELETE FROM throttle_attempts WHERE leaves_at <= ?").bind(1, core::to_unix_ms(now)).step();
   tx.commit();
   return keys;
 }
