@@ -3,6 +3,7 @@
 #include "app/wiring.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -61,6 +62,9 @@ constexpr std::chrono::seconds login_window{15 * 60};
 constexpr std::chrono::seconds signup_window{60 * 60};
 // How often the one query that wakes event streams runs while any is open.
 constexpr std::chrono::milliseconds event_poll{250};
+// Often enough that RSS follows a burst down within seconds; a trim with
+// little to give back takes a fraction of a millisecond.
+constexpr std::chrono::seconds heap_trim_period{5};
 // How long an upload waits for a turn to receive its body before it goes
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
@@ -346,6 +350,25 @@ private:
   std::jthread thread_;
 };
 
+// Hands the heap's free pages back to the system every `period`: glibc
+// keeps what a burst grew, over all its arenas, long after it is freed
+// (docs/architecture.md, "Threads").
+class heap_trimmer {
+public:
+  explicit heap_trimmer(std::chrono::seconds period)
+      : thread_([period](const std::stop_token& stop) {
+          std::mutex m;
+          std::condition_variable_any wake;
+          std::unique_lock lock(m);
+          while (!wake.wait_for(lock, stop, period, [] { return false; }) && !stop.stop_requested()) {
+            ::malloc_trim(0);
+          }
+        }) {}
+
+private:
+  std::jthread thread_;
+};
+
 // The workers of this process, configured from `cfg`; none when workers = 0.
 std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, store::database& db,
                                                  blob::blob_store& blobs, obs::metrics& metrics,
@@ -426,6 +449,7 @@ int serve(config::config cfg) {
     // Only serve runs it, one process at a time: a worker process may not
     // even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
+    const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
     options.host = cfg.listen.host;
@@ -494,6 +518,7 @@ int work(const config::config& cfg) {
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);
+    const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
     std::optional<ops_endpoint> endpoint;
     if (cfg.worker_listen) {

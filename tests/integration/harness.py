@@ -16,6 +16,16 @@ Every test starts the real `docflow` binary (DOCFLOW_BIN, set by CTest) on
 - run_cli(args, **env): runs a one-shot command (version, migrate, ...).
 - ServerTestCase: a TestCase whose servers and sockets are always cleaned up.
 
+The engine: SQLite (a docflow.db in the data directory), or PostgreSQL
+when DOCFLOW_TEST_DATABASE=postgres (CTest's `.postgres` instances of each
+suite). Then one private server (pg.PostgresServer) per test process,
+started on first use, holds one database per data directory, so that a
+test that starts `serve` again on the same directory finds its data again.
+- ENGINE: "sqlite" or "postgres".
+- run_sql(data_dir, statement): a look behind the service, on either engine.
+- only_on(engine, reason=...): a test (or class) about one engine, left
+  out on the other.
+
 No wait here is unbounded, and every process started is killed at the
 latest when the test (or, failing that, the interpreter) ends.
 """
@@ -29,11 +39,15 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
+
+import pg
 
 BIN = os.environ.get("DOCFLOW_BIN") or "/work/main/build-it/src/docflow"
 JWT_SECRET = "integration-test-secret-0123456789abcdef"  # 40 bytes
@@ -76,15 +90,85 @@ def _kill(proc):
         _live_processes.remove(proc)
 
 
+# --------------------------------------------------------------------------
+# The database engine
+
+ENGINES = ("sqlite", "postgres")
+ENGINE = os.environ.get("DOCFLOW_TEST_DATABASE") or "sqlite"
+if ENGINE not in ENGINES:
+    raise SystemExit("DOCFLOW_TEST_DATABASE=%r: expected one of %s" % (ENGINE, ", ".join(ENGINES)))
+
+_postgres = None  # this process's server, started by the first test that needs it
+_databases = {}  # data directory -> the URL of its database
+_databases_lock = threading.Lock()  # tests start servers from threads too
+
+
+def postgres_server():
+    """The PostgreSQL server of this test process (stopped at exit by pg)."""
+    global _postgres
+    with _databases_lock:
+        if _postgres is None:
+            _postgres = pg.PostgresServer()
+        return _postgres
+
+
+def database_url(data_dir):
+    """The database of `data_dir` on PostgreSQL: the same one for every
+    process started on that directory, a fresh one for a new directory."""
+    server = postgres_server()
+    key = os.path.realpath(data_dir)
+    with _databases_lock:
+        if key not in _databases:
+            _databases[key] = server.create_database()
+        return _databases[key]
+
+
+def run_sql(data_dir, statement):
+    """Runs one SQL statement on the database of `data_dir`, as a test looks
+    behind the service; returns the rows, each a list of strings."""
+    if ENGINE == "postgres":
+        database = database_url(data_dir).rsplit("/", 1)[1]
+        return [line.split("|") for line in postgres_server().psql(statement, database).splitlines()]
+    db = sqlite3.connect(os.path.join(data_dir, "docflow.db"))
+    try:
+        with db:  # commits
+            return [[str(v) for v in row] for row in db.execute(statement).fetchall()]
+    finally:
+        db.close()
+
+
+def only_on(engine, reason):
+    """A test method or class that runs on `engine` only; `reason` says why
+    it means nothing (or something else) on the other. Elsewhere it is left
+    out where it is defined (its name is bound to None, which no test loader
+    collects), so it stays out however the suite is run; stderr names it."""
+    assert engine in ENGINES, engine
+
+    def mark(test):
+        if engine == ENGINE:
+            return test
+        sys.stderr.write("not on %s: %s.%s (%s)\n" % (ENGINE, test.__module__, test.__qualname__, reason))
+        return None
+
+    return mark
+
+
 def build_env(data_dir, env):
     """The process environment: ours minus every DOCFLOW_* variable, plus the
     test defaults, plus `env` (a value of None removes the variable). The
     suites' own DOCFLOW_BIN, DOCFLOW_REPO and DOCFLOW_CONTRACT_* are dropped
-    with the settings, or docflow would warn that they are not settings."""
+    with the settings, or docflow would warn that they are not settings.
+    On PostgreSQL the defaults name the data directory's database and turn
+    DOCFLOW_AUTO_MIGRATE on, as SQLite's default is; a test of the
+    PostgreSQL default passes None."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("DOCFLOW_")}
     out["DOCFLOW_LISTEN"] = "127.0.0.1:0"
     out["DOCFLOW_DATA_DIR"] = data_dir
     out["DOCFLOW_JWT_SECRET"] = JWT_SECRET
+    if ENGINE == "postgres":
+        if "DOCFLOW_DATABASE_URL" not in env:
+            out["DOCFLOW_DATABASE_URL"] = database_url(data_dir)
+        out["DOCFLOW_AUTO_MIGRATE"] = "on"
     # Every suite registers its users from 127.0.0.1; the per-address limit
     # has its own tests, which set it back.
     out["DOCFLOW_SIGNUP_MAX_PER_ADDRESS"] = "100000"

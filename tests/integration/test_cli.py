@@ -11,7 +11,6 @@ import select
 import shutil
 import signal
 import socket
-import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ import time
 import unittest
 import unittest.mock
 
-from harness import BIN, EXIT_TIMEOUT, ServerTestCase, build_env, run_cli, start_server
+from harness import BIN, ENGINE, EXIT_TIMEOUT, ServerTestCase, build_env, only_on, run_cli, run_sql, start_server
 
 EXIT_START_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -445,7 +444,7 @@ class CommandsTest(unittest.TestCase):
             m = re.search(r"schema version (\d+)", out.stderr)
             self.assertIsNotNone(m, out.stderr)
             versions.append(int(m.group(1)))
-            self.assertTrue(os.path.isfile(os.path.join(data, "docflow.db")))
+            self.assertEqual(recorded_versions(data)[-1], versions[-1])
         self.assertEqual(versions[0], versions[1])
         self.assertGreaterEqual(versions[0], 1)
 
@@ -456,6 +455,15 @@ class CommandsTest(unittest.TestCase):
         server = start_server(data_dir=data)
         self.addCleanup(server.cleanup)
         self.assertEqual(server.get("/readyz").status, 200)
+
+
+def recorded_versions(data):
+    """The schema versions the database of `data` records, oldest first."""
+    table = {"sqlite": "SELECT count(*) FROM sqlite_master WHERE name = 'schema_migrations'",
+             "postgres": "SELECT count(*) FROM pg_tables WHERE tablename = 'schema_migrations'"}[ENGINE]
+    if run_sql(data, table) == [["0"]]:
+        return []
+    return [int(v) for (v,) in run_sql(data, "SELECT version FROM schema_migrations ORDER BY version")]
 
 
 class SchemaVersionTest(ServerTestCase):
@@ -480,19 +488,13 @@ class SchemaVersionTest(ServerTestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         return int(re.search(r"schema version (\d+)", out.stderr).group(1))
 
-    def recorded_versions(self, data):
-        with sqlite3.connect(os.path.join(data, "docflow.db")) as db:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone():
-                return []
-            return [v for (v,) in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
-
     def test_a_newer_schema_is_refused_naming_both_versions(self):
         data = self.data_dir()
         known = self.migrate(data)
         newer = known + 7
-        with sqlite3.connect(os.path.join(data, "docflow.db")) as db:  # what a later docflow would leave
-            db.execute("INSERT INTO schema_migrations VALUES (?, '%04d_later.sql', '2030-01-01T00:00:00.000Z')"
-                       % newer, (newer,))
+        # What a later docflow would leave.
+        run_sql(data, "INSERT INTO schema_migrations VALUES (%d, '%04d_later.sql', '2030-01-01T00:00:00.000Z')"
+                % (newer, newer))
         message = ("the database schema is at version %d, newer than this docflow knows (version %d): "
                    "run a docflow at least as new as the one that migrated it" % (newer, known))
         commands = dict(self.COMMANDS)
@@ -503,7 +505,7 @@ class SchemaVersionTest(ServerTestCase):
                     out = run_cli(list(command), data_dir=data, timeout=START_BOUND, DOCFLOW_AUTO_MIGRATE=auto)
                     self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
                     self.assertEqual(out.stderr.splitlines(), [prefix + message])
-        self.assertEqual(self.recorded_versions(data)[-1], newer)
+        self.assertEqual(recorded_versions(data)[-1], newer)
 
     def test_without_auto_migrate_an_unmigrated_database_is_refused(self):
         data = self.data_dir()
@@ -516,7 +518,7 @@ class SchemaVersionTest(ServerTestCase):
                 out = run_cli(list(command), data_dir=data, timeout=START_BOUND, DOCFLOW_AUTO_MIGRATE="off")
                 self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
                 self.assertEqual(out.stderr.splitlines(), [prefix + message])
-        self.assertEqual(self.recorded_versions(data), [], "nothing may have been migrated")
+        self.assertEqual(recorded_versions(data), [], "nothing may have been migrated")
 
         # Once migrated by hand, the same settings start.
         self.assertEqual(self.migrate(data), known)
@@ -525,6 +527,7 @@ class SchemaVersionTest(ServerTestCase):
         out = run_cli(["user", "list"], data_dir=data, DOCFLOW_AUTO_MIGRATE="off")
         self.assertEqual(out.returncode, 0, out.stderr)
 
+    @only_on("sqlite", reason="PostgreSQL's default is off: the next test")
     def test_by_default_every_command_migrates_a_fresh_embedded_database(self):
         scratch = self.data_dir()
         known = self.migrate(scratch)
@@ -538,10 +541,27 @@ class SchemaVersionTest(ServerTestCase):
                 else:
                     out = run_cli(list(command), data_dir=data)
                     self.assertEqual(out.returncode, 0, out.stderr)
-                self.assertEqual(self.recorded_versions(data)[-1], known)
+                self.assertEqual(recorded_versions(data)[-1], known)
+
+    @only_on("postgres", reason="SQLite's default is on: the test before")
+    def test_by_default_no_command_migrates_a_shared_database(self):
+        # Several nodes share the database: its schema changes when an
+        # operator runs `docflow migrate`, not when one node starts.
+        scratch = self.data_dir()
+        known = self.migrate(scratch)
+        message = ("the database schema is at version 0, older than this docflow's (version %d): "
+                   "run `docflow migrate` first, or set DOCFLOW_AUTO_MIGRATE=on" % known)
+        data = self.data_dir()
+        for command, prefix in self.COMMANDS.items():
+            with self.subTest(command=command):
+                out = run_cli(list(command), data_dir=data, timeout=START_BOUND, DOCFLOW_AUTO_MIGRATE=None)
+                self.assertEqual(out.returncode, EXIT_START_FAILED, out.stderr)
+                self.assertEqual(out.stderr.splitlines(), [prefix + message])
+        self.assertEqual(recorded_versions(data), [], "nothing may have been migrated")
 
 
 class JwtSecretTest(ServerTestCase):
+    @only_on("sqlite", reason="with PostgreSQL the nodes share a key: it is never generated, the next test")
     def test_generated_once_with_mode_0600_and_reused(self):
         data = tempfile.mkdtemp(prefix="docflow-it-")
         self.addCleanup(shutil.rmtree, data, True)
@@ -564,6 +584,22 @@ class JwtSecretTest(ServerTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), secret, "the secret changed on the second start")
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    @only_on("postgres", reason="SQLite generates one: the test before")
+    def test_serve_and_worker_refuse_to_start_without_one(self):
+        data = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data, True)
+        message = ("docflow: invalid configuration: DOCFLOW_JWT_SECRET: must be set (or DOCFLOW_JWT_SECRET_FILE) "
+                   "with a postgresql:// database: every node must sign and verify with the same key")
+        for command in ("serve", "worker"):
+            with self.subTest(command=command):
+                out = run_cli([command], data_dir=data, timeout=START_BOUND, DOCFLOW_JWT_SECRET=None)
+                self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
+                self.assertEqual(out.stderr.splitlines(), [message])
+                self.assertFalse(os.path.exists(os.path.join(data, "jwt.secret")))
+        # The commands that sign nothing run without it.
+        out = run_cli(["user", "list"], data_dir=data, DOCFLOW_JWT_SECRET=None)
+        self.assertEqual(out.returncode, 0, out.stderr)
 
     def test_not_generated_when_configured(self):
         server = self.start_server()

@@ -6,7 +6,10 @@ import signal
 import time
 import unittest
 
-from harness import ServerTestCase, SharedServerTestCase, metric, parse_metrics, run_cli
+from harness import (ServerTestCase, SharedServerTestCase, database_url, metric, only_on, parse_metrics,
+                     postgres_server, run_cli)
+
+RECOVERY_BOUND = 15.0  # seconds; the PostgreSQL pool retries a lost server with a backoff of up to 5 s
 
 
 class HealthTest(SharedServerTestCase):
@@ -49,6 +52,7 @@ class ReadinessTest(ServerTestCase):
     """readyz opens a fresh database connection and writes a probe file on
     every call, so breaking either shows up at once and heals at once."""
 
+    @only_on("sqlite", reason="it breaks <data>/docflow.db; the PostgreSQL test stops the server")
     def test_database_unavailable_then_recovers(self):
         server = self.start_server()
         db = os.path.join(server.data_dir, "docflow.db")
@@ -68,6 +72,33 @@ class ReadinessTest(ServerTestCase):
             os.rmdir(db)
             os.rename(aside, db)
         res = server.get("/readyz")
+        self.assertEqual(res.status, 200, res)
+        self.assertEqual(res.json()["checks"], {"database": "ok", "storage": "ok"})
+
+    @only_on("postgres", reason="it stops the PostgreSQL server; the SQLite test breaks the file")
+    def test_database_server_down_then_recovers_by_itself(self):
+        server = self.start_server()
+        postgres = postgres_server()
+        database = database_url(server.data_dir)
+        self.assertEqual(server.get("/readyz").status, 200)
+        postgres.stop("fast")
+        try:
+            res = server.get("/readyz")
+            body = self.assertProblem(res, 503, "service-unavailable", "/readyz")
+            self.assertEqual(body.get("checks"), {"database": "unavailable", "storage": "ok"}, body)
+            self.assertTrue(res.header("Retry-After"), "503 should say when to retry")
+            for address in (database.rsplit("/", 1)[1], "127.0.0.1:%d" % postgres.port):
+                self.assertNotIn(address, res.body.decode(), "the database's address must not leak")
+            self.assertEqual(server.get("/healthz").status, 200)
+        finally:
+            postgres.start()
+        # No restart of docflow: its pool reconnects once the server is back.
+        deadline = time.monotonic() + RECOVERY_BOUND
+        while True:
+            res = server.get("/readyz")
+            if res.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         self.assertEqual(res.status, 200, res)
         self.assertEqual(res.json()["checks"], {"database": "ok", "storage": "ok"})
 

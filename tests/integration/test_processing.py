@@ -1233,11 +1233,14 @@ class SandboxTest(ProcessingCase):
         secret_path = os.path.join(data_dir, "jwt.secret")
         escape_path = os.path.join(data_dir, "escaped.txt")
         hostile = "hostile:secret=%s;write=%s;port=%d" % (secret_path, escape_path, listener.getsockname()[1])
-        # No DOCFLOW_JWT_SECRET: the server generates <data>/jwt.secret, the file the child goes for.
+        # The signing key in <data>/jwt.secret, where SQLite's generated one
+        # lives, is the file the child goes for. Written here, not generated:
+        # with PostgreSQL the key is always configured.
+        secret = secrets.token_hex(32)
+        with open(os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secret + "\n")
         server = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS=1, DOCFLOW_JWT_SECRET=None,
-                                   DOCFLOW_TEST_EXTRACTOR_FAULT=hostile)
-        with open(secret_path) as f:
-            secret = f.read().strip()
+                                   DOCFLOW_JWT_SECRET_FILE=secret_path, DOCFLOW_TEST_EXTRACTOR_FAULT=hostile)
         token = new_user(server)
         doc_id = upload(server, token, fixture("en-1page.pdf"), "en-1page.pdf")["id"]
         self.assertAccepted(process(server, token, doc_id), doc_id)
