@@ -34,8 +34,7 @@ const std::vector<setting_info>& settings() {
        "PostgreSQL password; wins over one in the URL (default: the URL's, or ~/.pgpass)", every_command,
        true},
       {"DOCFLOW_DATABASE_POOL", "--database-pool",
-       "PostgreSQL connections this process may open (default: workers + 2 x cores + 2)",
-       job_commands},
+       "PostgreSQL connections this process may open (default: workers + 2 x cores + 2)", job_commands},
       {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
       {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
        "on or off: whether this command applies pending migrations; off, it refuses an older schema "
@@ -534,8 +533,8 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   // 2 cores with PostgreSQL beside it, 8 connections against 20 cut a GET's
   // p99 from 4.1 s to 0.12 s at 64 clients and added 11 % throughput
   // (bench/README.md); a call finding every connection lent waits in line.
-  c.database_pool = static_cast<unsigned>(
-      r.integer("DOCFLOW_DATABASE_POOL", c.workers + 2 * cores + 2, 1, 10000));
+  c.database_pool =
+      static_cast<unsigned>(r.integer("DOCFLOW_DATABASE_POOL", c.workers + 2 * cores + 2, 1, 10000));
   if (!r.problems().empty()) {
     throw config_error(r.problems());
   }
