@@ -20,6 +20,7 @@
 
 #include "core/ids.hpp"
 #include "pg_server.hpp"
+#include "samples.hpp"
 #include "store/postgres/migrations.hpp"
 #include "store/postgres/pool.hpp"
 #include "store/postgres/postgres_store.hpp"
@@ -352,12 +353,7 @@ TEST_F(postgres_test, the_change_feed_misses_no_event_that_commits_late) {
   s.migrate();
   core::user u{core::new_uuid_v7(), "alice", "h", core::role::user, t0};
   ASSERT_TRUE(s.create_user(u).has_value());
-  core::document early;
-  early.id = core::new_uuid_v7();
-  early.owner_id = u.id;
-  early.filename = "a.pdf";
-  early.sha256 = std::string(64, 'a');
-  early.created_at = early.updated_at = t0;
+  const auto early = test::sample_document(u.id, t0);
   auto late = early;
   late.id = core::new_uuid_v7();
 

@@ -26,6 +26,7 @@
 #include "api/throttle.hpp"
 #include "core/ids.hpp"
 #include "pg_server.hpp"
+#include "samples.hpp"
 #include "store/database.hpp"
 #include "store/postgres/migrations.hpp"
 #include "store/postgres/postgres_store.hpp"
@@ -99,14 +100,7 @@ protected:
   }
 
   static core::document sample_document(const std::string& owner, time_point at = t0) {
-    core::document d;
-    d.id = core::new_uuid_v7();
-    d.owner_id = owner;
-    d.filename = "a.pdf";
-    d.sha256 = std::string(64, 'a');
-    d.size_bytes = 1;
-    d.created_at = d.updated_at = at;
-    return d;
+    return test::sample_document(owner, at);
   }
 
   std::string location_;

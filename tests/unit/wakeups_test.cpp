@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "blob/fs_blob_store.hpp"
+#include "core/clock.hpp"
 #include "core/ids.hpp"
 #include "jobs/worker_pool.hpp"
 #include "obs/metrics.hpp"
 #include "pg_server.hpp"
 #include "pipeline/stage.hpp"
+#include "samples.hpp"
 #include "store/change_feed.hpp"
 #include "store/postgres/postgres_store.hpp"
 #include "store/postgres/pq.hpp"
@@ -41,22 +43,12 @@ constexpr auto deadline = 10s;
 // The polls the tests set: only a wake-up can act before them.
 constexpr auto never = std::chrono::minutes(10);
 
-std::string unix_ms(core::time_point t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count());
-}
-
 // A user's document in `db`, committed.
 core::document add_document(store::database& db) {
   const auto now = core::system_clock().now();
   const core::user u{core::new_uuid_v7(), "alice", "h", core::role::user, now};
   EXPECT_TRUE(db.create_user(u).has_value());
-  core::document d;
-  d.id = core::new_uuid_v7();
-  d.owner_id = u.id;
-  d.filename = "a.pdf";
-  d.sha256 = std::string(64, 'a');
-  d.size_bytes = 1;
-  d.created_at = d.updated_at = now;
+  auto d = test::sample_document(u.id, now);
   EXPECT_TRUE(db.insert_document(d, nullptr).has_value());
   return d;
 }
@@ -261,7 +253,8 @@ TEST_F(postgres_wakeups, each_change_is_announced_with_what_it_names) {
 
   const auto now = core::system_clock().now();
   ASSERT_TRUE(other_->request_processing(doc_.id, std::nullopt, core::new_uuid_v7(), now, 100).has_value());
-  EXPECT_TRUE(available.wait_for(unix_ms(now))) << "a new job is announced with the moment it is available";
+  EXPECT_TRUE(available.wait_for(std::to_string(core::to_unix_ms(now))))
+      << "a new job is announced with the moment it is available";
   EXPECT_TRUE(changed.wait_for(doc_.id)) << "its PROCESSING event";
 
   const auto job = other_->claim_job(now, 30s, "token");
@@ -269,7 +262,8 @@ TEST_F(postgres_wakeups, each_change_is_announced_with_what_it_names) {
   const auto retry_at = now + 1500ms;
   ASSERT_EQ(other_->fail_job(*job, now, {"internal_error", "x", true}, retry_at),
             store::failure_outcome::retry_scheduled);
-  EXPECT_TRUE(available.wait_for(unix_ms(retry_at))) << "a retry is announced with its moment";
+  EXPECT_TRUE(available.wait_for(std::to_string(core::to_unix_ms(retry_at))))
+      << "a retry is announced with its moment";
 
   const auto again = other_->claim_job(retry_at, 30s, "token-2");
   ASSERT_TRUE(again);
