@@ -45,7 +45,10 @@ payload payload::file(int fd, std::uint64_t offset, std::uint64_t length, std::s
 
 namespace {
 
+// An error's code is in its first bytes; a listing of 1,000 keys of 1 KiB
+// is about 1.3 MB.
 constexpr std::size_t max_error_body = 64 * 1024;
+constexpr std::size_t max_answer_body = 16 * 1024 * 1024;
 constexpr std::size_t hash_chunk = 256 * 1024;
 constexpr unsigned max_part_number = 10000;
 constexpr long stall_bytes_per_second = 1024;
@@ -227,10 +230,10 @@ struct transfer {
   std::uint64_t sent = 0;    // body bytes handed to libcurl
   std::exception_ptr error;  // thrown by the sink or while reading the upload
 
-  bool to_sink() const {
+  bool success() const {
     long status = 0;
     curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
-    return req->sink && status >= 200 && status < 300;
+    return status >= 200 && status < 300;
   }
 };
 
@@ -250,15 +253,24 @@ extern "C" size_t on_header(char* data, size_t size, size_t count, void* user) {
 extern "C" size_t on_body(char* data, size_t size, size_t count, void* user) {
   auto& t = *static_cast<transfer*>(user);
   const std::string_view bytes(data, size * count);
-  if (t.to_sink()) {
+  const bool success = t.success();
+  if (success && t.req->sink) {
     try {
       (*t.req->sink)(bytes);
     } catch (...) {
       t.error = std::current_exception();
       return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
     }
-  } else if (t.out->body.size() < max_error_body) {
-    t.out->body.append(bytes.substr(0, max_error_body - t.out->body.size()));
+    return bytes.size();
+  }
+  auto& body = t.out->body;
+  if (!success) {
+    body.append(bytes.substr(0, max_error_body - std::min(max_error_body, body.size())));
+  } else if (body.size() + bytes.size() <= max_answer_body) {
+    body.append(bytes);
+  } else {
+    t.error = std::make_exception_ptr(blob_error("S3 answer larger than 16 MiB"));
+    return 0;
   }
   return bytes.size();
 }
