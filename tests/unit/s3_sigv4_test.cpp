@@ -36,7 +36,7 @@ std::string signature_of(const std::string& authorization) {
 
 // --- the published header-based examples ------------------------------------------------------------------
 
-TEST(s3_sigv4, get_object_with_a_range) {
+TEST(sigv4, get_object_with_a_range) {
   s3::request_to_sign request{
       "GET", "/test.txt", {}, {{"Host", example_host}, {"Range", "bytes=0-9"}}, s3::empty_payload_sha256};
   auto with_amz = request;
@@ -57,7 +57,7 @@ TEST(s3_sigv4, get_object_with_a_range) {
             "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
 }
 
-TEST(s3_sigv4, put_object_with_a_key_to_encode) {
+TEST(sigv4, put_object_with_a_key_to_encode) {
   const auto payload = docflow::core::sha256_hex("Welcome to Amazon S3.");
   ASSERT_EQ(payload, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
   const s3::request_to_sign request{"PUT",
@@ -76,7 +76,7 @@ TEST(s3_sigv4, put_object_with_a_key_to_encode) {
             "Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
 }
 
-TEST(s3_sigv4, get_bucket_lifecycle_a_parameter_without_value) {
+TEST(sigv4, get_bucket_lifecycle_a_parameter_without_value) {
   const s3::signer signer(example_credentials, "us-east-1");
   // The intermediate values the example gives: the signing key and the hash
   // of the canonical request (the last line of the string to sign).
@@ -93,7 +93,7 @@ TEST(s3_sigv4, get_bucket_lifecycle_a_parameter_without_value) {
             "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
 }
 
-TEST(s3_sigv4, list_objects_with_the_query_sorted) {
+TEST(sigv4, list_objects_with_the_query_sorted) {
   // Given in the opposite order: the canonical query sorts it.
   const s3::request_to_sign request{
       "GET", "/", {{"prefix", "J"}, {"max-keys", "2"}}, {{"Host", example_host}}, s3::empty_payload_sha256};
@@ -106,7 +106,7 @@ TEST(s3_sigv4, list_objects_with_the_query_sorted) {
 // --- the published presigned URL
 // ----------------------------------------------------------------------------
 
-TEST(s3_sigv4, presigned_get_of_the_example) {
+TEST(sigv4, presigned_get_of_the_example) {
   EXPECT_EQ(s3::signer(example_credentials, "us-east-1")
                 .presign("GET", "https", example_host, "/test.txt", 86400s, may_24_2013),
             "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
@@ -115,7 +115,7 @@ TEST(s3_sigv4, presigned_get_of_the_example) {
             "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
 }
 
-TEST(s3_sigv4, presigned_urls_live_one_second_to_seven_days) {
+TEST(sigv4, presigned_urls_live_one_second_to_seven_days) {
   const s3::signer signer(example_credentials, "us-east-1");
   EXPECT_THROW(signer.presign("GET", "https", example_host, "/k", 0s, may_24_2013), std::invalid_argument);
   EXPECT_THROW(signer.presign("GET", "https", example_host, "/k", 604801s, may_24_2013),
@@ -129,21 +129,21 @@ TEST(s3_sigv4, presigned_urls_live_one_second_to_seven_days) {
 
 // --- the rules the examples do not reach -----------------------------------------------------------------
 
-TEST(s3_sigv4, uri_encode_leaves_only_unreserved_bytes_bare) {
+TEST(sigv4, uri_encode_leaves_only_unreserved_bytes_bare) {
   EXPECT_EQ(s3::uri_encode("AZaz09-_.~", false), "AZaz09-_.~");
   EXPECT_EQ(s3::uri_encode("a b+c=d&e/f%g", false), "a%20b%2Bc%3Dd%26e%2Ff%25g");
   EXPECT_EQ(s3::uri_encode("a b/c", true), "a%20b/c");
   EXPECT_EQ(s3::uri_encode("\xC3\xBC*", false), "%C3%BC%2A");  // UTF-8 bytes, upper-case hex
 }
 
-TEST(s3_sigv4, canonical_uri_encodes_each_segment_once) {
+TEST(sigv4, canonical_uri_encodes_each_segment_once) {
   EXPECT_EQ(s3::canonical_uri(""), "/");
   EXPECT_EQ(s3::canonical_uri("/"), "/");
   EXPECT_EQ(s3::canonical_uri("/bucket/a dir/f%20.txt"), "/bucket/a%20dir/f%2520.txt");
   EXPECT_EQ(s3::canonical_uri("/bucket//x/./y"), "/bucket//x/./y");  // S3 keys are not paths
 }
 
-TEST(s3_sigv4, canonical_query_gives_every_name_an_equals_sign_and_sorts_encoded) {
+TEST(sigv4, canonical_query_gives_every_name_an_equals_sign_and_sorts_encoded) {
   EXPECT_EQ(s3::canonical_query({{"uploads", ""}}), "uploads=");
   EXPECT_EQ(s3::canonical_query({{"prefix", "a/"}, {"list-type", "2"}, {"max-keys", "2"}}),
             "list-type=2&max-keys=2&prefix=a%2F");
@@ -153,14 +153,14 @@ TEST(s3_sigv4, canonical_query_gives_every_name_an_equals_sign_and_sorts_encoded
   EXPECT_EQ(s3::canonical_query({}), "");
 }
 
-TEST(s3_sigv4, header_values_are_trimmed_and_their_spaces_collapsed) {
+TEST(sigv4, header_values_are_trimmed_and_their_spaces_collapsed) {
   const s3::request_to_sign request{
       "GET", "/k", {}, {{"Host", "h"}, {"X-Meta", "  a   b \t c  "}, {"x-meta", "d"}}, "UNSIGNED-PAYLOAD"};
   EXPECT_EQ(s3::canonical_request(request),
             "GET\n/k\n\nhost:h\nx-meta:a b c,d\n\nhost;x-meta\nUNSIGNED-PAYLOAD");
 }
 
-TEST(s3_sigv4, a_session_token_is_signed) {
+TEST(sigv4, a_session_token_is_signed) {
   const s3::signer signer({"AK", "SK", "the-token"}, "eu-west-3");
   const auto signed_headers =
       signer.sign({"HEAD", "/b/k", {}, {{"host", "h:9000"}}, s3::empty_payload_sha256}, may_24_2013);
@@ -178,7 +178,7 @@ TEST(s3_sigv4, a_session_token_is_signed) {
             std::string::npos);
 }
 
-TEST(s3_sigv4, the_signing_key_follows_the_day) {
+TEST(sigv4, the_signing_key_follows_the_day) {
   const s3::signer signer(example_credentials, "us-east-1");
   const s3::request_to_sign request{"GET", "/k", {}, {{"host", "h"}}, s3::empty_payload_sha256};
   const auto first = signer.sign(request, may_24_2013);
@@ -234,7 +234,7 @@ std::vector<std::string> botocore_presign(const boost::json::array& cases, std::
 
 // Same inputs and clock, path-style: the same URL up to the order of its
 // query parameters (botocore sorts them only to sign), so the same signature.
-TEST(s3_sigv4, presigned_urls_match_botocore) {
+TEST(sigv4, presigned_urls_match_botocore) {
   struct presign_case {
     std::string key;
     std::string token;

@@ -19,7 +19,7 @@ std::chrono::system_clock::time_point at(std::chrono::milliseconds since_epoch) 
   return std::chrono::system_clock::time_point{since_epoch};
 }
 
-TEST(s3_xml, an_error_document_gives_code_message_and_request_id) {
+TEST(s3xml, an_error_document_gives_code_message_and_request_id) {
   const auto error = xml::parse_error(
       R"(<?xml version="1.0" encoding="UTF-8"?>)"
       "<Error><Code>NoSuchKey</Code><Message>The resource you requested does not exist</Message>"
@@ -30,7 +30,7 @@ TEST(s3_xml, an_error_document_gives_code_message_and_request_id) {
   EXPECT_EQ(error->request_id, "4442587FB7D0A2F9");
 }
 
-TEST(s3_xml, anything_else_is_no_error_document) {
+TEST(s3xml, anything_else_is_no_error_document) {
   EXPECT_FALSE(xml::parse_error(""));
   EXPECT_FALSE(xml::parse_error("<html><body>502 Bad Gateway</body></html>"));
   EXPECT_FALSE(xml::parse_error("not xml <"));
@@ -38,7 +38,7 @@ TEST(s3_xml, anything_else_is_no_error_document) {
       "<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag></CompleteMultipartUploadResult>"));
 }
 
-TEST(s3_xml, initiate_and_complete_results) {
+TEST(s3xml, initiate_and_complete_results) {
   EXPECT_EQ(xml::parse_upload_id(
                 R"(<?xml version="1.0" encoding="UTF-8"?>
 <InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
@@ -56,7 +56,7 @@ TEST(s3_xml, initiate_and_complete_results) {
             "\"3858f62230ac3c915f300c664312c11f-9\"");
 }
 
-TEST(s3_xml, answers_missing_what_they_must_hold_are_errors) {
+TEST(s3xml, answers_missing_what_they_must_hold_are_errors) {
   for (const char* body :
        {"", "<InitiateMultipartUploadResult/>", "<Error><Code>InternalError</Code></Error>"}) {
     try {
@@ -82,7 +82,7 @@ TEST(s3_xml, answers_missing_what_they_must_hold_are_errors) {
                s3::s3_error);
 }
 
-TEST(s3_xml, a_page_of_objects) {
+TEST(s3xml, a_page_of_objects) {
   const auto page = xml::parse_object_page(R"(<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
   <Name>bucket</Name><Prefix>docs/</Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys>
@@ -109,7 +109,7 @@ TEST(s3_xml, a_page_of_objects) {
   EXPECT_FALSE(last.next_continuation_token);
 }
 
-TEST(s3_xml, a_page_of_multipart_uploads) {
+TEST(s3xml, a_page_of_multipart_uploads) {
   const auto page = xml::parse_upload_page(R"(<?xml version="1.0" encoding="UTF-8"?>
 <ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
   <Bucket>bucket</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
@@ -134,7 +134,7 @@ TEST(s3_xml, a_page_of_multipart_uploads) {
                    .next);
 }
 
-TEST(s3_xml, the_complete_body_lists_the_parts_in_order) {
+TEST(s3xml, the_complete_body_lists_the_parts_in_order) {
   EXPECT_EQ(xml::complete_body(
                 {{1, "\"a54357aff0632cce46d942af68356b38\""}, {2, "\"0c78aef83f66abc1fa1e8477f296d394\""}}),
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
@@ -156,26 +156,26 @@ s3::client_config config(std::string endpoint, bool path_style) {
   return c;
 }
 
-TEST(s3_addressing, path_style_puts_the_bucket_in_the_path) {
+TEST(s3addressing, path_style_puts_the_bucket_in_the_path) {
   EXPECT_EQ(s3::client(config("http://127.0.0.1:7480", true)).url_of("a b/c$"),
             "http://127.0.0.1:7480/docs/a%20b/c%24");
   EXPECT_EQ(s3::client(config("http://[::1]:9000/", true)).url_of("k"), "http://[::1]:9000/docs/k");
   EXPECT_EQ(s3::client(config("https://minio.example", true)).url_of(""), "https://minio.example/docs");
 }
 
-TEST(s3_addressing, virtual_hosted_puts_the_bucket_in_the_host) {
+TEST(s3addressing, virtual_hosted_puts_the_bucket_in_the_host) {
   EXPECT_EQ(s3::client(config("https://storage.example:8443", false)).url_of("k"),
             "https://docs.storage.example:8443/k");
   EXPECT_EQ(s3::client(config("https://storage.example:8443", false)).url_of(""),
             "https://docs.storage.example:8443/");
 }
 
-TEST(s3_addressing, without_an_endpoint_it_is_aws_in_the_region) {
+TEST(s3addressing, without_an_endpoint_it_is_aws_in_the_region) {
   EXPECT_EQ(s3::client(config("", false)).url_of("k"), "https://docs.s3.eu-west-3.amazonaws.com/k");
   EXPECT_EQ(s3::client(config("", true)).url_of("k"), "https://s3.eu-west-3.amazonaws.com/docs/k");
 }
 
-TEST(s3_addressing, presigned_urls_use_the_same_address) {
+TEST(s3addressing, presigned_urls_use_the_same_address) {
   const auto url = s3::client(config("http://127.0.0.1:7480", true)).presign_get("a b", 60s);
   EXPECT_TRUE(url.starts_with("http://127.0.0.1:7480/docs/a%20b?X-Amz-Algorithm=AWS4-HMAC-SHA256&")) << url;
   EXPECT_NE(url.find("%2Feu-west-3%2Fs3%2Faws4_request&"), std::string::npos) << url;
@@ -183,7 +183,7 @@ TEST(s3_addressing, presigned_urls_use_the_same_address) {
                std::invalid_argument);
 }
 
-TEST(s3_addressing, endpoints_other_than_scheme_host_port_are_refused) {
+TEST(s3addressing, endpoints_other_than_scheme_host_port_are_refused) {
   for (const char* endpoint : {"127.0.0.1:7480", "ftp://h", "http://h/prefix", "http://h?x=1", "http://u:p@h",
                                "http://h#f", "not a url"}) {
     EXPECT_THROW(s3::client(config(endpoint, true)), std::invalid_argument) << endpoint;
