@@ -298,14 +298,15 @@ TEST(config_database, postgresql_url_selects_the_shared_database) {
     EXPECT_EQ(c.database, config::database_kind::postgres);
     EXPECT_EQ(c.postgres_url, url);  // libpq reads it as given
     EXPECT_FALSE(c.auto_migrate);    // a shared schema is migrated once, by the operator
-    // workers + blocking threads / 2 + 2
-    EXPECT_EQ(c.database_pool, 4U + 32U / 2 + 2);
+    // workers + 2 x cores + 2
+    EXPECT_EQ(c.database_pool, 4U + 2 * 4 + 2);
   }
+  // Not the blocking threads: most of those do not use the database at once.
   const auto sized = config::load({{"DOCFLOW_DATABASE_URL", "postgresql://db/docflow"},
                                    {"DOCFLOW_WORKERS", "1"},
-                                   {"DOCFLOW_BLOCKING_THREADS", "8"}},
-                                  4);
-  EXPECT_EQ(sized.database_pool, 1U + 4 + 2);
+                                   {"DOCFLOW_BLOCKING_THREADS", "200"}},
+                                  2);
+  EXPECT_EQ(sized.database_pool, 1U + 2 * 2 + 2);
   EXPECT_EQ(load_with("DOCFLOW_DATABASE_POOL", "3").database_pool, 3U);
 }
 

@@ -12,8 +12,11 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/ids.hpp"
 #include "pg_server.hpp"
@@ -176,6 +179,85 @@ TEST_F(postgres_test, the_pool_drops_a_connection_the_server_closed) {
   std::this_thread::sleep_for(100ms);
   auto c = p.acquire();
   EXPECT_NE(c->exec("SELECT pg_backend_pid()").integer(0, 0), first) << "a dead connection was lent";
+}
+
+namespace {
+
+// Polls until `p` has `n` callers in line; false after 10 s.
+bool wait_for_line(const store::postgres::pool& p, std::size_t n) {
+  const auto deadline = steady::now() + 10s;
+  while (p.waiting() != n) {
+    if (steady::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+// Under saturation a caller that gives a connection back and asks again at
+// once goes behind those already waiting: nobody is served twice while
+// another waits (a barging pool let one caller keep the connection and
+// starved the rest into long tails).
+TEST_F(postgres_test, the_pool_serves_waiting_calls_in_order_of_arrival) {
+  store::postgres::pool_settings o;
+  o.size = 1;
+  store::postgres::pool p(url_, o);
+  auto held = std::make_optional(p.acquire());
+  constexpr int callers = 4;
+  constexpr int rounds = 3;
+  std::mutex m;
+  std::vector<int> order;
+  std::vector<std::jthread> threads;
+  for (int i = 0; i < callers; ++i) {
+    threads.emplace_back([&, i] {
+      for (int r = 0; r < rounds; ++r) {
+        const auto c = p.acquire();
+        {
+          const std::lock_guard lock(m);
+          order.push_back(i);
+        }
+        // Long enough for the one given back before to have lined up again.
+        c->exec("SELECT pg_sleep(0.05)");
+      }
+    });
+    ASSERT_TRUE(wait_for_line(p, i + 1)) << i;
+  }
+  held.reset();
+  threads.clear();
+  std::vector<int> round_robin;
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < callers; ++i) round_robin.push_back(i);
+  }
+  EXPECT_EQ(order, round_robin);
+}
+
+// A connect can fail while the database serves the pool's other
+// connections (a full server: 53300; a slow one: the connect timeout). A
+// call then waits for one of those, as calls do in the backoff after it;
+// it does not fail while the database is up.
+TEST_F(postgres_test, while_a_connect_fails_a_call_waits_for_a_connection_in_use) {
+  static int roles = 0;
+  const auto role = "limited_" + std::to_string(::getpid()) + "_" + std::to_string(++roles);
+  {
+    pq::connection admin(url_, {});
+    admin.exec("CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 1");
+  }
+  auto url = url_;
+  url.replace(url.find("postgres@"), 8, role);
+  store::postgres::pool_settings o;
+  o.size = 3;
+  store::postgres::pool p(url, o);
+  std::optional<store::postgres::pool::lease> a = p.acquire();
+  const auto pid_a = (*a)->exec("SELECT pg_backend_pid()").integer(0, 0);
+  const auto pid_of_next = [&] { return p.acquire()->exec("SELECT pg_backend_pid()").integer(0, 0); };
+  auto refused = std::async(std::launch::async, pid_of_next);  // its connect is refused
+  ASSERT_TRUE(wait_for_line(p, 1));
+  auto backing_off = std::async(std::launch::async, pid_of_next);  // comes during the backoff
+  ASSERT_TRUE(wait_for_line(p, 2));
+  a.reset();
+  EXPECT_EQ(refused.get(), pid_a);
+  EXPECT_EQ(backing_off.get(), pid_a);
 }
 
 TEST(postgres_down, a_store_on_a_server_that_is_not_there_fails_at_once) {

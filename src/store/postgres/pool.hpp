@@ -1,8 +1,9 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,9 +26,17 @@ struct pool_settings {
 
 /// A bounded set of connections to one database. A connection is checked
 /// before it is lent (a server restart leaves every idle one dead) and
-/// dropped when it comes back broken. While the database is down, calls
-/// fail with store_error at once instead of each waiting for a connect
-/// timeout: one call at a time, after a backoff, tries to reconnect.
+/// dropped when it comes back broken.
+///
+/// Callers that find none free wait in line: a connection given back goes
+/// to the longest waiting caller, never to one that arrived later, so under
+/// saturation every call waits about as long as the others.
+///
+/// After a connect fails, no new one is tried until a backoff has passed
+/// (one call at a time then tries). Meanwhile a call waits for one of the
+/// connections already open, when there are any; when there are none (the
+/// database is down) it fails with store_unavailable at once instead of
+/// waiting for a connect timeout.
 class pool {
 public:
   pool(std::string url, pool_settings options);
@@ -52,29 +61,38 @@ public:
     std::unique_ptr<pq::connection> c_;
   };
 
-  /// Throws store_error when the database is down (or backing off) or no
-  /// connection came free within the acquire timeout.
+  /// Throws store_unavailable when no connection is open and none can be
+  /// (the database is down, or backing off), or when none came free within
+  /// the acquire timeout.
   lease acquire();
 
   /// A connection of its own, outside the bound (migrations hold a
   /// session-level advisory lock on one). Throws store_error.
   std::unique_ptr<pq::connection> connect_alone() const;
 
+  /// Callers waiting in line for a connection now.
+  std::size_t waiting() const;
+
   const std::string& url() const noexcept { return url_; }
   const pool_settings& options() const noexcept { return options_; }
 
 private:
+  struct waiter;
   void give_back(std::unique_ptr<pq::connection> c) noexcept;
+  // Hands `c` (or, when null, leave to open a connection or to look at the
+  // pool again) to the longest waiting caller; false when none waits.
+  bool hand_to_next(std::unique_ptr<pq::connection>& c);
 
   const std::string url_;
   const pool_settings options_;
 
-  std::mutex mutex_;
-  std::condition_variable freed_;
+  mutable std::mutex mutex_;
+  std::deque<waiter*> line_;  ///< callers waiting, longest first; never non-empty while idle_ is not
   std::vector<std::unique_ptr<pq::connection>> idle_;
-  std::size_t open_ = 0;   ///< idle, lent, or being connected
-  unsigned failures_ = 0;  ///< connects failed in a row
-  bool probing_ = false;   ///< a reconnect is under way while the database is believed down
+  std::uint64_t tickets_ = 0;  ///< places in line handed out
+  std::size_t open_ = 0;       ///< idle, lent, or being connected
+  unsigned failures_ = 0;      ///< connects failed in a row
+  bool probing_ = false;       ///< a reconnect is under way while the database is believed down
   std::chrono::steady_clock::time_point next_attempt_{};
   std::string last_error_;
 };
