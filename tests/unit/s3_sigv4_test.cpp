@@ -215,7 +215,7 @@ std::vector<std::string> botocore_presign(const boost::json::array& cases, std::
                                                                {"secret_key", example_credentials.secret_key},
                                                                {"unix_time", unix_time},
                                                                {"cases", cases}});
-  std::string command = "/usr/bin/python3 " DOCFLOW_SOURCE_DIR "/tests/unit/s3_presign_botocore.py '";
+  std::string command = DOCFLOW_S3_PYTHON " " DOCFLOW_SOURCE_DIR "/tests/unit/s3_presign_botocore.py '";
   for (const char c : spec) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
   command += "' 2>&1";
   const std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
