@@ -1,5 +1,6 @@
 #include "core/clock.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -43,6 +44,53 @@ std::string format_rfc3339(time_point t) {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
   return buf;
+}
+
+namespace {
+// Exactly `width` decimal digits at `text[pos]`, or -1.
+int digits_at(std::string_view text, std::size_t pos, std::size_t width) {
+  if (pos + width > text.size()) return -1;
+  int value = 0;
+  const auto* first = text.data() + pos;
+  const auto [end, ec] = std::from_chars(first, first + width, value);
+  return ec == std::errc{} && end == first + width && value >= 0 ? value : -1;
+}
+}  // namespace
+
+std::optional<time_point> parse_rfc3339_utc(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS
+  constexpr std::size_t seconds_end = 19;
+  if (text.size() < seconds_end + 1 || text[4] != '-' || text[7] != '-' || text[10] != 'T' ||
+      text[13] != ':' || text[16] != ':' || text.back() != 'Z') {
+    return std::nullopt;
+  }
+  const int year = digits_at(text, 0, 4);
+  const int month = digits_at(text, 5, 2);
+  const int day = digits_at(text, 8, 2);
+  const int hour = digits_at(text, 11, 2);
+  const int minute = digits_at(text, 14, 2);
+  const int second = digits_at(text, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 ||
+      second > 59) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year{year},
+                                         std::chrono::month{static_cast<unsigned>(month)},
+                                         std::chrono::day{static_cast<unsigned>(day)}};
+  if (!date.ok()) return std::nullopt;
+  std::chrono::microseconds fraction{0};
+  const auto rest = text.substr(seconds_end, text.size() - seconds_end - 1);
+  if (!rest.empty()) {
+    if (rest.size() < 2 || rest[0] != '.') return std::nullopt;
+    std::int64_t scale = 100000;
+    for (const char c : rest.substr(1)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      fraction += std::chrono::microseconds{(c - '0') * scale};
+      scale /= 10;
+    }
+  }
+  return time_point{std::chrono::sys_days{date}} + std::chrono::hours{hour} + std::chrono::minutes{minute} +
+         std::chrono::seconds{second} + fraction;
 }
 
 }  // namespace docflow::core

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace docflow::core {
 
@@ -31,5 +32,10 @@ std::int64_t to_unix_ms(time_point t) noexcept;
 
 /// RFC 3339 UTC with milliseconds: 2026-11-29T01:02:03.456Z.
 std::string format_rfc3339(time_point t);
+
+/// The UTC form of RFC 3339 that format_rfc3339 writes and S3 answers with
+/// (`2026-11-29T01:02:03Z`, any number of fraction digits, kept to the
+/// microsecond); nullopt for anything else, offsets other than `Z` included.
+std::optional<time_point> parse_rfc3339_utc(std::string_view text);
 
 }  // namespace docflow::core

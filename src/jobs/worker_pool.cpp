@@ -17,6 +17,7 @@
 #include <boost/json/value.hpp>
 
 #include "blob/blob_store.hpp"
+#include "core/backoff.hpp"
 #include "core/ids.hpp"
 #include "jobs/backoff.hpp"
 #include "obs/log.hpp"
@@ -327,7 +328,8 @@ struct worker_pool::impl {
 
   void handle_failure(const store::claimed_job& job, const core::failure& f, double jitter_sample) {
     if (retry_allowed(f, job.attempt, options.max_attempts)) {
-      const auto delay = retry_delay(job.attempt, options.backoff_base, options.backoff_cap, jitter_sample);
+      const auto delay =
+          core::retry_delay(job.attempt, options.backoff_base, options.backoff_cap, jitter_sample);
       finish_failed(job, f, clock.now() + delay);
       return;
     }

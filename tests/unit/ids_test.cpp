@@ -179,6 +179,12 @@ TEST_P(format_rfc3339, formats_utc_with_milliseconds) {
   EXPECT_EQ(core::format_rfc3339(at(GetParam().since_epoch)), GetParam().expected);
 }
 
+// What format_rfc3339 writes reads back as the same instant, to the millisecond.
+TEST_P(format_rfc3339, parses_back_to_the_millisecond) {
+  EXPECT_EQ(core::parse_rfc3339_utc(GetParam().expected),
+            at(std::chrono::floor<std::chrono::milliseconds>(GetParam().since_epoch)));
+}
+
 INSTANTIATE_TEST_SUITE_P(fixed_points, format_rfc3339,
                          testing::Values(rfc3339_case{0ms, "1970-01-01T00:00:00.000Z"},
                                          rfc3339_case{1700000000123ms, "2023-11-14T22:13:20.123Z"},
@@ -197,6 +203,26 @@ INSTANTIATE_TEST_SUITE_P(sub_millisecond, format_rfc3339,
                                          rfc3339_case{1700000000999999us, "2023-11-14T22:13:20.999Z"},
                                          rfc3339_case{-500us, "1969-12-31T23:59:59.999Z"},
                                          rfc3339_case{-1500us, "1969-12-31T23:59:59.998Z"}));
+
+// S3 writes LastModified and Initiated with milliseconds; other services send
+// none or more digits.
+TEST(parse_rfc3339_utc, reads_the_forms_s3_services_send) {
+  EXPECT_EQ(core::parse_rfc3339_utc("2009-10-12T17:50:30.000Z"), at(1255369830000ms));
+  EXPECT_EQ(core::parse_rfc3339_utc("2009-10-12T17:50:30Z"), at(1255369830000ms));
+  EXPECT_EQ(core::parse_rfc3339_utc("2009-10-12T17:50:30.5Z"), at(1255369830500ms));
+  EXPECT_EQ(core::parse_rfc3339_utc("2009-10-12T17:50:30.123456789Z"), at(1255369830123456us));
+  EXPECT_EQ(core::parse_rfc3339_utc("2024-02-29T00:00:00Z"), at(1709164800000ms));
+}
+
+TEST(parse_rfc3339_utc, refuses_anything_else) {
+  for (const char* text :
+       {"", "2009-10-12", "2009-10-12T17:50:30", "2009-10-12T17:50:30+00:00", "2009-10-12T17:50:30.000z",
+        "2009-10-12 17:50:30Z", "2009-10-12T17:50:30.Z", "2009-10-12T17:50:30.1xZ", "2023-02-29T00:00:00Z",
+        "2009-13-12T17:50:30Z", "2009-10-12T24:00:00Z", "2009-10-12T17:60:30Z", "2009-10-12T17:50:60Z",
+        "+009-10-12T17:50:30Z", "2009-1a-12T17:50:30Z"}) {
+    EXPECT_EQ(core::parse_rfc3339_utc(text), std::nullopt) << text;
+  }
+}
 
 // RFC 4231 test cases 1 and 2, interleaved: each thread keeps a keyed context
 // per key, so alternating keys must not mix them up.

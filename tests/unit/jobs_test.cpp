@@ -3,6 +3,7 @@
 // (store_contract_test.cpp), run on every engine.
 #include <gtest/gtest.h>
 
+#include "core/backoff.hpp"
 #include "core/document.hpp"
 #include "jobs/backoff.hpp"
 
@@ -13,9 +14,9 @@ using namespace std::chrono_literals;
 TEST(retry_delay, doubles_per_attempt_within_the_jitter_band) {
   for (unsigned attempt = 1; attempt <= 5; ++attempt) {
     const auto full = 1000ms * (1 << (attempt - 1));
-    EXPECT_EQ(docflow::jobs::retry_delay(attempt, 1s, 60s, 0.0), full / 2) << attempt;
-    EXPECT_EQ(docflow::jobs::retry_delay(attempt, 1s, 60s, 1.0), full) << attempt;
-    EXPECT_EQ(docflow::jobs::retry_delay(attempt, 1s, 60s, 0.5), full * 3 / 4) << attempt;
+    EXPECT_EQ(docflow::core::retry_delay(attempt, 1s, 60s, 0.0), full / 2) << attempt;
+    EXPECT_EQ(docflow::core::retry_delay(attempt, 1s, 60s, 1.0), full) << attempt;
+    EXPECT_EQ(docflow::core::retry_delay(attempt, 1s, 60s, 0.5), full * 3 / 4) << attempt;
   }
 }
 
@@ -37,10 +38,10 @@ TEST(retry_allowed, an_extraction_timeout_is_retried_once_only) {
 }
 
 TEST(retry_delay, is_capped_and_clamps_the_jitter) {
-  EXPECT_EQ(docflow::jobs::retry_delay(20, 1s, 60s, 1.0), 60s);
-  EXPECT_EQ(docflow::jobs::retry_delay(200, 1s, 60s, 0.0), 30s);  // huge attempts do not overflow
-  EXPECT_EQ(docflow::jobs::retry_delay(1, 1s, 60s, 7.0), 1s);
-  EXPECT_EQ(docflow::jobs::retry_delay(1, 1s, 60s, -3.0), 500ms);
+  EXPECT_EQ(docflow::core::retry_delay(20, 1s, 60s, 1.0), 60s);
+  EXPECT_EQ(docflow::core::retry_delay(200, 1s, 60s, 0.0), 30s);  // huge attempts do not overflow
+  EXPECT_EQ(docflow::core::retry_delay(1, 1s, 60s, 7.0), 1s);
+  EXPECT_EQ(docflow::core::retry_delay(1, 1s, 60s, -3.0), 500ms);
 }
 
 }  // namespace
