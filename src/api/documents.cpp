@@ -463,6 +463,16 @@ awaitable<http::response> content(services& s, http::request& req) {
     res.status = 304;
     co_return res;
   }
+  // With presigned downloads the bytes come from the store itself, which
+  // answers Range too; the URL is signed here, without a request to it.
+  if (auto url = s.blobs.download_url(
+          doc->id, {std::string(core::content_type(doc->kind)), content_disposition(doc->filename)})) {
+    res.status = 302;
+    res.fields.set("Location", *url);
+    res.fields.set("Cache-Control",
+                   "private, no-store");  // the URL expires; a cached redirect would outlive it
+    co_return res;
+  }
   auto reader = co_await backend_call(s, cost::blob_read, [&s, &doc] { return s.blobs.open(doc->id); });
   if (!reader) {
     obs::log(obs::level::error, "document.blob_missing",
