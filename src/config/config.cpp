@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -24,6 +23,7 @@
 #include <boost/url/url_view.hpp>
 
 #include "config/units.hpp"
+#include "core/encoding.hpp"
 
 namespace docflow::config {
 
@@ -321,10 +321,6 @@ constexpr std::uint64_t s3_max_parts = 10000;
 // The standard variables that name an AWS region; the URL's ?region= wins.
 const std::vector<std::string> aws_region_variables{"AWS_REGION", "AWS_DEFAULT_REGION"};
 
-bool has_control_character(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](unsigned char ch) { return ch < 0x20 || ch == 0x7f; });
-}
-
 // Why `name` breaks S3's rules for a bucket that can also be a host name
 // (bucket.endpoint), or nullopt when it keeps them.
 std::optional<std::string> bucket_problem(std::string_view name) {
@@ -415,18 +411,18 @@ s3_settings parse_s3_url(reader& r, const std::string& url) {
 
   // The prefix is taken as given but for its slashes: an empty segment
   // within it, or a dot segment (which HTTP clients resolve away), would
-  // make keys that no other S3 tool writes the same way.
-  // Split by hand: Boost.URL's segments() hides a leading "." segment.
+  // make keys that no other S3 tool writes the same way; S3 keys are UTF-8.
+  // Split by hand, since Boost.URL's segments() hides a leading "." one.
   const std::string_view path = u->encoded_path();
   for (std::size_t start = path.empty() ? path.size() : 1; start < path.size();) {
     const auto end = std::min(path.find('/', start), path.size());
     const auto segment = urls::pct_string_view(path.substr(start, end - start)).decode();
     const bool last = end >= path.size() - 1;
     start = end + 1;
-    if ((segment.empty() && !last) || segment == "." || segment == ".." || has_control_character(segment)) {
+    if ((segment.empty() && !last) || segment == "." || segment == ".." || !core::is_plain_text(segment)) {
       fail("the prefix '" + std::string(u->encoded_path()) +
-           "' must be segments separated by single '/', none of them '.' or '..' and without control "
-           "characters");
+           "' must be segments separated by single '/', none of them '.' or '..', in UTF-8 without "
+           "control characters");
       break;
     }
     if (!segment.empty()) s.prefix += segment + "/";
@@ -463,7 +459,7 @@ s3_settings parse_s3_url(reader& r, const std::string& url) {
       s.endpoint = e->url;
       if (e->ip_literal && !s.path_style) {
         fail("?endpoint='" + s.endpoint +
-             "' is an IP address, which a bucket cannot be a subdomain of; add " + "&path_style=true");
+             "' is an IP address, which a bucket cannot be a subdomain of; add &path_style=true");
       }
     } else {
       fail("?endpoint='" + it->second + "' " + why + " (expected http(s)://HOST[:PORT])");
@@ -473,7 +469,8 @@ s3_settings parse_s3_url(reader& r, const std::string& url) {
   // SigV4 puts the region in every signature and AWS in its host name.
   const auto valid_region = [](std::string_view region) {
     return region.size() <= 64 && std::all_of(region.begin(), region.end(), [](char ch) {
-             return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_' || ch == '.';
+             return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    ch == '-' || ch == '_' || ch == '.';
            });
   };
   std::string region_source = setting;
@@ -697,7 +694,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
            "is for an s3:// DOCFLOW_STORAGE_URL; a local directory has no presigned URLs");
   }
   c.s3.presigned_downloads = presigned == "on";
-  // Outside the environment of S3 they are some other tool's: ignored.
+  // With file:// they may be set for some other tool: ignored.
   if (c.storage == storage_kind::s3) {
     c.s3.access_key_id = credential(r, "AWS_ACCESS_KEY_ID");
     c.s3.secret_access_key = credential(r, "AWS_SECRET_ACCESS_KEY");

