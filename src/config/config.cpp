@@ -13,7 +13,17 @@
 #include <string_view>
 #include <utility>
 
+#include <boost/url/encoding_opts.hpp>
+#include <boost/url/host_type.hpp>
+#include <boost/url/ipv4_address.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <boost/url/scheme.hpp>
+#include <boost/url/url.hpp>
+#include <boost/url/url_view.hpp>
+
 #include "config/units.hpp"
+#include "core/encoding.hpp"
 
 namespace docflow::config {
 
@@ -35,7 +45,26 @@ const std::vector<setting_info>& settings() {
        true},
       {"DOCFLOW_DATABASE_POOL", "--database-pool",
        "PostgreSQL connections this process may open (default: workers + 2 x cores + 2)", job_commands},
-      {"DOCFLOW_STORAGE_URL", "--storage-url", "file://PATH (default file://<data>/blobs)", job_commands},
+      {"DOCFLOW_STORAGE_URL", "--storage-url",
+       "file://PATH, or s3://BUCKET[/PREFIX][?endpoint=http(s)://HOST[:PORT]&region=R&path_style=true] "
+       "(default file://<data>/blobs; region default AWS_REGION, AWS_DEFAULT_REGION, us-east-1)",
+       job_commands},
+      {"DOCFLOW_SCRATCH_DIR", "--scratch-dir",
+       "directory for temporary local copies of blobs: upload spools, workers' inputs (default "
+       "<data>/scratch)",
+       job_commands},
+      {"DOCFLOW_S3_PART_SIZE", "--s3-part-size",
+       "part size of multipart uploads to S3, 5MiB to 5GiB; larger uploads go up in parts (default 8MiB)",
+       for_serve},
+      {"DOCFLOW_S3_PRESIGNED_DOWNLOADS", "--s3-presigned-downloads",
+       "on or off: /content answers 302 to a short-lived presigned S3 URL (default off; s3:// only)",
+       for_serve},
+      {"AWS_ACCESS_KEY_ID", "--aws-access-key-id", "S3 access key ID (required with s3://)", job_commands,
+       true},
+      {"AWS_SECRET_ACCESS_KEY", "--aws-secret-access-key", "S3 secret access key (required with s3://)",
+       job_commands, true},
+      {"AWS_SESSION_TOKEN", "--aws-session-token",
+       "S3 session token, with temporary credentials (default unset)", job_commands, true},
       {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
        "on or off: whether this command applies pending migrations; off, it refuses an older schema "
        "(run docflow migrate) (default on with SQLite)",
@@ -140,6 +169,18 @@ std::string format_duration(milliseconds d) {
   return std::to_string(d.count()) + "ms";
 }
 
+// The largest binary unit that writes `bytes` exactly (5MiB, 5GiB).
+std::string format_size(std::uint64_t bytes) {
+  const std::pair<std::uint64_t, const char*> units[] = {
+      {1ULL << 30, "GiB"}, {1ULL << 20, "MiB"}, {1ULL << 10, "KiB"}};
+  for (const auto& [unit, suffix] : units) {
+    if (bytes != 0 && bytes % unit == 0) {
+      return std::to_string(bytes / unit) + suffix;
+    }
+  }
+  return std::to_string(bytes) + "B";
+}
+
 // Reads raw values with defaults. A value that does not parse is noted and
 // a placeholder returned, so that load() can go on and report every bad
 // setting at once.
@@ -187,16 +228,20 @@ public:
     return *d;
   }
 
-  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min) {
+  std::uint64_t size(const std::string& name, const std::string& fallback, std::uint64_t min,
+                     std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) {
     const auto text = string(name, fallback);
-    const auto at_least = "at least " + std::to_string(min) + (min == 1 ? " byte" : " bytes");
+    const bool unbounded = max == std::numeric_limits<std::uint64_t>::max();
+    const auto allowed = unbounded ? "at least " + std::to_string(min) + (min == 1 ? " byte" : " bytes")
+                                   : "between " + format_size(min) + " and " + format_size(max);
     const auto n = parse_size(text);
     if (!n) {
-      fail(name, "'" + text + "' must be a size of " + at_least + ", written like 64KiB or 100MiB");
+      fail(name, "'" + text + "' must be a size " + (unbounded ? "of " : "") + allowed +
+                     ", written like 64KiB or 100MiB");
       return min;
     }
-    if (*n < min) {
-      fail(name, "'" + text + "' must be " + at_least);
+    if (*n < min || *n > max) {
+      fail(name, "'" + text + "' must be " + allowed);
       return min;
     }
     return *n;
@@ -265,6 +310,195 @@ std::string strip_scheme(reader& r, const std::string& setting, const std::strin
     return {};
   }
   return url.substr(prefix.size());
+}
+
+constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+// S3's bounds on a part of a multipart upload, and on the number of parts.
+constexpr std::uint64_t s3_min_part = 5 * mib;
+constexpr std::uint64_t s3_max_part = std::uint64_t{5} << 30;
+constexpr std::uint64_t s3_max_parts = 10000;
+
+// The standard variables that name an AWS region; the URL's ?region= wins.
+const std::vector<std::string> aws_region_variables{"AWS_REGION", "AWS_DEFAULT_REGION"};
+
+// Why `name` breaks S3's rules for a bucket that can also be a host name
+// (bucket.endpoint), or nullopt when it keeps them.
+std::optional<std::string> bucket_problem(std::string_view name) {
+  const auto alnum = [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'); };
+  if (name.size() < 3 || name.size() > 63) return "must be 3 to 63 characters long";
+  if (!std::all_of(name.begin(), name.end(), [&](char ch) { return alnum(ch) || ch == '.' || ch == '-'; })) {
+    return "may hold only a-z, 0-9, '.' and '-'";
+  }
+  if (!alnum(name.front()) || !alnum(name.back())) return "must begin and end with a letter or a digit";
+  if (name.find("..") != std::string_view::npos) return "must not hold two periods in a row";
+  if (boost::urls::parse_ipv4_address(name)) return "must not be an IP address";
+  return std::nullopt;
+}
+
+struct endpoint {
+  std::string url;  ///< scheme://host[:port]
+  bool ip_literal = false;
+};
+
+// `text` as scheme://host[:port] (one trailing '/' dropped), or nullopt
+// with `why` set.
+std::optional<endpoint> parse_endpoint(std::string_view text, std::string& why) {
+  namespace urls = boost::urls;
+  const auto u = urls::parse_uri(text);
+  if (!u) {
+    why = "is not a URL";
+    return std::nullopt;
+  }
+  if (u->scheme_id() != urls::scheme::http && u->scheme_id() != urls::scheme::https) {
+    why = "must be an http:// or https:// URL";
+    return std::nullopt;
+  }
+  if (u->encoded_host().empty()) {
+    why = "names no host";
+    return std::nullopt;
+  }
+  if (u->has_port()) {
+    const auto port = u->port();
+    unsigned n = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (ec != std::errc{} || end != port.data() + port.size() || n == 0 || n > 65535) {
+      why = "has no valid port (1 to 65535)";
+      return std::nullopt;
+    }
+  }
+  if ((!u->encoded_path().empty() && u->encoded_path() != "/") || u->has_query() || u->has_fragment()) {
+    why = "must be scheme://host[:port] only, without a path or a query";
+    return std::nullopt;
+  }
+  return endpoint{
+      std::string(urls::to_string(u->scheme_id())) + "://" + std::string(u->encoded_host_and_port()),
+      u->host_type() != urls::host_type::name};
+}
+
+// The settings an s3:// DOCFLOW_STORAGE_URL holds, problems noted against it
+// (or against the AWS_* variable the region came from). The URL is never
+// quoted whole: it might hold credentials, which it is refused for.
+s3_settings parse_s3_url(reader& r, const std::string& url) {
+  namespace urls = boost::urls;
+  const std::string setting = "DOCFLOW_STORAGE_URL";
+  const auto fail = [&](const std::string& message) { r.fail(setting, message); };
+  s3_settings s;
+  // user:secret@bucket, where a '/' in the secret would end the authority
+  // early: any '@' before the query is refused, the URL unquoted.
+  if (url.substr(0, url.find('?')).find('@') != std::string::npos) {
+    fail(
+        "must not hold credentials (an '@' in a prefix is written %40); set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or their _FILE forms)");
+    return s;
+  }
+  const auto u = urls::parse_uri(url);
+  if (!u) {
+    fail(
+        "is not a valid s3:// URL (a '%' must start a %XX escape; percent-encode '&', '#' and '%' in "
+        "values)");
+    return s;
+  }
+  if (u->has_port() || u->has_fragment()) {
+    fail("must be s3://BUCKET[/PREFIX][?endpoint=...]: a service's address and port go in ?endpoint=");
+  }
+
+  s.bucket = u->host();
+  if (s.bucket.empty()) {
+    fail("names no bucket (s3://BUCKET[/PREFIX])");
+  } else if (const auto why = bucket_problem(s.bucket)) {
+    fail("bucket '" + s.bucket + "' " + *why);
+  }
+
+  // The prefix is taken as given but for its slashes: an empty segment
+  // within it, or a dot segment (which HTTP clients resolve away), would
+  // make keys that no other S3 tool writes the same way; S3 keys are UTF-8.
+  // Split by hand, since Boost.URL's segments() hides a leading "." one.
+  const std::string_view path = u->encoded_path();
+  for (std::size_t start = path.empty() ? path.size() : 1; start < path.size();) {
+    const auto end = std::min(path.find('/', start), path.size());
+    const auto segment = urls::pct_string_view(path.substr(start, end - start)).decode();
+    const bool last = end >= path.size() - 1;
+    start = end + 1;
+    if ((segment.empty() && !last) || segment == "." || segment == ".." || !core::is_plain_text(segment)) {
+      fail("the prefix '" + std::string(u->encoded_path()) +
+           "' must be segments separated by single '/', none of them '.' or '..', in UTF-8 without "
+           "control characters");
+      break;
+    }
+    if (!segment.empty()) s.prefix += segment + "/";
+  }
+
+  std::map<std::string, std::string> given;
+  std::string unknown;
+  // A '+' in a URL is a '+'; only HTML forms make it a space.
+  for (const auto& p : u->params(urls::encoding_opts(false))) {
+    if (p.key != "endpoint" && p.key != "region" && p.key != "path_style") {
+      unknown += (unknown.empty() ? "'" : ", '") + p.key + "'";
+    } else if (given.contains(p.key)) {
+      fail("?" + p.key + "= is given twice");
+    } else if (p.value.empty()) {
+      fail("?" + p.key + "= is empty");
+    } else {
+      given[p.key] = p.value;
+    }
+  }
+  if (!unknown.empty()) fail("unknown parameter " + unknown + " (known: endpoint, region, path_style)");
+
+  if (const auto it = given.find("path_style"); it != given.end()) {
+    if (it->second != "true" && it->second != "false") {
+      fail("?path_style='" + it->second + "' must be true or false");
+    }
+    s.path_style = it->second == "true";
+  }
+  if (const auto it = given.find("endpoint"); it != given.end()) {
+    std::string why;
+    // As in the URL itself, a secret with a '/' would hide from has_userinfo().
+    if (it->second.find('@') != std::string::npos) {
+      fail("?endpoint= must not hold credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    } else if (const auto e = parse_endpoint(it->second, why)) {
+      s.endpoint = e->url;
+      if (e->ip_literal && !s.path_style) {
+        fail("?endpoint='" + s.endpoint +
+             "' is an IP address, which a bucket cannot be a subdomain of; add &path_style=true");
+      }
+    } else {
+      fail("?endpoint='" + it->second + "' " + why + " (expected http(s)://HOST[:PORT])");
+    }
+  }
+
+  // SigV4 puts the region in every signature and AWS in its host name.
+  const auto valid_region = [](std::string_view region) {
+    return region.size() <= 64 && std::all_of(region.begin(), region.end(), [](char ch) {
+             return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    ch == '-' || ch == '_' || ch == '.';
+           });
+  };
+  std::string region_source = setting;
+  if (const auto it = given.find("region"); it != given.end()) {
+    s.region = it->second;
+  } else {
+    s.region = "us-east-1";
+    for (const auto& name : aws_region_variables) {
+      if (const auto region = r.optional_string(name)) {
+        s.region = *region;
+        region_source = name;
+        break;
+      }
+    }
+  }
+  if (!valid_region(s.region)) {
+    r.fail(region_source, "region '" + s.region + "' may hold only letters, digits, '-', '_' and '.'");
+  }
+  return s;
+}
+
+// An AWS credential, "" when unset. Never quoted in a message.
+std::string credential(reader& r, const std::string& name) {
+  auto value = r.optional_string(name).value_or("");
+  if (std::any_of(value.begin(), value.end(), [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; })) {
+    r.fail(name, "holds a space or a control character (a CR of a Windows line ending in its file?)");
+  }
+  return value;
 }
 
 // A secret file's contents without one trailing newline (editors add one),
@@ -429,9 +663,42 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
 
   const auto storage = r.string("DOCFLOW_STORAGE_URL", "file://" + (c.data_dir / "blobs").string());
   if (storage.rfind("s3://", 0) == 0) {
-    r.fail("DOCFLOW_STORAGE_URL", "S3 storage is not available in this version yet; use file://PATH");
+    c.storage = storage_kind::s3;
+    c.s3 = parse_s3_url(r, storage);
   } else {
-    c.blob_dir = strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH");
+    c.blob_dir =
+        strip_scheme(r, "DOCFLOW_STORAGE_URL", storage, "file", "file://PATH or s3://BUCKET[/PREFIX]");
+  }
+  c.scratch_dir = r.string("DOCFLOW_SCRATCH_DIR", (c.data_dir / "scratch").string());
+  if (c.scratch_dir.empty()) {
+    r.fail("DOCFLOW_SCRATCH_DIR", "must not be empty");
+  } else if (c.storage == storage_kind::file && !c.blob_dir.empty()) {
+    // Scratch files are swept; blobs among them, or scratch files among
+    // the blobs, would be lost or taken for blobs.
+    const auto scratch = c.scratch_dir.lexically_normal() / "";
+    const auto blobs = c.blob_dir.lexically_normal() / "";
+    if (scratch.string().starts_with(blobs.string()) || blobs.string().starts_with(scratch.string())) {
+      r.fail("DOCFLOW_SCRATCH_DIR",
+             "'" + c.scratch_dir.string() +
+                 "' must be apart from the blob directory, neither in it nor holding it");
+    }
+  }
+  // Validated with either store, so that a bad value is heard of before a
+  // move to S3; it means nothing to a local directory.
+  c.s3.part_size = r.size("DOCFLOW_S3_PART_SIZE", "8MiB", s3_min_part, s3_max_part);
+  const auto presigned = r.string("DOCFLOW_S3_PRESIGNED_DOWNLOADS", "off");
+  if (presigned != "on" && presigned != "off") {
+    r.fail("DOCFLOW_S3_PRESIGNED_DOWNLOADS", "'" + presigned + "' must be on or off");
+  } else if (presigned == "on" && c.storage != storage_kind::s3) {
+    r.fail("DOCFLOW_S3_PRESIGNED_DOWNLOADS",
+           "is for an s3:// DOCFLOW_STORAGE_URL; a local directory has no presigned URLs");
+  }
+  c.s3.presigned_downloads = presigned == "on";
+  // With file:// they may be set for some other tool: ignored.
+  if (c.storage == storage_kind::s3) {
+    c.s3.access_key_id = credential(r, "AWS_ACCESS_KEY_ID");
+    c.s3.secret_access_key = credential(r, "AWS_SECRET_ACCESS_KEY");
+    c.s3.session_token = credential(r, "AWS_SESSION_TOKEN");
   }
 
   // An embedded database belongs to the one binary that opens it, so that
@@ -473,6 +740,12 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
       static_cast<unsigned>(r.integer("DOCFLOW_SIGNUP_MAX_PER_ADDRESS", 10, 1, 100000));
 
   c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
+  if (c.storage == storage_kind::s3 && c.max_upload_bytes > c.s3.part_size * s3_max_parts) {
+    const auto least = (c.max_upload_bytes + s3_max_parts - 1) / s3_max_parts;
+    r.fail("DOCFLOW_S3_PART_SIZE",
+           "S3 takes at most 10000 parts: DOCFLOW_MAX_UPLOAD_BYTES needs parts of at least " +
+               std::to_string(least) + " bytes");
+  }
   c.max_active_uploads =
       static_cast<unsigned>(r.integer("DOCFLOW_MAX_ACTIVE_UPLOADS", 32 * cores, 1, 100000));
   c.workers = static_cast<unsigned>(r.integer("DOCFLOW_WORKERS", cores, 0, 256));
@@ -542,14 +815,26 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
 }
 
 void require_for(const config& c, command cmd) {
+  if ((cmd & (for_serve | for_worker)) == 0) return;
+  std::vector<invalid_setting> problems;
   // A key generated on each node would make a token valid on that node
   // only: with a shared database the nodes must share their key too.
-  if ((cmd & (for_serve | for_worker)) != 0 && c.database == database_kind::postgres && !c.jwt_secret) {
-    throw config_error(std::vector<invalid_setting>{
-        {"DOCFLOW_JWT_SECRET",
-         "must be set (or DOCFLOW_JWT_SECRET_FILE) with a postgresql:// database: every "
-         "node must sign and verify with the same key"}});
+  if (c.database == database_kind::postgres && !c.jwt_secret) {
+    problems.push_back({"DOCFLOW_JWT_SECRET",
+                        "must be set (or DOCFLOW_JWT_SECRET_FILE) with a postgresql:// database: every "
+                        "node must sign and verify with the same key"});
   }
+  // Not required by load(): migrate and user never open the blob store.
+  if (c.storage == storage_kind::s3) {
+    for (const auto& [name, value] : {std::pair{"AWS_ACCESS_KEY_ID", &c.s3.access_key_id},
+                                      {"AWS_SECRET_ACCESS_KEY", &c.s3.secret_access_key}}) {
+      if (value->empty()) {
+        problems.push_back(
+            {name, std::string("must be set (or ") + name + "_FILE) with an s3:// DOCFLOW_STORAGE_URL"});
+      }
+    }
+  }
+  if (!problems.empty()) throw config_error(std::move(problems));
 }
 
 std::string describe_database(const config& c) {
@@ -560,6 +845,27 @@ std::string describe_database(const config& c) {
   const auto colon = c.postgres_url.find(':', scheme_end);
   if (at == std::string::npos || colon == std::string::npos || colon > at) return c.postgres_url;
   return c.postgres_url.substr(0, colon) + ":***" + c.postgres_url.substr(at);
+}
+
+std::string describe_storage(const config& c) {
+  if (c.storage == storage_kind::file) return "file://" + c.blob_dir.string();
+  boost::urls::url u;
+  u.set_scheme("s3");
+  u.set_host(c.s3.bucket);
+  if (!c.s3.prefix.empty()) u.set_path("/" + c.s3.prefix);
+  if (!c.s3.endpoint.empty()) u.params().append({"endpoint", c.s3.endpoint});
+  u.params().append({"region", c.s3.region});
+  if (c.s3.path_style) u.params().append({"path_style", "true"});
+  return std::string(u.buffer());
+}
+
+bool read_from_environment(std::string_view name) {
+  if (name.starts_with("DOCFLOW_")) return true;
+  for (const auto& s : settings()) {
+    if (name == s.env || (s.secret && name == s.env + "_FILE")) return true;
+  }
+  return std::find(aws_region_variables.begin(), aws_region_variables.end(), name) !=
+         aws_region_variables.end();
 }
 
 }  // namespace docflow::config

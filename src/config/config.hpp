@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace docflow::config {
@@ -62,7 +63,23 @@ struct listen_address {
 };
 
 enum class database_kind { sqlite, postgres };
-enum class storage_kind { file };
+enum class storage_kind { file, s3 };
+
+/// Where and how the S3 store keeps blobs:
+/// DOCFLOW_STORAGE_URL=s3://BUCKET[/PREFIX][?endpoint=&region=&path_style=], the AWS_* credentials and the
+/// DOCFLOW_S3_* settings.
+struct s3_settings {
+  std::string bucket;       ///< DNS-compatible: 3-63 of a-z 0-9 . -
+  std::string prefix;       ///< "" or "a/b/": ends with '/' when not empty, never starts with one
+  std::string endpoint;     ///< "" for AWS, else exactly scheme://host[:port] (http or https)
+  std::string region;       ///< ?region=, else AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1
+  bool path_style = false;  ///< endpoint/bucket/key rather than bucket.endpoint/key
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  ///< "" unless the credentials are temporary ones
+  std::uint64_t part_size = std::uint64_t{8} << 20;
+  bool presigned_downloads = false;  ///< /content answers 302 to a presigned URL
+};
 
 /// The validated configuration, loaded once at start-up.
 struct config {
@@ -74,7 +91,10 @@ struct config {
   std::optional<std::string> database_password;
   unsigned database_pool = 0;  ///< PostgreSQL connections at most
   storage_kind storage = storage_kind::file;
-  std::filesystem::path blob_dir;
+  std::filesystem::path blob_dir;  ///< file
+  s3_settings s3;                  ///< s3 (part_size is read with either store)
+  /// Temporary local copies of blobs (upload spools, workers' inputs), with either store.
+  std::filesystem::path scratch_dir;
   /// serve, worker and user apply pending migrations themselves; else they
   /// refuse a schema older than the binary's.
   bool auto_migrate = true;
@@ -124,6 +144,12 @@ struct unknown_variable {
   std::optional<std::string> suggestion;
 };
 
+/// Whether docflow reads the environment variable `name`: every DOCFLOW_*
+/// one (an unknown one is warned about) and the standard AWS_* ones that
+/// configure S3 (credentials, their _FILE forms, AWS_REGION and
+/// AWS_DEFAULT_REGION). The CLI passes exactly these to load().
+bool read_from_environment(std::string_view name);
+
 /// The keys of `environment` that start with DOCFLOW_ but that docflow does
 /// not read.
 std::vector<unknown_variable> unknown_variables(const std::map<std::string, std::string>& environment);
@@ -144,5 +170,10 @@ void require_for(const config& c, command cmd);
 /// The database as the log and the operator see it: its URL without a
 /// password.
 std::string describe_database(const config& c);
+
+/// The blob store as the log and the operator see it: file://PATH, or the
+/// s3:// URL in its normal form (never with credentials, which the URL
+/// cannot hold).
+std::string describe_storage(const config& c);
 
 }  // namespace docflow::config

@@ -165,6 +165,8 @@ class SecretsTest(ServerTestCase):
             (["serve", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
             (["serve", "--metrics-token=" + value], "DOCFLOW_METRICS_TOKEN"),
             (["user", "list", "--jwt-secret", value], "DOCFLOW_JWT_SECRET"),
+            (["serve", "--aws-secret-access-key", value], "AWS_SECRET_ACCESS_KEY"),
+            (["worker", "--aws-session-token=" + value], "AWS_SESSION_TOKEN"),
         )
         for args, env in cases:
             with self.subTest(args=args[:-1]):
@@ -176,10 +178,12 @@ class SecretsTest(ServerTestCase):
     def test_help_names_the_secret_variables_not_flags(self):
         out = run_cli(["serve", "--help"])
         self.assertEqual(out.returncode, 0, out.stderr)
-        for env in ("DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN"):
+        for env in ("DOCFLOW_JWT_SECRET", "DOCFLOW_METRICS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                    "AWS_SESSION_TOKEN"):
             self.assertIn(env + "_FILE", out.stdout)
-        self.assertNotIn("--jwt-secret", out.stdout)
-        self.assertNotIn("--metrics-token", out.stdout)
+        for flag in ("--jwt-secret", "--metrics-token", "--aws-access-key-id", "--aws-secret-access-key",
+                     "--aws-session-token"):
+            self.assertNotIn(flag, out.stdout)
 
 
 class UnknownVariableTest(ServerTestCase):
@@ -386,8 +390,9 @@ class CommandsTest(unittest.TestCase):
         self.assertIn("DOCFLOW_LISTEN", out.stdout)
 
     def test_help_lists_only_the_settings_the_command_reads(self):
-        server_only = ("--listen", "--io-threads", "--header-timeout", "--signup")
-        jobs = ("--workers", "--job-lease", "--storage-url", "--ml-url", "--simulated-delay-ms")
+        server_only = ("--listen", "--io-threads", "--header-timeout", "--signup", "--s3-part-size",
+                       "--s3-presigned-downloads")
+        jobs = ("--workers", "--job-lease", "--storage-url", "--scratch-dir", "--ml-url", "--simulated-delay-ms")
         worker_only = ("--worker-listen",)
         migrating = ("--auto-migrate",)  # every command that opens the database, but migrate itself
         cases = {
@@ -402,7 +407,7 @@ class CommandsTest(unittest.TestCase):
             with self.subTest(command=command):
                 out = run_cli([*command, "--help"])
                 self.assertEqual(out.returncode, 0, out.stderr)
-                flags = set(re.findall(r"--[a-z][a-z-]*", out.stdout))
+                flags = set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout))
                 for flag in listed:
                     self.assertIn(flag, flags, out.stdout)
                 for flag in every_flag - set(listed):

@@ -52,6 +52,9 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.sqlite_path, std::filesystem::path("./data/docflow.db"));
   EXPECT_EQ(c.storage, config::storage_kind::file);
   EXPECT_EQ(c.blob_dir, std::filesystem::path("./data/blobs"));
+  EXPECT_EQ(c.scratch_dir, std::filesystem::path("./data/scratch"));
+  EXPECT_EQ(c.s3.part_size, 8ULL * 1024 * 1024);
+  EXPECT_FALSE(c.s3.presigned_downloads);
   EXPECT_TRUE(c.auto_migrate);  // the embedded database migrates itself
   EXPECT_FALSE(c.worker_listen.has_value());
   EXPECT_FALSE(c.jwt_secret.has_value());
@@ -105,6 +108,7 @@ TEST(config_defaults, data_dir_moves_the_derived_paths) {
   EXPECT_EQ(c.data_dir, std::filesystem::path("/srv/docflow"));
   EXPECT_EQ(c.sqlite_path, std::filesystem::path("/srv/docflow/docflow.db"));
   EXPECT_EQ(c.blob_dir, std::filesystem::path("/srv/docflow/blobs"));
+  EXPECT_EQ(c.scratch_dir, std::filesystem::path("/srv/docflow/scratch"));
 }
 
 TEST(config_defaults, explicit_urls_win_over_the_data_dir) {
@@ -250,12 +254,13 @@ INSTANTIATE_TEST_SUITE_P(listen, config_rejects,
 
 INSTANTIATE_TEST_SUITE_P(
     storage, config_rejects,
-    testing::ValuesIn(join(bad("DOCFLOW_DATA_DIR", {""}),
-                           bad("DOCFLOW_DATABASE_URL",
-                               {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
-                                "host=db dbname=docflow", "postgresql:/db"}),
-                           bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "s3://bucket/prefix"}),
-                           bad("DOCFLOW_AUTO_MIGRATE", {"", "yes", "On", "true"}))));
+    testing::ValuesIn(
+        join(bad("DOCFLOW_DATA_DIR", {""}),
+             bad("DOCFLOW_DATABASE_URL", {"", "sqlite://", "/var/lib/docflow.db", "mysql://db/docflow",
+                                          "host=db dbname=docflow", "postgresql:/db"}),
+             bad("DOCFLOW_STORAGE_URL", {"", "file://", "/var/blobs", "S3://bucket", "gs://bucket"}),
+             bad("DOCFLOW_SCRATCH_DIR", {"", "./data/blobs", "./data/blobs/tmp", "./data", "data/"}),
+             bad("DOCFLOW_AUTO_MIGRATE", {"", "yes", "On", "true"}))));
 
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
@@ -291,6 +296,52 @@ INSTANTIATE_TEST_SUITE_P(
                            bad("DOCFLOW_IDLE_TIMEOUT", {"5"}), bad("DOCFLOW_SHUTDOWN_TIMEOUT", {"5x", "2h"}),
                            bad("DOCFLOW_IO_THREADS", {"0"}),
                            bad("DOCFLOW_BLOCKING_THREADS", {"0", "1025"}))));
+
+INSTANTIATE_TEST_SUITE_P(
+    s3, config_rejects,
+    testing::ValuesIn(join(bad("DOCFLOW_STORAGE_URL", {"s3://",
+                                                       "s3:///prefix",
+                                                       "s3://Bucket",
+                                                       "s3://ab",
+                                                       "s3://my_bucket",
+                                                       "s3://-bucket",
+                                                       "s3://bucket-",
+                                                       "s3://a..b",
+                                                       "s3://192.168.5.4",
+                                                       "s3://" + std::string(64, 'b'),
+                                                       "s3://b%41cket",
+                                                       "s3://bucket:9000",
+                                                       "s3://bucket#x",
+                                                       "s3://bucket//a",
+                                                       "s3://bucket/a//b",
+                                                       "s3://bucket/a/../b",
+                                                       "s3://bucket/./a",
+                                                       "s3://bucket/a%0Ab",
+                                                       "s3://bucket/%FF",
+                                                       "s3://bucket/100%",
+                                                       "s3://bucket?foo=1",
+                                                       "s3://bucket?Region=eu-west-1",
+                                                       "s3://bucket?region=",
+                                                       "s3://bucket?region",
+                                                       "s3://bucket?region=a&region=b",
+                                                       "s3://bucket?region=eu%20west",
+                                                       "s3://bucket?region=eu/west",
+                                                       "s3://bucket?path_style=yes",
+                                                       "s3://bucket?path_style=True",
+                                                       "s3://bucket?endpoint=ftp://h",
+                                                       "s3://bucket?endpoint=minio:9000",
+                                                       "s3://bucket?endpoint=http://",
+                                                       "s3://bucket?endpoint=http://h/path",
+                                                       "s3://bucket?endpoint=http://h:0",
+                                                       "s3://bucket?endpoint=http://h:70000",
+                                                       "s3://bucket?endpoint=http://h:",
+                                                       "s3://bucket?endpoint=http://h%3Fx%3D1",
+                                                       "s3://bucket?endpoint=http://h%23x",
+                                                       "s3://bucket?endpoint=http://127.0.0.1:9000",
+                                                       "s3://bucket?endpoint=http://[::1]:9000"}),
+                           bad("DOCFLOW_S3_PART_SIZE",
+                               {"0", "4MiB", "5242879", "5368709121", "6GiB", "8 MiB", "lots"}),
+                           bad("DOCFLOW_S3_PRESIGNED_DOWNLOADS", {"", "yes", "On", "true", "on"}))));
 
 TEST(config_database, postgresql_url_selects_the_shared_database) {
   for (const auto* url : {"postgresql://docflow@db:5432/docflow?sslmode=require", "postgres://db/docflow"}) {
@@ -342,17 +393,6 @@ TEST(config_database, serve_and_worker_need_a_shared_jwt_secret_with_postgresql)
   const auto keyed = config::load(
       {{"DOCFLOW_DATABASE_URL", "postgresql://db/docflow"}, {"DOCFLOW_JWT_SECRET", std::string(32, 'k')}}, 4);
   EXPECT_NO_THROW(config::require_for(keyed, config::for_serve));
-}
-
-TEST(config_rejects_message, s3_is_explained) {
-  try {
-    load_with("DOCFLOW_STORAGE_URL", "s3://bucket");
-    FAIL() << "s3:// accepted";
-  } catch (const config::config_error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("S3"), std::string::npos) << what;
-    EXPECT_NE(what.find("file://"), std::string::npos) << what;
-  }
 }
 
 TEST(config_rejects_message, every_bad_setting_is_reported_in_table_order) {
@@ -435,13 +475,15 @@ std::vector<config::invalid_setting> problems_of(const values_map& values) {
 
 }  // namespace
 
-TEST(config_secrets, are_the_keys_the_database_password_and_the_metrics_token) {
+TEST(config_secrets, are_the_keys_the_database_password_the_metrics_token_and_the_aws_credentials) {
   std::set<std::string> secrets;
   for (const auto& s : config::settings()) {
     if (s.secret) secrets.insert(s.env);
   }
-  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
-                                            "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_METRICS_TOKEN"}));
+  EXPECT_EQ(secrets,
+            (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
+                                   "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_METRICS_TOKEN",
+                                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}));
 }
 
 TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {
@@ -540,6 +582,313 @@ TEST(config_unknown_variables, settings_secret_files_test_hooks_and_other_names_
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// S3 storage (DOCFLOW_STORAGE_URL=s3://..., AWS_*, DOCFLOW_S3_*)
+
+namespace {
+
+config::s3_settings s3_of(const std::string& url, values_map more = {}) {
+  more["DOCFLOW_STORAGE_URL"] = url;
+  const auto c = config::load(more, 4);
+  EXPECT_EQ(c.storage, config::storage_kind::s3) << url;
+  return c.s3;
+}
+
+// The one problem load() finds, as "SETTING: message".
+std::string problem_of(const values_map& values) {
+  const auto problems = problems_of(values);
+  if (problems.size() != 1) return std::to_string(problems.size()) + " problems";
+  return problems[0].setting + ": " + problems[0].message;
+}
+
+const values_map aws_credentials{{"AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"},
+                                 {"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+                                 {"AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN"}};
+
+}  // namespace
+
+TEST(config_s3, the_aws_form_names_a_bucket_and_nothing_else) {
+  const auto s = s3_of("s3://docflow-blobs.example");
+  EXPECT_EQ(s.bucket, "docflow-blobs.example");
+  EXPECT_EQ(s.prefix, "");
+  EXPECT_EQ(s.endpoint, "");
+  EXPECT_EQ(s.region, "us-east-1");
+  EXPECT_FALSE(s.path_style);
+  EXPECT_EQ(s.part_size, 8ULL << 20);
+  EXPECT_FALSE(s.presigned_downloads);
+}
+
+TEST(config_s3, a_compatible_service_has_an_endpoint_region_and_path_style) {
+  const auto s =
+      s3_of("s3://bucket/optional/prefix?endpoint=http://127.0.0.1:9000&region=eu-central-1&path_style=true");
+  EXPECT_EQ(s.bucket, "bucket");
+  EXPECT_EQ(s.prefix, "optional/prefix/");
+  EXPECT_EQ(s.endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(s.region, "eu-central-1");
+  EXPECT_TRUE(s.path_style);
+  EXPECT_FALSE(s3_of("s3://bucket?endpoint=https://minio.internal&path_style=false").path_style);
+  EXPECT_EQ(s3_of("s3://bucket?path_style=true&endpoint=http://%5B::1%5D:9000").endpoint,
+            "http://[::1]:9000");
+  // A name, not an address: virtual-hosted addressing (bucket.minio.internal) works.
+  EXPECT_EQ(s3_of("s3://bucket?endpoint=https://minio.internal:9443").endpoint,
+            "https://minio.internal:9443");
+}
+
+TEST(config_s3, the_endpoint_is_normalised_to_scheme_host_and_port) {
+  EXPECT_EQ(s3_of("s3://bucket?endpoint=http%3A%2F%2F127.0.0.1%3A9000&path_style=true").endpoint,
+            "http://127.0.0.1:9000");
+  EXPECT_EQ(s3_of("s3://bucket?endpoint=https%3a%2f%2fs3.example.com%2f").endpoint, "https://s3.example.com");
+  EXPECT_EQ(s3_of("s3://bucket?endpoint=HTTPS://s3.example.com:443/").endpoint, "https://s3.example.com:443");
+}
+
+TEST(config_s3, the_prefix_ends_with_one_slash_and_never_starts_with_one) {
+  EXPECT_EQ(s3_of("s3://bucket/").prefix, "");
+  EXPECT_EQ(s3_of("s3://bucket/docs").prefix, "docs/");
+  EXPECT_EQ(s3_of("s3://bucket/a/b").prefix, "a/b/");
+  EXPECT_EQ(s3_of("s3://bucket/a/b/").prefix, "a/b/");
+  EXPECT_EQ(s3_of("s3://bucket/tenant%20one/2026").prefix, "tenant one/2026/");
+  EXPECT_EQ(s3_of("s3://bucket/a+b/?region=x").prefix, "a+b/");
+}
+
+TEST(config_s3, the_region_falls_back_to_aws_region_then_aws_default_region) {
+  const values_map both{{"AWS_REGION", "eu-west-1"}, {"AWS_DEFAULT_REGION", "ap-south-1"}};
+  EXPECT_EQ(s3_of("s3://bucket?region=us-west-2", both).region, "us-west-2");
+  EXPECT_EQ(s3_of("s3://bucket", both).region, "eu-west-1");
+  EXPECT_EQ(s3_of("s3://bucket", {{"AWS_DEFAULT_REGION", "ap-south-1"}}).region, "ap-south-1");
+  EXPECT_EQ(s3_of("s3://bucket", {{"AWS_REGION", ""}, {"AWS_DEFAULT_REGION", "ap-south-1"}}).region,
+            "ap-south-1");
+  EXPECT_EQ(s3_of("s3://bucket", {{"AWS_REGION", ""}}).region, "us-east-1");
+  // Ceph RGW and Garage name their regions freely.
+  EXPECT_EQ(s3_of("s3://bucket?region=garage").region, "garage");
+  // A bad region is blamed on where it came from.
+  EXPECT_EQ(problem_of({{"DOCFLOW_STORAGE_URL", "s3://bucket"}, {"AWS_REGION", "eu west"}}),
+            "AWS_REGION: region 'eu west' may hold only letters, digits, '-', '_' and '.'");
+  EXPECT_EQ(problems_of({{"DOCFLOW_STORAGE_URL", "s3://bucket?region=eu-west-1"}, {"AWS_REGION", "eu west"}})
+                .size(),
+            0U);
+}
+
+TEST(config_s3, unknown_parameters_are_named_all_at_once) {
+  EXPECT_EQ(
+      problem_of({{"DOCFLOW_STORAGE_URL", "s3://bucket?regoin=eu-west-1&pathstyle=true&region=x"}}),
+      "DOCFLOW_STORAGE_URL: unknown parameter 'regoin', 'pathstyle' (known: endpoint, region, path_style)");
+}
+
+TEST(config_s3, errors_say_what_is_wrong) {
+  const auto storage = [](const std::string& url) { return problem_of({{"DOCFLOW_STORAGE_URL", url}}); };
+  EXPECT_EQ(storage("s3://"), "DOCFLOW_STORAGE_URL: names no bucket (s3://BUCKET[/PREFIX])");
+  EXPECT_EQ(storage("s3://My_Bucket"),
+            "DOCFLOW_STORAGE_URL: bucket 'My_Bucket' may hold only a-z, 0-9, '.' and '-'");
+  EXPECT_EQ(
+      storage("s3://bucket?endpoint=http://127.0.0.1:9000"),
+      "DOCFLOW_STORAGE_URL: ?endpoint='http://127.0.0.1:9000' is an IP address, which a bucket cannot be a "
+      "subdomain of; add &path_style=true");
+  EXPECT_EQ(
+      storage("s3://bucket?endpoint=http://minio:9000/s3&path_style=true"),
+      "DOCFLOW_STORAGE_URL: ?endpoint='http://minio:9000/s3' must be scheme://host[:port] only, without a "
+      "path or a query (expected http(s)://HOST[:PORT])");
+  EXPECT_EQ(storage("s3://bucket?region=a&region=b"), "DOCFLOW_STORAGE_URL: ?region= is given twice");
+  EXPECT_EQ(problem_of({{"DOCFLOW_S3_PART_SIZE", "4MiB"}}),
+            "DOCFLOW_S3_PART_SIZE: '4MiB' must be between 5MiB and 5GiB");
+  EXPECT_EQ(problem_of({{"DOCFLOW_S3_PART_SIZE", "big"}}),
+            "DOCFLOW_S3_PART_SIZE: 'big' must be a size between 5MiB and 5GiB, written like 64KiB or 100MiB");
+  EXPECT_EQ(problem_of({{"DOCFLOW_S3_PRESIGNED_DOWNLOADS", "on"}}),
+            "DOCFLOW_S3_PRESIGNED_DOWNLOADS: is for an s3:// DOCFLOW_STORAGE_URL; a local directory has no "
+            "presigned URLs");
+}
+
+TEST(config_s3, part_size_is_within_s3s_limits_and_read_with_either_store) {
+  EXPECT_EQ(s3_of("s3://bucket", {{"DOCFLOW_S3_PART_SIZE", "5MiB"}}).part_size, 5ULL << 20);
+  EXPECT_EQ(s3_of("s3://bucket", {{"DOCFLOW_S3_PART_SIZE", "5GiB"}}).part_size, 5ULL << 30);
+  EXPECT_EQ(s3_of("s3://bucket", {{"DOCFLOW_S3_PART_SIZE", "16777216"}}).part_size, 16ULL << 20);
+  EXPECT_EQ(load_with("DOCFLOW_S3_PART_SIZE", "64MiB").s3.part_size, 64ULL << 20);
+}
+
+TEST(config_s3, the_largest_upload_must_fit_in_ten_thousand_parts) {
+  const values_map big{{"DOCFLOW_STORAGE_URL", "s3://bucket"}, {"DOCFLOW_MAX_UPLOAD_BYTES", "80000MiB"}};
+  EXPECT_EQ(s3_of("s3://bucket", big).part_size, 8ULL << 20);  // exactly 10,000 parts
+  auto bigger = big;
+  bigger["DOCFLOW_MAX_UPLOAD_BYTES"] = "83886080001";
+  EXPECT_EQ(problem_of(bigger),
+            "DOCFLOW_S3_PART_SIZE: S3 takes at most 10000 parts: DOCFLOW_MAX_UPLOAD_BYTES needs parts of at "
+            "least 8388609 bytes");
+  bigger["DOCFLOW_S3_PART_SIZE"] = "8388609";
+  EXPECT_TRUE(problems_of(bigger).empty());
+  // A local directory has no parts.
+  EXPECT_EQ(load_with("DOCFLOW_MAX_UPLOAD_BYTES", "100GiB").max_upload_bytes, 100ULL << 30);
+}
+
+TEST(config_s3, presigned_downloads_and_a_scratch_directory) {
+  EXPECT_TRUE(s3_of("s3://bucket", {{"DOCFLOW_S3_PRESIGNED_DOWNLOADS", "on"}}).presigned_downloads);
+  EXPECT_FALSE(s3_of("s3://bucket", {{"DOCFLOW_S3_PRESIGNED_DOWNLOADS", "off"}}).presigned_downloads);
+  EXPECT_FALSE(load_with("DOCFLOW_S3_PRESIGNED_DOWNLOADS", "off").s3.presigned_downloads);
+  EXPECT_EQ(load_with("DOCFLOW_SCRATCH_DIR", "/var/tmp/docflow").scratch_dir,
+            std::filesystem::path("/var/tmp/docflow"));
+  // With S3 there is no blob directory to keep apart from.
+  EXPECT_EQ(config::load({{"DOCFLOW_STORAGE_URL", "s3://bucket"}, {"DOCFLOW_SCRATCH_DIR", "./data/blobs"}}, 4)
+                .scratch_dir,
+            std::filesystem::path("./data/blobs"));
+  EXPECT_EQ(
+      problem_of(
+          {{"DOCFLOW_STORAGE_URL", "file:///srv/blobs"}, {"DOCFLOW_SCRATCH_DIR", "/srv/blobs/../blobs/x"}}),
+      "DOCFLOW_SCRATCH_DIR: '/srv/blobs/../blobs/x' must be apart from the blob directory, neither in it nor "
+      "holding it");
+  EXPECT_TRUE(
+      problems_of({{"DOCFLOW_STORAGE_URL", "file:///srv/blobs"}, {"DOCFLOW_SCRATCH_DIR", "/srv/blobs2"}})
+          .empty());
+}
+
+TEST(config_s3, credentials_come_from_the_aws_variables) {
+  const auto s = s3_of("s3://bucket", aws_credentials);
+  EXPECT_EQ(s.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+  EXPECT_EQ(s.secret_access_key, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+  EXPECT_EQ(s.session_token, "FwoGZXIvYXdzEXAMPLETOKEN");
+  EXPECT_EQ(s3_of("s3://bucket", {{"AWS_SESSION_TOKEN", ""}}).session_token, "");
+  // Without S3 they belong to some other tool in the environment.
+  auto local = aws_credentials;
+  local["AWS_SECRET_ACCESS_KEY"] = "with a space";
+  const auto c = config::load(local, 4);
+  EXPECT_EQ(c.storage, config::storage_kind::file);
+  EXPECT_EQ(c.s3.access_key_id, "");
+  EXPECT_EQ(c.s3.secret_access_key, "");
+}
+
+TEST(config_s3, credentials_are_required_by_serve_and_worker_only) {
+  const auto bare = config::load({{"DOCFLOW_STORAGE_URL", "s3://bucket"}}, 4);
+  for (const auto command : {config::for_serve, config::for_worker}) {
+    try {
+      config::require_for(bare, command);
+      ADD_FAILURE() << "started without credentials, command " << command;
+    } catch (const config::config_error& e) {
+      EXPECT_EQ(
+          std::string(e.what()),
+          "AWS_ACCESS_KEY_ID: must be set (or AWS_ACCESS_KEY_ID_FILE) with an s3:// DOCFLOW_STORAGE_URL\n"
+          "AWS_SECRET_ACCESS_KEY: must be set (or AWS_SECRET_ACCESS_KEY_FILE) with an s3:// "
+          "DOCFLOW_STORAGE_URL");
+    }
+  }
+  // Neither opens the blob store.
+  EXPECT_NO_THROW(config::require_for(bare, config::for_migrate));
+  EXPECT_NO_THROW(config::require_for(bare, config::for_user));
+  const auto key_only = config::load(
+      {{"DOCFLOW_STORAGE_URL", "s3://bucket"}, {"AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"}}, 4);
+  try {
+    config::require_for(key_only, config::for_serve);
+    ADD_FAILURE() << "started without a secret key";
+  } catch (const config::config_error& e) {
+    ASSERT_EQ(e.problems().size(), 1U) << e.what();
+    EXPECT_EQ(e.problems()[0].setting, "AWS_SECRET_ACCESS_KEY");
+  }
+  // Both problems at once when PostgreSQL lacks its key too.
+  auto shared = aws_credentials;
+  shared.erase("AWS_ACCESS_KEY_ID");
+  shared["DOCFLOW_STORAGE_URL"] = "s3://bucket";
+  shared["DOCFLOW_DATABASE_URL"] = "postgresql://db/docflow";
+  try {
+    config::require_for(config::load(shared, 4), config::for_worker);
+    ADD_FAILURE() << "started without a JWT secret and an access key";
+  } catch (const config::config_error& e) {
+    ASSERT_EQ(e.problems().size(), 2U) << e.what();
+    EXPECT_EQ(e.problems()[0].setting, "DOCFLOW_JWT_SECRET");
+    EXPECT_EQ(e.problems()[1].setting, "AWS_ACCESS_KEY_ID");
+  }
+  auto complete = aws_credentials;
+  complete["DOCFLOW_STORAGE_URL"] = "s3://bucket";
+  complete.erase("AWS_SESSION_TOKEN");  // optional
+  EXPECT_NO_THROW(config::require_for(config::load(complete, 4), config::for_serve));
+}
+
+TEST(config_s3, each_credential_may_come_from_a_file) {
+  const temp_file key("AKIAIOSFODNN7EXAMPLE\n");
+  const temp_file secret("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n");
+  const temp_file token("FwoGZXIvYXdzEXAMPLETOKEN");
+  const auto s = s3_of("s3://bucket", {{"AWS_ACCESS_KEY_ID_FILE", key.path()},
+                                       {"AWS_SECRET_ACCESS_KEY_FILE", secret.path()},
+                                       {"AWS_SESSION_TOKEN_FILE", token.path()}});
+  EXPECT_EQ(s.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+  EXPECT_EQ(s.secret_access_key, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+  EXPECT_EQ(s.session_token, "FwoGZXIvYXdzEXAMPLETOKEN");
+  for (const std::string name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
+    const auto both =
+        problems_of({{"DOCFLOW_STORAGE_URL", "s3://bucket"}, {name, "x"}, {name + "_FILE", token.path()}});
+    ASSERT_EQ(both.size(), 1U) << name;
+    EXPECT_EQ(both[0].setting, name);
+  }
+}
+
+TEST(config_s3, secrets_are_never_shown) {
+  const std::string secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+  const std::string token = "FwoGZXIvYXdzEXAMPLETOKEN";
+  const auto shown = [&](const std::string& text) {
+    return text.find(secret) != std::string::npos || text.find(token) != std::string::npos ||
+           text.find("wJalrXUtnFEMI") != std::string::npos;
+  };
+  auto values = aws_credentials;
+  values["DOCFLOW_STORAGE_URL"] = "s3://bucket/p?endpoint=https://s3.example.com&region=eu-west-1";
+  const auto c = config::load(values, 4);
+  EXPECT_FALSE(shown(config::describe_storage(c))) << config::describe_storage(c);
+  EXPECT_FALSE(shown(config::describe_database(c)));
+  // In the URL (where they do not belong) or malformed, they are refused without being quoted.
+  for (const auto& url : {"s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket",
+                          std::string("s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@bucket"),
+                          "s3://AKIAIOSFODNN7EXAMPLE:" + secret + "@bucket/%zz",
+                          "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com",
+                          "s3://bucket?endpoint=https://AKIA:" + secret + "@s3.example.com/x"}) {
+    const auto problems = problems_of({{"DOCFLOW_STORAGE_URL", url}});
+    ASSERT_FALSE(problems.empty()) << url;
+    for (const auto& p : problems) EXPECT_FALSE(shown(p.message)) << p.message;
+  }
+  for (const std::string name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
+    auto with_cr = values;
+    with_cr[name] = secret + token + "\r";
+    const auto problems = problems_of(with_cr);
+    ASSERT_EQ(problems.size(), 1U) << name;
+    EXPECT_EQ(problems[0].setting, name);
+    EXPECT_FALSE(shown(problems[0].message)) << problems[0].message;
+  }
+}
+
+TEST(config_s3, the_description_is_the_normal_url_and_reads_back_the_same) {
+  auto values = aws_credentials;
+  values["AWS_REGION"] = "eu-west-1";
+  for (const auto& [url, described] : std::vector<std::pair<std::string, std::string>>{
+           {"s3://bucket", "s3://bucket?region=eu-west-1"},
+           {"s3://bucket/a?path_style=false", "s3://bucket/a/?region=eu-west-1"},
+           {"s3://bucket/tenant%20one/x?endpoint=http%3A%2F%2F127.0.0.1%3A9000%2F&path_style=true&region=r1",
+            "s3://bucket/tenant%20one/x/?endpoint=http://127.0.0.1:9000&region=r1&path_style=true"}}) {
+    values["DOCFLOW_STORAGE_URL"] = url;
+    const auto first = config::load(values, 4);
+    EXPECT_EQ(config::describe_storage(first), described) << url;
+    values["DOCFLOW_STORAGE_URL"] = config::describe_storage(first);
+    const auto again = config::load(values, 4).s3;
+    EXPECT_EQ(again.bucket, first.s3.bucket);
+    EXPECT_EQ(again.prefix, first.s3.prefix);
+    EXPECT_EQ(again.endpoint, first.s3.endpoint);
+    EXPECT_EQ(again.region, first.s3.region);
+    EXPECT_EQ(again.path_style, first.s3.path_style);
+  }
+  EXPECT_EQ(config::describe_storage(load_with("DOCFLOW_DATA_DIR", "/srv")), "file:///srv/blobs");
+}
+
+TEST(config_s3, the_aws_variables_are_read_from_the_environment_and_are_no_unknown_docflow_variables) {
+  for (const auto* name :
+       {"DOCFLOW_STORAGE_URL", "DOCFLOW_TYPO", "AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID_FILE",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY_FILE", "AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN_FILE",
+        "AWS_REGION", "AWS_DEFAULT_REGION"}) {
+    EXPECT_TRUE(config::read_from_environment(name)) << name;
+  }
+  for (const auto* name :
+       {"HOME", "AWS_PROFILE", "AWS_REGION_FILE", "AWS_ENDPOINT_URL", "XDOCFLOW_WORKERS"}) {
+    EXPECT_FALSE(config::read_from_environment(name)) << name;
+  }
+  EXPECT_TRUE(
+      unknown({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY_FILE", "AWS_REGION", "AWS_PROFILE"}).empty());
+  // The DOCFLOW_ prefix added by habit is a typo like any other.
+  EXPECT_EQ(unknown({"DOCFLOW_AWS_SECRET_ACCESS_KEY"}),
+            (std::map<std::string, std::optional<std::string>>{
+                {"DOCFLOW_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"}}));
+}
+
+// -----------------------------------------------------------------------------------------------------------
 // The settings table
 
 TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
@@ -548,8 +897,10 @@ TEST(config_settings, env_names_and_flags_are_unique_and_well_formed) {
   std::set<std::string> envs;
   std::set<std::string> flags;
   for (const auto& s : all) {
-    EXPECT_EQ(s.env.rfind("DOCFLOW_", 0), 0U) << s.env;
-    EXPECT_GT(s.env.size(), std::string("DOCFLOW_").size()) << s.env;
+    // The AWS_* names are the standard ones every S3 tool reads; as secrets they have no flag.
+    const std::string prefix = s.env.starts_with("AWS_") && s.secret ? "AWS_" : "DOCFLOW_";
+    EXPECT_EQ(s.env.rfind(prefix, 0), 0U) << s.env;
+    EXPECT_GT(s.env.size(), prefix.size()) << s.env;
     EXPECT_EQ(s.flag.rfind("--", 0), 0U) << s.flag;
     EXPECT_GT(s.flag.size(), 2U) << s.flag;
     EXPECT_FALSE(s.help.empty()) << s.env;
@@ -569,13 +920,15 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
     if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
     if ((s.used_by & config::for_user) != 0) user.insert(s.env);
   }
-  EXPECT_EQ(worker,
-            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",
-                                   "DOCFLOW_DATABASE_POOL", "DOCFLOW_STORAGE_URL", "DOCFLOW_JWT_SECRET",
-                                   "DOCFLOW_AUTO_MIGRATE", "DOCFLOW_WORKERS", "DOCFLOW_WORKER_LISTEN",
-                                   "DOCFLOW_JOB_LEASE", "DOCFLOW_JOB_MAX_ATTEMPTS", "DOCFLOW_MAX_TEXT_BYTES",
-                                   "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX", "DOCFLOW_ML_URL",
-                                   "DOCFLOW_ML_TIMEOUT", "DOCFLOW_LOG_LEVEL", "DOCFLOW_METRICS_TOKEN"}));
+  EXPECT_EQ(worker, (std::set<std::string>{
+                        "DOCFLOW_DATA_DIR",       "DOCFLOW_DATABASE_URL",       "DOCFLOW_DATABASE_PASSWORD",
+                        "DOCFLOW_DATABASE_POOL",  "DOCFLOW_STORAGE_URL",        "DOCFLOW_SCRATCH_DIR",
+                        "AWS_ACCESS_KEY_ID",      "AWS_SECRET_ACCESS_KEY",      "AWS_SESSION_TOKEN",
+                        "DOCFLOW_JWT_SECRET",     "DOCFLOW_AUTO_MIGRATE",       "DOCFLOW_WORKERS",
+                        "DOCFLOW_WORKER_LISTEN",  "DOCFLOW_JOB_LEASE",          "DOCFLOW_JOB_MAX_ATTEMPTS",
+                        "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX",
+                        "DOCFLOW_ML_URL",         "DOCFLOW_ML_TIMEOUT",         "DOCFLOW_LOG_LEVEL",
+                        "DOCFLOW_METRICS_TOKEN"}));
   EXPECT_EQ(migrate, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
                                             "DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_LOG_LEVEL"}));
   EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
