@@ -492,7 +492,7 @@ int serve(config::config cfg) {
               {"data_dir", cfg.data_dir.string()},
               {"database", config::describe_database(cfg)},
               {"schema_version", db.schema_version()},
-              {"blobs", cfg.blob_dir.string()}});
+              {"storage", config::describe_storage(cfg)}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
     server->run();
     if (workers) workers->stop();  // running jobs finish (or their leases lapse) while the pool joins
