@@ -270,6 +270,26 @@ TEST_F(s3_store, a_gateway_down_fails_the_upload_and_one_back_serves_the_next) {
   EXPECT_EQ(read_all(store, next), "after the restart");
 }
 
+TEST_F(s3_store, an_abort_that_failed_is_tried_again_when_s3_is_back) {
+  std::atomic<bool> abort_failed{false};
+  auto c = config();
+  c.client.retry.max_attempts = 2;
+  c.on_background_failure = [&abort_failed](const std::string&) { abort_failed = true; };
+  s3::store store(std::move(c));
+  {
+    auto w = store.begin(new_uuid_v7());
+    w->write(pattern(6 * mib, 6));
+    ASSERT_EQ(open_uploads(1), 1u);
+    server_.kill_gateway();
+  }  // its abort fails in the background
+  for (int i = 0; i < 400 && !abort_failed; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(abort_failed);
+  server_.start_gateway();
+  EXPECT_EQ(open_uploads(1), 1u) << "the abort went through while S3 was down";
+  store.check();
+  EXPECT_EQ(open_uploads(0), 0u);
+}
+
 TEST_F(s3_store, settings_s3_cannot_take_are_refused) {
   auto c = config();
   c.part_size = 5 * mib - 1;

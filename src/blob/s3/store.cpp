@@ -199,10 +199,35 @@ struct store::impl {
     return cfg.prefix + key;
   }
 
+  // An abort that failed (S3 unreachable) is tried again when S3 is seen
+  // back (check(), which readiness probes call), so a short outage leaves
+  // no parts behind for the hour until maintenance.
+  void abort_later(std::string object_key, std::string upload_id) {
+    const std::lock_guard lock(aborts_mutex);
+    failed_aborts.emplace_back(std::move(object_key), std::move(upload_id));
+  }
+
+  void retry_failed_aborts() {
+    std::vector<std::pair<std::string, std::string>> pending;
+    {
+      const std::lock_guard lock(aborts_mutex);
+      pending.swap(failed_aborts);
+    }
+    for (auto& [key, upload_id] : pending) {
+      try {
+        probe.abort_multipart_upload(key, upload_id);
+      } catch (const blob_error&) {
+        abort_later(std::move(key), std::move(upload_id));
+      }
+    }
+  }
+
   store_config cfg;
   client s3;
   client probe;
   scratch_area scratch;
+  std::mutex aborts_mutex;
+  std::vector<std::pair<std::string, std::string>> failed_aborts;  // key, upload id
   task_pool pool;  // last: its threads stop before what they use goes
 };
 
@@ -260,7 +285,8 @@ struct upload_state {
     try {
       owner->s3.abort_multipart_upload(object_key, upload_id);
     } catch (const std::exception& e) {
-      // The maintenance pass aborts what is left after an hour.
+      // Tried again when S3 is back; failing that, maintenance aborts it after an hour.
+      owner->abort_later(object_key, upload_id);
       if (owner->cfg.on_background_failure) owner->cfg.on_background_failure(e.what());
     }
   }
@@ -405,6 +431,7 @@ void store::check() {
   const auto key = impl_->cfg.prefix + ".docflow-ready-" + core::random_hex(8);
   impl_->probe.put_object(key, payload::memory("ready"));
   impl_->probe.delete_object(key);
+  impl_->retry_failed_aborts();
 }
 
 std::unique_ptr<blob_writer> store::begin(const std::string& key) {
