@@ -256,7 +256,6 @@ namespace {
 // retry replays it or makes the only document.
 awaitable<http::response> commit_upload(services& s, const http::request& req, blob::blob_writer& writer,
                                         core::document& doc, idempotent_scope* scope) {
-  doc.id = core::new_uuid_v7();
   doc.owner_id = req.user->user_id;
   doc.status = core::status::uploaded;
   doc.created_at = doc.updated_at = s.clock.now();
@@ -274,7 +273,7 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
                                  "/documents/" + doc.id};
   }
   const auto inserted = co_await backend_call(s, cost::blocking, [&s, &writer, &doc, &answer] {
-    writer.commit(doc.id);
+    writer.commit();
     crash_point("blob_committed");
     core::result<void> done;
     try {
@@ -309,7 +308,10 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
 // Streams, checks and stores one upload whose form boundary is known.
 awaitable<http::response> receive_upload(services& s, http::request& req, const std::string& boundary,
                                          const std::optional<std::string>& key) {
-  auto writer = co_await backend_call(s, cost::blocking, [&s] { return s.blobs.begin(); });
+  // The id is chosen before the first byte, so that a store across a
+  // network can send the bytes under it while they arrive.
+  const auto id = core::new_uuid_v7();
+  auto writer = co_await backend_call(s, cost::blocking, [&s, &id] { return s.blobs.begin(id); });
   upload_sink sink(*writer, s.cfg.max_upload_bytes);
   http::multipart_parser parser(boundary, sink);
   std::optional<core::error> refused;
@@ -324,6 +326,7 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
     auto checked = validate(sink);
     if (checked) {
       doc = std::move(*checked);
+      doc.id = id;
     } else {
       refused = checked.error();
     }
@@ -458,6 +461,16 @@ awaitable<http::response> content(services& s, http::request& req) {
   res.fields.set("Cache-Control", "private, no-cache");
   if (const auto inm = req.fields.get("If-None-Match"); inm && http::if_none_match_names(*inm, etag)) {
     res.status = 304;
+    co_return res;
+  }
+  // With presigned downloads the bytes come from the store itself, which
+  // answers Range too; the URL is signed here, without a request to it.
+  if (auto url = s.blobs.download_url(
+          doc->id, {std::string(core::content_type(doc->kind)), content_disposition(doc->filename)})) {
+    res.status = 302;
+    res.fields.set("Location", *url);
+    res.fields.set("Cache-Control",
+                   "private, no-store");  // the URL expires; a cached redirect would outlive it
     co_return res;
   }
   auto reader = co_await backend_call(s, cost::blob_read, [&s, &doc] { return s.blobs.open(doc->id); });

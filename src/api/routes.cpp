@@ -9,6 +9,7 @@
 #include "api/ops.hpp"
 #include "api/processing.hpp"
 #include "api/services.hpp"
+#include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "obs/log.hpp"
 #include "store/database.hpp"
@@ -23,7 +24,7 @@ constexpr std::size_t multipart_framing = 64 * 1024;
 
 ops_context ops_of(services& s) { return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads}; }
 
-// A database that cannot be reached (restarting, its connections all busy)
+// A database or a document storage that cannot be reached (restarting, its connections all busy)
 // is a wait, not a fault: whichever handler meets it, the client hears 503
 // and when to come back. Whatever the handler had begun rolled back with
 // the failed call (each store call is one transaction).
@@ -35,6 +36,15 @@ boost::asio::awaitable<http::response> answer(Handler fn, services& s, http::req
     obs::log(obs::level::warn, "store.unavailable",
              {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
     core::error refusal(core::errc::unavailable, "the database is unavailable just now; try again shortly");
+    refusal.retry_after = std::chrono::seconds{2};
+    co_return error_response(r, refusal);
+  } catch (const blob::blob_error& e) {
+    // The same for the document storage (S3 unreachable or throttling past
+    // the client's retries). A full store is the upload's to answer (507).
+    obs::log(obs::level::warn, "storage.unavailable",
+             {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
+    core::error refusal(core::errc::unavailable,
+                        "the document storage is unavailable just now; try again shortly");
     refusal.retry_after = std::chrono::seconds{2};
     co_return error_response(r, refusal);
   }

@@ -3,7 +3,9 @@
 #include "app/backends.hpp"
 
 #include "blob/fs_blob_store.hpp"
+#include "blob/s3/store.hpp"
 #include "config/config.hpp"
+#include "obs/log.hpp"
 #include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
@@ -18,10 +20,40 @@ std::unique_ptr<store::database> make_database(const config::config& cfg) {
   throw std::logic_error("unknown database kind");
 }
 
+namespace {
+
+// Long enough to start a download, short enough that a leaked URL is soon
+// worthless; a client that needs the file again asks docflow again.
+constexpr std::chrono::seconds presigned_url_lifetime{300};
+
+std::unique_ptr<blob::blob_store> make_s3_store(const config::config& cfg) {
+  const auto& s3 = cfg.s3;
+  blob::s3::store_config c;
+  c.client.endpoint = s3.endpoint;
+  c.client.region = s3.region;
+  c.client.bucket = s3.bucket;
+  c.client.path_style = s3.path_style;
+  c.client.creds = {s3.access_key_id, s3.secret_access_key, s3.session_token};
+  c.client.on_retry = [](std::string_view operation, const blob::s3::s3_error& failure, unsigned attempt) {
+    obs::log(obs::level::warn, "storage.retry",
+             {{"operation", std::string(operation)}, {"attempt", attempt}, {"error", failure.what()}});
+  };
+  c.prefix = s3.prefix;
+  c.part_size = s3.part_size;
+  c.scratch_dir = cfg.scratch_dir;
+  if (s3.presigned_downloads) c.presigned_downloads = presigned_url_lifetime;
+  c.on_background_failure = [](const std::string& what) {
+    obs::log(obs::level::warn, "storage.cleanup_failed", {{"error", what}});
+  };
+  return std::make_unique<blob::s3::store>(std::move(c));
+}
+
+}  // namespace
+
 std::unique_ptr<blob::blob_store> make_blob_store(const config::config& cfg) {
   switch (cfg.storage) {
     case config::storage_kind::file: return std::make_unique<blob::fs_blob_store>(cfg.blob_dir);
-    case config::storage_kind::s3: throw std::runtime_error("S3 storage is wired in by the store change");
+    case config::storage_kind::s3: return make_s3_store(cfg);
   }
   throw std::logic_error("unknown storage kind");
 }

@@ -105,15 +105,16 @@ std::optional<std::string> unknown_command(CLI::App& app, int argc, char** argv)
   return path + ": unknown command '" + unknown + "' (commands: " + valid + ")";
 }
 
-// Every DOCFLOW_* variable: the one place configuration is read from the
-// environment. All are kept, not only the settings' names: a secret may
-// come as <NAME>_FILE, and an unknown name is warned about.
+// Every DOCFLOW_* variable and the AWS_* ones config reads: the one place
+// configuration is read from the environment. All DOCFLOW_* are kept, not
+// only the settings' names: a secret may come as <NAME>_FILE, and an
+// unknown name is warned about.
 std::map<std::string, std::string> docflow_environment() {
   std::map<std::string, std::string> raw;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string_view text = *entry;
     const auto eq = text.find('=');
-    if (text.starts_with("DOCFLOW_") && eq != std::string_view::npos) {
+    if (eq != std::string_view::npos && config::read_from_environment(text.substr(0, eq))) {
       raw.emplace(text.substr(0, eq), text.substr(eq + 1));
     }
   }

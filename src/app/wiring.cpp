@@ -329,12 +329,16 @@ private:
           const auto keys = db.purge_idempotency_keys(clock.now());
           const auto attempts = db.purge_attempts(clock.now());
           const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
-          if (families > 0 || keys > 0 || attempts > 0 || orphans > 0) {
+          // An upload that has not committed in an hour never will: its
+          // process died or dropped it and could not abort (S3 unreachable).
+          const auto incomplete = blobs.remove_incomplete_before(clock.now() - std::chrono::hours(1));
+          if (families > 0 || keys > 0 || attempts > 0 || orphans > 0 || incomplete > 0) {
             obs::log(obs::level::info, "maintenance.purged",
                      {{"refresh_families", families},
                       {"idempotency_keys", keys},
                       {"throttle_keys", attempts},
-                      {"orphan_blobs", orphans}});
+                      {"orphan_blobs", orphans},
+                      {"incomplete_uploads", incomplete}});
           }
         } else {
           obs::log(obs::level::debug, "maintenance.skipped", {{"reason", "another process holds the lease"}});
@@ -488,7 +492,7 @@ int serve(config::config cfg) {
               {"data_dir", cfg.data_dir.string()},
               {"database", config::describe_database(cfg)},
               {"schema_version", db.schema_version()},
-              {"blobs", cfg.blob_dir.string()}});
+              {"storage", config::describe_storage(cfg)}});
     std::cerr << "docflow: listening on " << url << " (data in " << cfg.data_dir.string() << ")\n";
     server->run();
     if (workers) workers->stop();  // running jobs finish (or their leases lapse) while the pool joins

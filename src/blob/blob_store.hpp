@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -23,8 +24,16 @@ public:
   using blob_error::blob_error;
 };
 
-/// An upload in progress. Nothing is visible under a key until commit;
-/// destroying an uncommitted writer discards the bytes.
+/// Whether `key` can name a blob in any store: 2 to 128 characters, none of
+/// them a separator or a dot (keys are ours, document ids; this keeps a
+/// mistaken one from reaching outside a store's directory or prefix).
+inline bool valid_key(std::string_view key) {
+  return key.size() >= 2 && key.size() <= 128 && key.find_first_of("/\\.") == std::string_view::npos;
+}
+
+/// An upload in progress to the key begin() was given. Nothing is visible
+/// under the key until commit; destroying an uncommitted writer discards
+/// the bytes (without blocking: it may run on an I/O thread).
 class blob_writer {
 public:
   virtual ~blob_writer() = default;
@@ -36,11 +45,11 @@ public:
   /// A path that reads the bytes written so far, until commit or abort.
   virtual const std::filesystem::path& local_path() const noexcept = 0;
 
-  /// Makes the bytes durable and visible under `key` (for the local disk:
-  /// fsync, link into place, fsync the directory). Blocks: call it on the
-  /// blocking pool. Throws blob_full or blob_error; on failure nothing is
-  /// visible under `key`.
-  virtual void commit(const std::string& key) = 0;
+  /// Makes the bytes durable and visible under the key (for the local disk:
+  /// fsync, link into place, fsync the directory; for S3: the object
+  /// acknowledged whole). Blocks: call it on the blocking pool. Throws
+  /// blob_full or blob_error; on failure nothing is visible under the key.
+  virtual void commit() = 0;
 };
 
 /// Random-access reads of a stored blob.
@@ -87,8 +96,10 @@ public:
   /// Proves the store can take a write right now (readiness). Throws blob_error.
   virtual void check() = 0;
 
-  /// Starts an upload. Throws blob_full or blob_error.
-  virtual std::unique_ptr<blob_writer> begin() = 0;
+  /// Starts an upload to `key`, a key no blob has: the key is known from
+  /// the start so that a store across a network can send the bytes while
+  /// they arrive. Throws blob_full or blob_error.
+  virtual std::unique_ptr<blob_writer> begin(const std::string& key) = 0;
 
   /// Opens a blob; nullptr when no blob has that key. Throws blob_error.
   virtual std::unique_ptr<blob_reader> open(const std::string& key) = 0;
@@ -106,6 +117,26 @@ public:
 
   /// The blob as a local file. Throws blob_error when it is missing.
   virtual std::unique_ptr<local_copy> fetch(const std::string& key) = 0;
+
+  /// Frees what uploads begun before `cutoff` and never committed still
+  /// hold in the store (S3's incomplete multipart uploads, which a crash
+  /// leaves); returns how many. The local disk keeps nothing of them.
+  virtual std::size_t remove_incomplete_before(std::chrono::system_clock::time_point /*cutoff*/) { return 0; }
+
+  /// Headers a download through download_url is to carry.
+  struct download_headers {
+    std::string content_type;
+    std::string content_disposition;
+  };
+
+  /// A URL from which a client may download the blob itself, without
+  /// credentials, for a short while (an S3 presigned URL), or nullopt when
+  /// the bytes are to pass through docflow (the local disk; S3 unless
+  /// presigned downloads are on). Does not check that the blob exists.
+  virtual std::optional<std::string> download_url(const std::string& /*key*/,
+                                                  const download_headers& /*headers*/) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace docflow::blob

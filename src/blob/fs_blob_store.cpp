@@ -28,10 +28,6 @@ void fsync_path(const std::filesystem::path& p) {
   if (rc != 0) raise("fsync " + p.string(), err);
 }
 
-bool valid_key(const std::string& key) {
-  return key.size() >= 2 && key.size() <= 128 && key.find_first_of("/\\.") == std::string::npos;
-}
-
 // The writer's file is created with O_TMPFILE: it has no name until commit
 // links it into place, so an interrupted upload leaves nothing behind, and
 // creating it takes no lock on a shared directory. 1,000 uploads creating
@@ -40,7 +36,8 @@ bool valid_key(const std::string& key) {
 // cross-directory rename at commit.
 class fs_writer final : public blob_writer {
 public:
-  fs_writer(const fs_blob_store& store, const std::filesystem::path& dir) : store_(store) {
+  fs_writer(const fs_blob_store& store, const std::filesystem::path& dir, std::string key)
+      : store_(store), key_(std::move(key)) {
     fd_ = ::open(dir.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
     if (fd_ < 0) raise("create a temporary file in " + dir.string(), errno);
     path_ = "/proc/self/fd/" + std::to_string(fd_);
@@ -64,9 +61,9 @@ public:
 
   const std::filesystem::path& local_path() const noexcept override { return path_; }
 
-  void commit(const std::string& key) override {
+  void commit() override {
     if (::fsync(fd_) != 0) raise("fsync " + path_.string(), errno);
-    const auto target = store_.path_of(key);
+    const auto target = store_.path_of(key_);
     const auto dir = target.parent_path();
     store_.ensure_shard(dir);
     if (::linkat(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
@@ -77,6 +74,7 @@ public:
 
 private:
   const fs_blob_store& store_;
+  std::string key_;
   int fd_ = -1;
   std::filesystem::path path_;
 };
@@ -175,8 +173,9 @@ void fs_blob_store::check() {
   ::close(fd);
 }
 
-std::unique_ptr<blob_writer> fs_blob_store::begin() {
-  return std::make_unique<fs_writer>(*this, root_ / "tmp");
+std::unique_ptr<blob_writer> fs_blob_store::begin(const std::string& key) {
+  path_of(key);  // a key that is not ours fails here, before any byte
+  return std::make_unique<fs_writer>(*this, root_ / "tmp", key);
 }
 
 std::unique_ptr<blob_reader> fs_blob_store::open(const std::string& key) {

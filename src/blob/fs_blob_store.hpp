@@ -19,7 +19,7 @@ public:
 
   bool reads_inline() const noexcept override { return true; }
   void check() override;
-  std::unique_ptr<blob_writer> begin() override;
+  std::unique_ptr<blob_writer> begin(const std::string& key) override;
   std::unique_ptr<blob_reader> open(const std::string& key) override;
   void remove(const std::string& key) override;
   bool exists(const std::string& key) override;

@@ -16,6 +16,13 @@ Every test starts the real `docflow` binary (DOCFLOW_BIN, set by CTest) on
 - run_cli(args, **env): runs a one-shot command (version, migrate, ...).
 - ServerTestCase: a TestCase whose servers and sockets are always cleaned up.
 
+The storage: the local directory (<data>/blobs), or S3 when
+DOCFLOW_TEST_STORAGE=s3 (with PostgreSQL, in CTest's `.postgres` instances):
+then one private radosgw (s3.shared()) per test process holds one bucket per
+data directory, objects under docs/.
+- STORAGE: "file" or "s3".
+- stored_blobs(data_dir): what the store holds for `data_dir`, on either.
+
 The engine: SQLite (a docflow.db in the data directory), or PostgreSQL
 when DOCFLOW_TEST_DATABASE=postgres (CTest's `.postgres` instances of each
 suite). Then one private server (pg.PostgresServer) per test process,
@@ -23,8 +30,8 @@ started on first use, holds one database per data directory, so that a
 test that starts `serve` again on the same directory finds its data again.
 - ENGINE: "sqlite" or "postgres".
 - run_sql(data_dir, statement): a look behind the service, on either engine.
-- only_on(engine, reason=...): a test (or class) about one engine, left
-  out on the other.
+- only_on(engine or storage, reason=...): a test (or class) about one
+  engine or one storage, left out on the other.
 
 No wait here is unbounded, and every process started is killed at the
 latest when the test (or, failing that, the interpreter) ends.
@@ -46,8 +53,10 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 import pg
+import s3
 
 BIN = os.environ.get("DOCFLOW_BIN") or "/work/main/build-it/src/docflow"
 JWT_SECRET = "integration-test-secret-0123456789abcdef"  # 40 bytes
@@ -98,8 +107,15 @@ ENGINE = os.environ.get("DOCFLOW_TEST_DATABASE") or "sqlite"
 if ENGINE not in ENGINES:
     raise SystemExit("DOCFLOW_TEST_DATABASE=%r: expected one of %s" % (ENGINE, ", ".join(ENGINES)))
 
+STORAGES = ("file", "s3")
+STORAGE = os.environ.get("DOCFLOW_TEST_STORAGE") or "file"
+if STORAGE not in STORAGES:
+    raise SystemExit("DOCFLOW_TEST_STORAGE=%r: expected one of %s" % (STORAGE, ", ".join(STORAGES)))
+S3_PREFIX = "docs/"
+
 _postgres = None  # this process's server, started by the first test that needs it
 _databases = {}  # data directory -> the URL of its database
+_buckets = {}  # data directory -> its bucket on s3.shared()
 _databases_lock = threading.Lock()  # tests start servers from threads too
 
 
@@ -123,6 +139,49 @@ def database_url(data_dir):
         return _databases[key]
 
 
+def s3_bucket(data_dir):
+    """The bucket of `data_dir` on this process's S3 server: the same one for
+    every process started on that directory, a fresh one for a new one."""
+    server = s3.shared()
+    key = os.path.realpath(data_dir)
+    with _databases_lock:
+        if key not in _buckets:
+            _buckets[key] = server.create_bucket()
+        return _buckets[key]
+
+
+def s3_storage_env(bucket, **settings):
+    """The settings that put docflow's blobs in `bucket` on this process's S3
+    server, under S3_PREFIX; `settings` are further query parameters."""
+    server = s3.shared()
+    query = {"endpoint": server.endpoint, "region": server.region, "path_style": "true"}
+    query.update(settings)
+    return {
+        "DOCFLOW_STORAGE_URL": "s3://%s/%s?%s" % (bucket, S3_PREFIX.rstrip("/"), urllib.parse.urlencode(query)),
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+    }
+
+
+def stored_blobs(data_dir):
+    """What the store of `data_dir` holds, sorted: on the local disk every
+    file under <data>/blobs (relative paths); on S3 every object under
+    S3_PREFIX and every multipart upload not yet completed or aborted
+    ("incomplete:<key>"). A finished upload of document D shows as a name
+    ending in D on both."""
+    if STORAGE == "file":
+        root = os.path.join(data_dir, "blobs")
+        out = []
+        for dirpath, _, files in os.walk(root):
+            out.extend(os.path.relpath(os.path.join(dirpath, f), root) for f in files)
+        return sorted(out)
+    client = s3.shared().client()
+    bucket = s3_bucket(data_dir)
+    objects = client.list_objects_v2(Bucket=bucket, Prefix=S3_PREFIX).get("Contents", [])
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=S3_PREFIX).get("Uploads", [])
+    return sorted([o["Key"] for o in objects] + ["incomplete:" + u["Key"] for u in uploads])
+
+
 def run_sql(data_dir, statement):
     """Runs one SQL statement on the database of `data_dir`, as a test looks
     behind the service; returns the rows, each a list of strings."""
@@ -137,17 +196,19 @@ def run_sql(data_dir, statement):
         db.close()
 
 
-def only_on(engine, reason):
-    """A test method or class that runs on `engine` only; `reason` says why
-    it means nothing (or something else) on the other. Elsewhere it is left
-    out where it is defined (its name is bound to None, which no test loader
+def only_on(where, reason):
+    """A test method or class that runs on one engine or one storage only
+    (`where`: "sqlite", "postgres", "file" or "s3"); `reason` says why it
+    means nothing (or something else) on the other. Elsewhere it is left out
+    where it is defined (its name is bound to None, which no test loader
     collects), so it stays out however the suite is run; stderr names it."""
-    assert engine in ENGINES, engine
+    assert where in ENGINES + STORAGES, where
+    current = ENGINE if where in ENGINES else STORAGE
 
     def mark(test):
-        if engine == ENGINE:
+        if where == current:
             return test
-        sys.stderr.write("not on %s: %s.%s (%s)\n" % (ENGINE, test.__module__, test.__qualname__, reason))
+        sys.stderr.write("not on %s: %s.%s (%s)\n" % (current, test.__module__, test.__qualname__, reason))
         return None
 
     return mark
@@ -160,7 +221,8 @@ def build_env(data_dir, env):
     with the settings, or docflow would warn that they are not settings.
     On PostgreSQL the defaults name the data directory's database and turn
     DOCFLOW_AUTO_MIGRATE on, as SQLite's default is; a test of the
-    PostgreSQL default passes None."""
+    PostgreSQL default passes None. On S3 they name the data directory's
+    bucket and the server's credentials."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("DOCFLOW_")}
     out["DOCFLOW_LISTEN"] = "127.0.0.1:0"
     out["DOCFLOW_DATA_DIR"] = data_dir
@@ -169,6 +231,8 @@ def build_env(data_dir, env):
         if "DOCFLOW_DATABASE_URL" not in env:
             out["DOCFLOW_DATABASE_URL"] = database_url(data_dir)
         out["DOCFLOW_AUTO_MIGRATE"] = "on"
+    if STORAGE == "s3" and "DOCFLOW_STORAGE_URL" not in env:
+        out.update(s3_storage_env(s3_bucket(data_dir)))
     # Every suite registers its users from 127.0.0.1; the per-address limit
     # has its own tests, which set it back.
     out["DOCFLOW_SIGNUP_MAX_PER_ADDRESS"] = "100000"

@@ -49,15 +49,7 @@ class s3_client : public testing::Test {
 protected:
   s3_client() : server_(docflow::test::shared_s3_server()), bucket_(server_.create_bucket()) {}
 
-  s3::client_config config() const {
-    s3::client_config c;
-    c.endpoint = server_.endpoint();
-    c.region = server_.region();
-    c.bucket = bucket_;
-    c.path_style = true;
-    c.creds = {server_.access_key(), server_.secret_key(), ""};
-    return c;
-  }
+  s3::client_config config() const { return server_.client_config(bucket_); }
 
   // Everything the object under `key` holds, or nullopt.
   static std::optional<std::string> read_all(s3::client& client, const std::string& key) {

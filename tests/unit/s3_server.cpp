@@ -146,6 +146,16 @@ std::string s3_server::command(std::string_view line) {
   return answer;
 }
 
+blob::s3::client_config s3_server::client_config(const std::string& bucket) const {
+  blob::s3::client_config c;
+  c.endpoint = endpoint_;
+  c.region = region_;
+  c.bucket = bucket;
+  c.path_style = true;
+  c.creds = {access_key_, secret_key_, ""};
+  return c;
+}
+
 std::string s3_server::create_bucket() { return command("bucket"); }
 
 void s3_server::kill_gateway() { command("kill-gateway"); }

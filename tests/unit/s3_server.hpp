@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "blob/s3/client.hpp"
+
 namespace docflow::test {
 
 class s3_server {
@@ -30,6 +32,9 @@ public:
   const std::string& secret_key() const noexcept { return secret_key_; }
   /// "us-east-1", the region to sign for.
   const std::string& region() const noexcept { return region_; }
+
+  /// A client configuration for `bucket` on this server.
+  blob::s3::client_config client_config(const std::string& bucket) const;
 
   /// A new, empty bucket; its name. Throws std::runtime_error when the
   /// server cannot make it (the gateway is killed, say).

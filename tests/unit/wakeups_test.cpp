@@ -173,9 +173,9 @@ protected:
     if (!blobs_) {
       blob_dir_ = fs::temp_directory_path() / ("docflow-wakeups-" + core::random_hex(6));
       blobs_ = std::make_unique<blob::fs_blob_store>(blob_dir_);
-      auto w = blobs_->begin();
+      auto w = blobs_->begin(doc_.id);
       w->write("%PDF-1.4");
-      w->commit(doc_.id);
+      w->commit();
     }
     return *blobs_;
   }

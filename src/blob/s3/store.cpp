@@ -1,0 +1,510 @@
+#include "blob/s3/store.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/ids.hpp"
+
+namespace docflow::blob::s3 {
+
+namespace {
+
+constexpr std::uint64_t min_part_size = std::uint64_t{5} << 20;
+constexpr std::uint64_t max_part_size = std::uint64_t{5} << 30;
+// A download is fetched in windows of this size: one request per window
+// instead of one per read of the response body, and bounded memory per
+// download whatever the object's size.
+constexpr std::size_t read_window = 1 << 20;
+
+[[noreturn]] void raise(const std::string& what, int err) {
+  const std::string message = what + ": " + std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT) throw blob_full(message);
+  throw blob_error(message);
+}
+
+class unique_fd {
+public:
+  explicit unique_fd(int fd = -1) noexcept : fd_(fd) {}
+  ~unique_fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  unique_fd(const unique_fd&) = delete;
+  unique_fd& operator=(const unique_fd&) = delete;
+  int get() const noexcept { return fd_; }
+  void reset(int fd) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+private:
+  int fd_;
+};
+
+void write_all(int fd, std::string_view bytes, const char* what) {
+  while (!bytes.empty()) {
+    const auto n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      raise(what, errno);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// This process's own directory inside the scratch directory, locked
+// (flock) for as long as the process lives. A directory whose lock can be
+// taken belonged to a process that is gone: its leftovers (a worker's
+// copy, killed mid-extraction) are removed when the next process starts.
+// The directory is made under a temporary name and renamed once locked, so
+// a sweep never sees a live process's directory unlocked.
+class scratch_area {
+public:
+  explicit scratch_area(const std::filesystem::path& root) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) throw blob_error("create " + root.string() + ": " + ec.message());
+    sweep(root);
+    const auto name = core::random_hex(8);
+    const auto making = root / (".new-" + name);
+    fs::create_directory(making, ec);
+    if (ec) throw blob_error("create " + making.string() + ": " + ec.message());
+    lock_ = ::open((making / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) raise("lock " + making.string(), errno);
+    dir_ = root / ("p-" + name);
+    fs::rename(making, dir_, ec);
+    if (ec) throw blob_error("rename " + making.string() + ": " + ec.message());
+  }
+  ~scratch_area() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    ::close(lock_);
+  }
+  scratch_area(const scratch_area&) = delete;
+  scratch_area& operator=(const scratch_area&) = delete;
+
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+
+private:
+  static void sweep(const std::filesystem::path& root) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+      const auto name = entry.path().filename().string();
+      if (name.rfind("p-", 0) != 0 || !entry.is_directory()) continue;
+      const unique_fd lock(::open((entry.path() / ".lock").c_str(), O_RDWR | O_CLOEXEC));
+      if (lock.get() >= 0 && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;  // alive
+      std::error_code ignored;
+      fs::remove_all(entry.path(), ignored);
+    }
+    // A process killed between mkdir and rename leaves a ".new-" directory;
+    // one older than a minute is such a leftover.
+    const auto stale = fs::file_time_type::clock::now() - std::chrono::minutes(1);
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+      if (entry.path().filename().string().rfind(".new-", 0) != 0) continue;
+      std::error_code ignored;
+      if (entry.last_write_time(ignored) < stale) fs::remove_all(entry.path(), ignored);
+    }
+  }
+
+  std::filesystem::path dir_;
+  int lock_ = -1;
+};
+
+// The threads that send parts while uploads are still arriving. Tasks
+// never wait for one another, so a few threads serve any number of
+// uploads; the queue holds only small closures (the bytes are in the
+// uploads' spool files).
+class task_pool {
+public:
+  explicit task_pool(std::size_t threads) {
+    for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
+      threads_.emplace_back([this] { run(); });
+    }
+  }
+  // Runs what is queued (aborts of dropped uploads among it), then stops.
+  ~task_pool() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    threads_.clear();
+  }
+  task_pool(const task_pool&) = delete;
+  task_pool& operator=(const task_pool&) = delete;
+
+  void post(std::function<void()> task) {
+    {
+      const std::lock_guard lock(mutex_);
+      tasks_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+  }
+
+private:
+  void run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::jthread> threads_;  // last: joined before the rest goes
+};
+
+}  // namespace
+
+struct store::impl {
+  explicit impl(store_config c)
+      : cfg(std::move(c)),
+        s3(cfg.client),
+        probe(probe_config(cfg.client)),
+        scratch(cfg.scratch_dir),
+        pool(cfg.upload_threads) {}
+
+  // Readiness asks once and answers: retrying would only delay the answer
+  // that the service is not ready.
+  static client_config probe_config(client_config c) {
+    c.retry.max_attempts = 1;
+    return c;
+  }
+
+  std::string object_key(const std::string& key) const {
+    if (!valid_key(key)) throw blob_error("invalid blob key");
+    return cfg.prefix + key;
+  }
+
+  // An abort that failed (S3 unreachable) is tried again when S3 is seen
+  // back (check(), which readiness probes call), so a short outage leaves
+  // no parts behind for the hour until maintenance.
+  void abort_later(std::string object_key, std::string upload_id) {
+    const std::lock_guard lock(aborts_mutex);
+    failed_aborts.emplace_back(std::move(object_key), std::move(upload_id));
+  }
+
+  void retry_failed_aborts() {
+    std::vector<std::pair<std::string, std::string>> pending;
+    {
+      const std::lock_guard lock(aborts_mutex);
+      pending.swap(failed_aborts);
+    }
+    for (auto& [key, upload_id] : pending) {
+      try {
+        probe.abort_multipart_upload(key, upload_id);
+      } catch (const blob_error&) {
+        abort_later(std::move(key), std::move(upload_id));
+      }
+    }
+  }
+
+  store_config cfg;
+  client s3;
+  client probe;
+  scratch_area scratch;
+  std::mutex aborts_mutex;
+  std::vector<std::pair<std::string, std::string>> failed_aborts;  // key, upload id
+  task_pool pool;  // last: its threads stop before what they use goes
+};
+
+namespace {
+
+// What an upload's writer shares with the part uploads running for it in
+// the pool; it outlives a dropped writer until its last part is done, and
+// then aborts the multipart upload.
+struct upload_state {
+  std::shared_ptr<store::impl> owner;
+  std::string object_key;
+  unique_fd spool;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::string upload_id;  // created by the first part to go up
+  std::vector<completed_part> parts;
+  std::size_t in_flight = 0;
+  std::exception_ptr failure;
+  bool dropped = false;
+
+  // Runs in the pool: creates the multipart upload if no part has yet,
+  // then sends one part from the spool.
+  void send_part(unsigned number, std::uint64_t offset, std::uint64_t length) {
+    try {
+      std::string id;
+      {
+        std::unique_lock lock(mutex);
+        if (dropped || failure) return finish_part(lock);
+        if (upload_id.empty()) upload_id = owner->s3.create_multipart_upload(object_key);
+        id = upload_id;
+      }
+      const auto etag =
+          owner->s3.upload_part(object_key, id, number, payload::file(spool.get(), offset, length));
+      std::unique_lock lock(mutex);
+      parts.push_back({number, etag});
+      finish_part(lock);
+    } catch (...) {
+      std::unique_lock lock(mutex);
+      if (!failure) failure = std::current_exception();
+      finish_part(lock);
+    }
+  }
+
+  // The last part done for a dropped upload aborts it.
+  void finish_part(std::unique_lock<std::mutex>& lock) {
+    --in_flight;
+    const bool abort = dropped && in_flight == 0 && !upload_id.empty();
+    lock.unlock();
+    changed.notify_all();
+    if (abort) abort_upload();
+  }
+
+  void abort_upload() noexcept {
+    try {
+      owner->s3.abort_multipart_upload(object_key, upload_id);
+    } catch (const std::exception& e) {
+      // Tried again when S3 is back; failing that, maintenance aborts it after an hour.
+      owner->abort_later(object_key, upload_id);
+      if (owner->cfg.on_background_failure) owner->cfg.on_background_failure(e.what());
+    }
+  }
+};
+
+class s3_writer final : public blob_writer {
+public:
+  s3_writer(std::shared_ptr<store::impl> owner, std::string object_key)
+      : state_(std::make_shared<upload_state>()) {
+    const auto& dir = owner->scratch.dir();
+    state_->spool.reset(::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
+    if (state_->spool.get() < 0) raise("create a temporary file in " + dir.string(), errno);
+    state_->owner = std::move(owner);
+    state_->object_key = std::move(object_key);
+    part_size_ = state_->owner->cfg.part_size;
+    path_ = "/proc/self/fd/" + std::to_string(state_->spool.get());
+  }
+
+  ~s3_writer() override {
+    if (committed_) return;
+    std::unique_lock lock(state_->mutex);
+    state_->dropped = true;
+    if (state_->in_flight > 0 || state_->upload_id.empty()) return;  // the last part aborts, or nothing began
+    lock.unlock();
+    // Never blocks here (an I/O thread may drop a writer): the pool aborts.
+    state_->owner->pool.post([state = state_] { state->abort_upload(); });
+  }
+
+  s3_writer(const s3_writer&) = delete;
+  s3_writer& operator=(const s3_writer&) = delete;
+
+  void write(std::string_view bytes) override {
+    {
+      const std::lock_guard lock(state_->mutex);
+      if (state_->failure) std::rethrow_exception(state_->failure);  // fail the upload early
+    }
+    write_all(state_->spool.get(), bytes, "write the upload's spool file");
+    size_ += bytes.size();
+    // A part goes up once a byte after it has arrived: then it is not the
+    // last, and an upload of exactly one part stays a single PUT.
+    while (size_ > (sent_parts_ + 1) * part_size_) send(sent_parts_ * part_size_, part_size_);
+  }
+
+  const std::filesystem::path& local_path() const noexcept override { return path_; }
+
+  void commit() override {
+    auto& s3 = state_->owner->s3;
+    const auto& key = state_->object_key;
+    if (sent_parts_ == 0) {
+      s3.put_object(key, payload::file(state_->spool.get(), 0, size_));
+      committed_ = true;
+      return;
+    }
+    const auto tail = sent_parts_ * part_size_;
+    send(tail, size_ - tail);
+    std::unique_lock lock(state_->mutex);
+    state_->changed.wait(lock, [this] { return state_->in_flight == 0; });
+    if (state_->failure) std::rethrow_exception(state_->failure);  // the destructor aborts
+    auto parts = state_->parts;
+    const auto upload_id = state_->upload_id;
+    lock.unlock();
+    std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) { return a.number < b.number; });
+    s3.complete_multipart_upload(key, upload_id, parts, size_);
+    committed_ = true;
+  }
+
+private:
+  void send(std::uint64_t offset, std::uint64_t length) {
+    const auto number = static_cast<unsigned>(++sent_parts_);
+    {
+      const std::lock_guard lock(state_->mutex);
+      ++state_->in_flight;
+    }
+    state_->owner->pool.post(
+        [state = state_, number, offset, length] { state->send_part(number, offset, length); });
+  }
+
+  std::shared_ptr<upload_state> state_;
+  std::uint64_t part_size_ = 0;
+  std::uint64_t size_ = 0;
+  std::uint64_t sent_parts_ = 0;
+  bool committed_ = false;
+  std::filesystem::path path_;
+};
+
+class s3_reader final : public blob_reader {
+public:
+  s3_reader(std::shared_ptr<store::impl> owner, std::string object_key, std::uint64_t size)
+      : owner_(std::move(owner)), object_key_(std::move(object_key)), size_(size) {}
+
+  std::uint64_t size() const noexcept override { return size_; }
+
+  std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) override {
+    if (offset >= size_ || n == 0) return 0;
+    n = static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - offset));
+    if (offset < window_start_ || offset + n > window_start_ + window_.size()) fill(offset, n);
+    std::memcpy(out, window_.data() + (offset - window_start_), n);
+    return n;
+  }
+
+private:
+  void fill(std::uint64_t offset, std::size_t n) {
+    const auto length = std::min<std::uint64_t>(size_ - offset, std::max(n, read_window));
+    window_.clear();
+    window_.reserve(static_cast<std::size_t>(length));
+    window_start_ = offset;
+    const auto found = owner_->s3.get_object(object_key_, byte_range{offset, offset + length - 1},
+                                             [this](std::string_view bytes) { window_.append(bytes); });
+    if (!found || window_.size() != length) {
+      window_.clear();
+      throw blob_error("the object " + object_key_ + " is gone or shorter than it was");
+    }
+  }
+
+  std::shared_ptr<store::impl> owner_;
+  std::string object_key_;
+  std::uint64_t size_;
+  std::uint64_t window_start_ = 0;
+  std::string window_;
+};
+
+}  // namespace
+
+store::store(store_config config) {
+  if (config.part_size < min_part_size || config.part_size > max_part_size) {
+    throw std::invalid_argument("the S3 part size must be between 5 MiB and 5 GiB");
+  }
+  if (!config.prefix.empty() && (config.prefix.back() != '/' || config.prefix.front() == '/')) {
+    throw std::invalid_argument("an S3 key prefix ends with '/' and does not start with one");
+  }
+  impl_ = std::make_shared<impl>(std::move(config));
+}
+
+store::~store() = default;
+
+std::string store::object_key(const std::string& key) const { return impl_->object_key(key); }
+
+// A write, as an upload makes one, proves the bucket, the credentials and
+// the network; the probe object is deleted again and, not being a key,
+// never listed as a blob.
+void store::check() {
+  const auto key = impl_->cfg.prefix + ".docflow-ready-" + core::random_hex(8);
+  impl_->probe.put_object(key, payload::memory("ready"));
+  impl_->probe.delete_object(key);
+  impl_->retry_failed_aborts();
+}
+
+std::unique_ptr<blob_writer> store::begin(const std::string& key) {
+  return std::make_unique<s3_writer>(impl_, impl_->object_key(key));
+}
+
+std::unique_ptr<blob_reader> store::open(const std::string& key) {
+  auto object_key = impl_->object_key(key);
+  const auto info = impl_->s3.head_object(object_key);
+  if (!info) return nullptr;
+  return std::make_unique<s3_reader>(impl_, std::move(object_key), info->size);
+}
+
+void store::remove(const std::string& key) { impl_->s3.delete_object(impl_->object_key(key)); }
+
+bool store::exists(const std::string& key) {
+  return impl_->s3.head_object(impl_->object_key(key)).has_value();
+}
+
+std::vector<std::string> store::keys_stored_before(std::chrono::system_clock::time_point cutoff,
+                                                   std::size_t limit) {
+  std::vector<std::string> out;
+  const auto& prefix = impl_->cfg.prefix;
+  std::optional<std::string> token;
+  do {
+    auto page = impl_->s3.list_objects_v2(prefix, token);
+    for (const auto& object : page.objects) {
+      const auto key = object.key.substr(prefix.size());
+      if (!valid_key(key) || object.last_modified >= cutoff) continue;  // deeper keys, probes: not blobs
+      out.push_back(key);
+      if (out.size() >= limit) return out;
+    }
+    token = std::move(page.next_continuation_token);
+  } while (token);
+  return out;
+}
+
+std::unique_ptr<local_copy> store::fetch(const std::string& key) {
+  const auto object_key = impl_->object_key(key);
+  auto path = impl_->scratch.dir() / (key + '-' + core::random_hex(4));
+  auto copy = std::make_unique<local_copy>(path, true);  // removes the file whatever happens next
+  const unique_fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (fd.get() < 0) raise("create " + path.string(), errno);
+  // A retried GET resumes after what was written (the client's promise),
+  // so appending is right.
+  const auto found = impl_->s3.get_object(object_key, std::nullopt, [&fd](std::string_view bytes) {
+    write_all(fd.get(), bytes, "write a fetched blob");
+  });
+  if (!found) throw blob_error("no object " + object_key);
+  return copy;
+}
+
+std::size_t store::remove_incomplete_before(std::chrono::system_clock::time_point cutoff) {
+  std::size_t aborted = 0;
+  std::optional<upload_marker> after;
+  do {
+    auto page = impl_->s3.list_multipart_uploads(impl_->cfg.prefix, after);
+    for (const auto& upload : page.uploads) {
+      if (upload.initiated >= cutoff) continue;
+      impl_->s3.abort_multipart_upload(upload.key, upload.upload_id);
+      ++aborted;
+    }
+    after = std::move(page.next);
+  } while (after);
+  return aborted;
+}
+
+std::optional<std::string> store::download_url(const std::string& key, const download_headers& headers) {
+  const auto ttl = impl_->cfg.presigned_downloads;
+  if (ttl.count() <= 0) return std::nullopt;
+  return impl_->s3.presign_get(impl_->object_key(key), ttl,
+                               {{"response-content-type", headers.content_type},
+                                {"response-content-disposition", headers.content_disposition}});
+}
+
+}  // namespace docflow::blob::s3
