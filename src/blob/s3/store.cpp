@@ -235,13 +235,20 @@ namespace {
 
 // What an upload's writer shares with the part uploads running for it in
 // the pool; it outlives a dropped writer until its last part is done, and
-// then aborts the multipart upload.
+// then aborts the multipart upload. It does not own the store: the pool's
+// tasks must never hold the last reference to the store, whose destruction
+// joins the pool's threads. The store outlives its tasks because its pool,
+// destroyed first, runs what is queued before it stops.
 struct upload_state {
-  std::shared_ptr<store::impl> owner;
+  store::impl* owner = nullptr;
   std::string object_key;
   unique_fd spool;
 
+  // `mutex` guards the fields below and is held only briefly: the writer
+  // takes it on an I/O thread. `create_mutex` is held across the request
+  // that creates the multipart upload, by pool threads only.
   std::mutex mutex;
+  std::mutex create_mutex;
   std::condition_variable changed;
   std::string upload_id;  // created by the first part to go up
   std::vector<completed_part> parts;
@@ -253,13 +260,11 @@ struct upload_state {
   // then sends one part from the spool.
   void send_part(unsigned number, std::uint64_t offset, std::uint64_t length) {
     try {
-      std::string id;
       {
         std::unique_lock lock(mutex);
         if (dropped || failure) return finish_part(lock);
-        if (upload_id.empty()) upload_id = owner->s3.create_multipart_upload(object_key);
-        id = upload_id;
       }
+      const auto id = multipart_upload_id();
       const auto etag =
           owner->s3.upload_part(object_key, id, number, payload::file(spool.get(), offset, length));
       std::unique_lock lock(mutex);
@@ -270,6 +275,18 @@ struct upload_state {
       if (!failure) failure = std::current_exception();
       finish_part(lock);
     }
+  }
+
+  std::string multipart_upload_id() {
+    const std::lock_guard creating(create_mutex);
+    {
+      const std::lock_guard lock(mutex);
+      if (!upload_id.empty()) return upload_id;
+    }
+    auto id = owner->s3.create_multipart_upload(object_key);
+    const std::lock_guard lock(mutex);
+    upload_id = id;
+    return id;
   }
 
   // The last part done for a dropped upload aborts it.
@@ -295,11 +312,11 @@ struct upload_state {
 class s3_writer final : public blob_writer {
 public:
   s3_writer(std::shared_ptr<store::impl> owner, std::string object_key)
-      : state_(std::make_shared<upload_state>()) {
-    const auto& dir = owner->scratch.dir();
+      : owner_(std::move(owner)), state_(std::make_shared<upload_state>()) {
+    const auto& dir = owner_->scratch.dir();
     state_->spool.reset(::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
     if (state_->spool.get() < 0) raise("create a temporary file in " + dir.string(), errno);
-    state_->owner = std::move(owner);
+    state_->owner = owner_.get();
     state_->object_key = std::move(object_key);
     part_size_ = state_->owner->cfg.part_size;
     path_ = "/proc/self/fd/" + std::to_string(state_->spool.get());
@@ -364,6 +381,7 @@ private:
         [state = state_, number, offset, length] { state->send_part(number, offset, length); });
   }
 
+  std::shared_ptr<store::impl> owner_;  // keeps the store alive while the writer is
   std::shared_ptr<upload_state> state_;
   std::uint64_t part_size_ = 0;
   std::uint64_t size_ = 0;
