@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
 """Turns the raw output of bench/run.sh's runs into rows, one table and JSON.
 
-    report.py wrk-row     ROWS --key K --scenario S --server docflow|nginx [--engine sqlite|postgres]
+    report.py wrk-row     ROWS --key K --scenario S --server docflow|nginx [--engine sqlite|postgres|s3]
                           --output WRK_OUT [measurements]
     report.py burst-row   ROWS ... --output BURST_OUT
     report.py process-row ROWS ... --output PROCESS_OUT
     report.py disk-row    ROWS --key K --scenario S --output DISK_OUT [--load L]
+    report.py s3-row      ROWS --key K --scenario S --output S3_CEILING_OUT [--load L]
     report.py finish      ROWS OUT_JSON --rev R --load-before "1 5 15" [--changed N] [--note TEXT]
-                          [--postgres TEXT]
+                          [--postgres TEXT] [--s3 TEXT]
 
 ROWS is a file of JSON lines, one per run. `finish` picks, per (scenario,
 server, engine), the run with the median main figure (requests/s or
 documents/s; for the burst, the wall time), prints one table, the notes and
-the targets, and writes OUT_JSON. docflow's rows carry the database engine
-(sqlite or postgres); on PostgreSQL the server's CPU figures include the
-PostgreSQL server's own CPU (--db-cpu-ticks), since SQLite's work is inside
-docflow's process.
+the targets, and writes OUT_JSON. docflow's rows carry the engine (sqlite,
+postgres, or s3: SQLite with the blobs in S3); on PostgreSQL the server's CPU
+figures include the PostgreSQL server's own CPU (--db-cpu-ticks), since
+SQLite's work is inside docflow's process; on s3 they include the S3
+server's daemons' (--s3-daemons), since the local store's writes are inside
+docflow's process too.
 
 Units: MB is 10^6 bytes and GB 10^9 bytes of *file* bytes (the multipart
 framing, about 200 bytes per request, is not counted); MiB is 2^20 bytes (RSS).
@@ -28,7 +31,7 @@ import sys
 
 ORDER = ["upload_1m", "upload_64k", "burst", "get", "list_100000", "list_100",
          "process_1page", "process_50page", "process_docx", "process_e2e"]
-ENGINES = ["sqlite", "postgres"]
+ENGINES = ["sqlite", "postgres", "s3"]
 TARGET_UPLOAD_RATIO = 0.7  # 1 MiB uploads: docflow MB/s >= 0.7 x nginx MB/s
 TARGET_SMALL_UPLOAD_RATIO = 0.3  # 64 KiB uploads: docflow req/s >= 0.3 x nginx req/s
 TARGET_BURST_RSS_MIB = 128.0
@@ -39,6 +42,9 @@ TARGET_LIST_COST_RATIO = 2.0  # listing at 100,000 documents costs <= 2 x listin
 # PostgreSQL against SQLite on the same machine (issue 15)
 TARGET_PG_UPLOAD_RATIO = 0.8  # 1 MiB and 64 KiB uploads: req/s >= 0.8 x SQLite's
 TARGET_PG_GET_RATIO = 0.5  # GET /documents/{id}: req/s >= 0.5 x SQLite's, p99 <= TARGET_GET_P99_MS
+# The S3 store against the local one on the same machine (issue 16)
+TARGET_S3_UPLOAD_RATIO = 0.5  # 1 MiB uploads: req/s >= 0.5 x SQLite + local directory's
+TARGET_S3_BURST_RSS_MIB = 256.0  # the burst's peak RSS on s3 (docflow's own, not the S3 server's)
 
 
 def parse_marked_json(path, marker):
@@ -65,6 +71,9 @@ def add_measurement_args(ap):
     ap.add_argument("--wchar", type=int, default=None, help="bytes the server wrote (write syscalls) over the run")
     ap.add_argument("--db-cpu-ticks", type=int, default=None, help="the PostgreSQL server's CPU over the run")
     ap.add_argument("--db-wchar", type=int, default=None, help="bytes the PostgreSQL server wrote over the run")
+    ap.add_argument("--s3-daemons", default=None,
+                    help="the S3 server's daemons: NAME:CPU_TICKS:PEAK_RSS_KIB,... over the run")
+    ap.add_argument("--s3-bucket", default=None, help="bench/s3_bucket.py's output for the run's bucket")
     ap.add_argument("--load", default="", help="load average at the start of the run")
     ap.add_argument("--settings", default="", help="free text: the load generator's parameters")
 
@@ -84,15 +93,35 @@ def base_row(a):
         "children_cpu_s": round(a.child_cpu_ticks / a.clk_tck, 2),
         "database_cpu_s": round(a.db_cpu_ticks / a.clk_tck, 2) if a.db_cpu_ticks is not None else None,
         "database_bytes_written": a.db_wchar,
+        **s3_figures(a),
     }
 
 
+def s3_figures(a):
+    """On s3: each S3 daemon's CPU and peak RSS over the run, their CPU summed, and what the bucket held."""
+    if a.s3_daemons is None:
+        return {}
+    daemons = {}
+    for item in filter(None, a.s3_daemons.split(",")):
+        name, ticks, kib = item.split(":")
+        daemons[name] = {"cpu_s": round(int(ticks) / a.clk_tck, 2), "peak_rss_mib": round(int(kib) / 1024, 1)}
+    return {"s3_cpu_s": round(sum(d["cpu_s"] for d in daemons.values()), 2), "s3_daemons": daemons,
+            "s3_bucket": parse_marked_json(a.s3_bucket, "S3_BUCKET") if a.s3_bucket else None}
+
+
+def s3_ticks(a):
+    return sum(int(item.split(":")[1]) for item in filter(None, (a.s3_daemons or "").split(",")))
+
+
 def cost_figures(row, a, ok, seconds):
-    """CPU per operation (docflow, its extractors and the PostgreSQL server); for uploads also MB/s, CPU
-    per GB and bytes written per file byte."""
-    cpu_s = (a.cpu_ticks + a.child_cpu_ticks + (a.db_cpu_ticks or 0)) / a.clk_tck
+    """CPU per operation (docflow, its extractors and the PostgreSQL or S3 server); for uploads also MB/s,
+    CPU per GB and bytes written per file byte."""
+    cpu_s = (a.cpu_ticks + a.child_cpu_ticks + (a.db_cpu_ticks or 0) + s3_ticks(a)) / a.clk_tck
     if ok:
         row["cpu_ms_per_op"] = round(1000 * cpu_s / ok, 3)
+        if a.s3_daemons is not None:
+            row["docflow_cpu_ms_per_op"] = round(1000 * (a.cpu_ticks + a.child_cpu_ticks) / a.clk_tck / ok, 3)
+            row["s3_cpu_ms_per_op"] = round(1000 * s3_ticks(a) / a.clk_tck / ok, 3)
     if not a.file_bytes:
         return
     gb = ok * a.file_bytes / 1e9
@@ -116,6 +145,35 @@ def database_note(row):
     return [f"PostgreSQL CPU {db:.2f} s of {total:.2f} s{share}"]
 
 
+def s3_note(row, ok, window=False):
+    """On s3: the CPU split between docflow and the S3 daemons, their memory, and what the bucket held
+    against the uploads that succeeded. window: ok counts the 201s within wrk's window, and the uploads in
+    flight at its end were stored too, so the bucket holds more."""
+    if row.get("s3_cpu_s") is None:
+        return []
+    own = row["server_cpu_s"] + row["children_cpu_s"]
+    total = own + row["s3_cpu_s"]
+    daemons = row["s3_daemons"]
+    notes = [f"S3 server CPU {row['s3_cpu_s']:.2f} s of {total:.2f} s"
+             + (f" ({100 * row['s3_cpu_s'] / total:.0f}%)" if total else "") + ": "
+             + ", ".join(f"{name} {d['cpu_s']:.2f} s" for name, d in sorted(daemons.items()))]
+    if "s3_cpu_ms_per_op" in row:
+        notes.append(f"CPU per upload: docflow {row['docflow_cpu_ms_per_op']:.2f} ms, "
+                     f"S3 server {row['s3_cpu_ms_per_op']:.2f} ms")
+    notes.append("S3 daemons' peak RSS (not docflow's) "
+                 + ", ".join(f"{name} {d['peak_rss_mib']:.0f} MiB" for name, d in sorted(daemons.items())))
+    b = row.get("s3_bucket")
+    if b:
+        expected = ok * (row.get("file_bytes") or 0)
+        if window:
+            held = f"{b['objects']:,} objects, {b['bytes'] / 1e6:,.1f} MB (the uploads in flight at wrk's end included)"
+        else:
+            held = (f"{b['objects']:,} objects for {ok:,} uploads, {b['bytes'] / 1e6:,.1f} MB"
+                    + ("" if b["bytes"] == expected else f" (uploads: {expected / 1e6:,.1f} MB)"))
+        notes.append(f"bucket after the run: {held}, {b['open_multipart_uploads']} multipart uploads open")
+    return notes
+
+
 def wrk_row(a):
     w = parse_marked_json(a.output, "BENCH_RESULT")
     socket_errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["timeouts"]
@@ -130,7 +188,7 @@ def wrk_row(a):
     notes = [f"{w['timeouts']} wrk timeouts"] if w["timeouts"] else []
     if w["non_2xx_3xx"]:
         notes.append(f"{w['non_2xx_3xx']} answers not 2xx")
-    row["notes"] = "; ".join(notes + database_note(row))
+    row["notes"] = "; ".join(notes + database_note(row) + s3_note(row, ok, window=True))
     append(a.rows, row)
 
 
@@ -154,7 +212,7 @@ def burst_row(a):
     other = {k: v for k, v in b["statuses"].items() if k != "201"}
     if other:
         notes.append("statuses " + ", ".join(f"{k}: {v}" for k, v in other.items()))
-    row["notes"] = "; ".join(notes + database_note(row))
+    row["notes"] = "; ".join(notes + database_note(row) + s3_note(row, ok))
     append(a.rows, row)
 
 
@@ -187,6 +245,19 @@ def disk_row(a):
            "settings": f"bench/disk_ceiling.py: {d['threads']} writers, {d['seconds']} s", "disk": d,
            "requests_per_s": d["files_per_s"], "mb_per_s": d["mb_per_s"], "errors": 0,
            "notes": "the disk's ceiling: files made durable per second as docflow makes an upload durable, no HTTP"}
+    append(a.rows, row)
+
+
+def s3_row(a):
+    c = parse_marked_json(a.output, "S3_CEILING_RESULT")
+    server = c["server_cpu_ms_per_put"]
+    row = {"key": a.key, "scenario": a.scenario, "server": "radosgw", "load_average": a.load,
+           "settings": f"bench/s3_ceiling.py: {c['threads']} boto3 clients, {c['seconds']:g} s", "s3_ceiling": c,
+           "requests_per_s": c["files_per_s"], "mb_per_s": c["mb_per_s"], "errors": c["errors"],
+           "cpu_ms_per_op": round(sum(server.values()), 3) if server else None,
+           "notes": "the S3 server's ceiling: PUTs of the file per second from boto3 clients, no docflow; CPU per PUT "
+                    + ", ".join(f"{name} {ms:.2f} ms" for name, ms in sorted(server.items()))
+                    + (f", the client {c['client_cpu_ms_per_put']:.2f} ms" if c["client_cpu_ms_per_put"] else "")}
     append(a.rows, row)
 
 
@@ -228,8 +299,8 @@ def index(rows):
 
 
 def ratios(rows):
-    """Per engine, docflow's main figure over nginx's; and PostgreSQL's over SQLite's; per scenario that has
-    both."""
+    """Per engine, docflow's main figure over nginx's; and per engine other than sqlite (postgres, s3), its
+    figure over SQLite's; per scenario that has both."""
     by = index(rows)
     over_nginx, over_sqlite = {}, {}
     for (key, server, engine), d in by.items():
@@ -239,8 +310,8 @@ def ratios(rows):
         if n and rate(n):
             over_nginx.setdefault(engine, {})[key] = round(rate(d) / rate(n), 3)
         lite = by.get((key, "docflow", "sqlite"))
-        if engine == "postgres" and lite and rate(lite):
-            over_sqlite[key] = round(rate(d) / rate(lite), 3)
+        if engine != "sqlite" and lite and rate(lite):
+            over_sqlite.setdefault(engine, {})[key] = round(rate(d) / rate(lite), 3)
     return over_nginx, over_sqlite
 
 
@@ -249,6 +320,21 @@ def ratio_target(target, mine, theirs, minimum, unit, digits):
     ratio = mine / theirs
     return {"target": target, "value": round(ratio, 3),
             "text": f"{ratio:.2f} x ({mine:,.{digits}f} / {theirs:,.{digits}f} {unit})", "met": ratio >= minimum}
+
+
+def burst_targets(name, b, rss_what, rss_limit):
+    """The burst's two targets: every upload succeeds, within the peak RSS."""
+    # The targets are for 1000 simultaneous uploads; fewer (BURST_CONNECTIONS) only report.
+    standard = b["connections"] == 1000
+    caveat = "" if standard else " (the target is for 1000 connections)"
+    out = [{"target": f"{name}: burst: 1000/1000 uploads succeed", "value": b["successes"],
+            "text": f"{b['successes']}/{b['connections']}{caveat}",
+            "met": b["successes"] == 1000 if standard else None}]
+    if b["peak_rss_mib"] is not None:
+        out.append({"target": f"{name}: burst: {rss_what} <= {rss_limit:.0f} MiB",
+                    "value": b["peak_rss_mib"], "text": f"{b['peak_rss_mib']:.1f} MiB{caveat}",
+                    "met": b["peak_rss_mib"] <= rss_limit if standard else None})
+    return out
 
 
 def nginx_targets(by, engine):
@@ -280,16 +366,7 @@ def nginx_targets(by, engine):
                     "value": round(ratio, 3), "text": f"{ratio:.2f} x ({b['wall_s']:.2f} / {bn['wall_s']:.2f} s)",
                     "met": ratio <= TARGET_BURST_WALL_RATIO})
     if b:
-        # The targets are for 1000 simultaneous uploads; fewer (BURST_CONNECTIONS) only report.
-        standard = b["connections"] == 1000
-        caveat = "" if standard else " (the target is for 1000 connections)"
-        out.append({"target": f"{name}: burst: 1000/1000 uploads succeed", "value": b["successes"],
-                    "text": f"{b['successes']}/{b['connections']}{caveat}",
-                    "met": b["successes"] == 1000 if standard else None})
-        if b["peak_rss_mib"] is not None:
-            out.append({"target": f"{name}: burst: peak RSS <= {TARGET_BURST_RSS_MIB:.0f} MiB",
-                        "value": b["peak_rss_mib"], "text": f"{b['peak_rss_mib']:.1f} MiB{caveat}",
-                        "met": b["peak_rss_mib"] <= TARGET_BURST_RSS_MIB if standard else None})
+        out += burst_targets(name, b, "peak RSS", TARGET_BURST_RSS_MIB)
     g = by.get(("get", "docflow", engine))
     if g:
         out.append({"target": f"{name}: GET /documents/{{id}}: >= {TARGET_GET_RPS:,.0f} req/s, "
@@ -330,10 +407,31 @@ def postgres_targets(by):
     return out
 
 
+def s3_targets(by):
+    """The S3 store's own (issue 16): the burst, and 1 MiB uploads against SQLite with the local store. The
+    service's targets against nginx stay the local store's."""
+    out = []
+    s3, lite = by.get(("upload_1m", "docflow", "s3")), by.get(("upload_1m", "docflow", "sqlite"))
+    if s3 and lite and rate(lite):
+        out.append(ratio_target(f"docflow (s3): 1 MiB uploads >= {TARGET_S3_UPLOAD_RATIO} x SQLite + local "
+                                f"directory req/s", rate(s3), rate(lite), TARGET_S3_UPLOAD_RATIO, "req/s", 1))
+    for key, size in (("upload_1m", "1 MiB"), ("upload_64k", "64 KiB")):
+        d, ceiling = by.get((key, "docflow", "s3")), by.get((key, "radosgw", None))
+        if d and ceiling and rate(ceiling):
+            out.append({"target": f"docflow (s3): (for reference) {size} uploads over the S3 server's own PUT "
+                                  f"ceiling", "met": None, "value": round(rate(d) / rate(ceiling), 3),
+                        "text": f"docflow {rate(d) / rate(ceiling):.2f} x ({rate(d):,.1f} / {rate(ceiling):,.1f} "
+                                f"PUTs/s)"})
+    b = by.get(("burst", "docflow", "s3"))
+    if b:
+        out += burst_targets("docflow (s3)", b, "docflow's peak RSS", TARGET_S3_BURST_RSS_MIB)
+    return out
+
+
 def targets(rows):
     by = index(rows)
-    engines = [e for e in ENGINES if any(k[1] == "docflow" and k[2] == e for k in by)]
-    return [t for e in engines for t in nginx_targets(by, e)] + postgres_targets(by)
+    engines = [e for e in ("sqlite", "postgres") if any(k[1] == "docflow" and k[2] == e for k in by)]
+    return [t for e in engines for t in nginx_targets(by, e)] + postgres_targets(by) + s3_targets(by)
 
 
 def fmt(v, digits=1):
@@ -356,7 +454,7 @@ def print_table(chosen, over_nginx, over_sqlite):
     table = [head]
     for r in chosen:
         ratio = over_nginx.get(r.get("engine"), {}).get(r["key"])
-        pg_ratio = over_sqlite.get(r["key"]) if r.get("engine") == "postgres" else None
+        pg_ratio = over_sqlite.get(r.get("engine"), {}).get(r["key"])
         table.append([r["scenario"], label(r), fmt(rate(r)), fmt(r.get("mb_per_s")), fmt_ms(r.get("p50_ms")),
                       fmt_ms(r.get("p90_ms")), fmt_ms(r.get("p99_ms")), fmt(r.get("errors")),
                       fmt(r.get("cpu_s_per_gb"), 2), fmt(r.get("cpu_ms_per_op"), 3), fmt(r.get("peak_rss_mib")),
@@ -369,10 +467,11 @@ def print_table(chosen, over_nginx, over_sqlite):
     print()
     print("req/s: successful requests per second (process rows: documents COMPLETED per second). p50/p90/p99:")
     print("request latency (process rows: from the process request to COMPLETED). CPU: server utime+stime, plus")
-    print("its extractor children and, on PostgreSQL, the PostgreSQL server's processes; per GB of file bytes and")
-    print("per request or document. peak RSS: VmHWM during the run (nginx: master + workers; docflow's own, not")
-    print("PostgreSQL's). x nginx: docflow's req/s over nginx's. x sqlite: docflow's req/s on PostgreSQL over its")
-    print("req/s on SQLite. Details: bench/README.md.")
+    print("its extractor children and, on PostgreSQL, the PostgreSQL server's processes, on s3 the S3 server's")
+    print("daemons; per GB of file bytes and per request or document. peak RSS: VmHWM during the run (nginx:")
+    print("master + workers; docflow's own, not PostgreSQL's or the S3 server's). x nginx: docflow's req/s over")
+    print("nginx's. x sqlite: docflow's req/s on PostgreSQL, or on s3 (SQLite, blobs in S3), over its req/s on")
+    print("SQLite with blobs in a local directory. Details: bench/README.md.")
 
 
 def finish(a):
@@ -385,6 +484,8 @@ def finish(a):
     if a.postgres:
         print()
         print(f"PostgreSQL: {a.postgres}")
+    if a.s3:
+        print(f"S3: {a.s3}")
     notes = [r for r in chosen if r.get("notes")]
     if notes:
         print()
@@ -405,10 +506,12 @@ def finish(a):
         "load_average_after": [float(x) for x in open("/proc/loadavg").read().split()[:3]],
         "note": a.note,
         "postgres": a.postgres or None,
+        "s3": a.s3 or None,
         "units": "MB = 1e6 and GB = 1e9 bytes of file content; RSS in MiB; latencies in ms",
         "results": chosen,
         "docflow_over_nginx": over_nginx,
-        "postgres_over_sqlite": over_sqlite,
+        "postgres_over_sqlite": over_sqlite.get("postgres", {}),
+        "s3_over_sqlite": over_sqlite.get("s3", {}),
         "targets": tg,
         "all_runs": rows,
     }
@@ -422,11 +525,12 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("wrk-row", "burst-row", "process-row"):
         add_measurement_args(sub.add_parser(name))
-    d = sub.add_parser("disk-row")
-    d.add_argument("rows")
-    for arg in ("--key", "--scenario", "--output"):
-        d.add_argument(arg, required=True)
-    d.add_argument("--load", default="")
+    for name in ("disk-row", "s3-row"):
+        d = sub.add_parser(name)
+        d.add_argument("rows")
+        for arg in ("--key", "--scenario", "--output"):
+            d.add_argument(arg, required=True)
+        d.add_argument("--load", default="")
     f = sub.add_parser("finish")
     f.add_argument("rows")
     f.add_argument("out_json")
@@ -435,9 +539,10 @@ def main():
     f.add_argument("--changed", type=int, default=0)
     f.add_argument("--note", default="")
     f.add_argument("--postgres", default="", help="the PostgreSQL server and its settings, if it ran")
+    f.add_argument("--s3", default="", help="the S3 server, if it ran")
     a = ap.parse_args()
     {"wrk-row": wrk_row, "burst-row": burst_row, "process-row": process_row, "disk-row": disk_row,
-     "finish": finish}[a.cmd](a)
+     "s3-row": s3_row, "finish": finish}[a.cmd](a)
 
 
 if __name__ == "__main__":

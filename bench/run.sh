@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks a docflow binary on SQLite and on PostgreSQL against nginx and
-# prints one table (`make bench` builds a Release binary and runs this).
+# Benchmarks a docflow binary on SQLite, on PostgreSQL and on SQLite with its
+# blobs in S3, against nginx, and prints one table (`make bench` builds a
+# Release binary and runs this).
 #
 #   bench/run.sh PATH_TO_DOCFLOW
 #
@@ -17,7 +18,7 @@
 #                          in-process workers (docflow only)
 #   process_e2e            E2E_DOCS (1000) one-page PDFs uploaded, then all queued at once
 #                          (docflow only)
-# Every scenario runs against docflow on each database of ENGINES, then nginx
+# Every scenario runs against docflow on each engine of ENGINES, then nginx
 # (bench/nginx.conf.template), REPEAT times, interleaved: docflow (sqlite),
 # docflow (postgres), nginx, docflow (sqlite), ... per scenario.
 # PostgreSQL is a private server started once per bench run (initdb in the
@@ -26,10 +27,19 @@
 # run gets a fresh database (CREATE DATABASE, `docflow migrate`), dropped after.
 # The two upload scenarios also run bench/disk_ceiling.py ("disk"): the files
 # per second this disk can make durable the way docflow does (fsync, link,
-# directory fsync, log fdatasync), with no HTTP at all, 64 writers.
+# directory fsync, log fdatasync), with no HTTP at all, 64 writers; and with
+# s3, bench/s3_ceiling.py ("radosgw"): the S3 server's PUTs per second of the
+# same size from 64 boto3 clients, no docflow.
 # Each run starts its server on a free port of 127.0.0.1 with fresh files, runs
 # the load, reads the server's CPU time and peak RSS from /proc, stops it and
-# removes its files (also on Ctrl-C or failure). The table also goes to
+# removes its files (also on Ctrl-C or failure).
+# With s3 in ENGINES, one S3 server (Ceph radosgw, tests/integration/s3.py)
+# is started for the bench run and stopped at its end; each docflow run on s3
+# gets a fresh bucket, emptied and removed after the run, and the S3 daemons'
+# CPU (ceph-mon, ceph-osd, radosgw) is measured beside docflow's. Only the
+# upload scenarios and the burst run on s3: the others never touch the blob
+# store, or (processing) are not part of the S3 figures yet.
+# The table also goes to
 # bench/results/bench.json (gitignored).
 #
 # Environment (all optional):
@@ -41,10 +51,13 @@
 #                     median figure is reported
 #   SCENARIOS="..."   a subset of the scenario names above, in that order
 #   WRK_THREADS=2  WRK_TIMEOUT=30s
-#   ENGINES="sqlite postgres"  the databases docflow runs on (ENGINES=sqlite: no PostgreSQL)
+#   ENGINES="sqlite postgres s3"  docflow's storage: SQLite, PostgreSQL (both with blobs in a
+#                     local directory), s3 = SQLite with blobs in S3 (ENGINES=sqlite: no servers)
 #   PG_BIN=/usr/lib/postgresql/15/bin  PostgreSQL's initdb, pg_ctl, psql (default: DOCFLOW_PG_BIN, then Debian's)
 #   PG_SHARED_BUFFERS, PG_EFFECTIVE_CACHE_SIZE  default: a quarter and three quarters of the memory
 #   PG_MAX_CONNECTIONS=200
+#   S3_PYTHON=/usr/bin/python3  the interpreter for tests/integration/s3.py (needs boto3)
+#   S3_MEMSTORE_BYTES=6442450944  the S3 server's memory budget for objects (its OSD hangs past it)
 #   NGINX=nginx       the nginx binary; NGINX=skip leaves the baseline out
 #   BENCH_NOTE        free text stored with the results (e.g. how the binary was built)
 #   BENCH_REV         the git revision to record (default: the repository's HEAD)
@@ -64,7 +77,9 @@ REPEAT="${REPEAT:-1}"
 WRK_THREADS="${WRK_THREADS:-2}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
 NGINX="${NGINX:-nginx}"
-ENGINES="${ENGINES:-sqlite postgres}"
+ENGINES="${ENGINES:-sqlite postgres s3}"
+S3_PYTHON="${S3_PYTHON:-/usr/bin/python3}"
+S3_MEMSTORE_BYTES="${S3_MEMSTORE_BYTES:-$((6 << 30))}"
 PG_BIN="${PG_BIN:-${DOCFLOW_PG_BIN:-/usr/lib/postgresql/15/bin}}"
 PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-200}"
 ALL_SCENARIOS="upload_1m upload_64k burst get list_100000 list_100 process_1page process_50page process_docx process_e2e"
@@ -77,7 +92,7 @@ for s in $SCENARIOS; do
   case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "bench: unknown scenario $s (known: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
 done
 for e in $ENGINES; do
-  case "$e" in sqlite | postgres) ;; *) echo "bench: unknown engine $e (known: sqlite postgres)" >&2; exit 2 ;; esac
+  case "$e" in sqlite | postgres | s3) ;; *) echo "bench: unknown engine $e (known: sqlite postgres s3)" >&2; exit 2 ;; esac
 done
 need() { command -v "$1" >/dev/null || { echo "bench: $1 is missing ($2)" >&2; exit 2; }; }
 need wrk "scripts/install-deps installs it"
@@ -94,6 +109,16 @@ case " $ENGINES " in *" postgres "*)
     need "$PG_BIN/$b" "Debian package postgresql-15 (scripts/install-deps bench), or run with ENGINES=sqlite"
   done
   with_postgres=1
+  ;;
+esac
+with_s3=0
+case " $ENGINES " in *" s3 "*)
+  for s in $SCENARIOS; do case "$s" in upload_* | burst) with_s3=1 ;; esac; done
+  if [ "$with_s3" = 1 ]; then
+    for b in ceph-mon ceph-osd radosgw; do need "$b" "scripts/install-deps installs Ceph, or run without s3 in ENGINES"; done
+    "$S3_PYTHON" -c 'import boto3' 2>/dev/null ||
+      { echo "bench: $S3_PYTHON has no boto3 (Debian package python3-boto3; or set S3_PYTHON)" >&2; exit 2; }
+  fi
   ;;
 esac
 with_nginx=0
@@ -123,11 +148,13 @@ server_data="" # its data directory
 nginx_pid=""   # nginx's master
 nginx_dir=""   # its directory (config, temp files, the uploaded bodies)
 server_pids="" # every process of the running server: measured together
-engine=""      # the database of the running docflow: sqlite or postgres
+engine=""      # the engine of the running docflow: sqlite, postgres or s3 (SQLite, blobs in S3)
 server_db=""   # its PostgreSQL database
 pg_dir=""      # the PostgreSQL server's directory (data, socket, log)
 pg_port=""
 pg_started=0   # 1 once pg_ctl start has been called
+s3_pid=""      # tests/integration/s3.py serve (its daemons are its children)
+s3_bucket=""   # the running docflow's bucket (s3)
 port=""
 token=""      # the bearer token of the running docflow
 last_token="" # the latest docflow token, sent to nginx too so requests are byte for byte alike
@@ -216,6 +243,66 @@ pg_counters() {
   echo "$ticks $wchar"
 }
 
+# ---------------------------------------------------------------------------
+# S3: one server per bench run, the tests' own (tests/integration/s3.py):
+# Ceph's radosgw on a one-node cluster whose OSD keeps the objects in memory,
+# on 127.0.0.1. It runs as a coprocess: it prints its endpoint and keys as
+# one JSON line, then answers commands on its stdin (`bucket`: a fresh
+# bucket's name); SIGTERM stops it and its daemons.
+
+start_s3() {
+  local line
+  coproc S3 {
+    exec "$S3_PYTHON" "$repo/tests/integration/s3.py" serve --memstore-device-bytes "$S3_MEMSTORE_BYTES" \
+      2>"$work/s3.log"
+  }
+  # shellcheck disable=SC2153 # coproc sets S3_PID
+  s3_pid="$S3_PID"
+  read -r -t 300 line <&"${S3[0]}" || { echo "bench: the S3 server did not start:" >&2; cat "$work/s3.log" >&2; exit 1; }
+  read -r s3_endpoint s3_access_key s3_secret_key s3_region < <(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(d["endpoint"], d["access_key"], d["secret_key"], d["region"])' "$line")
+}
+
+# s3_bucket: sets s3_bucket to a fresh bucket of the S3 server.
+s3_bucket() {
+  echo bucket >&"${S3[1]}"
+  if ! read -r -t 120 s3_bucket <&"${S3[0]}" || [ "${s3_bucket#error}" != "$s3_bucket" ]; then
+    echo "bench: the S3 server made no bucket: $s3_bucket" >&2
+    cat "$work/s3.log" >&2
+    exit 1
+  fi
+}
+
+# s3_empty OUTPUT: tallies what the run left in its bucket into OUTPUT
+# (bench/s3_bucket.py), then empties and removes the bucket, so the OSD's
+# memory is free for the next run.
+s3_empty() {
+  AWS_ACCESS_KEY_ID="$s3_access_key" AWS_SECRET_ACCESS_KEY="$s3_secret_key" \
+    "$S3_PYTHON" "$bench_dir/s3_bucket.py" "$s3_endpoint" "$s3_region" "$s3_bucket" >"$1" 2>"$work/s3_bucket.err" ||
+    { cat "$work/s3_bucket.err" >&2; exit 1; }
+  s3_bucket=""
+}
+
+stop_s3() {
+  [ -n "$s3_pid" ] || return 0
+  kill -TERM "$s3_pid" 2>/dev/null || true
+  wait "$s3_pid" 2>/dev/null || true
+  s3_pid=""
+}
+
+# s3_counters: "NAME TICKS KIB" per S3 daemon (ceph-mon, ceph-osd, radosgw:
+# the children of s3.py), one a line: utime+stime and VmHWM.
+s3_counters() {
+  local p name t c w
+  for p in $(pgrep -P "$s3_pid" || true); do
+    name="$(cat "/proc/$p/comm" 2>/dev/null)" || continue
+    read -r t c w < <(proc_counters "$p") || continue
+    echo "$name $t $(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)"
+  done
+}
+
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
@@ -226,6 +313,7 @@ cleanup() {
     wait "$nginx_pid" 2>/dev/null || true
   fi
   stop_postgres
+  stop_s3
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -244,12 +332,18 @@ bench_user="bench-user"
 bench_password="bench-password-0123"
 
 # The settings of every docflow command; LOG_LEVEL=warn keeps the access log
-# from dominating. `env` execs the binary, so a server started in the
-# background with it has the pid that $! reports. The database is the
-# engine's (db_env), never one from the caller's environment.
-docflow_env=(env -u DOCFLOW_DATABASE_URL DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123"
-  DOCFLOW_LOG_LEVEL=warn)
+# from dominating. Every load generator connects from 127.0.0.1, as clients
+# behind a proxy do, so the per-address cap (256 by default) is off, as
+# docs/operations.md advises there: with it the burst got 256 of its 1,000
+# connections served and the rest closed. `env` execs the binary, so a
+# server started in the background with it has the pid that $! reports. The
+# database is the engine's (db_env), never one from the caller's
+# environment; so is the blob store (storage_env).
+docflow_env=(env -u DOCFLOW_DATABASE_URL -u DOCFLOW_STORAGE_URL -u AWS_SESSION_TOKEN -u AWS_SESSION_TOKEN_FILE
+  -u AWS_ACCESS_KEY_ID_FILE -u AWS_SECRET_ACCESS_KEY_FILE DOCFLOW_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123"
+  DOCFLOW_LOG_LEVEL=warn DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS="${DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS:-0}")
 db_env=()  # on PostgreSQL: DOCFLOW_DATABASE_URL=... (SQLite: DATA_DIR/docflow.db, the default)
+storage_env=() # on s3: DOCFLOW_STORAGE_URL=s3://... and the keys (else DATA_DIR/blobs, the default)
 pg_runs=0  # databases made for runs so far (their names)
 
 # await_start NAME PID CHECK LOG...: runs CHECK every 0.1 s until it succeeds;
@@ -284,9 +378,18 @@ migrate() {
 # directory is a copy of TEMPLATE (a directory) or empty. PostgreSQL: a new
 # database (a copy of the database TEMPLATE, or empty), migrated as an
 # operator would, with `docflow migrate`; the data directory (blobs) is
-# empty. Sets server_pid, server_pids, server_db, port, token.
+# empty. s3: SQLite as above, the blobs in a fresh bucket of the S3 server.
+# Sets server_pid, server_pids, server_db, port, token.
 start_docflow() {
   server_data="$work/data.$RANDOM"
+  storage_env=()
+  if [ "$engine" = s3 ]; then
+    s3_bucket
+    local endpoint
+    endpoint="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$s3_endpoint")"
+    storage_env=(AWS_ACCESS_KEY_ID="$s3_access_key" AWS_SECRET_ACCESS_KEY="$s3_secret_key"
+      DOCFLOW_STORAGE_URL="s3://$s3_bucket/docs?endpoint=$endpoint&region=$s3_region&path_style=true")
+  fi
   if [ "$engine" = postgres ]; then
     pg_runs=$((pg_runs + 1))
     server_db="docflow_run_$pg_runs"
@@ -298,7 +401,7 @@ start_docflow() {
     if [ -n "${1:-}" ]; then cp -a "$1" "$server_data"; fi
   fi
   port="$(free_port)"
-  "${docflow_env[@]}" "${db_env[@]}" DOCFLOW_DATA_DIR="$server_data" DOCFLOW_LISTEN="127.0.0.1:$port" "$bin" serve \
+  "${docflow_env[@]}" "${db_env[@]}" "${storage_env[@]}" DOCFLOW_DATA_DIR="$server_data" DOCFLOW_LISTEN="127.0.0.1:$port" "$bin" serve \
     >"$work/server.out" 2>"$work/server.err" &
   server_pid=$!
   server_pids="$server_pid"
@@ -323,6 +426,7 @@ stop_docflow() {
     cat "$work/server.err" >&2
   fi
   rm -rf "$server_data"
+  if [ -n "$s3_bucket" ]; then s3_empty "$work/s3_bucket.txt"; fi
   if [ -n "$server_db" ]; then
     pg_sql "DROP DATABASE $server_db WITH (FORCE)"
     server_db=""
@@ -436,6 +540,10 @@ measure_begin() {
     load_start="$(loadavg)"
   }
   if [ "$engine" = postgres ]; then read -r db_ticks0 db_wchar0 < <(pg_counters); fi
+  if [ "$engine" = s3 ]; then
+    for p in $(pgrep -P "$s3_pid" || true); do echo 5 2>/dev/null >"/proc/$p/clear_refs" || true; done
+    s3_counters >"$work/s3_counters.0"
+  fi
 }
 
 measure_end() {
@@ -453,6 +561,11 @@ measure_end() {
     local db_ticks1 db_wchar1
     read -r db_ticks1 db_wchar1 < <(pg_counters)
     engine_args=(--engine postgres --db-cpu-ticks $((db_ticks1 - db_ticks0)) --db-wchar $((db_wchar1 - db_wchar0)))
+  elif [ "$engine" = s3 ]; then
+    s3_counters >"$work/s3_counters.1"
+    # "NAME:TICKS:KIB,..." per daemon: CPU over the run, peak RSS during it.
+    engine_args=(--engine s3 --s3-daemons "$(awk 'NR == FNR {t0[$1] = $2; next} {printf "%s%s:%d:%d", sep, $1, $2 - t0[$1], $3; sep = ","}' \
+      "$work/s3_counters.0" "$work/s3_counters.1")")
   elif [ -n "$engine" ]; then
     engine_args=(--engine "$engine")
   fi
@@ -460,9 +573,12 @@ measure_end() {
 
 # record wrk|burst|process KEY SCENARIO SERVER OUTPUT FILE_BYTES SETTINGS: one row.
 record() {
+  local tally=()
+  [ "$engine" != s3 ] || tally=(--s3-bucket "$work/s3_bucket.txt")
   report "$1-row" "$rows" --key "$2" --scenario "$3" --server "$4" --output "$5" --file-bytes "$6" \
     --settings "$7" --cpu-ticks "$ticks" --child-cpu-ticks "$child_ticks" --clk-tck "$(getconf CLK_TCK)" \
-    --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" --wchar "$wchar" --load "$load_start" "${engine_args[@]}"
+    --hwm-kib "$hwm_kib" --hwm-reset "$hwm_reset" --wchar "$wchar" --load "$load_start" "${engine_args[@]}" \
+    "${tally[@]}"
   tail -n 1 "$rows" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -506,11 +622,28 @@ make_body() {
 
 size_label() { if [ "$1" -ge 1048576 ]; then echo "$(($1 / 1048576)) MiB"; else echo "$(($1 / 1024)) KiB"; fi; }
 
+# s3_ceiling FILE_BYTES KEY: the S3 server's own PUT ceiling, as a row of server "radosgw".
+s3_ceiling() {
+  load_start="$(loadavg)"
+  s3_bucket
+  AWS_ACCESS_KEY_ID="$s3_access_key" AWS_SECRET_ACCESS_KEY="$s3_secret_key" \
+    "$S3_PYTHON" "$bench_dir/s3_ceiling.py" "$s3_endpoint" "$s3_region" "$s3_bucket" "$1" "${UPLOAD_DURATION%s}" \
+    "$UPLOAD_CONNECTIONS" --watch-pids "$(pgrep -P "$s3_pid" | tr '\n' ' ')" >"$work/s3_ceiling.txt" ||
+    { cat "$work/s3_ceiling.txt" >&2; exit 1; }
+  s3_empty "$work/s3_bucket.txt"
+  report s3-row "$rows" --key "$2" --scenario "upload $(size_label "$1")" --output "$work/s3_ceiling.txt" \
+    --load "$load_start"
+}
+
 # scenario_upload FILE_BYTES KEY SERVER
 scenario_upload() {
   local settings="wrk -t$WRK_THREADS -c$UPLOAD_CONNECTIONS -d$UPLOAD_DURATION"
   if [ "$3" = disk ]; then
     disk_ceiling "$1" "$2"
+    return
+  fi
+  if [ "$3" = radosgw ]; then
+    s3_ceiling "$1" "$2"
     return
   fi
   make_body "$1"
@@ -524,11 +657,15 @@ scenario_upload() {
 
 # scenario_burst SERVER
 scenario_burst() {
+  local watch
   make_body 1048576
   start "$1"
+  # On s3 the S3 server does the storing: its daemons are sampled with docflow.
+  watch="$server_pids"
+  [ "$engine" != s3 ] || watch="$watch $(pgrep -P "$s3_pid" | tr '\n' ' ')"
   measure_begin
   python3 "$bench_dir/burst.py" --port "$port" --body "$body_file" --boundary "$boundary" --token "$token" \
-    -n "$BURST_CONNECTIONS" --watch-pids "$server_pids" >"$work/burst.txt" 2>"$work/burst.err" || {
+    -n "$BURST_CONNECTIONS" --watch-pids "$watch" >"$work/burst.txt" 2>"$work/burst.err" || {
     cat "$work/burst.err" >&2
     exit 1
   }
@@ -618,7 +755,7 @@ scenario_process() {
   record process "$1" "$2" docflow "$work/process.txt" 0 "bench/process.py: $4 x $(basename "$3")"
 }
 
-# run_one SCENARIO SERVER: SERVER is docflow:ENGINE, nginx or disk.
+# run_one SCENARIO SERVER: SERVER is docflow:ENGINE, nginx, disk or radosgw (the S3 server's ceiling).
 run_one() {
   local server="${2%%:*}"
   engine=""
@@ -643,11 +780,15 @@ run_one() {
   esac
 }
 
-servers() { # servers SCENARIO: docflow on each engine; processing is docflow's alone; uploads add the disk's ceiling
+servers() { # servers SCENARIO: docflow on each engine (s3: uploads and the burst only); processing is
+  # docflow's alone; uploads add the disk's ceiling
   local s="" e
-  for e in $ENGINES; do s="$s docflow:$e"; done
+  for e in $ENGINES; do
+    case "$e:$1" in s3:upload_* | s3:burst | sqlite:* | postgres:*) s="$s docflow:$e" ;; esac
+  done
   if [ "$with_nginx" = 1 ] && [ "${1#process_}" = "$1" ]; then s="$s nginx"; fi
   case "$1" in upload_*) s="$s disk" ;; esac
+  case "$with_s3:$1" in 1:upload_*) s="$s radosgw" ;; esac
   echo "$s"
 }
 
@@ -658,6 +799,12 @@ if [ "$with_postgres" = 1 ]; then
   start_postgres
   pg_note="$("$PG_BIN/postgres" --version) on 127.0.0.1 (TCP), $pg_settings"
   echo "bench: $pg_note" >&2
+fi
+s3_note=""
+if [ "$with_s3" = 1 ]; then
+  start_s3
+  s3_note="$(radosgw --version | head -n 1 | cut -d' ' -f1-3) (radosgw beast, one memstore OSD) on $s3_endpoint, S3_MEMSTORE_BYTES=$S3_MEMSTORE_BYTES"
+  echo "bench: S3: $s3_note" >&2
 fi
 load_before="$(loadavg)"
 echo "bench: load average before the run: $load_before ($(nproc) cores, shared by the load generators and the server)" >&2
@@ -674,6 +821,6 @@ echo >&2
 out="$results_dir/bench.json"
 report finish "$rows" "$out" --rev "${BENCH_REV:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
   --load-before "$load_before" \
-  --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" --postgres "$pg_note" \
+  --changed "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l)" --postgres "$pg_note" --s3 "$s3_note" \
   --note "load generators (wrk, burst.py, process.py) run on the same machine and share its $(nproc) cores with the server${BENCH_NOTE:+; $BENCH_NOTE}"
 echo "bench: results written to ${out#"$repo"/}" >&2
