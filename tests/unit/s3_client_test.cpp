@@ -24,26 +24,15 @@
 #include "blob/s3/client.hpp"
 #include "core/crypto.hpp"
 #include "s3_server.hpp"
+#include "samples.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 namespace s3 = docflow::blob::s3;
+using docflow::test::pattern;
 
 constexpr std::size_t mib = 1024 * 1024;
-
-// Bytes that differ at every offset, so a misplaced range shows.
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string out(n, '\0');
-  std::uint32_t x = 2463534242U + seed;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return out;
-}
 
 class s3_client : public testing::Test {
 protected:

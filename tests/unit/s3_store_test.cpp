@@ -22,6 +22,7 @@
 #include "blob/s3/store.hpp"
 #include "core/ids.hpp"
 #include "s3_server.hpp"
+#include "samples.hpp"
 
 namespace {
 
@@ -29,20 +30,9 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 namespace s3 = docflow::blob::s3;
 using docflow::core::new_uuid_v7;
+using docflow::test::pattern;
 
 constexpr std::uint64_t mib = 1024 * 1024;
-
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string out(n, '\0');
-  std::uint32_t x = 2463534242U + seed;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return out;
-}
 
 class s3_store : public testing::Test {
 protected:
