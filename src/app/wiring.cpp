@@ -304,13 +304,17 @@ public:
 
 private:
   // Blobs that no document row names: a crash between a blob's commit and
-  // its row's insert leaves one. An hour's age keeps the sweep clear of an
-  // upload between those two steps (they are moments apart).
-  static std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, core::time_point now) {
+  // its row's insert leaves one, so does a delete whose blob could not be
+  // removed. An hour's age keeps the sweep clear of an upload between
+  // those two steps (they are moments apart). A batch per pass, each going
+  // on after the last (`cursor_`), so a store of any size is covered.
+  std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, core::time_point now) {
     constexpr auto min_age = std::chrono::hours(1);
     constexpr std::size_t batch = 10000;
+    const auto keys = blobs.keys_stored_before(now - min_age, batch, cursor_);
+    cursor_ = keys.empty() ? std::string() : keys.back();
     std::size_t removed = 0;
-    for (const auto& key : blobs.keys_stored_before(now - min_age, batch)) {
+    for (const auto& key : keys) {
       if (db.find_document(key, std::nullopt)) continue;
       blobs.remove(key);
       ++removed;
@@ -351,6 +355,7 @@ private:
     }
   }
 
+  std::string cursor_;  // where the orphan sweep goes on; before thread_, which uses it
   std::jthread thread_;
 };
 

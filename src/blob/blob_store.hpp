@@ -109,11 +109,17 @@ public:
 
   virtual bool exists(const std::string& key) = 0;
 
-  /// Up to `limit` keys of blobs stored (committed) before `cutoff`, in no
-  /// particular order: what the maintenance pass checks for blobs that no
-  /// document row names (a crash between commit and the row's insert).
+  /// Up to `limit` keys of blobs stored (committed) before `cutoff`, in key
+  /// order, the first of them after `after` ("" for the very first): what
+  /// the maintenance pass checks for blobs that no document row names (a
+  /// crash between commit and the row's insert, a delete whose blob could
+  /// not be removed). It checks a batch per pass and goes on after the
+  /// batch's last key the next time, starting over after an empty batch,
+  /// so every blob is checked in turn however many there are. A store may
+  /// return fewer than `limit` before the end (the local disk drops the
+  /// young ones among the next `limit` keys).
   virtual std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff,
-                                                      std::size_t limit) = 0;
+                                                      std::size_t limit, const std::string& after) = 0;
 
   /// The blob as a local file. Throws blob_error when it is missing.
   virtual std::unique_ptr<local_copy> fetch(const std::string& key) = 0;

@@ -1,7 +1,9 @@
 #include "blob/fs_blob_store.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <queue>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -119,23 +121,39 @@ fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)
 }
 
 // A blob's modification time is its last write, moments before the commit
-// that linked it into place.
+// that linked it into place. The shards scatter keys, so the smallest
+// `limit` names after `after` are kept in a heap while every name is read
+// (bounded memory however many blobs), and only those are stat'ed.
 std::vector<std::string> fs_blob_store::keys_stored_before(std::chrono::system_clock::time_point cutoff,
-                                                           std::size_t limit) {
-  std::vector<std::string> out;
+                                                           std::size_t limit, const std::string& after) {
+  std::priority_queue<std::string> smallest;  // the largest on top, to be pushed out
   std::error_code ec;
   for (const auto& shard : std::filesystem::directory_iterator(root_, ec)) {
     if (!shard.is_directory() || shard.path().filename() == "tmp") continue;
     for (const auto& entry : std::filesystem::directory_iterator(shard.path(), ec)) {
-      const auto key = entry.path().filename().string();
-      struct stat st {};
-      if (!valid_key(key) || ::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      if (std::chrono::system_clock::from_time_t(st.st_mtime) >= cutoff) continue;
-      out.push_back(key);
-      if (out.size() >= limit) return out;
+      auto key = entry.path().filename().string();
+      if (!valid_key(key) || key <= after) continue;
+      if (smallest.size() < limit) {
+        smallest.push(std::move(key));
+      } else if (limit > 0 && key < smallest.top()) {
+        smallest.pop();
+        smallest.push(std::move(key));
+      }
     }
   }
   if (ec) throw blob_error("list " + root_.string() + ": " + ec.message());
+  std::vector<std::string> out;
+  while (!smallest.empty()) {
+    out.push_back(smallest.top());
+    smallest.pop();
+  }
+  std::reverse(out.begin(), out.end());
+  std::erase_if(out, [this, cutoff](const std::string& key) {
+    struct stat st {};
+    const auto path = path_of(key);
+    return ::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+           std::chrono::system_clock::from_time_t(st.st_mtime) >= cutoff;
+  });
   return out;
 }
 

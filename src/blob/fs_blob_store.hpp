@@ -24,7 +24,7 @@ public:
   void remove(const std::string& key) override;
   bool exists(const std::string& key) override;
   std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff,
-                                              std::size_t limit) override;
+                                              std::size_t limit, const std::string& after) override;
   std::unique_ptr<local_copy> fetch(const std::string& key) override;
 
   /// Where `key` lives (also used by the writer to commit).

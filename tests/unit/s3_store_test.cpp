@@ -191,12 +191,13 @@ TEST_F(s3_store, keys_outside_the_store_are_not_listed_as_blobs) {
   auto w = store.begin(key);
   w->write("mine");
   w->commit();
-  EXPECT_EQ(store.keys_stored_before(std::chrono::system_clock::now() + 1h, 100),
+  EXPECT_EQ(store.keys_stored_before(std::chrono::system_clock::now() + 1h, 100, ""),
             std::vector<std::string>{key});
 }
 
 TEST_F(s3_store, the_scratch_of_a_dead_process_is_swept_at_start_and_a_live_one_kept) {
   fs::create_directories(scratch_ / "p-dead");
+  std::ofstream(scratch_ / "p-dead" / ".lock");  // its process is gone: no one holds it
   std::ofstream(scratch_ / "p-dead" / "leftover") << "a copy a killed worker left";
   fs::create_directories(scratch_ / "p-alive");
   const int lock = ::open((scratch_ / "p-alive" / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);

@@ -731,13 +731,15 @@ upload_page client::list_multipart_uploads(const std::string& prefix,
 }
 
 object_page client::list_objects_v2(const std::string& prefix,
-                                    const std::optional<std::string>& continuation_token, unsigned max_keys) {
+                                    const std::optional<std::string>& continuation_token, unsigned max_keys,
+                                    const std::string& start_after) {
   request r{
       .operation = "ListObjectsV2",
       .method = "GET",
       .query = {
           {"list-type", "2"}, {"prefix", prefix}, {"max-keys", std::to_string(std::min(max_keys, 1000U))}}};
   if (continuation_token) r.query.emplace_back("continuation-token", *continuation_token);
+  if (!start_after.empty()) r.query.emplace_back("start-after", start_after);
   return impl_->retrying(r.operation, [&](unsigned) {
     answer a;
     impl_->perform(r, a);

@@ -203,10 +203,11 @@ public:
                                      const std::optional<upload_marker>& after = {});
 
   /// One page (up to `max_keys`, at most 1,000) of the objects under
-  /// `prefix`, in key order.
+  /// `prefix`, in key order, from the first key after `start_after` (a
+  /// whole key; empty for the first) or where `continuation_token` says.
   object_page list_objects_v2(const std::string& prefix,
                               const std::optional<std::string>& continuation_token = {},
-                              unsigned max_keys = 1000);
+                              unsigned max_keys = 1000, const std::string& start_after = {});
 
   /// A URL that GETs `key` without credentials until `expires` from now (at
   /// most 7 days); `extra` query parameters (response-content-disposition,

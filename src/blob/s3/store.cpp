@@ -29,6 +29,26 @@ constexpr std::uint64_t max_part_size = std::uint64_t{5} << 30;
 // download whatever the object's size.
 constexpr std::size_t read_window = 1 << 20;
 
+// Whether trying again later may succeed: no answer, the service's own
+// trouble, throttling. A refusal (403, 404, 400) stays a refusal.
+bool transient(const s3_error& e) {
+  return e.status() == 0 || e.status() >= 500 || e.status() == 429 || e.status() == 408 ||
+         e.code() == "SlowDown" || e.code() == "RequestTimeout";
+}
+
+// S3 out of space (a quota on radosgw, MinIO's full disk) is the same wait
+// as a full local disk: 507 to the client, not 503.
+[[noreturn]] void rethrow(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const s3_error& e) {
+    if (e.status() == 507 || e.code() == "QuotaExceeded" || e.code() == "XMinioStorageFull") {
+      throw blob_full(e.what());
+    }
+    throw;
+  }
+}
+
 [[noreturn]] void raise(const std::string& what, int err) {
   const std::string message = what + ": " + std::strerror(err);
   if (err == ENOSPC || err == EDQUOT) throw blob_full(message);
@@ -83,15 +103,31 @@ public:
     fs::create_directory(making, ec);
     if (ec) throw blob_error("create " + making.string() + ": " + ec.message());
     lock_ = ::open((making / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) raise("lock " + making.string(), errno);
+    if (lock_ < 0 || ::flock(lock_, LOCK_EX | LOCK_NB) != 0) fail("lock " + making.string(), errno, making);
     dir_ = root / ("p-" + name);
     fs::rename(making, dir_, ec);
-    if (ec) throw blob_error("rename " + making.string() + ": " + ec.message());
+    if (ec) fail("rename " + making.string(), ec.value(), making);
+    check();  // at start-up, not at the first upload
+  }
+
+  // Uploads spool to unnamed files here: a file system without O_TMPFILE
+  // (NFS, overlayfs before Linux 6.6) or a full or read-only one fails
+  // every upload, so readiness and start-up find out.
+  void check() const {
+    const unique_fd fd(::open(dir_.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
+    if (fd.get() < 0) raise("create a temporary file (O_TMPFILE) in " + dir_.string(), errno);
   }
   ~scratch_area() {
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
     ::close(lock_);
+  }
+
+  [[noreturn]] void fail(const std::string& what, int err, const std::filesystem::path& making) {
+    if (lock_ >= 0) ::close(lock_);
+    std::error_code ignored;
+    std::filesystem::remove_all(making, ignored);
+    raise(what, err);
   }
   scratch_area(const scratch_area&) = delete;
   scratch_area& operator=(const scratch_area&) = delete;
@@ -105,8 +141,10 @@ private:
     for (const auto& entry : fs::directory_iterator(root, ec)) {
       const auto name = entry.path().filename().string();
       if (name.rfind("p-", 0) != 0 || !entry.is_directory()) continue;
+      // Removed only when its lock is provably free; any doubt (no
+      // permission, no descriptors left) keeps it.
       const unique_fd lock(::open((entry.path() / ".lock").c_str(), O_RDWR | O_CLOEXEC));
-      if (lock.get() >= 0 && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;  // alive
+      if (lock.get() < 0 || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;
       std::error_code ignored;
       fs::remove_all(entry.path(), ignored);
     }
@@ -204,7 +242,11 @@ struct store::impl {
   // no parts behind for the hour until maintenance.
   void abort_later(std::string object_key, std::string upload_id) {
     const std::lock_guard lock(aborts_mutex);
-    failed_aborts.emplace_back(std::move(object_key), std::move(upload_id));
+    // Bounded: past it, maintenance (an hour) and the bucket's lifecycle
+    // rule clean up; readiness must stay quick.
+    if (failed_aborts.size() < max_failed_aborts) {
+      failed_aborts.emplace_back(std::move(object_key), std::move(upload_id));
+    }
   }
 
   void retry_failed_aborts() {
@@ -216,15 +258,20 @@ struct store::impl {
     for (auto& [key, upload_id] : pending) {
       try {
         probe.abort_multipart_upload(key, upload_id);
-      } catch (const blob_error&) {
-        abort_later(std::move(key), std::move(upload_id));
+      } catch (const s3_error& e) {
+        if (transient(e)) abort_later(std::move(key), std::move(upload_id));
       }
     }
   }
 
+  static constexpr std::size_t max_failed_aborts = 1000;
+
   store_config cfg;
   client s3;
   client probe;
+  // One probe key per process: a probe whose delete failed is replaced by
+  // the next, never piles up.
+  std::string probe_key = cfg.prefix + ".docflow-ready-" + core::random_hex(8);
   scratch_area scratch;
   std::mutex aborts_mutex;
   std::vector<std::pair<std::string, std::string>> failed_aborts;  // key, upload id
@@ -265,6 +312,10 @@ struct upload_state {
         if (dropped || failure) return finish_part(lock);
       }
       const auto id = multipart_upload_id();
+      if (id.empty()) {
+        std::unique_lock lock(mutex);
+        return finish_part(lock);
+      }
       const auto etag =
           owner->s3.upload_part(object_key, id, number, payload::file(spool.get(), offset, length));
       std::unique_lock lock(mutex);
@@ -277,11 +328,14 @@ struct upload_state {
     }
   }
 
+  // The upload's id, created by the first part to ask; empty when the
+  // upload has failed or been dropped meanwhile (a part waiting here while
+  // the create failed must not try again: each try may take seconds).
   std::string multipart_upload_id() {
     const std::lock_guard creating(create_mutex);
     {
       const std::lock_guard lock(mutex);
-      if (!upload_id.empty()) return upload_id;
+      if (!upload_id.empty() || failure || dropped) return upload_id;
     }
     auto id = owner->s3.create_multipart_upload(object_key);
     const std::lock_guard lock(mutex);
@@ -338,7 +392,7 @@ public:
   void write(std::string_view bytes) override {
     {
       const std::lock_guard lock(state_->mutex);
-      if (state_->failure) std::rethrow_exception(state_->failure);  // fail the upload early
+      if (state_->failure) rethrow(state_->failure);  // fail the upload early
     }
     write_all(state_->spool.get(), bytes, "write the upload's spool file");
     size_ += bytes.size();
@@ -350,6 +404,15 @@ public:
   const std::filesystem::path& local_path() const noexcept override { return path_; }
 
   void commit() override {
+    try {
+      send_rest_and_complete();
+    } catch (...) {
+      rethrow(std::current_exception());  // the destructor aborts what began
+    }
+  }
+
+private:
+  void send_rest_and_complete() {
     auto& s3 = state_->owner->s3;
     const auto& key = state_->object_key;
     if (sent_parts_ == 0) {
@@ -361,7 +424,7 @@ public:
     send(tail, size_ - tail);
     std::unique_lock lock(state_->mutex);
     state_->changed.wait(lock, [this] { return state_->in_flight == 0; });
-    if (state_->failure) std::rethrow_exception(state_->failure);  // the destructor aborts
+    if (state_->failure) std::rethrow_exception(state_->failure);
     auto parts = state_->parts;
     const auto upload_id = state_->upload_id;
     lock.unlock();
@@ -370,7 +433,6 @@ public:
     committed_ = true;
   }
 
-private:
   void send(std::uint64_t offset, std::uint64_t length) {
     const auto number = static_cast<unsigned>(++sent_parts_);
     {
@@ -446,9 +508,9 @@ std::string store::object_key(const std::string& key) const { return impl_->obje
 // the network; the probe object is deleted again and, not being a key,
 // never listed as a blob.
 void store::check() {
-  const auto key = impl_->cfg.prefix + ".docflow-ready-" + core::random_hex(8);
-  impl_->probe.put_object(key, payload::memory("ready"));
-  impl_->probe.delete_object(key);
+  impl_->scratch.check();
+  impl_->probe.put_object(impl_->probe_key, payload::memory("ready"));
+  impl_->probe.delete_object(impl_->probe_key);
   impl_->retry_failed_aborts();
 }
 
@@ -470,12 +532,13 @@ bool store::exists(const std::string& key) {
 }
 
 std::vector<std::string> store::keys_stored_before(std::chrono::system_clock::time_point cutoff,
-                                                   std::size_t limit) {
+                                                   std::size_t limit, const std::string& after) {
   std::vector<std::string> out;
   const auto& prefix = impl_->cfg.prefix;
+  const auto start_after = after.empty() ? std::string() : prefix + after;
   std::optional<std::string> token;
   do {
-    auto page = impl_->s3.list_objects_v2(prefix, token);
+    auto page = impl_->s3.list_objects_v2(prefix, token, 1000, start_after);
     for (const auto& object : page.objects) {
       const auto key = object.key.substr(prefix.size());
       if (!valid_key(key) || object.last_modified >= cutoff) continue;  // deeper keys, probes: not blobs
@@ -508,9 +571,17 @@ std::size_t store::remove_incomplete_before(std::chrono::system_clock::time_poin
   do {
     auto page = impl_->s3.list_multipart_uploads(impl_->cfg.prefix, after);
     for (const auto& upload : page.uploads) {
-      if (upload.initiated >= cutoff) continue;
-      impl_->s3.abort_multipart_upload(upload.key, upload.upload_id);
-      ++aborted;
+      if (upload.initiated >= cutoff ||
+          !valid_key(std::string_view(upload.key).substr(impl_->cfg.prefix.size()))) {
+        continue;
+      }
+      try {
+        impl_->s3.abort_multipart_upload(upload.key, upload.upload_id);
+        ++aborted;
+      } catch (const s3_error& e) {
+        // The others still go; this one is listed again next pass.
+        if (impl_->cfg.on_background_failure) impl_->cfg.on_background_failure(e.what());
+      }
     }
     after = std::move(page.next);
   } while (after);
