@@ -334,11 +334,17 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
   if (!refused && doc.kind == core::file_kind::docx) {
     // libzip reads what the client sent, so it runs in the sandboxed child,
     // never in this process; waiting for it blocks a pool thread, not an I/O one.
-    const auto& path = writer->local_path();
+    // The bytes are read back from the writer: an upload need not be a file.
     const auto limits = pipeline::docx_check_limits(s.cfg.sandbox_strict);
     try {
-      const bool docx = co_await s.blocking.run(
-          [&s, &path, &limits] { return pipeline::is_docx_in_child(s.self_exe, path, limits); });
+      const bool docx = co_await s.blocking.run([&s, &writer, &limits] {
+        return pipeline::is_docx_in_child(
+            s.self_exe, writer->size(),
+            [&writer](std::uint64_t offset, char* out, std::size_t n) {
+              return writer->read_at(offset, out, n);
+            },
+            limits);
+      });
       if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
     } catch (const pipeline::stage_error& e) {
       // The check could not be made (strict mode without the full sandbox, or

@@ -42,8 +42,12 @@ public:
   /// go to the page cache). Throws blob_full or blob_error.
   virtual void write(std::string_view bytes) = 0;
 
-  /// A path that reads the bytes written so far, until commit or abort.
-  virtual const std::filesystem::path& local_path() const noexcept = 0;
+  /// The number of bytes written so far.
+  virtual std::uint64_t size() const noexcept = 0;
+
+  /// Reads up to `n` of the bytes written so far, from `offset`; fewer only at their end.
+  /// For checks made before commit (the DOCX check). Throws blob_error.
+  virtual std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) = 0;
 
   /// Makes the bytes durable and visible under the key (for the local disk:
   /// fsync, link into place, fsync the directory; for S3: the object

@@ -35,12 +35,13 @@ void fsync_path(const std::filesystem::path& p) {
 // creating it takes no lock on a shared directory. 1,000 uploads creating
 // named files in one tmp/ directory spent 13% of their CPU in open(), a
 // third of that spinning on the directory's lock, and each paid a
-// cross-directory rename at commit.
+// cross-directory rename at commit. It is opened for reading too, for the
+// checks made before commit (read_at).
 class fs_writer final : public blob_writer {
 public:
   fs_writer(const fs_blob_store& store, const std::filesystem::path& dir, std::string key)
       : store_(store), key_(std::move(key)) {
-    fd_ = ::open(dir.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+    fd_ = ::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
     if (fd_ < 0) raise("create a temporary file in " + dir.string(), errno);
     path_ = "/proc/self/fd/" + std::to_string(fd_);
   }
@@ -58,10 +59,15 @@ public:
         raise("write " + path_.string(), errno);
       }
       bytes.remove_prefix(static_cast<std::size_t>(n));
+      size_ += static_cast<std::uint64_t>(n);
     }
   }
 
-  const std::filesystem::path& local_path() const noexcept override { return path_; }
+  std::uint64_t size() const noexcept override { return size_; }
+
+  std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) override {
+    return pread_fully(fd_, offset, out, n);
+  }
 
   void commit() override {
     if (::fsync(fd_) != 0) raise("fsync " + path_.string(), errno);
@@ -78,6 +84,8 @@ private:
   const fs_blob_store& store_;
   std::string key_;
   int fd_ = -1;
+  std::uint64_t size_ = 0;
+  // /proc/self/fd/N: what linkat gives the unnamed file its name through.
   std::filesystem::path path_;
 };
 
@@ -91,17 +99,7 @@ public:
   std::uint64_t size() const noexcept override { return size_; }
 
   std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) override {
-    std::size_t done = 0;
-    while (done < n) {
-      const auto got = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        raise("read blob", errno);
-      }
-      if (got == 0) break;
-      done += static_cast<std::size_t>(got);
-    }
-    return done;
+    return pread_fully(fd_, offset, out, n);
   }
 
 private:
@@ -110,6 +108,20 @@ private:
 };
 
 }  // namespace
+
+std::size_t pread_fully(int fd, std::uint64_t offset, char* out, std::size_t n) {
+  std::size_t done = 0;
+  while (done < n) {
+    const auto got = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      raise("read blob", errno);
+    }
+    if (got == 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  return done;
+}
 
 fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)) {
   std::error_code ec;
@@ -183,7 +195,7 @@ void fs_blob_store::check() {
   // directory replaced by a file and a file system without O_TMPFILE all
   // show up here.
   const auto dir = root_ / "tmp";
-  const int fd = ::open(dir.c_str(), O_WRONLY | O_TMPFILE | O_CLOEXEC, 0600);
+  const int fd = ::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
   if (fd < 0) {
     throw blob_error("cannot create a temporary file (O_TMPFILE) in " + dir.string() + ": " +
                      std::strerror(errno));

@@ -305,13 +305,50 @@ bool write_all(int fd, std::string_view data) {
 
 const char* mode_argument(bool strict) { return strict ? "strict" : "best-effort"; }
 
+[[noreturn]] void unreadable() {
+  throw stage_error(
+      core::failure{core::errc::storage_unavailable, "the stored file could not be read", true});
+}
+
 // The parent opens the stored file; the child gets only the descriptor, as
 // its stdin, and never opens a path.
 unique_fd open_input(const std::filesystem::path& file) {
   unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (fd.get() < 0) {
-    throw stage_error(
-        core::failure{core::errc::storage_unavailable, "the stored file could not be read", true});
+  if (fd.get() < 0) unreadable();
+  return fd;
+}
+
+// memfd_create's flag (Linux 6.3) for a file that can never be made
+// executable; bookworm's headers (6.1) stop before it.
+constexpr unsigned memfd_noexec_seal = 0x0008U;
+
+// The bytes `read_at` gives, copied into a sealed memfd: a regular file the
+// child can fstat and map like a stored one, which neither side can change
+// once sealed. The copy goes through a bounded buffer, never the whole file.
+unique_fd sealed_copy(std::uint64_t size, const byte_reader& read_at) {
+  constexpr unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+  int raw = ::memfd_create("docflow-input", flags | memfd_noexec_seal);
+  if (raw < 0 && errno == EINVAL) raw = ::memfd_create("docflow-input", flags);  // before Linux 6.3
+  unique_fd fd(raw);
+  if (fd.get() < 0) crashed("the extractor's input could not be prepared");
+  constexpr std::size_t chunk = 256 * 1024;
+  const auto buffer = std::make_unique<char[]>(chunk);
+  for (std::uint64_t at = 0; at < size;) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, size - at));
+    std::size_t got = 0;
+    try {
+      got = read_at(at, buffer.get(), want);
+    } catch (const std::exception&) {
+      unreadable();  // whatever the reader's own error: this layer knows no store
+    }
+    if (got == 0 || got > want) unreadable();  // the bytes ended before `size`
+    if (!write_all(fd.get(), std::string_view(buffer.get(), got))) {
+      crashed("the extractor's input could not be prepared");
+    }
+    at += got;
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    crashed("the extractor's input could not be prepared");
   }
   return fd;
 }
@@ -420,6 +457,19 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
 
 bool exited_cleanly(const child_run& run) {
   return run.how == child_run::ending::exited && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0;
+}
+
+// The DOCX check on `input`: a child that crashes, hangs or answers nonsense
+// has judged the file, except that the sandbox it needed was missing.
+bool check_docx(const std::filesystem::path& self_exe, int input, const sandbox_limits& limits) {
+  const auto run = run_child(self_exe, child_task::check_docx, input, limits, {});
+  if (!exited_cleanly(run)) return false;
+  try {
+    return decode_docx_check(run.output);
+  } catch (const stage_error& e) {
+    if (e.failure().is(core::errc::sandbox_unavailable)) throw;
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -680,14 +730,13 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
 bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                       const sandbox_limits& limits) {
   const auto input = open_input(file);
-  const auto run = run_child(self_exe, child_task::check_docx, input.get(), limits, {});
-  if (!exited_cleanly(run)) return false;
-  try {
-    return decode_docx_check(run.output);
-  } catch (const stage_error& e) {
-    if (e.failure().is(core::errc::sandbox_unavailable)) throw;
-    return false;
-  }
+  return check_docx(self_exe, input.get(), limits);
+}
+
+bool is_docx_in_child(const std::filesystem::path& self_exe, std::uint64_t size, const byte_reader& read_at,
+                      const sandbox_limits& limits) {
+  const auto input = sealed_copy(size, read_at);
+  return check_docx(self_exe, input.get(), limits);
 }
 
 sandbox_report check_sandbox(const std::filesystem::path& self_exe) {

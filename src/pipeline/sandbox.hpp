@@ -91,6 +91,21 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
 bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                       const sandbox_limits& limits);
 
+/// Reads up to `n` bytes from `offset` into `out`, fewer only at their end,
+/// as blob_writer::read_at does; throws on failure. The pipeline names no
+/// store: the caller binds one.
+using byte_reader = std::function<std::size_t(std::uint64_t offset, char* out, std::size_t n)>;
+
+/// The same check on `size` bytes that `read_at` gives: an upload not yet
+/// committed, which need not be a file. The parent copies them, 256 KiB at a
+/// time, into a sealed memfd (no write, grow or shrink) that becomes the
+/// child's stdin, so the child maps it as it maps a stored file. A throwing
+/// `read_at`, or bytes that end before `size`, is storage_unavailable
+/// (transient); a memfd that cannot be made or filled, extractor_crashed.
+/// Throws otherwise as the path form does. Blocks.
+bool is_docx_in_child(const std::filesystem::path& self_exe, std::uint64_t size, const byte_reader& read_at,
+                      const sandbox_limits& limits);
+
 /// Starts a child that locks itself down and reports which mechanisms took
 /// (`--task report`): what every extraction on this machine gets. Throws
 /// stage_error extractor_crashed when the child fails. Blocks.

@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "blob/fs_blob_store.hpp"
 #include "core/ids.hpp"
 
 namespace docflow::blob::s3 {
@@ -373,7 +374,6 @@ public:
     state_->owner = owner_.get();
     state_->object_key = std::move(object_key);
     part_size_ = state_->owner->cfg.part_size;
-    path_ = "/proc/self/fd/" + std::to_string(state_->spool.get());
   }
 
   ~s3_writer() override {
@@ -401,7 +401,12 @@ public:
     while (size_ > (sent_parts_ + 1) * part_size_) send(sent_parts_ * part_size_, part_size_);
   }
 
-  const std::filesystem::path& local_path() const noexcept override { return path_; }
+  std::uint64_t size() const noexcept override { return size_; }
+
+  // From the spool, which holds every byte until commit, sent or not.
+  std::size_t read_at(std::uint64_t offset, char* out, std::size_t n) override {
+    return pread_fully(state_->spool.get(), offset, out, n);
+  }
 
   void commit() override {
     try {
@@ -449,7 +454,6 @@ private:
   std::uint64_t size_ = 0;
   std::uint64_t sent_parts_ = 0;
   bool committed_ = false;
-  std::filesystem::path path_;
 };
 
 class s3_reader final : public blob_reader {
