@@ -28,8 +28,8 @@ public:
   std::unique_ptr<blob_reader> open(const std::string& key) override;
   void remove(const std::string& key) override;
   bool exists(const std::string& key) override;
-  std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff,
-                                              std::size_t limit, const std::string& after) override;
+  std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff, std::size_t limit,
+                                              const std::string& after) override;
   std::unique_ptr<local_copy> fetch(const std::string& key) override;
 
   /// Where `key` lives (also used by the writer to commit).

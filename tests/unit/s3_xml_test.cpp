@@ -68,7 +68,8 @@ TEST(s3xml, answers_missing_what_they_must_hold_are_errors) {
   }
   EXPECT_THROW(xml::parse_complete_etag("<Error><Code>InternalError</Code></Error>"), s3::s3_error);
   // radosgw 16 answers so; the client then asks the object.
-  EXPECT_EQ(xml::parse_complete_etag("<CompleteMultipartUploadResult><ETag></ETag></CompleteMultipartUploadResult>"),
+  EXPECT_EQ(xml::parse_complete_etag(
+                "<CompleteMultipartUploadResult><ETag></ETag></CompleteMultipartUploadResult>"),
             "");
   EXPECT_THROW(xml::parse_object_page("<ListBucketResult><Contents><Key>k</Key><Size>x</Size>"
                                       "<LastModified>2009-10-12T17:50:30.000Z</LastModified></Contents>"
