@@ -24,29 +24,29 @@ constexpr std::size_t multipart_framing = 64 * 1024;
 
 ops_context ops_of(services& s) { return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads}; }
 
-// A database or a document storage that cannot be reached (restarting, its connections all busy)
-// is a wait, not a fault: whichever handler meets it, the client hears 503
-// and when to come back. Whatever the handler had begun rolled back with
-// the failed call (each store call is one transaction).
+// A database or a document storage that cannot be reached (restarting,
+// its connections all busy, S3 unreachable or throttling past the client's
+// retries) is a wait, not a fault: whichever handler meets it, the client
+// hears 503 and when to come back. Whatever the handler had begun rolled
+// back with the failed call (each store call is one transaction). A full
+// blob store is the upload's to answer (507).
+http::response unavailable(const http::request& r, const char* event, const std::exception& e,
+                           const char* what) {
+  obs::log(obs::level::warn, event, {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
+  core::error refusal(core::errc::unavailable,
+                      std::string(what) + " is unavailable just now; try again shortly");
+  refusal.retry_after = std::chrono::seconds{2};
+  return error_response(r, refusal);
+}
+
 template <class Handler>
 boost::asio::awaitable<http::response> answer(Handler fn, services& s, http::request& r) {
   try {
     co_return co_await fn(s, r);
   } catch (const store::store_unavailable& e) {
-    obs::log(obs::level::warn, "store.unavailable",
-             {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
-    core::error refusal(core::errc::unavailable, "the database is unavailable just now; try again shortly");
-    refusal.retry_after = std::chrono::seconds{2};
-    co_return error_response(r, refusal);
+    co_return unavailable(r, "store.unavailable", e, "the database");
   } catch (const blob::blob_error& e) {
-    // The same for the document storage (S3 unreachable or throttling past
-    // the client's retries). A full store is the upload's to answer (507).
-    obs::log(obs::level::warn, "storage.unavailable",
-             {{"request_id", r.request_id}, {"route", r.route}, {"error", e.what()}});
-    core::error refusal(core::errc::unavailable,
-                        "the document storage is unavailable just now; try again shortly");
-    refusal.retry_after = std::chrono::seconds{2};
-    co_return error_response(r, refusal);
+    co_return unavailable(r, "storage.unavailable", e, "the document storage");
   }
 }
 

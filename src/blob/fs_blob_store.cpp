@@ -1,5 +1,7 @@
 #include "blob/fs_blob_store.hpp"
 
+#include "blob/file_io.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -13,21 +15,13 @@ namespace docflow::blob {
 
 namespace {
 
-[[noreturn]] void raise(const std::string& what, int err) {
-  const std::string message = what + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) {
-    throw blob_full(message);
-  }
-  throw blob_error(message);
-}
-
 void fsync_path(const std::filesystem::path& p) {
   const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) raise("open " + p.string(), errno);
+  if (fd < 0) throw_io_error("open " + p.string(), errno);
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) raise("fsync " + p.string(), err);
+  if (rc != 0) throw_io_error("fsync " + p.string(), err);
 }
 
 // The writer's file is created with O_TMPFILE: it has no name until commit
@@ -42,7 +36,7 @@ public:
   fs_writer(const fs_blob_store& store, const std::filesystem::path& dir, std::string key)
       : store_(store), key_(std::move(key)) {
     fd_ = ::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
-    if (fd_ < 0) raise("create a temporary file in " + dir.string(), errno);
+    if (fd_ < 0) throw_io_error("create a temporary file in " + dir.string(), errno);
     path_ = "/proc/self/fd/" + std::to_string(fd_);
   }
 
@@ -52,15 +46,8 @@ public:
   fs_writer& operator=(const fs_writer&) = delete;
 
   void write(std::string_view bytes) override {
-    while (!bytes.empty()) {
-      const auto n = ::write(fd_, bytes.data(), bytes.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        raise("write " + path_.string(), errno);
-      }
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-      size_ += static_cast<std::uint64_t>(n);
-    }
+    write_all(fd_, bytes, "write an upload's file");
+    size_ += bytes.size();
   }
 
   std::uint64_t size() const noexcept override { return size_; }
@@ -70,12 +57,12 @@ public:
   }
 
   void commit() override {
-    if (::fsync(fd_) != 0) raise("fsync " + path_.string(), errno);
+    if (::fsync(fd_) != 0) throw_io_error("fsync " + path_.string(), errno);
     const auto target = store_.path_of(key_);
     const auto dir = target.parent_path();
     store_.ensure_shard(dir);
     if (::linkat(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) {
-      raise("link " + target.string(), errno);
+      throw_io_error("link " + target.string(), errno);
     }
     fsync_path(dir);
   }
@@ -108,20 +95,6 @@ private:
 };
 
 }  // namespace
-
-std::size_t pread_fully(int fd, std::uint64_t offset, char* out, std::size_t n) {
-  std::size_t done = 0;
-  while (done < n) {
-    const auto got = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      raise("read blob", errno);
-    }
-    if (got == 0) break;
-    done += static_cast<std::size_t>(got);
-  }
-  return done;
-}
 
 fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)) {
   std::error_code ec;
@@ -185,7 +158,7 @@ void fs_blob_store::ensure_shard(const std::filesystem::path& dir) const {
   if (std::filesystem::create_directory(dir, ec)) {
     fsync_path(dir.parent_path());  // the new shard directory itself must survive a crash
   }
-  if (ec) raise("mkdir " + dir.string(), ec.value());
+  if (ec) throw_io_error("mkdir " + dir.string(), ec.value());
   const std::lock_guard lock(shards_mutex_);
   shards_.insert(dir.string());
 }
@@ -213,13 +186,13 @@ std::unique_ptr<blob_reader> fs_blob_store::open(const std::string& key) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return nullptr;
-    raise("open " + path.string(), errno);
+    throw_io_error("open " + path.string(), errno);
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    raise("stat " + path.string(), err);
+    throw_io_error("stat " + path.string(), err);
   }
   return std::make_unique<fs_reader>(fd, static_cast<std::uint64_t>(st.st_size));
 }
@@ -227,7 +200,7 @@ std::unique_ptr<blob_reader> fs_blob_store::open(const std::string& key) {
 void fs_blob_store::remove(const std::string& key) {
   const auto path = path_of(key);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    raise("unlink " + path.string(), errno);
+    throw_io_error("unlink " + path.string(), errno);
   }
 }
 

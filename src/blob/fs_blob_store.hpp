@@ -8,11 +8,6 @@
 
 namespace docflow::blob {
 
-/// Up to `n` bytes of the file `fd` from `offset`, fewer only at its end:
-/// how the stores read their upload files back (blob_writer::read_at) and
-/// the local store its blobs. Throws blob_error.
-std::size_t pread_fully(int fd, std::uint64_t offset, char* out, std::size_t n);
-
 /// Blobs as files: `root/<last two chars of key>/<key>`. An upload is an
 /// unnamed file (O_TMPFILE) in `root/tmp/` until commit links it into place,
 /// so a file under a key is always complete.

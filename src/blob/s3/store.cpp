@@ -16,7 +16,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "blob/fs_blob_store.hpp"
+#include "blob/file_io.hpp"
 #include "core/ids.hpp"
 
 namespace docflow::blob::s3 {
@@ -50,12 +50,6 @@ bool transient(const s3_error& e) {
   }
 }
 
-[[noreturn]] void raise(const std::string& what, int err) {
-  const std::string message = what + ": " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT) throw blob_full(message);
-  throw blob_error(message);
-}
-
 class unique_fd {
 public:
   explicit unique_fd(int fd = -1) noexcept : fd_(fd) {}
@@ -73,17 +67,6 @@ public:
 private:
   int fd_;
 };
-
-void write_all(int fd, std::string_view bytes, const char* what) {
-  while (!bytes.empty()) {
-    const auto n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      raise(what, errno);
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
 
 // This process's own directory inside the scratch directory, locked
 // (flock) for as long as the process lives. A directory whose lock can be
@@ -116,7 +99,7 @@ public:
   // every upload, so readiness and start-up find out.
   void check() const {
     const unique_fd fd(::open(dir_.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
-    if (fd.get() < 0) raise("create a temporary file (O_TMPFILE) in " + dir_.string(), errno);
+    if (fd.get() < 0) throw_io_error("create a temporary file (O_TMPFILE) in " + dir_.string(), errno);
   }
   ~scratch_area() {
     std::error_code ignored;
@@ -128,7 +111,7 @@ public:
     if (lock_ >= 0) ::close(lock_);
     std::error_code ignored;
     std::filesystem::remove_all(making, ignored);
-    raise(what, err);
+    throw_io_error(what, err);
   }
   scratch_area(const scratch_area&) = delete;
   scratch_area& operator=(const scratch_area&) = delete;
@@ -370,7 +353,7 @@ public:
       : owner_(std::move(owner)), state_(std::make_shared<upload_state>()) {
     const auto& dir = owner_->scratch.dir();
     state_->spool.reset(::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
-    if (state_->spool.get() < 0) raise("create a temporary file in " + dir.string(), errno);
+    if (state_->spool.get() < 0) throw_io_error("create a temporary file in " + dir.string(), errno);
     state_->owner = owner_.get();
     state_->object_key = std::move(object_key);
     part_size_ = state_->owner->cfg.part_size;
@@ -506,8 +489,6 @@ store::store(store_config config) {
 
 store::~store() = default;
 
-std::string store::object_key(const std::string& key) const { return impl_->object_key(key); }
-
 // A write, as an upload makes one, proves the bucket, the credentials and
 // the network; the probe object is deleted again and, not being a key,
 // never listed as a blob.
@@ -559,7 +540,7 @@ std::unique_ptr<local_copy> store::fetch(const std::string& key) {
   auto path = impl_->scratch.dir() / (key + '-' + core::random_hex(4));
   auto copy = std::make_unique<local_copy>(path, true);  // removes the file whatever happens next
   const unique_fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (fd.get() < 0) raise("create " + path.string(), errno);
+  if (fd.get() < 0) throw_io_error("create " + path.string(), errno);
   // A retried GET resumes after what was written (the client's promise),
   // so appending is right.
   const auto found = impl_->s3.get_object(object_key, std::nullopt, [&fd](std::string_view bytes) {

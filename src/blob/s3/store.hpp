@@ -61,9 +61,6 @@ public:
   std::size_t remove_incomplete_before(std::chrono::system_clock::time_point cutoff) override;
   std::optional<std::string> download_url(const std::string& key, const download_headers& headers) override;
 
-  /// The S3 key a blob key is stored under.
-  std::string object_key(const std::string& key) const;
-
   struct impl;
 
 private:
