@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -15,6 +16,7 @@
 #include "api/routes.hpp"
 #include "app/wiring.hpp"
 #include "config/config.hpp"
+#include "config/units.hpp"
 #include "pipeline/sandbox.hpp"
 
 namespace docflow::app {
@@ -153,6 +155,15 @@ int run_cli(int argc, char** argv) {
   add_settings(*serve_cmd, config::for_serve, raw);
   auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending database migrations and exit");
   add_settings(*migrate_cmd, config::for_migrate, raw);
+  auto* maintenance_cmd = app.add_subcommand(
+      "maintenance",
+      "Run one maintenance pass now: expired records, orphan blobs and uncommitted uploads older than "
+      "--min-age");
+  std::string maintenance_min_age = "1h";
+  maintenance_cmd->add_option("--min-age", maintenance_min_age,
+                              "leave orphan blobs and uploads younger than this (default 1h); 0s only "
+                              "when no upload is in flight");
+  add_settings(*maintenance_cmd, config::for_maintenance, raw);
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
@@ -217,6 +228,15 @@ int run_cli(int argc, char** argv) {
   }
   if (migrate_cmd->parsed()) {
     return migrate(load_or_exit(raw, config::for_migrate));
+  }
+  if (maintenance_cmd->parsed()) {
+    const auto min_age = config::parse_duration(maintenance_min_age);
+    if (!min_age) {
+      std::cerr << "docflow: --min-age: expected a duration such as 0s, 30m or 1h\n";
+      return exit_bad_config;
+    }
+    return maintain(load_or_exit(raw, config::for_maintenance),
+                    std::chrono::duration_cast<std::chrono::seconds>(*min_age));
   }
   if (user_add_cmd->parsed()) {
     return user_add(load_or_exit(raw, config::for_user), user_name, user_admin);

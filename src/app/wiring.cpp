@@ -55,6 +55,8 @@ namespace docflow::app {
 namespace {
 
 constexpr int exit_failure = 1;
+// sysexits' EX_TEMPFAIL: nothing wrong, try again later.
+constexpr int exit_busy = 75;
 constexpr const char* pipeline_version = "docflow-pipeline/1";
 // Spec §2: 20 failures from one address, and the username limit, per 15 minutes.
 constexpr unsigned login_max_failures_per_address = 20;
@@ -65,6 +67,9 @@ constexpr std::chrono::milliseconds event_poll{250};
 // Often enough that RSS follows a burst down within seconds; a trim with
 // little to give back takes a fraction of a millisecond.
 constexpr std::chrono::seconds heap_trim_period{5};
+// Orphan blobs and uncommitted uploads younger than this are left alone by
+// the periodic pass: an upload may be between its blob and its row.
+constexpr std::chrono::hours maintenance_min_age{1};
 // How long an upload waits for a turn to receive its body before it goes
 // ahead anyway: long enough for a burst's waves to drain, short enough that
 // clients holding every turn (slowly) cannot stall the others.
@@ -290,8 +295,64 @@ private:
 
 }  // namespace
 
+// What one maintenance pass removed.
+struct purge_counts {
+  std::uint64_t refresh_families = 0;
+  std::uint64_t idempotency_keys = 0;
+  std::uint64_t throttle_keys = 0;
+  std::uint64_t orphan_blobs = 0;
+  std::uint64_t incomplete_uploads = 0;
+
+  [[nodiscard]] bool any() const {
+    return refresh_families > 0 || idempotency_keys > 0 || throttle_keys > 0 || orphan_blobs > 0 ||
+           incomplete_uploads > 0;
+  }
+};
+
+void log_purge(const purge_counts& n) {
+  obs::log(obs::level::info, "maintenance.purged",
+           {{"refresh_families", n.refresh_families},
+            {"idempotency_keys", n.idempotency_keys},
+            {"throttle_keys", n.throttle_keys},
+            {"orphan_blobs", n.orphan_blobs},
+            {"incomplete_uploads", n.incomplete_uploads}});
+}
+
+// Blobs that no document row names: a crash between a blob's commit and its
+// row's insert leaves one, so does a delete whose blob could not be removed.
+// `min_age` keeps the sweep clear of an upload between those two steps
+// (they are moments apart). One batch, from `cursor` on; `cursor` is where
+// the next batch begins, empty once the whole store has been seen.
+std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, core::time_point now,
+                                std::chrono::seconds min_age, std::string& cursor) {
+  constexpr std::size_t batch = 10000;
+  const auto keys = blobs.keys_stored_before(now - min_age, batch, cursor);
+  cursor = keys.size() < batch ? std::string() : keys.back();
+  std::size_t removed = 0;
+  for (const auto& key : keys) {
+    if (db.find_document(key, std::nullopt)) continue;
+    blobs.remove(key);
+    ++removed;
+  }
+  return removed;
+}
+
 // Removes what has expired (refresh families, idempotency keys, throttled
-// attempts) and orphan blobs every `period` until stopped. Of the processes
+// attempts), orphan blobs older than `min_age` (one batch from `cursor`)
+// and uploads that began over `min_age` ago and never committed: their
+// process died or dropped them and could not abort (S3 unreachable).
+purge_counts maintenance_pass(store::database& db, blob::blob_store& blobs, core::time_point now,
+                              std::chrono::seconds min_age, std::string& cursor) {
+  purge_counts n;
+  n.refresh_families = db.purge_refresh_families(now);
+  n.idempotency_keys = db.purge_idempotency_keys(now);
+  n.throttle_keys = db.purge_attempts(now);
+  n.orphan_blobs = remove_orphan_blobs(db, blobs, now, min_age, cursor);
+  n.incomplete_uploads = blobs.remove_incomplete_before(now - min_age);
+  return n;
+}
+
+// Runs a maintenance pass every `period` until stopped. Of the processes
 // sharing the database, one at a time runs a pass: the others find the
 // maintenance lease taken and skip theirs.
 class maintenance {
@@ -303,25 +364,6 @@ public:
         }) {}
 
 private:
-  // Blobs that no document row names: a crash between a blob's commit and
-  // its row's insert leaves one, so does a delete whose blob could not be
-  // removed. An hour's age keeps the sweep clear of an upload between
-  // those two steps (they are moments apart). A batch per pass, each going
-  // on after the last (`cursor_`), so a store of any size is covered.
-  std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, core::time_point now) {
-    constexpr auto min_age = std::chrono::hours(1);
-    constexpr std::size_t batch = 10000;
-    const auto keys = blobs.keys_stored_before(now - min_age, batch, cursor_);
-    cursor_ = keys.empty() ? std::string() : keys.back();
-    std::size_t removed = 0;
-    for (const auto& key : keys) {
-      if (db.find_document(key, std::nullopt)) continue;
-      blobs.remove(key);
-      ++removed;
-    }
-    return removed;
-  }
-
   void loop(const std::stop_token& stop, store::database& db, blob::blob_store& blobs,
             const core::clock& clock, std::chrono::minutes period) {
     std::mutex m;
@@ -329,21 +371,8 @@ private:
     while (!stop.stop_requested()) {
       try {
         if (const auto lease = db.try_maintenance_lease()) {
-          const auto families = db.purge_refresh_families(clock.now());
-          const auto keys = db.purge_idempotency_keys(clock.now());
-          const auto attempts = db.purge_attempts(clock.now());
-          const auto orphans = remove_orphan_blobs(db, blobs, clock.now());
-          // An upload that has not committed in an hour never will: its
-          // process died or dropped it and could not abort (S3 unreachable).
-          const auto incomplete = blobs.remove_incomplete_before(clock.now() - std::chrono::hours(1));
-          if (families > 0 || keys > 0 || attempts > 0 || orphans > 0 || incomplete > 0) {
-            obs::log(obs::level::info, "maintenance.purged",
-                     {{"refresh_families", families},
-                      {"idempotency_keys", keys},
-                      {"throttle_keys", attempts},
-                      {"orphan_blobs", orphans},
-                      {"incomplete_uploads", incomplete}});
-          }
+          const auto purged = maintenance_pass(db, blobs, clock.now(), maintenance_min_age, cursor_);
+          if (purged.any()) log_purge(purged);
         } else {
           obs::log(obs::level::debug, "maintenance.skipped", {{"reason", "another process holds the lease"}});
         }
@@ -626,6 +655,34 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "docflow: user add failed: " << e.what() << '\n';
+    return exit_failure;
+  }
+}
+
+int maintain(const config::config& cfg, std::chrono::seconds min_age) {
+  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  try {
+    const auto db = open_database(cfg, cfg.auto_migrate);
+    const auto blobs = make_blob_store(cfg);
+    const auto lease = db->try_maintenance_lease();
+    if (!lease) {
+      std::cerr << "docflow: maintenance: another process is running a pass; try again in a moment\n";
+      return exit_busy;
+    }
+    purge_counts total;
+    std::string cursor;
+    do {
+      const auto n = maintenance_pass(*db, *blobs, core::system_clock().now(), min_age, cursor);
+      total.refresh_families += n.refresh_families;
+      total.idempotency_keys += n.idempotency_keys;
+      total.throttle_keys += n.throttle_keys;
+      total.orphan_blobs += n.orphan_blobs;
+      total.incomplete_uploads += n.incomplete_uploads;
+    } while (!cursor.empty());
+    log_purge(total);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "docflow: maintenance failed: " << e.what() << '\n';
     return exit_failure;
   }
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace docflow::config {
@@ -20,6 +21,12 @@ int work(const config::config& cfg);
 /// `docflow migrate`: applies pending schema migrations and reports the
 /// version reached. Returns the process exit code.
 int migrate(const config::config& cfg);
+
+/// `docflow maintenance [--min-age D]`: one maintenance pass over the whole
+/// store now: expired refresh families, idempotency keys and throttle
+/// counts, orphan blobs and uncommitted uploads older than `min_age`. Exit
+/// code 75 when another process holds the maintenance lease.
+int maintain(const config::config& cfg, std::chrono::seconds min_age);
 
 /// `docflow user add NAME [--admin]`: creates an account. The password is
 /// typed twice without echo when standard input is a terminal, else it is

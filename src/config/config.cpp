@@ -31,7 +31,9 @@ const std::vector<setting_info>& settings() {
   // serve reads every setting, worker those of storage and the pipeline,
   // migrate and user only where the database is.
   constexpr unsigned job_commands = for_serve | for_worker;
-  constexpr unsigned every_command = for_serve | for_worker | for_migrate | for_user;
+  constexpr unsigned every_command = for_serve | for_worker | for_migrate | for_user | for_maintenance;
+  // The commands that open the blob store.
+  constexpr unsigned storage_commands = job_commands | for_maintenance;
   static const std::vector<setting_info> all{
       {"DOCFLOW_LISTEN", "--listen", "address:port to listen on (default 127.0.0.1:8000)", for_serve},
       {"DOCFLOW_DATA_DIR", "--data-dir", "directory for the database, blobs and secrets (default ./data)",
@@ -48,27 +50,27 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_STORAGE_URL", "--storage-url",
        "file://PATH, or s3://BUCKET[/PREFIX][?endpoint=http(s)://HOST[:PORT]&region=R&path_style=true] "
        "(default file://<data>/blobs; region default AWS_REGION, AWS_DEFAULT_REGION, us-east-1)",
-       job_commands},
+       storage_commands},
       {"DOCFLOW_SCRATCH_DIR", "--scratch-dir",
        "directory for temporary local copies of blobs: upload spools, workers' inputs (default "
        "<data>/scratch)",
-       job_commands},
+       storage_commands},
       {"DOCFLOW_S3_PART_SIZE", "--s3-part-size",
        "part size of multipart uploads to S3, 5MiB to 5GiB; larger uploads go up in parts (default 8MiB)",
        for_serve},
       {"DOCFLOW_S3_PRESIGNED_DOWNLOADS", "--s3-presigned-downloads",
        "on or off: /content answers 302 to a short-lived presigned S3 URL (default off; s3:// only)",
        for_serve},
-      {"AWS_ACCESS_KEY_ID", "--aws-access-key-id", "S3 access key ID (required with s3://)", job_commands,
+      {"AWS_ACCESS_KEY_ID", "--aws-access-key-id", "S3 access key ID (required with s3://)", storage_commands,
        true},
       {"AWS_SECRET_ACCESS_KEY", "--aws-secret-access-key", "S3 secret access key (required with s3://)",
-       job_commands, true},
+       storage_commands, true},
       {"AWS_SESSION_TOKEN", "--aws-session-token",
-       "S3 session token, with temporary credentials (default unset)", job_commands, true},
+       "S3 session token, with temporary credentials (default unset)", storage_commands, true},
       {"DOCFLOW_AUTO_MIGRATE", "--auto-migrate",
        "on or off: whether this command applies pending migrations; off, it refuses an older schema "
        "(run docflow migrate) (default on with SQLite)",
-       job_commands | for_user},
+       job_commands | for_user | for_maintenance},
       {"DOCFLOW_JWT_SECRET", "--jwt-secret",
        "HS256 key, at least 32 bytes (default: generated into <data>/jwt.secret; required with PostgreSQL)",
        job_commands, true},
@@ -121,7 +123,7 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
        "time allowed for one call to the ML enrich service (default 30s)", job_commands},
       {"DOCFLOW_LOG_LEVEL", "--log-level", "debug, info, warn or error (default info)",
-       job_commands | for_migrate},
+       job_commands | for_migrate | for_maintenance},
       {"DOCFLOW_HEADER_TIMEOUT", "--header-timeout", "time to receive a request head (default 30s)",
        for_serve},
       {"DOCFLOW_BODY_TIMEOUT", "--body-timeout", "longest pause between body bytes (default 60s)", for_serve},
@@ -815,17 +817,16 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
 }
 
 void require_for(const config& c, command cmd) {
-  if ((cmd & (for_serve | for_worker)) == 0) return;
   std::vector<invalid_setting> problems;
   // A key generated on each node would make a token valid on that node
   // only: with a shared database the nodes must share their key too.
-  if (c.database == database_kind::postgres && !c.jwt_secret) {
+  if ((cmd & (for_serve | for_worker)) != 0 && c.database == database_kind::postgres && !c.jwt_secret) {
     problems.push_back({"DOCFLOW_JWT_SECRET",
                         "must be set (or DOCFLOW_JWT_SECRET_FILE) with a postgresql:// database: every "
                         "node must sign and verify with the same key"});
   }
   // Not required by load(): migrate and user never open the blob store.
-  if (c.storage == storage_kind::s3) {
+  if ((cmd & (for_serve | for_worker | for_maintenance)) != 0 && c.storage == storage_kind::s3) {
     for (const auto& [name, value] : {std::pair{"AWS_ACCESS_KEY_ID", &c.s3.access_key_id},
                                       {"AWS_SECRET_ACCESS_KEY", &c.s3.secret_access_key}}) {
       if (value->empty()) {

@@ -20,6 +20,7 @@ enum command : unsigned {
   for_worker = 1U << 1,
   for_migrate = 1U << 2,
   for_user = 1U << 3,  ///< user add, user list
+  for_maintenance = 1U << 4,
 };
 
 /// One configuration setting: its environment variable, the command-line flag
