@@ -1,13 +1,18 @@
 """Operations endpoints (SPEC section 5): /healthz, /readyz, /metrics and the
 access log."""
+import fcntl
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 import unittest
 
 from harness import (ServerTestCase, SharedServerTestCase, database_url, metric, only_on, parse_metrics,
-                     postgres_server, run_cli)
+                     postgres_server, run_cli, run_sql, stored_blobs)
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
 RECOVERY_BOUND = 15.0  # seconds; the PostgreSQL pool retries a lost server with a backoff of up to 5 s
 
@@ -328,3 +333,64 @@ class AccessLogTest(ServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MaintenanceCommandTest(ServerTestCase):
+    """`docflow maintenance`: one pass now, on either engine and store."""
+
+    def upload(self, server, token, data):
+        boundary = "ops-maintenance-boundary"
+        body = (b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"file\"; "
+                b"filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n" + data + b"\r\n--"
+                + boundary.encode() + b"--\r\n")
+        res = server.request("POST", "/documents", body=body, headers={
+            "Authorization": "Bearer " + token, "Content-Type": "multipart/form-data; boundary=" + boundary})
+        self.assertEqual(res.status, 201, res)
+        return res.json()["id"]
+
+    def test_removes_orphan_blobs_older_than_min_age_and_keeps_the_rest(self):
+        server = self.start_server()
+        credentials = json.dumps({"username": "maintainer", "password": "pw-" + "x" * 16})
+        headers = {"Content-Type": "application/json"}
+        self.assertEqual(server.request("POST", "/auth/register", body=credentials, headers=headers).status, 201)
+        token = server.request("POST", "/auth/login", body=credentials, headers=headers).json()["access_token"]
+        with open(os.path.join(FIXTURES, "en-1page.pdf"), "rb") as f:
+            pdf = f.read()
+        kept = self.upload(server, token, pdf + b"%kept\n")
+        orphan = self.upload(server, token, pdf + b"%orphan\n")
+        data_dir = server.data_dir
+        server.signal(signal.SIGTERM)
+        self.assertEqual(server.wait_exit(), 0)
+        # A row lost after its blob was stored, as a crash between the two leaves it.
+        run_sql(data_dir, "DELETE FROM documents WHERE id = '%s'" % orphan)
+
+        def blobs_named(doc_id):
+            return [b for b in stored_blobs(data_dir) if b.endswith(doc_id)]
+
+        done = run_cli(["maintenance"], data_dir=data_dir)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn('"orphan_blobs":0', done.stdout)
+        self.assertEqual(len(blobs_named(orphan)), 1, "an orphan younger than the default hour was removed")
+
+        done = run_cli(["maintenance", "--min-age", "0s"], data_dir=data_dir)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn('"orphan_blobs":1', done.stdout)
+        self.assertEqual(blobs_named(orphan), [])
+        self.assertEqual(len(blobs_named(kept)), 1)
+
+    def test_bad_min_age_exits_2(self):
+        done = run_cli(["maintenance", "--min-age", "soon"])
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--min-age", done.stderr)
+
+    @only_on("sqlite", "the lease is a lock on a file next to the database")
+    def test_exits_75_while_another_process_holds_the_lease(self):
+        data_dir = tempfile.mkdtemp(prefix="docflow-it-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        self.assertEqual(run_cli(["migrate"], data_dir=data_dir).returncode, 0)
+        with open(os.path.join(data_dir, "docflow.db-maintenance"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = run_cli(["maintenance"], data_dir=data_dir)
+        self.assertEqual(done.returncode, 75, done.stderr)
+        self.assertIn("another process", done.stderr)
+        self.assertEqual(run_cli(["maintenance"], data_dir=data_dir).returncode, 0)
