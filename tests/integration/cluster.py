@@ -5,7 +5,8 @@ person; the cluster tests and `make bench-cluster` run it in-process.
 
 nginx runs on the files docs/operations.md recommends for production,
 deploy/nginx/docflow-http.conf and docflow-locations.conf, unchanged; only
-the main context, the upstream list and `listen` are written here.
+the main context, the upstream block (as deploy/nginx/docflow.conf.example
+has it, on this cluster's ports) and `listen` are written here.
 
 - Cluster(serve=2, workers=2, env={...}): starts everything and returns
   once nginx and every process answer; .url is nginx's base URL, .port its
@@ -158,6 +159,21 @@ class Process:
         return out
 
 
+def example_upstream(ports):
+    """The body of the `upstream docflow` block of
+    deploy/nginx/docflow.conf.example, its `server` lines replaced by one per
+    port with the parameters of the example's first."""
+    with open(os.path.join(NGINX_DIR, "docflow.conf.example")) as f:
+        text = f.read()
+    body = text[text.index("upstream docflow {") + len("upstream docflow {"):]
+    body = body[:body.index("\n}")].strip("\n").split("\n")
+    servers = [line.split() for line in body if line.split()[:1] == ["server"]]
+    parameters = " ".join(servers[0][2:]).rstrip(";")
+    rest = [line for line in body if line.split()[:1] != ["server"]]
+    lines = ["    server 127.0.0.1:%d %s;" % (port, parameters) for port in ports] + rest
+    return "".join("    " + line + "\n" for line in lines)
+
+
 class Nginx:
     def __init__(self, cluster, port):
         self.cluster = cluster
@@ -174,7 +190,7 @@ class Nginx:
 
     def write_conf(self, serves):
         d = self.dir
-        upstream = "".join("        server 127.0.0.1:%d max_fails=1 fail_timeout=5s;\n" % s.port for s in serves)
+        upstream = example_upstream([s.port for s in serves])
         text = """# Written by tests/integration/cluster.py: the main context, the upstream
 # list and `listen`; everything else is deploy/nginx/ as shipped.
 worker_processes 2;
@@ -201,9 +217,7 @@ http {{
     include {shipped}/docflow-http.conf;
 
     upstream docflow {{
-{upstream}        keepalive 32;
-        keepalive_timeout 50s;
-    }}
+{upstream}    }}
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
