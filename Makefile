@@ -13,7 +13,7 @@ endif
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps deps-server configure configure-tests build server run test unit integration fault fuzz test-asan test-tsan \
-        lint format bench clean
+        lint format bench cluster cluster-down clean
 
 all: build
 
@@ -93,6 +93,16 @@ lint: deps configure-tests
 
 format:
 	clang-format -i $(SOURCES)
+
+# A local cluster on 127.0.0.1 (docs/operations.md, "Scaling out"):
+# PostgreSQL, radosgw, 2 serve behind nginx on :8080, 2 workers. It stays up
+# in the background: `scripts/cluster status`, `make cluster-down`.
+cluster: deps configure-tests
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target docflow
+	DOCFLOW_BIN=$(abspath $(BUILD_DIR))/src/docflow scripts/cluster up
+
+cluster-down:
+	scripts/cluster down
 
 # Every benchmark scenario against docflow (on SQLite and PostgreSQL) and nginx, one table (bench/README.md).
 bench:
