@@ -240,10 +240,6 @@ def tool(argv, marker, log):
     raise SystemExit("bench-cluster: no %s line from %s" % (marker, argv[0]))
 
 
-def ms(v):
-    return None if v is None else round(v, 1)
-
-
 def run_burst(cluster_mod, cfg, work, log):
     n = cfg["burst_connections"]
     body = os.path.join(work, "body.1m")
@@ -268,7 +264,7 @@ def run_burst(cluster_mod, cfg, work, log):
                 setting="2 serve, PostgreSQL + S3, via nginx", successes=b["successes"], attempts=n,
                 errors=n - b["successes"], statuses=b["statuses"], socket_errors=b["errors"], wall_s=b["wall_s"],
                 requests_per_s=round(b["successes"] / b["wall_s"], 1) if b["wall_s"] else None,
-                p50_ms=ms(b["p50_ms"]), p95_ms=ms(b["p95_ms"]), p99_ms=ms(b["p99_ms"]), max_ms=ms(b["max_ms"]),
+                p50_ms=b["p50_ms"], p95_ms=b["p95_ms"], p99_ms=b["p99_ms"], max_ms=b["max_ms"],
                 burst_client_cpu_s=b["client_cpu_s"])
 
 
@@ -345,14 +341,15 @@ def run_processing(cluster_mod, cfg, kind, work, log):
                 cfg["ml_delay_ms"])
             rows.append(dict(
                 m, key="%s_w%d" % (kind, count), server="cluster", kind=kind,
-                scenario="process %s, PDF + DOCX" % ("CPU-bound" if kind == "process_cpu" else "with 200 ms ML"),
+                scenario="process %s, PDF + DOCX" % (
+                    "CPU-bound" if kind == "process_cpu" else "with %d ms ML" % cfg["ml_delay_ms"]),
                 setting="%d worker%s x %d thread%s" % (count, "s" if count > 1 else "", threads,
                                                        "s" if threads > 1 else ""),
                 pipeline=what, worker_processes=count, worker_threads=threads, concurrency=count * threads,
                 documents=p["documents"], completed=p["completed"], failed=p["failed"],
                 not_done_at_timeout=p["not_done_at_timeout"], errors=p["errors"], wall_s=p["wall_s"],
-                queue_s=p["queue_s"], documents_per_s=p["docs_per_s"], p50_ms=ms(p["p50_ms"]),
-                p95_ms=ms(p["p95_ms"]), p99_ms=ms(p["p99_ms"]),
+                queue_s=p["queue_s"], documents_per_s=p["docs_per_s"], p50_ms=p["p50_ms"],
+                p95_ms=p["p95_ms"], p99_ms=p["p99_ms"],
                 workers_cpu_s=round(workers_cpu, 2),
                 workers_cpu_ms_per_doc=round(workers_cpu * 1000 / done, 1),
                 cluster_cpu_ms_per_doc=round(m["cluster_cpu_s"] * 1000 / done, 1),
@@ -415,7 +412,8 @@ def print_report(chosen, steps, proj):
         table.append([r["scenario"], r["setting"], report.fmt(report.rate(r)), report.fmt_ms(r["p50_ms"]),
                       report.fmt_ms(r["p95_ms"]), report.fmt_ms(r["p99_ms"]), report.fmt(r["errors"]),
                       report.fmt(per_op), report.fmt(r.get("workers_cpu_ms_per_doc")),
-                      report.fmt(round(r["cluster_cpu_s"] / wall, 2), 2), report.fmt(round(r["other_cpu_s"] / wall, 2), 2),
+                      report.fmt(round(r["cluster_cpu_s"] / wall, 2), 2),
+                      report.fmt(round(r["other_cpu_s"] / wall, 2), 2),
                       report.fmt(r["load_start"][0], 2), "%.2fx" % f if f else ""])
     report.print_columns(table)
     print()
@@ -446,9 +444,10 @@ def print_report(chosen, steps, proj):
                                                for s in ss))
     if proj:
         print()
-        print("CPU-bound pipeline, from %s: %.0f ms of cluster CPU per document (workers %.0f; the client %.0f besides):" % (
-            proj["from"], proj["cluster_cpu_s_per_doc"] * 1000, proj["workers_cpu_s_per_doc"] * 1000,
-            proj["client_cpu_s_per_doc"] * 1000))
+        print("CPU-bound pipeline, from %s: %.0f ms of cluster CPU per document "
+              "(workers %.0f; the client %.0f besides):" % (
+                  proj["from"], proj["cluster_cpu_s_per_doc"] * 1000, proj["workers_cpu_s_per_doc"] * 1000,
+                  proj["client_cpu_s_per_doc"] * 1000))
         print("  at most " + ", ".join("%s documents/s on %s cores" % (v, n)
                                       for n, v in proj["documents_per_s_at_cores"].items())
               + " (with as many worker threads as cores, the cluster alone on them)")
@@ -518,8 +517,6 @@ def main():
     rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     changed = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
                              capture_output=True, text=True)
-    settings = {k: v for k, v in cfg.items() if k != "env"}
-    settings["env"] = cfg["env"]
     doc = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "git_revision": rev.stdout.strip() or "unknown",
@@ -529,7 +526,7 @@ def main():
         "load_average_after": load_after,
         "note": "load generators (burst.py, process.py) and the ML service run on the same machine as the cluster"
                 + ("; " + os.environ["BENCH_NOTE"] if os.environ.get("BENCH_NOTE") else ""),
-        "settings": settings,
+        "settings": cfg,
         "results": chosen,
         "scaling": steps,
         "cpu_bound_projection": proj,
