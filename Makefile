@@ -13,7 +13,7 @@ endif
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps deps-server configure configure-tests build server run test unit integration fault fuzz test-asan test-tsan \
-        lint format bench cluster cluster-down clean
+        lint format bench bench-cluster cluster cluster-down clean
 
 all: build
 
@@ -110,6 +110,14 @@ bench:
 	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
 	cmake --build build-release -j $(JOBS) --target docflow
 	bench/run.sh build-release/src/docflow
+
+# Scaling on the local cluster (PostgreSQL, S3, serve processes behind nginx, worker processes): the burst
+# through nginx, and processing with 1, 2 and 4 worker processes (bench/README.md, "The cluster").
+bench-cluster:
+	@scripts/install-deps bench
+	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+	cmake --build build-release -j $(JOBS) --target docflow
+	bench/cluster.py build-release/src/docflow
 
 clean:
 	rm -rf $(BUILD_DIR) build-release build-asan build-tsan

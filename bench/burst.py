@@ -10,7 +10,7 @@
    bytes, written by bench/make_upload.py) and read the answers.
 3. Prints one JSON line (`BURST_RESULT {...}`) on stdout: successes (201) out
    of N, the status and error counts, the wall time from the release to the
-   last answer, per-upload latency (release to complete answer) p50/p90/p99/max,
+   last answer, per-upload latency (release to complete answer) p50/p90/p95/p99/max,
    and the client's own CPU time (user + system, all threads) over the same
    span, so a client that was the bottleneck shows up.
 4. With --watch-pids, also samples every 0.1 s the server's CPU (those
@@ -314,6 +314,7 @@ def main() -> int:
         "wall_s": round(wall, 3),
         "p50_ms": ms(percentile(latencies, 50)),
         "p90_ms": ms(percentile(latencies, 90)),
+        "p95_ms": ms(percentile(latencies, 95)),
         "p99_ms": ms(percentile(latencies, 99)),
         "max_ms": ms(latencies[-1] if latencies else None),
         "client_cpu_s": round(client_cpu, 3),

@@ -17,7 +17,7 @@ It prints one line, `PROCESS_RESULT {json}`:
 
 - wall_s: from the first process request to the last finished_at;
 - docs_per_s: documents COMPLETED / wall_s;
-- latency p50/p90/p99/max: from a document's process request being sent to
+- latency p50/p90/p95/p99/max: from a document's process request being sent to
   its finished_at (client and server share the machine's clock; the server
   writes milliseconds);
 - queue_s: how long sending every process request took;
@@ -188,6 +188,7 @@ def run(a):
         "docs_per_s": round(len(finished) / wall, 2) if wall > 0 else None,
         "p50_ms": ms(percentile(latencies, 50)),
         "p90_ms": ms(percentile(latencies, 90)),
+        "p95_ms": ms(percentile(latencies, 95)),
         "p99_ms": ms(percentile(latencies, 99)),
         "max_ms": ms(latencies[-1] if latencies else None),
         "connections": a.connections,

@@ -448,6 +448,16 @@ def fmt_ms(v):
     return f"{v / 1000:,.2f} s" if v >= 1000 else f"{v:.2f} ms"
 
 
+def print_columns(table, left=2):
+    """Prints rows of strings as aligned columns, the first `left` flush left,
+    the figures flush right, with a rule under the first row (the heads)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for i, row in enumerate(table):
+        print("  ".join(c.ljust(widths[j]) if j < left else c.rjust(widths[j]) for j, c in enumerate(row)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 def print_table(chosen, over_nginx, over_sqlite):
     head = ["scenario", "server", "req/s", "MB/s", "p50", "p90", "p99", "errors", "CPU s/GB", "CPU ms/op",
             "peak RSS MiB", "x nginx", "x sqlite"]
@@ -459,11 +469,7 @@ def print_table(chosen, over_nginx, over_sqlite):
                       fmt_ms(r.get("p90_ms")), fmt_ms(r.get("p99_ms")), fmt(r.get("errors")),
                       fmt(r.get("cpu_s_per_gb"), 2), fmt(r.get("cpu_ms_per_op"), 3), fmt(r.get("peak_rss_mib")),
                       f"{ratio:.2f}x" if ratio is not None else "", f"{pg_ratio:.2f}x" if pg_ratio is not None else ""])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for i, row in enumerate(table):
-        print("  ".join(c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(table)
     print()
     print("req/s: successful requests per second (process rows: documents COMPLETED per second). p50/p90/p99:")
     print("request latency (process rows: from the process request to COMPLETED). CPU: server utime+stime, plus")

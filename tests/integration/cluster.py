@@ -252,24 +252,27 @@ http {{
 
 
 class Cluster:
-    def __init__(self, serve=2, workers=2, env=None, directory=None, port=None, worker_threads=None):
+    def __init__(self, serve=2, workers=2, env=None, directory=None, port=None, worker_threads=None,
+                 s3_memstore_bytes=s3.DEFAULT_MEMSTORE_BYTES):
         """`env`: settings for every docflow process (None unsets one);
         `worker_threads`: DOCFLOW_WORKERS of each worker process (default:
-        docflow's, the number of cores)."""
+        docflow's, the number of cores); `s3_memstore_bytes`: the S3 server's
+        memory budget for objects (s3.py), for runs that keep more than its
+        default allows (a 1,000 x 1 MiB burst)."""
         self.dir = directory or tempfile.mkdtemp(prefix="docflow-cluster-")
         os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
         self.pg = self.s3 = self.nginx = None
         self.serves, self.workers = [], []
         try:
-            self._start(serve, workers, env or {}, port, worker_threads)
+            self._start(serve, workers, env or {}, port, worker_threads, s3_memstore_bytes)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, serve, workers, env, port, worker_threads):
+    def _start(self, serve, workers, env, port, worker_threads, s3_memstore_bytes):
         self.pg = pg.PostgresServer()
         self.database_url = self.pg.create_database()
-        self.s3 = s3.S3Server()
+        self.s3 = s3.S3Server(s3_memstore_bytes)
         self.bucket = self.s3.create_bucket("docflow")
         query = urllib.parse.urlencode({"endpoint": self.s3.endpoint, "region": self.s3.region,
                                         "path_style": "true"})
