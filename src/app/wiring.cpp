@@ -236,6 +236,12 @@ std::unique_ptr<store::database> open_database(const config::config& cfg, bool m
   return db;
 }
 
+// Every command's first step: its log level, and the node its lines name.
+void start_logging(const config::config& cfg, obs::level min) {
+  obs::set_level(min);
+  obs::set_node(cfg.node_name.value_or(obs::default_node_name()));
+}
+
 // The metrics every process exposes about itself.
 void describe_process_metrics(obs::metrics& metrics) {
   obs::describe_process(metrics, DOCFLOW_VERSION, DOCFLOW_COMMIT);
@@ -437,7 +443,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
 }
 
 int migrate(const config::config& cfg) {
-  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
     const auto db = open_database(cfg, true);
     const int version = db->schema_version();
@@ -452,7 +458,7 @@ int migrate(const config::config& cfg) {
 }
 
 int serve(config::config cfg) {
-  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
     const auto database = open_database(cfg, cfg.auto_migrate);
     auto& db = *database;
@@ -505,6 +511,7 @@ int serve(config::config cfg) {
                 {"budget", static_cast<std::int64_t>(budget)}});
     }
     options.max_connections_per_address = cfg.max_connections_per_address;
+    options.trusted_proxies = cfg.trusted_proxies;
     options.on_drain = [&services, &workers, &changes] {
       services.shutting_down = true;
       changes.notify_all();          // event streams wake, see the drain and end
@@ -540,7 +547,7 @@ int serve(config::config cfg) {
 }
 
 int work(const config::config& cfg) {
-  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   // Block the stop signals before any thread starts, so that only sigwait
   // below receives them.
   sigset_t stop_signals;
@@ -625,7 +632,7 @@ std::optional<std::string> read_password(bool at_terminal) {
 }  // namespace
 
 int user_add(const config::config& cfg, const std::string& name, bool admin) {
-  obs::set_level(obs::level::warn);
+  start_logging(cfg, obs::level::warn);
   if (!core::valid_username(name)) {
     std::cerr << "docflow: invalid username: use 3-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'\n";
     return 2;
@@ -660,7 +667,7 @@ int user_add(const config::config& cfg, const std::string& name, bool admin) {
 }
 
 int maintain(const config::config& cfg, std::chrono::seconds min_age) {
-  obs::set_level(obs::parse_level(cfg.log_level).value_or(obs::level::info));
+  start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
     const auto db = open_database(cfg, cfg.auto_migrate);
     const auto blobs = make_blob_store(cfg);
@@ -688,7 +695,7 @@ int maintain(const config::config& cfg, std::chrono::seconds min_age) {
 }
 
 int user_list(const config::config& cfg) {
-  obs::set_level(obs::level::warn);
+  start_logging(cfg, obs::level::warn);
   try {
     const auto db = open_database(cfg, cfg.auto_migrate);
     std::cout << "id\tusername\trole\tcreated_at\n";

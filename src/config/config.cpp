@@ -141,6 +141,14 @@ const std::vector<setting_info>& settings() {
        "threads for database, fsync and hashing work (default: 32, or 4 x cores when more)", for_serve},
       {"DOCFLOW_METRICS_TOKEN", "--metrics-token", "bearer token required by /metrics (default unset: open)",
        job_commands, true},
+      {"DOCFLOW_TRUSTED_PROXIES", "--trusted-proxies",
+       "comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For and "
+       "X-Forwarded-Proto are believed, e.g. 127.0.0.1,10.0.0.0/8,::1 (default unset: none)",
+       for_serve},
+      {"DOCFLOW_NODE_NAME", "--node-name",
+       "this process's name in the `node` field of every log line and in docflow_build_info, 1-64 "
+       "printable ASCII characters (default <hostname>:<pid>)",
+       every_command},
   };
   return all;
 }
@@ -495,6 +503,37 @@ s3_settings parse_s3_url(reader& r, const std::string& url) {
 }
 
 // An AWS credential, "" when unset. Never quoted in a message.
+// DOCFLOW_TRUSTED_PROXIES: every entry is checked, so that one run names
+// every bad one.
+std::vector<core::ip_network> parse_trusted_proxies(reader& r, const std::string& text) {
+  std::vector<core::ip_network> out;
+  std::string_view rest = text;
+  for (bool more = true; more;) {
+    const auto comma = rest.find(',');
+    const auto entry = core::trim_ows(rest.substr(0, comma));
+    more = comma != std::string_view::npos;
+    if (more) rest.remove_prefix(comma + 1);
+    core::network_error error;
+    if (entry.empty()) {
+      r.fail("DOCFLOW_TRUSTED_PROXIES", "'" + text + "' has an empty entry; write addresses or CIDR blocks " +
+                                            "separated by commas, e.g. 127.0.0.1,10.0.0.0/8,::1");
+    } else if (const auto n = core::parse_ip_network(entry, error)) {
+      out.push_back(*n);
+    } else {
+      r.fail("DOCFLOW_TRUSTED_PROXIES", error.message + " (e.g. 127.0.0.1,10.0.0.0/8,::1)");
+    }
+  }
+  return out;
+}
+
+// A node name goes into every log line and a Prometheus label: visible
+// ASCII and spaces, short enough to read.
+bool valid_node_name(std::string_view name) {
+  constexpr std::size_t most = 64;
+  return !name.empty() && name.size() <= most &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 std::string credential(reader& r, const std::string& name) {
   auto value = r.optional_string(name).value_or("");
   if (std::any_of(value.begin(), value.end(), [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; })) {
@@ -801,6 +840,16 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.blocking_threads =
       static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", std::max(32U, 4 * cores), 1, 1024));
   c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
+  if (const auto proxies = r.optional_string("DOCFLOW_TRUSTED_PROXIES")) {
+    c.trusted_proxies = parse_trusted_proxies(r, *proxies);
+  }
+  c.node_name = r.raw("DOCFLOW_NODE_NAME");
+  if (c.node_name && !valid_node_name(*c.node_name)) {
+    // Not echoed: it may hold the control characters that made it invalid.
+    r.fail("DOCFLOW_NODE_NAME", "is " + std::to_string(c.node_name->size()) +
+                                    " bytes; it must be 1-64 printable ASCII characters (letters, digits, "
+                                    "punctuation, spaces)");
+  }
   // Each worker (recording an outcome), the event feed and maintenance,
   // and for the API about two calls per core: a database call needs this
   // process's CPU too, so more connections mostly add threads (and, on a

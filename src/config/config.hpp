@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/ip_network.hpp"
+
 namespace docflow::config {
 
 using std::chrono::milliseconds;
@@ -134,6 +136,10 @@ struct config {
   std::uint64_t max_connections_per_address = 0;  ///< 0: no cap
   unsigned blocking_threads = 0;
   std::optional<std::string> metrics_token;
+  /// Peers whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
+  std::vector<core::ip_network> trusted_proxies;
+  /// The `node` of every log line and of docflow_build_info; unset: <hostname>:<pid>.
+  std::optional<std::string> node_name;
   /// DOCFLOW_SANDBOX=strict: no parsing without every sandbox mechanism.
   bool sandbox_strict = false;
 };

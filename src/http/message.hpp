@@ -87,7 +87,11 @@ struct request {
   std::string query;   ///< after '?', raw (not decoded)
   headers fields;
   std::string body;
+  /// The client: the TCP peer, or the address a trusted proxy forwarded
+  /// (forwarded_client); what throttles and logs key on.
   std::string remote_address;
+  std::string peer_address;    ///< the TCP peer itself (a proxy, when there is one)
+  std::string scheme{"http"};  ///< "https" when a trusted proxy says the client used it
   std::string request_id;
   std::string route;  ///< the matched route's pattern, e.g. /documents/{id}
   std::map<std::string, std::string, std::less<>> params;

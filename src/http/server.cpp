@@ -36,6 +36,7 @@
 
 #include "core/encoding.hpp"
 #include "http/dispatch.hpp"
+#include "http/forwarded.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
@@ -235,6 +236,8 @@ struct server::impl {
          {"bytes_in", x.bytes_in},
          {"bytes_out", x.bytes_out},
          {"remote", x.req.remote_address},
+         {"peer", x.req.peer_address},
+         {"proto", x.req.scheme},
          {"user_id", x.req.user ? boost::json::value(x.req.user->user_id) : boost::json::value(nullptr)}});
   }
 };
@@ -568,6 +571,7 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
   const auto started = std::chrono::steady_clock::now();
   exchange x;
   x.req.remote_address = remote;
+  x.req.peer_address = remote;
   bhttp::request_parser<bhttp::empty_body> head;
   head.header_limit(static_cast<std::uint32_t>(s.opt.header_limit));
   // Beast checks Content-Length against a 1 MiB default while parsing the
@@ -623,6 +627,9 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     }
   } else {
     fill_request(x.req, head);
+    auto origin = forwarded_client(remote, x.req.fields, s.opt.trusted_proxies);
+    x.req.remote_address = std::move(origin.address);
+    x.req.scheme = std::move(origin.scheme);
     x.head_only = x.req.method == "HEAD";
     auto d = decide(view_of(head), x.req, s.routes, s.auth);
     x.keep_alive = d.keep_alive;

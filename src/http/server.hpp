@@ -5,7 +5,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/ip_network.hpp"
 #include "http/router.hpp"
 
 namespace docflow::obs {
@@ -28,6 +30,10 @@ struct server_options {
   /// counted in docflow_connections_rejected_total.
   std::size_t max_connections = 0;
   std::size_t max_connections_per_address = 0;
+  /// Peers whose X-Forwarded-For and X-Forwarded-Proto name the client
+  /// (forwarded_client). The connection caps count TCP peers regardless:
+  /// they act before a header is read.
+  std::vector<core::ip_network> trusted_proxies;
   /// Called once when draining starts (signal or stop()), on an I/O thread:
   /// the place to stop background work and end long-lived streams.
   std::function<void()> on_drain;

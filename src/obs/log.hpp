@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <boost/json/object.hpp>
@@ -18,8 +19,19 @@ std::optional<level> parse_level(std::string_view s) noexcept;
 void set_level(level min) noexcept;
 bool enabled(level l) noexcept;
 
-/// Writes one JSON object per line to stdout: ts, level, event, then `fields`
-/// in order. Safe from any thread; never throws, and never waits for stdout:
+/// Names this process in the `node` member of every line from now on.
+/// Until called, the node is default_node_name(). Call once, at start,
+/// before other threads log.
+void set_node(std::string_view name);
+
+/// <hostname>:<pid>: unique among the processes of a cluster.
+std::string default_node_name();
+
+/// The name set_node gave (or the default).
+std::string node_name();
+
+/// Writes one JSON object per line to stdout: ts, level, event, node, then
+/// `fields` in order. Safe from any thread; never throws, and never waits for stdout:
 /// a logger thread writes the lines, and when stdout falls a few MiB behind,
 /// lines are dropped and counted instead. Callers must not put passwords,
 /// tokens or file contents in `fields`.

@@ -54,7 +54,12 @@ void describe_process(metrics& m, std::string_view version, std::string_view com
   m.set("process_start_time_seconds", "",
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   m.describe("docflow_build_info", metrics::kind::gauge, "Always 1; the labels name the running build.");
-  m.set("docflow_build_info", metrics::label("version", version) + ',' + metrics::label("commit", commit), 1);
+  // node: which process of a cluster a series came from, matching the logs'
+  // `node`, whatever the scrape target's address says.
+  m.set("docflow_build_info",
+        metrics::label("version", version) + ',' + metrics::label("commit", commit) + ',' +
+            metrics::label("node", node_name()),
+        1);
   m.describe("docflow_log_lines_dropped_total", metrics::kind::counter,
              "Log lines dropped because the log queue was full (stdout not keeping up).");
   sample_process(m);

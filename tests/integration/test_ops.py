@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 import unittest
@@ -331,6 +332,73 @@ class AccessLogTest(ServerTestCase):
                 self.assertIn(field, parsed, raw)
 
 
+def upload_pdf(test, server, token, data):
+    """Uploads `data` as a.pdf; returns the new document's id."""
+    boundary = "ops-maintenance-boundary"
+    body = (b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"file\"; "
+            b"filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n" + data + b"\r\n--"
+            + boundary.encode() + b"--\r\n")
+    res = server.request("POST", "/documents", body=body, headers={
+        "Authorization": "Bearer " + token, "Content-Type": "multipart/form-data; boundary=" + boundary})
+    test.assertEqual(res.status, 201, res)
+    return res.json()["id"]
+
+
+class NodeNameTest(ServerTestCase):
+    """Every log line of every process names its node, so that one
+    document's life can be followed across a cluster with grep."""
+
+    def build_info(self, server):
+        samples = parse_metrics(server.get("/metrics").body.decode("utf-8"))
+        builds = [dict(labels) for (name, labels), _ in samples.items() if name == "docflow_build_info"]
+        self.assertEqual(len(builds), 1, builds)
+        return builds[0]
+
+    def test_serve_names_its_node_on_request_and_job_lines(self):
+        server = self.start_server(DOCFLOW_NODE_NAME="api-7 (eu)", DOCFLOW_WORKERS="1")
+        credentials = json.dumps({"username": "node-watcher", "password": "pw-" + "n" * 16})
+        headers = {"Content-Type": "application/json"}
+        self.assertEqual(server.request("POST", "/auth/register", body=credentials, headers=headers).status, 201)
+        token = server.request("POST", "/auth/login", body=credentials, headers=headers).json()["access_token"]
+        with open(os.path.join(FIXTURES, "en-1page.pdf"), "rb") as f:
+            doc_id = upload_pdf(self, server, token, f.read())
+        res = server.request("POST", "/documents/%s/process" % doc_id, headers={"Authorization": "Bearer " + token})
+        self.assertEqual(res.status, 202, res)
+        server.wait_for_log(event="document.completed", document_id=doc_id)
+        request = server.wait_for_log(event="http.request", route="/documents/{id}/process")
+        self.assertEqual(request["node"], "api-7 (eu)")
+        for event in ("job.claimed", "document.completed"):
+            self.assertEqual(server.wait_for_log(event=event, document_id=doc_id)["node"], "api-7 (eu)", event)
+        # Not one line without it, from the first (the start) on.
+        self.assertEqual([e for e in server.events if not isinstance(e, dict) or e.get("node") != "api-7 (eu)"], [])
+        self.assertEqual(self.build_info(server)["node"], "api-7 (eu)")
+
+    def test_a_worker_names_its_node_and_the_default_is_host_and_pid(self):
+        worker = self.start_worker(DOCFLOW_WORKERS="1", DOCFLOW_WORKER_LISTEN="127.0.0.1:0",
+                                   DOCFLOW_NODE_NAME="worker-3")
+        self.assertEqual(worker.wait_for_log(event="workers.started")["node"], "worker-3")
+        self.assertEqual(self.build_info(worker)["node"], "worker-3")
+
+        server = self.start_server()
+        default = "%s:%d" % (socket.gethostname(), server.proc.pid)
+        server.get("/healthz", headers={"X-Request-ID": "node-default"})
+        self.assertEqual(server.wait_for_log(event="http.request", request_id="node-default")["node"], default)
+        self.assertEqual(self.build_info(server)["node"], default)
+
+    def test_commands_that_log_name_their_node(self):
+        done = run_cli(["migrate"], DOCFLOW_NODE_NAME="migrator")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        self.assertTrue(lines, done.stdout)
+        self.assertEqual({line["node"] for line in lines}, {"migrator"})
+
+    def test_an_invalid_name_stops_the_start_with_exit_2(self):
+        for name in ("", "x" * 65, "tab\there"):
+            done = run_cli(["serve", "--listen", "127.0.0.1:0"], DOCFLOW_NODE_NAME=name)
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertIn("docflow: invalid configuration: DOCFLOW_NODE_NAME: ", done.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
 
@@ -339,14 +407,7 @@ class MaintenanceCommandTest(ServerTestCase):
     """`docflow maintenance`: one pass now, on either engine and store."""
 
     def upload(self, server, token, data):
-        boundary = "ops-maintenance-boundary"
-        body = (b"--" + boundary.encode() + b"\r\nContent-Disposition: form-data; name=\"file\"; "
-                b"filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n" + data + b"\r\n--"
-                + boundary.encode() + b"--\r\n")
-        res = server.request("POST", "/documents", body=body, headers={
-            "Authorization": "Bearer " + token, "Content-Type": "multipart/form-data; boundary=" + boundary})
-        self.assertEqual(res.status, 201, res)
-        return res.json()["id"]
+        return upload_pdf(self, server, token, data)
 
     def test_removes_orphan_blobs_older_than_min_age_and_keeps_the_rest(self):
         server = self.start_server()

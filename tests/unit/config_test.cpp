@@ -84,6 +84,8 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.io_threads, 2U);
   EXPECT_EQ(c.blocking_threads, 32U);
   EXPECT_FALSE(c.metrics_token.has_value());
+  EXPECT_TRUE(c.trusted_proxies.empty());
+  EXPECT_FALSE(c.node_name.has_value());
 }
 
 TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
@@ -296,6 +298,15 @@ INSTANTIATE_TEST_SUITE_P(
                            bad("DOCFLOW_IDLE_TIMEOUT", {"5"}), bad("DOCFLOW_SHUTDOWN_TIMEOUT", {"5x", "2h"}),
                            bad("DOCFLOW_IO_THREADS", {"0"}),
                            bad("DOCFLOW_BLOCKING_THREADS", {"0", "1025"}))));
+
+INSTANTIATE_TEST_SUITE_P(proxies, config_rejects,
+                         testing::ValuesIn(join(bad("DOCFLOW_TRUSTED_PROXIES",
+                                                    {"nginx", "127.0.0.1,,::1", "127.0.0.1,", "10.0.0.0/33",
+                                                     "::/129", "10.0.0.0/", "10.0.0.0/8x", "10.0.0.0/-1",
+                                                     "10.0.0.1/8", "fd00::1/8", "127.0.0.1:8080", "[::1]",
+                                                     "10.0.0.0/8;::1", "256.0.0.1", "fe80::1%eth0"}),
+                                                bad("DOCFLOW_NODE_NAME", {"", std::string(65, 'n'), "api\n1",
+                                                                          "caf\xc3\xa9", "a\tb"}))));
 
 INSTANTIATE_TEST_SUITE_P(
     s3, config_rejects,
@@ -928,11 +939,13 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
                         "DOCFLOW_WORKER_LISTEN",  "DOCFLOW_JOB_LEASE",          "DOCFLOW_JOB_MAX_ATTEMPTS",
                         "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX",
                         "DOCFLOW_ML_URL",         "DOCFLOW_ML_TIMEOUT",         "DOCFLOW_LOG_LEVEL",
-                        "DOCFLOW_METRICS_TOKEN"}));
-  EXPECT_EQ(migrate, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
-                                            "DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_LOG_LEVEL"}));
-  EXPECT_EQ(user, (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL",
-                                         "DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_AUTO_MIGRATE"}));
+                        "DOCFLOW_METRICS_TOKEN",  "DOCFLOW_NODE_NAME"}));
+  EXPECT_EQ(migrate,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",
+                                   "DOCFLOW_LOG_LEVEL", "DOCFLOW_NODE_NAME"}));
+  EXPECT_EQ(user,
+            (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",
+                                   "DOCFLOW_AUTO_MIGRATE", "DOCFLOW_NODE_NAME"}));
 }
 
 // -----------------------------------------------------------------------------------------------------------
@@ -1015,3 +1028,48 @@ INSTANTIATE_TEST_SUITE_P(
                     duration_case{"106751991168d", std::nullopt},
                     duration_case{"213503982335d", std::nullopt},
                     duration_case{"18446744073709551616ms", std::nullopt}));
+
+// -----------------------------------------------------------------------------------------------------------
+// Proxies and the node name
+
+TEST(config_proxies, addresses_and_blocks_of_both_families_with_spaces_around_commas) {
+  const auto c = load_with("DOCFLOW_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8 ,::1,fd00::/8,192.168.1.0/24");
+  ASSERT_EQ(c.trusted_proxies.size(), 5U);
+  const auto ip = [](const char* text) { return *core::parse_ip_address(text); };
+  EXPECT_TRUE(core::any_contains(c.trusted_proxies, ip("127.0.0.1")));
+  EXPECT_FALSE(core::any_contains(c.trusted_proxies, ip("127.0.0.2")));
+  EXPECT_TRUE(core::any_contains(c.trusted_proxies, ip("10.255.1.2")));
+  EXPECT_TRUE(core::any_contains(c.trusted_proxies, ip("::1")));
+  EXPECT_TRUE(core::any_contains(c.trusted_proxies, ip("fd12:3456::9")));
+  EXPECT_TRUE(core::any_contains(c.trusted_proxies, ip("192.168.1.200")));
+  EXPECT_FALSE(core::any_contains(c.trusted_proxies, ip("192.168.2.1")));
+  EXPECT_TRUE(load_with("DOCFLOW_TRUSTED_PROXIES", "").trusted_proxies.empty());
+}
+
+TEST(config_proxies, a_block_with_host_bits_names_both_meanings) {
+  try {
+    load_with("DOCFLOW_TRUSTED_PROXIES", "10.1.2.3/8");
+    FAIL() << "accepted 10.1.2.3/8";
+  } catch (const config::config_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("10.0.0.0/8"), std::string::npos) << what;
+    EXPECT_NE(what.find("10.1.2.3 alone"), std::string::npos) << what;
+  }
+}
+
+TEST(config_proxies, every_bad_entry_is_reported) {
+  try {
+    load_with("DOCFLOW_TRUSTED_PROXIES", "proxy-a,127.0.0.1,proxy-b");
+    FAIL() << "accepted two host names";
+  } catch (const config::config_error& e) {
+    ASSERT_EQ(e.problems().size(), 2U) << e.what();
+    EXPECT_NE(e.problems()[0].message.find("proxy-a"), std::string::npos);
+    EXPECT_NE(e.problems()[1].message.find("proxy-b"), std::string::npos);
+  }
+}
+
+TEST(config_node, any_printable_name_up_to_64_bytes) {
+  EXPECT_EQ(load_with("DOCFLOW_NODE_NAME", "api-1").node_name, "api-1");
+  EXPECT_EQ(load_with("DOCFLOW_NODE_NAME", "web 2 (eu-west/a)").node_name, "web 2 (eu-west/a)");
+  EXPECT_EQ(load_with("DOCFLOW_NODE_NAME", std::string(64, 'n')).node_name, std::string(64, 'n'));
+}
