@@ -83,6 +83,7 @@ struct server::impl {
     beast::tcp_stream* stream;
     net::any_io_executor executor;
     bool idle;
+    bool pooled;  // a trusted proxy's: kept open while idle in the drain (server_options)
   };
 
   impl(server_options o, const router& r, authenticator a, obs::metrics& m)
@@ -157,9 +158,9 @@ struct server::impl {
     metrics.set("docflow_connections_open", "", static_cast<double>(open));
   }
 
-  std::uint64_t add_connection(beast::tcp_stream* stream) {
+  std::uint64_t add_connection(beast::tcp_stream* stream, bool pooled) {
     const std::lock_guard lock(mutex);
-    connections.emplace(next_id, connection{stream, stream->get_executor(), false});
+    connections.emplace(next_id, connection{stream, stream->get_executor(), false, pooled});
     return next_id++;
   }
 
@@ -176,8 +177,8 @@ struct server::impl {
     connections.at(id).idle = idle;
   }
 
-  // Runs on the io_context: stop accepting, close idle connections, give the
-  // busy ones until the deadline.
+  // Runs on the io_context: stop accepting, close idle connections (not a
+  // proxy's), give the others until the deadline.
   void begin_drain() {
     if (draining.exchange(true)) {
       return;
@@ -197,7 +198,7 @@ struct server::impl {
       net::post(c.executor, [this, id = id] {
         const std::lock_guard inner(mutex);
         const auto it = connections.find(id);
-        if (it != connections.end() && it->second.idle) {
+        if (it != connections.end() && it->second.idle && !it->second.pooled) {
           it->second.stream->cancel();
         }
       });
@@ -669,7 +670,9 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string re
   beast::tcp_stream stream(std::move(socket));
   beast::error_code ec;
   stream.socket().set_option(tcp::no_delay(true), ec);
-  const auto id = s.add_connection(&stream);
+  const auto peer = core::parse_ip_address(remote);
+  const bool pooled = peer && core::any_contains(s.opt.trusted_proxies, *peer);
+  const auto id = s.add_connection(&stream, pooled);
   // What a connection may hold unparsed: a request head, or during a body the
   // bytes Beast has read but not yet handed on (chunk lines with their
   // extensions, trailers). Body bytes go straight to the handler, so this is
@@ -686,7 +689,7 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string re
     for (;;) {
       if (buffer.size() == 0) {
         s.set_idle(id, true);
-        if (s.draining) {
+        if (s.draining && !pooled) {
           break;
         }
         if (!first) {

@@ -32,7 +32,11 @@ struct server_options {
   std::size_t max_connections_per_address = 0;
   /// Peers whose X-Forwarded-For and X-Forwarded-Proto name the client
   /// (forwarded_client). The connection caps count TCP peers regardless:
-  /// they act before a header is read.
+  /// they act before a header is read. A proxy pools its connections, so
+  /// during the drain its idle ones stay open until it closes them, their
+  /// idle_timeout passes, or one more request comes (answered with
+  /// Connection: close): closing one could cross a request the proxy is
+  /// sending, which it may not retry elsewhere (a POST).
   std::vector<core::ip_network> trusted_proxies;
   /// Called once when draining starts (signal or stop()), on an I/O thread:
   /// the place to stop background work and end long-lived streams.
@@ -57,8 +61,8 @@ public:
   std::uint16_t port() const noexcept;
 
   /// Serves until SIGTERM/SIGINT or stop(), then drains: stops accepting,
-  /// closes idle connections, lets in-flight requests finish within
-  /// shutdown_timeout, and returns.
+  /// closes idle connections (not a trusted proxy's), lets
+  /// in-flight requests finish within shutdown_timeout, and returns.
   void run();
 
   /// Starts the graceful shutdown from any thread.

@@ -331,6 +331,75 @@ class RollingRestartTest(unittest.TestCase):
         self.cluster = cluster.Cluster(serve=2, workers=2, env={"DOCFLOW_SIMULATED_DELAY_MS": "300"})
         self.addCleanup(self.cluster.close)
 
+    def test_serve_processes_restart_one_at_a_time_without_a_failed_request(self):
+        port = self.cluster.port
+        tokens = [new_user(port) for _ in range(4)]
+        stop = threading.Event()
+        failures, counts, uploaded = [], {"upload": 0, "read": 0}, []
+        lock = threading.Lock()
+
+        def client(i):
+            c = Client(port, tokens[i % len(tokens)])
+            mine = []
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    if n % 2 or not mine:
+                        data = pdf_bytes("c%d-%d" % (i, n))
+                        status, body = c.upload(data)
+                        ok = status == 201
+                        if ok:
+                            mine.append((body["id"], hashlib.sha256(data).hexdigest(), c.token))
+                        kind = "upload"
+                    else:
+                        doc_id = mine[n % len(mine)][0]
+                        status, _, body = c.request("GET", "/documents/" + doc_id) if n % 4 else \
+                            c.request("GET", "/documents?limit=10")
+                        ok = status == 200
+                        kind = "read"
+                    with lock:
+                        counts[kind] += 1
+                        if not ok:
+                            failures.append((kind, status, body))
+                except (OSError, http.client.HTTPException) as e:
+                    with lock:
+                        failures.append(("connection", repr(e), None))
+            c.close()
+            with lock:
+                uploaded.extend(mine)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(self.CLIENTS)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(2)  # load is on
+            for p in self.cluster.serves:
+                self.assertEqual(p.stop(), 0, p.log_tail())
+                p.start()
+                # nginx takes a node back fail_timeout (5 s) after it last
+                # refused a connection: stopping the next one before then
+                # would leave nginx no node to send requests to.
+                wait_until(lambda: proxied_requests(p) > 0, 60, "nginx sends requests to %s again" % p.name)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=REQUEST_BOUND + 10)
+        print("rolling restart of %d serve processes: %d uploads, %d reads, %d failed" % (
+            len(self.cluster.serves), counts["upload"], counts["read"], len(failures)), file=sys.stderr)
+        kinds = collections.Counter((kind, status) for kind, status, _ in failures)
+        self.assertEqual(kinds, collections.Counter(), "failed requests during the rolling restart; e.g. %r"
+                         % (failures[:3],))
+        self.assertGreater(counts["upload"], 0)
+        # Every upload acknowledged is there, byte for byte.
+        c = Client(port, tokens[0])
+        self.addCleanup(c.close)
+        for doc_id, digest, token in uploaded[::max(1, len(uploaded) // 200)]:
+            c.token = token
+            status, _, data = c.request("GET", "/documents/%s/content" % doc_id)
+            self.assertEqual(status, 200, "acknowledged upload %s is missing" % doc_id)
+            self.assertEqual(hashlib.sha256(data).hexdigest(), digest, doc_id)
+
     def test_workers_restart_one_at_a_time_without_losing_or_repeating_a_job(self):
         port = self.cluster.port
         token = new_user(port)
