@@ -46,6 +46,7 @@ NGINX_DIR = os.path.join(REPO, "deploy", "nginx")
 START_TIMEOUT = 60.0  # seconds for one process to answer; a loaded CI machine is slow
 STOP_TIMEOUT = 60.0  # seconds for a drain (DOCFLOW_SHUTDOWN_TIMEOUT is 30 s by default)
 S3_PREFIX = "docs"
+PROXY_ADDRESS = "127.0.0.2"  # nginx's address towards docflow (proxy_bind)
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -221,10 +222,14 @@ http {{
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        # nginx reaches docflow from an address of its own, as from another
+        # machine: only it is in DOCFLOW_TRUSTED_PROXIES, not the clients.
+        proxy_bind {proxy_address};
         include {shipped}/docflow-locations.conf;
     }}
 }}
-""".format(d=d, log=self.log_path, access=self.access_log, shipped=NGINX_DIR, upstream=upstream, port=self.port)
+""".format(d=d, log=self.log_path, access=self.access_log, shipped=NGINX_DIR, upstream=upstream, port=self.port,
+           proxy_address=PROXY_ADDRESS)
         with open(self.conf, "w") as f:
             f.write(text)
 
@@ -295,7 +300,7 @@ class Cluster:
             # Behind nginx every client comes from its address: cap clients
             # there, and believe the address it forwards.
             "DOCFLOW_MAX_CONNECTIONS_PER_ADDRESS": "0",
-            "DOCFLOW_TRUSTED_PROXIES": "127.0.0.1",
+            "DOCFLOW_TRUSTED_PROXIES": PROXY_ADDRESS,
             # The schema is migrated once, below, as an operator would.
             "DOCFLOW_AUTO_MIGRATE": "off",
         })

@@ -293,6 +293,26 @@ class DeployFilesTest(unittest.TestCase):
         self.assertTrue(cluster._answers("http://127.0.0.1:%d/readyz" % port))
         self.stop_unit(proc, kill, stop, log)
 
+    def test_behind_nginx_the_client_address_is_the_one_nginx_saw(self):
+        # nginx speaks to docflow from PROXY_ADDRESS, the one trusted
+        # address; the client, on 127.0.0.1, claims another in its own
+        # X-Forwarded-For, which docflow must not believe.
+        c = Client(self.cluster.port)
+        self.addCleanup(c.close)
+        status, _, _ = c.request("GET", "/healthz", headers={"X-Forwarded-For": "203.0.113.9",
+                                                             "X-Request-ID": "forwarded-check-1"})
+        self.assertEqual(status, 200)
+        node = self.cluster.serves[0]
+
+        def logged():
+            return [e for e in node.log_events() if e.get("request_id") == "forwarded-check-1"]
+
+        wait_until(logged, 10, "the request's log line")
+        line = logged()[0]
+        self.assertEqual(line["remote"], "127.0.0.1", line)
+        self.assertEqual(line["peer"], cluster.PROXY_ADDRESS, line)
+        self.assertEqual(line["node"], node.name, line)
+
     def test_example_site_passes_nginx_t(self):
         d = tempfile.mkdtemp(prefix="docflow-site-")
         self.addCleanup(shutil.rmtree, d, True)
