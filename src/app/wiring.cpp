@@ -509,11 +509,11 @@ int serve(config::config cfg) {
     if (!cfg.jwt_secret) {
       cfg.jwt_secret = load_or_create_jwt_secret(cfg.data_dir);
     }
-    const auto blob_store = make_blob_store(cfg);
-    auto& blobs = *blob_store;
-
     obs::metrics metrics;
     describe_process_metrics(metrics);
+    const auto blob_store = make_blob_store(cfg, &metrics);
+    auto& blobs = *blob_store;
+
     http::blocking_pool blocking(cfg.blocking_threads);
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
@@ -602,9 +602,9 @@ int work(const config::config& cfg) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
     const auto db = open_database(cfg, cfg.auto_migrate);
-    const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
     describe_process_metrics(metrics);
+    const auto blobs = make_blob_store(cfg, &metrics);
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);
