@@ -2,12 +2,17 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+#include <array>
+#include <chrono>
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include "api/backend.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
+#include "core/clock.hpp"
 #include "http/admission.hpp"
 #include "http/problem.hpp"
 #include "obs/log.hpp"
@@ -31,6 +36,10 @@ boost::asio::awaitable<std::string> probe(ops_context s, const http::request& re
   }
   co_return "unavailable";
 }
+
+// Read from the database: the same figures whichever process reads them.
+constexpr std::array<const char*, 3> shared_gauges{"docflow_jobs_queued", "docflow_jobs_running",
+                                                   "docflow_jobs_oldest_queued_age_seconds"};
 
 bool same_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
@@ -69,14 +78,33 @@ boost::asio::awaitable<http::response> metrics(ops_context s, http::request& req
   // Read when scraped, like the job gauges below: the gate keeps the count.
   if (s.uploads) s.metrics.set("docflow_uploads_waiting", "", static_cast<double>(s.uploads->waiting()));
   obs::sample_process(s.metrics);
-  // Queue depth is the database's to tell (other processes add and take jobs).
-  try {
-    const auto stats = co_await backend_call(s, cost::blocking, [&s] { return s.db.job_stats(); });
-    s.metrics.set("docflow_jobs_queued", "", static_cast<double>(stats.queued));
-    s.metrics.set("docflow_jobs_running", "", static_cast<double>(stats.running));
-  } catch (const store::store_error& e) {
-    obs::log(obs::level::warn, "metrics.job_stats_failed",
-             {{"request_id", req.request_id}, {"error", e.what()}});
+  if (const auto pool = s.db.connection_pool()) {
+    s.metrics.set("docflow_db_pool_connections", "", static_cast<double>(pool->size));
+    s.metrics.set("docflow_db_pool_connections_in_use", "", static_cast<double>(pool->in_use));
+    s.metrics.set("docflow_db_pool_waiting", "", static_cast<double>(pool->waiting));
+    s.metrics.set("docflow_db_pool_waits_total", "", static_cast<double>(pool->waits));
+    s.metrics.set("docflow_db_pool_wait_seconds_total", "", pool->wait_seconds);
+  }
+  // The queue is the database's to tell, the same for every process: only
+  // the maintenance leader reports it, so that a sum over the cluster
+  // counts it once. A process that stopped leading drops its series.
+  const bool leader = s.maintenance_leader != nullptr && s.maintenance_leader->load();
+  s.metrics.set("docflow_maintenance_leader", "", leader ? 1 : 0);
+  if (!leader) {
+    for (const auto* name : shared_gauges) s.metrics.remove(name, "");
+  } else {
+    try {
+      const auto stats = co_await backend_call(s, cost::blocking, [&s] { return s.db.job_stats(); });
+      s.metrics.set("docflow_jobs_queued", "", static_cast<double>(stats.queued));
+      s.metrics.set("docflow_jobs_running", "", static_cast<double>(stats.running));
+      const auto waited = stats.oldest_available ? core::system_clock().now() - *stats.oldest_available
+                                                 : core::time_point::duration::zero();
+      s.metrics.set("docflow_jobs_oldest_queued_age_seconds", "",
+                    std::max(0.0, std::chrono::duration<double>(waited).count()));
+    } catch (const store::store_error& e) {
+      obs::log(obs::level::warn, "metrics.job_stats_failed",
+               {{"request_id", req.request_id}, {"error", e.what()}});
+    }
   }
   co_return http::response::text(200, s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -94,8 +122,24 @@ std::vector<http::route> routes(const std::function<ops_context()>& get) {
 }
 
 void describe_metrics(const ops_context& c) {
-  c.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge, "Jobs waiting to be claimed.");
-  c.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge, "Jobs held by a worker now.");
+  c.metrics.describe("docflow_jobs_queued", obs::metrics::kind::gauge,
+                     "Jobs waiting to be claimed (maintenance leader only: shared state).");
+  c.metrics.describe("docflow_jobs_running", obs::metrics::kind::gauge,
+                     "Jobs held by a worker now (maintenance leader only: shared state).");
+  c.metrics.describe("docflow_jobs_oldest_queued_age_seconds", obs::metrics::kind::gauge,
+                     "Age of the longest-waiting available job, 0 when none (maintenance leader only).");
+  c.metrics.describe("docflow_db_pool_connections", obs::metrics::kind::gauge,
+                     "PostgreSQL connections this process's pool may open (DOCFLOW_DATABASE_POOL).");
+  c.metrics.describe("docflow_db_pool_connections_in_use", obs::metrics::kind::gauge,
+                     "PostgreSQL connections of the pool lent to a call now.");
+  c.metrics.describe("docflow_db_pool_waiting", obs::metrics::kind::gauge,
+                     "Database calls waiting in line for a connection now.");
+  c.metrics.describe("docflow_db_pool_waits_total", obs::metrics::kind::counter,
+                     "Database calls that found every connection lent and waited for one.");
+  c.metrics.describe("docflow_db_pool_wait_seconds_total", obs::metrics::kind::counter,
+                     "Time database calls spent waiting for a connection, in all.");
+  c.metrics.describe("docflow_maintenance_leader", obs::metrics::kind::gauge,
+                     "1 in the one process that leads maintenance and reports the shared-state gauges.");
   if (c.uploads) {
     c.metrics.describe("docflow_uploads_waiting", obs::metrics::kind::gauge,
                        "Uploads waiting for a turn to receive their body (DOCFLOW_MAX_ACTIVE_UPLOADS).");

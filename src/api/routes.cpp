@@ -22,7 +22,9 @@ constexpr std::size_t small_json = 16 * 1024;
 // Spec §3: the body may exceed the file limit only by the form's framing.
 constexpr std::size_t multipart_framing = 64 * 1024;
 
-ops_context ops_of(services& s) { return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads}; }
+ops_context ops_of(services& s) {
+  return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads, s.maintenance_leader};
+}
 
 // A database or a document storage that cannot be reached (restarting,
 // its connections all busy, S3 unreachable or throttling past the client's

@@ -47,6 +47,9 @@ struct ops_context {
   http::blocking_pool& blocking;
   /// For docflow_uploads_waiting; null in a process that takes no uploads.
   const http::admission_gate* uploads = nullptr;
+  /// Set while this process leads maintenance (and so reports the gauges
+  /// read from shared state); null in a process that never leads.
+  const std::atomic<bool>* maintenance_leader = nullptr;
 };
 
 /// What the handlers work with. Built once by app/ and outliving the server.
@@ -75,6 +78,8 @@ struct services {
   const std::filesystem::path& self_exe;
   /// Set when the server starts draining: long-lived streams end.
   std::atomic<bool> shutting_down{false};
+  /// See ops_context::maintenance_leader.
+  const std::atomic<bool>* maintenance_leader = nullptr;
 };
 
 }  // namespace docflow::api

@@ -6,6 +6,7 @@
 #include "blob/s3/store.hpp"
 #include "config/config.hpp"
 #include "obs/log.hpp"
+#include "obs/metrics.hpp"
 #include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
@@ -26,7 +27,7 @@ namespace {
 // worthless; a client that needs the file again asks docflow again.
 constexpr std::chrono::seconds presigned_url_lifetime{300};
 
-std::unique_ptr<blob::blob_store> make_s3_store(const config::config& cfg) {
+std::unique_ptr<blob::blob_store> make_s3_store(const config::config& cfg, obs::metrics* metrics) {
   const auto& s3 = cfg.s3;
   blob::s3::store_config c;
   c.client.endpoint = s3.endpoint;
@@ -38,6 +39,15 @@ std::unique_ptr<blob::blob_store> make_s3_store(const config::config& cfg) {
     obs::log(obs::level::warn, "storage.retry",
              {{"operation", std::string(operation)}, {"attempt", attempt}, {"error", failure.what()}});
   };
+  if (metrics != nullptr) {
+    metrics->describe("docflow_s3_errors_total", obs::metrics::kind::counter,
+                      "Failed S3 requests (each attempt, retried or not), by operation and kind "
+                      "(network, throttled, server, client).");
+    c.client.on_error = [metrics](std::string_view operation, const blob::s3::s3_error& failure) {
+      metrics->add("docflow_s3_errors_total", obs::metrics::label("operation", operation) + ',' +
+                                                  obs::metrics::label("kind", blob::s3::error_kind(failure)));
+    };
+  }
   c.prefix = s3.prefix;
   c.part_size = s3.part_size;
   c.scratch_dir = cfg.scratch_dir;
@@ -50,10 +60,10 @@ std::unique_ptr<blob::blob_store> make_s3_store(const config::config& cfg) {
 
 }  // namespace
 
-std::unique_ptr<blob::blob_store> make_blob_store(const config::config& cfg) {
+std::unique_ptr<blob::blob_store> make_blob_store(const config::config& cfg, obs::metrics* metrics) {
   switch (cfg.storage) {
     case config::storage_kind::file: return std::make_unique<blob::fs_blob_store>(cfg.blob_dir);
-    case config::storage_kind::s3: return make_s3_store(cfg);
+    case config::storage_kind::s3: return make_s3_store(cfg, metrics);
   }
   throw std::logic_error("unknown storage kind");
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <csignal>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -358,39 +359,82 @@ purge_counts maintenance_pass(store::database& db, blob::blob_store& blobs, core
   return n;
 }
 
-// Runs a maintenance pass every `period` until stopped. Of the processes
-// sharing the database, one at a time runs a pass: the others find the
-// maintenance lease taken and skip theirs.
+// Leads maintenance while it can: of the processes sharing the database,
+// the one holding the leadership runs a pass every `period` (each under the
+// maintenance lease, which `docflow maintenance` takes too) and reports the
+// gauges read from shared state. The others try to take over every
+// `leadership_retry`, so a leader that dies is replaced within that time.
 class maintenance {
 public:
+  // The first try is made here, so that a process alone on its database
+  // leads (and reports the queue) from its first request on.
   maintenance(store::database& db, blob::blob_store& blobs, const core::clock& clock,
               std::chrono::minutes period)
-      : thread_([this, &db, &blobs, &clock, period](const std::stop_token& stop) {
+      : leadership_(first_try(db)),
+        leading_(leadership_ != nullptr),
+        thread_([this, &db, &blobs, &clock, period](const std::stop_token& stop) {
           loop(stop, db, blobs, clock, period);
         }) {}
 
+  /// True while this process leads.
+  const std::atomic<bool>& leading() const noexcept { return leading_; }
+
 private:
+  static constexpr std::chrono::seconds leadership_retry{15};
+
+  static std::unique_ptr<store::maintenance_lease> first_try(store::database& db) {
+    try {
+      auto leadership = db.try_maintenance_leadership();
+      if (leadership) obs::log(obs::level::info, "maintenance.leading", {});
+      return leadership;
+    } catch (const std::exception& e) {
+      obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
+      return nullptr;
+    }
+  }
+
   void loop(const std::stop_token& stop, store::database& db, blob::blob_store& blobs,
             const core::clock& clock, std::chrono::minutes period) {
     std::mutex m;
     std::condition_variable_any wake;
+    auto& leadership = leadership_;
+    auto next_pass = std::chrono::steady_clock::now();
     while (!stop.stop_requested()) {
       try {
-        if (const auto lease = db.try_maintenance_lease()) {
-          const auto purged = maintenance_pass(db, blobs, clock.now(), maintenance_min_age, cursor_);
-          if (purged.any()) log_purge(purged);
-        } else {
-          obs::log(obs::level::debug, "maintenance.skipped", {{"reason", "another process holds the lease"}});
+        if (leadership && !leadership->held()) {
+          leadership.reset();
+          obs::log(obs::level::warn, "maintenance.leadership_lost",
+                   {{"reason", "its database session ended"}});
+        }
+        if (!leadership && (leadership = db.try_maintenance_leadership())) {
+          obs::log(obs::level::info, "maintenance.leading", {});
+          next_pass = std::chrono::steady_clock::now();
+        }
+        leading_ = leadership != nullptr;
+        if (leadership && std::chrono::steady_clock::now() >= next_pass) {
+          next_pass = std::chrono::steady_clock::now() + period;
+          if (const auto lease = db.try_maintenance_lease()) {
+            const auto purged = maintenance_pass(db, blobs, clock.now(), maintenance_min_age, cursor_);
+            if (purged.any()) log_purge(purged);
+          } else {
+            obs::log(obs::level::debug, "maintenance.skipped",
+                     {{"reason", "another process (docflow maintenance) holds the lease"}});
+          }
         }
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "maintenance.failed", {{"error", e.what()}});
       }
       std::unique_lock lock(m);
-      wake.wait_for(lock, stop, period, [] { return false; });
+      wake.wait_for(lock, stop, leadership_retry, [] { return false; });
     }
+    leading_ = false;
+    leadership.reset();
   }
 
-  std::string cursor_;  // where the orphan sweep goes on; before thread_, which uses it
+  // Before thread_, which uses them.
+  std::unique_ptr<store::maintenance_lease> leadership_;  // the thread's once it runs
+  std::atomic<bool> leading_;
+  std::string cursor_;  // where the orphan sweep goes on
   std::jthread thread_;
 };
 
@@ -465,11 +509,11 @@ int serve(config::config cfg) {
     if (!cfg.jwt_secret) {
       cfg.jwt_secret = load_or_create_jwt_secret(cfg.data_dir);
     }
-    const auto blob_store = make_blob_store(cfg);
-    auto& blobs = *blob_store;
-
     obs::metrics metrics;
     describe_process_metrics(metrics);
+    const auto blob_store = make_blob_store(cfg, &metrics);
+    auto& blobs = *blob_store;
+
     http::blocking_pool blocking(cfg.blocking_threads);
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
@@ -493,6 +537,7 @@ int serve(config::config cfg) {
     // Only serve runs it, one process at a time: a worker process may not
     // even be on the machine that the API answers from.
     const maintenance housekeeping(db, blobs, clock, std::chrono::minutes{10});
+    services.maintenance_leader = &housekeeping.leading();
     const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
     http::server_options options;
@@ -557,9 +602,9 @@ int work(const config::config& cfg) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   try {
     const auto db = open_database(cfg, cfg.auto_migrate);
-    const auto blobs = make_blob_store(cfg);
     obs::metrics metrics;
     describe_process_metrics(metrics);
+    const auto blobs = make_blob_store(cfg, &metrics);
     auto config = cfg;
     config.workers = std::max(cfg.workers, 1U);
     log_sandbox(config);

@@ -168,7 +168,11 @@ struct worker_pool::impl {
         if (!idle()) return;
         continue;
       }
+      // A lapsed lease taken over: its worker died or stalled past the lease.
+      if (job->taken_over) metrics.add("docflow_job_lease_takeovers_total", "");
+      metrics.add("docflow_workers_busy", "", 1);
       run(*job, jitter(rng));
+      metrics.add("docflow_workers_busy", "", -1);
     }
   }
 
@@ -260,7 +264,10 @@ struct worker_pool::impl {
       }
       for (const auto& stage : stages) {
         heartbeat();
+        const auto started = clock.now();
         stage->run(in, out);
+        metrics.observe("docflow_stage_duration_seconds", obs::metrics::label("stage", stage->name()),
+                        seconds_between(started, clock.now()));
       }
       heartbeat();
     } catch (const lease_lost&) {
@@ -368,6 +375,7 @@ worker_pool::worker_pool(store::database& db, blob::blob_store& blobs,
         hints->subscribe(store::wakeup_topic::job_available,
                          [pool = impl_.get()](auto payload) { pool->on_job_available(payload); }));
   }
+  metrics.set("docflow_workers", "", impl_->options.workers);
   for (unsigned i = 0; i < impl_->options.workers; ++i) {
     impl_->threads.emplace_back([this, i] { impl_->loop(i); });
   }
@@ -395,6 +403,18 @@ void worker_pool::describe_metrics(obs::metrics& metrics) {
   metrics.describe("docflow_job_queue_wait_seconds", obs::metrics::kind::histogram,
                    "Time a job waited between becoming available and being claimed.",
                    {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600});
+  metrics.describe("docflow_stage_duration_seconds", obs::metrics::kind::histogram,
+                   "Time one pipeline stage took, by stage, when it succeeded.",
+                   {0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300});
+  metrics.describe("docflow_job_lease_takeovers_total", obs::metrics::kind::counter,
+                   "Jobs this process's workers claimed from a worker whose lease had lapsed.");
+  metrics.describe("docflow_workers", obs::metrics::kind::gauge,
+                   "Worker threads configured in this process.");
+  metrics.describe("docflow_workers_busy", obs::metrics::kind::gauge,
+                   "Worker threads of this process running a job now.");
+  metrics.set("docflow_workers", "", 0);
+  metrics.set("docflow_workers_busy", "", 0);
+  metrics.add("docflow_job_lease_takeovers_total", "", 0);
 }
 
 }  // namespace docflow::jobs

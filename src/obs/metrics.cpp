@@ -66,6 +66,12 @@ void metrics::set(std::string_view name, std::string_view labels, double v) {
   value(name, labels) = v;
 }
 
+void metrics::remove(std::string_view name, std::string_view labels) {
+  const std::lock_guard lock(mutex_);
+  auto& values = get(name).values;
+  if (const auto it = values.find(labels); it != values.end()) values.erase(it);
+}
+
 void metrics::observe(std::string_view name, std::string_view labels, double v) {
   const std::lock_guard lock(mutex_);
   auto& f = get(name);

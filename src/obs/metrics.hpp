@@ -21,6 +21,9 @@ public:
   void add(std::string_view name, std::string_view labels, double v = 1);
   void set(std::string_view name, std::string_view labels, double v);
   void observe(std::string_view name, std::string_view labels, double v);
+  /// Drops a counter's or gauge's series: it is no longer this process's
+  /// to report (a gauge of shared state, when the process stops leading).
+  void remove(std::string_view name, std::string_view labels);
 
   /// The text exposition format (version 0.0.4).
   std::string render() const;

@@ -62,6 +62,7 @@ struct claimed_job {
   unsigned attempt = 0;        ///< 1 for the first
   core::time_point queued_at;  ///< when the job became available
   core::document document;
+  bool taken_over = false;  ///< claimed from a worker whose lease had lapsed
 };
 
 /// What processing produced, stored in one row.
@@ -132,16 +133,32 @@ struct attempt_release {
   bool all = false;  ///< every attempt; otherwise the newest one
 };
 
-/// The right to run the maintenance passes (purges, sweeps) just now, held
-/// by one process at a time; given up when destroyed.
+/// The right to run the maintenance passes (purges, sweeps) just now, or to
+/// lead maintenance, held by one process at a time; given up when destroyed.
 class maintenance_lease {
 public:
   virtual ~maintenance_lease() = default;
+  /// Whether it still holds: PostgreSQL's is lost with its connection
+  /// (false once a round trip on it fails); a file lock cannot be lost.
+  /// Blocks.
+  virtual bool held() { return true; }
 };
 
 struct queue_stats {
   std::uint64_t queued = 0;
   std::uint64_t running = 0;
+  /// When the longest-waiting queued job became (or becomes, after a retry
+  /// delay) available; none when nothing is queued.
+  std::optional<core::time_point> oldest_available;
+};
+
+/// How busy a pool of connections to a database server is.
+struct pool_usage {
+  std::size_t size = 0;     ///< connections it may open
+  std::size_t in_use = 0;   ///< lent now, or being connected
+  std::size_t waiting = 0;  ///< calls in line for one now
+  std::uint64_t waits = 0;  ///< calls that found none free and waited, since start
+  double wait_seconds = 0;  ///< how long those waited, in all
 };
 
 /// A database failure; `what()` is for the log, never for a client.
@@ -421,6 +438,20 @@ public:
   /// it (PostgreSQL: a session-level advisory lock on a connection of the
   /// lease's own; SQLite: flock(2) on a file beside the database).
   virtual std::unique_ptr<maintenance_lease> try_maintenance_lease() = 0;
+
+  /// Maintenance leadership, on the same terms as the lease but a lock of
+  /// its own: one `serve` process holds it for as long as it runs (it runs
+  /// the periodic passes, each under try_maintenance_lease, and alone
+  /// exports the gauges read from shared state), so that `docflow
+  /// maintenance` can still run a pass beside it.
+  virtual std::unique_ptr<maintenance_lease> try_maintenance_leadership() = 0;
+
+  // --- observation
+
+  /// The connection pool to a database server (PostgreSQL); none for an
+  /// embedded database, whose connections are no shared resource. Never
+  /// blocks on the database.
+  virtual std::optional<pool_usage> connection_pool() const { return std::nullopt; }
 };
 
 }  // namespace docflow::store

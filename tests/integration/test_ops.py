@@ -264,8 +264,10 @@ class WorkerEndpointTest(ServerTestCase):
         text = res.body.decode("utf-8")
         samples = parse_metrics(text)
         assert_process_metrics(self, text, samples)
-        self.assertEqual(metric(samples, "docflow_jobs_queued"), 0, text)
-        self.assertEqual(metric(samples, "docflow_jobs_running"), 0, text)
+        # The queue gauges are the maintenance leader's, and a worker never leads.
+        self.assertEqual(metric(samples, "docflow_maintenance_leader"), 0, text)
+        self.assertIsNone(metric(samples, "docflow_jobs_queued"), text)
+        self.assertIsNone(metric(samples, "docflow_jobs_running"), text)
         self.assertIn("# TYPE docflow_jobs_total counter", text)
         self.assertEqual(metric(samples, "http_requests_total", method="GET", route="/healthz", status="200"), 1, text)
         self.assertNotIn("docflow_uploads_waiting", text, "a worker takes no uploads")
@@ -369,6 +371,13 @@ class NodeNameTest(ServerTestCase):
         self.assertEqual(request["node"], "api-7 (eu)")
         for event in ("job.claimed", "document.completed"):
             self.assertEqual(server.wait_for_log(event=event, document_id=doc_id)["node"], "api-7 (eu)", event)
+        # This process's workers ran each stage once, and are idle again.
+        samples = parse_metrics(server.get("/metrics").body.decode("utf-8"))
+        for stage in ("verify", "extract"):
+            self.assertEqual(metric(samples, "docflow_stage_duration_seconds_count", stage=stage), 1, stage)
+        self.assertEqual(metric(samples, "docflow_workers"), 1)
+        self.assertEqual(metric(samples, "docflow_workers_busy"), 0)
+        self.assertEqual(metric(samples, "docflow_job_lease_takeovers_total"), 0)
         # Not one line without it, from the first (the start) on.
         self.assertEqual([e for e in server.events if not isinstance(e, dict) or e.get("node") != "api-7 (eu)"], [])
         self.assertEqual(self.build_info(server)["node"], "api-7 (eu)")
@@ -397,6 +406,41 @@ class NodeNameTest(ServerTestCase):
             done = run_cli(["serve", "--listen", "127.0.0.1:0"], DOCFLOW_NODE_NAME=name)
             self.assertEqual(done.returncode, 2, done.stderr)
             self.assertIn("docflow: invalid configuration: DOCFLOW_NODE_NAME: ", done.stderr)
+
+
+class MaintenanceLeaderTest(ServerTestCase):
+    """Gauges read from the database are the same in every process: only the
+    maintenance leader reports them, so that sums over a cluster count the
+    queue once."""
+
+    LEADERSHIP_BOUND = 30.0  # seconds: the others try to take over every 15 s
+
+    def scrape(self, server):
+        return parse_metrics(server.get("/metrics").body.decode("utf-8"))
+
+    def test_one_leader_reports_the_queue_and_another_takes_over_when_it_dies(self):
+        data_dir = tempfile.mkdtemp(prefix="docflow-it-leader-")
+        self.addCleanup(shutil.rmtree, data_dir, True)
+        first = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS="0")
+        first.wait_for_log(event="maintenance.leading")
+        second = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS="0")
+        worker = self.start_worker(data_dir=data_dir, DOCFLOW_WORKERS="1", DOCFLOW_WORKER_LISTEN="127.0.0.1:0")
+        leader, follower, worker_samples = self.scrape(first), self.scrape(second), self.scrape(worker)
+        self.assertEqual(metric(leader, "docflow_maintenance_leader"), 1)
+        self.assertEqual(metric(leader, "docflow_jobs_queued"), 0)
+        self.assertEqual(metric(leader, "docflow_jobs_running"), 0)
+        self.assertEqual(metric(leader, "docflow_jobs_oldest_queued_age_seconds"), 0)
+        for samples in (follower, worker_samples):
+            self.assertEqual(metric(samples, "docflow_maintenance_leader"), 0)
+            for name in ("docflow_jobs_queued", "docflow_jobs_running", "docflow_jobs_oldest_queued_age_seconds"):
+                self.assertIsNone(metric(samples, name), name)
+        self.assertEqual(metric(worker_samples, "docflow_workers"), 1)
+
+        first.kill()
+        second.wait_for_log(event="maintenance.leading", timeout=self.LEADERSHIP_BOUND)
+        taken = self.scrape(second)
+        self.assertEqual(metric(taken, "docflow_maintenance_leader"), 1)
+        self.assertEqual(metric(taken, "docflow_jobs_queued"), 0)
 
 
 if __name__ == "__main__":

@@ -242,7 +242,11 @@ TEST(process_metrics, describe_names_the_build_and_samples_the_process) {
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   docflow::obs::describe_process(m, "1.2.3", "0123456789ab");
   auto samples = samples_of(m.render());
-  EXPECT_EQ(samples[R"(docflow_build_info{version="1.2.3",commit="0123456789ab"})"], 1);
+  // Unset, the node is the default the log lines carry too.
+  const auto node = docflow::obs::default_node_name();
+  EXPECT_EQ(docflow::obs::node_name(), node);
+  EXPECT_EQ(samples[R"(docflow_build_info{version="1.2.3",commit="0123456789ab",node=")" + node + R"("})"],
+            1);
   EXPECT_GE(samples["process_start_time_seconds"], before - 1);
   EXPECT_GT(samples["process_resident_memory_bytes"], 1 << 20);
   EXPECT_GE(samples["process_open_fds"], 3);  // stdin, stdout, stderr
@@ -264,4 +268,17 @@ TEST(process_metrics, describe_names_the_build_and_samples_the_process) {
   std::fclose(extra);
   EXPECT_GT(samples["process_cpu_seconds_total"], cpu);
   EXPECT_EQ(samples["process_open_fds"], fds + 1);
+}
+
+TEST(metrics, a_removed_series_is_gone_until_set_again) {
+  metrics m;
+  m.describe("shared_gauge", metrics::kind::gauge, "A gauge of shared state.");
+  m.set("shared_gauge", "", 7);
+  m.remove("shared_gauge", "");
+  m.remove("shared_gauge", R"(never="set")");
+  auto samples = samples_of(m.render());
+  EXPECT_FALSE(samples.contains("shared_gauge"));
+  m.set("shared_gauge", "", 3);
+  samples = samples_of(m.render());
+  EXPECT_EQ(samples["shared_gauge"], 3);
 }

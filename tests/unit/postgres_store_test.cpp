@@ -146,6 +146,20 @@ TEST_F(postgres_test, a_transaction_not_committed_rolls_back) {
 // -----------------------------------------------------------------------------------------------------------
 // The pool
 
+namespace {
+
+// Polls until `p` has `n` callers in line; false after 10 s.
+bool wait_for_line(const store::postgres::pool& p, std::size_t n) {
+  const auto deadline = steady::now() + 10s;
+  while (p.waiting() != n) {
+    if (steady::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+}  // namespace
+
 TEST_F(postgres_test, the_pool_lends_at_most_its_size_and_waits_a_bounded_time) {
   store::postgres::pool_settings o;
   o.size = 2;
@@ -154,16 +168,24 @@ TEST_F(postgres_test, the_pool_lends_at_most_its_size_and_waits_a_bounded_time) 
   auto a = p.acquire();
   auto b = p.acquire();
   const auto pid_a = a->exec("SELECT pg_backend_pid()").integer(0, 0);
+  EXPECT_EQ(p.usage().in_use, 2U);
+  EXPECT_EQ(p.usage().waits, 0U) << "a free connection, or room to open one, is no wait";
   const auto start = steady::now();
   EXPECT_THROW(p.acquire(), store_error);
   EXPECT_GE(seconds_since(start), 0.25);
   EXPECT_LT(seconds_since(start), 2.0);
+  EXPECT_EQ(p.usage().waits, 1U) << "a call that timed out waited too";
+  EXPECT_GT(p.usage().wait_seconds, 0.0);
+  EXPECT_EQ(p.usage().waiting, 0U);
   // One given back (even from another thread while someone waits) is lent again, not reopened.
   auto waiter = std::async(std::launch::async,
                            [&] { return p.acquire()->exec("SELECT pg_backend_pid()").integer(0, 0); });
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(wait_for_line(p, 1));
+  EXPECT_EQ(p.usage().waiting, 1U);
   { const auto done = std::move(a); }
   EXPECT_EQ(waiter.get(), pid_a);
+  EXPECT_EQ(p.usage().waits, 2U);
+  EXPECT_EQ(p.usage().in_use, 1U);
 }
 
 TEST_F(postgres_test, the_pool_drops_a_connection_the_server_closed) {
@@ -181,20 +203,6 @@ TEST_F(postgres_test, the_pool_drops_a_connection_the_server_closed) {
   auto c = p.acquire();
   EXPECT_NE(c->exec("SELECT pg_backend_pid()").integer(0, 0), first) << "a dead connection was lent";
 }
-
-namespace {
-
-// Polls until `p` has `n` callers in line; false after 10 s.
-bool wait_for_line(const store::postgres::pool& p, std::size_t n) {
-  const auto deadline = steady::now() + 10s;
-  while (p.waiting() != n) {
-    if (steady::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-}  // namespace
 
 // Under saturation a caller that gives a connection back and asks again at
 // once goes behind those already waiting: nobody is served twice while

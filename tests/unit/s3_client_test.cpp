@@ -397,6 +397,10 @@ TEST_F(s3_client, retries_are_bounded) {
   c.on_retry = [&](std::string_view, const s3::s3_error&, unsigned attempt) {
     EXPECT_EQ(attempt, ++retries);
   };
+  std::vector<std::string> errors;  // every failed attempt, the last one too
+  c.on_error = [&](std::string_view op, const s3::s3_error& e) {
+    errors.push_back(std::string(op) + " " + std::string(s3::error_kind(e)));
+  };
   s3::client client(c);
   server_.kill_gateway();
   const auto e = error_of([&] { client.head_object("k"); });
@@ -404,6 +408,7 @@ TEST_F(s3_client, retries_are_bounded) {
   EXPECT_EQ(e.status(), 0);
   EXPECT_NE(std::string(e.what()).find("HeadObject k: no answer"), std::string::npos) << e.what();
   EXPECT_EQ(retries, 3U);
+  EXPECT_EQ(errors, std::vector<std::string>(4, "HeadObject network"));
   EXPECT_FALSE(client.head_object("k"));  // and the client works again once the gateway is back
 }
 
@@ -504,3 +509,12 @@ TEST_F(s3_client, complete_after_a_lost_answer_checks_the_object) {
 }
 
 }  // namespace
+
+TEST(s3_error_kind, names_the_failure_for_a_metric_label) {
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 0, "Connection refused", "")), "network");
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 503, "SlowDown", "r")), "throttled");
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 429, "", "")), "throttled");
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 500, "InternalError", "r")), "server");
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 403, "SignatureDoesNotMatch", "r")), "client");
+  EXPECT_EQ(s3::error_kind(s3::s3_error("x", 404, "NoSuchBucket", "r")), "client");
+}

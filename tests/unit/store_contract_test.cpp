@@ -465,9 +465,11 @@ TEST_P(lease_protocol, a_held_lease_keeps_others_out_until_it_lapses) {
   EXPECT_EQ(first->document.id, doc_id_);
   EXPECT_EQ(first->document.attempts, 1U);
   EXPECT_EQ(first->document.started_at, t0);
+  EXPECT_FALSE(first->taken_over);
   EXPECT_FALSE(db().claim_job(t0 + 29s, 30s, "token-b")) << "the lease still holds";
   const auto second = db().claim_job(t0 + 31s, 30s, "token-b");
   ASSERT_TRUE(second) << "a lapsed lease is taken over";
+  EXPECT_TRUE(second->taken_over);
   EXPECT_EQ(second->job_id, first->job_id);
   EXPECT_EQ(second->attempt, 2U);
   EXPECT_EQ(db().find_document(doc_id_, std::nullopt)->attempts, 2U);
@@ -539,12 +541,15 @@ TEST_P(lease_protocol, a_final_failure_records_the_error_and_allows_a_new_reques
 TEST_P(lease_protocol, repeated_requests_make_one_job_and_the_queue_bound_holds) {
   EXPECT_EQ(requested(t0, 0), "queue_full");
   EXPECT_EQ(status(), core::status::uploaded) << "a refused request changes nothing";
+  EXPECT_FALSE(db().job_stats().oldest_available) << "nothing queued";
   EXPECT_EQ(requested(t0), "accepted");
   EXPECT_EQ(requested(t0), "already_processing");
   EXPECT_EQ(db().job_stats().queued, 1U);
+  EXPECT_EQ(db().job_stats().oldest_available, t0);
   const auto job = db().claim_job(t0, 30s, "t");
   EXPECT_EQ(db().job_stats().queued, 0U);
   EXPECT_EQ(db().job_stats().running, 1U);
+  EXPECT_FALSE(db().job_stats().oldest_available) << "a running job is not waiting";
   ASSERT_TRUE(db().complete_job(*job, result_at(t0 + 1s)));
   EXPECT_EQ(requested(t0 + 2s), "completed");
   EXPECT_EQ(db().job_stats().queued + db().job_stats().running, 0U);
@@ -1204,6 +1209,20 @@ TEST_P(store_contract, one_store_at_a_time_holds_the_maintenance_lease) {
   EXPECT_FALSE(db().try_maintenance_lease());
   taken.reset();
   EXPECT_TRUE(db().try_maintenance_lease());
+}
+
+TEST_P(store_contract, one_store_at_a_time_leads_and_a_pass_can_run_beside_the_leader) {
+  const auto other = open();
+  auto leader = db().try_maintenance_leadership();
+  ASSERT_TRUE(leader);
+  EXPECT_TRUE(leader->held());
+  EXPECT_FALSE(other->try_maintenance_leadership());
+  EXPECT_FALSE(db().try_maintenance_leadership()) << "not even the leader's own store takes it twice";
+  EXPECT_TRUE(other->try_maintenance_lease()) << "leading is not running a pass";
+  leader.reset();
+  auto next = other->try_maintenance_leadership();
+  EXPECT_TRUE(next) << "given up, it goes to the next who asks";
+  EXPECT_TRUE(next && next->held());
 }
 
 INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),

@@ -26,6 +26,13 @@ namespace docflow::blob::s3 {
 s3_error::s3_error(const std::string& what, int status, std::string code, std::string request_id)
     : blob_error(what), status_(status), code_(std::move(code)), request_id_(std::move(request_id)) {}
 
+std::string_view error_kind(const s3_error& e) noexcept {
+  if (e.status() == 0) return "network";
+  if (e.status() == 429 || e.status() == 503 || e.code() == "SlowDown") return "throttled";
+  if (e.status() >= 500) return "server";
+  return "client";
+}
+
 payload payload::memory(std::string_view bytes, std::string sha256_hex) {
   payload p;
   p.bytes = bytes;
@@ -480,6 +487,7 @@ struct client::impl {
       try {
         return attempt(n);
       } catch (const attempt_failed& e) {
+        if (config.on_error) config.on_error(operation, e);
         if (!e.retryable() || n >= config.retry.max_attempts) throw;
         if (config.on_retry) config.on_retry(operation, e, n);
       }

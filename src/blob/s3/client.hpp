@@ -36,6 +36,11 @@ private:
   std::string request_id_;
 };
 
+/// What kind of failure `e` is, for a metric's label: `network` (no
+/// answer), `throttled` (429, 503, SlowDown), `server` (another 5xx) or
+/// `client` (a 4xx: credentials, signature, a missing bucket).
+std::string_view error_kind(const s3_error& e) noexcept;
+
 /// How often and how patiently a request that may be repeated is repeated.
 /// The waits follow core::retry_delay (exponential, equal jitter).
 struct retry_policy {
@@ -73,6 +78,9 @@ struct client_config {
   /// Told of each failure about to be retried (for logs and metrics): the
   /// operation, the failure, the attempt that failed (1 = the first).
   std::function<void(std::string_view operation, const s3_error& failure, unsigned attempt)> on_retry;
+  /// Told of every failed attempt, retried or not (for metrics). An answer
+  /// that a call expects (404 from HeadObject, say) is no failure.
+  std::function<void(std::string_view operation, const s3_error& failure)> on_error;
   test_faults faults;
 };
 

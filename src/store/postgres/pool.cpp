@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <optional>
 
 namespace docflow::store::postgres {
 
@@ -34,6 +35,11 @@ std::size_t pool::waiting() const {
   return line_.size();
 }
 
+pool::stats pool::usage() const {
+  const std::lock_guard lock(mutex_);
+  return {open_ - idle_.size(), line_.size(), waits_, wait_seconds_};
+}
+
 bool pool::hand_to_next(std::unique_ptr<pq::connection>& c) {
   if (line_.empty()) return false;
   waiter* w = line_.front();
@@ -53,6 +59,15 @@ pool::lease pool::acquire() {
   // is being given back at this very moment.
   bool my_turn = line_.empty();
   std::uint64_t ticket = 0;  // place in line, once in it
+  // How long this call waited in line, counted however it ends (with the
+  // lock held: declared after it, so destroyed before it).
+  struct wait_meter {
+    pool& p;
+    std::optional<clock::time_point> since;
+    ~wait_meter() {
+      if (since) p.wait_seconds_ += std::chrono::duration<double>(clock::now() - *since).count();
+    }
+  } meter{*this, std::nullopt};
   for (;;) {
     while (my_turn && !idle_.empty()) {
       auto c = std::move(idle_.back());
@@ -105,7 +120,11 @@ pool::lease pool::acquire() {
       }
     }
     waiter w;
-    if (ticket == 0) ticket = ++tickets_;
+    if (ticket == 0) {
+      ticket = ++tickets_;
+      ++waits_;
+      meter.since = clock::now();
+    }
     w.ticket = ticket;
     // In order of arrival: one back in line after a wake-up keeps its place.
     line_.insert(std::upper_bound(line_.begin(), line_.end(), ticket,

@@ -73,6 +73,15 @@ public:
   /// Callers waiting in line for a connection now.
   std::size_t waiting() const;
 
+  struct stats {
+    std::size_t in_use = 0;   ///< lent, or being connected
+    std::size_t waiting = 0;  ///< callers in line
+    std::uint64_t waits = 0;  ///< calls that found none free and waited, since start
+    double wait_seconds = 0;  ///< the time they waited, in all
+  };
+  /// Never blocks on the database (a moment on the pool's mutex).
+  stats usage() const;
+
   const std::string& url() const noexcept { return url_; }
   const pool_settings& options() const noexcept { return options_; }
 
@@ -95,6 +104,8 @@ private:
   bool probing_ = false;       ///< a reconnect is under way while the database is believed down
   std::chrono::steady_clock::time_point next_attempt_{};
   std::string last_error_;
+  std::uint64_t waits_ = 0;
+  double wait_seconds_ = 0;
 };
 
 }  // namespace docflow::store::postgres

@@ -31,6 +31,8 @@ constexpr int max_attempts = 5;
 constexpr std::int64_t migration_lock = 0x646f63666c6f77;
 // The session-level advisory lock of the one maintenance runner ("dfmaint").
 constexpr std::int64_t maintenance_lock = 0x64666d61696e74;
+// The session-level advisory lock of the maintenance leader ("dflead").
+constexpr std::int64_t leadership_lock = 0x64666c656164;
 
 // Ids are uuid columns. The SQLite store compares ids as text, so only the
 // canonical lowercase form finds a row there; PostgreSQL would also accept
@@ -585,9 +587,11 @@ std::optional<claimed_job> postgres_store::claim_job(core::time_point now,
       return s;
     }();
     auto r = c.exec(lapsed, now, lease_token, now + lease_for);
+    const bool taken_over = !r.empty();
     if (r.empty()) r = c.exec(queued, now, lease_token, now + lease_for);
     if (r.empty()) return std::nullopt;
     claimed_job job;
+    job.taken_over = taken_over;
     job.job_id = r.text(0, 0);
     job.attempt = static_cast<unsigned>(r.integer(0, 2));
     job.queued_at = r.time(0, 3);
@@ -783,10 +787,10 @@ database::changed_documents postgres_store::documents_with_events_since(std::int
 queue_stats postgres_store::job_stats() {
   return retrying([](pq::connection& c) {
     const auto r = c.exec(
-        "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running') FROM jobs"
-        " WHERE state IN ('queued', 'running')");
+        "SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running'),"
+        " min(available_at) FILTER (WHERE state = 'queued') FROM jobs WHERE state IN ('queued', 'running')");
     return queue_stats{static_cast<std::uint64_t>(r.integer(0, 0)),
-                       static_cast<std::uint64_t>(r.integer(0, 1))};
+                       static_cast<std::uint64_t>(r.integer(0, 1)), r.optional_time(0, 2)};
   });
 }
 
@@ -880,10 +884,11 @@ std::optional<core::time_point> refused_until(pq::connection& c, std::span<const
 // next holder should not have to wait for that.
 class advisory_lease final : public maintenance_lease {
 public:
-  explicit advisory_lease(std::unique_ptr<pq::connection> c) noexcept : c_(std::move(c)) {}
+  advisory_lease(std::unique_ptr<pq::connection> c, std::int64_t key) noexcept
+      : c_(std::move(c)), key_(key) {}
   ~advisory_lease() override {
     try {
-      c_->exec("SELECT pg_advisory_unlock($1)", maintenance_lock);
+      c_->exec("SELECT pg_advisory_unlock($1)", key_);
     } catch (const std::exception&) {
       // The connection is broken: its end releases the lock all the same.
     }
@@ -891,9 +896,27 @@ public:
   advisory_lease(const advisory_lease&) = delete;
   advisory_lease& operator=(const advisory_lease&) = delete;
 
+  // The session still being there is the lock still being held; once the
+  // connection broke, another process may hold it already.
+  bool held() override {
+    try {
+      c_->exec("SELECT 1");
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
 private:
   std::unique_ptr<pq::connection> c_;
+  std::int64_t key_;
 };
+
+std::unique_ptr<maintenance_lease> try_advisory(const pool& p, std::int64_t key) {
+  auto c = p.connect_alone();
+  if (!c->exec("SELECT pg_try_advisory_lock($1)", key).boolean(0, 0)) return nullptr;
+  return std::make_unique<advisory_lease>(std::move(c), key);
+}
 
 }  // namespace
 
@@ -961,9 +984,16 @@ std::size_t postgres_store::purge_attempts(core::time_point now) {
 // A connection of the lease's own, outside the pool: the lock belongs to
 // the session, and a process that dies closes it.
 std::unique_ptr<maintenance_lease> postgres_store::try_maintenance_lease() {
-  auto c = pool_.connect_alone();
-  if (!c->exec("SELECT pg_try_advisory_lock($1)", maintenance_lock).boolean(0, 0)) return nullptr;
-  return std::make_unique<advisory_lease>(std::move(c));
+  return try_advisory(pool_, maintenance_lock);
+}
+
+std::unique_ptr<maintenance_lease> postgres_store::try_maintenance_leadership() {
+  return try_advisory(pool_, leadership_lock);
+}
+
+std::optional<pool_usage> postgres_store::connection_pool() const {
+  const auto u = pool_.usage();
+  return pool_usage{pool_.options().size, u.in_use, u.waiting, u.waits, u.wait_seconds};
 }
 
 }  // namespace docflow::store::postgres

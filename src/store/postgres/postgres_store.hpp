@@ -86,6 +86,9 @@ public:
   std::size_t purge_attempts(core::time_point now) override;
 
   std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
+  std::unique_ptr<maintenance_lease> try_maintenance_leadership() override;
+
+  std::optional<pool_usage> connection_pool() const override;
 
 private:
   // Runs f(connection) on a pooled connection; a deadlock or serialization

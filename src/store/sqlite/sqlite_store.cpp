@@ -528,9 +528,9 @@ std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::ch
   transaction tx(*c);
   // A job whose worker died first (its lease lapsed), then the oldest available.
   auto st = c->prepare(
-      "SELECT id, document_id, attempts, available_at FROM jobs"
+      "SELECT id, document_id, attempts, available_at, 1 FROM jobs"
       " WHERE state = 'running' AND lease_expires_at < ?1"
-      " UNION ALL SELECT * FROM (SELECT id, document_id, attempts, available_at FROM jobs"
+      " UNION ALL SELECT * FROM (SELECT id, document_id, attempts, available_at, 0 FROM jobs"
       " WHERE state = 'queued' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
   st.bind(1, core::to_unix_ms(now));
   if (!st.step()) return std::nullopt;
@@ -539,6 +539,7 @@ std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::ch
   const auto document_id = st.column_text(1);
   job.attempt = static_cast<unsigned>(st.column_int(2)) + 1;
   job.queued_at = from_ms(st.column_int(3));
+  job.taken_over = st.column_int(4) != 0;
   job.lease_token = lease_token;
   c->prepare(
        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,"
@@ -748,10 +749,12 @@ database::changed_documents sqlite_store::documents_with_events_since(std::int64
 queue_stats sqlite_store::job_stats() {
   const lease c(*this);
   auto st = c->prepare(
-      "SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'running'), 0) FROM jobs"
-      " WHERE state IN ('queued', 'running')");
+      "SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'running'), 0),"
+      " min(CASE WHEN state = 'queued' THEN available_at END) FROM jobs WHERE state IN ('queued', "
+      "'running')");
   st.step();
-  return {static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1))};
+  return {static_cast<std::uint64_t>(st.column_int(0)), static_cast<std::uint64_t>(st.column_int(1)),
+          st.column_is_null(2) ? std::nullopt : std::optional(from_ms(st.column_int(2)))};
 }
 
 core::result<idempotency_claim> sqlite_store::begin_idempotent(std::string_view user_id, std::string_view key,
@@ -922,7 +925,15 @@ std::size_t sqlite_store::purge_attempts(core::time_point now) {
 }
 
 std::unique_ptr<maintenance_lease> sqlite_store::try_maintenance_lease() {
-  const auto path = path_.string() + "-maintenance";
+  return try_file_lease("-maintenance");
+}
+
+std::unique_ptr<maintenance_lease> sqlite_store::try_maintenance_leadership() {
+  return try_file_lease("-leader");
+}
+
+std::unique_ptr<maintenance_lease> sqlite_store::try_file_lease(std::string_view suffix) {
+  const auto path = path_.string() + std::string(suffix);
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw store_error("cannot open " + path + ": " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {

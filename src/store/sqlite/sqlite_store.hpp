@@ -82,8 +82,12 @@ public:
   std::size_t purge_attempts(core::time_point now) override;
 
   std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
+  std::unique_ptr<maintenance_lease> try_maintenance_leadership() override;
 
 private:
+  // flock(2) on the file named by the database's path and `suffix`; null when another holds it.
+  std::unique_ptr<maintenance_lease> try_file_lease(std::string_view suffix);
+
   // A connection borrowed from the pool, returned on destruction.
   class lease {
   public:
