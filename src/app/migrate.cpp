@@ -47,20 +47,29 @@ struct digest {
   bool operator==(const digest&) const = default;
 };
 
-// Reads a blob whole through the store's read API; nullopt when it is missing.
-std::optional<digest> digest_of(blob::blob_store& store, const std::string& key) {
-  const auto reader = store.open(key);
-  if (!reader) return std::nullopt;
+// Reads the blob from start to end, a chunk at a time, handing each chunk
+// to `each` after hashing it; its size and SHA-256.
+template <class F>
+digest read_through(blob::blob_reader& reader, F&& each) {
   core::sha256 hash;
   std::string buffer(chunk_bytes, '\0');
   std::uint64_t offset = 0;
   for (;;) {
-    const auto n = reader->read_at(offset, buffer.data(), buffer.size());
+    const auto n = reader.read_at(offset, buffer.data(), buffer.size());
     if (n == 0) break;
-    hash.update(std::string_view(buffer.data(), n));
+    const std::string_view bytes(buffer.data(), n);
+    hash.update(bytes);
+    each(bytes);
     offset += n;
   }
   return digest{offset, hash.hex_final()};
+}
+
+// Reads a blob whole through the store's read API; nullopt when it is missing.
+std::optional<digest> digest_of(blob::blob_store& store, const std::string& key) {
+  const auto reader = store.open(key);
+  if (!reader) return std::nullopt;
+  return read_through(*reader, [](std::string_view) {});
 }
 
 // Streams the source blob to the target, hashing what it reads.
@@ -68,19 +77,9 @@ digest copy_blob(blob::blob_store& from, blob::blob_store& to, const std::string
   const auto reader = from.open(key);
   if (!reader) throw blob::blob_error("the source has no blob " + key);
   const auto writer = to.begin(key);
-  core::sha256 hash;
-  std::string buffer(chunk_bytes, '\0');
-  std::uint64_t offset = 0;
-  for (;;) {
-    const auto n = reader->read_at(offset, buffer.data(), buffer.size());
-    if (n == 0) break;
-    const std::string_view bytes(buffer.data(), n);
-    hash.update(bytes);
-    writer->write(bytes);
-    offset += n;
-  }
+  auto read = read_through(*reader, [&](std::string_view bytes) { writer->write(bytes); });
   writer->commit();
-  return digest{offset, hash.hex_final()};
+  return read;
 }
 
 // Brings the document's blob onto the target and checks it there: the
@@ -164,12 +163,12 @@ std::vector<std::string> unhandled_schema(transfer::source& source) {
     const auto columns = source.column_names(name);
     for (const auto& c : columns) {
       if (std::none_of(t->columns.begin(), t->columns.end(), [&](const auto& k) { return k.name == c; })) {
-        out.push_back(name + "." + c);
+        out.push_back(name + '.' += c);
       }
     }
     for (const auto& k : t->columns) {
       if (std::find(columns.begin(), columns.end(), k.name) == columns.end()) {
-        out.push_back(name + "." + std::string(k.name));
+        out.push_back(name + '.' += k.name);
       }
     }
   }
@@ -278,14 +277,16 @@ migration_summary copy_everything(transfer::source& source, blob::blob_store& so
 }
 
 std::string format_summary(const migration_summary& s) {
+  const auto padded = [](const std::string& text, std::size_t width, bool left) {
+    const std::string pad(text.size() < width ? width - text.size() : 1, ' ');
+    return left ? text + pad : pad + text;
+  };
   std::ostringstream out;
-  out << "table                  source   written    target\n";
+  out << padded("table", 18, true) << padded("source", 10, false) << padded("written", 10, false)
+      << padded("target", 10, false) << '\n';
   for (const auto& t : s.tables) {
-    out << t.name << std::string(t.name.size() < 18 ? 18 - t.name.size() : 1, ' ');
-    for (const auto n : {t.source, t.written, t.target}) {
-      const auto text = std::to_string(n);
-      out << std::string(text.size() < 10 ? 10 - text.size() : 1, ' ') << text;
-    }
+    out << padded(t.name, 18, true);
+    for (const auto n : {t.source, t.written, t.target}) out << padded(std::to_string(n), 10, false);
     out << (t.target == t.source ? "" : "  INCOMPLETE") << '\n';
   }
   out << "blobs copied:   " << s.blobs_copied << " (" << s.bytes_copied << " bytes)\n"

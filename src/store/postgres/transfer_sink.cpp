@@ -1,6 +1,7 @@
 #include "store/postgres/transfer_sink.hpp"
 
 #include <map>
+#include <stdexcept>
 #include <utility>
 
 #include "store/postgres/pq.hpp"
@@ -23,7 +24,7 @@ std::string value_of(transfer::kind k, std::size_t n) {
     case transfer::kind::json: return p + "::jsonb";
     case transfer::kind::bytes: return p + "::bytea";
   }
-  return p;
+  throw std::logic_error("unknown column kind");
 }
 
 std::string quoted(std::string_view name) { return '"' + std::string(name) + '"'; }
