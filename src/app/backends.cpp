@@ -8,7 +8,9 @@
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
 #include "store/postgres/postgres_store.hpp"
+#include "store/postgres/transfer_sink.hpp"
 #include "store/sqlite/sqlite_store.hpp"
+#include "store/sqlite/transfer_source.hpp"
 
 namespace docflow::app {
 
@@ -19,6 +21,16 @@ std::unique_ptr<store::database> make_database(const config::config& cfg) {
       return store::postgres::open(cfg.postgres_url, cfg.database_pool, cfg.database_password.value_or(""));
   }
   throw std::logic_error("unknown database kind");
+}
+
+std::unique_ptr<store::transfer::source> make_transfer_source(const config::config& cfg) {
+  if (cfg.database != config::database_kind::sqlite) return nullptr;
+  return store::sqlite::open_transfer_source(cfg.sqlite_path);
+}
+
+std::unique_ptr<store::transfer::sink> make_transfer_sink(const config::config& cfg) {
+  if (cfg.database != config::database_kind::postgres) return nullptr;
+  return store::postgres::open_transfer_sink(cfg.postgres_url, cfg.database_password.value_or(""));
 }
 
 namespace {

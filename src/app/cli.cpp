@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "api/routes.hpp"
+#include "app/migrate.hpp"
 #include "app/wiring.hpp"
 #include "config/config.hpp"
 #include "config/units.hpp"
@@ -141,6 +142,32 @@ config::config load_or_exit(const std::map<std::string, std::string>& raw, confi
   }
 }
 
+// The source is the node as its other commands see it; the target is the
+// same configuration with the target's URLs, so that the settings a serve
+// on it will read (the S3 region and endpoint, AWS_*, the database
+// password) are the ones the copy uses. A single node has no password.
+int migrate_data_command(const std::map<std::string, std::string>& raw, const std::string& to_database,
+                         const std::string& to_storage) {
+  auto source_raw = raw;
+  source_raw.erase("DOCFLOW_DATABASE_PASSWORD");
+  source_raw.erase("DOCFLOW_DATABASE_PASSWORD_FILE");
+  const auto source = load_or_exit(source_raw, config::for_maintenance);
+  auto target_raw = raw;
+  target_raw["DOCFLOW_DATABASE_URL"] = to_database;
+  target_raw["DOCFLOW_STORAGE_URL"] = to_storage;
+  const auto target = load_or_exit(target_raw, config::for_maintenance);
+  if (source.database != config::database_kind::sqlite || source.storage != config::storage_kind::file) {
+    std::cerr << "docflow: migrate-data: the source must be a single node (sqlite:// and file://), not "
+              << config::describe_database(source) << " and " << config::describe_storage(source) << '\n';
+    return exit_bad_config;
+  }
+  if (target.database != config::database_kind::postgres) {
+    std::cerr << "docflow: migrate-data: --to-database must be a postgresql:// URL\n";
+    return exit_bad_config;
+  }
+  return migrate_data(source, target);
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -164,6 +191,24 @@ int run_cli(int argc, char** argv) {
                               "leave orphan blobs and uploads younger than this (default 1h); 0s only "
                               "when no upload is in flight");
   add_settings(*maintenance_cmd, config::for_maintenance, raw);
+  auto* migrate_data_cmd = app.add_subcommand(
+      "migrate-data",
+      "Copy this node's data (SQLite and its blob directory) into PostgreSQL and S3, resumably; stop the "
+      "node "
+      "first. Exit 0 when every blob is verified on the target, 1 when not (run it again), 3 when the target "
+      "holds other data, 75 when a docflow still runs on the source");
+  std::string to_database;
+  std::string to_storage;
+  migrate_data_cmd->add_option("--to-database", to_database, "the target: postgresql://USER@HOST:PORT/DB")
+      ->required();
+  migrate_data_cmd
+      ->add_option("--to-storage", to_storage,
+                   "the target blob store: s3://BUCKET[/PREFIX][?endpoint=...] (or file://PATH)")
+      ->required();
+  add_settings(*migrate_data_cmd, config::for_maintenance, raw);
+  migrate_data_cmd->footer(
+      "The source is this node as `serve` reads it (DOCFLOW_DATA_DIR, DOCFLOW_DATABASE_URL, "
+      "DOCFLOW_STORAGE_URL). DOCFLOW_DATABASE_PASSWORD and AWS_* are the target's.");
   auto* version_cmd = app.add_subcommand("version", "Print the version and exit");
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
@@ -228,6 +273,9 @@ int run_cli(int argc, char** argv) {
   }
   if (migrate_cmd->parsed()) {
     return migrate(load_or_exit(raw, config::for_migrate));
+  }
+  if (migrate_data_cmd->parsed()) {
+    return migrate_data_command(raw, to_database, to_storage);
   }
   if (maintenance_cmd->parsed()) {
     const auto min_age = config::parse_duration(maintenance_min_age);

@@ -22,6 +22,36 @@ std::string sha256_hex(std::string_view bytes) {
   return hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
+struct sha256::state {
+  struct free_ctx {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  std::unique_ptr<EVP_MD_CTX, free_ctx> ctx{EVP_MD_CTX_new()};
+};
+
+sha256::sha256() : state_(std::make_unique<state>()) {
+  if (!state_->ctx || EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("OpenSSL: no SHA-256 digest");
+  }
+}
+
+sha256::~sha256() = default;
+
+void sha256::update(std::string_view bytes) {
+  if (EVP_DigestUpdate(state_->ctx.get(), bytes.data(), bytes.size()) != 1) {
+    throw std::runtime_error("OpenSSL: SHA-256 update failed");
+  }
+}
+
+std::string sha256::hex_final() {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  unsigned int n = 0;
+  if (EVP_DigestFinal_ex(state_->ctx.get(), digest.data(), &n) != 1) {
+    throw std::runtime_error("OpenSSL: SHA-256 final failed");
+  }
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), n));
+}
+
 namespace {
 struct mac_ctx_free {
   void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }

@@ -1,0 +1,105 @@
+#include "store/transfer.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace docflow::store::transfer {
+
+const std::vector<table>& tables() {
+  using enum kind;
+  static const std::vector<table> all{
+      {"users",
+       {{"id", id},
+        {"username", text},
+        {"username_key", text},
+        {"password_hash", text},
+        {"role", text},
+        {"created_at", time}}},
+      {"refresh_families",
+       {{"id", id}, {"user_id", id}, {"created_at", time}, {"expires_at", time}, {"revoked_at", time}}},
+      {"refresh_tokens",
+       {{"token_hash", text},
+        {"family_id", id},
+        {"issued_at", time},
+        {"expires_at", time},
+        {"used_at", time}}},
+      {"documents",
+       {{"id", id},
+        {"owner_id", id},
+        {"filename", text},
+        {"title", text},
+        {"kind", text},
+        {"size_bytes", integer},
+        {"sha256", text},
+        {"status", text},
+        {"created_at", time},
+        {"updated_at", time},
+        {"attempts", integer},
+        {"started_at", time},
+        {"finished_at", time},
+        {"error_code", text},
+        {"error_message", text},
+        {"error_retryable", boolean}}},
+      {"jobs",
+       {{"id", id},
+        {"document_id", id},
+        {"state", text},
+        {"attempts", integer},
+        {"available_at", time},
+        {"lease_token", text},
+        {"lease_expires_at", time},
+        {"created_at", time},
+        {"updated_at", time}},
+       1,
+       true},
+      {"results",
+       {{"document_id", id},
+        {"pipeline_version", text},
+        {"started_at", time},
+        {"completed_at", time},
+        {"attempts", integer},
+        {"summary", json},
+        {"text", bytes},
+        {"text_preview", bytes},
+        {"text_bytes", integer}},
+       1,
+       true},
+      {"document_events",
+       {{"document_id", id}, {"seq", integer}, {"status", text}, {"at", time}, {"error", json}},
+       2,
+       true},
+      // After the documents: an answer replayed names its document.
+      {"idempotency_keys",
+       {{"user_id", id},
+        {"key", text},
+        {"fingerprint", text},
+        {"state", text},
+        {"status", integer},
+        {"body", text},
+        {"content_type", text},
+        {"location", text},
+        {"created_at", time},
+        {"expires_at", time},
+        {"claim", text}},
+       2},
+      // One row per attempt; (scope, key) is what the attempts are counted against.
+      {"throttle_attempts", {{"scope", text}, {"key", text}, {"leaves_at", time}}, 2},
+  };
+  return all;
+}
+
+const table& table_named(std::string_view name) {
+  const auto& all = tables();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const table& t) { return t.name == name; });
+  if (it == all.end()) throw std::out_of_range("no table " + std::string(name) + " to transfer");
+  return *it;
+}
+
+const std::vector<skipped_table>& not_copied() {
+  static const std::vector<skipped_table> all{
+      {"schema_migrations", "the target's own migrations record its schema version"},
+  };
+  return all;
+}
+
+}  // namespace docflow::store::transfer
