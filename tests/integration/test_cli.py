@@ -418,7 +418,7 @@ class CommandsTest(unittest.TestCase):
         self.assertEqual(out.returncode, EXIT_BAD_CONFIG, out.stderr)
 
     def test_unknown_command_names_the_word_and_the_valid_commands(self):
-        top = "docflow: unknown command 'bogus' (commands: serve, migrate, maintenance, version, worker, user)"
+        top = "docflow: unknown command 'bogus' (commands: serve, migrate, maintenance, migrate-data, version, worker, user)"
         cases = {
             ("bogus",): top,
             ("--help-all", "bogus"): top,

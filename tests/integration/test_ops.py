@@ -422,7 +422,7 @@ class MaintenanceLeaderTest(ServerTestCase):
         data_dir = tempfile.mkdtemp(prefix="docflow-it-leader-")
         self.addCleanup(shutil.rmtree, data_dir, True)
         first = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS="0")
-        first.wait_for_log(event="maintenance.leading")
+        first.wait_for_log(event="maintenance.leading", timeout=self.LEADERSHIP_BOUND)
         second = self.start_server(data_dir=data_dir, DOCFLOW_WORKERS="0")
         worker = self.start_worker(data_dir=data_dir, DOCFLOW_WORKERS="1", DOCFLOW_WORKER_LISTEN="127.0.0.1:0")
         leader, follower, worker_samples = self.scrape(first), self.scrape(second), self.scrape(worker)
@@ -442,9 +442,6 @@ class MaintenanceLeaderTest(ServerTestCase):
         self.assertEqual(metric(taken, "docflow_maintenance_leader"), 1)
         self.assertEqual(metric(taken, "docflow_jobs_queued"), 0)
 
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 class MaintenanceCommandTest(ServerTestCase):
@@ -499,3 +496,7 @@ class MaintenanceCommandTest(ServerTestCase):
         self.assertEqual(done.returncode, 75, done.stderr)
         self.assertIn("another process", done.stderr)
         self.assertEqual(run_cli(["maintenance"], data_dir=data_dir).returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
