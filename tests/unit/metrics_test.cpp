@@ -198,8 +198,9 @@ TEST(log, writes_one_json_line_whose_own_members_win) {
   // Lines other tests logged are still on their way: not into this capture.
   ASSERT_TRUE(docflow::obs::flush_log(std::chrono::seconds(10)));
   testing::internal::CaptureStdout();
-  docflow::obs::log(docflow::obs::level::info, "test.event",
-                    {{"n", 1}, {"s", "quote \" and \\ and \n"}, {"event", "spoof"}, {"level", "spoof"}});
+  docflow::obs::log(
+      docflow::obs::level::info, "test.event",
+      {{"n", 1}, {"s", "quote \" and \\ and \n"}, {"event", "spoof"}, {"level", "spoof"}, {"node", "spoof"}});
   docflow::obs::log(docflow::obs::level::warn, "test.empty", {});
   docflow::obs::log(docflow::obs::level::debug, "test.hidden", {});
   // The logger thread writes them: wait for it before the capture ends.
@@ -214,10 +215,11 @@ TEST(log, writes_one_json_line_whose_own_members_win) {
   EXPECT_EQ(first.at("n"), 1);
   EXPECT_EQ(first.at("s"), "quote \" and \\ and \n");
   EXPECT_TRUE(first.at("ts").is_string());
-  EXPECT_EQ(first.size(), 5U);
+  EXPECT_EQ(first.at("node").as_string(), docflow::obs::node_name());
+  EXPECT_EQ(first.size(), 6U);
   const auto second = boost::json::parse(out.substr(newline + 1, out.size() - newline - 2)).as_object();
   EXPECT_EQ(second.at("event"), "test.empty");
-  EXPECT_EQ(second.size(), 3U);
+  EXPECT_EQ(second.size(), 4U);
   EXPECT_EQ(out.find("test.hidden"), std::string::npos);
 }
 
