@@ -364,10 +364,13 @@ class Cluster:
         self.s3.kill_gateway()
         self.s3.start_gateway()
 
-    def maintenance(self):
+    def maintenance(self, min_age=None):
         """One maintenance pass (orphans, expired records, stale multipart
-        uploads), as the maintenance timer would run it."""
-        done = subprocess.run([BIN, "maintenance"], env=dict(self.base_env, DOCFLOW_DATA_DIR=self.dir),
+        uploads), as the maintenance timer would run it; `min_age` ("0s")
+        is passed as --min-age, for a check made while no upload is in
+        flight."""
+        argv = [BIN, "maintenance"] + (["--min-age", min_age] if min_age is not None else [])
+        done = subprocess.run(argv, env=dict(self.base_env, DOCFLOW_DATA_DIR=self.dir),
                               capture_output=True, text=True, timeout=START_TIMEOUT)
         if done.returncode != 0:
             raise RuntimeError("docflow maintenance failed (%d): %s" % (done.returncode, done.stderr))
