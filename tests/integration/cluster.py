@@ -20,7 +20,9 @@ has it, on this cluster's ports) and `listen` are written here.
 
 Each process is named on its log lines by DOCFLOW_NODE_NAME (serve-1,
 worker-2, ...). The processes die with the Python process that started them
-(PR_SET_PDEATHSIG), so a test that dies leaves none running.
+(PR_SET_PDEATHSIG), so a test that dies leaves none running. That signal
+comes when the *thread* that started a process ends: start (and restart)
+processes from a thread that outlives them, such as the main thread.
 """
 import ctypes
 import json

@@ -20,7 +20,8 @@ whole test. Each iteration registers fresh users and then, at once:
   events.
 
 Requests fail while things restart (502, 503, refused connections): they
-are recorded, not asserted. Lost or duplicated state is. Once the chaos
+are recorded, not asserted; a 500 (an internal error) is a violation. Lost
+or duplicated state is too. Once the chaos
 stops, every process is up again and the queue has drained (no job queued
 or running, no document PROCESSING), the iteration checks:
 
@@ -210,7 +211,6 @@ class Iteration:
         self.violations = []
         self.chaos_events = []  # (kind, started, ended)
         self.down = set()  # names of the processes killed and not yet started again
-        self.restarts = []
         self.errors = []  # exceptions of threads
 
     def violation(self, text):
@@ -224,11 +224,15 @@ class Iteration:
     # ---- requests
 
     def send(self, client, method, path, body=None, headers=None):
-        """(status, headers, body), or None when no answer came."""
+        """(status, headers, body), or None when no answer came. A 500 is a
+        violation: a failure to ride out is 502, 503 or no answer."""
         try:
-            return client.request(method, path, body=body, headers=headers)
+            answer = client.request(method, path, body=body, headers=headers)
         except (OSError, http.client.HTTPException):
             return None
+        if answer[0] == 500:
+            self.violation("%s %s answered 500: %r" % (method, path, answer[2][:300]))
+        return answer
 
     def known_doc(self, rng, user):
         with self.lock:
@@ -367,6 +371,8 @@ class Iteration:
                 r = conn.getresponse()
                 if r.status != 200:
                     self.count("stream", (r.status,))
+                    if r.status == 500:
+                        self.violation("the stream of %s answered 500" % stream.doc_id)
                     if r.status == 404:
                         return
                     time.sleep(0.3)
@@ -449,10 +455,12 @@ class Iteration:
         A process that cannot reach PostgreSQL as it starts (restarting
         meanwhile) exits 1; like systemd (the units' Restart=on-failure,
         RestartSec=1s), this starts it again a second later."""
+        killed = time.monotonic()
+
         def run():
             try:
                 for tries in itertools.count(1):
-                    time.sleep(1)
+                    time.sleep(max(0.0, killed + tries - time.monotonic()))
                     if p in self.cluster.workers:
                         self.test.log_offsets[p.name] = os.path.getsize(p.log_path)
                     try:
@@ -469,9 +477,7 @@ class Iteration:
                 with self.lock:
                     self.down.discard(p.name)
 
-        t = threading.Thread(target=run)
-        t.start()
-        self.restarts.append(t)
+        self.test.restarter.submit(run)
 
     def chaos_loop(self, kills):
         rng = random.Random(self.seed)
@@ -523,8 +529,7 @@ class Iteration:
             raise
         finally:
             self.stop.set()
-            for t in self.restarts:
-                t.join()
+            self.test.restarter.submit(lambda: None).result()  # every restart done
 
     def run(self, kills):
         for i in range(USERS):
@@ -562,11 +567,16 @@ class ClusterChaosTest(unittest.TestCase):
             "DOCFLOW_SIGNUP_MAX_PER_ADDRESS": "100000",
         })
         cls.log_offsets = {p.name: 0 for p in cls.cluster.workers}
+        # A process gets SIGKILL when the thread that started it ends
+        # (cluster.py sets PR_SET_PDEATHSIG, which is per thread): restarts
+        # run on one thread that lasts as long as the cluster.
+        cls.restarter = concurrent.futures.ThreadPoolExecutor(1)
         cls.db = cls.cluster.database_url.rsplit("/", 1)[1]
 
     @classmethod
     def tearDownClass(cls):
         cls.cluster.close()
+        cls.restarter.shutdown()
 
     def keep_logs(self):
         """Copies every process's log out of the cluster (which close()
