@@ -28,6 +28,9 @@ or running, no document PROCESSING), the iteration checks:
 - every upload answered 201 is listed, and its content, downloaded three
   times through nginx on new connections, has the SHA-256 of the bytes
   sent and of the answer's `sha256`; unless this test deleted it;
+- a keyed upload that never got an answer to keep (5xx, 409 in flight, no
+  answer) is sent once more with its key, as docs/api.md tells a client
+  to, and gets 201 (the first document's, if one was made);
 - every document listed is one this test uploaded (each upload's bytes
   are unique, so a document is matched to its upload by SHA-256), at most
   one per upload; an upload refused with a 4xx left no row, nor did one
@@ -98,6 +101,7 @@ REQUEST_BOUND = 30.0  # seconds: a request not answered by then hangs
 DRAIN_BOUND = 180.0  # every job done by then, retries and lease takeovers included
 STREAM_BOUND = 40.0  # one stream followed this long at most
 START_TRIES = 30  # starts of a killed process before the test gives up on it
+POOL_BACKOFF = 10.0  # seconds a pool may wait before it reconnects to PostgreSQL
 NGINX_FAIL_TIMEOUT = 6.0  # seconds: deploy/nginx's fail_timeout (5 s), and a little
 PART_SIZE = 5 << 20  # DOCFLOW_S3_PART_SIZE: uploads larger go up as multipart uploads
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -208,6 +212,7 @@ class Iteration:
         self.violations = []
         self.chaos_events = []  # (kind, started, ended)
         self.down = set()  # names of the processes killed and not yet started again
+        self.unresolved = []  # keyed uploads without an answer to keep: (Upload, body, headers)
         self.errors = []  # exceptions of threads
 
     def violation(self, text):
@@ -258,32 +263,63 @@ class Iteration:
             headers["Idempotency-Key"] = key
         # Without a key: one try. With one: retried after a failure, as a
         # client that lost its answer would, and once more after an answer.
+        # A key still without an answer is tried again once everything is
+        # up (unresolved_uploads).
         tries = 1 if key is None else 8
         replays = 0
         for _ in range(tries):
-            started = time.monotonic()
-            answer = self.send(client, "POST", "/documents", body, headers)
-            up.answers.append((answer and answer[0], answer and answer[2], started, time.monotonic()))
-            self.count("upload", answer)
-            if answer is not None and answer[0] == 201:
-                doc = json.loads(answer[2])
-                with self.lock:
-                    if up.doc_id is None:
-                        up.doc_id = doc["id"]
-                        self.docs[doc["id"]] = up
-                    elif up.doc_id != doc["id"]:
-                        self.violations.append("upload %s with key %s: 201 for %s, then for %s" % (
-                            up.sha[:12], key, up.doc_id, doc["id"]))
-                if doc["sha256"] != up.sha:
-                    self.violation("upload %s answered sha256 %s" % (up.sha, doc["sha256"]))
+            answer = self.attempt_upload(client, up, body, headers)
             if key:
-                self.keys[(user, key)].append(answer and (answer[0], answer[2]))
                 if not retry_later(answer):
                     replays += 1
                     if replays == 2:
                         break
                     continue
                 time.sleep(rng.uniform(0.2, 0.8))
+        if key and not replays:
+            with self.lock:
+                self.unresolved.append((up, body, headers))
+
+    def attempt_upload(self, client, up, body, headers):
+        started = time.monotonic()
+        answer = self.send(client, "POST", "/documents", body, headers)
+        up.answers.append((answer and answer[0], answer and answer[2], started, time.monotonic()))
+        self.count("upload", answer)
+        if answer is not None and answer[0] == 201:
+            doc = json.loads(answer[2])
+            with self.lock:
+                if up.doc_id is None:
+                    up.doc_id = doc["id"]
+                    self.docs[doc["id"]] = up
+                elif up.doc_id != doc["id"]:
+                    self.violations.append("upload %s with key %s: 201 for %s, then for %s" % (
+                        up.sha[:12], up.key, up.doc_id, doc["id"]))
+            if doc["sha256"] != up.sha:
+                self.violation("upload %s answered sha256 %s" % (up.sha, doc["sha256"]))
+        if up.key:
+            self.keys[(up.user, up.key)].append(answer and (answer[0], answer[2]))
+        return answer
+
+    def unresolved_uploads(self, where):
+        """Sends every keyed upload that never got an answer to keep (5xx,
+        409 in flight, no answer) once more, now that everything is up, as
+        docs/api.md tells a client to (a 503 may have committed): it must
+        get 201, the first document's if there was one."""
+        tokens = dict(self.users)
+        for up, body, headers in self.unresolved:
+            client = Client(self.cluster.port, tokens[up.user])
+            try:
+                for _ in range(10):
+                    answer = self.attempt_upload(client, up, body, headers)
+                    if not retry_later(answer):
+                        break
+                    time.sleep(1)  # a claim left in flight lapses after 3 s
+            finally:
+                client.close()
+            if answer is None or answer[0] != 201:
+                self.violation("%s: upload %s retried with key %s once everything was up: %s" % (
+                    where, up.sha[:12], up.key, answer and (answer[0], answer[2][:200])))
+        return len(self.unresolved)
 
     def process(self, rng, client, user):
         doc_id = self.known_doc(rng, user)
@@ -672,10 +708,14 @@ class ClusterChaosTest(unittest.TestCase):
             c.close()
 
     def during_postgres_restart(self, it, started, ended):
-        return any(k.startswith("postgres") and s <= ended and e >= started for k, s, e in it.chaos_events)
+        """Whether a request overlapped a PostgreSQL restart, or the seconds
+        after it while the pools reconnect (their backoff)."""
+        return any(k.startswith("postgres") and s <= ended and e + POOL_BACKOFF >= started
+                   for k, s, e in it.chaos_events)
 
     def check(self, it, where, figures):
         v = it.violations
+        figures["uploads retried with their key once everything was up"] += it.unresolved_uploads(where)
         listed = {}
         for user, token in it.users:
             for doc_id, d in self.listing(token).items():
@@ -764,7 +804,7 @@ class ClusterChaosTest(unittest.TestCase):
             if any(a != final[0] for a in final[1:]):
                 v.append("%s: key %s answered %s" % (where, key, [(a[0], a[1][:120]) for a in final]))
             replayed += max(0, len(final) - 1)
-            figures["keys unresolved (in flight, or failed each try)"] += 0 if final else 1
+            figures["keys never answered to keep (process keys)"] += 0 if final else 1
         figures["keys"] += len(it.keys)
         figures["key retries that got the first answer"] += replayed
 
