@@ -481,6 +481,10 @@ awaitable<http::response> content(services& s, http::request& req) {
   }
   auto reader = co_await backend_call(s, cost::blob_read, [&s, &doc] { return s.blobs.open(doc->id); });
   if (!reader) {
+    // Deleted since it was looked up (a DELETE took its bytes first): gone,
+    // not broken.
+    const auto still = co_await caller_document(s, req);
+    if (!still) co_return error_response(req, still.error());
     obs::log(obs::level::error, "document.blob_missing",
              {{"request_id", req.request_id}, {"document_id", doc->id}});
     co_return error_response(req, core::errc::storage_unavailable);

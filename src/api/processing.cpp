@@ -19,6 +19,7 @@
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
 #include "config/config.hpp"
+#include "core/encoding.hpp"
 #include "core/ids.hpp"
 #include "obs/log.hpp"
 #include "store/change_feed.hpp"
@@ -214,19 +215,26 @@ awaitable<http::response> request_processing(services& s, const http::request& r
   }
   co_return http::response::json(202, document_json(requested->document));
 }
-}  // namespace
 
-awaitable<http::response> process(services& s, http::request& req) {
+awaitable<http::response> lookup_and_request_processing(services& s, const http::request& req) {
   const auto doc = co_await caller_document(s, req);
   if (!doc) co_return error_response(req, doc.error());
+  co_return co_await request_processing(s, req, doc->id);
+}
+}  // namespace
+
+// The key comes before the lookup: a retry gets the first answer even once
+// the document is gone, and a 404 is kept like any other answer.
+awaitable<http::response> process(services& s, http::request& req) {
   const auto key = idempotency_key(req);
   if (!key) co_return error_response(req, key.error());
-  const auto& id = doc->id;
   if (*key) {
-    co_return co_await once(s, req, **key, "POST /documents/{id}/process " + id,
-                            [&s, &req, &id](idempotent_scope&) { return request_processing(s, req, id); });
+    // Ids are lowercase: an id written in capitals names the same document.
+    co_return co_await once(s, req, **key,
+                            "POST /documents/{id}/process " + core::ascii_lower(req.param("id")),
+                            [&s, &req](idempotent_scope&) { return lookup_and_request_processing(s, req); });
   }
-  co_return co_await request_processing(s, req, id);
+  co_return co_await lookup_and_request_processing(s, req);
 }
 
 awaitable<http::response> cancel(services& s, http::request& req) {

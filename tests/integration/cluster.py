@@ -20,7 +20,9 @@ has it, on this cluster's ports) and `listen` are written here.
 
 Each process is named on its log lines by DOCFLOW_NODE_NAME (serve-1,
 worker-2, ...). The processes die with the Python process that started them
-(PR_SET_PDEATHSIG), so a test that dies leaves none running.
+(PR_SET_PDEATHSIG), so a test that dies leaves none running. That signal
+comes when the *thread* that started a process ends: start (and restart)
+processes from a thread that outlives them, such as the main thread.
 """
 import ctypes
 import json
@@ -369,10 +371,13 @@ class Cluster:
         self.s3.kill_gateway()
         self.s3.start_gateway()
 
-    def maintenance(self):
+    def maintenance(self, min_age=None):
         """One maintenance pass (orphans, expired records, stale multipart
-        uploads), as the maintenance timer would run it."""
-        done = subprocess.run([BIN, "maintenance"], env=dict(self.base_env, DOCFLOW_DATA_DIR=self.dir),
+        uploads), as the maintenance timer would run it; `min_age` ("0s")
+        is passed as --min-age, for a check made while no upload is in
+        flight."""
+        argv = [BIN, "maintenance"] + (["--min-age", min_age] if min_age is not None else [])
+        done = subprocess.run(argv, env=dict(self.base_env, DOCFLOW_DATA_DIR=self.dir),
                               capture_output=True, text=True, timeout=START_TIMEOUT)
         if done.returncode != 0:
             raise RuntimeError("docflow maintenance failed (%d): %s" % (done.returncode, done.stderr))

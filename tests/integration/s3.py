@@ -337,7 +337,16 @@ class S3Server:
         # client drops them at once.
         watchers = json.loads(self._admin_socket("osd.0", {"prefix": "dump_watchers"}))
         for address in {"%s/%d" % (w["entity_addr_t"]["addr"], w["entity_addr_t"]["nonce"]) for w in watchers}:
-            self._run(["ceph", "-c", self._conf, "osd", "blocklist", "add", address])
+            # Now and then the `ceph` client asks before it knows the
+            # cluster's fsid and is refused (EPERM; the monitor logs "fsid
+            # 00000000-... != ..."), as the OSD was at its start: again.
+            for attempt in itertools.count(1):
+                try:
+                    self._run(["ceph", "-c", self._conf, "osd", "blocklist", "add", address])
+                    break
+                except RuntimeError:
+                    if attempt == 3:
+                        raise
 
     def _admin_socket(self, daemon, command):
         """A daemon's answer on its admin socket: the command goes as JSON

@@ -789,6 +789,34 @@ class ProcessingTest(SharedProcessingCase):
         missing = "01234567-89ab-7def-8123-456789abcdef"
         self.assertNotFound(process(self.server, self.token, missing))
 
+    # ---- Idempotency-Key
+
+    def test_a_process_retry_with_its_key_gets_the_first_answer_even_after_a_delete(self):
+        """docs/api.md: a known key gets the first answer again, and a 404
+        from /process is kept and replayed. Found by the chaos test: the
+        document was looked up before the key, so a retry after the
+        document's deletion got a 404 of its own instead of the first 202,
+        and a 404 was never kept."""
+        doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
+        path = "/documents/%s/process" % doc["id"]
+        headers = {"Idempotency-Key": "retry-" + secrets.token_hex(8), **bearer(self.token)}
+        first = self.server.request("POST", path, headers=headers)
+        self.assertAccepted(first, doc["id"])
+        wait_status(self.server, self.token, doc["id"])
+        deleted = self.server.request("DELETE", "/documents/" + doc["id"], headers=bearer(self.token))
+        self.assertEqual(deleted.status, 204, deleted)
+        again = self.server.request("POST", path, headers=headers)
+        self.assertEqual((again.status, again.body), (first.status, first.body))
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+
+        # The 404 a new key gets now is kept: replayed, first request_id included.
+        headers["Idempotency-Key"] = "missing-" + secrets.token_hex(8)
+        missing = self.server.request("POST", path, headers=headers)
+        self.assertNotFound(missing)
+        again = self.server.request("POST", path, headers=headers)
+        self.assertEqual((again.status, again.body), (missing.status, missing.body))
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+
     def test_no_token_is_401(self):
         doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
         for method, suffix in DOCUMENT_ACTIONS:
