@@ -407,6 +407,7 @@ private:
                    {{"reason", "its database session ended"}});
         }
         if (!leadership && (leadership = db.try_maintenance_leadership())) {
+          leading_ = true;  // before the line: whoever reads it finds the gauge at 1
           obs::log(obs::level::info, "maintenance.leading", {});
           next_pass = std::chrono::steady_clock::now();
         }

@@ -371,8 +371,14 @@ class NodeNameTest(ServerTestCase):
         self.assertEqual(request["node"], "api-7 (eu)")
         for event in ("job.claimed", "document.completed"):
             self.assertEqual(server.wait_for_log(event=event, document_id=doc_id)["node"], "api-7 (eu)", event)
-        # This process's workers ran each stage once, and are idle again.
-        samples = parse_metrics(server.get("/metrics").body.decode("utf-8"))
+        # This process's workers ran each stage once, and are idle again (a
+        # worker leaves its busy count just after the completion's line).
+        deadline = time.monotonic() + 5
+        while True:
+            samples = parse_metrics(server.get("/metrics").body.decode("utf-8"))
+            if metric(samples, "docflow_workers_busy") == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         for stage in ("verify", "extract"):
             self.assertEqual(metric(samples, "docflow_stage_duration_seconds_count", stage=stage), 1, stage)
         self.assertEqual(metric(samples, "docflow_workers"), 1)
