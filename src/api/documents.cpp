@@ -3,8 +3,6 @@
 #include <charconv>
 #include <vector>
 
-#include <openssl/evp.h>
-
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
 #include <boost/url/encoding_opts.hpp>
@@ -21,6 +19,7 @@
 #include "api/services.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 #include "core/ids.hpp"
 #include "http/admission.hpp"
@@ -55,9 +54,7 @@ core::error invalid_field(std::string field, std::string message) {
 // after it ignored; the handler answers with it.
 class upload_sink final : public http::multipart_handler {
 public:
-  upload_sink(blob::blob_writer& writer, std::uint64_t max_bytes) : writer_(writer), max_bytes_(max_bytes) {
-    EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr);
-  }
+  upload_sink(blob::blob_writer& writer, std::uint64_t max_bytes) : writer_(writer), max_bytes_(max_bytes) {}
 
   void on_part_begin(const http::part_info& part) override {
     if (problem_) return;
@@ -90,7 +87,7 @@ public:
           {core::errc::too_large, "The file exceeds the limit of " + std::to_string(max_bytes_) + " bytes."});
     }
     if (head_.size() < sniff_bytes) head_.append(bytes.substr(0, sniff_bytes - head_.size()));
-    EVP_DigestUpdate(sha_.get(), bytes.data(), bytes.size());
+    sha_.update(bytes);
     writer_.write(bytes);
   }
 
@@ -103,24 +100,16 @@ public:
   std::uint64_t size() const { return size_; }
   const std::string& head() const { return head_; }
 
-  std::string sha256_hex() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(sha_.get(), digest, &len);
-    return core::hex_encode(std::string_view(reinterpret_cast<const char*>(digest), len));
-  }
+  std::string sha256_hex() { return sha_.hex_final(); }
 
 private:
   enum class part_kind { none, file, title };
-  struct md_free {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
 
   void reject(core::error e) { problem_ = std::move(e); }
 
   blob::blob_writer& writer_;
   std::uint64_t max_bytes_;
-  std::unique_ptr<EVP_MD_CTX, md_free> sha_{EVP_MD_CTX_new()};
+  core::sha256 sha_;
   part_kind current_ = part_kind::none;
   bool file_seen_ = false;
   std::string filename_;

@@ -406,12 +406,14 @@ private:
           obs::log(obs::level::warn, "maintenance.leadership_lost",
                    {{"reason", "its database session ended"}});
         }
-        if (!leadership && (leadership = db.try_maintenance_leadership())) {
-          leading_ = true;  // before the line: whoever reads it finds the gauge at 1
+        const bool was_leading = leadership != nullptr;
+        if (!leadership) leadership = db.try_maintenance_leadership();
+        // Before the line: whoever reads it finds the gauge at 1.
+        leading_ = leadership != nullptr;
+        if (leadership && !was_leading) {
           obs::log(obs::level::info, "maintenance.leading", {});
           next_pass = std::chrono::steady_clock::now();
         }
-        leading_ = leadership != nullptr;
         if (leadership && std::chrono::steady_clock::now() >= next_pass) {
           next_pass = std::chrono::steady_clock::now() + period;
           if (const auto lease = db.try_maintenance_lease()) {
@@ -722,17 +724,12 @@ int maintain(const config::config& cfg, std::chrono::seconds min_age) {
       std::cerr << "docflow: maintenance: another process is running a pass; try again in a moment\n";
       return exit_busy;
     }
-    purge_counts total;
+    // One pass, then the orphan sweep's further batches: the whole store.
+    const auto now = core::system_clock().now();
     std::string cursor;
-    do {
-      const auto n = maintenance_pass(*db, *blobs, core::system_clock().now(), min_age, cursor);
-      total.refresh_families += n.refresh_families;
-      total.idempotency_keys += n.idempotency_keys;
-      total.throttle_keys += n.throttle_keys;
-      total.orphan_blobs += n.orphan_blobs;
-      total.incomplete_uploads += n.incomplete_uploads;
-    } while (!cursor.empty());
-    log_purge(total);
+    auto purged = maintenance_pass(*db, *blobs, now, min_age, cursor);
+    while (!cursor.empty()) purged.orphan_blobs += remove_orphan_blobs(*db, *blobs, now, min_age, cursor);
+    log_purge(purged);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "docflow: maintenance failed: " << e.what() << '\n';

@@ -1,7 +1,5 @@
 #include "blob/fs_blob_store.hpp"
 
-#include "blob/file_io.hpp"
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -10,6 +8,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "blob/file_io.hpp"
 
 namespace docflow::blob {
 

@@ -83,7 +83,7 @@ struct server::impl {
     beast::tcp_stream* stream;
     net::any_io_executor executor;
     bool idle;
-    bool pooled;  // a trusted proxy's: kept open while idle in the drain (server_options)
+    bool from_proxy;  // a trusted proxy's: kept open while idle in the drain (server_options)
   };
 
   impl(server_options o, const router& r, authenticator a, obs::metrics& m)
@@ -158,9 +158,9 @@ struct server::impl {
     metrics.set("docflow_connections_open", "", static_cast<double>(open));
   }
 
-  std::uint64_t add_connection(beast::tcp_stream* stream, bool pooled) {
+  std::uint64_t add_connection(beast::tcp_stream* stream, bool from_proxy) {
     const std::lock_guard lock(mutex);
-    connections.emplace(next_id, connection{stream, stream->get_executor(), false, pooled});
+    connections.emplace(next_id, connection{stream, stream->get_executor(), false, from_proxy});
     return next_id++;
   }
 
@@ -198,7 +198,7 @@ struct server::impl {
       net::post(c.executor, [this, id = id] {
         const std::lock_guard inner(mutex);
         const auto it = connections.find(id);
-        if (it != connections.end() && it->second.idle && !it->second.pooled) {
+        if (it != connections.end() && it->second.idle && !it->second.from_proxy) {
           it->second.stream->cancel();
         }
       });
@@ -566,9 +566,10 @@ net::awaitable<bool> run_handler(const route& r, exchange& x, beast_body_reader*
 }
 
 // Reads, routes and answers one request. Returns whether to keep the
-// connection open for another.
+// connection open for another. `from_proxy`: `remote` is a trusted proxy,
+// whose forwarding headers name the client.
 net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                               const std::string& remote) {
+                               const std::string& remote, bool from_proxy) {
   const auto started = std::chrono::steady_clock::now();
   exchange x;
   x.req.remote_address = remote;
@@ -628,9 +629,11 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     }
   } else {
     fill_request(x.req, head);
-    auto origin = forwarded_client(remote, x.req.fields, s.opt.trusted_proxies);
-    x.req.remote_address = std::move(origin.address);
-    x.req.scheme = std::move(origin.scheme);
+    if (from_proxy) {
+      auto origin = forwarded_client(remote, x.req.fields, s.opt.trusted_proxies);
+      x.req.remote_address = std::move(origin.address);
+      x.req.scheme = std::move(origin.scheme);
+    }
     x.head_only = x.req.method == "HEAD";
     auto d = decide(view_of(head), x.req, s.routes, s.auth);
     x.keep_alive = d.keep_alive;
@@ -670,9 +673,10 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string re
   beast::tcp_stream stream(std::move(socket));
   beast::error_code ec;
   stream.socket().set_option(tcp::no_delay(true), ec);
+  // Once per connection: its peer is a trusted proxy or not for its life.
   const auto peer = core::parse_ip_address(remote);
-  const bool pooled = peer && core::any_contains(s.opt.trusted_proxies, *peer);
-  const auto id = s.add_connection(&stream, pooled);
+  const bool from_proxy = peer && core::any_contains(s.opt.trusted_proxies, *peer);
+  const auto id = s.add_connection(&stream, from_proxy);
   // What a connection may hold unparsed: a request head, or during a body the
   // bytes Beast has read but not yet handed on (chunk lines with their
   // extensions, trailers). Body bytes go straight to the handler, so this is
@@ -689,7 +693,7 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string re
     for (;;) {
       if (buffer.size() == 0) {
         s.set_idle(id, true);
-        if (s.draining && !pooled) {
+        if (s.draining && !from_proxy) {
           break;
         }
         if (!first) {
@@ -708,7 +712,7 @@ net::awaitable<void> session(server::impl& s, tcp::socket socket, std::string re
         stream.expires_after(s.opt.header_timeout);  // pipelined: the next head is already here
       }
       first = false;
-      if (!co_await serve_one(s, stream, buffer, remote)) {
+      if (!co_await serve_one(s, stream, buffer, remote, from_proxy)) {
         break;
       }
     }

@@ -4,11 +4,10 @@
 #include <fstream>
 #include <memory>
 
-#include <openssl/evp.h>
-
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "core/crypto.hpp"
 #include "core/encoding.hpp"
 
 namespace docflow::pipeline {
@@ -20,28 +19,20 @@ namespace {
       core::failure{core::errc::storage_unavailable, "the stored file could not be read", true});
 }
 
-struct md_ctx_free {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-
 }  // namespace
 
 std::string sha256_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) unavailable();
-  const std::unique_ptr<EVP_MD_CTX, md_ctx_free> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) unavailable();
+  core::sha256 sha;
   std::array<char, 64 * 1024> buffer;
   while (in) {
     in.read(buffer.data(), buffer.size());
     const auto n = in.gcount();
-    if (n > 0 && EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<std::size_t>(n)) != 1) unavailable();
+    if (n > 0) sha.update(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
   }
   if (in.bad()) unavailable();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1) unavailable();
-  return core::hex_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
+  return sha.hex_final();
 }
 
 void verify_stage::run(const job_input& in, result_data&) {

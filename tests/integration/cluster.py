@@ -24,13 +24,11 @@ worker-2, ...). The processes die with the Python process that started them
 comes when the *thread* that started a process ends: start (and restart)
 processes from a thread that outlives them, such as the main thread.
 """
-import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +38,7 @@ import urllib.request
 
 import pg
 import s3
+from s3 import die_with_parent, free_port
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN = os.environ.get("DOCFLOW_BIN") or os.path.join(REPO, "build", "src", "docflow")
@@ -50,21 +49,7 @@ STOP_TIMEOUT = 60.0  # seconds for a drain (DOCFLOW_SHUTDOWN_TIMEOUT is 30 s by 
 S3_PREFIX = "docs"
 PROXY_ADDRESS = "127.0.0.2"  # nginx's address towards docflow (proxy_bind)
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent():
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url, timeout=2.0):
+def answers(url, timeout=2.0):
     """Whether `url` answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -103,14 +88,14 @@ class Process:
         os.makedirs(self.env["DOCFLOW_DATA_DIR"], exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([BIN] + self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.starts += 1
         if wait:
             self.wait_ready()
 
     def wait_ready(self, timeout=START_TIMEOUT):
         deadline = time.monotonic() + timeout
-        while not _answers(self.url + "/readyz"):
+        while not answers(self.url + "/readyz"):
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited (%d) while starting:\n%s" % (self.name, self.proc.returncode,
                                                                          self.log_tail()))
@@ -241,9 +226,9 @@ http {{
             raise RuntimeError("nginx -t: %s" % check.stderr)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([NGINX, "-p", self.dir, "-c", self.conf], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers("http://127.0.0.1:%d/healthz" % self.port):
+        while not answers("http://127.0.0.1:%d/healthz" % self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("nginx did not start: %s" % open(self.log_path, errors="replace").read()[-4000:])
             time.sleep(0.05)
@@ -386,9 +371,9 @@ class Cluster:
     def status(self):
         """One line per part: name, pid, port, whether it answers."""
         rows = [("nginx", self.nginx.proc.pid if self.nginx and self.nginx.proc else None, self.port,
-                 _answers(self.url + "/healthz"))]
+                 answers(self.url + "/healthz"))]
         for p in self.processes:
-            rows.append((p.name, p.pid if p.running else None, p.port, _answers(p.url + "/readyz")))
+            rows.append((p.name, p.pid if p.running else None, p.port, answers(p.url + "/readyz")))
         return rows
 
     def close(self):

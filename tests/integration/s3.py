@@ -19,6 +19,8 @@ wrong Content-MD5 400 BadDigest, as from AWS (test_s3_server.py shows them).
   in the OSD and survive.
 - .close(): SIGKILL everything and remove the files; also at exit.
 - shared(): one server per test process, started on first use.
+- die_with_parent() (a preexec_fn) and free_port(): for the other helpers
+  that start daemons (cluster.py).
 
 `python3 s3.py serve [--memstore-device-bytes N]` is the same server for
 tests in other languages (tests/unit/s3_server.cpp): it prints one line of
@@ -68,13 +70,13 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _die_with_parent():
+def die_with_parent():
     # Between fork and exec: a daemon must not outlive the test process that
     # started it, even one killed with SIGKILL.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -173,8 +175,8 @@ class S3Server:
 
     def _bring_up(self, memstore_device_bytes):
         fsid = str(uuid.uuid4())
-        mon_address = ("127.0.0.1", _free_port())
-        self._gateway_port = _free_port()
+        mon_address = ("127.0.0.1", free_port())
+        self._gateway_port = free_port()
         self._write_conf(fsid, "v1:%s:%d" % mon_address, memstore_device_bytes)
         monmap = os.path.join(self.dir, "monmap")
         osdmap = os.path.join(self.dir, "osdmap")
@@ -271,7 +273,7 @@ class S3Server:
     def _run(self, argv):
         try:
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=START_TIMEOUT,
-                                  preexec_fn=_die_with_parent)
+                                  preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             raise self._failed("%s did not finish within %d s" % (argv[0], START_TIMEOUT)) from None
         if done.returncode != 0:
@@ -285,7 +287,7 @@ class S3Server:
         # close(), the exit or the next server's start (_remove_leftovers).
         main = threading.current_thread() is threading.main_thread()
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent if main else None)
+                                   stderr=subprocess.DEVNULL, preexec_fn=die_with_parent if main else None)
         with open(os.path.join(self.dir, "daemons.pid"), "a") as f:
             f.write("%d\n" % process.pid)
         return process

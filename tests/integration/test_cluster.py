@@ -269,7 +269,7 @@ class DeployFilesTest(unittest.TestCase):
         port = cluster.free_port()
         proc, env, kill, stop, log = self.run_unit("docflow-serve@.service", port)
         url = "http://127.0.0.1:%d" % port
-        wait_until(lambda: cluster._answers(url + "/readyz") or proc.poll() is not None, 60, "serve ready")
+        wait_until(lambda: cluster.answers(url + "/readyz") or proc.poll() is not None, 60, "serve ready")
         self.assertIsNone(proc.poll(), "the serve unit's process exited")
         self.assertEqual(env["DOCFLOW_WORKERS"], "0")
         token = new_user(port)
@@ -290,7 +290,7 @@ class DeployFilesTest(unittest.TestCase):
         proc, _, kill, stop, log = self.run_unit("docflow-worker@.service", port)
         # The cluster has no worker of its own: this one does the job.
         self.assertEqual(wait_processed(self.cluster.port, token, [doc["id"]]), {doc["id"]: "COMPLETED"})
-        self.assertTrue(cluster._answers("http://127.0.0.1:%d/readyz" % port))
+        self.assertTrue(cluster.answers("http://127.0.0.1:%d/readyz" % port))
         self.stop_unit(proc, kill, stop, log)
 
     def test_behind_nginx_the_client_address_is_the_one_nginx_saw(self):

@@ -675,7 +675,7 @@ class ClusterChaosTest(unittest.TestCase):
         in_a_row = 0
         deadline = time.monotonic() + cluster.START_TIMEOUT
         while in_a_row < 2 * len(self.cluster.serves):
-            in_a_row = in_a_row + 1 if cluster._answers(self.cluster.url + "/readyz") else 0
+            in_a_row = in_a_row + 1 if cluster.answers(self.cluster.url + "/readyz") else 0
             if time.monotonic() > deadline:
                 self.fail("nginx does not pass requests on after the chaos")
             time.sleep(0.1)

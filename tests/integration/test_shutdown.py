@@ -54,14 +54,20 @@ class ShutdownTest(ServerTestCase):
         self.assertEqual(conn.buf, b"", "an idle connection gets no answer, just a close")
         self.assertEqual(server.wait_exit(EXIT_TIMEOUT), 0, server.stderr)
 
-    def test_a_trusted_proxys_idle_connection_stays_open_for_one_more_request(self):
-        # nginx may be sending a request on its pooled connection as the
-        # drain begins; closed under it, a POST could not be retried.
+    def drain_with_a_proxys_idle_connection(self):
+        """A server that trusts 127.0.0.1 as a proxy, draining, and a
+        connection of that proxy, idle since its first answer."""
         server = self.start(DOCFLOW_TRUSTED_PROXIES="127.0.0.1")
         conn = self.connect(server)
         self.assertEqual(conn.request("GET", "/healthz").status, 200)
         server.signal(signal.SIGTERM)
         server.wait_for_log(event="server.draining", timeout=CLOSE_BOUND)
+        return server, conn
+
+    def test_a_trusted_proxys_idle_connection_stays_open_for_one_more_request(self):
+        # nginx may be sending a request on its pooled connection as the
+        # drain begins; closed under it, a POST could not be retried.
+        server, conn = self.drain_with_a_proxys_idle_connection()
         time.sleep(0.3)  # an idle connection of anyone else is closed by now
         self.assertTrue(server.running, "the drain must wait for the proxy's connection")
         res = conn.request("GET", "/healthz", headers={"X-Request-ID": "after-drain-1"})
@@ -72,11 +78,7 @@ class ShutdownTest(ServerTestCase):
         self.assertEqual(server.wait_exit(EXIT_TIMEOUT), 0, server.stderr)
 
     def test_a_trusted_proxys_idle_connection_closed_by_it_ends_the_drain(self):
-        server = self.start(DOCFLOW_TRUSTED_PROXIES="127.0.0.1")
-        conn = self.connect(server)
-        self.assertEqual(conn.request("GET", "/healthz").status, 200)
-        server.signal(signal.SIGTERM)
-        server.wait_for_log(event="server.draining", timeout=CLOSE_BOUND)
+        server, conn = self.drain_with_a_proxys_idle_connection()
         conn.close()  # as nginx does once its keepalive_timeout passes
         self.assertEqual(server.wait_exit(EXIT_TIMEOUT), 0, server.stderr)
 
