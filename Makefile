@@ -76,7 +76,7 @@ test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
 	  '-DDOCFLOW_SANITIZE=address;undefined' $(CMAKE_FLAGS)
 	cmake --build build-asan -j $(JOBS) --target docflow docflow_unit
-	cd build-asan && $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|integration'
+	cd build-asan && $(ASAN_ENV) ctest --output-on-failure -j $(JOBS) -L 'unit|integration' -LE slow
 
 test-tsan: deps
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DDOCFLOW_TESTS=ON \
