@@ -1,6 +1,7 @@
 #include "api/file_checks.hpp"
 
 #include "api/services.hpp"
+#include "config/config.hpp"
 #include "core/encoding.hpp"
 #include "http/blocking_pool.hpp"
 #include "obs/log.hpp"
