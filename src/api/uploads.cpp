@@ -471,10 +471,10 @@ awaitable<http::response> create(services& s, http::request& req) {
       describe(created, mine.record);
       co_return created;
     });
-    if (res.status != 201) co_return res;
   } else {
     res.fields.set("Upload-Expires", core::format_http_date(u.expires_at));
   }
+  // On a refusal of the bytes too: the upload exists, and a client may resume it.
   res.fields.set("Location", "/uploads/" + u.id);
   co_return res;
 }
