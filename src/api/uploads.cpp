@@ -541,7 +541,10 @@ awaitable<http::response> append(services& s, http::request& req) {
         }
         std::unique_ptr<blob::resumable_writer> writer;
         if (auto refused = co_await receive(s, req, held, std::move(*checksum), writer)) co_return *refused;
-        if (u.offset == u.length) co_return co_await finished_answer(s, req, held, std::move(writer));
+        if (u.offset == u.length) {
+          crash_point("upload_received");
+          co_return co_await finished_answer(s, req, held, std::move(writer));
+        }
         auto res = http::response::empty(204);
         describe(res, u);
         co_return res;
