@@ -13,6 +13,7 @@
 #include "api/cursor.hpp"
 #include "api/document_json.hpp"
 #include "api/errors.hpp"
+#include "api/file_checks.hpp"
 #include "api/idempotency.hpp"
 #include "api/range.hpp"
 #include "api/request_body.hpp"
@@ -26,7 +27,6 @@
 #include "http/multipart.hpp"
 #include "obs/log.hpp"
 #include "obs/metrics.hpp"
-#include "pipeline/sandbox.hpp"
 #include "store/change_feed.hpp"
 #include "store/database.hpp"
 
@@ -121,24 +121,13 @@ private:
 
 // Everything the form must satisfy once it has been read in full: the
 // document to commit, or why not.
-core::result<core::document> validate(upload_sink& sink) {
+core::result<core::document> validate(upload_sink& sink, std::uint64_t max_bytes) {
   if (!sink.file_seen()) return invalid_field("file", "is required");
-  auto filename = core::sanitize_filename(sink.filename());
-  if (filename.empty()) return invalid_field("file", "the file part needs a filename");
-  if (sink.title() &&
-      (!core::is_plain_text(*sink.title()) || core::utf8_length(*sink.title()) > max_title_chars)) {
-    return invalid_field("title", "must be at most 256 characters of text");
-  }
-  if (sink.size() == 0) return invalid_field("file", "is empty");
-  const auto claimed = core::kind_from_extension(filename);
-  if (!claimed) return unsupported("Only .pdf and .docx files are accepted.");
-  const auto sniffed = core::sniff(sink.head());
-  if (!sniffed) return unsupported("The file is neither a PDF nor a DOCX document.");
-  if (*sniffed != *claimed) return unsupported("The file's content does not match its extension.");
-  core::document d;
-  d.filename = std::move(filename);
-  if (sink.title() && !sink.title()->empty()) d.title = *sink.title();
-  d.kind = *claimed;
+  auto named = name_file(sink.filename(), sink.title());
+  if (!named) return named.error();
+  auto d = std::move(*named);
+  if (auto e = size_problem(sink.size(), max_bytes)) return *e;
+  if (auto e = kind_problem(d, sink.head())) return *e;
   d.size_bytes = sink.size();
   d.sha256 = sink.sha256_hex();
   return d;
@@ -283,14 +272,7 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
   // Stored with the row, or (the claim lost to a retry) the retry's to store.
   if (scope) scope->recorded = true;
   if (!inserted) co_return error_response(req, inserted.error());
-  s.metrics.add("docflow_upload_bytes_total", "", static_cast<double>(doc.size_bytes));
-  obs::log(obs::level::info, "document.uploaded",
-           {{"request_id", req.request_id},
-            {"document_id", doc.id},
-            {"user_id", doc.owner_id},
-            {"size_bytes", doc.size_bytes},
-            {"sha256", doc.sha256},
-            {"content_type", core::content_type(doc.kind)}});
+  announce_upload(s, req, doc);
   co_return res;
 }
 
@@ -312,7 +294,7 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
   }
   core::document doc;
   if (!refused) {
-    auto checked = validate(sink);
+    auto checked = validate(sink, s.cfg.max_upload_bytes);
     if (checked) {
       doc = std::move(*checked);
       doc.id = id;
@@ -320,28 +302,11 @@ awaitable<http::response> receive_upload(services& s, http::request& req, const 
       refused = checked.error();
     }
   }
-  if (!refused && doc.kind == core::file_kind::docx) {
-    // libzip reads what the client sent, so it runs in the sandboxed child,
-    // never in this process; waiting for it blocks a pool thread, not an I/O one.
+  if (!refused) {
     // The bytes are read back from the writer: an upload need not be a file.
-    const auto limits = pipeline::docx_check_limits(s.cfg.sandbox_strict);
-    try {
-      const bool docx = co_await s.blocking.run([&s, &writer, &limits] {
-        return pipeline::is_docx_in_child(
-            s.self_exe, writer->size(),
-            [&writer](std::uint64_t offset, char* out, std::size_t n) {
-              return writer->read_at(offset, out, n);
-            },
-            limits);
-      });
-      if (!docx) refused = unsupported("The file is a ZIP archive but not a DOCX document.");
-    } catch (const pipeline::stage_error& e) {
-      // The check could not be made (strict mode without the full sandbox, or
-      // no child could be started): not the file's fault.
-      obs::log(obs::level::error, "document.check_failed",
-               {{"request_id", req.request_id}, {"code", e.failure().code}, {"error", e.failure().message}});
-      refused = core::error(core::errc::unavailable, "DOCX files cannot be checked at the moment.");
-    }
+    refused = co_await docx_problem(s, req, doc, [&writer](std::uint64_t offset, char* out, std::size_t n) {
+      return writer->read_at(offset, out, n);
+    });
   }
   if (refused) co_return error_response(req, *refused);
   if (key) {

@@ -42,6 +42,13 @@ problem_shape shape_of(core::errc e) noexcept {
     case errc::idempotency_key_reused:
       return {422, "idempotency-key-reused", "Unprocessable Content", std::nullopt};
     case errc::idempotency_key_in_flight: return {409, "idempotency-key-in-flight", "Conflict", std::nullopt};
+    case errc::tus_version_unsupported:
+      return {412, "tus-version-unsupported", "Precondition Failed", std::nullopt};
+    case errc::upload_offset_mismatch: return {409, "upload-offset-mismatch", "Conflict", std::nullopt};
+    case errc::upload_locked: return {423, "upload-locked", "Locked", seconds{1}};
+    // 460 is tus's own status for it (the checksum extension).
+    case errc::upload_checksum_failed: return {460, "checksum-mismatch", "Checksum Mismatch", std::nullopt};
+    case errc::upload_incomplete: return {409, "upload-incomplete", "Conflict", std::nullopt};
     case errc::checksum_mismatch:
     case errc::unreadable_document:
     case errc::document_too_complex:

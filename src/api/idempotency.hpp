@@ -39,7 +39,9 @@ boost::asio::awaitable<http::response> once(
 
 /// TEST ONLY: when DOCFLOW_TEST_CRASH_AT names `point`, the process kills
 /// itself there (SIGKILL, as kill -9 would), for the crash-safety tests of
-/// idempotent uploads. Points: claimed, blob_committed, inserted.
+/// idempotent uploads and of resumable ones. Points: claimed, blob_committed,
+/// inserted, upload_received (a resumable upload's last byte recorded, its
+/// Document not yet made).
 void crash_point(std::string_view point);
 
 }  // namespace docflow::api

@@ -9,6 +9,7 @@
 #include "api/ops.hpp"
 #include "api/processing.hpp"
 #include "api/services.hpp"
+#include "api/uploads.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "obs/log.hpp"
@@ -54,12 +55,13 @@ boost::asio::awaitable<http::response> answer(Handler fn, services& s, http::req
 
 // The table itself. `s` is null only for route_signatures(), whose handlers
 // are never called: one list serves both, so they cannot drift apart.
-std::vector<http::route> table(services* s, std::size_t upload_limit) {
+std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_t chunk_limit) {
   using http::auth_policy;
   // Each handler is a free coroutine; the lambdas only bind the services.
   const auto bind = [s](auto fn) { return [s, fn](http::request& r) { return answer(fn, *s, r); }; };
   // The operations endpoints first: the same three that `docflow worker` serves.
   auto out = ops::routes([s] { return ops_of(*s); });
+  const auto tus = uploads::response_fields();
   std::vector<http::route> api{
       {"GET", "/openapi.json", bind(docs::asset), auth_policy::none, no_body},
       {"GET", "/docs", bind(docs::asset), auth_policy::none, no_body},
@@ -79,6 +81,12 @@ std::vector<http::route> table(services* s, std::size_t upload_limit) {
       {"GET", "/documents/{id}/result", bind(processing::result), auth_policy::user, no_body},
       {"GET", "/documents/{id}/result/text", bind(processing::result_text), auth_policy::user, no_body},
       {"GET", "/documents/{id}/events", bind(processing::events), auth_policy::user, no_body},
+      // tus: HEAD /uploads/{id} reaches uploads::status through the GET route.
+      {"OPTIONS", "/uploads", bind(uploads::options), auth_policy::none, no_body, false, tus},
+      {"POST", "/uploads", bind(uploads::create), auth_policy::user, chunk_limit, true, tus},
+      {"GET", "/uploads/{id}", bind(uploads::status), auth_policy::user, no_body, false, tus},
+      {"PATCH", "/uploads/{id}", bind(uploads::append), auth_policy::user, chunk_limit, true, tus},
+      {"DELETE", "/uploads/{id}", bind(uploads::terminate), auth_policy::user, no_body, false, tus},
   };
   out.insert(out.end(), std::make_move_iterator(api.begin()), std::make_move_iterator(api.end()));
   return out;
@@ -86,12 +94,13 @@ std::vector<http::route> table(services* s, std::size_t upload_limit) {
 }  // namespace
 
 std::vector<http::route> routes(services& s) {
-  return table(&s, static_cast<std::size_t>(s.cfg.max_upload_bytes) + multipart_framing);
+  const auto file_limit = static_cast<std::size_t>(s.cfg.max_upload_bytes);
+  return table(&s, file_limit + multipart_framing, file_limit);
 }
 
 std::vector<route_signature> route_signatures() {
   std::vector<route_signature> out;
-  for (const auto& r : table(nullptr, 0)) out.push_back({r.method, r.pattern});
+  for (const auto& r : table(nullptr, 0, 0)) out.push_back({r.method, r.pattern});
   return out;
 }
 

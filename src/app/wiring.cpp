@@ -309,10 +309,11 @@ struct purge_counts {
   std::uint64_t throttle_keys = 0;
   std::uint64_t orphan_blobs = 0;
   std::uint64_t incomplete_uploads = 0;
+  std::uint64_t expired_uploads = 0;
 
   [[nodiscard]] bool any() const {
     return refresh_families > 0 || idempotency_keys > 0 || throttle_keys > 0 || orphan_blobs > 0 ||
-           incomplete_uploads > 0;
+           incomplete_uploads > 0 || expired_uploads > 0;
   }
 };
 
@@ -322,7 +323,8 @@ void log_purge(const purge_counts& n) {
             {"idempotency_keys", n.idempotency_keys},
             {"throttle_keys", n.throttle_keys},
             {"orphan_blobs", n.orphan_blobs},
-            {"incomplete_uploads", n.incomplete_uploads}});
+            {"incomplete_uploads", n.incomplete_uploads},
+            {"expired_uploads", n.expired_uploads}});
 }
 
 // Blobs that no document row names: a crash between a blob's commit and its
@@ -344,10 +346,30 @@ std::size_t remove_orphan_blobs(store::database& db, blob::blob_store& blobs, co
   return removed;
 }
 
+// Resumable uploads past their expiry, each under its lock (one a request
+// still writes to is left for the next pass), with what the store holds of
+// them. Before its answer no Document names an upload's blob, so a blob
+// committed by a last request that failed after it goes too.
+std::size_t remove_expired_uploads(store::database& db, blob::blob_store& blobs, core::time_point now) {
+  constexpr std::size_t batch = 1000;
+  constexpr std::chrono::minutes lease{1};
+  std::size_t removed = 0;
+  for (const auto& expired : db.expired_uploads(now, batch)) {
+    const auto token = core::random_hex(16);
+    const auto got = db.lock_upload(expired.id, std::nullopt, token, now, lease);
+    if (got.outcome != store::upload_lock::kind::locked) continue;
+    if (got.record.answer_status == 0) blobs.remove(got.record.id);
+    blobs.discard_resumable(got.record.id, got.record.store_state);
+    if (db.delete_upload(got.record.id, token)) ++removed;
+  }
+  return removed;
+}
+
 // Removes what has expired (refresh families, idempotency keys, throttled
-// attempts), orphan blobs older than `min_age` (one batch from `cursor`)
-// and uploads that began over `min_age` ago and never committed: their
-// process died or dropped them and could not abort (S3 unreachable).
+// attempts, resumable uploads), orphan blobs older than `min_age` (one batch
+// from `cursor`) and uploads that began over `min_age` ago and never
+// committed: their process died or dropped them and could not abort (S3
+// unreachable).
 purge_counts maintenance_pass(store::database& db, blob::blob_store& blobs, core::time_point now,
                               std::chrono::seconds min_age, std::string& cursor) {
   purge_counts n;
@@ -355,7 +377,12 @@ purge_counts maintenance_pass(store::database& db, blob::blob_store& blobs, core
   n.idempotency_keys = db.purge_idempotency_keys(now);
   n.throttle_keys = db.purge_attempts(now);
   n.orphan_blobs = remove_orphan_blobs(db, blobs, now, min_age, cursor);
-  n.incomplete_uploads = blobs.remove_incomplete_before(now - min_age);
+  n.expired_uploads = remove_expired_uploads(db, blobs, now);
+  // A resumable upload's multipart upload lives as long as the upload.
+  n.incomplete_uploads = blobs.remove_incomplete_before(now - min_age, [&db](const std::string& key) {
+    const auto upload = db.find_upload(key, std::nullopt);
+    return upload && upload->answer_status == 0;
+  });
   return n;
 }
 

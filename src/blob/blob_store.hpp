@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -56,6 +57,37 @@ public:
   virtual void commit() = 0;
 };
 
+/// The bytes of a resumable upload (tus), which arrive over many requests,
+/// perhaps to different processes. One request resumes the upload from the
+/// state its store recorded last (blob_store::resume), appends what it
+/// receives, and persists: the state persist() returns names every byte
+/// received, and is what the caller records in the database before it
+/// acknowledges them. Until the caller records a new state the previous
+/// one stays valid, so a request that fails (a checksum mismatch, a lost
+/// lock, a crash) leaves the upload as it was last recorded.
+class resumable_writer {
+public:
+  virtual ~resumable_writer() = default;
+
+  /// Appends bytes after those received so far. Bounded memory, however
+  /// large the upload. Throws blob_full or blob_error.
+  virtual void write(std::string_view bytes) = 0;
+
+  /// The bytes received in all, earlier requests' included.
+  virtual std::uint64_t size() const noexcept = 0;
+
+  /// Makes every byte written durable (for the local disk: fsync) and
+  /// returns the state that names them. Blocks. Throws blob_full or blob_error.
+  virtual std::string persist() = 0;
+
+  /// Makes the whole upload the blob under its key, as blob_writer::commit
+  /// does; call it with a writer resumed from the recorded state of an
+  /// upload that has received every byte. Repeating it after a crash (the
+  /// blob made, the caller's record not) succeeds. Blocks. Throws blob_full
+  /// or blob_error.
+  virtual void commit() = 0;
+};
+
 /// Random-access reads of a stored blob.
 class blob_reader {
 public:
@@ -105,6 +137,22 @@ public:
   /// they arrive. Throws blob_full or blob_error.
   virtual std::unique_ptr<blob_writer> begin(const std::string& key) = 0;
 
+  /// Starts a resumable upload (tus) to `key`, a key no blob has; returns
+  /// its first state (no byte received). Blocks. Throws blob_full or blob_error.
+  virtual std::string begin_resumable(const std::string& key) = 0;
+
+  /// Resumes the upload to `key` at a state persist() returned, which named
+  /// `size` bytes. Blocks. Throws blob_error.
+  virtual std::unique_ptr<resumable_writer> resume(const std::string& key, const std::string& state,
+                                                   std::uint64_t size) = 0;
+
+  /// Frees what the resumable upload to `key` holds besides a committed
+  /// blob (a partial file, S3's multipart upload and spooled tail), whether
+  /// `state` or a later write that was never recorded made it; what is
+  /// missing already is no error. For an upload terminated, expired or
+  /// refused, and after one whose blob was committed. Blocks. Throws blob_error.
+  virtual void discard_resumable(const std::string& key, const std::string& state) = 0;
+
   /// Opens a blob; nullptr when no blob has that key. Throws blob_error.
   virtual std::unique_ptr<blob_reader> open(const std::string& key) = 0;
 
@@ -130,8 +178,13 @@ public:
 
   /// Frees what uploads begun before `cutoff` and never committed still
   /// hold in the store (S3's incomplete multipart uploads, which a crash
-  /// leaves); returns how many. The local disk keeps nothing of them.
-  virtual std::size_t remove_incomplete_before(std::chrono::system_clock::time_point /*cutoff*/) { return 0; }
+  /// leaves), except those to a key for which `resumable` is true (a
+  /// resumable upload still under way, which may last for days); returns
+  /// how many. The local disk keeps nothing of them.
+  virtual std::size_t remove_incomplete_before(std::chrono::system_clock::time_point /*cutoff*/,
+                                               const std::function<bool(const std::string& key)>& /*resumable*/) {
+    return 0;
+  }
 
   /// Headers a download through download_url is to carry.
   struct download_headers {

@@ -76,6 +76,91 @@ private:
   std::filesystem::path path_;
 };
 
+// A resumable upload's partial file, opened by one request: writes go at
+// explicit offsets after the recorded size, never at the file's end, so what
+// an earlier request wrote and never recorded is written over.
+class fs_resumable_writer final : public resumable_writer {
+public:
+  fs_resumable_writer(const fs_blob_store& store, std::string key, std::uint64_t size)
+      : store_(store), key_(std::move(key)), size_(size) {
+    const auto path = store_.partial_path_of(key_);
+    fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) {
+      if (errno != ENOENT) throw_io_error("open " + path.string(), errno);
+      // No partial file: a commit that linked it into place and removed it
+      // has run, and its caller may be repeating it (commit checks).
+      return;
+    }
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) throw_io_error("stat " + path.string(), errno);
+    if (static_cast<std::uint64_t>(st.st_size) < size_) {
+      throw blob_error("the partial file " + path.string() + " holds fewer bytes than were recorded");
+    }
+    // Whatever follows the recorded bytes was never acknowledged.
+    if (static_cast<std::uint64_t>(st.st_size) > size_ && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      throw_io_error("truncate " + path.string(), errno);
+    }
+  }
+
+  ~fs_resumable_writer() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  fs_resumable_writer(const fs_resumable_writer&) = delete;
+  fs_resumable_writer& operator=(const fs_resumable_writer&) = delete;
+
+  void write(std::string_view bytes) override {
+    if (fd_ < 0) throw blob_error("the upload " + key_ + " was committed already");
+    while (!bytes.empty()) {
+      const auto n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(size_));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_io_error("write an upload's partial file", errno);
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      size_ += static_cast<std::uint64_t>(n);
+    }
+  }
+
+  std::uint64_t size() const noexcept override { return size_; }
+
+  std::string persist() override {
+    if (fd_ >= 0 && ::fsync(fd_) != 0) throw_io_error("fsync an upload's partial file", errno);
+    return {};  // the file is the state
+  }
+
+  void commit() override {
+    const auto target = store_.path_of(key_);
+    if (fd_ < 0) {
+      struct stat st {};
+      if (::stat(target.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size_) return;
+      throw blob_error("the upload " + key_ + " has neither its partial file nor its blob");
+    }
+    if (::fsync(fd_) != 0) throw_io_error("fsync an upload's partial file", errno);
+    // The orphan sweep reads a blob's age from its modification time: the
+    // last write may be long before this commit.
+    if (::futimens(fd_, nullptr) != 0) throw_io_error("touch an upload's partial file", errno);
+    const auto dir = target.parent_path();
+    store_.ensure_shard(dir);
+    const auto partial = store_.partial_path_of(key_);
+    if (::link(partial.c_str(), target.c_str()) != 0) {
+      // A blob left by an earlier commit whose caller did not record it:
+      // no document names it, and this one replaces it.
+      if (errno != EEXIST || ::unlink(target.c_str()) != 0 || ::link(partial.c_str(), target.c_str()) != 0) {
+        throw_io_error("link " + target.string(), errno);
+      }
+    }
+    fsync_path(dir);
+    if (::unlink(partial.c_str()) != 0 && errno != ENOENT)
+      throw_io_error("unlink " + partial.string(), errno);
+  }
+
+private:
+  const fs_blob_store& store_;
+  std::string key_;
+  std::uint64_t size_;
+  int fd_ = -1;
+};
+
 class fs_reader final : public blob_reader {
 public:
   fs_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
@@ -98,9 +183,9 @@ private:
 
 fs_blob_store::fs_blob_store(std::filesystem::path root) : root_(std::move(root)) {
   std::error_code ec;
-  std::filesystem::create_directories(root_ / "tmp", ec);
-  if (ec) {
-    throw blob_error("create " + (root_ / "tmp").string() + ": " + ec.message());
+  for (const auto* dir : {"tmp", "partial"}) {
+    std::filesystem::create_directories(root_ / dir, ec);
+    if (ec) throw blob_error("create " + (root_ / dir).string() + ": " + ec.message());
   }
   check();  // fail at start-up, not at the first upload
 }
@@ -114,7 +199,8 @@ std::vector<std::string> fs_blob_store::keys_stored_before(std::chrono::system_c
   std::priority_queue<std::string> smallest;  // the largest on top, to be pushed out
   std::error_code ec;
   for (const auto& shard : std::filesystem::directory_iterator(root_, ec)) {
-    if (!shard.is_directory() || shard.path().filename() == "tmp") continue;
+    if (!shard.is_directory() || shard.path().filename() == "tmp" || shard.path().filename() == "partial")
+      continue;
     for (const auto& entry : std::filesystem::directory_iterator(shard.path(), ec)) {
       auto key = entry.path().filename().string();
       if (!valid_key(key) || key <= after) continue;
@@ -147,6 +233,11 @@ std::filesystem::path fs_blob_store::path_of(const std::string& key) const {
     throw blob_error("invalid blob key");
   }
   return root_ / key.substr(key.size() - 2) / key;
+}
+
+std::filesystem::path fs_blob_store::partial_path_of(const std::string& key) const {
+  if (!valid_key(key)) throw blob_error("invalid blob key");
+  return root_ / "partial" / key;
 }
 
 void fs_blob_store::ensure_shard(const std::filesystem::path& dir) const {
@@ -213,6 +304,25 @@ std::unique_ptr<local_copy> fs_blob_store::fetch(const std::string& key) {
   auto path = path_of(key);
   if (!exists(key)) throw blob_error("no blob " + key);
   return std::make_unique<local_copy>(std::move(path), false);  // already local: no copy
+}
+
+std::string fs_blob_store::begin_resumable(const std::string& key) {
+  const auto path = partial_path_of(key);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw_io_error("create " + path.string(), errno);
+  ::close(fd);
+  fsync_path(path.parent_path());  // the name itself must survive a crash
+  return {};
+}
+
+std::unique_ptr<resumable_writer> fs_blob_store::resume(const std::string& key, const std::string& /*state*/,
+                                                        std::uint64_t size) {
+  return std::make_unique<fs_resumable_writer>(*this, key, size);
+}
+
+void fs_blob_store::discard_resumable(const std::string& key, const std::string& /*state*/) {
+  const auto path = partial_path_of(key);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_io_error("unlink " + path.string(), errno);
 }
 
 }  // namespace docflow::blob

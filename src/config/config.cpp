@@ -108,6 +108,8 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "--idempotency-claim-timeout",
        "how long a request may hold an Idempotency-Key unanswered before a retry takes it over (default 5m)",
        for_serve},
+      {"DOCFLOW_TUS_EXPIRY", "--tus-expiry",
+       "how long a resumable upload (tus) is kept after its last bytes arrived (default 24h)", for_serve},
       {"DOCFLOW_QUEUE_MAX_DEPTH", "--queue-max-depth",
        "waiting jobs before /process answers 429 (default 10000)", for_serve},
       {"DOCFLOW_MAX_TEXT_BYTES", "--max-text-bytes",
@@ -802,6 +804,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
   c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);
+  c.tus_expiry = r.duration("DOCFLOW_TUS_EXPIRY", "24h", 1s, 24h * 366);
   c.idempotency_claim_timeout = r.duration("DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "5m", 1s, 24h);
   c.queue_max_depth =
       r.integer("DOCFLOW_QUEUE_MAX_DEPTH", 10000, 1, std::numeric_limits<std::uint32_t>::max());

@@ -121,6 +121,8 @@ struct config {
   unsigned job_max_attempts = 0;
   milliseconds idempotency_ttl{};
   milliseconds idempotency_claim_timeout{};
+  /// How long a resumable upload is kept after its last bytes arrived.
+  milliseconds tus_expiry{};
   std::uint64_t queue_max_depth = 0;
   std::uint64_t max_text_bytes = 0;
   milliseconds simulated_delay{};

@@ -33,6 +33,9 @@ std::int64_t to_unix_ms(time_point t) noexcept;
 /// RFC 3339 UTC with milliseconds: 2026-11-29T01:02:03.456Z.
 std::string format_rfc3339(time_point t);
 
+/// An HTTP date (RFC 9110 §5.6.7 IMF-fixdate): Sun, 06 Nov 1994 08:49:37 GMT.
+std::string format_http_date(time_point t);
+
 /// The UTC form of RFC 3339 that format_rfc3339 writes and S3 answers with
 /// (`2026-11-29T01:02:03Z`, any number of fraction digits, kept to the
 /// microsecond); nullopt for anything else, offsets other than `Z` included.

@@ -1,7 +1,12 @@
+// sha256 keeps its state in OpenSSL's low-level SHA256_CTX (see there).
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include "core/crypto.hpp"
 
 #include <array>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -22,34 +27,125 @@ std::string sha256_hex(std::string_view bytes) {
   return hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
+// The low-level SHA-256 interface, which OpenSSL 3 keeps but marks
+// deprecated, is the only one whose state can be read out and put back
+// (save, restore); it runs the same assembly as EVP's.
 struct sha256::state {
+  SHA256_CTX ctx{};
+};
+
+sha256::sha256() : state_(std::make_unique<state>()) { SHA256_Init(&state_->ctx); }
+
+sha256::~sha256() = default;
+
+void sha256::update(std::string_view bytes) { SHA256_Update(&state_->ctx, bytes.data(), bytes.size()); }
+
+std::string sha256::hex_final() {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256_Final(digest.data(), &state_->ctx);
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+}
+
+namespace {
+constexpr std::string_view saved_version = "s1:";
+constexpr std::size_t word_hex = 8;
+
+void put_word(std::string& out, std::uint32_t w) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (int shift = 28; shift >= 0; shift -= 4) out += hex[(w >> shift) & 0xF];
+}
+
+int nibble(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
+
+std::optional<std::uint32_t> take_word(std::string_view& in) {
+  if (in.size() < word_hex) return std::nullopt;
+  std::uint32_t w = 0;
+  for (const char c : in.substr(0, word_hex)) {
+    const int v = nibble(c);
+    if (v < 0) return std::nullopt;
+    w = (w << 4) | static_cast<std::uint32_t>(v);
+  }
+  in.remove_prefix(word_hex);
+  return w;
+}
+}  // namespace
+
+// The words as numbers and the partial block as the bytes it holds, so the
+// text means the same on any machine; md_len is always the digest's size.
+std::string sha256::save() const {
+  const auto& c = state_->ctx;
+  std::string out(saved_version);
+  for (const auto h : c.h) put_word(out, h);
+  put_word(out, c.Nl);
+  put_word(out, c.Nh);
+  put_word(out, c.num);
+  out += hex_encode(std::string_view(reinterpret_cast<const char*>(c.data), c.num));
+  return out;
+}
+
+std::unique_ptr<sha256> sha256::restore(std::string_view saved) {
+  if (!saved.starts_with(saved_version)) return nullptr;
+  saved.remove_prefix(saved_version.size());
+  auto out = std::make_unique<sha256>();
+  auto& c = out->state_->ctx;
+  for (auto& h : c.h) {
+    const auto w = take_word(saved);
+    if (!w) return nullptr;
+    h = *w;
+  }
+  const auto nl = take_word(saved);
+  const auto nh = take_word(saved);
+  const auto num = take_word(saved);
+  if (!nl || !nh || !num || *num >= SHA256_CBLOCK || saved.size() != std::size_t{*num} * 2) return nullptr;
+  c.Nl = *nl;
+  c.Nh = *nh;
+  c.num = *num;
+  auto* block = reinterpret_cast<unsigned char*>(c.data);
+  for (std::uint32_t i = 0; i < *num; ++i) {
+    const int high = nibble(saved[2 * i]);
+    const int low = nibble(saved[2 * i + 1]);
+    if (high < 0 || low < 0) return nullptr;
+    block[i] = static_cast<unsigned char>(high * 16 + low);
+  }
+  return out;
+}
+
+struct named_digest::state {
   struct free_ctx {
     void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
   };
   std::unique_ptr<EVP_MD_CTX, free_ctx> ctx{EVP_MD_CTX_new()};
 };
 
-sha256::sha256() : state_(std::make_unique<state>()) {
-  if (!state_->ctx || EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("OpenSSL: no SHA-256 digest");
+named_digest::named_digest() : state_(std::make_unique<state>()) {}
+named_digest::~named_digest() = default;
+
+std::unique_ptr<named_digest> named_digest::make(std::string_view name) {
+  const EVP_MD* md = name == "sha256" ? EVP_sha256()
+                     : name == "sha1" ? EVP_sha1()
+                     : name == "md5"  ? EVP_md5()
+                                      : nullptr;
+  if (!md) return nullptr;
+  std::unique_ptr<named_digest> out(new named_digest());
+  if (!out->state_->ctx || EVP_DigestInit_ex(out->state_->ctx.get(), md, nullptr) != 1) {
+    throw std::runtime_error("OpenSSL: no digest " + std::string(name));
   }
+  return out;
 }
 
-sha256::~sha256() = default;
-
-void sha256::update(std::string_view bytes) {
+void named_digest::update(std::string_view bytes) {
   if (EVP_DigestUpdate(state_->ctx.get(), bytes.data(), bytes.size()) != 1) {
-    throw std::runtime_error("OpenSSL: SHA-256 update failed");
+    throw std::runtime_error("OpenSSL: digest update failed");
   }
 }
 
-std::string sha256::hex_final() {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+std::string named_digest::final() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int n = 0;
   if (EVP_DigestFinal_ex(state_->ctx.get(), digest.data(), &n) != 1) {
-    throw std::runtime_error("OpenSSL: SHA-256 final failed");
+    throw std::runtime_error("OpenSSL: digest final failed");
   }
-  return hex_encode(std::string_view(reinterpret_cast<const char*>(digest.data()), n));
+  return std::string(reinterpret_cast<const char*>(digest.data()), n);
 }
 
 namespace {

@@ -8,16 +8,47 @@ namespace docflow::core {
 
 namespace {
 constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view standard_alphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-constexpr std::array<std::int8_t, 256> make_reverse() {
+constexpr std::array<std::int8_t, 256> make_reverse(std::string_view letters) {
   std::array<std::int8_t, 256> r{};
   r.fill(-1);
-  for (std::size_t i = 0; i < alphabet.size(); ++i) {
-    r[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+  for (std::size_t i = 0; i < letters.size(); ++i) {
+    r[static_cast<unsigned char>(letters[i])] = static_cast<std::int8_t>(i);
   }
   return r;
 }
-constexpr auto reverse = make_reverse();
+constexpr auto reverse = make_reverse(alphabet);
+constexpr auto standard_reverse = make_reverse(standard_alphabet);
+
+std::optional<std::string> decode_unpadded(std::string_view text,
+                                           const std::array<std::int8_t, 256>& letters) {
+  if (text.size() % 4 == 1) {
+    return std::nullopt;
+  }
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : text) {
+    const auto v = letters[static_cast<unsigned char>(c)];
+    if (v < 0) {
+      return std::nullopt;
+    }
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  // Leftover bits must be zero, or two texts would decode to the same bytes.
+  if ((acc & ((1U << bits) - 1)) != 0) {
+    return std::nullopt;
+  }
+  return out;
+}
 }  // namespace
 
 std::string base64url_encode(std::string_view bytes) {
@@ -48,31 +79,17 @@ std::string base64url_encode(std::string_view bytes) {
   return out;
 }
 
-std::optional<std::string> base64url_decode(std::string_view text) {
-  if (text.size() % 4 == 1) {
+std::optional<std::string> base64url_decode(std::string_view text) { return decode_unpadded(text, reverse); }
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  // Padding, when present, must be what the length calls for.
+  if (text.size() % 4 == 0 && text.ends_with('=')) {
+    text.remove_suffix(text.ends_with("==") ? 2 : 1);
+    if (text.size() % 4 == 0) return std::nullopt;
+  } else if (text.find('=') != std::string_view::npos) {
     return std::nullopt;
   }
-  std::string out;
-  out.reserve(text.size() * 3 / 4);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : text) {
-    const auto v = reverse[static_cast<unsigned char>(c)];
-    if (v < 0) {
-      return std::nullopt;
-    }
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  // Leftover bits must be zero, or two texts would decode to the same bytes.
-  if ((acc & ((1U << bits) - 1)) != 0) {
-    return std::nullopt;
-  }
-  return out;
+  return decode_unpadded(text, standard_reverse);
 }
 
 std::size_t utf8_length(std::string_view text) noexcept {

@@ -13,6 +13,10 @@ std::string base64url_encode(std::string_view bytes);
 /// padding, or on a length that no encoding produces.
 std::optional<std::string> base64url_decode(std::string_view text);
 
+/// Decodes standard base64 (RFC 4648 §4: '+' and '/'), with its '='
+/// padding or without; nullopt for anything else.
+std::optional<std::string> base64_decode(std::string_view text);
+
 /// The number of characters (code points) in UTF-8 text: the bytes that do
 /// not continue a sequence. Meant for length limits on validated text.
 std::size_t utf8_length(std::string_view text) noexcept;

@@ -43,6 +43,13 @@ enum class errc {
   idempotency_key_reused,
   idempotency_key_in_flight,
 
+  // Resumable uploads (tus).
+  tus_version_unsupported,  ///< no or another Tus-Resumable than 1.0.0
+  upload_offset_mismatch,   ///< a PATCH at another offset than the bytes received
+  upload_locked,            ///< another request is writing to the upload just now
+  upload_checksum_failed,   ///< the request's bytes do not match its Upload-Checksum
+  upload_incomplete,        ///< the upload's outcome is asked for before its last byte
+
   // Why processing failed: a document's error.code, stored and shown by name.
   checksum_mismatch,     ///< transient: storage may recover
   unreadable_document,   ///< permanent

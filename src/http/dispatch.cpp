@@ -108,6 +108,7 @@ dispatch decide(const head_view& head, request& req, const router& routes, const
     d.answer->close = d.has_body;  // the unread body would be taken for the next request
     return d;
   }
+  d.matched = m.found;
   req.route = m.found->pattern;
   req.params = std::move(m.params);
   if (auto refused = authorize(auth, m.found->auth, req)) {

@@ -32,6 +32,9 @@ struct dispatch {
   /// Otherwise: the route to run, with the body (when `has_body`) read up to
   /// `body_limit`; `expect_continue` asks for a 100 Continue first.
   const route* found = nullptr;
+  /// The route the method and path matched, whether or not it runs (its
+  /// response_fields go on the answer either way).
+  const route* matched = nullptr;
   std::size_t body_limit = 0;
   bool has_body = false;
   bool expect_continue = false;

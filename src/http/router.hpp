@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -40,6 +41,10 @@ struct route {
   auth_policy auth = auth_policy::none;
   std::size_t body_limit = 0;  ///< largest accepted request body in bytes
   bool stream_body = false;    ///< the handler reads request::body_stream itself
+  /// Fields every answer to a request for this route carries, the server's
+  /// own refusals (401, 413) among them: a protocol's marker (tus's
+  /// Tus-Resumable) that its clients expect on each response.
+  std::vector<std::pair<std::string, std::string>> response_fields{};
 };
 
 /// The outcome of matching a request against the route table.

@@ -615,6 +615,7 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
   }
   auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, head, tuple_awaitable);
   x.bytes_in = n;
+  const route* matched = nullptr;
   if (ec) {
     x.req.request_id = request_id_for(std::nullopt);
     if (ec == bhttp::error::header_limit) {
@@ -636,6 +637,7 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
     }
     x.head_only = x.req.method == "HEAD";
     auto d = decide(view_of(head), x.req, s.routes, s.auth);
+    matched = d.matched;
     x.keep_alive = d.keep_alive;
     if (d.answer) {
       x.res = std::move(*d.answer);
@@ -658,6 +660,9 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
         co_return false;
       }
     }
+  }
+  if (matched) {
+    for (const auto& [name, value] : matched->response_fields) x.res.fields.set(name, value);
   }
   x.keep_alive = x.keep_alive && !x.res.close && !s.draining;
   co_await write_response(stream, x, s.opt.body_timeout);

@@ -117,6 +117,39 @@ struct idempotent_answer {
   std::string location;
 };
 
+/// A resumable upload (tus) between its requests: how much of it has
+/// arrived, where the blob store keeps those bytes, and once it ended the
+/// answer every later request about it gets.
+struct upload_record {
+  std::string id;  ///< the upload's; the document's and its blob's key once complete
+  std::string owner_id;
+  std::uint64_t length = 0;  ///< Upload-Length, declared at creation
+  std::uint64_t offset = 0;  ///< bytes received and durable in the blob store
+  std::string metadata;      ///< Upload-Metadata as the client sent it
+  std::optional<std::string> idempotency_key;
+  std::string fingerprint;  ///< what a creation under the same key must repeat
+  std::string store_state;  ///< the blob store's record of the bytes (blob::resumable_writer::persist)
+  std::string hash_state;   ///< core::sha256::save() over the bytes [0, offset)
+  core::time_point created_at;
+  core::time_point expires_at;
+  /// Once the upload ended (its document made, or its file refused): the
+  /// answer's status (201 or a problem's), body and type; 0 before.
+  int answer_status = 0;
+  std::string answer_body;
+  std::string answer_content_type;
+};
+
+/// What trying to lock an upload found.
+struct upload_lock {
+  enum class kind {
+    locked,     ///< the caller's token holds the lock now
+    busy,       ///< another token holds it and its lease has not lapsed
+    not_found,  ///< no such upload, or another owner's
+  };
+  kind outcome = kind::not_found;
+  upload_record record;  ///< locked: the row as it is under the lock
+};
+
 /// A key attempts are counted against (a username, a client address), in
 /// its scope (which throttle and which kind of key), with the number of
 /// attempts it allows within the window.
@@ -430,6 +463,57 @@ public:
   /// Deletes the keys whose every attempt has left its window by `now`;
   /// returns how many.
   virtual std::size_t purge_attempts(core::time_point now) = 0;
+
+  // --- resumable uploads (tus)
+
+  /// Inserts `u`, unless u.idempotency_key is set and its owner already has
+  /// an upload under that key: then returns that one as it is (the caller
+  /// compares fingerprints); otherwise returns `u`.
+  /// Isolation: a unique index on (owner_id, idempotency_key) decides; of
+  /// two creations at once under one key, the second waits for the first
+  /// and returns its row.
+  virtual upload_record create_upload(const upload_record& u) = 0;
+
+  /// The upload `id`, if it exists and (when `owner_id` is set) belongs to that owner.
+  virtual std::optional<upload_record> find_upload(std::string_view id,
+                                                   const std::optional<std::string>& owner_id) = 0;
+
+  /// Locks the upload for one request under `token` until now + lease_for,
+  /// when no token holds it or its holder's lease has lapsed (a process that
+  /// died mid-request); busy otherwise. not_found for a missing upload and
+  /// another owner's (when `owner_id` is set).
+  /// Isolation: a conditional UPDATE on the lock's columns: of concurrent
+  /// callers exactly one locks; the lock holds across processes.
+  virtual upload_lock lock_upload(std::string_view id, const std::optional<std::string>& owner_id,
+                                  std::string_view token, core::time_point now,
+                                  std::chrono::milliseconds lease_for) = 0;
+
+  /// Extends the lock to now + lease_for; false when `token` no longer holds it.
+  virtual bool renew_upload_lock(std::string_view id, std::string_view token, core::time_point now,
+                                 std::chrono::milliseconds lease_for) = 0;
+
+  /// Records bytes received: u.offset, u.store_state, u.hash_state and
+  /// u.expires_at, where `token` holds the upload's lock (kept); false,
+  /// writing nothing, otherwise. Isolation: a conditional UPDATE on the token.
+  virtual bool advance_upload(const upload_record& u, std::string_view token) = 0;
+
+  /// Releases the lock if `token` holds it.
+  virtual void unlock_upload(std::string_view id, std::string_view token) = 0;
+
+  /// Ends the upload where `token` holds its lock, in one transaction:
+  /// u.offset and u.answer_* recorded, the lock released and, with `doc`,
+  /// the document and its UPLOADED event inserted as insert_document does
+  /// (wakeups included). False, writing nothing, when the lock was lost.
+  /// store_outcome_unknown: it may have committed all the same.
+  virtual bool finish_upload(const upload_record& u, std::string_view token, const core::document* doc) = 0;
+
+  /// Deletes the upload where `token` holds its lock; false otherwise.
+  virtual bool delete_upload(std::string_view id, std::string_view token) = 0;
+
+  /// Up to `limit` uploads whose expires_at is before `now` and whose lock
+  /// no one holds (or has lapsed), the earliest to expire first: what the
+  /// maintenance pass removes (each under lock_upload, then delete_upload).
+  virtual std::vector<upload_record> expired_uploads(core::time_point now, std::size_t limit) = 0;
 
   // --- maintenance
 

@@ -385,6 +385,97 @@ INSTANTIATE_TEST_SUITE_P(stores, blob_store_conformance,
                                          store_factory{"s3", make_s3_store, 0}),
                          [](const testing::TestParamInfo<store_factory>& p) { return p.param.name; });
 
+// ------------------------------------------------ resumable uploads (tus)
+
+// Sends `bytes` as a resumable upload, one request per piece (each resumed
+// from the state the previous one recorded); returns the last state.
+std::string send_resumable(blob::blob_store& store, const std::string& key, std::string_view bytes,
+                           const std::vector<std::size_t>& pieces) {
+  auto state = store.begin_resumable(key);
+  std::uint64_t at = 0;
+  for (const auto n : pieces) {
+    auto w = store.resume(key, state, at);
+    w->write(bytes.substr(at, n));
+    state = w->persist();
+    at += n;
+    EXPECT_EQ(w->size(), at);
+  }
+  return state;
+}
+
+TEST_P(blob_store_conformance, a_resumable_upload_over_many_requests_commits_its_exact_bytes) {
+  // Pieces below, at and above the S3 part size (5 MiB), and a tiny one.
+  const std::vector<std::size_t> pieces{1 << 20, 5 << 20, 7 << 20, 3, (3 << 20) + 1};
+  std::size_t total = 0;
+  for (const auto n : pieces) total += n;
+  const auto bytes = pattern(total, 11);
+  const auto key = core::new_uuid_v7();
+  const auto state = send_resumable(*store_, key, bytes, pieces);
+  EXPECT_FALSE(store_->exists(key)) << "visible before its commit";
+  store_->resume(key, state, total)->commit();
+  const auto r = store_->open(key);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(read_all(*r), bytes);
+  store_->discard_resumable(key, state);
+  EXPECT_EQ(read_all(*store_->open(key)), bytes) << "discard after commit touched the blob";
+  EXPECT_EQ(files_under(scratch_), GetParam().files_per_blob);  // the blob, and no partial file
+}
+
+TEST_P(blob_store_conformance, a_resumable_upload_smaller_than_a_part_in_one_request) {
+  const auto bytes = pattern(1000, 12);
+  const auto key = core::new_uuid_v7();
+  const auto state = send_resumable(*store_, key, bytes, {1000});
+  store_->resume(key, state, bytes.size())->commit();
+  EXPECT_EQ(read_all(*store_->open(key)), bytes);
+}
+
+// A request that wrote and persisted but whose state was never recorded (a
+// checksum mismatch, a lost lock, a crash) leaves the recorded state whole.
+TEST_P(blob_store_conformance, an_unrecorded_persist_leaves_the_recorded_state_good) {
+  const auto a = pattern(2 << 20, 13);
+  const auto junk = pattern(6 << 20, 14);
+  const auto c = pattern((4 << 20) + 5, 15);
+  const auto key = core::new_uuid_v7();
+  const auto recorded = send_resumable(*store_, key, a, {a.size()});
+  {
+    auto w = store_->resume(key, recorded, a.size());
+    w->write(junk);
+    (void)w->persist();  // never recorded
+  }
+  auto w = store_->resume(key, recorded, a.size());
+  w->write(c);
+  const auto state = w->persist();
+  store_->resume(key, state, a.size() + c.size())->commit();
+  EXPECT_EQ(read_all(*store_->open(key)), a + c);
+}
+
+TEST_P(blob_store_conformance, a_commit_repeated_after_it_ran_succeeds) {
+  const auto bytes = pattern((6 << 20) + 7, 16);
+  const auto key = core::new_uuid_v7();
+  const auto state = send_resumable(*store_, key, bytes, {bytes.size()});
+  store_->resume(key, state, bytes.size())->commit();
+  store_->resume(key, state, bytes.size())->commit();  // its caller crashed before recording it
+  EXPECT_EQ(read_all(*store_->open(key)), bytes);
+}
+
+TEST_P(blob_store_conformance, a_discarded_resumable_upload_leaves_nothing) {
+  const auto bytes = pattern((5 << 20) + 100, 17);
+  const auto key = core::new_uuid_v7();
+  const auto state = send_resumable(*store_, key, bytes, {bytes.size()});
+  store_->discard_resumable(key, state);
+  store_->discard_resumable(key, state);  // again: nothing left is no error
+  EXPECT_FALSE(store_->exists(key));
+  EXPECT_EQ(files_under(scratch_), 0u);
+  EXPECT_THROW(store_->resume(key, state, bytes.size())->commit(), blob::blob_error);
+}
+
+TEST_P(blob_store_conformance, resumable_uploads_in_progress_are_not_listed_as_blobs) {
+  const auto key = core::new_uuid_v7();
+  send_resumable(*store_, key, pattern(1 << 20, 18), {1 << 20});
+  EXPECT_TRUE(
+      store_->keys_stored_before(std::chrono::system_clock::now() + std::chrono::hours(1), 100, "").empty());
+}
+
 // ---------------------------------------------------------------- fs_blob_store only
 
 class fs_blob_store_test : public testing::Test {

@@ -178,6 +178,21 @@ TEST(dispatch, auth_policies) {
   EXPECT_FALSE(admin.decide().answer.has_value());
 }
 
+// The route a refusal answers for is known, so that the server can put its
+// response_fields on the refusal too; a path no route has matches none.
+TEST(dispatch, a_refused_request_still_names_the_route_it_matched) {
+  exchange missing("GET", "/documents/1");
+  const auto refused = missing.decide();
+  expect_answer(refused, 401, false);
+  ASSERT_NE(refused.matched, nullptr);
+  EXPECT_EQ(refused.matched->pattern, "/documents/{id}");
+  EXPECT_EQ(refused.found, nullptr);
+  exchange unknown("GET", "/nowhere");
+  EXPECT_EQ(unknown.decide().matched, nullptr);
+  exchange wrong_method("DELETE", "/healthz");
+  EXPECT_EQ(wrong_method.decide().matched, nullptr);
+}
+
 TEST(dispatch, an_unauthorised_request_with_a_body_closes) {
   exchange x("POST", "/documents");
   x.length(100);

@@ -197,6 +197,13 @@ INSTANTIATE_TEST_SUITE_P(fixed_points, format_rfc3339,
                                          rfc3339_case{-86400000ms, "1969-12-31T00:00:00.000Z"},
                                          rfc3339_case{-14182940000ms, "1969-07-20T20:17:40.000Z"}));
 
+// RFC 9110's own example, a leap day, and a time just before a second ends.
+TEST(format_http_date, writes_imf_fixdate) {
+  EXPECT_EQ(core::format_http_date(at(784111777s)), "Sun, 06 Nov 1994 08:49:37 GMT");
+  EXPECT_EQ(core::format_http_date(at(1709208000000ms)), "Thu, 29 Feb 2024 12:00:00 GMT");
+  EXPECT_EQ(core::format_http_date(at(1767225599999ms)), "Wed, 31 Dec 2025 23:59:59 GMT");
+}
+
 // Sub-millisecond parts are truncated towards the past, never rounded to the next millisecond.
 INSTANTIATE_TEST_SUITE_P(sub_millisecond, format_rfc3339,
                          testing::Values(rfc3339_case{1700000000123999us, "2023-11-14T22:13:20.123Z"},

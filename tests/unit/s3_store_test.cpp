@@ -181,8 +181,9 @@ TEST_F(s3_store, maintenance_aborts_uploads_begun_before_the_cutoff) {
   const auto id = inspect_.create_multipart_upload("docs/" + new_uuid_v7());
   inspect_.create_multipart_upload("elsewhere/" + new_uuid_v7());  // not under the prefix: not ours
   const auto now = std::chrono::system_clock::now();
-  EXPECT_EQ(store.remove_incomplete_before(now - 1h), 0u);
-  EXPECT_EQ(store.remove_incomplete_before(now + 1h), 1u);
+  const auto none = [](const std::string&) { return false; };
+  EXPECT_EQ(store.remove_incomplete_before(now - 1h, none), 0u);
+  EXPECT_EQ(store.remove_incomplete_before(now + 1h, none), 1u);
   const auto left = inspect_.list_multipart_uploads("");
   ASSERT_EQ(left.uploads.size(), 1u);
   EXPECT_EQ(left.uploads[0].key.rfind("elsewhere/", 0), 0u);
@@ -287,6 +288,40 @@ TEST_F(s3_store, an_abort_that_failed_is_tried_again_when_s3_is_back) {
   EXPECT_EQ(open_uploads(1), 1u) << "the abort went through while S3 was down";
   store.check();
   EXPECT_EQ(open_uploads(0), 0u);
+}
+
+// A resumable upload lasts as long as its client keeps sending: the sweep
+// of incomplete multipart uploads spares it while the caller says it lives.
+TEST_F(s3_store, the_incomplete_upload_sweep_spares_live_resumable_uploads) {
+  s3::store store(config());
+  const auto live = new_uuid_v7();
+  const auto dead = new_uuid_v7();
+  store.begin_resumable(live);
+  store.begin_resumable(dead);
+  const auto later = std::chrono::system_clock::now() + 1h;
+  EXPECT_EQ(store.remove_incomplete_before(later, [&live](const std::string& key) { return key == live; }),
+            1u);
+  const auto left = inspect_.list_multipart_uploads("");
+  ASSERT_EQ(left.uploads.size(), 1u);
+  EXPECT_EQ(left.uploads[0].key, "docs/" + live);
+}
+
+// The bytes short of a whole part wait in the bucket, under tus/, where any
+// process finds them; discarding the upload removes them with its parts.
+TEST_F(s3_store, a_resumable_upload_keeps_its_tail_in_the_bucket_and_discard_removes_it) {
+  s3::store store(config());
+  const auto key = new_uuid_v7();
+  auto state = store.begin_resumable(key);
+  auto w = store.resume(key, state, 0);
+  w->write(pattern((5 * mib) + 10, 19));
+  state = w->persist();
+  const auto tails = inspect_.list_objects_v2("docs/tus/" + key + "/");
+  ASSERT_EQ(tails.objects.size(), 1u);
+  EXPECT_EQ(tails.objects[0].size, 10u);
+  EXPECT_EQ(open_uploads(1), 1u);
+  store.discard_resumable(key, state);
+  EXPECT_EQ(open_uploads(0), 0u);
+  EXPECT_TRUE(inspect_.list_objects_v2("docs/tus/").objects.empty());
 }
 
 TEST_F(s3_store, settings_s3_cannot_take_are_refused) {

@@ -418,6 +418,192 @@ TEST_P(store_contract, concurrent_inserts_all_land_and_a_bad_one_fails_alone) {
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// Resumable uploads (tus): their rows and the lock that holds across processes
+
+namespace {
+store::upload_record sample_upload(const std::string& owner, std::optional<std::string> key = std::nullopt) {
+  store::upload_record u;
+  u.id = core::new_uuid_v7();
+  u.owner_id = owner;
+  u.length = 1000;
+  u.metadata = "filename YS5wZGY=";
+  u.idempotency_key = std::move(key);
+  u.fingerprint = "POST /uploads\n1000\n" + u.metadata;
+  u.store_state = "state-0";
+  u.hash_state = "hash-0";
+  u.created_at = t0;
+  u.expires_at = t0 + 24h;
+  return u;
+}
+}  // namespace
+
+TEST_P(store_contract, an_upload_round_trips_and_is_scoped_to_its_owner) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  const auto u = sample_upload(alice.id);
+  EXPECT_EQ(db().create_upload(u).id, u.id);
+  const auto found = db().find_upload(u.id, alice.id);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->length, 1000u);
+  EXPECT_EQ(found->offset, 0u);
+  EXPECT_EQ(found->metadata, u.metadata);
+  EXPECT_EQ(found->store_state, "state-0");
+  EXPECT_EQ(found->hash_state, "hash-0");
+  EXPECT_EQ(found->expires_at, u.expires_at);
+  EXPECT_EQ(found->answer_status, 0);
+  EXPECT_FALSE(found->idempotency_key);
+  EXPECT_TRUE(db().find_upload(u.id, std::nullopt));
+  EXPECT_FALSE(db().find_upload(u.id, bob.id));
+  EXPECT_EQ(db().lock_upload(u.id, bob.id, "t", t0, 30s).outcome, store::upload_lock::kind::not_found);
+  EXPECT_EQ(db().lock_upload(core::new_uuid_v7(), alice.id, "t", t0, 30s).outcome,
+            store::upload_lock::kind::not_found);
+  EXPECT_FALSE(db().find_upload("not-a-uuid", alice.id));
+}
+
+TEST_P(store_contract, a_creation_under_a_known_key_returns_the_first_upload) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  const auto first = sample_upload(alice.id, "k1");
+  EXPECT_EQ(db().create_upload(first).id, first.id);
+  auto again = sample_upload(alice.id, "k1");
+  again.length = 5;
+  const auto got = db().create_upload(again);
+  EXPECT_EQ(got.id, first.id);
+  EXPECT_EQ(got.length, 1000u);
+  EXPECT_FALSE(db().find_upload(again.id, std::nullopt)) << "the second creation inserted a row";
+  const auto bobs = sample_upload(bob.id, "k1");  // keys are per user
+  EXPECT_EQ(db().create_upload(bobs).id, bobs.id);
+}
+
+TEST_P(store_contract, concurrent_creations_under_one_key_make_one_upload) {
+  const auto alice = add_user("alice");
+  constexpr int n = 8;
+  std::vector<std::string> got(n);
+  EXPECT_EQ(on_threads(n, [&](int i) { got[i] = db().create_upload(sample_upload(alice.id, "same")).id; }),
+            0);
+  for (int i = 1; i < n; ++i) EXPECT_EQ(got[i], got[0]) << i;
+}
+
+TEST_P(store_contract, an_upload_lock_excludes_until_released_or_lapsed) {
+  const auto alice = add_user("alice");
+  const auto u = sample_upload(alice.id);
+  db().create_upload(u);
+  const auto first = db().lock_upload(u.id, alice.id, "one", t0, 30s);
+  ASSERT_EQ(first.outcome, store::upload_lock::kind::locked);
+  EXPECT_EQ(first.record.id, u.id);
+  const auto other = open();  // another process
+  EXPECT_EQ(other->lock_upload(u.id, alice.id, "two", t0 + 29s, 30s).outcome, store::upload_lock::kind::busy);
+  EXPECT_TRUE(db().renew_upload_lock(u.id, "one", t0 + 20s, 30s));
+  EXPECT_EQ(other->lock_upload(u.id, alice.id, "two", t0 + 49s, 30s).outcome, store::upload_lock::kind::busy);
+  db().unlock_upload(u.id, "two");  // not its holder: nothing
+  EXPECT_EQ(other->lock_upload(u.id, alice.id, "two", t0 + 49s, 30s).outcome, store::upload_lock::kind::busy);
+  db().unlock_upload(u.id, "one");
+  EXPECT_EQ(other->lock_upload(u.id, alice.id, "two", t0 + 49s, 30s).outcome,
+            store::upload_lock::kind::locked);
+  // A holder that died: its lease lapses and the next request takes over.
+  EXPECT_EQ(db().lock_upload(u.id, alice.id, "three", t0 + 80s, 30s).outcome,
+            store::upload_lock::kind::locked);
+  EXPECT_FALSE(other->renew_upload_lock(u.id, "two", t0 + 81s, 30s));
+}
+
+TEST_P(store_contract, of_concurrent_lockers_exactly_one_locks) {
+  const auto alice = add_user("alice");
+  const auto u = sample_upload(alice.id);
+  db().create_upload(u);
+  constexpr int n = 8;
+  std::atomic<int> locked{0};
+  EXPECT_EQ(on_threads(n,
+                       [&](int i) {
+                         if (db().lock_upload(u.id, alice.id, "t" + std::to_string(i), t0, 30s).outcome ==
+                             store::upload_lock::kind::locked) {
+                           ++locked;
+                         }
+                       }),
+            0);
+  EXPECT_EQ(locked, 1);
+}
+
+TEST_P(store_contract, only_the_lock_holder_advances_finishes_or_deletes) {
+  const auto alice = add_user("alice");
+  auto u = sample_upload(alice.id);
+  db().create_upload(u);
+  ASSERT_EQ(db().lock_upload(u.id, alice.id, "mine", t0, 30s).outcome, store::upload_lock::kind::locked);
+  u.offset = 400;
+  u.store_state = "state-400";
+  u.hash_state = "hash-400";
+  u.expires_at = t0 + 48h;
+  EXPECT_FALSE(db().advance_upload(u, "stale"));
+  EXPECT_EQ(db().find_upload(u.id, alice.id)->offset, 0u);
+  EXPECT_TRUE(db().advance_upload(u, "mine"));
+  auto found = db().find_upload(u.id, alice.id);
+  EXPECT_EQ(found->offset, 400u);
+  EXPECT_EQ(found->store_state, "state-400");
+  EXPECT_EQ(found->hash_state, "hash-400");
+  EXPECT_EQ(found->expires_at, t0 + 48h);
+
+  // Finishing with a document: the document, its event and the answer, or nothing.
+  auto doc = sample_document(alice.id);
+  doc.id = u.id;
+  u.offset = u.length;
+  u.answer_status = 201;
+  u.answer_body = "{\"id\":1}";
+  u.answer_content_type = "application/json";
+  EXPECT_FALSE(db().finish_upload(u, "stale", &doc));
+  EXPECT_FALSE(db().find_document(doc.id, std::nullopt)) << "a stale token inserted the document";
+  EXPECT_TRUE(db().finish_upload(u, "mine", &doc));
+  ASSERT_TRUE(db().find_document(doc.id, alice.id));
+  EXPECT_EQ(db().events_after(doc.id, 0).size(), 1u);
+  found = db().find_upload(u.id, alice.id);
+  EXPECT_EQ(found->answer_status, 201);
+  EXPECT_EQ(found->answer_body, u.answer_body);
+  EXPECT_EQ(found->answer_content_type, "application/json");
+  EXPECT_EQ(found->offset, u.length);
+  // The finish released the lock; a delete needs it again.
+  EXPECT_FALSE(db().delete_upload(u.id, "mine"));
+  ASSERT_EQ(db().lock_upload(u.id, alice.id, "end", t0, 30s).outcome, store::upload_lock::kind::locked);
+  EXPECT_TRUE(db().delete_upload(u.id, "end"));
+  EXPECT_FALSE(db().find_upload(u.id, std::nullopt));
+  EXPECT_TRUE(db().find_document(doc.id, alice.id)) << "the upload's document went with it";
+}
+
+TEST_P(store_contract, a_refused_upload_records_its_answer_without_a_document) {
+  const auto alice = add_user("alice");
+  auto u = sample_upload(alice.id);
+  db().create_upload(u);
+  ASSERT_EQ(db().lock_upload(u.id, alice.id, "mine", t0, 30s).outcome, store::upload_lock::kind::locked);
+  u.answer_status = 415;
+  u.answer_body = "problem";
+  u.answer_content_type = "application/problem+json";
+  EXPECT_TRUE(db().finish_upload(u, "mine", nullptr));
+  EXPECT_FALSE(db().find_document(u.id, std::nullopt));
+  EXPECT_EQ(db().find_upload(u.id, alice.id)->answer_status, 415);
+}
+
+TEST_P(store_contract, expired_uploads_are_listed_earliest_first_but_not_while_held) {
+  const auto alice = add_user("alice");
+  std::vector<store::upload_record> all;
+  for (int i = 0; i < 4; ++i) {
+    auto u = sample_upload(alice.id);
+    u.expires_at = t0 + std::chrono::hours(4 - i);  // the last made expires first
+    db().create_upload(u);
+    all.push_back(u);
+  }
+  ASSERT_EQ(db().lock_upload(all[3].id, alice.id, "held", t0 + 5h, 30s).outcome,
+            store::upload_lock::kind::locked);
+  const auto expired = db().expired_uploads(t0 + 5h, 2);
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0].id, all[2].id);  // all[3], earliest, is held
+  EXPECT_EQ(expired[1].id, all[1].id);
+  EXPECT_TRUE(db().expired_uploads(t0 + 90min, 10).empty());
+  EXPECT_EQ(db().expired_uploads(t0 + 5h + 31s, 10).size(), 4u) << "a lapsed lock holds nothing";
+}
+
+TEST_P(store_contract, an_upload_needs_an_owner_that_exists) {
+  auto stray = sample_upload(core::new_uuid_v7());  // no such user
+  EXPECT_THROW(db().create_upload(stray), store::store_error);
+}
+
+// -----------------------------------------------------------------------------------------------------------
 // Processing: the lease protocol, driven with explicit times (no sleeping)
 
 namespace {

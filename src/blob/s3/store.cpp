@@ -8,6 +8,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -439,6 +440,151 @@ private:
   bool committed_ = false;
 };
 
+// A resumable upload's state, as text: the multipart upload's id on the
+// first line, then a line per part sent ("p NUMBER SIZE ETAG") and, when
+// bytes wait after the last part, "t SIZE NAME" (the tail object's key).
+struct resumable_state {
+  std::string upload_id;
+  struct part {
+    unsigned number = 0;
+    std::uint64_t size = 0;
+    std::string etag;
+  };
+  std::vector<part> parts;
+  std::uint64_t tail_size = 0;
+  std::string tail_key;
+
+  static resumable_state parse(const std::string& text) {
+    resumable_state st;
+    std::istringstream in(text);
+    std::string line;
+    if (!std::getline(in, st.upload_id) || st.upload_id.empty())
+      throw blob_error("a resumable state without its upload");
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string kind;
+      fields >> kind;
+      if (kind == "p") {
+        part p;
+        fields >> p.number >> p.size >> p.etag;
+        st.parts.push_back(std::move(p));
+      } else if (kind == "t") {
+        fields >> st.tail_size >> st.tail_key;
+      }
+      if (!fields && !fields.eof()) throw blob_error("a resumable state that cannot be read: " + line);
+    }
+    return st;
+  }
+
+  std::string text() const {
+    std::string out = upload_id + '\n';
+    for (const auto& p : parts) {
+      out += "p " + std::to_string(p.number) + ' ' + std::to_string(p.size) + ' ' + p.etag + '\n';
+    }
+    if (!tail_key.empty()) out += "t " + std::to_string(tail_size) + ' ' + tail_key + '\n';
+    return out;
+  }
+};
+
+// One request's hold on a resumable upload. The bytes not yet in a part
+// (the recorded tail, then what this request brings) sit in an unnamed
+// spool file; each whole part goes up as soon as it is complete. Writes run
+// on the blocking pool, so a part is sent in the caller's thread.
+class s3_resumable_writer final : public resumable_writer {
+public:
+  s3_resumable_writer(std::shared_ptr<store::impl> owner, std::string key, const std::string& state,
+                      std::uint64_t size)
+      : owner_(std::move(owner)),
+        key_(std::move(key)),
+        object_key_(owner_->object_key(key_)),
+        state_(resumable_state::parse(state)),
+        size_(size) {
+    const auto& dir = owner_->scratch.dir();
+    spool_.reset(::open(dir.c_str(), O_RDWR | O_TMPFILE | O_CLOEXEC, 0600));
+    if (spool_.get() < 0) throw_io_error("create a temporary file in " + dir.string(), errno);
+    if (!state_.tail_key.empty()) {
+      const auto found = owner_->s3.get_object(state_.tail_key, std::nullopt, [this](std::string_view bytes) {
+        write_all(spool_.get(), bytes, "write the upload's spool file");
+        spooled_ += bytes.size();
+      });
+      if (!found || spooled_ != state_.tail_size) {
+        throw blob_error("the tail of the upload " + key_ + " is gone or shorter than recorded");
+      }
+    }
+    std::uint64_t in_parts = 0;
+    for (const auto& p : state_.parts) in_parts += p.size;
+    if (in_parts + state_.tail_size != size_)
+      throw blob_error("the upload " + key_ + "'s state disagrees with its size");
+  }
+
+  void write(std::string_view bytes) override {
+    write_all(spool_.get(), bytes, "write the upload's spool file");
+    spooled_ += bytes.size();
+    size_ += bytes.size();
+    const auto part_size = owner_->cfg.part_size;
+    try {
+      while (spooled_ - sent_from_spool_ >= part_size) send_part(part_size);
+    } catch (...) {
+      rethrow(std::current_exception());
+    }
+  }
+
+  std::uint64_t size() const noexcept override { return size_; }
+
+  std::string persist() override {
+    const auto waiting = spooled_ - sent_from_spool_;
+    state_.tail_size = waiting;
+    state_.tail_key.clear();
+    if (waiting > 0) {
+      // Named by the offset it ends at: a persist that is never recorded
+      // cannot overwrite the tail that is.
+      state_.tail_key = tail_prefix(*owner_, key_) + std::to_string(size_);
+      try {
+        owner_->s3.put_object(state_.tail_key, payload::file(spool_.get(), sent_from_spool_, waiting));
+      } catch (...) {
+        rethrow(std::current_exception());
+      }
+    }
+    return state_.text();
+  }
+
+  void commit() override {
+    try {
+      const auto waiting = spooled_ - sent_from_spool_;
+      if (waiting > 0 || state_.parts.empty()) send_part(waiting);
+      std::vector<completed_part> parts;
+      for (const auto& p : state_.parts) parts.push_back({p.number, p.etag});
+      owner_->s3.complete_multipart_upload(object_key_, state_.upload_id, parts, size_);
+    } catch (const s3_error& e) {
+      // Completed before, by a request whose caller did not record it.
+      const auto info = e.code() == "NoSuchUpload" ? owner_->s3.head_object(object_key_) : std::nullopt;
+      if (!info || info->size != size_) rethrow(std::current_exception());
+    }
+  }
+
+  static std::string tail_prefix(const store::impl& owner, const std::string& key) {
+    return owner.cfg.prefix + "tus/" + key + '/';
+  }
+
+private:
+  void send_part(std::uint64_t length) {
+    const auto number = state_.parts.empty() ? 1U : state_.parts.back().number + 1;
+    auto etag = owner_->s3.upload_part(object_key_, state_.upload_id, number,
+                                       payload::file(spool_.get(), sent_from_spool_, length));
+    state_.parts.push_back({number, length, std::move(etag)});
+    sent_from_spool_ += length;
+  }
+
+  std::shared_ptr<store::impl> owner_;
+  std::string key_;
+  std::string object_key_;
+  resumable_state state_;
+  std::uint64_t size_;
+  unique_fd spool_;
+  std::uint64_t spooled_ = 0;          // bytes in the spool: the tail, then this request's
+  std::uint64_t sent_from_spool_ = 0;  // of those, the ones in parts now
+};
+
 class s3_reader final : public blob_reader {
 public:
   s3_reader(std::shared_ptr<store::impl> owner, std::string object_key, std::uint64_t size)
@@ -550,16 +696,51 @@ std::unique_ptr<local_copy> store::fetch(const std::string& key) {
   return copy;
 }
 
-std::size_t store::remove_incomplete_before(std::chrono::system_clock::time_point cutoff) {
+std::string store::begin_resumable(const std::string& key) {
+  try {
+    return impl_->s3.create_multipart_upload(impl_->object_key(key)) + '\n';
+  } catch (...) {
+    rethrow(std::current_exception());
+  }
+}
+
+std::unique_ptr<resumable_writer> store::resume(const std::string& key, const std::string& state,
+                                                std::uint64_t size) {
+  auto writer = std::make_unique<s3_resumable_writer>(impl_, key, state, size);
+  // Tails that persists left and the state never named (or named before the
+  // recorded one) go now: the recorded state is the only one that counts.
+  const auto recorded = resumable_state::parse(state).tail_key;
+  remove_tails(key, recorded);
+  return writer;
+}
+
+void store::discard_resumable(const std::string& key, const std::string& state) {
+  const auto upload_id = resumable_state::parse(state).upload_id;
+  impl_->s3.abort_multipart_upload(impl_->object_key(key), upload_id);
+  remove_tails(key, {});
+}
+
+void store::remove_tails(const std::string& key, const std::string& keep) {
+  const auto prefix = s3_resumable_writer::tail_prefix(*impl_, key);
+  std::optional<std::string> token;
+  do {
+    auto page = impl_->s3.list_objects_v2(prefix, token);
+    for (const auto& object : page.objects) {
+      if (object.key != keep) impl_->s3.delete_object(object.key);
+    }
+    token = std::move(page.next_continuation_token);
+  } while (token);
+}
+
+std::size_t store::remove_incomplete_before(std::chrono::system_clock::time_point cutoff,
+                                            const std::function<bool(const std::string& key)>& resumable) {
   std::size_t aborted = 0;
   std::optional<upload_marker> after;
   do {
     auto page = impl_->s3.list_multipart_uploads(impl_->cfg.prefix, after);
     for (const auto& upload : page.uploads) {
-      if (upload.initiated >= cutoff ||
-          !valid_key(std::string_view(upload.key).substr(impl_->cfg.prefix.size()))) {
-        continue;
-      }
+      const auto key = upload.key.substr(impl_->cfg.prefix.size());
+      if (upload.initiated >= cutoff || !valid_key(key) || resumable(key)) continue;
       try {
         impl_->s3.abort_multipart_upload(upload.key, upload.upload_id);
         ++aborted;

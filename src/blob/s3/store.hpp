@@ -40,6 +40,13 @@ struct store_config {
 /// sends the last part and completes it. Nothing is visible under a key
 /// before commit returns; a writer dropped before commit aborts its
 /// multipart upload (in the background: the destructor never blocks).
+///
+/// A resumable upload (tus) is a multipart upload at its final key whose
+/// parts go up, whole, as its requests bring the bytes; the bytes after the
+/// last whole part wait in a "tail" object under `prefix` + "tus/<key>/"
+/// (a name no blob key can have), where the next request, on any process,
+/// finds them. Its state names the multipart upload, the parts sent and
+/// the tail.
 class store final : public blob_store {
 public:
   /// Prepares the scratch directory (sweeping what dead processes left);
@@ -58,12 +65,20 @@ public:
   std::vector<std::string> keys_stored_before(std::chrono::system_clock::time_point cutoff, std::size_t limit,
                                               const std::string& after) override;
   std::unique_ptr<local_copy> fetch(const std::string& key) override;
-  std::size_t remove_incomplete_before(std::chrono::system_clock::time_point cutoff) override;
+  std::string begin_resumable(const std::string& key) override;
+  std::unique_ptr<resumable_writer> resume(const std::string& key, const std::string& state,
+                                           std::uint64_t size) override;
+  void discard_resumable(const std::string& key, const std::string& state) override;
+  std::size_t remove_incomplete_before(std::chrono::system_clock::time_point cutoff,
+                                       const std::function<bool(const std::string& key)>& resumable) override;
   std::optional<std::string> download_url(const std::string& key, const download_headers& headers) override;
 
   struct impl;
 
 private:
+  // Deletes the tail objects of the resumable upload to `key`, but `keep`.
+  void remove_tails(const std::string& key, const std::string& keep);
+
   std::shared_ptr<impl> impl_;
 };
 

@@ -996,4 +996,147 @@ std::optional<pool_usage> postgres_store::connection_pool() const {
   return pool_usage{pool_.options().size, u.in_use, u.waiting, u.waits, u.wait_seconds};
 }
 
+// --- resumable uploads
+
+namespace {
+constexpr std::string_view upload_columns =
+    "id, owner_id, length, received, metadata, idempotency_key, fingerprint, store_state, hash_state,"
+    " created_at, expires_at, answer_status, answer_body, answer_content_type";
+
+upload_record read_upload(const pq::result& r, int row) {
+  upload_record u;
+  u.id = r.text(row, 0);
+  u.owner_id = r.text(row, 1);
+  u.length = static_cast<std::uint64_t>(r.integer(row, 2));
+  u.offset = static_cast<std::uint64_t>(r.integer(row, 3));
+  u.metadata = r.text(row, 4);
+  u.idempotency_key = r.optional_text(row, 5);
+  u.fingerprint = r.text(row, 6);
+  u.store_state = r.text(row, 7);
+  u.hash_state = r.text(row, 8);
+  u.created_at = r.time(row, 9);
+  u.expires_at = r.time(row, 10);
+  u.answer_status = static_cast<int>(r.integer(row, 11));
+  u.answer_body = r.text(row, 12);
+  u.answer_content_type = r.text(row, 13);
+  return u;
+}
+
+std::optional<upload_record> load_upload(pq::connection& c, std::string_view id,
+                                         const std::optional<std::string>& owner_id) {
+  if (!canonical_id(id) || !canonical_owner(owner_id)) return std::nullopt;
+  static const std::string by_id = "SELECT " + std::string(upload_columns) + " FROM uploads WHERE id = $1";
+  static const std::string by_id_and_owner = by_id + " AND owner_id = $2";
+  const auto r = owner_id ? c.exec(by_id_and_owner, id, *owner_id) : c.exec(by_id, id);
+  if (r.empty()) return std::nullopt;
+  return read_upload(r, 0);
+}
+}  // namespace
+
+upload_record postgres_store::create_upload(const upload_record& u) {
+  static const std::string insert =
+      "INSERT INTO uploads (" + std::string(upload_columns) +
+      ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+      " ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+      " DO NOTHING";
+  static const std::string by_key =
+      "SELECT " + std::string(upload_columns) + " FROM uploads WHERE owner_id = $1 AND idempotency_key = $2";
+  return retrying([&](pq::connection& c) {
+    // Of two creations under one key, the second waits for the first's
+    // commit, inserts nothing, and reads the first's row.
+    if (c.exec(insert, u.id, u.owner_id, u.length, u.offset, u.metadata, u.idempotency_key, u.fingerprint,
+               u.store_state, u.hash_state, u.created_at, u.expires_at, u.answer_status, u.answer_body,
+               u.answer_content_type)
+            .affected() == 1) {
+      return u;
+    }
+    const auto r = c.exec(by_key, u.owner_id, *u.idempotency_key);
+    if (r.empty()) throw store_error("an upload's idempotency key conflicted, and its row is gone");
+    return read_upload(r, 0);
+  });
+}
+
+std::optional<upload_record> postgres_store::find_upload(std::string_view id,
+                                                         const std::optional<std::string>& owner_id) {
+  return retrying([&](pq::connection& c) { return load_upload(c, id, owner_id); });
+}
+
+upload_lock postgres_store::lock_upload(std::string_view id, const std::optional<std::string>& owner_id,
+                                        std::string_view token, core::time_point now,
+                                        std::chrono::milliseconds lease_for) {
+  if (!canonical_id(id) || !canonical_owner(owner_id)) return {};
+  static const std::string take =
+      "UPDATE uploads SET lock_token = $2, locked_until = $3 WHERE id = $1"
+      " AND (lock_token IS NULL OR locked_until <= $4) AND ($5::uuid IS NULL OR owner_id = $5::uuid) "
+      "RETURNING " +
+      std::string(upload_columns);
+  return retrying([&](pq::connection& c) -> upload_lock {
+    const auto r = c.exec(take, id, token, now + lease_for, now, owner_id);
+    if (!r.empty()) return {upload_lock::kind::locked, read_upload(r, 0)};
+    return {load_upload(c, id, owner_id) ? upload_lock::kind::busy : upload_lock::kind::not_found, {}};
+  });
+}
+
+bool postgres_store::renew_upload_lock(std::string_view id, std::string_view token, core::time_point now,
+                                       std::chrono::milliseconds lease_for) {
+  return retrying([&](pq::connection& c) {
+    return c.exec("UPDATE uploads SET locked_until = $3 WHERE id = $1 AND lock_token = $2", id, token,
+                  now + lease_for)
+               .affected() == 1;
+  });
+}
+
+bool postgres_store::advance_upload(const upload_record& u, std::string_view token) {
+  return retrying([&](pq::connection& c) {
+    return c.exec(
+                "UPDATE uploads SET received = $3, store_state = $4, hash_state = $5, expires_at = $6"
+                " WHERE id = $1 AND lock_token = $2",
+                u.id, token, u.offset, u.store_state, u.hash_state, u.expires_at)
+               .affected() == 1;
+  });
+}
+
+void postgres_store::unlock_upload(std::string_view id, std::string_view token) {
+  retrying([&](pq::connection& c) {
+    c.exec("UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2", id,
+           token);
+  });
+}
+
+bool postgres_store::finish_upload(const upload_record& u, std::string_view token,
+                                   const core::document* doc) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+    const auto ended = c.exec(
+        "UPDATE uploads SET received = $3, answer_status = $4, answer_body = $5, answer_content_type = $6,"
+        " lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2",
+        u.id, token, u.offset, u.answer_status, u.answer_body, u.answer_content_type);
+    if (ended.affected() != 1) {
+      tx.rollback();
+      return false;
+    }
+    if (doc) insert_document_row(c, *doc);
+    return true;
+  });
+}
+
+bool postgres_store::delete_upload(std::string_view id, std::string_view token) {
+  if (!canonical_id(id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec("DELETE FROM uploads WHERE id = $1 AND lock_token = $2", id, token).affected() == 1;
+  });
+}
+
+std::vector<upload_record> postgres_store::expired_uploads(core::time_point now, std::size_t limit) {
+  static const std::string sql =
+      "SELECT " + std::string(upload_columns) +
+      " FROM uploads WHERE expires_at <= $1 AND (lock_token IS NULL OR locked_until <= $1)"
+      " ORDER BY expires_at LIMIT $2";
+  return retrying([&](pq::connection& c) {
+    const auto r = c.exec(sql, now, limit);
+    std::vector<upload_record> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_upload(r, i));
+    return out;
+  });
+}
+
 }  // namespace docflow::store::postgres

@@ -945,4 +945,171 @@ std::unique_ptr<maintenance_lease> sqlite_store::try_file_lease(std::string_view
   return std::make_unique<file_lease>(fd);
 }
 
+// --- resumable uploads
+
+namespace {
+constexpr std::string_view upload_columns =
+    "id, owner_id, length, received, metadata, idempotency_key, fingerprint, store_state, hash_state,"
+    " created_at, expires_at, answer_status, answer_body, answer_content_type";
+
+upload_record read_upload(const statement& st) {
+  upload_record u;
+  u.id = st.column_text(0);
+  u.owner_id = st.column_text(1);
+  u.length = static_cast<std::uint64_t>(st.column_int(2));
+  u.offset = static_cast<std::uint64_t>(st.column_int(3));
+  u.metadata = st.column_text(4);
+  if (!st.column_is_null(5)) u.idempotency_key = st.column_text(5);
+  u.fingerprint = st.column_text(6);
+  u.store_state = st.column_text(7);
+  u.hash_state = st.column_text(8);
+  u.created_at = from_ms(st.column_int(9));
+  u.expires_at = from_ms(st.column_int(10));
+  u.answer_status = static_cast<int>(st.column_int(11));
+  u.answer_body = st.column_text(12);
+  u.answer_content_type = st.column_text(13);
+  return u;
+}
+
+std::optional<upload_record> load_upload(connection& c, std::string_view id,
+                                         const std::optional<std::string>& owner_id) {
+  auto st = c.prepare("SELECT " + std::string(upload_columns) + " FROM uploads WHERE id = ?" +
+                      (owner_id ? " AND owner_id = ?" : ""));
+  st.bind(1, id);
+  if (owner_id) st.bind(2, *owner_id);
+  if (!st.step()) return std::nullopt;
+  return read_upload(st);
+}
+}  // namespace
+
+upload_record sqlite_store::create_upload(const upload_record& u) {
+  const lease c(*this);
+  transaction tx(*c);
+  if (u.idempotency_key) {
+    auto st = c->prepare("SELECT " + std::string(upload_columns) +
+                         " FROM uploads WHERE owner_id = ? AND idempotency_key = ?");
+    st.bind(1, u.owner_id).bind(2, *u.idempotency_key);
+    if (st.step()) return read_upload(st);
+  }
+  auto st = c->prepare("INSERT INTO uploads (" + std::string(upload_columns) +
+                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, u.id)
+      .bind(2, u.owner_id)
+      .bind(3, static_cast<std::int64_t>(u.length))
+      .bind(4, static_cast<std::int64_t>(u.offset))
+      .bind(5, u.metadata);
+  if (u.idempotency_key) {
+    st.bind(6, *u.idempotency_key);
+  } else {
+    st.bind_null(6);
+  }
+  st.bind(7, u.fingerprint)
+      .bind(8, u.store_state)
+      .bind(9, u.hash_state)
+      .bind(10, core::to_unix_ms(u.created_at))
+      .bind(11, core::to_unix_ms(u.expires_at))
+      .bind(12, static_cast<std::int64_t>(u.answer_status))
+      .bind(13, u.answer_body)
+      .bind(14, u.answer_content_type)
+      .step();
+  tx.commit();
+  return u;
+}
+
+std::optional<upload_record> sqlite_store::find_upload(std::string_view id,
+                                                       const std::optional<std::string>& owner_id) {
+  const lease c(*this);
+  return load_upload(*c, id, owner_id);
+}
+
+upload_lock sqlite_store::lock_upload(std::string_view id, const std::optional<std::string>& owner_id,
+                                      std::string_view token, core::time_point now,
+                                      std::chrono::milliseconds lease_for) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto found = load_upload(*c, id, owner_id);
+  if (!found) return {};
+  c->prepare(
+       "UPDATE uploads SET lock_token = ?, locked_until = ?"
+       " WHERE id = ? AND (lock_token IS NULL OR locked_until <= ?)")
+      .bind(1, token)
+      .bind(2, core::to_unix_ms(now + lease_for))
+      .bind(3, id)
+      .bind(4, core::to_unix_ms(now))
+      .step();
+  if (sqlite3_changes(c->handle()) != 1) return {upload_lock::kind::busy, {}};
+  tx.commit();
+  return {upload_lock::kind::locked, std::move(*found)};
+}
+
+bool sqlite_store::renew_upload_lock(std::string_view id, std::string_view token, core::time_point now,
+                                     std::chrono::milliseconds lease_for) {
+  const lease c(*this);
+  c->prepare("UPDATE uploads SET locked_until = ? WHERE id = ? AND lock_token = ?")
+      .bind(1, core::to_unix_ms(now + lease_for))
+      .bind(2, id)
+      .bind(3, token)
+      .step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+bool sqlite_store::advance_upload(const upload_record& u, std::string_view token) {
+  const lease c(*this);
+  c->prepare(
+       "UPDATE uploads SET received = ?, store_state = ?, hash_state = ?, expires_at = ?"
+       " WHERE id = ? AND lock_token = ?")
+      .bind(1, static_cast<std::int64_t>(u.offset))
+      .bind(2, u.store_state)
+      .bind(3, u.hash_state)
+      .bind(4, core::to_unix_ms(u.expires_at))
+      .bind(5, u.id)
+      .bind(6, token)
+      .step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+void sqlite_store::unlock_upload(std::string_view id, std::string_view token) {
+  const lease c(*this);
+  c->prepare("UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?")
+      .bind(1, id)
+      .bind(2, token)
+      .step();
+}
+
+bool sqlite_store::finish_upload(const upload_record& u, std::string_view token, const core::document* doc) {
+  const lease c(*this);
+  transaction tx(*c);
+  c->prepare(
+       "UPDATE uploads SET received = ?, answer_status = ?, answer_body = ?, answer_content_type = ?,"
+       " lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?")
+      .bind(1, static_cast<std::int64_t>(u.offset))
+      .bind(2, static_cast<std::int64_t>(u.answer_status))
+      .bind(3, u.answer_body)
+      .bind(4, u.answer_content_type)
+      .bind(5, u.id)
+      .bind(6, token)
+      .step();
+  if (sqlite3_changes(c->handle()) != 1) return false;
+  if (doc) insert_document_row(*c, *doc);
+  tx.commit();
+  return true;
+}
+
+bool sqlite_store::delete_upload(std::string_view id, std::string_view token) {
+  const lease c(*this);
+  c->prepare("DELETE FROM uploads WHERE id = ? AND lock_token = ?").bind(1, id).bind(2, token).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::vector<upload_record> sqlite_store::expired_uploads(core::time_point now, std::size_t limit) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(upload_columns) +
+                       " FROM uploads WHERE expires_at <= ?1 AND (lock_token IS NULL OR locked_until <= ?1)"
+                       " ORDER BY expires_at LIMIT ?2");
+  st.bind(1, core::to_unix_ms(now)).bind(2, static_cast<std::int64_t>(limit));
+  std::vector<upload_record> out;
+  while (st.step()) out.push_back(read_upload(st));
+  return out;
+}
+
 }  // namespace docflow::store::sqlite

@@ -81,6 +81,20 @@ public:
   void release_attempts(std::span<const attempt_release> releases) override;
   std::size_t purge_attempts(core::time_point now) override;
 
+  upload_record create_upload(const upload_record& u) override;
+  std::optional<upload_record> find_upload(std::string_view id,
+                                           const std::optional<std::string>& owner_id) override;
+  upload_lock lock_upload(std::string_view id, const std::optional<std::string>& owner_id,
+                          std::string_view token, core::time_point now,
+                          std::chrono::milliseconds lease_for) override;
+  bool renew_upload_lock(std::string_view id, std::string_view token, core::time_point now,
+                         std::chrono::milliseconds lease_for) override;
+  bool advance_upload(const upload_record& u, std::string_view token) override;
+  void unlock_upload(std::string_view id, std::string_view token) override;
+  bool finish_upload(const upload_record& u, std::string_view token, const core::document* doc) override;
+  bool delete_upload(std::string_view id, std::string_view token) override;
+  std::vector<upload_record> expired_uploads(core::time_point now, std::size_t limit) override;
+
   std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
   std::unique_ptr<maintenance_lease> try_maintenance_leadership() override;
 
