@@ -181,8 +181,9 @@ public:
   /// leaves), except those to a key for which `resumable` is true (a
   /// resumable upload still under way, which may last for days); returns
   /// how many. The local disk keeps nothing of them.
-  virtual std::size_t remove_incomplete_before(std::chrono::system_clock::time_point /*cutoff*/,
-                                               const std::function<bool(const std::string& key)>& /*resumable*/) {
+  virtual std::size_t remove_incomplete_before(
+      std::chrono::system_clock::time_point /*cutoff*/,
+      const std::function<bool(const std::string& key)>& /*resumable*/) {
     return 0;
   }
 
