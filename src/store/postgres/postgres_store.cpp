@@ -1134,6 +1134,7 @@ std::vector<upload_record> postgres_store::expired_uploads(core::time_point now,
   return retrying([&](pq::connection& c) {
     const auto r = c.exec(sql, now, limit);
     std::vector<upload_record> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_upload(r, i));
     return out;
   });
