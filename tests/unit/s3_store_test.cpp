@@ -271,13 +271,25 @@ TEST_F(s3_store, a_gateway_down_fails_the_upload_and_one_back_serves_the_next) {
 
 TEST_F(s3_store, an_abort_that_failed_is_tried_again_when_s3_is_back) {
   std::atomic<bool> abort_failed{false};
+  std::atomic<bool> part_answered{false};
   auto c = config();
   c.client.retry.max_attempts = 2;
   c.on_background_failure = [&abort_failed](const std::string&) { abort_failed = true; };
+  // S3 lists an upload before the store has read the upload id from the
+  // answer; a gateway killed in between leaves an upload the store cannot
+  // name (the maintenance sweep's to abort). The store knows the id once a
+  // part was answered.
+  c.client.faults.on_answer = [&part_answered](std::string_view operation, long&, std::string&) {
+    if (operation == "UploadPart") part_answered = true;
+    return false;
+  };
   s3::store store(std::move(c));
   {
     auto w = store.begin(new_uuid_v7());
     w->write(pattern(6 * mib, 6));
+    const auto answered = std::chrono::steady_clock::now() + 60s;  // a bound, not a timing
+    while (!part_answered && std::chrono::steady_clock::now() < answered) std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(part_answered);
     ASSERT_EQ(open_uploads(1), 1u);
     server_.kill_gateway();
   }                                                              // its abort fails in the background
