@@ -38,7 +38,6 @@ using boost::asio::awaitable;
 
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t max_title_chars = 256;
-constexpr std::size_t sniff_bytes = 8;
 
 core::error unsupported(std::string detail) {
   return {core::errc::unsupported_media_type, std::move(detail)};
@@ -86,7 +85,7 @@ public:
       return reject(
           {core::errc::too_large, "The file exceeds the limit of " + std::to_string(max_bytes_) + " bytes."});
     }
-    if (head_.size() < sniff_bytes) head_.append(bytes.substr(0, sniff_bytes - head_.size()));
+    if (head_.size() < core::sniff_bytes) head_.append(bytes.substr(0, core::sniff_bytes - head_.size()));
     sha_.update(bytes);
     writer_.write(bytes);
   }

@@ -44,11 +44,11 @@ std::optional<core::error> size_problem(std::uint64_t size, std::uint64_t max) {
 
 std::optional<core::error> kind_problem(core::document& d, std::optional<std::string_view> head) {
   const auto claimed = core::kind_from_extension(d.filename);
-  if (!claimed) return unsupported("Only .pdf and .docx files are accepted.");
+  if (!claimed) return unsupported("Only .pdf, .docx, .png, .jpg, .jpeg, .tif and .tiff files are accepted.");
   d.kind = *claimed;
   if (!head) return std::nullopt;
   const auto sniffed = core::sniff(*head);
-  if (!sniffed) return unsupported("The file is neither a PDF nor a DOCX document.");
+  if (!sniffed) return unsupported("The file is not a PDF, DOCX, PNG, JPEG or TIFF file.");
   if (*sniffed != *claimed) return unsupported("The file's content does not match its extension.");
   return std::nullopt;
 }

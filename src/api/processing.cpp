@@ -277,6 +277,8 @@ awaitable<http::response> result(services& s, http::request& req) {
   body["text_preview"] = r.text_preview;
   body["text_bytes"] = r.text_bytes;
   if (!body.contains("truncated")) body["truncated"] = false;  // results stored before the limit
+  if (!body.contains("page_sources")) body["page_sources"] = boost::json::array();  // and before OCR
+  if (!body.contains("ocr")) body["ocr"] = nullptr;
   body["links"] = boost::json::object{{"text", "/documents/" + id + "/result/text"}};
   co_return http::response::json(200, body);
 }

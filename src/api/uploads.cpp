@@ -42,7 +42,6 @@ constexpr std::size_t read_chunk = 64 * 1024;
 // mid-request blocks the upload for at most the lease.
 constexpr std::chrono::seconds lock_lease{30};
 constexpr std::chrono::seconds lock_renewal{10};
-constexpr std::size_t sniff_bytes = 8;
 
 core::error bad_request(std::string detail) { return {core::errc::invalid_request, std::move(detail)}; }
 
@@ -258,7 +257,7 @@ awaitable<http::response> finish(services& s, const http::request& req, held_upl
     return s.blobs.open(u.id);
   });
   if (!reader) throw blob::blob_error("the committed upload " + u.id + " cannot be opened");
-  std::string head(sniff_bytes, '\0');
+  std::string head(core::sniff_bytes, '\0');
   head.resize(co_await backend_call(s, cost::blob_read,
                                     [&] { return reader->read_at(0, head.data(), head.size()); }));
   auto problem = kind_problem(doc, head);
@@ -328,7 +327,8 @@ awaitable<std::optional<http::response>> receive(services& s, http::request& req
         received += n;
         hash->update(bytes);
         if (checksum) checksum->digest->update(bytes);
-        if (at_start && head.size() < sniff_bytes) head.append(bytes.substr(0, sniff_bytes - head.size()));
+        if (at_start && head.size() < core::sniff_bytes)
+          head.append(bytes.substr(0, core::sniff_bytes - head.size()));
         batch.append(bytes);
         if (batch.size() >= write_batch || (!more && !batch.empty())) {
           // No byte is written unless the lock was renewed moments ago: a
@@ -358,9 +358,9 @@ awaitable<std::optional<http::response>> receive(services& s, http::request& req
   if (checksum && checksum->digest->final() != checksum->expected) {
     co_return refuse(req, core::errc::upload_checksum_failed);
   }
-  // A file that is neither PDF nor DOCX is refused at its first bytes,
+  // A file of no accepted kind is refused at its first bytes,
   // not after the rest of it has been sent.
-  if (at_start && (head.size() >= sniff_bytes || received == u.length)) {
+  if (at_start && (head.size() >= core::sniff_bytes || received == u.length)) {
     auto doc = described_file(u);
     auto problem = doc ? kind_problem(*doc, head) : std::optional(doc.error());
     if (problem) co_return co_await end_refused(s, req, held, *problem);

@@ -222,6 +222,11 @@ int run_cli(int argc, char** argv) {
   extract_cmd->add_option("--sandbox", extract_sandbox);
   std::uint64_t extract_max_text = std::uint64_t{16} << 20;
   extract_cmd->add_option("--max-text-bytes", extract_max_text);
+  pipeline::ocr_request extract_ocr;
+  std::string extract_ocr_pages;
+  extract_cmd->add_option("--ocr-languages", extract_ocr.languages);
+  extract_cmd->add_option("--ocr-dpi", extract_ocr.dpi);
+  extract_cmd->add_option("--ocr-pages", extract_ocr_pages);
   // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
   auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");
@@ -259,8 +264,12 @@ int run_cli(int argc, char** argv) {
   }
   if (extract_cmd->parsed()) {
     const auto task = pipeline::parse_task_argument(extract_task);
-    if (!task || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) return exit_bad_config;
-    return pipeline::child_main(*task, extract_sandbox == "strict", extract_max_text);
+    auto pages = pipeline::parse_page_list(extract_ocr_pages);
+    if (!task || !pages || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) {
+      return exit_bad_config;
+    }
+    extract_ocr.pages = std::move(*pages);
+    return pipeline::child_main(*task, extract_sandbox == "strict", extract_max_text, extract_ocr);
   }
   if (routes_cmd->parsed()) {
     for (const auto& r : api::route_signatures()) {

@@ -158,6 +158,30 @@ void log_sandbox(const config::config& cfg) {
   }
 }
 
+pipeline::ocr_settings ocr_settings(const config::config& cfg) {
+  pipeline::ocr_settings ocr;
+  ocr.mode = pipeline::parse_ocr_mode(cfg.ocr).value_or(pipeline::ocr_mode::automatic);
+  ocr.languages = cfg.ocr_languages;
+  ocr.dpi = cfg.ocr_dpi;
+  ocr.min_page_chars = cfg.ocr_min_page_chars;
+  ocr.max_pages = cfg.ocr_max_pages;
+  ocr.page_cpu_seconds = cfg.ocr_page_cpu_seconds;
+  ocr.page_timeout = std::chrono::duration_cast<std::chrono::seconds>(cfg.ocr_page_timeout);
+  return ocr;
+}
+
+// A language whose data is missing would fail every scanned document, each
+// only after its retries: the workers refuse to start instead.
+void check_ocr_languages(const config::config& cfg) {
+  if (cfg.ocr == "never") return;
+  const auto missing = pipeline::missing_ocr_languages(cfg.ocr_languages);
+  if (missing.empty()) return;
+  std::string names;
+  for (const auto& m : missing) names += (names.empty() ? "" : ", ") + m;
+  throw std::runtime_error("DOCFLOW_OCR_LANGUAGES: no Tesseract data for " + names +
+                           " (install tesseract-ocr-<language>, or set DOCFLOW_OCR=never)");
+}
+
 // HOST:PORT as a person writes it, brackets around an IPv6 host.
 std::string address_text(const std::string& host, std::uint16_t port) {
   return (host.find(':') != std::string::npos ? '[' + host + ']' : host) + ':' + std::to_string(port);
@@ -493,6 +517,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
                                                  const core::clock& clock) {
   jobs::worker_pool::describe_metrics(metrics);
   if (cfg.workers == 0) return nullptr;
+  check_ocr_languages(cfg);
   jobs::worker_options options;
   options.workers = cfg.workers;
   options.lease = cfg.job_lease;
@@ -505,7 +530,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   // The answer carries the text as JSON: escaping may make it up to six
   // times longer (\u00XX), plus metadata and counts.
   limits.max_output = std::max<std::size_t>(limits.max_output, 6 * cfg.max_text_bytes + (1 << 20));
-  auto stages = pipeline::default_stages(self_exe, limits);
+  auto stages = pipeline::default_stages(self_exe, limits, ocr_settings(cfg));
   if (cfg.ml_url) {
     stages.push_back(
         std::make_unique<pipeline::enrich_stage>(pipeline::enrich_options{*cfg.ml_url, cfg.ml_timeout}));

@@ -121,6 +121,26 @@ const std::vector<setting_info>& settings() {
        "strict or best-effort: whether documents are parsed when the kernel lacks a sandbox mechanism "
        "(default best-effort)",
        job_commands},
+      {"DOCFLOW_OCR", "--ocr",
+       "auto, always or never: which pages of PDFs and images are read by OCR; auto: images and pages "
+       "without a text layer (default auto)",
+       job_commands},
+      {"DOCFLOW_OCR_LANGUAGES", "--ocr-languages",
+       "comma-separated Tesseract languages OCR recognises, each with its tesseract-ocr-* package installed "
+       "(default eng)",
+       job_commands},
+      {"DOCFLOW_OCR_DPI", "--ocr-dpi", "resolution PDF pages are rendered at for OCR (default 300)",
+       job_commands},
+      {"DOCFLOW_OCR_MIN_PAGE_CHARS", "--ocr-min-page-chars",
+       "a PDF page whose text layer has fewer characters is read by OCR in auto mode (default 16)",
+       job_commands},
+      {"DOCFLOW_OCR_MAX_PAGES", "--ocr-max-pages",
+       "pages of one document read by OCR at most; the others keep their text layer (default 100)",
+       job_commands},
+      {"DOCFLOW_OCR_PAGE_CPU_SECONDS", "--ocr-page-cpu-seconds",
+       "CPU seconds the extraction child gets for each page it reads by OCR (default 30)", job_commands},
+      {"DOCFLOW_OCR_PAGE_TIMEOUT", "--ocr-page-timeout",
+       "time the extraction child gets for each page it reads by OCR (default 60s)", job_commands},
       {"DOCFLOW_ML_URL", "--ml-url", "URL of the optional ML enrich service (default unset)", job_commands},
       {"DOCFLOW_ML_TIMEOUT", "--ml-timeout",
        "time allowed for one call to the ML enrich service (default 30s)", job_commands},
@@ -504,17 +524,24 @@ s3_settings parse_s3_url(reader& r, const std::string& url) {
   return s;
 }
 
-// An AWS credential, "" when unset. Never quoted in a message.
+// The entries of a comma-separated list, each without its spaces (empty
+// ones included: the caller refuses them), in order.
+std::vector<std::string_view> comma_separated(std::string_view text) {
+  std::vector<std::string_view> entries;
+  for (bool more = true; more;) {
+    const auto comma = text.find(',');
+    entries.push_back(core::trim_ows(text.substr(0, comma)));
+    more = comma != std::string_view::npos;
+    if (more) text.remove_prefix(comma + 1);
+  }
+  return entries;
+}
+
 // DOCFLOW_TRUSTED_PROXIES: every entry is checked, so that one run names
 // every bad one.
 std::vector<core::ip_network> parse_trusted_proxies(reader& r, const std::string& text) {
   std::vector<core::ip_network> out;
-  std::string_view rest = text;
-  for (bool more = true; more;) {
-    const auto comma = rest.find(',');
-    const auto entry = core::trim_ows(rest.substr(0, comma));
-    more = comma != std::string_view::npos;
-    if (more) rest.remove_prefix(comma + 1);
+  for (const auto entry : comma_separated(text)) {
     core::network_error error;
     if (entry.empty()) {
       r.fail("DOCFLOW_TRUSTED_PROXIES", "'" + text + "' has an empty entry; write addresses or CIDR blocks " +
@@ -528,6 +555,26 @@ std::vector<core::ip_network> parse_trusted_proxies(reader& r, const std::string
   return out;
 }
 
+// DOCFLOW_OCR_LANGUAGES: Tesseract's names (eng, deu, chi_sim), which are
+// also file names under its tessdata directory: no path can hide in one.
+std::string ocr_languages(reader& r) {
+  const auto text = r.string("DOCFLOW_OCR_LANGUAGES", "eng");
+  std::string out;
+  for (const auto entry : comma_separated(text)) {
+    const bool valid =
+        !entry.empty() && entry.size() <= 32 && std::all_of(entry.begin(), entry.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    if (!valid) {
+      r.fail("DOCFLOW_OCR_LANGUAGES",
+             "'" + text + "' must be Tesseract language names separated by commas, e.g. eng,deu");
+      return "eng";
+    }
+    out += (out.empty() ? "" : "+") + std::string(entry);
+  }
+  return out;
+}
+
 // A node name goes into every log line and a Prometheus label: visible
 // ASCII and spaces, short enough to read.
 bool valid_node_name(std::string_view name) {
@@ -536,6 +583,7 @@ bool valid_node_name(std::string_view name) {
          std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
 }
 
+// An AWS credential, "" when unset. Never quoted in a message.
 std::string credential(reader& r, const std::string& name) {
   auto value = r.optional_string(name).value_or("");
   if (std::any_of(value.begin(), value.end(), [](unsigned char ch) { return ch <= ' ' || ch == 0x7f; })) {
@@ -818,6 +866,17 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
     r.fail("DOCFLOW_SANDBOX", "'" + sandbox + "' must be strict or best-effort");
   }
   c.sandbox_strict = sandbox == "strict";
+
+  c.ocr = r.string("DOCFLOW_OCR", "auto");
+  if (c.ocr != "auto" && c.ocr != "always" && c.ocr != "never") {
+    r.fail("DOCFLOW_OCR", "'" + c.ocr + "' must be auto, always or never");
+  }
+  c.ocr_languages = ocr_languages(r);
+  c.ocr_dpi = static_cast<unsigned>(r.integer("DOCFLOW_OCR_DPI", 300, 72, 1200));
+  c.ocr_min_page_chars = static_cast<unsigned>(r.integer("DOCFLOW_OCR_MIN_PAGE_CHARS", 16, 0, 1000000));
+  c.ocr_max_pages = static_cast<unsigned>(r.integer("DOCFLOW_OCR_MAX_PAGES", 100, 1, 100000));
+  c.ocr_page_cpu_seconds = static_cast<unsigned>(r.integer("DOCFLOW_OCR_PAGE_CPU_SECONDS", 30, 1, 3600));
+  c.ocr_page_timeout = r.duration("DOCFLOW_OCR_PAGE_TIMEOUT", "60s", 1s, 1h);
 
   c.ml_url = r.optional_string("DOCFLOW_ML_URL");
   if (c.ml_url && c.ml_url->rfind("http://", 0) != 0 && c.ml_url->rfind("https://", 0) != 0) {

@@ -126,6 +126,15 @@ struct config {
   std::uint64_t queue_max_depth = 0;
   std::uint64_t max_text_bytes = 0;
   milliseconds simulated_delay{};
+  /// DOCFLOW_OCR: "auto", "always" or "never".
+  std::string ocr;
+  /// Tesseract's names, joined by '+' as it takes them ("eng+deu").
+  std::string ocr_languages;
+  unsigned ocr_dpi = 0;
+  unsigned ocr_min_page_chars = 0;
+  unsigned ocr_max_pages = 0;
+  unsigned ocr_page_cpu_seconds = 0;
+  milliseconds ocr_page_timeout{};
   std::optional<std::string> ml_url;
   milliseconds ml_timeout{};
   std::string log_level;

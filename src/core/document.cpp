@@ -1,5 +1,7 @@
 #include "core/document.hpp"
 
+#include <utility>
+
 #include "core/encoding.hpp"
 
 namespace docflow::core {
@@ -35,8 +37,36 @@ bool can_transition(status from, status to) noexcept {
 bool can_delete(status s) noexcept { return s != status::processing; }
 
 const char* content_type(file_kind k) noexcept {
-  return k == file_kind::pdf ? "application/pdf"
-                             : "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+  switch (k) {
+    case file_kind::pdf: return "application/pdf";
+    case file_kind::docx: return "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    case file_kind::png: return "image/png";
+    case file_kind::jpeg: return "image/jpeg";
+    case file_kind::tiff: return "image/tiff";
+  }
+  return "application/octet-stream";
+}
+
+const char* kind_name(file_kind k) noexcept {
+  switch (k) {
+    case file_kind::pdf: return "pdf";
+    case file_kind::docx: return "docx";
+    case file_kind::png: return "png";
+    case file_kind::jpeg: return "jpeg";
+    case file_kind::tiff: return "tiff";
+  }
+  return "";
+}
+
+std::optional<file_kind> parse_kind(std::string_view name) noexcept {
+  for (const auto k : {file_kind::pdf, file_kind::docx, file_kind::png, file_kind::jpeg, file_kind::tiff}) {
+    if (name == kind_name(k)) return k;
+  }
+  return std::nullopt;
+}
+
+bool is_image(file_kind k) noexcept {
+  return k == file_kind::png || k == file_kind::jpeg || k == file_kind::tiff;
 }
 
 namespace {
@@ -109,14 +139,28 @@ std::string sanitize_filename(std::string_view name) {
 }
 
 std::optional<file_kind> kind_from_extension(std::string_view filename) {
-  if (ends_with_ci(filename, ".pdf") && filename.size() > 4) return file_kind::pdf;
-  if (ends_with_ci(filename, ".docx") && filename.size() > 5) return file_kind::docx;
+  static constexpr std::pair<std::string_view, file_kind> extensions[] = {
+      {".pdf", file_kind::pdf},   {".docx", file_kind::docx}, {".png", file_kind::png},
+      {".jpg", file_kind::jpeg},  {".jpeg", file_kind::jpeg}, {".tif", file_kind::tiff},
+      {".tiff", file_kind::tiff},
+  };
+  for (const auto& [extension, kind] : extensions) {
+    // A name that is only the extension names no file.
+    if (filename.size() > extension.size() && ends_with_ci(filename, extension)) return kind;
+  }
   return std::nullopt;
 }
 
 std::optional<file_kind> sniff(std::string_view first_bytes) {
-  if (first_bytes.substr(0, 5) == "%PDF-") return file_kind::pdf;
-  if (first_bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) return file_kind::docx;
+  const auto starts = [first_bytes](std::string_view magic) {
+    return first_bytes.substr(0, magic.size()) == magic;
+  };
+  using namespace std::string_view_literals;
+  if (starts("%PDF-"sv)) return file_kind::pdf;
+  if (starts("PK\x03\x04"sv)) return file_kind::docx;
+  if (starts("\x89PNG\r\n\x1a\n"sv)) return file_kind::png;
+  if (starts("\xff\xd8\xff"sv)) return file_kind::jpeg;
+  if (starts("II*\0"sv) || starts("MM\0*"sv)) return file_kind::tiff;
   return std::nullopt;
 }
 

@@ -38,10 +38,20 @@ struct failure {
   bool is(errc c) const noexcept { return code == name(c); }
 };
 
-/// The accepted kinds of file, judged by their bytes.
-enum class file_kind { pdf, docx };
+/// The accepted kinds of file, judged by their bytes. The images have no
+/// text of their own: OCR reads them.
+enum class file_kind { pdf, docx, png, jpeg, tiff };
 
 const char* content_type(file_kind k) noexcept;
+
+/// "pdf", "docx", "png", "jpeg", "tiff": how the kind is stored and how the
+/// enrich request names it.
+const char* kind_name(file_kind k) noexcept;
+/// The inverse of kind_name; nullopt for anything else.
+std::optional<file_kind> parse_kind(std::string_view name) noexcept;
+
+/// PNG, JPEG and TIFF.
+bool is_image(file_kind k) noexcept;
 
 struct document {
   std::string id;
@@ -67,12 +77,17 @@ struct document {
 /// boundary) and keeps its extension. Empty when nothing is left.
 std::string sanitize_filename(std::string_view name);
 
-/// The kind a file name claims by its extension (case-insensitive .pdf or
-/// .docx); nullopt for any other name.
+/// The kind a file name claims by its extension (case-insensitive .pdf,
+/// .docx, .png, .jpg or .jpeg, .tif or .tiff); nullopt for any other name.
 std::optional<file_kind> kind_from_extension(std::string_view filename);
 
 /// What the first bytes say: PDF for "%PDF-", a ZIP local header for a
-/// possible DOCX (confirmed later by its central directory); nullopt otherwise.
+/// possible DOCX (confirmed later by its central directory), the PNG
+/// signature, a JPEG's SOI marker followed by another marker, a TIFF header
+/// (either byte order); nullopt otherwise.
 std::optional<file_kind> sniff(std::string_view first_bytes);
+
+/// How many first bytes sniff() needs to judge every kind.
+inline constexpr std::size_t sniff_bytes = 8;
 
 }  // namespace docflow::core

@@ -68,6 +68,8 @@ std::string summary_json(const pipeline::result_data& r) {
       {"keywords", std::move(keywords)},
       {"metadata", pipeline::metadata_json(e.metadata)},
       {"truncated", e.truncated},
+      {"page_sources", pipeline::page_sources_json(e.per_page)},
+      {"ocr", pipeline::ocr_json(e.ocr)},
   };
   // null when the enrich stage is off; the stage only keeps answers that parse.
   boost::json::error_code ec;

@@ -64,7 +64,7 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 std::string enrich_request_json(const job_input& in, const result_data& out) {
   const auto& e = out.extraction;
   const auto& a = out.extraction.analysis;
-  boost::json::object metadata{{"kind", kind_argument(in.kind)}, {"sha256", in.sha256}};
+  boost::json::object metadata{{"kind", core::kind_name(in.kind)}, {"sha256", in.sha256}};
   const auto described = metadata_json(e.metadata);
   metadata.insert(described.begin(), described.end());
   metadata.emplace("pages", e.pages ? boost::json::value(*e.pages) : boost::json::value(nullptr));

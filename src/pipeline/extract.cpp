@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <ctime>
 #include <limits>
@@ -13,9 +14,12 @@
 
 #include <poppler/cpp/poppler-document.h>
 #include <poppler/cpp/poppler-global.h>
+#include <poppler/cpp/poppler-image.h>
+#include <poppler/cpp/poppler-page-renderer.h>
 #include <poppler/cpp/poppler-page.h>
 #include <pugixml.hpp>
 
+#include "pipeline/ocr.hpp"
 #include "pipeline/zip_archive.hpp"
 
 namespace docflow::pipeline {
@@ -67,7 +71,30 @@ void prepare_extractors() {
   (void)poppler::ustring::from_latin1("docflow").to_utf8();
 }
 
-extraction extract_pdf(std::string_view bytes) {
+namespace {
+
+// The page drawn in greys at `dpi`, or less when that would pass
+// max_image_pixels (a poster-sized page), and read by OCR.
+ocr_engine::page recognise_page(const poppler::page& page, ocr_engine& engine, unsigned dpi) {
+  const auto box = page.page_rect(poppler::media_box);
+  const double inches = (box.width() / 72.0) * (box.height() / 72.0);
+  double resolution = dpi;
+  if (inches * resolution * resolution > static_cast<double>(max_image_pixels)) {
+    resolution = std::sqrt(static_cast<double>(max_image_pixels) / inches);
+  }
+  poppler::page_renderer renderer;
+  renderer.set_image_format(poppler::image::format_gray8);
+  renderer.set_render_hints(poppler::page_renderer::antialiasing | poppler::page_renderer::text_antialiasing);
+  const auto image = renderer.render_page(&page, resolution, resolution);
+  if (!image.is_valid()) return {};  // nothing drawable: a page without text
+  return engine.recognise(reinterpret_cast<const unsigned char*>(image.const_data()), image.width(),
+                          image.height(), image.bytes_per_row(), static_cast<int>(resolution));
+}
+
+}  // namespace
+
+extraction extract_pdf(std::string_view bytes, ocr_engine* engine, const std::vector<int>& ocr_pages,
+                       unsigned dpi) {
   quiet_poppler();
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
     too_complex("the PDF is larger than 2 GiB");
@@ -84,16 +111,29 @@ extraction extract_pdf(std::string_view bytes) {
 
   extraction out;
   out.pages = pages;
+  out.per_page.resize(static_cast<std::size_t>(pages));
+  std::size_t next = 0;  // in ocr_pages
   for (int i = 0; i < pages; ++i) {
     if (i > 0) out.text += '\n';
     const std::unique_ptr<poppler::page> page(doc->create_page(i));
     if (!page) continue;  // a broken page yields no text; the others still count
+    auto& info = out.per_page[static_cast<std::size_t>(i)];
+    while (next < ocr_pages.size() && ocr_pages[next] < i) ++next;
+    if (engine && next < ocr_pages.size() && ocr_pages[next] == i) {
+      auto read = recognise_page(*page, *engine, dpi);
+      info = {page_source::ocr, non_space_chars(read.text), read.confidence};
+      out.text += read.text;
+      continue;
+    }
     // Reading order, the layout pdftotext uses without -layout: the physical
     // layout pads columns with runs of spaces.
     auto text = utf8(page->text(poppler::rectf(), poppler::page::non_raw_non_physical_layout));
     while (!text.empty() && (text.back() == '\n' || text.back() == '\f')) text.pop_back();
+    info.chars = non_space_chars(text);
+    info.source = info.chars > 0 ? page_source::text_layer : page_source::none;
     out.text += text;
   }
+  if (engine) out.ocr = summarise_ocr(out.per_page, engine->languages());
   out.metadata.title = non_empty(utf8(doc->info_key("Title")));
   out.metadata.author = non_empty(utf8(doc->info_key("Author")));
   // -1 when absent or malformed; 0 is what broken producers write for "unknown".

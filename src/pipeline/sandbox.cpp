@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -366,7 +367,8 @@ struct child_run {
 // killed and reaped on every way out. Throws stage_error extractor_crashed
 // when it cannot be started, and whatever `heartbeat` throws.
 child_run run_child(const std::filesystem::path& self_exe, child_task task, int input,
-                    const sandbox_limits& limits, const std::function<void()>& heartbeat) {
+                    const sandbox_limits& limits, const std::function<void()>& heartbeat,
+                    const ocr_request* ocr = nullptr) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   const auto deadline = start + limits.wall;
@@ -376,6 +378,10 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
                                 "--task",           task_argument(task),
                                 "--sandbox",        mode_argument(limits.strict),
                                 "--max-text-bytes", std::to_string(limits.max_text_bytes)};
+  if (ocr) {
+    args.insert(args.end(), {"--ocr-languages", ocr->languages, "--ocr-dpi", std::to_string(ocr->dpi),
+                             "--ocr-pages", format_page_list(ocr->pages)});
+  }
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
@@ -384,6 +390,10 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
   for (char** e = environ; e && *e; ++e) {
     if (passed_to_child(*e)) envp.push_back(*e);
   }
+  // Tesseract's OpenMP would start threads, which the sandbox forbids (the
+  // runtime aborts when it cannot); one thread per child is the plan anyway.
+  static char one_thread[] = "OMP_THREAD_LIMIT=1";
+  envp.push_back(one_thread);
   envp.push_back(nullptr);
   const auto rlimits = child_limits(limits);
 
@@ -511,9 +521,15 @@ void finish_extraction(extraction& e, std::uint64_t max_text_bytes) {
   e.truncated = true;
 }
 
-std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes, pid_t parent) {
+std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes, const ocr_request& ocr,
+                     pid_t parent) {
   const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
   prepare_extractors();
+  // Tesseract reads its language data now; the document's pages after.
+  std::unique_ptr<ocr_engine> engine;
+  if (task == child_task::ocr_pdf || task == child_task::ocr_image) {
+    engine = std::make_unique<ocr_engine>(ocr.languages);
+  }
 #if defined(__SANITIZE_ADDRESS__)
   // LeakSanitizer's check at exit stops the process with a tracer thread
   // (mprotect, clone, ptrace), which the seccomp filter refuses: every child
@@ -538,7 +554,15 @@ std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes,
   if (const char* fault = std::getenv("DOCFLOW_TEST_EXTRACTOR_FAULT"); fault && *fault) {
     e.text = run_test_fault(fault, parent);
   } else {
-    e = task == child_task::extract_pdf ? extract_pdf(input) : extract_docx(input);
+    switch (task) {
+      case child_task::extract_pdf: e = extract_pdf(input); break;
+      case child_task::extract_docx: e = extract_docx(input); break;
+      case child_task::extract_image: e = extract_image(input); break;
+      case child_task::ocr_pdf: e = extract_pdf(input, engine.get(), ocr.pages, ocr.dpi); break;
+      case child_task::ocr_image: e = extract_image(input, engine.get(), ocr.pages); break;
+      case child_task::check_docx:
+      case child_task::report_sandbox: break;  // answered above
+    }
   }
   finish_extraction(e, max_text_bytes);
   return encode_child_output(e);
@@ -555,14 +579,13 @@ sandbox_limits docx_check_limits(bool strict) {
   return l;
 }
 
-const char* kind_argument(core::file_kind kind) noexcept {
-  return kind == core::file_kind::pdf ? "pdf" : "docx";
-}
-
 const char* task_argument(child_task task) noexcept {
   switch (task) {
     case child_task::extract_pdf: return "pdf";
     case child_task::extract_docx: return "docx";
+    case child_task::extract_image: return "image";
+    case child_task::ocr_pdf: return "ocr-pdf";
+    case child_task::ocr_image: return "ocr-image";
     case child_task::check_docx: return "is-docx";
     case child_task::report_sandbox: return "report";
   }
@@ -570,11 +593,35 @@ const char* task_argument(child_task task) noexcept {
 }
 
 std::optional<child_task> parse_task_argument(std::string_view task) noexcept {
-  for (const auto t : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
-                       child_task::report_sandbox}) {
+  for (const auto t :
+       {child_task::extract_pdf, child_task::extract_docx, child_task::extract_image, child_task::ocr_pdf,
+        child_task::ocr_image, child_task::check_docx, child_task::report_sandbox}) {
     if (task == task_argument(t)) return t;
   }
   return std::nullopt;
+}
+
+std::string format_page_list(const std::vector<int>& pages) {
+  std::string out;
+  for (const int p : pages) out += (out.empty() ? "" : ",") + std::to_string(p);
+  return out;
+}
+
+std::optional<std::vector<int>> parse_page_list(std::string_view list) {
+  std::vector<int> pages;
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const auto item = list.substr(0, comma);
+    int page = -1;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), page);
+    if (ec != std::errc{} || end != item.data() + item.size() || page < 0) return std::nullopt;
+    if (!pages.empty() && page <= pages.back()) return std::nullopt;
+    pages.push_back(page);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+    if (list.empty()) return std::nullopt;  // a trailing comma
+  }
+  return pages;
 }
 
 std::string encode_child_output(const extraction& e) {
@@ -600,6 +647,8 @@ std::string encode_child_output(const extraction& e) {
                                       {"lines", e.analysis.line_count},
                                       {"language", valid_utf8(e.analysis.language)},
                                       {"keywords", std::move(keywords)}};
+  o["page_sources"] = page_sources_json(e.per_page);
+  o["ocr"] = ocr_json(e.ocr);
   return boost::json::serialize(o);
 }
 
@@ -646,6 +695,46 @@ extraction decode_child_output(std::string_view json) {
     if (!term || term->size() > 256) crashed("the extractor answered bad keywords");
     e.analysis.keywords.push_back({*term, decode_count(*kw, "count")});
   }
+  const auto* pages = member(o, "page_sources").if_array();
+  if (!pages || pages->size() > static_cast<std::size_t>(e.pages.value_or(0))) {
+    crashed("the extractor answered a bad page_sources");
+  }
+  for (const auto& p : *pages) {
+    const auto* page = p.if_object();
+    if (!page) crashed("the extractor answered a bad page_sources");
+    const auto* source = member(*page, "source").if_string();
+    const auto confidence = decode_optional_int(*page, "confidence");
+    if (!source || (confidence && (*confidence < 0 || *confidence > 100))) {
+      crashed("the extractor answered a bad page_sources");
+    }
+    page_info info;
+    if (const auto parsed = parse_page_source(*source)) {
+      info.source = *parsed;
+    } else {
+      crashed("the extractor answered a bad page_sources");
+    }
+    info.chars = decode_count(*page, "chars");
+    if (confidence) info.confidence = static_cast<int>(*confidence);
+    e.per_page.push_back(info);
+  }
+  const auto& ocr = member(o, "ocr");
+  if (!ocr.is_null()) {
+    const auto* summary = ocr.if_object();
+    if (!summary) crashed("the extractor answered a bad ocr");
+    ocr_summary s;
+    s.pages = static_cast<int>(std::min<std::uint64_t>(decode_count(*summary, "pages"), e.per_page.size()));
+    const auto* mean = member(*summary, "mean_confidence").if_double();
+    const auto* languages = member(*summary, "languages").if_array();
+    if (!mean || *mean < 0 || *mean > 100 || !languages || languages->size() > 64) {
+      crashed("the extractor answered a bad ocr");
+    }
+    s.mean_confidence = *mean;
+    for (const auto& l : *languages) {
+      if (!l.is_string() || l.get_string().size() > 64) crashed("the extractor answered a bad ocr");
+      s.languages.emplace_back(l.get_string());
+    }
+    e.ocr = std::move(s);
+  }
   return e;
 }
 
@@ -680,13 +769,13 @@ sandbox_report decode_sandbox_report(std::string_view json) {
   return r;
 }
 
-int child_main(child_task task, bool strict, std::uint64_t max_text_bytes) {
+int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const ocr_request& ocr) {
   close_inherited_descriptors();
   const pid_t parent = ::getppid();  // for the test faults: the sandbox hides it later
   std::string answer;
   try {
     try {
-      answer = run_task(task, strict, max_text_bytes, parent);
+      answer = run_task(task, strict, max_text_bytes, ocr, parent);
     } catch (const stage_error& e) {
       answer = encode_child_failure(e.failure());
     } catch (const std::bad_alloc&) {
@@ -702,12 +791,12 @@ int child_main(child_task task, bool strict, std::uint64_t max_text_bytes) {
   return write_all(1, answer) ? 0 : 1;
 }
 
-extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
-                            core::file_kind kind, const sandbox_limits& limits,
-                            const std::function<void()>& heartbeat) {
-  const auto input = open_input(file);
-  const auto task = kind == core::file_kind::pdf ? child_task::extract_pdf : child_task::extract_docx;
-  const auto run = run_child(self_exe, task, input.get(), limits, heartbeat);
+namespace {
+
+extraction extract(const std::filesystem::path& self_exe, int input, child_task task,
+                   const sandbox_limits& limits, const std::function<void()>& heartbeat,
+                   const ocr_request* ocr) {
+  const auto run = run_child(self_exe, task, input, limits, heartbeat, ocr);
   if (run.how == child_run::ending::timed_out) {
     throw stage_error(core::failure{core::errc::extractor_timeout, "extraction took too long", true});
   }
@@ -725,6 +814,29 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
   }
   if (!exited_cleanly(run)) crashed(describe_status(run.status));
   return decode_child_output(run.output);
+}
+
+}  // namespace
+
+extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
+                            core::file_kind kind, const sandbox_limits& limits,
+                            const std::function<void()>& heartbeat, const ocr_settings& ocr) {
+  const auto input = open_input(file);
+  const bool pdf = kind == core::file_kind::pdf;
+  const auto task = pdf                    ? child_task::extract_pdf
+                    : core::is_image(kind) ? child_task::extract_image
+                                           : child_task::extract_docx;
+  auto first = extract(self_exe, input.get(), task, limits, heartbeat, nullptr);
+  const auto pages = pages_to_recognise(first, ocr);
+  if (pages.empty()) return first;
+  // The child maps its input, so the same descriptor serves again.
+  auto raised = limits;
+  raised.cpu_seconds += ocr.page_cpu_seconds * static_cast<unsigned>(pages.size());
+  raised.wall += std::chrono::duration_cast<std::chrono::milliseconds>(ocr.page_timeout) *
+                 static_cast<long>(pages.size());
+  const ocr_request request{ocr.languages, ocr.dpi, pages};
+  return extract(self_exe, input.get(), pdf ? child_task::ocr_pdf : child_task::ocr_image, raised, heartbeat,
+                 &request);
 }
 
 bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,

@@ -7,9 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/document.hpp"
 #include "pipeline/lockdown.hpp"
+#include "pipeline/ocr.hpp"
 #include "pipeline/stage.hpp"
 
 namespace docflow::pipeline {
@@ -48,12 +50,32 @@ struct sandbox_limits {
 sandbox_limits docx_check_limits(bool strict);
 
 /// What a child is asked for: `docflow extract --task T --sandbox M`, where
-/// T is "pdf", "docx", "is-docx" or "report" and M "strict" or "best-effort".
-/// Its input, the stored file, is always its stdin.
-enum class child_task { extract_pdf, extract_docx, check_docx, report_sandbox };
+/// T is "pdf", "docx", "image", "ocr-pdf", "ocr-image", "is-docx" or
+/// "report" and M "strict" or "best-effort". Its input, the stored file, is
+/// always its stdin. The OCR tasks extract as "pdf" and "image" do, reading
+/// the pages of their ocr_request by OCR.
+enum class child_task {
+  extract_pdf,
+  extract_docx,
+  extract_image,
+  ocr_pdf,
+  ocr_image,
+  check_docx,
+  report_sandbox
+};
 
-/// "pdf" / "docx": a file kind as the enrich request names it.
-const char* kind_argument(core::file_kind kind) noexcept;
+/// What an OCR task reads, and how: `--ocr-languages L --ocr-dpi N
+/// --ocr-pages 0,3,4` (0-based, ascending).
+struct ocr_request {
+  std::string languages = "eng";
+  unsigned dpi = 300;
+  std::vector<int> pages;
+};
+
+/// "0,3,4" and back; the parse is nullopt for anything but ascending
+/// non-negative numbers separated by commas (empty is no page).
+std::string format_page_list(const std::vector<int>& pages);
+std::optional<std::vector<int>> parse_page_list(std::string_view list);
 
 /// The value of --task for `task`.
 const char* task_argument(child_task task) noexcept;
@@ -61,7 +83,7 @@ const char* task_argument(child_task task) noexcept;
 /// The inverse of task_argument; nullopt for anything else.
 std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 
-/// Extracts `file` in a child process: `self_exe extract --task pdf|docx`,
+/// Extracts `file` in a child process: `self_exe extract --task pdf|docx|image`,
 /// with `limits` (plus RLIMIT_FSIZE=0 and RLIMIT_CORE=0), the file opened
 /// here and handed over as its stdin, its answer on a pipe as stdout,
 /// stderr on /dev/null, no other descriptor, and an environment of only
@@ -78,9 +100,14 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 /// - extractor_crashed (transient) when the child dies by a signal (SIGSEGV,
 ///   SIGXCPU, SIGKILL, abort...), exits non-zero, answers garbage, or cannot
 ///   be started.
+/// When `ocr` wants pages of a PDF or an image read by OCR
+/// (pages_to_recognise on the first answer), a second child does the whole
+/// extraction again with those pages recognised (`--task ocr-pdf|ocr-image`),
+/// its CPU and wall-clock limits raised by ocr.page_cpu_seconds and
+/// ocr.page_timeout per page: a document with a text layer costs no OCR.
 extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                             core::file_kind kind, const sandbox_limits& limits,
-                            const std::function<void()>& heartbeat = {});
+                            const std::function<void()>& heartbeat = {}, const ocr_settings& ocr = {});
 
 /// is_docx (docx_probe.hpp) on `file`, in a child started and locked down as
 /// for extract_in_child (`--task is-docx`). A child that crashes, hangs or
@@ -120,12 +147,14 @@ sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 /// sandbox_unavailable and nothing is parsed. Never throws.
 /// The extraction tasks obey the test-only DOCFLOW_TEST_EXTRACTOR_FAULT
 /// (test_faults.hpp) instead of parsing.
-int child_main(child_task task, bool strict, std::uint64_t max_text_bytes);
+int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const ocr_request& ocr = {});
 
 /// The child's answer on success:
 /// {"ok":true,"pages":n|null,"text":"...","truncated":bool,"title":s|null,"author":s|null,
 ///  "created_ms":n|null,"analysis":{"chars":n,"words":n,"lines":n,"language":s,
-///  "keywords":[{"term":s,"count":n}...]}}
+///  "keywords":[{"term":s,"count":n}...]},
+///  "page_sources":[{"source":"text_layer"|"ocr"|"none","chars":n,"confidence":n|null}...],
+///  "ocr":{"pages":n,"mean_confidence":x,"languages":[s...]}|null}
 /// (created_ms: milliseconds since the Unix epoch). Invalid UTF-8 in any
 /// string is replaced by U+FFFD so the answer is always valid JSON.
 std::string encode_child_output(const extraction& e);

@@ -6,14 +6,17 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/clock.hpp"
 #include "core/document.hpp"
 
 namespace boost::json {
+class array;
 class object;
-}
+class value;
+}  // namespace boost::json
 
 namespace docflow::pipeline {
 
@@ -54,15 +57,49 @@ struct analysis {
   std::vector<keyword> keywords;  ///< most frequent first, stop-words removed, at most 10
 };
 
+/// Where a page's text came from.
+enum class page_source {
+  text_layer,  ///< the PDF's own text
+  ocr,         ///< recognised from the rendered page or the image
+  none,        ///< no text: an empty page, or one OCR was not asked to read
+};
+
+/// "text_layer", "ocr", "none".
+const char* to_string(page_source s) noexcept;
+std::optional<page_source> parse_page_source(std::string_view s) noexcept;
+
+/// One page of a PDF or an image.
+struct page_info {
+  page_source source = page_source::none;
+  std::size_t chars = 0;          ///< non-space characters of the page's text
+  std::optional<int> confidence;  ///< Tesseract's mean word confidence (0-100), for OCR only
+};
+
+/// The pages a run read by OCR, for the whole document.
+struct ocr_summary {
+  int pages = 0;
+  double mean_confidence = 0;          ///< mean of the pages' confidences
+  std::vector<std::string> languages;  ///< Tesseract's names ("eng", "deu")
+};
+
+/// [{"source", "chars", "confidence" (null unless OCR)}], one per page: the
+/// shape of the stored result's page_sources and of the child's answer.
+boost::json::array page_sources_json(const std::vector<page_info>& pages);
+
+/// {"pages", "mean_confidence", "languages"} or null.
+boost::json::value ocr_json(const std::optional<ocr_summary>& ocr);
+
 /// What extraction yields, analysis of the text included: both run in the
 /// sandboxed child, so the server never builds the word counts of a text it
 /// did not write (6.25 million distinct words took the server past 1 GB).
 struct extraction {
-  std::optional<int> pages;  ///< PDF page count, or DOCX docProps/app.xml <Pages> when recorded
+  std::optional<int> pages;  ///< PDF or image page count, or DOCX docProps/app.xml <Pages> when recorded
   std::string text;          ///< UTF-8, paragraphs separated by '\n'; at most the text limit
   bool truncated = false;    ///< the text was longer than the limit and is its beginning
   pipeline::metadata metadata;
-  pipeline::analysis analysis;  ///< of the whole text, before any cut
+  pipeline::analysis analysis;      ///< of the whole text, before any cut
+  std::vector<page_info> per_page;  ///< one per page of a PDF or image; empty for DOCX
+  std::optional<ocr_summary> ocr;   ///< set when a page was read by OCR
 };
 
 /// Everything a job produces, filled in stage by stage.

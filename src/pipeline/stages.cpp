@@ -4,6 +4,7 @@
 #include <fstream>
 #include <memory>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -13,6 +14,17 @@
 namespace docflow::pipeline {
 
 namespace {
+
+const char* kind_label(core::file_kind k) {
+  switch (k) {
+    case core::file_kind::pdf: return "PDF";
+    case core::file_kind::docx: return "DOCX";
+    case core::file_kind::png: return "PNG";
+    case core::file_kind::jpeg: return "JPEG";
+    case core::file_kind::tiff: return "TIFF";
+  }
+  return "document";
+}
 
 [[noreturn]] void unavailable() {
   throw stage_error(
@@ -41,31 +53,30 @@ void verify_stage::run(const job_input& in, result_data&) {
         core::failure{core::errc::checksum_mismatch, "the stored file does not match its checksum", true});
   }
   bool right_kind = false;
-  if (in.kind == core::file_kind::pdf) {
-    std::ifstream f(in.file, std::ios::binary);
-    std::array<char, 5> head{};
-    f.read(head.data(), head.size());
-    right_kind = f.gcount() == 5 && std::string_view(head.data(), head.size()) == "%PDF-";
-  } else {
+  if (in.kind == core::file_kind::docx) {
     right_kind = is_docx_in_child(self_exe_, in.file, limits_);
+  } else {
+    std::ifstream f(in.file, std::ios::binary);
+    std::array<char, core::sniff_bytes> head{};
+    f.read(head.data(), head.size());
+    right_kind = core::sniff(std::string_view(head.data(), static_cast<std::size_t>(f.gcount()))) == in.kind;
   }
   if (!right_kind) {
-    throw stage_error(core::failure{
-        core::errc::unreadable_document,
-        std::string("the file is not a valid ") + (in.kind == core::file_kind::pdf ? "PDF" : "DOCX"), false});
+    throw stage_error(core::failure{core::errc::unreadable_document,
+                                    std::string("the file is not a valid ") + kind_label(in.kind), false});
   }
 }
 
 void extract_stage::run(const job_input& in, result_data& out) {
   if (in.heartbeat) in.heartbeat();
-  out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat);
+  out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat, ocr_);
 }
 
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,
-                                                   sandbox_limits limits) {
+                                                   sandbox_limits limits, const ocr_settings& ocr) {
   std::vector<std::unique_ptr<stage>> stages;
   stages.push_back(std::make_unique<verify_stage>(self_exe, docx_check_limits(limits.strict)));
-  stages.push_back(std::make_unique<extract_stage>(self_exe, limits));
+  stages.push_back(std::make_unique<extract_stage>(self_exe, limits, ocr));
   return stages;
 }
 
@@ -77,6 +88,26 @@ boost::json::object metadata_json(const metadata& m) {
           {"author", text(m.author)},
           {"created",
            m.created ? boost::json::value(core::format_rfc3339(*m.created)) : boost::json::value(nullptr)}};
+}
+
+boost::json::array page_sources_json(const std::vector<page_info>& pages) {
+  boost::json::array out;
+  out.reserve(pages.size());
+  for (const auto& p : pages) {
+    out.push_back(boost::json::object{
+        {"source", to_string(p.source)},
+        {"chars", p.chars},
+        {"confidence", p.confidence ? boost::json::value(*p.confidence) : boost::json::value(nullptr)}});
+  }
+  return out;
+}
+
+boost::json::value ocr_json(const std::optional<ocr_summary>& ocr) {
+  if (!ocr) return nullptr;
+  boost::json::array languages;
+  for (const auto& l : ocr->languages) languages.emplace_back(l);
+  return boost::json::object{
+      {"pages", ocr->pages}, {"mean_confidence", ocr->mean_confidence}, {"languages", std::move(languages)}};
 }
 
 }  // namespace docflow::pipeline

@@ -46,6 +46,10 @@ class BadConfigurationTest(unittest.TestCase):
         "DOCFLOW_IDLE_TIMEOUT": "-1s",
         "DOCFLOW_LOGIN_MAX_FAILURES": "many",
         "DOCFLOW_ML_URL": "ftp://example.invalid",
+        "DOCFLOW_OCR": "sometimes",
+        "DOCFLOW_OCR_LANGUAGES": "eng,../../etc/passwd",
+        "DOCFLOW_OCR_DPI": "10",
+        "DOCFLOW_OCR_PAGE_TIMEOUT": "forever",
     }
 
     def test_bad_values_exit_2_naming_the_variable(self):
@@ -245,6 +249,18 @@ class StartFailureTest(unittest.TestCase):
             with self.subTest(command=command):
                 out = run_cli(command, data_dir=data, timeout=START_BOUND)
                 self.assertOneLine(out, prefix + "cannot create data directory %s: Not a directory" % data)
+
+    def test_ocr_language_without_its_data(self):
+        # Every scan would fail, each after its retries: the workers refuse to start.
+        for command in ("serve", "worker"):
+            with self.subTest(command=command):
+                out = run_cli([command], timeout=START_BOUND, DOCFLOW_OCR_LANGUAGES="eng,xyz", DOCFLOW_WORKERS="1")
+                prefix = "docflow: " if command == "serve" else "docflow: worker failed: "
+                self.assertOneLine(
+                    out,
+                    prefix + "DOCFLOW_OCR_LANGUAGES: no Tesseract data for xyz "
+                    "(install tesseract-ocr-<language>, or set DOCFLOW_OCR=never)",
+                )
 
     @unittest.skipIf(os.geteuid() == 0, "root writes to any directory")
     def test_data_directory_not_writable(self):

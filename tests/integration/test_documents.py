@@ -116,6 +116,12 @@ def make_elf():
     return b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4
 
 
+def read_fixture(name):
+    """A committed file of tests/fixtures (README there says how each was made)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", name), "rb") as f:
+        return f.read()
+
+
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -341,6 +347,19 @@ class UploadTest(DocumentTestCase, SharedServerTestCase):
     def test_docx_round_trips_byte_identical(self):
         self.round_trip(make_docx(), "letter.docx", DOCX_TYPE)
 
+    def test_images_round_trip_with_their_types(self):
+        # SPEC 3: PNG, JPEG and TIFF by their magic bytes, each extension agreeing.
+        cases = [
+            ("scan.png", "scan.png", "image/png"),
+            ("receipt.jpg", "receipt.jpg", "image/jpeg"),
+            ("receipt.jpg", "receipt.JPEG", "image/jpeg"),
+            ("two-pages.tiff", "fax.tif", "image/tiff"),
+            ("two-pages.tiff", "fax.tiff", "image/tiff"),
+        ]
+        for fixture_name, filename, content_type in cases:
+            with self.subTest(filename):
+                self.round_trip(read_fixture(fixture_name), filename, content_type)
+
     def test_binary_pdf_with_crlf_and_boundary_fragments(self):
         data = make_pdf() + b"\r\n--" + BOUNDARY[:-1].encode() + b"\r\n\r\n" + bytes(range(256)) * 64 + b"\r\n-"
         self.round_trip(data, "binary.pdf", PDF_TYPE)
@@ -445,7 +464,7 @@ class RejectedUploadTest(DocumentTestCase, SharedServerTestCase):
 
     # ---- 415: judged by the bytes, and the name must agree
 
-    def test_content_that_is_not_pdf_or_docx_is_415(self):
+    def test_content_of_no_accepted_kind_is_415(self):
         cases = [
             ("ELF named .pdf", make_elf(), "program.pdf"),
             ("plain ZIP named .docx", make_plain_zip(), "archive.docx"),
@@ -454,6 +473,13 @@ class RejectedUploadTest(DocumentTestCase, SharedServerTestCase):
             ("PDF named .txt", make_pdf(), "report.txt"),
             ("PDF without extension", make_pdf(), "report"),
             ("text named .pdf", b"just some text", "notes.pdf"),
+            ("PNG named .jpg", read_fixture("scan.png"), "scan.jpg"),
+            ("JPEG named .png", read_fixture("receipt.jpg"), "receipt.png"),
+            ("TIFF named .pdf", read_fixture("two-pages.tiff"), "fax.pdf"),
+            ("PDF named .png", make_pdf(), "report.png"),
+            ("GIF named .gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "anim.gif"),
+            ("GIF named .png", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "anim.png"),
+            ("a PNG signature cut short", b"\x89PNG\r\n", "short.png"),
         ]
         for label, data, filename in cases:
             with self.subTest(label):

@@ -75,6 +75,8 @@ RESULT_FIELDS = {
     "truncated",
     "links",
     "ml",
+    "page_sources",
+    "ocr",
 }
 
 # tests/fixtures/README.md, per file: what extraction and analysis must find.
@@ -119,16 +121,6 @@ EXPECTED = {
         "language": "de",
         "top": {"park": 2},
         "contains": ["Die Stadt hat im letzten Jahr", "für die Bürger", "großen Spielplatz"],
-    },
-    "scanned.pdf": {
-        "pages": 1,
-        "title": None,
-        "author": None,
-        "created": None,
-        "words": 0,
-        "chars": 0,
-        "language": "und",
-        "text": "",
     },
     "table-header-footer.docx": {
         "pages": 1,
@@ -578,7 +570,47 @@ class ProcessingTest(SharedProcessingCase):
             self.assertIn(needle, text)
         self.assertEqual(r["text_preview"], text[:500], r)
         self.assertEqual(r["links"], {"text": "/documents/%s/result/text" % doc_id}, r)
+        # Text from the text layer alone: OCR (auto) reads no page that has one.
+        sources = [] if filename.endswith(".docx") else ["text_layer"] * exp["pages"]
+        self.assertEqual([p["source"] for p in r["page_sources"]], sources, r)
+        self.assertIsNone(r["ocr"], r)
         return doc, r
+
+    def check_ocr(self, filename, content_type, pages, sources, phrases):
+        """A scan or an image: its pages read by OCR; the text holds `phrases`
+        (word for word; OCR keeps no exact layout)."""
+        doc = self.complete(filename)
+        self.assertEqual(doc["content_type"], content_type, doc)
+        res = get_result(self.server, self.token, doc["id"])
+        self.assertEqual(res.status, 200, res)
+        r = res.json()
+        self.assertEqual(set(r), RESULT_FIELDS, r)
+        self.assertEqual(r["pages"], pages, r)
+        self.assertEqual([p["source"] for p in r["page_sources"]], sources, r)
+        for p in r["page_sources"]:
+            self.assertEqual(set(p), {"source", "chars", "confidence"}, p)
+            self.assertIsInstance(p["chars"], int, p)
+            if p["source"] == "ocr":
+                self.assertIsInstance(p["confidence"], int, p)
+                self.assertTrue(50 < p["confidence"] <= 100, p)
+            else:
+                self.assertIsNone(p["confidence"], p)
+        ocr = r["ocr"]
+        self.assertEqual(set(ocr), {"pages", "mean_confidence", "languages"}, r)
+        self.assertEqual(ocr["pages"], sources.count("ocr"), r)
+        confidences = [p["confidence"] for p in r["page_sources"] if p["source"] == "ocr"]
+        self.assertAlmostEqual(ocr["mean_confidence"], sum(confidences) / len(confidences), places=6)
+        self.assertEqual(ocr["languages"], ["eng"], r)
+        text = get_text(self.server, self.token, doc["id"]).body.decode("utf-8")
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        for phrase in phrases:
+            want = re.findall(r"[a-z0-9]+", phrase.lower())
+            self.assertTrue(
+                any(words[i : i + len(want)] == want for i in range(len(words))), "%r not in %r" % (phrase, text)
+            )
+        self.assertEqual(r["char_count"], len(text), r)
+        self.assertGreaterEqual(r["word_count"], sum(len(p.split()) for p in phrases), r)
+        return r
 
     # ---- happy paths, one per fixture
 
@@ -591,8 +623,35 @@ class ProcessingTest(SharedProcessingCase):
     def test_de_pdf(self):
         self.check_fixture("de.pdf")
 
-    def test_scanned_pdf_without_text_layer(self):
-        self.check_fixture("scanned.pdf")
+    # ---- OCR: scans and images (tests/fixtures/README.md)
+
+    def test_scanned_pdf_is_read_by_ocr(self):
+        self.check_ocr("scanned.pdf", "application/pdf", 1, ["ocr"], ["Scanned page without a text layer"])
+
+    def test_a_page_stored_sideways_is_read_upright(self):
+        self.check_ocr("rotated.pdf", "application/pdf", 1, ["ocr"], ["This page was scanned sideways"])
+
+    def test_png_is_read_by_ocr(self):
+        r = self.check_ocr("scan.png", "image/png", 1, ["ocr"], ["Scanned page without a text layer"])
+        self.assertEqual(r["metadata"], {"title": None, "author": None, "created": None}, r)
+
+    def test_jpeg_is_read_by_ocr(self):
+        self.check_ocr(
+            "receipt.jpg",
+            "image/jpeg",
+            1,
+            ["ocr"],
+            ["Photographed receipt from the harbour", "Total amount forty two euros"],
+        )
+
+    def test_two_page_tiff_is_read_page_by_page(self):
+        self.check_ocr(
+            "two-pages.tiff",
+            "image/tiff",
+            2,
+            ["ocr", "ocr"],
+            ["First page of the survey", "Second page lists the results"],
+        )
 
     def test_table_header_footer_docx(self):
         self.check_fixture("table-header-footer.docx")
@@ -873,6 +932,19 @@ class ProcessingTest(SharedProcessingCase):
 
 
 SLOW_MS = 3000
+
+
+class NoOcrTest(SharedProcessingCase):
+    server_env = {"DOCFLOW_OCR": "never"}
+
+    def test_a_scan_completes_without_text_and_says_why(self):
+        doc = upload(self.server, self.token, fixture("scanned.pdf"), "scanned.pdf")
+        self.assertAccepted(process(self.server, self.token, doc["id"]), doc["id"])
+        self.assertEqual(wait_status(self.server, self.token, doc["id"])["status"], "COMPLETED")
+        r = get_result(self.server, self.token, doc["id"]).json()
+        self.assertEqual(r["word_count"], 0, r)
+        self.assertEqual(r["page_sources"], [{"source": "none", "chars": 0, "confidence": None}], r)
+        self.assertIsNone(r["ocr"], r)
 
 
 class SlowProcessingTest(SharedProcessingCase):

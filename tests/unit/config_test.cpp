@@ -76,6 +76,13 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_FALSE(c.sandbox_strict);
   EXPECT_FALSE(c.ml_url.has_value());
   EXPECT_EQ(c.ml_timeout, 30s);
+  EXPECT_EQ(c.ocr, "auto");
+  EXPECT_EQ(c.ocr_languages, "eng");
+  EXPECT_EQ(c.ocr_dpi, 300U);
+  EXPECT_EQ(c.ocr_min_page_chars, 16U);
+  EXPECT_EQ(c.ocr_max_pages, 100U);
+  EXPECT_EQ(c.ocr_page_cpu_seconds, 30U);
+  EXPECT_EQ(c.ocr_page_timeout, 60s);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.header_timeout, 30s);
   EXPECT_EQ(c.body_timeout, 60s);
@@ -185,6 +192,9 @@ TEST(config_accepts, explicit_values_are_parsed) {
                                {"DOCFLOW_SANDBOX", "strict"},
                                {"DOCFLOW_ML_URL", "https://ml.internal:9000/enrich"},
                                {"DOCFLOW_ML_TIMEOUT", "2m"},
+                               {"DOCFLOW_OCR", "never"},
+                               {"DOCFLOW_OCR_LANGUAGES", " eng , deu,chi_sim"},
+                               {"DOCFLOW_OCR_PAGE_TIMEOUT", "2m"},
                                {"DOCFLOW_LOG_LEVEL", "debug"},
                                {"DOCFLOW_METRICS_TOKEN", "t0k3n"}},
                               4);
@@ -199,6 +209,9 @@ TEST(config_accepts, explicit_values_are_parsed) {
   EXPECT_TRUE(c.sandbox_strict);
   EXPECT_EQ(c.ml_url, "https://ml.internal:9000/enrich");
   EXPECT_EQ(c.ml_timeout, 2min);
+  EXPECT_EQ(c.ocr, "never");
+  EXPECT_EQ(c.ocr_languages, "eng+deu+chi_sim");  // as Tesseract takes them
+  EXPECT_EQ(c.ocr_page_timeout, 2min);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.metrics_token, "t0k3n");
 }
@@ -278,18 +291,22 @@ INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
 
 INSTANTIATE_TEST_SUITE_P(
     jobs, config_rejects,
-    testing::ValuesIn(
-        join(bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
-             bad("DOCFLOW_MAX_UPLOAD_BYTES",
-                 {"0", "-1", "100 MiB", "100mib", "1.5GiB", "18446744073709551616", "17179869184GiB"}),
-             bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
-             bad("DOCFLOW_WORKER_LISTEN", {"9100", "127.0.0.1", "[::1]", "localhost:http"}),
-             bad("DOCFLOW_JOB_LEASE", {"0s", "30"}), bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
-             bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}), bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
-             bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
-             bad("DOCFLOW_SANDBOX", {"Strict", "best_effort", "off", ""}),
-             bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
-             bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}))));
+    testing::ValuesIn(join(
+        bad("DOCFLOW_MAX_ACTIVE_UPLOADS", {"0", "-1", "100001", "many"}),
+        bad("DOCFLOW_MAX_UPLOAD_BYTES",
+            {"0", "-1", "100 MiB", "100mib", "1.5GiB", "18446744073709551616", "17179869184GiB"}),
+        bad("DOCFLOW_WORKERS", {"", "-1", "257", "4 ", "0x4"}),
+        bad("DOCFLOW_WORKER_LISTEN", {"9100", "127.0.0.1", "[::1]", "localhost:http"}),
+        bad("DOCFLOW_JOB_LEASE", {"0s", "30"}), bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
+        bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}), bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
+        bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
+        bad("DOCFLOW_SANDBOX", {"Strict", "best_effort", "off", ""}),
+        bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
+        bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}), bad("DOCFLOW_OCR", {"Auto", "on", "yes", ""}),
+        bad("DOCFLOW_OCR_LANGUAGES", {"", "eng,", "eng+deu", "../eng", "eng deu", "en/g"}),
+        bad("DOCFLOW_OCR_DPI", {"71", "1201", "300dpi"}), bad("DOCFLOW_OCR_MIN_PAGE_CHARS", {"-1", "many"}),
+        bad("DOCFLOW_OCR_MAX_PAGES", {"0", "100001"}), bad("DOCFLOW_OCR_PAGE_CPU_SECONDS", {"0", "3601"}),
+        bad("DOCFLOW_OCR_PAGE_TIMEOUT", {"0s", "2h", "60"}))));
 
 INSTANTIATE_TEST_SUITE_P(
     server, config_rejects,
@@ -931,15 +948,36 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
     if ((s.used_by & config::for_migrate) != 0) migrate.insert(s.env);
     if ((s.used_by & config::for_user) != 0) user.insert(s.env);
   }
-  EXPECT_EQ(worker, (std::set<std::string>{
-                        "DOCFLOW_DATA_DIR",       "DOCFLOW_DATABASE_URL",       "DOCFLOW_DATABASE_PASSWORD",
-                        "DOCFLOW_DATABASE_POOL",  "DOCFLOW_STORAGE_URL",        "DOCFLOW_SCRATCH_DIR",
-                        "AWS_ACCESS_KEY_ID",      "AWS_SECRET_ACCESS_KEY",      "AWS_SESSION_TOKEN",
-                        "DOCFLOW_JWT_SECRET",     "DOCFLOW_AUTO_MIGRATE",       "DOCFLOW_WORKERS",
-                        "DOCFLOW_WORKER_LISTEN",  "DOCFLOW_JOB_LEASE",          "DOCFLOW_JOB_MAX_ATTEMPTS",
-                        "DOCFLOW_MAX_TEXT_BYTES", "DOCFLOW_SIMULATED_DELAY_MS", "DOCFLOW_SANDBOX",
-                        "DOCFLOW_ML_URL",         "DOCFLOW_ML_TIMEOUT",         "DOCFLOW_LOG_LEVEL",
-                        "DOCFLOW_METRICS_TOKEN",  "DOCFLOW_NODE_NAME"}));
+  EXPECT_EQ(worker, (std::set<std::string>{"DOCFLOW_DATA_DIR",
+                                           "DOCFLOW_DATABASE_URL",
+                                           "DOCFLOW_DATABASE_PASSWORD",
+                                           "DOCFLOW_DATABASE_POOL",
+                                           "DOCFLOW_STORAGE_URL",
+                                           "DOCFLOW_SCRATCH_DIR",
+                                           "AWS_ACCESS_KEY_ID",
+                                           "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_SESSION_TOKEN",
+                                           "DOCFLOW_JWT_SECRET",
+                                           "DOCFLOW_AUTO_MIGRATE",
+                                           "DOCFLOW_WORKERS",
+                                           "DOCFLOW_WORKER_LISTEN",
+                                           "DOCFLOW_JOB_LEASE",
+                                           "DOCFLOW_JOB_MAX_ATTEMPTS",
+                                           "DOCFLOW_MAX_TEXT_BYTES",
+                                           "DOCFLOW_SIMULATED_DELAY_MS",
+                                           "DOCFLOW_SANDBOX",
+                                           "DOCFLOW_OCR",
+                                           "DOCFLOW_OCR_LANGUAGES",
+                                           "DOCFLOW_OCR_DPI",
+                                           "DOCFLOW_OCR_MIN_PAGE_CHARS",
+                                           "DOCFLOW_OCR_MAX_PAGES",
+                                           "DOCFLOW_OCR_PAGE_CPU_SECONDS",
+                                           "DOCFLOW_OCR_PAGE_TIMEOUT",
+                                           "DOCFLOW_ML_URL",
+                                           "DOCFLOW_ML_TIMEOUT",
+                                           "DOCFLOW_LOG_LEVEL",
+                                           "DOCFLOW_METRICS_TOKEN",
+                                           "DOCFLOW_NODE_NAME"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",
                                    "DOCFLOW_LOG_LEVEL", "DOCFLOW_NODE_NAME"}));

@@ -263,11 +263,47 @@ TEST(kind_from_extension, case_insensitive_pdf_and_docx_only) {
   EXPECT_EQ(core::kind_from_extension("archive.tar.pdf"), file_kind::pdf);
 }
 
+TEST(kind_from_extension, images_by_their_usual_extensions) {
+  EXPECT_EQ(core::kind_from_extension("scan.png"), file_kind::png);
+  EXPECT_EQ(core::kind_from_extension("SCAN.PNG"), file_kind::png);
+  EXPECT_EQ(core::kind_from_extension("photo.jpg"), file_kind::jpeg);
+  EXPECT_EQ(core::kind_from_extension("photo.JPEG"), file_kind::jpeg);
+  EXPECT_EQ(core::kind_from_extension("fax.tif"), file_kind::tiff);
+  EXPECT_EQ(core::kind_from_extension("fax.Tiff"), file_kind::tiff);
+}
+
 TEST(kind_from_extension, other_names_claim_nothing) {
-  for (const std::string_view name : {"pdf", ".pdf", "docx", ".docx", "", "a.doc", "a.pdfx", "a.pdf.exe",
-                                      "a.txt", "a.zip", "a_pdf", "a.pdf ", "apdf"}) {
+  for (const std::string_view name :
+       {"pdf", ".pdf", "docx", ".docx", "", "a.doc", "a.pdfx", "a.pdf.exe", "a.txt", "a.zip", "a_pdf",
+        "a.pdf ", "apdf", ".png", "a.gif", "a.jpe", "a.bmp", "a.webp", "a.tiff.txt"}) {
     EXPECT_EQ(core::kind_from_extension(name), std::nullopt) << '"' << name << '"';
   }
+}
+
+TEST(sniff, judges_images_by_their_signatures) {
+  EXPECT_EQ(core::sniff(std::string_view("\x89PNG\r\n\x1a\n", 8)), file_kind::png);
+  EXPECT_EQ(core::sniff(std::string_view("\xff\xd8\xff\xe0\x00\x10JF", 8)), file_kind::jpeg);
+  EXPECT_EQ(core::sniff(std::string_view("II*\0\x08\0\0\0", 8)), file_kind::tiff);
+  EXPECT_EQ(core::sniff(std::string_view("MM\0*\0\0\0\x08", 8)), file_kind::tiff);
+  for (const std::string_view other :
+       {std::string_view("\x89PNG\r\n\x1a", 7), std::string_view("\xff\xd8", 2), std::string_view("II*", 3),
+        std::string_view("GIF89a"), std::string_view("BM\x36\0\0\0"), std::string_view("RIFF\0\0\0\0")}) {
+    EXPECT_EQ(core::sniff(other), std::nullopt) << testing::PrintToString(std::string(other));
+  }
+  EXPECT_LE(core::sniff_bytes, 8u);
+}
+
+TEST(kinds, names_and_content_types) {
+  for (const auto k : {file_kind::pdf, file_kind::docx, file_kind::png, file_kind::jpeg, file_kind::tiff}) {
+    EXPECT_EQ(core::parse_kind(core::kind_name(k)), k) << core::kind_name(k);
+  }
+  EXPECT_STREQ(core::content_type(file_kind::png), "image/png");
+  EXPECT_STREQ(core::content_type(file_kind::jpeg), "image/jpeg");
+  EXPECT_STREQ(core::content_type(file_kind::tiff), "image/tiff");
+  EXPECT_TRUE(core::is_image(file_kind::tiff));
+  EXPECT_FALSE(core::is_image(file_kind::pdf));
+  EXPECT_EQ(core::parse_kind("PNG"), std::nullopt);
+  EXPECT_EQ(core::parse_kind("jpg"), std::nullopt);
 }
 
 TEST(sniff, judges_by_the_first_bytes) {

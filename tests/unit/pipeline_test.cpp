@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -34,12 +35,14 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/clock.hpp"
 #include "pipeline/analyze.hpp"
 #include "pipeline/extract.hpp"
 #include "pipeline/lockdown.hpp"
+#include "pipeline/ocr.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stages.hpp"
 
@@ -822,7 +825,8 @@ TEST(child_protocol, garbage_is_a_crash) {
 TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
   const auto answer = [](std::string_view ms) {
     return R"({"ok":true,"pages":1,"text":"","truncated":false,"title":null,"author":null,"created_ms":)" +
-           std::string(ms) + R"(,"analysis":{"chars":0,"words":0,"lines":0,"language":"und","keywords":[]}})";
+           std::string(ms) +
+           R"(,"analysis":{"chars":0,"words":0,"lines":0,"language":"und","keywords":[]},"page_sources":[],"ocr":null})";
   };
   for (const std::string_view ms : {"1700000000000000", "9223372036855", "-9223372036855",
                                     "9223372036854775807", "-9223372036854775808"}) {
@@ -835,15 +839,73 @@ TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
 }
 
 TEST(child_protocol, task_arguments) {
-  EXPECT_STREQ(kind_argument(core::file_kind::pdf), "pdf");
-  EXPECT_STREQ(kind_argument(core::file_kind::docx), "docx");
-  for (const auto task : {child_task::extract_pdf, child_task::extract_docx, child_task::check_docx,
-                          child_task::report_sandbox}) {
+  for (const auto task :
+       {child_task::extract_pdf, child_task::extract_docx, child_task::extract_image, child_task::ocr_pdf,
+        child_task::ocr_image, child_task::check_docx, child_task::report_sandbox}) {
     EXPECT_EQ(parse_task_argument(task_argument(task)), task) << task_argument(task);
   }
   EXPECT_STREQ(task_argument(child_task::check_docx), "is-docx");
+  EXPECT_STREQ(task_argument(child_task::ocr_image), "ocr-image");
   EXPECT_EQ(parse_task_argument("PDF"), std::nullopt);
   EXPECT_EQ(parse_task_argument(""), std::nullopt);
+}
+
+TEST(child_protocol, page_lists) {
+  EXPECT_EQ(format_page_list({0, 3, 4}), "0,3,4");
+  EXPECT_EQ(parse_page_list("0,3,4"), (std::vector<int>{0, 3, 4}));
+  EXPECT_EQ(parse_page_list(""), std::vector<int>{});
+  EXPECT_EQ(parse_page_list(format_page_list({7})), std::vector<int>{7});
+  for (const std::string_view bad : {"3,1", "1,1", "-1", "a", "1,", ",1", "1,,2", " 1", "99999999999"}) {
+    EXPECT_EQ(parse_page_list(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(child_protocol, page_sources_and_ocr_round_trip) {
+  extraction e;
+  e.pages = 3;
+  e.text = "a\nb";
+  e.per_page = {{page_source::text_layer, 120, std::nullopt},
+                {page_source::ocr, 40, 91},
+                {page_source::none, 0, std::nullopt}};
+  e.ocr = ocr_summary{1, 91.0, {"eng", "deu"}};
+  const auto back = decode_child_output(encode_child_output(e));
+  ASSERT_EQ(back.per_page.size(), 3u);
+  EXPECT_EQ(back.per_page[0].source, page_source::text_layer);
+  EXPECT_EQ(back.per_page[0].chars, 120u);
+  EXPECT_EQ(back.per_page[0].confidence, std::nullopt);
+  EXPECT_EQ(back.per_page[1].source, page_source::ocr);
+  EXPECT_EQ(back.per_page[1].confidence, 91);
+  EXPECT_EQ(back.per_page[2].source, page_source::none);
+  ASSERT_TRUE(back.ocr);
+  EXPECT_EQ(back.ocr->pages, 1);
+  EXPECT_DOUBLE_EQ(back.ocr->mean_confidence, 91.0);
+  EXPECT_EQ(back.ocr->languages, (std::vector<std::string>{"eng", "deu"}));
+
+  e.ocr.reset();
+  EXPECT_FALSE(decode_child_output(encode_child_output(e)).ocr);
+
+  // A child's claims are checked like the rest of its answer.
+  const auto with = [&](auto change) {
+    auto bad = e;
+    change(bad);
+    return encode_child_output(bad);
+  };
+  const std::string bad_answers[] = {
+      with([](extraction& x) { x.per_page[1].confidence = 101; }),
+      with([](extraction& x) { x.pages = 2; }),  // more pages described than the document has
+      with([](extraction& x) {
+        x.ocr = ocr_summary{1, 100.5, {"eng"}};
+      }),
+  };
+  for (const auto& answer : bad_answers) {
+    EXPECT_EQ(failure_of([&] { decode_child_output(answer); }).code,
+              core::name(core::errc::extractor_crashed))
+        << answer;
+  }
+  auto unknown_source = encode_child_output(e);
+  unknown_source.replace(unknown_source.find("\"none\""), 6, "\"nope\"");
+  EXPECT_EQ(failure_of([&] { decode_child_output(unknown_source); }).code,
+            core::name(core::errc::extractor_crashed));
 }
 
 TEST(child_protocol, docx_check_round_trip) {
@@ -891,8 +953,10 @@ TEST(sandbox, every_fixture_extracts_in_the_child_as_in_process) {
       {"en-1page.pdf", core::file_kind::pdf}, {"multipage.pdf", core::file_kind::pdf},
       {"de.pdf", core::file_kind::pdf},       {"scanned.pdf", core::file_kind::pdf},
       {"de.docx", core::file_kind::docx},     {"table-header-footer.docx", core::file_kind::docx}};
+  ocr_settings no_ocr;  // OCR would read scanned.pdf: the ocr tests' business
+  no_ocr.mode = ocr_mode::never;
   for (const auto& [name, kind] : fixtures) {
-    const auto child = extract_in_child(docflow_bin(), fixture(name), kind, test_limits());
+    const auto child = extract_in_child(docflow_bin(), fixture(name), kind, test_limits(), {}, no_ocr);
     const auto bytes = bytes_of(fixture(name));
     const auto direct = kind == core::file_kind::pdf ? extract_pdf(bytes) : extract_docx(bytes);
     EXPECT_EQ(child.pages, direct.pages) << name;
@@ -1286,6 +1350,224 @@ TEST(sandbox, heartbeat_failure_kills_the_child) {
                std::runtime_error);
   EXPECT_EQ(beats, 1);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// ==================================================================== ocr
+//
+// Tesseract reads the committed scans and images (tests/fixtures/README.md)
+// in the sandboxed child. OCR output is not exact layout: the tests look for
+// the words a person reads on the page.
+
+namespace {
+
+// Lowercase words of `text`, letters and digits only.
+std::vector<std::string> words_of(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
+  for (const char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!word.empty()) {
+      out.push_back(std::exchange(word, {}));
+    }
+  }
+  if (!word.empty()) out.push_back(word);
+  return out;
+}
+
+// Whether `text` holds the words of `phrase`, in order, next to each other.
+bool reads(std::string_view text, std::string_view phrase) {
+  const auto have = words_of(text);
+  const auto want = words_of(phrase);
+  return std::search(have.begin(), have.end(), want.begin(), want.end()) != have.end();
+}
+
+ocr_settings ocr_mode_of(ocr_mode m) {
+  ocr_settings s;
+  s.mode = m;
+  return s;
+}
+
+extraction extract_with(const char* name, core::file_kind kind, const ocr_settings& ocr = {}) {
+  return extract_in_child(docflow_bin(), fixture(name), kind, test_limits(), {}, ocr);
+}
+
+}  // namespace
+
+TEST(ocr, pages_to_recognise_follows_the_mode_the_threshold_and_the_bound) {
+  extraction e;
+  e.per_page = {
+      {page_source::none, 0, {}}, {page_source::text_layer, 200, {}}, {page_source::text_layer, 3, {}}};
+  ocr_settings s;
+  EXPECT_EQ(pages_to_recognise(e, s), (std::vector<int>{0, 2}));
+  s.min_page_chars = 0;
+  EXPECT_EQ(pages_to_recognise(e, s), std::vector<int>{});
+  s.mode = ocr_mode::always;
+  EXPECT_EQ(pages_to_recognise(e, s), (std::vector<int>{0, 1, 2}));
+  s.max_pages = 2;
+  EXPECT_EQ(pages_to_recognise(e, s), (std::vector<int>{0, 1}));
+  s.mode = ocr_mode::never;
+  EXPECT_EQ(pages_to_recognise(e, s), std::vector<int>{});
+  EXPECT_EQ(pages_to_recognise(extraction{}, ocr_settings{}), std::vector<int>{});  // a DOCX has no pages
+}
+
+TEST(ocr, a_scanned_pdf_is_read_by_ocr) {
+  const auto e = extract_with("scanned.pdf", core::file_kind::pdf);
+  EXPECT_TRUE(reads(e.text, "Scanned page without a text layer")) << e.text;
+  EXPECT_EQ(e.pages, 1);
+  ASSERT_EQ(e.per_page.size(), 1u);
+  EXPECT_EQ(e.per_page[0].source, page_source::ocr);
+  EXPECT_GT(e.per_page[0].chars, 20u);
+  ASSERT_TRUE(e.per_page[0].confidence);
+  EXPECT_GT(*e.per_page[0].confidence, 60);
+  EXPECT_LE(*e.per_page[0].confidence, 100);
+  ASSERT_TRUE(e.ocr);
+  EXPECT_EQ(e.ocr->pages, 1);
+  EXPECT_DOUBLE_EQ(e.ocr->mean_confidence, *e.per_page[0].confidence);
+  EXPECT_EQ(e.ocr->languages, std::vector<std::string>{"eng"});
+  EXPECT_EQ(e.analysis.word_count, words_of(e.text).size());  // the analysis is of the recognised text
+}
+
+TEST(ocr, a_page_with_a_text_layer_is_not_read_by_ocr_in_auto_mode) {
+  const auto e = extract_with("en-1page.pdf", core::file_kind::pdf);
+  EXPECT_EQ(e.text, extract_pdf(bytes_of(fixture("en-1page.pdf"))).text);
+  ASSERT_EQ(e.per_page.size(), 1u);
+  EXPECT_EQ(e.per_page[0].source, page_source::text_layer);
+  EXPECT_EQ(e.per_page[0].chars, 203u);  // 244 characters: 42 words, 40 spaces and a line break between
+  EXPECT_EQ(e.per_page[0].confidence, std::nullopt);
+  EXPECT_FALSE(e.ocr);
+}
+
+TEST(ocr, always_reads_text_pages_by_ocr_too) {
+  const auto e = extract_with("multipage.pdf", core::file_kind::pdf, ocr_mode_of(ocr_mode::always));
+  ASSERT_EQ(e.per_page.size(), 3u);
+  for (const auto& page : e.per_page) EXPECT_EQ(page.source, page_source::ocr);
+  EXPECT_TRUE(reads(e.text, "Page two lists the expected costs for travel and equipment")) << e.text;
+  ASSERT_TRUE(e.ocr);
+  EXPECT_EQ(e.ocr->pages, 3);
+  // The pages stay in order, one line apart at least.
+  EXPECT_LT(e.text.find("one"), e.text.find("two"));
+  EXPECT_LT(e.text.find("two"), e.text.find("three"));
+}
+
+TEST(ocr, never_leaves_a_scan_without_text) {
+  const auto e = extract_with("scanned.pdf", core::file_kind::pdf, ocr_mode_of(ocr_mode::never));
+  EXPECT_EQ(e.text, "");
+  ASSERT_EQ(e.per_page.size(), 1u);
+  EXPECT_EQ(e.per_page[0].source, page_source::none);
+  EXPECT_FALSE(e.ocr);
+  EXPECT_EQ(e.analysis.word_count, 0u);
+}
+
+TEST(ocr, a_page_stored_sideways_is_read_the_way_it_is_shown) {
+  const auto e = extract_with("rotated.pdf", core::file_kind::pdf);  // /Rotate 90
+  EXPECT_TRUE(reads(e.text, "This page was scanned sideways")) << e.text;
+}
+
+TEST(ocr, png_jpeg_and_a_two_page_tiff_are_read) {
+  const auto png = extract_with("scan.png", core::file_kind::png);
+  EXPECT_TRUE(reads(png.text, "Scanned page without a text layer")) << png.text;
+  EXPECT_EQ(png.pages, 1);
+  EXPECT_EQ(png.metadata.title, std::nullopt);
+
+  const auto jpeg = extract_with("receipt.jpg", core::file_kind::jpeg);
+  EXPECT_TRUE(reads(jpeg.text, "Photographed receipt from the harbour")) << jpeg.text;
+  EXPECT_TRUE(reads(jpeg.text, "Total amount forty two euros")) << jpeg.text;
+
+  const auto tiff = extract_with("two-pages.tiff", core::file_kind::tiff);
+  EXPECT_EQ(tiff.pages, 2);
+  ASSERT_EQ(tiff.per_page.size(), 2u);
+  EXPECT_EQ(tiff.per_page[0].source, page_source::ocr);
+  EXPECT_EQ(tiff.per_page[1].source, page_source::ocr);
+  EXPECT_TRUE(reads(tiff.text, "First page of the survey")) << tiff.text;
+  EXPECT_TRUE(reads(tiff.text, "Second page lists the results")) << tiff.text;
+  EXPECT_LT(tiff.text.find("First"), tiff.text.find("Second"));
+  ASSERT_TRUE(tiff.ocr);
+  EXPECT_EQ(tiff.ocr->pages, 2);
+}
+
+TEST(ocr, max_pages_bounds_the_pages_read) {
+  auto s = ocr_settings{};
+  s.max_pages = 1;
+  const auto e = extract_with("two-pages.tiff", core::file_kind::tiff, s);
+  ASSERT_EQ(e.per_page.size(), 2u);
+  EXPECT_EQ(e.per_page[0].source, page_source::ocr);
+  EXPECT_EQ(e.per_page[1].source, page_source::none);
+  EXPECT_TRUE(reads(e.text, "First page of the survey")) << e.text;
+  EXPECT_FALSE(reads(e.text, "Second page")) << e.text;
+  ASSERT_TRUE(e.ocr);
+  EXPECT_EQ(e.ocr->pages, 1);
+}
+
+TEST(ocr, an_image_without_ocr_is_its_pages_and_no_text) {
+  const auto e = extract_image(bytes_of(fixture("two-pages.tiff")));
+  EXPECT_EQ(e.pages, 2);
+  ASSERT_EQ(e.per_page.size(), 2u);
+  EXPECT_EQ(e.per_page[0].source, page_source::none);
+  EXPECT_EQ(e.text, "\n");  // two empty pages
+}
+
+namespace {
+
+void put_be32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xFF);
+}
+
+// A PNG whose header claims `width` × `height` grey pixels, followed by one
+// tiny image chunk: the size is judged before any pixel is decoded.
+std::string png_claiming(std::uint32_t width, std::uint32_t height) {
+  std::string png("\x89PNG\r\n\x1a\n", 8);
+  const auto chunk = [&png](std::string_view type, std::string_view data) {
+    put_be32(png, static_cast<std::uint32_t>(data.size()));
+    std::string body(type);
+    body += data;
+    png += body;
+    put_be32(png, static_cast<std::uint32_t>(
+                      crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  };
+  std::string ihdr;
+  put_be32(ihdr, width);
+  put_be32(ihdr, height);
+  ihdr += std::string("\x08\x00\x00\x00\x00", 5);  // 8-bit grey, deflate, no interlace
+  chunk("IHDR", ihdr);
+  chunk("IDAT", std::string("\x78\x9c\x03\x00\x00\x00\x00\x01", 8));
+  chunk("IEND", "");
+  return png;
+}
+
+}  // namespace
+
+TEST(ocr, an_image_too_large_or_broken_fails_permanently) {
+  const temp_dir dir;
+  const auto huge = dir.write("huge.png", png_claiming(20000, 20000));  // 400 megapixels
+  auto f = failure_of([&] { extract_in_child(docflow_bin(), huge, core::file_kind::png, test_limits()); });
+  EXPECT_EQ(f.code, core::name(core::errc::document_too_complex)) << f.message;
+  EXPECT_FALSE(f.retryable);
+
+  const auto broken = dir.write("broken.png", std::string("\x89PNG\r\n\x1a\n", 8) + std::string(64, 'x'));
+  f = failure_of([&] { extract_in_child(docflow_bin(), broken, core::file_kind::png, test_limits()); });
+  EXPECT_EQ(f.code, core::name(core::errc::unreadable_document)) << f.message;
+  EXPECT_FALSE(f.retryable);
+
+  const auto tiny = dir.write("tiny.png", "\x89PNG");
+  f = failure_of([&] { extract_in_child(docflow_bin(), tiny, core::file_kind::png, test_limits()); });
+  EXPECT_EQ(f.code, core::name(core::errc::unreadable_document)) << f.message;
+}
+
+TEST(ocr, every_language_docflow_detects_has_its_data_installed) {
+  EXPECT_EQ(missing_ocr_languages("eng+deu+fra+spa"), std::vector<std::string>{});
+  EXPECT_EQ(missing_ocr_languages("eng+xyz"), std::vector<std::string>{"xyz"});
+}
+
+TEST(ocr, the_document_summary_averages_the_pages_read) {
+  const auto s = summarise_ocr(
+      {{page_source::ocr, 10, 90}, {page_source::text_layer, 99, {}}, {page_source::ocr, 5, 70}}, "eng+deu");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->pages, 2);
+  EXPECT_DOUBLE_EQ(s->mean_confidence, 80.0);
+  EXPECT_EQ(s->languages, (std::vector<std::string>{"eng", "deu"}));
+  EXPECT_FALSE(summarise_ocr({{page_source::text_layer, 99, {}}}, "eng"));
+  EXPECT_EQ(page_text("\n  first line\n\n\nsecond\n \n\f"), "  first line\nsecond");
 }
 
 // ================================================================= stages

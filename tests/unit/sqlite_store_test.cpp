@@ -226,6 +226,67 @@ TEST_F(sqlite_store_test, concurrent_migrate_on_one_file_agrees) {
   }
 }
 
+// Migration 0009 rebuilds `documents` (SQLite cannot widen a CHECK in
+// place). Run again on a database with a document and its job and event, it
+// keeps them all; its marker is what keeps the job and the event: with
+// foreign keys on, dropping the old table takes them with it.
+TEST_F(sqlite_store_test, rebuilding_the_documents_table_keeps_what_refers_to_it) {
+  {
+    sqlite_store s(db());
+    s.migrate();
+  }
+  const auto& rebuild = store::sqlite::migrations().at(8);
+  ASSERT_EQ(rebuild.version, 9);
+  ASSERT_TRUE(std::string_view(rebuild.sql).starts_with("-- docflow: foreign-keys-off"));
+  const auto seed = [&](connection& c, const std::string& id) {
+    c.exec("INSERT OR IGNORE INTO users VALUES ('u1', 'ann', 'ann', 'x', 'user', 1)");
+    c.exec(
+        "INSERT INTO documents (id, owner_id, filename, kind, size_bytes, sha256, status, created_at, "
+        "updated_at)"
+        " VALUES ('" +
+        id + "', 'u1', 'scan.tiff', 'tiff', 9, 'ab', 'UPLOADED', 1, 1)");
+    c.exec(
+        "INSERT INTO jobs (id, document_id, state, available_at, created_at, updated_at)"
+        " VALUES ('j-" +
+        id + "', '" + id + "', 'queued', 1, 1, 1)");
+    c.exec("INSERT INTO document_events VALUES ('" + id + "', 1, 'UPLOADED', 1, NULL)");
+  };
+  const auto count = [&](std::string_view table) {
+    return query_int(db(), "SELECT count(*) FROM " + std::string(table));
+  };
+  {
+    connection c(db(), false);
+    seed(c, "d1");
+    c.exec("PRAGMA foreign_keys=OFF");
+    {
+      transaction tx(c);
+      c.exec(rebuild.sql);
+      tx.commit();
+    }
+    c.exec("PRAGMA foreign_keys=ON");
+  }
+  EXPECT_EQ(count("documents"), 1);
+  EXPECT_EQ(count("jobs"), 1);
+  EXPECT_EQ(count("document_events"), 1);
+  EXPECT_EQ(query_int(db(), "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+  {
+    connection c(db(), false);
+    c.exec("DELETE FROM documents WHERE id = 'd1'");  // the keys still hold after the rebuild
+  }
+  EXPECT_EQ(count("jobs"), 0);
+  EXPECT_EQ(count("document_events"), 0);
+
+  {
+    connection c(db(), false);  // foreign keys on, as every connection has them
+    seed(c, "d2");
+    transaction tx(c);
+    c.exec(rebuild.sql);
+    tx.commit();
+  }
+  EXPECT_EQ(count("documents"), 1);
+  EXPECT_EQ(count("jobs"), 0) << "without the marker, the rebuild would lose every job";
+}
+
 // -----------------------------------------------------------------------------------------------------------
 // connection, statement, transaction
 

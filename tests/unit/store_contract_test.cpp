@@ -302,6 +302,19 @@ TEST_P(store_contract, expired_families_are_purged) {
 // -----------------------------------------------------------------------------------------------------------
 // Documents
 
+TEST_P(store_contract, every_kind_of_file_is_stored) {
+  const auto alice = add_user("alice");
+  for (const auto kind : {core::file_kind::pdf, core::file_kind::docx, core::file_kind::png,
+                          core::file_kind::jpeg, core::file_kind::tiff}) {
+    auto d = sample_document(alice.id, t0);
+    d.kind = kind;
+    ASSERT_TRUE(db().insert_document(d, nullptr).has_value()) << core::kind_name(kind);
+    const auto found = db().find_document(d.id, alice.id);
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->kind, kind);
+  }
+}
+
 TEST_P(store_contract, a_document_round_trips_and_is_scoped_to_its_owner) {
   const auto alice = add_user("alice");
   const auto bob = add_user("bob");

@@ -86,7 +86,7 @@ core::document read_document(const pq::result& r, int row) {
   d.owner_id = r.text(row, 1);
   d.filename = r.text(row, 2);
   d.title = r.optional_text(row, 3);
-  d.kind = r.text(row, 4) == "docx" ? core::file_kind::docx : core::file_kind::pdf;
+  d.kind = core::parse_kind(r.text(row, 4)).value();  // the CHECK constraint admits no other
   d.size_bytes = static_cast<std::uint64_t>(r.integer(row, 5));
   d.sha256 = r.text(row, 6);
   d.status = core::parse_status(r.text(row, 7)).value_or(core::status::uploaded);
@@ -431,8 +431,8 @@ void insert_document_row(pq::connection& c, const core::document& d) {
       ", last_event_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
       " NULL, NULL, NULL, NULL, NULL, 1) RETURNING id, status, created_at)"
       " INSERT INTO document_events (document_id, seq, status, at) SELECT id, 1, status, created_at FROM d";
-  c.exec(sql, d.id, d.owner_id, d.filename, d.title, d.kind == core::file_kind::docx ? "docx" : "pdf",
-         d.size_bytes, d.sha256, core::to_string(d.status), d.created_at, d.updated_at, d.attempts);
+  c.exec(sql, d.id, d.owner_id, d.filename, d.title, core::kind_name(d.kind), d.size_bytes, d.sha256,
+         core::to_string(d.status), d.created_at, d.updated_at, d.attempts);
 }
 
 // Stores the answer for its claim; false when the claim is no longer the

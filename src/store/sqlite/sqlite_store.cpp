@@ -64,7 +64,7 @@ core::document read_document(const statement& st) {
   d.owner_id = st.column_text(1);
   d.filename = st.column_text(2);
   if (!st.column_is_null(3)) d.title = st.column_text(3);
-  d.kind = st.column_text(4) == "docx" ? core::file_kind::docx : core::file_kind::pdf;
+  d.kind = core::parse_kind(st.column_text(4)).value();  // the CHECK constraint admits no other
   d.size_bytes = static_cast<std::uint64_t>(st.column_int(5));
   d.sha256 = st.column_text(6);
   d.status = core::parse_status(st.column_text(7)).value_or(core::status::uploaded);
@@ -174,17 +174,50 @@ sqlite_store::sqlite_store(std::filesystem::path path) : path_(std::move(path)) 
 
 sqlite_store::~sqlite_store() = default;
 
+namespace {
+
+// Foreign keys off for the life of this guard (when `off`), back on after.
+class foreign_keys_off {
+public:
+  foreign_keys_off(connection& c, bool off) : c_(off ? &c : nullptr) {
+    if (c_) c_->exec("PRAGMA foreign_keys=OFF");
+  }
+  ~foreign_keys_off() {
+    if (!c_) return;
+    try {
+      c_->exec("PRAGMA foreign_keys=ON");
+    } catch (...) {
+      std::terminate();  // a connection without its foreign keys must not serve
+    }
+  }
+  foreign_keys_off(const foreign_keys_off&) = delete;
+  foreign_keys_off& operator=(const foreign_keys_off&) = delete;
+
+private:
+  connection* c_;
+};
+
+}  // namespace
+
 int sqlite_store::migrate() {
   const lease c(*this);
   c->exec(
       "CREATE TABLE IF NOT EXISTS schema_migrations ("
       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)");
   for (const auto& m : migrations()) {
+    // A migration that rebuilds a referenced table runs with foreign keys
+    // off (dropping the old table would cascade otherwise) and has them all
+    // checked before it commits. The pragma is a no-op inside a transaction.
+    const bool keys_off = std::string_view(m.sql).starts_with("-- docflow: foreign-keys-off");
+    const foreign_keys_off keys(*c, keys_off);
     transaction tx(*c);
     if (read_version(*c) >= m.version) {
       continue;  // applied earlier, or by a process that started with us
     }
     c->exec(m.sql);
+    if (keys_off && c->prepare("PRAGMA foreign_key_check").step()) {
+      throw store_error("migration " + std::to_string(m.version) + " broke a foreign key");
+    }
     c->prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
         .bind(1, static_cast<std::int64_t>(m.version))
         .bind(2, m.name)
@@ -341,7 +374,7 @@ void insert_document_row(connection& c, const core::document& d) {
   } else {
     st.bind_null(4);
   }
-  st.bind(5, d.kind == core::file_kind::docx ? "docx" : "pdf")
+  st.bind(5, core::kind_name(d.kind))
       .bind(6, static_cast<std::int64_t>(d.size_bytes))
       .bind(7, d.sha256)
       .bind(8, core::to_string(d.status))

@@ -1,0 +1,250 @@
+#include "pipeline/ocr.hpp"
+
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+#include <leptonica/allheaders.h>
+#include <tesseract/baseapi.h>
+
+namespace docflow::pipeline {
+
+namespace {
+
+[[noreturn]] void fail(core::errc code, std::string message, bool retryable = false) {
+  throw stage_error(core::failure{code, std::move(message), retryable});
+}
+
+struct pix_deleter {
+  void operator()(Pix* p) const { pixDestroy(&p); }
+};
+using pix_ptr = std::unique_ptr<Pix, pix_deleter>;
+
+const auto* as_bytes(std::string_view s) { return reinterpret_cast<const l_uint8*>(s.data()); }
+
+bool is_tiff(l_int32 format) { return L_FORMAT_IS_TIFF(format); }
+
+// The number of pages of a TIFF; 1 for the other formats.
+int image_pages(std::string_view bytes, l_int32 format) {
+  if (!is_tiff(format)) return 1;
+  // fmemopen reads the bytes in place: no file, no system call.
+  const std::unique_ptr<FILE, int (*)(FILE*)> f(
+      ::fmemopen(const_cast<char*>(bytes.data()), bytes.size(), "rb"), &std::fclose);
+  l_int32 n = 0;
+  if (!f || tiffGetCount(f.get(), &n) != 0 || n <= 0)
+    fail(core::errc::unreadable_document, "the TIFF could not be read");
+  if (n > max_image_pages) {
+    fail(core::errc::document_too_complex,
+         "the TIFF has more than " + std::to_string(max_image_pages) + " pages");
+  }
+  return n;
+}
+
+[[noreturn]] void too_many_pixels() {
+  fail(core::errc::document_too_complex,
+       "the image has more than " + std::to_string(max_image_pixels) + " pixels");
+}
+
+bool too_large(std::uint64_t width, std::uint64_t height) { return width * height > max_image_pixels; }
+
+// Page `index` of the image, as 8-bit grey (what Tesseract thresholds).
+// Its size is judged from its header before a pixel is decoded.
+pix_ptr read_page(std::string_view bytes, l_int32 format, int index) {
+  const auto* data = as_bytes(bytes);
+  l_int32 w = 0, h = 0, bps = 0, spp = 0;
+  const bool header =
+      is_tiff(format)
+          ? readHeaderMemTiff(data, bytes.size(), index, &w, &h, &bps, &spp, nullptr, nullptr, nullptr) == 0
+          : pixReadHeaderMem(data, bytes.size(), nullptr, &w, &h, &bps, &spp, nullptr) == 0;
+  if (!header) fail(core::errc::unreadable_document, "the image could not be decoded");
+  if (too_large(static_cast<std::uint64_t>(w), static_cast<std::uint64_t>(h))) too_many_pixels();
+  pix_ptr pix(is_tiff(format) ? pixReadMemTiff(data, bytes.size(), index) : pixReadMem(data, bytes.size()));
+  if (!pix) fail(core::errc::unreadable_document, "the image could not be decoded");
+  if (too_large(static_cast<std::uint64_t>(pixGetWidth(pix.get())),
+                static_cast<std::uint64_t>(pixGetHeight(pix.get())))) {
+    too_many_pixels();
+  }
+  pix_ptr grey(pixGetDepth(pix.get()) == 8 && !pixGetColormap(pix.get()) ? pixClone(pix.get())
+                                                                         : pixConvertTo8(pix.get(), 0));
+  if (!grey) fail(core::errc::document_too_complex, "the image needs more memory than extraction allows");
+  // A scan that does not say its resolution is most likely 300 dpi; without
+  // one, Tesseract guesses 70 and misjudges the size of the text.
+  if (pixGetXRes(grey.get()) < 70) pixSetResolution(grey.get(), 300, 300);
+  return grey;
+}
+
+}  // namespace
+
+std::size_t non_space_chars(std::string_view text) {
+  std::size_t n = 0;
+  for (const char c : text) {
+    // A UTF-8 continuation byte is part of the character before it.
+    const auto b = static_cast<unsigned char>(c);
+    if (b > ' ' && (b & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+std::string page_text(std::string_view recognised) {
+  std::string out;
+  out.reserve(recognised.size());
+  std::size_t at = 0;
+  while (at < recognised.size()) {
+    auto end = recognised.find('\n', at);
+    if (end == std::string_view::npos) end = recognised.size();
+    const auto line = recognised.substr(at, end - at);
+    if (non_space_chars(line) > 0) {
+      if (!out.empty()) out += '\n';
+      out += line;
+    }
+    at = end + 1;
+  }
+  return out;
+}
+
+const char* to_string(ocr_mode m) noexcept {
+  switch (m) {
+    case ocr_mode::automatic: return "auto";
+    case ocr_mode::always: return "always";
+    case ocr_mode::never: return "never";
+  }
+  return "";
+}
+
+std::optional<ocr_mode> parse_ocr_mode(std::string_view s) noexcept {
+  for (const auto m : {ocr_mode::automatic, ocr_mode::always, ocr_mode::never}) {
+    if (s == to_string(m)) return m;
+  }
+  return std::nullopt;
+}
+
+const char* to_string(page_source s) noexcept {
+  switch (s) {
+    case page_source::text_layer: return "text_layer";
+    case page_source::ocr: return "ocr";
+    case page_source::none: return "none";
+  }
+  return "";
+}
+
+std::optional<page_source> parse_page_source(std::string_view s) noexcept {
+  for (const auto p : {page_source::text_layer, page_source::ocr, page_source::none}) {
+    if (s == to_string(p)) return p;
+  }
+  return std::nullopt;
+}
+
+std::vector<int> pages_to_recognise(const extraction& e, const ocr_settings& s) {
+  std::vector<int> pages;
+  if (s.mode == ocr_mode::never) return pages;
+  for (std::size_t i = 0; i < e.per_page.size() && pages.size() < s.max_pages; ++i) {
+    if (s.mode == ocr_mode::always || e.per_page[i].chars < s.min_page_chars)
+      pages.push_back(static_cast<int>(i));
+  }
+  return pages;
+}
+
+std::optional<ocr_summary> summarise_ocr(const std::vector<page_info>& pages, const std::string& languages) {
+  ocr_summary summary;
+  double total = 0;
+  for (const auto& p : pages) {
+    if (p.source != page_source::ocr) continue;
+    ++summary.pages;
+    total += p.confidence.value_or(0);
+  }
+  if (summary.pages == 0) return std::nullopt;
+  summary.mean_confidence = total / summary.pages;
+  for (std::size_t at = 0; at <= languages.size();) {
+    const auto plus = std::min(languages.find('+', at), languages.size());
+    if (plus > at) summary.languages.push_back(languages.substr(at, plus - at));
+    at = plus + 1;
+  }
+  return summary;
+}
+
+struct ocr_engine::impl {
+  tesseract::TessBaseAPI api;
+};
+
+ocr_engine::ocr_engine(const std::string& languages)
+    : impl_(std::make_unique<impl>()), languages_(languages) {
+  // The LSTM engine alone: Debian's language data has no legacy models.
+  if (impl_->api.Init(nullptr, languages.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
+    fail(core::errc::extractor_crashed, "the OCR languages '" + languages + "' could not be loaded", true);
+  }
+}
+
+ocr_engine::~ocr_engine() { impl_->api.End(); }
+
+namespace {
+
+ocr_engine::page read_text(tesseract::TessBaseAPI& api) {
+  const std::unique_ptr<char[]> text(api.GetUTF8Text());
+  ocr_engine::page out;
+  if (text) out.text = page_text(text.get());
+  // Tesseract's confidence of nothing recognised is 0, as it should be.
+  out.confidence = out.text.empty() ? 0 : api.MeanTextConf();
+  api.Clear();
+  return out;
+}
+
+}  // namespace
+
+ocr_engine::page ocr_engine::recognise(const unsigned char* grey, int width, int height, int bytes_per_line,
+                                       int dpi) {
+  impl_->api.SetImage(grey, width, height, 1, bytes_per_line);
+  impl_->api.SetSourceResolution(dpi);
+  return read_text(impl_->api);
+}
+
+ocr_engine::page ocr_engine::recognise(Pix* image) {
+  impl_->api.SetImage(image);
+  return read_text(impl_->api);
+}
+
+std::vector<std::string> missing_ocr_languages(const std::string& languages) {
+  std::vector<std::string> missing;
+  const auto summary = summarise_ocr({page_info{page_source::ocr, 0, 0}}, languages);
+  // Tesseract explains a missing file on stderr; the caller says it better.
+  const std::vector<std::string> quiet{"debug_file"};
+  const std::vector<std::string> nowhere{"/dev/null"};
+  for (const auto& language : summary->languages) {
+    tesseract::TessBaseAPI api;
+    if (api.Init(nullptr, language.c_str(), tesseract::OEM_LSTM_ONLY, nullptr, 0, &quiet, &nowhere, false) !=
+        0) {
+      missing.push_back(language);
+    }
+    api.End();
+  }
+  return missing;
+}
+
+extraction extract_image(std::string_view bytes, ocr_engine* engine, const std::vector<int>& ocr_pages) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    fail(core::errc::document_too_complex, "the image is larger than 2 GiB");
+  }
+  l_int32 format = IFF_UNKNOWN;
+  // findFileFormatBuffer reads 12 bytes whatever the buffer's size.
+  if (bytes.size() < 12 || findFileFormatBuffer(as_bytes(bytes), &format) != 0 || format == IFF_UNKNOWN) {
+    fail(core::errc::unreadable_document, "the image could not be decoded");
+  }
+  const int pages = image_pages(bytes, format);
+  extraction out;
+  out.pages = pages;
+  out.per_page.resize(static_cast<std::size_t>(pages));
+  std::size_t next = 0;  // in ocr_pages
+  for (int i = 0; i < pages; ++i) {
+    if (i > 0) out.text += '\n';  // as a PDF's pages, empty ones included
+    while (next < ocr_pages.size() && ocr_pages[next] < i) ++next;
+    if (!engine || next == ocr_pages.size() || ocr_pages[next] != i) continue;
+    const auto grey = read_page(bytes, format, i);
+    auto page = engine->recognise(grey.get());
+    auto& info = out.per_page[static_cast<std::size_t>(i)];
+    info = {page_source::ocr, non_space_chars(page.text), page.confidence};
+    out.text += page.text;
+  }
+  if (engine) out.ocr = summarise_ocr(out.per_page, engine->languages());
+  return out;
+}
+
+}  // namespace docflow::pipeline
