@@ -1,11 +1,14 @@
 #include "pipeline/ocr.hpp"
 
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <limits>
+#include <mutex>
 #include <utility>
 
 #include <leptonica/allheaders.h>
-#include <tesseract/baseapi.h>
+#include <tesseract/capi.h>
 
 namespace docflow::pipeline {
 
@@ -15,8 +18,73 @@ namespace {
   throw stage_error(core::failure{code, std::move(message), retryable});
 }
 
+// Tesseract and leptonica are loaded at run time, by the processes that
+// read images or pages by OCR and by no other. Linked in, they would be set
+// up in every extraction child: Tesseract's static set-up alone cost a text
+// PDF's extraction 7 ms of its 66 ms of CPU (bench/README.md, "OCR"). The
+// names are the sonames of Debian bookworm's libtesseract5 and liblept5.
+constexpr const char* tesseract_library = "libtesseract.so.5";
+constexpr const char* leptonica_library = "liblept.so.5";
+
+#define DOCFLOW_OCR_FUNCTIONS(X)               \
+  X(tesseract, TessBaseAPICreate)              \
+  X(tesseract, TessBaseAPIDelete)              \
+  X(tesseract, TessBaseAPIInit4)               \
+  X(tesseract, TessBaseAPISetImage)            \
+  X(tesseract, TessBaseAPISetImage2)           \
+  X(tesseract, TessBaseAPISetSourceResolution) \
+  X(tesseract, TessBaseAPIGetUTF8Text)         \
+  X(tesseract, TessBaseAPIMeanTextConf)        \
+  X(tesseract, TessBaseAPIClear)               \
+  X(tesseract, TessBaseAPIEnd)                 \
+  X(tesseract, TessDeleteText)                 \
+  X(leptonica, findFileFormatBuffer)           \
+  X(leptonica, tiffGetCount)                   \
+  X(leptonica, readHeaderMemTiff)              \
+  X(leptonica, pixReadHeaderMem)               \
+  X(leptonica, pixReadMemTiff)                 \
+  X(leptonica, pixReadMem)                     \
+  X(leptonica, pixDestroy)                     \
+  X(leptonica, pixClone)                       \
+  X(leptonica, pixConvertTo8)                  \
+  X(leptonica, pixGetDepth)                    \
+  X(leptonica, pixGetColormap)                 \
+  X(leptonica, pixGetWidth)                    \
+  X(leptonica, pixGetHeight)                   \
+  X(leptonica, pixGetXRes)                     \
+  X(leptonica, pixSetResolution)
+
+struct ocr_library {
+#define DOCFLOW_OCR_POINTER(library, name) decltype(&::name) name = nullptr;
+  DOCFLOW_OCR_FUNCTIONS(DOCFLOW_OCR_POINTER)
+#undef DOCFLOW_OCR_POINTER
+};
+
+// Loads both libraries once, every symbol bound now (RTLD_NOW): after the
+// sandbox locks the process down, nothing may be left to resolve from disk.
+const ocr_library& ocr() {
+  static ocr_library lib;
+  static std::string error;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* tesseract = ::dlopen(tesseract_library, RTLD_NOW | RTLD_LOCAL);
+    void* leptonica = tesseract ? ::dlopen(leptonica_library, RTLD_NOW | RTLD_LOCAL) : nullptr;
+    if (!tesseract || !leptonica) {
+      error = ::dlerror();
+      return;
+    }
+#define DOCFLOW_OCR_BIND(library, name)                                     \
+  lib.name = reinterpret_cast<decltype(lib.name)>(::dlsym(library, #name)); \
+  if (!lib.name) error = std::string("no ") + #name + " in the OCR libraries";
+    DOCFLOW_OCR_FUNCTIONS(DOCFLOW_OCR_BIND)
+#undef DOCFLOW_OCR_BIND
+  });
+  if (!error.empty()) fail(core::errc::extractor_crashed, "OCR is not available: " + error, true);
+  return lib;
+}
+
 struct pix_deleter {
-  void operator()(Pix* p) const { pixDestroy(&p); }
+  void operator()(Pix* p) const { ocr().pixDestroy(&p); }
 };
 using pix_ptr = std::unique_ptr<Pix, pix_deleter>;
 
@@ -31,8 +99,9 @@ int image_pages(std::string_view bytes, l_int32 format) {
   const std::unique_ptr<FILE, int (*)(FILE*)> f(
       ::fmemopen(const_cast<char*>(bytes.data()), bytes.size(), "rb"), &std::fclose);
   l_int32 n = 0;
-  if (!f || tiffGetCount(f.get(), &n) != 0 || n <= 0)
+  if (!f || ocr().tiffGetCount(f.get(), &n) != 0 || n <= 0) {
     fail(core::errc::unreadable_document, "the TIFF could not be read");
+  }
   if (n > max_image_pages) {
     fail(core::errc::document_too_complex,
          "the TIFF has more than " + std::to_string(max_image_pages) + " pages");
@@ -50,26 +119,29 @@ bool too_large(std::uint64_t width, std::uint64_t height) { return width * heigh
 // Page `index` of the image, as 8-bit grey (what Tesseract thresholds).
 // Its size is judged from its header before a pixel is decoded.
 pix_ptr read_page(std::string_view bytes, l_int32 format, int index) {
+  const auto& lib = ocr();
   const auto* data = as_bytes(bytes);
   l_int32 w = 0, h = 0, bps = 0, spp = 0;
   const bool header =
-      is_tiff(format)
-          ? readHeaderMemTiff(data, bytes.size(), index, &w, &h, &bps, &spp, nullptr, nullptr, nullptr) == 0
-          : pixReadHeaderMem(data, bytes.size(), nullptr, &w, &h, &bps, &spp, nullptr) == 0;
+      is_tiff(format) ? lib.readHeaderMemTiff(data, bytes.size(), index, &w, &h, &bps, &spp, nullptr, nullptr,
+                                              nullptr) == 0
+                      : lib.pixReadHeaderMem(data, bytes.size(), nullptr, &w, &h, &bps, &spp, nullptr) == 0;
   if (!header) fail(core::errc::unreadable_document, "the image could not be decoded");
   if (too_large(static_cast<std::uint64_t>(w), static_cast<std::uint64_t>(h))) too_many_pixels();
-  pix_ptr pix(is_tiff(format) ? pixReadMemTiff(data, bytes.size(), index) : pixReadMem(data, bytes.size()));
+  pix_ptr pix(is_tiff(format) ? lib.pixReadMemTiff(data, bytes.size(), index)
+                              : lib.pixReadMem(data, bytes.size()));
   if (!pix) fail(core::errc::unreadable_document, "the image could not be decoded");
-  if (too_large(static_cast<std::uint64_t>(pixGetWidth(pix.get())),
-                static_cast<std::uint64_t>(pixGetHeight(pix.get())))) {
+  if (too_large(static_cast<std::uint64_t>(lib.pixGetWidth(pix.get())),
+                static_cast<std::uint64_t>(lib.pixGetHeight(pix.get())))) {
     too_many_pixels();
   }
-  pix_ptr grey(pixGetDepth(pix.get()) == 8 && !pixGetColormap(pix.get()) ? pixClone(pix.get())
-                                                                         : pixConvertTo8(pix.get(), 0));
+  pix_ptr grey(lib.pixGetDepth(pix.get()) == 8 && !lib.pixGetColormap(pix.get())
+                   ? lib.pixClone(pix.get())
+                   : lib.pixConvertTo8(pix.get(), 0));
   if (!grey) fail(core::errc::document_too_complex, "the image needs more memory than extraction allows");
   // A scan that does not say its resolution is most likely 300 dpi; without
   // one, Tesseract guesses 70 and misjudges the size of the text.
-  if (pixGetXRes(grey.get()) < 70) pixSetResolution(grey.get(), 300, 300);
+  if (lib.pixGetXRes(grey.get()) < 70) lib.pixSetResolution(grey.get(), 300, 300);
   return grey;
 }
 
@@ -162,29 +234,51 @@ std::optional<ocr_summary> summarise_ocr(const std::vector<page_info>& pages, co
   return summary;
 }
 
+void load_ocr() { (void)ocr(); }
+
+// One TessBaseAPI, ended and freed on every way out.
 struct ocr_engine::impl {
-  tesseract::TessBaseAPI api;
+  impl() : api(ocr().TessBaseAPICreate()) {}
+  ~impl() {
+    ocr().TessBaseAPIEnd(api);
+    ocr().TessBaseAPIDelete(api);
+  }
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+  // The LSTM engine alone: Debian's language data has no legacy models. A
+  // missing file is explained on stderr unless `quiet`.
+  bool init(const std::string& languages, bool quiet) const {
+    char debug_file[] = "debug_file";
+    char nowhere[] = "/dev/null";
+    char* names[] = {debug_file};
+    char* values[] = {nowhere};
+    return ocr().TessBaseAPIInit4(api, nullptr, languages.c_str(), tesseract::OEM_LSTM_ONLY, nullptr, 0,
+                                  names, values, quiet ? 1 : 0, 0) == 0;
+  }
+
+  TessBaseAPI* api;
 };
 
 ocr_engine::ocr_engine(const std::string& languages)
     : impl_(std::make_unique<impl>()), languages_(languages) {
-  // The LSTM engine alone: Debian's language data has no legacy models.
-  if (impl_->api.Init(nullptr, languages.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
+  if (!impl_->init(languages, false)) {
     fail(core::errc::extractor_crashed, "the OCR languages '" + languages + "' could not be loaded", true);
   }
 }
 
-ocr_engine::~ocr_engine() { impl_->api.End(); }
+ocr_engine::~ocr_engine() = default;
 
 namespace {
 
-ocr_engine::page read_text(tesseract::TessBaseAPI& api) {
-  const std::unique_ptr<char[]> text(api.GetUTF8Text());
+ocr_engine::page read_text(TessBaseAPI* api) {
+  const auto& lib = ocr();
+  const std::unique_ptr<char, void (*)(const char*)> text(lib.TessBaseAPIGetUTF8Text(api),
+                                                          lib.TessDeleteText);
   ocr_engine::page out;
   if (text) out.text = page_text(text.get());
   // Tesseract's confidence of nothing recognised is 0, as it should be.
-  out.confidence = out.text.empty() ? 0 : api.MeanTextConf();
-  api.Clear();
+  out.confidence = out.text.empty() ? 0 : lib.TessBaseAPIMeanTextConf(api);
+  lib.TessBaseAPIClear(api);
   return out;
 }
 
@@ -192,13 +286,13 @@ ocr_engine::page read_text(tesseract::TessBaseAPI& api) {
 
 ocr_engine::page ocr_engine::recognise(const unsigned char* grey, int width, int height, int bytes_per_line,
                                        int dpi) {
-  impl_->api.SetImage(grey, width, height, 1, bytes_per_line);
-  impl_->api.SetSourceResolution(dpi);
+  ocr().TessBaseAPISetImage(impl_->api, grey, width, height, 1, bytes_per_line);
+  ocr().TessBaseAPISetSourceResolution(impl_->api, dpi);
   return read_text(impl_->api);
 }
 
 ocr_engine::page ocr_engine::recognise(Pix* image) {
-  impl_->api.SetImage(image);
+  ocr().TessBaseAPISetImage2(impl_->api, image);
   return read_text(impl_->api);
 }
 
@@ -206,15 +300,8 @@ std::vector<std::string> missing_ocr_languages(const std::string& languages) {
   std::vector<std::string> missing;
   const auto summary = summarise_ocr({page_info{page_source::ocr, 0, 0}}, languages);
   // Tesseract explains a missing file on stderr; the caller says it better.
-  const std::vector<std::string> quiet{"debug_file"};
-  const std::vector<std::string> nowhere{"/dev/null"};
   for (const auto& language : summary->languages) {
-    tesseract::TessBaseAPI api;
-    if (api.Init(nullptr, language.c_str(), tesseract::OEM_LSTM_ONLY, nullptr, 0, &quiet, &nowhere, false) !=
-        0) {
-      missing.push_back(language);
-    }
-    api.End();
+    if (!ocr_engine::impl().init(language, true)) missing.push_back(language);
   }
   return missing;
 }
@@ -225,7 +312,8 @@ extraction extract_image(std::string_view bytes, ocr_engine* engine, const std::
   }
   l_int32 format = IFF_UNKNOWN;
   // findFileFormatBuffer reads 12 bytes whatever the buffer's size.
-  if (bytes.size() < 12 || findFileFormatBuffer(as_bytes(bytes), &format) != 0 || format == IFF_UNKNOWN) {
+  if (bytes.size() < 12 || ocr().findFileFormatBuffer(as_bytes(bytes), &format) != 0 ||
+      format == IFF_UNKNOWN) {
     fail(core::errc::unreadable_document, "the image could not be decoded");
   }
   const int pages = image_pages(bytes, format);

@@ -71,14 +71,23 @@ public:
 
   const std::string& languages() const noexcept { return languages_; }
 
-private:
   struct impl;
+
+private:
   std::unique_ptr<impl> impl_;
   std::string languages_;
 };
 
+/// Loads Tesseract and leptonica (at run time: a process that reads no image
+/// never pays for them). Call it before the sandbox locks the process down
+/// when the task may decode an image or run OCR; the other functions here
+/// load them when first needed. Throws stage_error extractor_crashed
+/// (transient) when the libraries are missing.
+void load_ocr();
+
 /// The languages of `languages` ('+'-separated) whose data Tesseract cannot
-/// load on this machine; empty when all load. For start-up checks.
+/// load on this machine; empty when all load. For start-up checks. Throws
+/// as load_ocr().
 std::vector<std::string> missing_ocr_languages(const std::string& languages);
 
 /// An image (PNG, JPEG, TIFF with any number of pages). Without `engine`:

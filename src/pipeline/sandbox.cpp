@@ -525,8 +525,10 @@ std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes,
                      pid_t parent) {
   const auto input = task == child_task::report_sandbox ? std::string_view() : map_input();
   prepare_extractors();
-  // Tesseract reads its language data now; the document's pages after.
+  // The OCR libraries and Tesseract's language data are read now; the
+  // document's pages after.
   std::unique_ptr<ocr_engine> engine;
+  if (task == child_task::extract_image) load_ocr();
   if (task == child_task::ocr_pdf || task == child_task::ocr_image) {
     engine = std::make_unique<ocr_engine>(ocr.languages);
   }
