@@ -55,7 +55,9 @@ constexpr const char* leptonica_library = "liblept.so.5";
   X(leptonica, pixSetResolution)
 
 struct ocr_library {
-#define DOCFLOW_OCR_POINTER(library, name) decltype(&::name) name = nullptr;
+// A member named as the function it points to: no parentheses possible.
+#define DOCFLOW_OCR_POINTER(library, name) \
+  decltype(&::name) name = nullptr;  // NOLINT(bugprone-macro-parentheses)
   DOCFLOW_OCR_FUNCTIONS(DOCFLOW_OCR_POINTER)
 #undef DOCFLOW_OCR_POINTER
 };
