@@ -254,6 +254,18 @@ class CreationTest(UploadTestCase):
         self.assertEqual(got.status, 200, got)
         self.assertEqual(got.json()["size_bytes"], len(data))
 
+    def test_an_image_becomes_a_document_of_its_type(self):
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "scan.png"), "rb") as f:
+            data = f.read()
+        res = self.tus.create(len(data), meta=metadata(filename="scan.png"), body=data)
+        self.assertEqual(res.status, 201, res)
+        doc = self.tus.get(res.header("Location")).json()
+        self.assertEqual(doc["content_type"], "image/png", doc)
+        self.assertEqual(doc["sha256"], hashlib.sha256(data).hexdigest())
+        # A PNG named .jpg is refused at its first bytes, as POST /documents refuses it.
+        location = self.tus.new(len(data), meta=metadata(filename="scan.jpg"))
+        self.assertProblem(self.tus.patch(location, 0, data), 415, "unsupported-media-type")
+
     def test_the_same_idempotency_key_gives_the_same_upload(self):
         key = {"Idempotency-Key": "tus-key-1"}
         first = self.tus.create(1000, **key)
