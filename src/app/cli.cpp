@@ -227,6 +227,7 @@ int run_cli(int argc, char** argv) {
   extract_cmd->add_option("--ocr-languages", extract_ocr.languages);
   extract_cmd->add_option("--ocr-dpi", extract_ocr.dpi);
   extract_cmd->add_option("--ocr-pages", extract_ocr_pages);
+  extract_cmd->add_option("--blank-checks", extract_ocr.blank_checks);
   // The route table as "METHOD PATTERN" lines, for the OpenAPI contract test.
   auto* routes_cmd = app.add_subcommand("routes", "")->group("");
   auto* user_cmd = app.add_subcommand("user", "Manage accounts");

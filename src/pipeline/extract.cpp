@@ -73,28 +73,49 @@ void prepare_extractors() {
 
 namespace {
 
-// The page drawn in greys at `dpi`, or less when that would pass
-// max_image_pixels (a poster-sized page), and read by OCR.
-ocr_engine::page recognise_page(const poppler::page& page, ocr_engine& engine, unsigned dpi) {
+// `dpi`, or less when the page drawn at `dpi` would pass `max_pixels` (a
+// poster-sized page).
+double fitting_dpi(const poppler::page& page, double dpi, double max_pixels) {
   const auto box = page.page_rect(poppler::media_box);
   const double inches = (box.width() / 72.0) * (box.height() / 72.0);
-  double resolution = dpi;
-  if (inches * resolution * resolution > static_cast<double>(max_image_pixels)) {
-    resolution = std::sqrt(static_cast<double>(max_image_pixels) / inches);
-  }
+  return inches * dpi * dpi > max_pixels ? std::sqrt(max_pixels / inches) : dpi;
+}
+
+poppler::image render_gray(const poppler::page& page, double dpi) {
   poppler::page_renderer renderer;
   renderer.set_image_format(poppler::image::format_gray8);
   renderer.set_render_hints(poppler::page_renderer::antialiasing | poppler::page_renderer::text_antialiasing);
-  const auto image = renderer.render_page(&page, resolution, resolution);
+  return renderer.render_page(&page, dpi, dpi);
+}
+
+ocr_engine::page recognise_page(const poppler::page& page, ocr_engine& engine, unsigned dpi) {
+  const double resolution = fitting_dpi(page, dpi, static_cast<double>(max_image_pixels));
+  const auto image = render_gray(page, resolution);
   if (!image.is_valid()) return {};  // nothing drawable: a page without text
   return engine.recognise(reinterpret_cast<const unsigned char*>(image.const_data()), image.width(),
                           image.height(), image.bytes_per_row(), static_cast<int>(resolution));
 }
 
+// Whether the page, drawn at 36 dpi (a pixel is 2 points: any glyph of a
+// readable size still darkens one), is a single grey all over. Costs about
+// what decoding the page's images costs; a scan with any speck is not blank.
+bool draws_nothing(const poppler::page& page) {
+  const auto image = render_gray(page, fitting_dpi(page, 36, 4e6));
+  if (!image.is_valid()) return true;
+  const auto* row = reinterpret_cast<const unsigned char*>(image.const_data());
+  const unsigned char first = row[0];
+  for (int y = 0; y < image.height(); ++y, row += image.bytes_per_row()) {
+    for (int x = 0; x < image.width(); ++x) {
+      if (row[x] != first) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 extraction extract_pdf(std::string_view bytes, ocr_engine* engine, const std::vector<int>& ocr_pages,
-                       unsigned dpi) {
+                       unsigned dpi, unsigned blank_checks) {
   quiet_poppler();
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
     too_complex("the PDF is larger than 2 GiB");
@@ -131,6 +152,10 @@ extraction extract_pdf(std::string_view bytes, ocr_engine* engine, const std::ve
     while (!text.empty() && (text.back() == '\n' || text.back() == '\f')) text.pop_back();
     info.chars = non_space_chars(text);
     info.source = info.chars > 0 ? page_source::text_layer : page_source::none;
+    if (info.chars == 0 && blank_checks > 0) {
+      --blank_checks;
+      info.blank = draws_nothing(*page);
+    }
     out.text += text;
   }
   if (engine) out.ocr = summarise_ocr(out.per_page, engine->languages());

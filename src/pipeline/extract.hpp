@@ -16,14 +16,16 @@ class ocr_engine;
 /// poppler. Pages are read in reading order (as pdftotext does) and joined by
 /// '\n'; per_page says what each page's text layer held. With `engine`, the
 /// pages `ocr_pages` (0-based, sorted) are drawn at `dpi` and read by OCR
-/// instead. Throws stage_error: unreadable_document (permanent) when the
+/// instead. Without `engine`, up to `blank_checks` pages without text are
+/// drawn small to see whether they are blank (page_info::blank), which spares
+/// them OCR. Throws stage_error: unreadable_document (permanent) when the
 /// file does not load, is encrypted with a password, or has no pages;
 /// document_too_complex (permanent) past 2 GiB, which poppler cannot address.
 /// Parsing an untrusted PDF can crash or exhaust the process: call it only
 /// inside the extraction sandbox (sandbox.hpp), which hands it the file's
 /// bytes (the child opens no file).
 extraction extract_pdf(std::string_view bytes, ocr_engine* engine = nullptr,
-                       const std::vector<int>& ocr_pages = {}, unsigned dpi = 300);
+                       const std::vector<int>& ocr_pages = {}, unsigned dpi = 300, unsigned blank_checks = 0);
 
 /// The bounds a DOCX must stay within; all are checked on the central
 /// directory before anything is inflated, except max_part_bytes, which caps

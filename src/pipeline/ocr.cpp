@@ -212,6 +212,7 @@ std::vector<int> pages_to_recognise(const extraction& e, const ocr_settings& s) 
   std::vector<int> pages;
   if (s.mode == ocr_mode::never) return pages;
   for (std::size_t i = 0; i < e.per_page.size() && pages.size() < s.max_pages; ++i) {
+    if (e.per_page[i].blank) continue;
     if (s.mode == ocr_mode::always || e.per_page[i].chars < s.min_page_chars)
       pages.push_back(static_cast<int>(i));
   }

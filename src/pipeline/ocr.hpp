@@ -41,8 +41,8 @@ struct ocr_settings {
 };
 
 /// The pages a run should read by OCR, given what the text layer gave
-/// (page_info::chars): at most s.max_pages of them, in page order. Empty for
-/// `never`, and for a document without pages (DOCX).
+/// (page_info::chars), blank pages left out: at most s.max_pages of them, in
+/// page order. Empty for `never`, and for a document without pages (DOCX).
 std::vector<int> pages_to_recognise(const extraction& e, const ocr_settings& s);
 
 /// Tesseract with its language data loaded: made before the sandbox locks

@@ -378,10 +378,12 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
                                 "--task",           task_argument(task),
                                 "--sandbox",        mode_argument(limits.strict),
                                 "--max-text-bytes", std::to_string(limits.max_text_bytes)};
-  if (ocr) {
+  if (ocr && !ocr->pages.empty()) {
     args.insert(args.end(), {"--ocr-languages", ocr->languages, "--ocr-dpi", std::to_string(ocr->dpi),
                              "--ocr-pages", format_page_list(ocr->pages)});
   }
+  if (ocr && ocr->blank_checks > 0)
+    args.insert(args.end(), {"--blank-checks", std::to_string(ocr->blank_checks)});
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
@@ -557,7 +559,7 @@ std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes,
     e.text = run_test_fault(fault, parent);
   } else {
     switch (task) {
-      case child_task::extract_pdf: e = extract_pdf(input); break;
+      case child_task::extract_pdf: e = extract_pdf(input, nullptr, {}, 0, ocr.blank_checks); break;
       case child_task::extract_docx: e = extract_docx(input); break;
       case child_task::extract_image: e = extract_image(input); break;
       case child_task::ocr_pdf: e = extract_pdf(input, engine.get(), ocr.pages, ocr.dpi); break;
@@ -706,7 +708,8 @@ extraction decode_child_output(std::string_view json) {
     if (!page) crashed("the extractor answered a bad page_sources");
     const auto* source = member(*page, "source").if_string();
     const auto confidence = decode_optional_int(*page, "confidence");
-    if (!source || (confidence && (*confidence < 0 || *confidence > 100))) {
+    const auto* blank = member(*page, "blank").if_bool();
+    if (!source || !blank || (confidence && (*confidence < 0 || *confidence > 100))) {
       crashed("the extractor answered a bad page_sources");
     }
     page_info info;
@@ -717,6 +720,7 @@ extraction decode_child_output(std::string_view json) {
     }
     info.chars = decode_count(*page, "chars");
     if (confidence) info.confidence = static_cast<int>(*confidence);
+    info.blank = *blank;
     e.per_page.push_back(info);
   }
   const auto& ocr = member(o, "ocr");
@@ -828,7 +832,9 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
   const auto task = pdf                    ? child_task::extract_pdf
                     : core::is_image(kind) ? child_task::extract_image
                                            : child_task::extract_docx;
-  auto first = extract(self_exe, input.get(), task, limits, heartbeat, nullptr);
+  ocr_request first_pass;
+  first_pass.blank_checks = pdf && ocr.mode != ocr_mode::never ? ocr.max_pages : 0;
+  auto first = extract(self_exe, input.get(), task, limits, heartbeat, &first_pass);
   const auto pages = pages_to_recognise(first, ocr);
   if (pages.empty()) return first;
   // The child maps its input, so the same descriptor serves again.
@@ -837,8 +843,13 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
   raised.wall += std::chrono::duration_cast<std::chrono::milliseconds>(ocr.page_timeout) *
                  static_cast<long>(pages.size());
   const ocr_request request{ocr.languages, ocr.dpi, pages};
-  return extract(self_exe, input.get(), pdf ? child_task::ocr_pdf : child_task::ocr_image, raised, heartbeat,
-                 &request);
+  auto second = extract(self_exe, input.get(), pdf ? child_task::ocr_pdf : child_task::ocr_image, raised,
+                        heartbeat, &request);
+  // The second child looks for no blank page; the first one's findings stand.
+  for (std::size_t i = 0; i < std::min(first.per_page.size(), second.per_page.size()); ++i) {
+    second.per_page[i].blank = first.per_page[i].blank;
+  }
+  return second;
 }
 
 bool is_docx_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,

@@ -65,11 +65,14 @@ enum class child_task {
 };
 
 /// What an OCR task reads, and how: `--ocr-languages L --ocr-dpi N
-/// --ocr-pages 0,3,4` (0-based, ascending).
+/// --ocr-pages 0,3,4` (0-based, ascending). For the first pass over a PDF
+/// (`--task pdf`), `--blank-checks N`: how many pages without text may be
+/// drawn small to find the blank ones, which OCR then leaves alone.
 struct ocr_request {
   std::string languages = "eng";
   unsigned dpi = 300;
   std::vector<int> pages;
+  unsigned blank_checks = 0;
 };
 
 /// "0,3,4" and back; the parse is nullopt for anything but ascending
@@ -100,8 +103,10 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 /// - extractor_crashed (transient) when the child dies by a signal (SIGSEGV,
 ///   SIGXCPU, SIGKILL, abort...), exits non-zero, answers garbage, or cannot
 ///   be started.
-/// When `ocr` wants pages of a PDF or an image read by OCR
-/// (pages_to_recognise on the first answer), a second child does the whole
+/// Unless ocr.mode is `never`, the first child looks for blank pages among
+/// the first ocr.max_pages without text. When `ocr` wants pages of a PDF or
+/// an image read by OCR (pages_to_recognise on the first answer), a second
+/// child does the whole
 /// extraction again with those pages recognised (`--task ocr-pdf|ocr-image`),
 /// its CPU and wall-clock limits raised by ocr.page_cpu_seconds and
 /// ocr.page_timeout per page: a document with a text layer costs no OCR.
@@ -153,7 +158,7 @@ int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const
 /// {"ok":true,"pages":n|null,"text":"...","truncated":bool,"title":s|null,"author":s|null,
 ///  "created_ms":n|null,"analysis":{"chars":n,"words":n,"lines":n,"language":s,
 ///  "keywords":[{"term":s,"count":n}...]},
-///  "page_sources":[{"source":"text_layer"|"ocr"|"none","chars":n,"confidence":n|null}...],
+///  "page_sources":[{"source":"text_layer"|"ocr"|"none","chars":n,"confidence":n|null,"blank":b}...],
 ///  "ocr":{"pages":n,"mean_confidence":x,"languages":[s...]}|null}
 /// (created_ms: milliseconds since the Unix epoch). Invalid UTF-8 in any
 /// string is replaced by U+FFFD so the answer is always valid JSON.

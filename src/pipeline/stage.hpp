@@ -61,7 +61,7 @@ struct analysis {
 enum class page_source {
   text_layer,  ///< the PDF's own text
   ocr,         ///< recognised from the rendered page or the image
-  none,        ///< no text: an empty page, or one OCR was not asked to read
+  none,        ///< no text: a blank page, or one OCR was not asked to read
 };
 
 /// "text_layer", "ocr", "none".
@@ -73,6 +73,10 @@ struct page_info {
   page_source source = page_source::none;
   std::size_t chars = 0;          ///< non-space characters of the page's text
   std::optional<int> confidence;  ///< Tesseract's mean word confidence (0-100), for OCR only
+  /// The page has no text and draws nothing (one colour all over), so OCR
+  /// would find nothing: never read by OCR. Judged only when OCR is on, for
+  /// pages without text.
+  bool blank = false;
 };
 
 /// The pages a run read by OCR, for the whole document.
@@ -82,7 +86,7 @@ struct ocr_summary {
   std::vector<std::string> languages;  ///< Tesseract's names ("eng", "deu")
 };
 
-/// [{"source", "chars", "confidence" (null unless OCR)}], one per page: the
+/// [{"source", "chars", "confidence" (null unless OCR), "blank"}], one per page: the
 /// shape of the stored result's page_sources and of the child's answer.
 boost::json::array page_sources_json(const std::vector<page_info>& pages);
 

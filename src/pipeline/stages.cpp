@@ -97,7 +97,8 @@ boost::json::array page_sources_json(const std::vector<page_info>& pages) {
     out.push_back(boost::json::object{
         {"source", to_string(p.source)},
         {"chars", p.chars},
-        {"confidence", p.confidence ? boost::json::value(*p.confidence) : boost::json::value(nullptr)}});
+        {"confidence", p.confidence ? boost::json::value(*p.confidence) : boost::json::value(nullptr)},
+        {"blank", p.blank}});
   }
   return out;
 }

@@ -588,8 +588,9 @@ class ProcessingTest(SharedProcessingCase):
         self.assertEqual(r["pages"], pages, r)
         self.assertEqual([p["source"] for p in r["page_sources"]], sources, r)
         for p in r["page_sources"]:
-            self.assertEqual(set(p), {"source", "chars", "confidence"}, p)
+            self.assertEqual(set(p), {"source", "chars", "confidence", "blank"}, p)
             self.assertIsInstance(p["chars"], int, p)
+            self.assertIs(p["blank"], False, p)
             if p["source"] == "ocr":
                 self.assertIsInstance(p["confidence"], int, p)
                 self.assertTrue(50 < p["confidence"] <= 100, p)
@@ -627,6 +628,19 @@ class ProcessingTest(SharedProcessingCase):
 
     def test_scanned_pdf_is_read_by_ocr(self):
         self.check_ocr("scanned.pdf", "application/pdf", 1, ["ocr"], ["Scanned page without a text layer"])
+
+    def test_an_empty_page_is_blank_and_not_read_by_ocr(self):
+        empty = (
+            b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n"
+            b"2 0 obj <</Type /Pages /Kids [3 0 R] /Count 1>> endobj\n"
+            b"3 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]>> endobj\n"
+            b"trailer <</Root 1 0 R>>\n%%EOF\n"
+        )
+        doc = self.complete("empty.pdf", empty)
+        r = get_result(self.server, self.token, doc["id"]).json()
+        self.assertEqual(r["page_sources"], [{"source": "none", "chars": 0, "confidence": None, "blank": True}], r)
+        self.assertIsNone(r["ocr"], r)
+        self.assertEqual(r["word_count"], 0, r)
 
     def test_a_page_stored_sideways_is_read_upright(self):
         self.check_ocr("rotated.pdf", "application/pdf", 1, ["ocr"], ["This page was scanned sideways"])
@@ -943,7 +957,7 @@ class NoOcrTest(SharedProcessingCase):
         self.assertEqual(wait_status(self.server, self.token, doc["id"])["status"], "COMPLETED")
         r = get_result(self.server, self.token, doc["id"]).json()
         self.assertEqual(r["word_count"], 0, r)
-        self.assertEqual(r["page_sources"], [{"source": "none", "chars": 0, "confidence": None}], r)
+        self.assertEqual(r["page_sources"], [{"source": "none", "chars": 0, "confidence": None, "blank": False}], r)
         self.assertIsNone(r["ocr"], r)
 
 

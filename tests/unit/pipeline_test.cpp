@@ -866,7 +866,7 @@ TEST(child_protocol, page_sources_and_ocr_round_trip) {
   e.text = "a\nb";
   e.per_page = {{page_source::text_layer, 120, std::nullopt},
                 {page_source::ocr, 40, 91},
-                {page_source::none, 0, std::nullopt}};
+                {page_source::none, 0, std::nullopt, true}};
   e.ocr = ocr_summary{1, 91.0, {"eng", "deu"}};
   const auto back = decode_child_output(encode_child_output(e));
   ASSERT_EQ(back.per_page.size(), 3u);
@@ -876,6 +876,8 @@ TEST(child_protocol, page_sources_and_ocr_round_trip) {
   EXPECT_EQ(back.per_page[1].source, page_source::ocr);
   EXPECT_EQ(back.per_page[1].confidence, 91);
   EXPECT_EQ(back.per_page[2].source, page_source::none);
+  EXPECT_FALSE(back.per_page[1].blank);
+  EXPECT_TRUE(back.per_page[2].blank);
   ASSERT_TRUE(back.ocr);
   EXPECT_EQ(back.ocr->pages, 1);
   EXPECT_DOUBLE_EQ(back.ocr->mean_confidence, 91.0);
@@ -905,6 +907,10 @@ TEST(child_protocol, page_sources_and_ocr_round_trip) {
   auto unknown_source = encode_child_output(e);
   unknown_source.replace(unknown_source.find("\"none\""), 6, "\"nope\"");
   EXPECT_EQ(failure_of([&] { decode_child_output(unknown_source); }).code,
+            core::name(core::errc::extractor_crashed));
+  auto blank_not_a_bool = encode_child_output(e);
+  blank_not_a_bool.replace(blank_not_a_bool.find("\"blank\":true"), 12, "\"blank\":1");
+  EXPECT_EQ(failure_of([&] { decode_child_output(blank_not_a_bool); }).code,
             core::name(core::errc::extractor_crashed));
 }
 
@@ -1409,6 +1415,73 @@ TEST(ocr, pages_to_recognise_follows_the_mode_the_threshold_and_the_bound) {
   s.mode = ocr_mode::never;
   EXPECT_EQ(pages_to_recognise(e, s), std::vector<int>{});
   EXPECT_EQ(pages_to_recognise(extraction{}, ocr_settings{}), std::vector<int>{});  // a DOCX has no pages
+
+  e.per_page[0].blank = true;  // nothing to read, whatever the mode
+  EXPECT_EQ(pages_to_recognise(e, ocr_settings{}), std::vector<int>{2});
+  s.mode = ocr_mode::always;
+  s.max_pages = 100;
+  EXPECT_EQ(pages_to_recognise(e, s), (std::vector<int>{1, 2}));
+}
+
+namespace {
+
+// A PDF of one page per content stream, "" for a page without one, each
+// 200 x 200 points; poppler rebuilds the missing cross-reference table.
+std::string pdf_of_pages(const std::vector<std::string>& contents) {
+  const auto count = contents.size();
+  std::string kids;
+  std::string objects;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto page = 3 + 2 * i;
+    kids += std::to_string(page) + " 0 R ";
+    objects += std::to_string(page) + " 0 obj <</Type /Page /Parent 2 0 R /MediaBox [0 0 200 200]";
+    if (!contents[i].empty()) objects += " /Contents " + std::to_string(page + 1) + " 0 R";
+    objects += ">> endobj\n";
+    objects += std::to_string(page + 1) + " 0 obj <</Length " + std::to_string(contents[i].size()) +
+               ">> stream\n" + contents[i] + "\nendstream endobj\n";
+  }
+  return "%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n2 0 obj <</Type /Pages /Kids [" + kids +
+         "] /Count " + std::to_string(count) + ">> endobj\n" + objects + "trailer <</Root 1 0 R>>\n%%EOF\n";
+}
+
+}  // namespace
+
+TEST(ocr, a_page_that_draws_nothing_is_not_read_by_ocr) {
+  const temp_dir dir;
+  const auto pdf = dir.write("blank.pdf", pdf_of_pages({
+                                              "",                             // no content at all
+                                              "0 0 0 rg 20 20 160 160 re f",  // a black square
+                                              "1 1 1 rg 0 0 200 200 re f",    // white on white
+                                              "0.5 g 0 0 200 200 re f",       // one grey all over
+                                              "0 g 100 100 1.5 1.5 re f",     // a speck, not blank
+                                          }));
+  const auto e = extract_in_child(docflow_bin(), pdf, core::file_kind::pdf, test_limits());
+  ASSERT_EQ(e.per_page.size(), 5u);
+  const bool blank[] = {true, false, true, true, false};
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(e.per_page[i].blank, blank[i]) << "page " << i;
+  EXPECT_EQ(e.per_page[0].source, page_source::none);
+  EXPECT_EQ(e.per_page[1].source, page_source::ocr);  // drawn, so OCR looked (and found no word)
+  EXPECT_EQ(e.per_page[2].source, page_source::none);
+  ASSERT_TRUE(e.ocr);
+  EXPECT_EQ(e.ocr->pages, 2);
+
+  // A document of blank pages starts no OCR child at all; with OCR off,
+  // no page is drawn to find out.
+  const auto only_blank = dir.write("only-blank.pdf", pdf_of_pages({"", ""}));
+  const auto none = extract_in_child(docflow_bin(), only_blank, core::file_kind::pdf, test_limits());
+  EXPECT_FALSE(none.ocr);
+  EXPECT_TRUE(none.per_page[0].blank && none.per_page[1].blank);
+  const auto off = extract_in_child(docflow_bin(), only_blank, core::file_kind::pdf, test_limits(), {},
+                                    ocr_mode_of(ocr_mode::never));
+  EXPECT_FALSE(off.per_page[0].blank || off.per_page[1].blank);
+
+  // Only the first max_pages pages without text are looked at.
+  auto one = ocr_settings{};
+  one.max_pages = 1;
+  const auto bounded =
+      extract_in_child(docflow_bin(), only_blank, core::file_kind::pdf, test_limits(), {}, one);
+  EXPECT_TRUE(bounded.per_page[0].blank);
+  EXPECT_FALSE(bounded.per_page[1].blank);
 }
 
 TEST(ocr, a_scanned_pdf_is_read_by_ocr) {
