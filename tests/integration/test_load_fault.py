@@ -5,7 +5,8 @@ and the server gets SIGTERM and is started again on the same data. Afterwards:
 
 - every upload that got a 201 is there, byte for byte (SHA-256 of /content);
 - every document is UPLOADED, COMPLETED or FAILED once the queue drains
-  (nothing stuck in PROCESSING);
+  (nothing stuck in PROCESSING: the drain may be slow on a busy machine,
+  but it fails once it stops making progress);
 - the server's resident memory is back within 20% of where it started.
 
 The random choices come from LOAD_SEED (printed on failure) so a run can be
@@ -28,7 +29,9 @@ from test_documents import form, file_part, form_type, make_pdf, new_user
 CLIENTS = 200
 SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 SEED = int(os.environ.get("LOAD_SEED", "20261204"))
-DRAIN_BOUND = 120.0  # the queue must empty within this after the load stops
+# The queue drains at whatever pace the machine allows, but it must move: the
+# test fails when no document has left PROCESSING for this long.
+STALL_BOUND = 60.0
 
 
 def rss_kib(pid):
@@ -178,7 +181,7 @@ class LoadAndFaultTest(ServerTestCase):
         self.assertNotIn("idempotency_broken", self.counts, context)
 
         # The queue drains: nothing stays PROCESSING.
-        drain_by = time.monotonic() + DRAIN_BOUND
+        fewest, moved = None, time.monotonic()
         while True:
             stuck = []
             for token in tokens:
@@ -189,7 +192,9 @@ class LoadAndFaultTest(ServerTestCase):
                     if not page.get("next_cursor"):
                         break
                     cursor = "&cursor=" + page["next_cursor"]
-            if not stuck or time.monotonic() > drain_by:
+            if fewest is None or len(stuck) < fewest:
+                fewest, moved = len(stuck), time.monotonic()
+            if not stuck or time.monotonic() - moved > STALL_BOUND:
                 break
             time.sleep(1)
         self.assertEqual(stuck, [], "documents stuck in PROCESSING; " + context)
