@@ -16,6 +16,7 @@
 #include "api/document_json.hpp"
 #include "api/errors.hpp"
 #include "api/idempotency.hpp"
+#include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "api/stream_limit.hpp"
 #include "config/config.hpp"
@@ -191,12 +192,33 @@ private:
 }  // namespace
 
 namespace {
-awaitable<http::response> request_processing(services& s, const http::request& req, const std::string& id) {
+// An empty body, or {"force": bool}: whether a COMPLETED document runs again.
+core::result<bool> force_requested(const http::request& req) {
+  if (req.body.empty()) return false;
+  const auto body = json_object_body(req);
+  if (!body) return body.error();
+  std::vector<core::field_error> errors;
+  bool force = false;
+  for (const auto& [name, value] : *body) {
+    if (name != "force") {
+      errors.push_back({std::string(name), "is not a field of this request"});
+    } else if (!value.is_bool()) {
+      errors.push_back({"force", "must be true or false"});
+    } else {
+      force = value.get_bool();
+    }
+  }
+  if (!errors.empty()) return core::invalid_fields(std::move(errors));
+  return force;
+}
+
+awaitable<http::response> request_processing(services& s, const http::request& req, const std::string& id,
+                                             bool force) {
   const auto owner = owner_scope(req);
   const auto job_id = core::new_uuid_v7();
   const auto now = s.clock.now();
   const auto requested = co_await backend_call(s, cost::blocking, [&] {
-    return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth);
+    return s.db.request_processing(id, owner, job_id, now, s.cfg.queue_max_depth, force);
   });
   if (!requested) co_return error_response(req, requested.error());
   switch (requested->outcome) {
@@ -209,17 +231,18 @@ awaitable<http::response> request_processing(services& s, const http::request& r
                {{"request_id", req.request_id},
                 {"document_id", id},
                 {"job_id", job_id},
-                {"attempt", requested->document.attempts + 1}});
+                {"attempt", requested->document.attempts + 1},
+                {"force", force}});
       break;
     case store::process_outcome::already_processing: break;
   }
   co_return http::response::json(202, document_json(requested->document));
 }
 
-awaitable<http::response> lookup_and_request_processing(services& s, const http::request& req) {
+awaitable<http::response> lookup_and_request_processing(services& s, const http::request& req, bool force) {
   const auto doc = co_await caller_document(s, req);
   if (!doc) co_return error_response(req, doc.error());
-  co_return co_await request_processing(s, req, doc->id);
+  co_return co_await request_processing(s, req, doc->id, force);
 }
 }  // namespace
 
@@ -228,13 +251,19 @@ awaitable<http::response> lookup_and_request_processing(services& s, const http:
 awaitable<http::response> process(services& s, http::request& req) {
   const auto key = idempotency_key(req);
   if (!key) co_return error_response(req, key.error());
+  const auto force = force_requested(req);
+  if (!force) co_return error_response(req, force.error());
   if (*key) {
     // Ids are lowercase: an id written in capitals names the same document.
-    co_return co_await once(s, req, **key,
-                            "POST /documents/{id}/process " + core::ascii_lower(req.param("id")),
-                            [&s, &req](idempotent_scope&) { return lookup_and_request_processing(s, req); });
+    // A forced run is another request than a plain one under the same key.
+    co_return co_await once(
+        s, req, **key,
+        "POST /documents/{id}/process " + core::ascii_lower(req.param("id")) + (*force ? " force" : ""),
+        [&s, &req, force = *force](idempotent_scope&) {
+          return lookup_and_request_processing(s, req, force);
+        });
   }
-  co_return co_await lookup_and_request_processing(s, req);
+  co_return co_await lookup_and_request_processing(s, req, *force);
 }
 
 awaitable<http::response> cancel(services& s, http::request& req) {
@@ -279,6 +308,9 @@ awaitable<http::response> result(services& s, http::request& req) {
   if (!body.contains("truncated")) body["truncated"] = false;  // results stored before the limit
   if (!body.contains("page_sources")) body["page_sources"] = boost::json::array();  // and before OCR
   if (!body.contains("ocr")) body["ocr"] = nullptr;
+  if (!body.contains("pipeline")) {  // results stored before it was recorded: the stages are not known
+    body["pipeline"] = boost::json::object{{"version", r.pipeline_version}, {"stages", nullptr}};
+  }
   body["links"] = boost::json::object{{"text", "/documents/" + id + "/result/text"}};
   co_return http::response::json(200, body);
 }

@@ -76,7 +76,7 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
       {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
       {"DELETE", "/documents/{id}", bind(documents::remove), auth_policy::user, no_body},
       {"GET", "/documents/{id}/content", bind(documents::content), auth_policy::user, no_body},
-      {"POST", "/documents/{id}/process", bind(processing::process), auth_policy::user, no_body},
+      {"POST", "/documents/{id}/process", bind(processing::process), auth_policy::user, small_json},
       {"POST", "/documents/{id}/cancel", bind(processing::cancel), auth_policy::user, no_body},
       {"GET", "/documents/{id}/result", bind(processing::result), auth_policy::user, no_body},
       {"GET", "/documents/{id}/result/text", bind(processing::result_text), auth_policy::user, no_body},

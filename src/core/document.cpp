@@ -26,7 +26,8 @@ std::optional<status> parse_status(std::string_view s) noexcept {
 
 bool can_transition(status from, status to) noexcept {
   switch (to) {
-    case status::processing: return from == status::uploaded || from == status::failed;
+    // From COMPLETED only when the owner asks for a new run (force).
+    case status::processing: return from != status::processing;
     case status::completed:
     case status::failed: return from == status::processing;
     case status::uploaded: return false;

@@ -52,8 +52,11 @@ double seconds_between(core::time_point a, core::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// The stored form of what the pipeline produced (without the full text).
-std::string summary_json(const pipeline::result_data& r) {
+// The stored form of what the pipeline produced (without the full text),
+// and which pipeline produced it: a deployment finds what to run again
+// after an upgrade.
+std::string summary_json(const pipeline::result_data& r, const std::string& pipeline_version,
+                         const std::vector<std::unique_ptr<pipeline::stage>>& stages) {
   const auto& e = r.extraction;
   const auto& a = r.extraction.analysis;
   boost::json::array keywords;
@@ -75,6 +78,9 @@ std::string summary_json(const pipeline::result_data& r) {
   boost::json::error_code ec;
   auto ml = r.ml_json ? boost::json::parse(*r.ml_json, ec) : boost::json::value(nullptr);
   summary["ml"] = ec ? boost::json::value(nullptr) : std::move(ml);
+  boost::json::array names;
+  for (const auto& stage : stages) names.emplace_back(stage->name());
+  summary["pipeline"] = boost::json::object{{"version", pipeline_version}, {"stages", std::move(names)}};
   return boost::json::serialize(summary);
 }
 
@@ -294,9 +300,14 @@ struct worker_pool::impl {
     keeper.request_stop();
     const auto now = clock.now();
     // attempts: every attempt at this document, as processing.attempts counts them.
-    const store::stored_result result{
-        options.pipeline_version, doc.started_at.value_or(claimed_at), now, doc.attempts,
-        summary_json(out),        std::move(out.extraction.text),      {},  0};
+    const store::stored_result result{options.pipeline_version,
+                                      doc.started_at.value_or(claimed_at),
+                                      now,
+                                      doc.attempts,
+                                      summary_json(out, options.pipeline_version, stages),
+                                      std::move(out.extraction.text),
+                                      {},
+                                      0};
     const auto recorded = record(job, [&] { return db.complete_job(job, result); });
     if (!recorded) return;
     if (!*recorded) {

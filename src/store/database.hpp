@@ -334,7 +334,8 @@ public:
 
   /// In one transaction: UPLOADED or FAILED → PROCESSING plus exactly one job
   /// `job_id` (unless `max_queued` jobs already wait: queue_full); PROCESSING
-  /// and COMPLETED change nothing.
+  /// changes nothing, nor does COMPLETED unless `force` (a new run on
+  /// purpose, whose result replaces the old one when it completes).
   /// Isolation: the document's row is locked before its status is checked:
   /// of concurrent requests exactly one is accepted, the others wait and
   /// find PROCESSING. A unique index allows one live job per document
@@ -343,7 +344,7 @@ public:
   virtual core::result<process_result> request_processing(std::string_view document_id,
                                                           const std::optional<std::string>& owner_id,
                                                           const std::string& job_id, core::time_point now,
-                                                          std::uint64_t max_queued) = 0;
+                                                          std::uint64_t max_queued, bool force = false) = 0;
 
   /// Takes the oldest available job, or one whose lease lapsed, under a new
   /// lease `lease_token` until now + lease; counts the attempt.

@@ -59,6 +59,7 @@ DOCUMENT_ACTIONS = (
 RESULT_FIELDS = {
     "document_id",
     "pipeline_version",
+    "pipeline",
     "started_at",
     "completed_at",
     "duration_ms",
@@ -690,6 +691,77 @@ class ProcessingTest(SharedProcessingCase):
         self.assertEqual(after["processing"]["attempts"], 1, after)
         self.assertEqual(len(logs_for(self.server, "document.process_requested", doc["id"])), 1)
         self.assertEqual(len(logs_for(self.server, "job.claimed", doc["id"])), 1)
+
+    # ---- a new run on purpose: {"force": true}
+
+    def force(self, doc_id, body=b'{"force": true}', content_type="application/json", token=None, headers=None):
+        h = {"Content-Type": content_type, **bearer(token or self.token), **(headers or {})}
+        return self.server.request("POST", "/documents/%s/process" % doc_id, headers=h, body=body)
+
+    def test_force_runs_a_completed_document_again_and_replaces_its_result(self):
+        doc = self.complete("multipage.pdf")
+        first = get_result(self.server, self.token, doc["id"]).json()
+        self.assertEqual(first["pipeline"], {"version": first["pipeline_version"], "stages": ["verify", "extract"]})
+        # Not forced: today's answer, nothing queued.
+        self.assertEqual(self.force(doc["id"], b'{"force": false}').status, 200)
+        res = self.force(doc["id"])
+        self.assertAccepted(res, doc["id"])
+        self.assertIsNone(res.json()["processing"]["started_at"], res.json())
+        # While it runs, there is no result to read (the old one is not the document's state).
+        done = wait_status(self.server, self.token, doc["id"])
+        self.assertEqual(done["status"], "COMPLETED", done)
+        self.assertEqual(done["processing"]["attempts"], 2, done)
+        second = get_result(self.server, self.token, doc["id"]).json()
+        self.assertGreater(second["completed_at"], first["completed_at"])
+        self.assertEqual(second["attempts"], 2, second)
+        self.assertEqual(second["pipeline"], first["pipeline"])
+        for same in ("pages", "word_count", "text_bytes", "keywords"):
+            self.assertEqual(second[same], first[same], same)
+        requested = logs_for(self.server, "document.process_requested", doc["id"])
+        self.assertEqual([e["force"] for e in requested], [False, True])
+        self.assertEqual(len(logs_for(self.server, "job.claimed", doc["id"])), 2)
+
+    def test_force_on_a_document_being_processed_starts_nothing_new(self):
+        doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
+        self.assertAccepted(self.force(doc["id"]), doc["id"])  # UPLOADED: a first run, as without force
+        self.assertIn(self.force(doc["id"]).status, (200, 202))  # PROCESSING (202) or already done (200)
+        wait_status(self.server, self.token, doc["id"])
+        time.sleep(SETTLE)
+        self.assertEqual(len(logs_for(self.server, "job.claimed", doc["id"])), 1)
+
+    def test_force_bodies_that_are_refused_change_nothing(self):
+        doc = self.complete("en-1page.pdf")
+        cases = [
+            (b'{"force": "yes"}', "application/json", 422, "validation-failed"),
+            (b'{"force": 1}', "application/json", 422, "validation-failed"),
+            (b'{"forse": true}', "application/json", 422, "validation-failed"),
+            (b"[true]", "application/json", 422, "validation-failed"),
+            (b'{"force": true', "application/json", 400, "bad-request"),
+            (b'{"force": true}', "text/plain", 415, "unsupported-media-type"),
+            (b'{"force": true}' + b" " * 17000, "application/json", 413, "payload-too-large"),
+        ]
+        for body, content_type, status, slug in cases:
+            with self.subTest(body=body[:20], content_type=content_type):
+                self.assertProblem(self.force(doc["id"], body, content_type), status, slug)
+        self.assertEqual(get_doc(self.server, self.token, doc["id"])["status"], "COMPLETED")
+        self.assertEqual(len(logs_for(self.server, "document.process_requested", doc["id"])), 1)
+        # Another user's document stays a 404, forced or not.
+        self.assertNotFound(self.force(doc["id"], token=self.other_token))
+
+    def test_force_with_an_idempotency_key_is_its_own_request(self):
+        doc = self.complete("en-1page.pdf")
+        key = {"Idempotency-Key": "force-" + secrets.token_hex(8)}
+        first = self.force(doc["id"], headers=key)
+        self.assertAccepted(first, doc["id"])
+        wait_status(self.server, self.token, doc["id"])
+        again = self.force(doc["id"], headers=key)
+        self.assertEqual((again.status, again.body), (first.status, first.body))
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        plain = self.server.request(
+            "POST", "/documents/%s/process" % doc["id"], headers={**key, **bearer(self.token)}
+        )
+        self.assertProblem(plain, 422, "idempotency-key-reused")
+        self.assertEqual(len(logs_for(self.server, "job.claimed", doc["id"])), 2)
 
     def test_fifty_concurrent_process_requests_run_exactly_one_job(self):
         doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")

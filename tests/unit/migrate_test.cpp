@@ -130,14 +130,15 @@ protected:
               core::rotation_decision::rotate);
 
     completed_ = upload(db, alice_.id, 3000, 1);
-    ASSERT_EQ(db.request_processing(completed_.id, std::nullopt, core::new_uuid_v7(), t0 + 10s, 100)->outcome,
+    ASSERT_EQ(db.request_processing(completed_.id, std::nullopt, core::new_uuid_v7(), t0 + 10s, 100, false)
+                  ->outcome,
               store::process_outcome::accepted);
     const auto job = db.claim_job(t0 + 11s, 30s, "lease-1");
     ASSERT_TRUE(job);
     ASSERT_TRUE(db.complete_job(*job, {"test/1", t0 + 11s, t0 + 12s, 1, R"({"pages":1})", text_, {}, 0}));
 
     failed_ = upload(db, alice_.id, 5000, 2);
-    ASSERT_TRUE(db.request_processing(failed_.id, std::nullopt, core::new_uuid_v7(), t0 + 20s, 100));
+    ASSERT_TRUE(db.request_processing(failed_.id, std::nullopt, core::new_uuid_v7(), t0 + 20s, 100, false));
     const auto failing = db.claim_job(t0 + 21s, 30s, "lease-2");
     ASSERT_TRUE(failing);
     ASSERT_EQ(db.fail_job(*failing, t0 + 22s, {"unreadable", "broken", false}, std::nullopt),

@@ -694,6 +694,41 @@ TEST_P(lease_protocol, a_stale_worker_can_neither_complete_fail_nor_renew) {
   EXPECT_FALSE(db().lease_held(*current)) << "a finished job holds no lease";
 }
 
+TEST_P(lease_protocol, a_completed_document_runs_again_only_when_forced) {
+  ASSERT_EQ(requested(t0), "accepted");
+  const auto first = db().claim_job(t0, 30s, "token-a");
+  ASSERT_TRUE(first && db().complete_job(*first, result_at(t0 + 1s, "old")));
+  EXPECT_EQ(requested(t0 + 2s), "completed");
+  EXPECT_FALSE(db().claim_job(t0 + 2s, 30s, "token-x")) << "a plain request queued nothing";
+
+  const auto forced = db().request_processing(doc_id_, user_, core::new_uuid_v7(), t0 + 3s, 100, true);
+  ASSERT_EQ(outcome(forced), "accepted");
+  EXPECT_EQ(forced->document.status, core::status::processing);
+  EXPECT_EQ(forced->document.started_at, std::nullopt) << "the new run gets its own start";
+  EXPECT_EQ(outcome(db().request_processing(doc_id_, user_, core::new_uuid_v7(), t0 + 3s, 100, true)),
+            "already_processing")
+      << "one live job, forced or not";
+  EXPECT_TRUE(db().find_result(doc_id_)) << "the old result stays until the new one replaces it";
+
+  const auto second = db().claim_job(t0 + 4s, 30s, "token-b");
+  ASSERT_TRUE(second);
+  EXPECT_NE(second->job_id, first->job_id);
+  EXPECT_EQ(second->attempt, 1U) << "a new job, with its own retries";
+  EXPECT_EQ(second->document.attempts, 2U) << "the document counts every attempt";
+  EXPECT_EQ(second->document.started_at, t0 + 4s);
+  ASSERT_TRUE(db().complete_job(*second, result_at(t0 + 5s, "new")));
+  EXPECT_EQ(status(), core::status::completed);
+  const auto result = db().find_result(doc_id_);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->completed_at, t0 + 5s);
+  EXPECT_EQ(result->text_preview, "new");
+  std::vector<core::status> statuses;
+  for (const auto& e : db().events_after(doc_id_, 0)) statuses.push_back(e.status);
+  EXPECT_EQ(statuses, (std::vector<core::status>{core::status::uploaded, core::status::processing,
+                                                 core::status::completed, core::status::processing,
+                                                 core::status::completed}));
+}
+
 TEST_P(lease_protocol, renewal_extends_the_lease) {
   ASSERT_TRUE(request(t0).has_value());
   const auto job = db().claim_job(t0, 30s, "token-a");

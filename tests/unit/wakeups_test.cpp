@@ -199,7 +199,7 @@ protected:
 
   core::result<store::process_result> request() {
     return other_->request_processing(doc_.id, std::nullopt, core::new_uuid_v7(), core::system_clock().now(),
-                                      100);
+                                      100, false);
   }
 
   // Whether `here` has a connection whose last statement was `sql`, now
@@ -252,7 +252,8 @@ TEST_F(postgres_wakeups, each_change_is_announced_with_what_it_names) {
   const auto s = hints.subscribe(wakeup_topic::job_stopped, stopped.handler());
 
   const auto now = core::system_clock().now();
-  ASSERT_TRUE(other_->request_processing(doc_.id, std::nullopt, core::new_uuid_v7(), now, 100).has_value());
+  ASSERT_TRUE(
+      other_->request_processing(doc_.id, std::nullopt, core::new_uuid_v7(), now, 100, false).has_value());
   EXPECT_TRUE(available.wait_for(std::to_string(core::to_unix_ms(now))))
       << "a new job is announced with the moment it is available";
   EXPECT_TRUE(changed.wait_for(doc_.id)) << "its PROCESSING event";
@@ -351,9 +352,10 @@ TEST(postgres_wakeups_restart, the_listener_comes_back_with_the_server) {
   bool requested = false;
   while (!requested && std::chrono::steady_clock::now() < until) {
     try {
-      requested =
-          other.request_processing(d.id, std::nullopt, core::new_uuid_v7(), core::system_clock().now(), 100)
-              .has_value();
+      requested = other
+                      .request_processing(d.id, std::nullopt, core::new_uuid_v7(), core::system_clock().now(),
+                                          100, false)
+                      .has_value();
     } catch (const store::store_unavailable&) {
       std::this_thread::sleep_for(50ms);
     }

@@ -527,14 +527,16 @@ core::result<process_result> postgres_store::request_processing(std::string_view
                                                                 const std::optional<std::string>& owner_id,
                                                                 const std::string& job_id,
                                                                 core::time_point now,
-                                                                std::uint64_t max_queued) {
+                                                                std::uint64_t max_queued, bool force) {
   const auto attempt = [&] {
     return in_transaction([&](pq::connection& c, pq::transaction&) -> core::result<process_result> {
       // Locked: of two requests at once, the second waits here and then
       // finds PROCESSING.
       auto doc = load_document(c, document_id, owner_id, true);
       if (!doc) return core::errc::not_found;
-      if (doc->status == core::status::completed) return process_result{process_outcome::completed, *doc};
+      if (doc->status == core::status::completed && !force) {
+        return process_result{process_outcome::completed, *doc};
+      }
       if (doc->status == core::status::processing) {
         return process_result{process_outcome::already_processing, *doc};
       }

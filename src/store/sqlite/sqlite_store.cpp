@@ -529,12 +529,14 @@ namespace docflow::store::sqlite {
 core::result<process_result> sqlite_store::request_processing(std::string_view document_id,
                                                               const std::optional<std::string>& owner_id,
                                                               const std::string& job_id, core::time_point now,
-                                                              std::uint64_t max_queued) {
+                                                              std::uint64_t max_queued, bool force) {
   const lease c(*this);
   transaction tx(*c);
   auto doc = load_document(*c, document_id, owner_id);
   if (!doc) return core::errc::not_found;
-  if (doc->status == core::status::completed) return process_result{process_outcome::completed, *doc};
+  if (doc->status == core::status::completed && !force) {
+    return process_result{process_outcome::completed, *doc};
+  }
   if (doc->status == core::status::processing)
     return process_result{process_outcome::already_processing, *doc};
   auto depth = c->prepare("SELECT count(*) FROM jobs WHERE state = 'queued'");

@@ -47,7 +47,7 @@ public:
   core::result<process_result> request_processing(std::string_view document_id,
                                                   const std::optional<std::string>& owner_id,
                                                   const std::string& job_id, core::time_point now,
-                                                  std::uint64_t max_queued) override;
+                                                  std::uint64_t max_queued, bool force) override;
   std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
                                        const std::string& lease_token) override;
   bool lease_held(const claimed_job& job) override;
