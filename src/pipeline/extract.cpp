@@ -152,9 +152,13 @@ extraction extract_pdf(std::string_view bytes, ocr_engine* engine, const std::ve
     while (!text.empty() && (text.back() == '\n' || text.back() == '\f')) text.pop_back();
     info.chars = non_space_chars(text);
     info.source = info.chars > 0 ? page_source::text_layer : page_source::none;
+    // Worth it only while no page needs OCR: once one does, Tesseract's
+    // set-up is paid, a blank page costs it little, and drawing every page
+    // of a long scan twice would cost more.
     if (info.chars == 0 && blank_checks > 0) {
       --blank_checks;
       info.blank = draws_nothing(*page);
+      if (!info.blank) blank_checks = 0;
     }
     out.text += text;
   }

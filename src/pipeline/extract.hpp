@@ -18,7 +18,7 @@ class ocr_engine;
 /// pages `ocr_pages` (0-based, sorted) are drawn at `dpi` and read by OCR
 /// instead. Without `engine`, up to `blank_checks` pages without text are
 /// drawn small to see whether they are blank (page_info::blank), which spares
-/// them OCR. Throws stage_error: unreadable_document (permanent) when the
+/// them OCR, until the first one that is not. Throws stage_error: unreadable_document (permanent) when the
 /// file does not load, is encrypted with a password, or has no pages;
 /// document_too_complex (permanent) past 2 GiB, which poppler cannot address.
 /// Parsing an untrusted PDF can crash or exhaust the process: call it only

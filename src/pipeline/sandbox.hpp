@@ -67,7 +67,8 @@ enum class child_task {
 /// What an OCR task reads, and how: `--ocr-languages L --ocr-dpi N
 /// --ocr-pages 0,3,4` (0-based, ascending). For the first pass over a PDF
 /// (`--task pdf`), `--blank-checks N`: how many pages without text may be
-/// drawn small to find the blank ones, which OCR then leaves alone.
+/// drawn small to find the blank ones (until one is not), which OCR then
+/// leaves alone.
 struct ocr_request {
   std::string languages = "eng";
   unsigned dpi = 300;
@@ -104,7 +105,8 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 ///   SIGXCPU, SIGKILL, abort...), exits non-zero, answers garbage, or cannot
 ///   be started.
 /// Unless ocr.mode is `never`, the first child looks for blank pages among
-/// the first ocr.max_pages without text. When `ocr` wants pages of a PDF or
+/// the first ocr.max_pages without text, up to the first one that draws
+/// something. When `ocr` wants pages of a PDF or
 /// an image read by OCR (pages_to_recognise on the first answer), a second
 /// child does the whole
 /// extraction again with those pages recognised (`--task ocr-pdf|ocr-image`),

@@ -1449,19 +1449,19 @@ std::string pdf_of_pages(const std::vector<std::string>& contents) {
 TEST(ocr, a_page_that_draws_nothing_is_not_read_by_ocr) {
   const temp_dir dir;
   const auto pdf = dir.write("blank.pdf", pdf_of_pages({
-                                              "",                             // no content at all
-                                              "0 0 0 rg 20 20 160 160 re f",  // a black square
-                                              "1 1 1 rg 0 0 200 200 re f",    // white on white
-                                              "0.5 g 0 0 200 200 re f",       // one grey all over
-                                              "0 g 100 100 1.5 1.5 re f",     // a speck, not blank
+                                              "",                           // no content at all
+                                              "1 1 1 rg 0 0 200 200 re f",  // white on white
+                                              "0.5 g 0 0 200 200 re f",     // one grey all over
+                                              "0 g 100 100 1.5 1.5 re f",   // a speck: not blank
+                                              "",  // after a page that needs OCR: not looked at
                                           }));
   const auto e = extract_in_child(docflow_bin(), pdf, core::file_kind::pdf, test_limits());
   ASSERT_EQ(e.per_page.size(), 5u);
-  const bool blank[] = {true, false, true, true, false};
+  const bool blank[] = {true, true, true, false, false};
   for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(e.per_page[i].blank, blank[i]) << "page " << i;
   EXPECT_EQ(e.per_page[0].source, page_source::none);
-  EXPECT_EQ(e.per_page[1].source, page_source::ocr);  // drawn, so OCR looked (and found no word)
-  EXPECT_EQ(e.per_page[2].source, page_source::none);
+  EXPECT_EQ(e.per_page[3].source, page_source::ocr);  // drawn, so OCR looked (and found no word)
+  EXPECT_EQ(e.per_page[4].source, page_source::ocr);
   ASSERT_TRUE(e.ocr);
   EXPECT_EQ(e.ocr->pages, 2);
 
