@@ -173,7 +173,7 @@ pipeline::ocr_settings ocr_settings(const config::config& cfg) {
 // A language whose data is missing would fail every scanned document, each
 // only after its retries: the workers refuse to start instead.
 void check_ocr_languages(const config::config& cfg) {
-  if (cfg.ocr == "never") return;
+  if (ocr_settings(cfg).mode == pipeline::ocr_mode::never) return;
   const auto missing = pipeline::missing_ocr_languages(cfg.ocr_languages);
   if (missing.empty()) return;
   std::string names;

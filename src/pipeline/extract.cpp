@@ -133,14 +133,12 @@ extraction extract_pdf(std::string_view bytes, ocr_engine* engine, const std::ve
   extraction out;
   out.pages = pages;
   out.per_page.resize(static_cast<std::size_t>(pages));
-  std::size_t next = 0;  // in ocr_pages
   for (int i = 0; i < pages; ++i) {
     if (i > 0) out.text += '\n';
     const std::unique_ptr<poppler::page> page(doc->create_page(i));
     if (!page) continue;  // a broken page yields no text; the others still count
     auto& info = out.per_page[static_cast<std::size_t>(i)];
-    while (next < ocr_pages.size() && ocr_pages[next] < i) ++next;
-    if (engine && next < ocr_pages.size() && ocr_pages[next] == i) {
+    if (engine && std::binary_search(ocr_pages.begin(), ocr_pages.end(), i)) {
       auto read = recognise_page(*page, *engine, dpi);
       info = {page_source::ocr, non_space_chars(read.text), read.confidence};
       out.text += read.text;

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <mutex>
@@ -192,22 +193,6 @@ std::optional<ocr_mode> parse_ocr_mode(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-const char* to_string(page_source s) noexcept {
-  switch (s) {
-    case page_source::text_layer: return "text_layer";
-    case page_source::ocr: return "ocr";
-    case page_source::none: return "none";
-  }
-  return "";
-}
-
-std::optional<page_source> parse_page_source(std::string_view s) noexcept {
-  for (const auto p : {page_source::text_layer, page_source::ocr, page_source::none}) {
-    if (s == to_string(p)) return p;
-  }
-  return std::nullopt;
-}
-
 std::vector<int> pages_to_recognise(const extraction& e, const ocr_settings& s) {
   std::vector<int> pages;
   if (s.mode == ocr_mode::never) return pages;
@@ -219,6 +204,21 @@ std::vector<int> pages_to_recognise(const extraction& e, const ocr_settings& s) 
   return pages;
 }
 
+namespace {
+
+// "eng+deu" as {"eng", "deu"}.
+std::vector<std::string> language_list(const std::string& languages) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at <= languages.size();) {
+    const auto plus = std::min(languages.find('+', at), languages.size());
+    if (plus > at) out.push_back(languages.substr(at, plus - at));
+    at = plus + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::optional<ocr_summary> summarise_ocr(const std::vector<page_info>& pages, const std::string& languages) {
   ocr_summary summary;
   double total = 0;
@@ -229,11 +229,7 @@ std::optional<ocr_summary> summarise_ocr(const std::vector<page_info>& pages, co
   }
   if (summary.pages == 0) return std::nullopt;
   summary.mean_confidence = total / summary.pages;
-  for (std::size_t at = 0; at <= languages.size();) {
-    const auto plus = std::min(languages.find('+', at), languages.size());
-    if (plus > at) summary.languages.push_back(languages.substr(at, plus - at));
-    at = plus + 1;
-  }
+  summary.languages = language_list(languages);
   return summary;
 }
 
@@ -301,9 +297,8 @@ ocr_engine::page ocr_engine::recognise(Pix* image) {
 
 std::vector<std::string> missing_ocr_languages(const std::string& languages) {
   std::vector<std::string> missing;
-  const auto summary = summarise_ocr({page_info{page_source::ocr, 0, 0}}, languages);
   // Tesseract explains a missing file on stderr; the caller says it better.
-  for (const auto& language : summary->languages) {
+  for (const auto& language : language_list(languages)) {
     if (!ocr_engine::impl().init(language, true)) missing.push_back(language);
   }
   return missing;
@@ -323,11 +318,9 @@ extraction extract_image(std::string_view bytes, ocr_engine* engine, const std::
   extraction out;
   out.pages = pages;
   out.per_page.resize(static_cast<std::size_t>(pages));
-  std::size_t next = 0;  // in ocr_pages
   for (int i = 0; i < pages; ++i) {
     if (i > 0) out.text += '\n';  // as a PDF's pages, empty ones included
-    while (next < ocr_pages.size() && ocr_pages[next] < i) ++next;
-    if (!engine || next == ocr_pages.size() || ocr_pages[next] != i) continue;
+    if (!engine || !std::binary_search(ocr_pages.begin(), ocr_pages.end(), i)) continue;
     const auto grey = read_page(bytes, format, i);
     auto page = engine->recognise(grey.get());
     auto& info = out.per_page[static_cast<std::size_t>(i)];

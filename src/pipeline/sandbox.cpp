@@ -706,18 +706,15 @@ extraction decode_child_output(std::string_view json) {
   for (const auto& p : *pages) {
     const auto* page = p.if_object();
     if (!page) crashed("the extractor answered a bad page_sources");
-    const auto* source = member(*page, "source").if_string();
+    const auto* name = member(*page, "source").if_string();
+    const auto source = name ? parse_page_source(*name) : std::nullopt;
     const auto confidence = decode_optional_int(*page, "confidence");
     const auto* blank = member(*page, "blank").if_bool();
     if (!source || !blank || (confidence && (*confidence < 0 || *confidence > 100))) {
       crashed("the extractor answered a bad page_sources");
     }
     page_info info;
-    if (const auto parsed = parse_page_source(*source)) {
-      info.source = *parsed;
-    } else {
-      crashed("the extractor answered a bad page_sources");
-    }
+    info.source = *source;
     info.chars = decode_count(*page, "chars");
     if (confidence) info.confidence = static_cast<int>(*confidence);
     info.blank = *blank;

@@ -90,6 +90,22 @@ boost::json::object metadata_json(const metadata& m) {
            m.created ? boost::json::value(core::format_rfc3339(*m.created)) : boost::json::value(nullptr)}};
 }
 
+const char* to_string(page_source s) noexcept {
+  switch (s) {
+    case page_source::text_layer: return "text_layer";
+    case page_source::ocr: return "ocr";
+    case page_source::none: return "none";
+  }
+  return "";
+}
+
+std::optional<page_source> parse_page_source(std::string_view s) noexcept {
+  for (const auto p : {page_source::text_layer, page_source::ocr, page_source::none}) {
+    if (s == to_string(p)) return p;
+  }
+  return std::nullopt;
+}
+
 boost::json::array page_sources_json(const std::vector<page_info>& pages) {
   boost::json::array out;
   out.reserve(pages.size());
