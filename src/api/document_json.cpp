@@ -25,6 +25,9 @@ boost::json::object document_json(const core::document& d) {
       {"size_bytes", d.size_bytes},
       {"sha256", d.sha256},
       {"status", core::to_string(d.status)},
+      // While PROCESSING, what its worker last reported; "queued" until one does.
+      {"stage", d.status == core::status::processing ? boost::json::value(d.stage.value_or("queued"))
+                                                     : boost::json::value(nullptr)},
       {"created_at", core::format_rfc3339(d.created_at)},
       {"updated_at", core::format_rfc3339(d.updated_at)},
       {"processing",

@@ -61,7 +61,20 @@ awaitable<core::result<loaded>> load_with_result(services& s, const http::reques
   co_return loaded{std::move(*doc), std::move(*found)};
 }
 
+boost::json::value optional_count(std::optional<unsigned> n) {
+  return n ? boost::json::value(*n) : boost::json::value(nullptr);
+}
+
 std::string sse_event(const std::string& document_id, const store::document_event& e) {
+  if (const auto& p = e.progress) {
+    const boost::json::object data{{"document_id", document_id},
+                                   {"stage", p->stage},
+                                   {"pages_done", optional_count(p->pages_done)},
+                                   {"pages_total", optional_count(p->pages_total)},
+                                   {"at", core::format_rfc3339(e.at)}};
+    return "id: " + std::to_string(e.seq) + "\nevent: progress\ndata: " + boost::json::serialize(data) +
+           "\n\n";
+  }
   const boost::json::object data{{"document_id", document_id},
                                  {"status", core::to_string(e.status)},
                                  {"at", core::format_rfc3339(e.at)},
@@ -163,7 +176,11 @@ private:
                    [this](const auto& e) { return e.seq > last_seq_; });
       queue(later);
     } else {
-      queue({all.back()});
+      // The current status, and how far its run has got when it is running.
+      const auto status = std::find_if(all.rbegin(), all.rend(), [](const auto& e) { return !e.progress; });
+      std::vector<store::document_event> now{*status};
+      if (status != all.rbegin()) now.push_back(all.back());
+      queue(now);
     }
     finished_ = finished_ || terminal(all.back().status);
   }

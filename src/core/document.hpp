@@ -68,6 +68,19 @@ struct document {
   std::optional<time_point> started_at;
   std::optional<time_point> finished_at;
   std::optional<failure> error;
+  /// While PROCESSING: the stage its worker last reported (progress); unset
+  /// before a worker reports one and after every status change.
+  std::optional<std::string> stage;
+};
+
+/// How far a PROCESSING document's run has got, as its worker reports it:
+/// the stage running ("verify", "extract", "ocr", "enrich") and, while OCR
+/// reads pages, how many of how many are done.
+struct progress {
+  std::string stage;
+  std::optional<unsigned> pages_done;
+  std::optional<unsigned> pages_total;
+  bool operator==(const progress&) const = default;
 };
 
 /// The client's file name made safe to store and show: the last path

@@ -38,6 +38,44 @@ struct lease_lost {};
 // Retry moments kept ahead at most; beyond them, the poll finds the job.
 constexpr std::size_t max_due = 1024;
 
+// Progress events a job writes at most: four a second.
+constexpr milliseconds progress_every{250};
+
+// Writes a job's progress reports, at most one per progress_every and none
+// in a run's first: a report that comes sooner is held, replaced by any
+// later one, and written by the first flush() after the interval. So a run
+// too short to watch costs no write, and a long one is seen within a
+// quarter of a second of each change (the sandbox's wait flushes as often).
+class progress_writer {
+public:
+  progress_writer(store::database& db, const store::claimed_job& job, const core::clock& clock,
+                  std::atomic<bool>& lost)
+      : db_(db), job_(job), clock_(clock), lost_(lost) {}
+
+  void report(core::progress p) { held_ = std::move(p); }
+
+  void flush() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!held_ || now < next_) return;
+    try {
+      if (!db_.report_progress(job_, *held_, clock_.now())) lost_ = true;
+    } catch (const std::exception& e) {
+      // Progress is a courtesy: a database away for a moment costs a report, not the job.
+      obs::log(obs::level::warn, "job.progress_failed", {{"job_id", job_.job_id}, {"error", e.what()}});
+    }
+    held_.reset();
+    next_ = now + progress_every;
+  }
+
+private:
+  store::database& db_;
+  const store::claimed_job& job_;
+  const core::clock& clock_;
+  std::atomic<bool>& lost_;
+  std::optional<core::progress> held_;
+  std::chrono::steady_clock::time_point next_ = std::chrono::steady_clock::now() + progress_every;
+};
+
 // The moment a job_available hint names, or nullopt (now) if it names none.
 std::optional<core::time_point> hinted_time(std::optional<std::string_view> payload) {
   if (!payload) return std::nullopt;
@@ -258,20 +296,30 @@ struct worker_pool::impl {
         }
       }
     });
-    const auto heartbeat = [&lost] {
+    progress_writer progress(db, job, clock, lost);
+    const auto heartbeat = [&lost, &progress] {
+      progress.flush();
       if (lost) throw lease_lost{};
+    };
+    const auto report = [&heartbeat, &progress](const core::progress& p) {
+      progress.report(p);
+      heartbeat();
     };
 
     pipeline::result_data out;
     try {
       const auto copy = blobs.fetch(doc.id);
-      const pipeline::job_input in{doc.id, doc.kind, doc.sha256, copy->path(), heartbeat};
-      for (auto left = options.simulated_delay; left.count() > 0; left -= milliseconds{50}) {
-        heartbeat();
-        std::this_thread::sleep_for(std::min(left, milliseconds{50}));
-      }
+      const pipeline::job_input in{doc.id, doc.kind, doc.sha256, copy->path(), heartbeat, report};
       for (const auto& stage : stages) {
-        heartbeat();
+        report({stage->name(), std::nullopt, std::nullopt});
+        // The simulated delay is spent in the first stage, so that what
+        // watches a slow run sees the stage it would see in a real one.
+        if (&stage == &stages.front()) {
+          for (auto left = options.simulated_delay; left.count() > 0; left -= milliseconds{50}) {
+            heartbeat();
+            std::this_thread::sleep_for(std::min(left, milliseconds{50}));
+          }
+        }
         const auto started = clock.now();
         stage->run(in, out);
         metrics.observe("docflow_stage_duration_seconds", obs::metrics::label("stage", stage->name()),

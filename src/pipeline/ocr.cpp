@@ -287,12 +287,18 @@ ocr_engine::page ocr_engine::recognise(const unsigned char* grey, int width, int
                                        int dpi) {
   ocr().TessBaseAPISetImage(impl_->api, grey, width, height, 1, bytes_per_line);
   ocr().TessBaseAPISetSourceResolution(impl_->api, dpi);
-  return read_text(impl_->api);
+  return counted(read_text(impl_->api));
 }
 
 ocr_engine::page ocr_engine::recognise(Pix* image) {
   ocr().TessBaseAPISetImage2(impl_->api, image);
-  return read_text(impl_->api);
+  return counted(read_text(impl_->api));
+}
+
+ocr_engine::page ocr_engine::counted(page p) {
+  ++pages_read_;
+  if (on_page_read_) on_page_read_(pages_read_);
+  return p;
 }
 
 std::vector<std::string> missing_ocr_languages(const std::string& languages) {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,11 +72,19 @@ public:
 
   const std::string& languages() const noexcept { return languages_; }
 
+  /// Called after each page this engine recognises, with how many it has:
+  /// how the child reports its progress.
+  void on_page_read(std::function<void(unsigned pages_read)> hook) { on_page_read_ = std::move(hook); }
+
   struct impl;
 
 private:
+  page counted(page p);
+
   std::unique_ptr<impl> impl_;
   std::string languages_;
+  std::function<void(unsigned)> on_page_read_;
+  unsigned pages_read_ = 0;
 };
 
 /// Loads Tesseract and leptonica (at run time: a process that reads no image

@@ -368,7 +368,7 @@ struct child_run {
 // when it cannot be started, and whatever `heartbeat` throws.
 child_run run_child(const std::filesystem::path& self_exe, child_task task, int input,
                     const sandbox_limits& limits, const std::function<void()>& heartbeat,
-                    const ocr_request* ocr = nullptr) {
+                    const ocr_request* ocr = nullptr, const std::function<void(unsigned)>& pages_read = {}) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   const auto deadline = start + limits.wall;
@@ -418,7 +418,9 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
   null_fd.reset();
 
   child_run run;
-  auto next_beat = start + std::chrono::seconds(1);
+  // Four a second: what a heartbeat flushes (progress) is seen that soon.
+  constexpr auto beat_every = std::chrono::milliseconds(250);
+  auto next_beat = start + beat_every;
   char buffer[64 * 1024];
   for (;;) {
     const auto now = clock::now();
@@ -429,7 +431,7 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
     }
     if (now >= next_beat) {
       if (heartbeat) heartbeat();  // may throw: the child_process guard kills the child
-      next_beat = now + std::chrono::seconds(1);
+      next_beat = now + beat_every;
     }
     // Both are in the future here, so poll never gets a negative (infinite) timeout.
     const auto wait = std::min(deadline - now, next_beat - now);
@@ -449,6 +451,17 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
       child.kill();
       run.how = child_run::ending::too_much_output;
       return run;
+    }
+    // An OCR child's progress lines come before its answer. One that does
+    // not parse stays, and spoils the answer: the child is not believed.
+    const auto ocr_pages = ocr ? static_cast<unsigned>(ocr->pages.size()) : 0U;
+    while (run.output.starts_with("progress ")) {
+      const auto end = run.output.find('\n');
+      if (end == std::string::npos) break;
+      const auto done = decode_child_progress(std::string_view(run.output).substr(0, end), ocr_pages);
+      if (!done) break;
+      run.output.erase(0, end + 1);
+      if (pages_read) pages_read(*done);  // may throw, as heartbeat may
     }
   }
 
@@ -533,6 +546,10 @@ std::string run_task(child_task task, bool strict, std::uint64_t max_text_bytes,
   if (task == child_task::extract_image) load_ocr();
   if (task == child_task::ocr_pdf || task == child_task::ocr_image) {
     engine = std::make_unique<ocr_engine>(ocr.languages);
+    // A failed write fails the answer's too, which the parent sees.
+    engine->on_page_read([total = static_cast<unsigned>(ocr.pages.size())](unsigned done) {
+      write_all(1, encode_child_progress(done, total));
+    });
   }
 #if defined(__SANITIZE_ADDRESS__)
   // LeakSanitizer's check at exit stops the process with a tracer thread
@@ -654,6 +671,25 @@ std::string encode_child_output(const extraction& e) {
   o["page_sources"] = page_sources_json(e.per_page);
   o["ocr"] = ocr_json(e.ocr);
   return boost::json::serialize(o);
+}
+
+std::string encode_child_progress(unsigned pages_done, unsigned pages_total) {
+  return "progress " + std::to_string(pages_done) + ' ' + std::to_string(pages_total) + '\n';
+}
+
+std::optional<unsigned> decode_child_progress(std::string_view line, unsigned pages_total) {
+  constexpr std::string_view prefix = "progress ";
+  if (!line.starts_with(prefix) || pages_total == 0) return std::nullopt;
+  line.remove_prefix(prefix.size());
+  unsigned done = 0;
+  unsigned total = 0;
+  const auto* end = line.data() + line.size();
+  const auto first = std::from_chars(line.data(), end, done);
+  if (first.ec != std::errc() || first.ptr == end || *first.ptr != ' ') return std::nullopt;
+  const auto second = std::from_chars(first.ptr + 1, end, total);
+  if (second.ec != std::errc() || second.ptr != end) return std::nullopt;
+  if (total != pages_total || done == 0 || done > total) return std::nullopt;
+  return done;
 }
 
 std::string encode_child_failure(const core::failure& f) {
@@ -798,8 +834,8 @@ namespace {
 
 extraction extract(const std::filesystem::path& self_exe, int input, child_task task,
                    const sandbox_limits& limits, const std::function<void()>& heartbeat,
-                   const ocr_request* ocr) {
-  const auto run = run_child(self_exe, task, input, limits, heartbeat, ocr);
+                   const ocr_request* ocr, const std::function<void(unsigned)>& pages_read = {}) {
+  const auto run = run_child(self_exe, task, input, limits, heartbeat, ocr, pages_read);
   if (run.how == child_run::ending::timed_out) {
     throw stage_error(core::failure{core::errc::extractor_timeout, "extraction took too long", true});
   }
@@ -823,7 +859,8 @@ extraction extract(const std::filesystem::path& self_exe, int input, child_task 
 
 extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                             core::file_kind kind, const sandbox_limits& limits,
-                            const std::function<void()>& heartbeat, const ocr_settings& ocr) {
+                            const std::function<void()>& heartbeat, const ocr_settings& ocr,
+                            const progress_sink& progress) {
   const auto input = open_input(file);
   const bool pdf = kind == core::file_kind::pdf;
   const auto task = pdf                    ? child_task::extract_pdf
@@ -840,8 +877,13 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
   raised.wall += std::chrono::duration_cast<std::chrono::milliseconds>(ocr.page_timeout) *
                  static_cast<long>(pages.size());
   const ocr_request request{ocr.languages, ocr.dpi, pages};
+  const auto total = static_cast<unsigned>(pages.size());
+  const auto report = [&progress, total](unsigned done) {
+    if (progress) progress({"ocr", done, total});
+  };
+  report(0);
   auto second = extract(self_exe, input.get(), pdf ? child_task::ocr_pdf : child_task::ocr_image, raised,
-                        heartbeat, &request);
+                        heartbeat, &request, report);
   // The second child looks for no blank page; the first one's findings stand.
   for (std::size_t i = 0; i < std::min(first.per_page.size(), second.per_page.size()); ++i) {
     second.per_page[i].blank = first.per_page[i].blank;

@@ -93,7 +93,7 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 /// stderr on /dev/null, no other descriptor, and an environment of only
 /// DOCFLOW_TEST_EXTRACTOR_FAULT and sanitizer options. The child locks
 /// itself down (lock_down()) before it parses. `heartbeat`, when set, is
-/// called about once a second while waiting; if it throws, the child is
+/// called about four times a second while waiting; if it throws, the child is
 /// killed and the exception propagates. Blocks: call it off the I/O threads.
 /// Throws stage_error:
 /// - the child's own structured failure (unreadable_document,
@@ -112,9 +112,12 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 /// extraction again with those pages recognised (`--task ocr-pdf|ocr-image`),
 /// its CPU and wall-clock limits raised by ocr.page_cpu_seconds and
 /// ocr.page_timeout per page: a document with a text layer costs no OCR.
+/// `progress`, when set, hears {"ocr", 0, n} as that child starts and
+/// {"ocr", k, n} after its k-th page; it may throw as heartbeat may.
 extraction extract_in_child(const std::filesystem::path& self_exe, const std::filesystem::path& file,
                             core::file_kind kind, const sandbox_limits& limits,
-                            const std::function<void()>& heartbeat = {}, const ocr_settings& ocr = {});
+                            const std::function<void()>& heartbeat = {}, const ocr_settings& ocr = {},
+                            const progress_sink& progress = {});
 
 /// is_docx (docx_probe.hpp) on `file`, in a child started and locked down as
 /// for extract_in_child (`--task is-docx`). A child that crashes, hangs or
@@ -165,6 +168,14 @@ int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const
 /// (created_ms: milliseconds since the Unix epoch). Invalid UTF-8 in any
 /// string is replaced by U+FFFD so the answer is always valid JSON.
 std::string encode_child_output(const extraction& e);
+
+/// What an OCR child writes on stdout before its answer, once per page
+/// read: "progress <pages_done> <pages_total>\n". The parse takes one line
+/// without its '\n' and the number of pages the child was asked to read;
+/// nullopt unless the line is exactly that form, with 0 < pages_done <=
+/// pages_total == the pages asked for.
+std::string encode_child_progress(unsigned pages_done, unsigned pages_total);
+std::optional<unsigned> decode_child_progress(std::string_view line, unsigned pages_total);
 
 /// The child's answer on a handled failure:
 /// {"ok":false,"code":"...","message":"...","retryable":bool}.

@@ -112,6 +112,10 @@ struct result_data {
   std::optional<std::string> ml_json;  ///< the enrich service's answer, as JSON text
 };
 
+/// Hears how far a run has got; may throw when the job was lost, as a
+/// heartbeat does.
+using progress_sink = std::function<void(const core::progress&)>;
+
 /// The input of a run.
 struct job_input {
   std::string document_id;
@@ -119,6 +123,9 @@ struct job_input {
   std::string sha256;               ///< expected, lowercase hex
   std::filesystem::path file;       ///< a local file holding the stored bytes
   std::function<void()> heartbeat;  ///< call between steps; throws if the job was lost or cancelled
+  /// A stage that reads pages one by one (OCR) reports them here; the
+  /// caller reports each stage as it starts.
+  progress_sink progress;
 };
 
 /// One step of processing. Stages are independent and replaceable; the

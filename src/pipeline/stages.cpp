@@ -69,7 +69,7 @@ void verify_stage::run(const job_input& in, result_data&) {
 
 void extract_stage::run(const job_input& in, result_data& out) {
   if (in.heartbeat) in.heartbeat();
-  out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat, ocr_);
+  out.extraction = extract_in_child(self_exe_, in.file, in.kind, limits_, in.heartbeat, ocr_, in.progress);
 }
 
 std::vector<std::unique_ptr<stage>> default_stages(const std::filesystem::path& self_exe,

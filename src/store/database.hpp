@@ -84,12 +84,14 @@ struct cancel_result {
   std::string job_id;       ///< the job that stopped being anyone's
 };
 
-/// One status change of a document, as /events streams it.
+/// One status change of a document, or a progress report of its run, as
+/// /events streams it.
 struct document_event {
-  std::int64_t seq = 0;  ///< 1, 2, ... per document; never changes
-  core::status status = core::status::uploaded;
+  std::int64_t seq = 0;                          ///< 1, 2, ... per document; never changes
+  core::status status = core::status::uploaded;  ///< PROCESSING for progress
   core::time_point at;
   std::optional<core::failure> error;
+  std::optional<core::progress> progress;  ///< set for a progress event
 };
 
 /// What a first request with an Idempotency-Key finds, when it may go on.
@@ -361,6 +363,12 @@ public:
   /// over, cancelled or deleted). Isolation: a conditional UPDATE on the token.
   virtual bool renew_lease(const claimed_job& job, core::time_point now,
                            std::chrono::milliseconds lease_for) = 0;
+
+  /// Records how far `job` has got: the document's stage becomes p.stage,
+  /// and `p` is appended to its events (a progress event, status
+  /// PROCESSING, under the next seq), which wakes its event streams. False,
+  /// recording nothing, when the lease was lost. Isolation: as complete_job.
+  virtual bool report_progress(const claimed_job& job, const core::progress& p, core::time_point now) = 0;
 
   /// In one transaction that checks the token: the result row, the job done
   /// and the document COMPLETED. False when the lease was lost.

@@ -44,7 +44,8 @@ or running, no document PROCESSING), the iteration checks:
   its status changes in the database (document_events) are numbered 1..n
   without a gap, begin with UPLOADED and follow the documented moves
   (UPLOADED -> PROCESSING -> COMPLETED | FAILED, FAILED -> PROCESSING), and
-  the last is the document's status. What is counted as "a completion the
+  the last is the document's status; progress events come only while
+  it is PROCESSING. What is counted as "a completion the
   store accepted" is a COMPLETED row in document_events: the store writes
   it in the fenced transaction that completes the job, so a completion
   refused by fencing (lease lost to a takeover or a cancel) writes none.
@@ -424,7 +425,7 @@ class Iteration:
 
     def read_events(self, r, conn, stream, cut_at):
         """Reads events until `cut_at`; True once a terminal status came."""
-        event_id, data = None, None
+        event_id, kind, data = None, None, None
         while True:
             left = cut_at - time.monotonic()
             if left <= 0:
@@ -439,13 +440,17 @@ class Iteration:
             line = line.rstrip(b"\r\n").decode()
             if line.startswith("id:"):
                 event_id = int(line[3:].strip())
+            elif line.startswith("event:"):
+                kind = line[6:].strip()
             elif line.startswith("data:"):
                 data = json.loads(line[5:])
             elif line == "" and data is not None:
-                stream.seen.append((event_id, data["status"]))
-                if data["status"] in TERMINAL:
+                # A progress event is one of a PROCESSING document, as the database records it.
+                status = data["status"] if kind == "status" else "PROCESSING"
+                stream.seen.append((event_id, status))
+                if status in TERMINAL:
                     return True
-                event_id, data = None, None
+                event_id, kind, data = None, None, None
 
     def stream_loop(self, index):
         rng = random.Random(self.seed * 1000 + 500 + index)
@@ -813,9 +818,12 @@ class ClusterChaosTest(unittest.TestCase):
     def check_events(self, it, where, listed, figures):
         v = it.violations
         events = collections.defaultdict(list)
-        for doc_id, seq, status in self.sql("SELECT document_id, seq, status FROM document_events"
-                                            " ORDER BY document_id, seq"):
+        progress = set()
+        for doc_id, seq, status, kind in self.sql("SELECT document_id, seq, status, kind FROM document_events"
+                                                  " ORDER BY document_id, seq"):
             events[doc_id].append((int(seq), status))
+            if kind == "progress":
+                progress.add((doc_id, int(seq)))
         last = dict((row[0], (int(row[1]), row[2])) for row in self.sql("SELECT id, last_event_seq, status"
                                                                         " FROM documents"))
         results = {row[0] for row in self.sql("SELECT document_id FROM results")}
@@ -833,7 +841,12 @@ class ClusterChaosTest(unittest.TestCase):
                 v.append("%s: %s has events %s, last_event_seq %d" % (where, doc_id, seqs, last[doc_id][0]))
                 continue
             before = None
-            for _, status in seqs:
+            for seq, status in seqs:
+                if (doc_id, seq) in progress:
+                    if before != "PROCESSING":
+                        v.append("%s: %s reported progress while %s: %s" % (where, doc_id, before, seqs))
+                        break
+                    continue
                 if status not in MOVES[before]:
                     v.append("%s: %s moved %s -> %s: %s" % (where, doc_id, before, status, seqs))
                     break

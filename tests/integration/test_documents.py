@@ -50,6 +50,7 @@ DOCUMENT_FIELDS = {
     "size_bytes",
     "sha256",
     "status",
+    "stage",
     "created_at",
     "updated_at",
     "processing",

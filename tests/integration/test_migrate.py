@@ -53,6 +53,14 @@ KILL_AFTER = 5  # documents logged as copied before the first run is killed
 RUN_BOUND = 300.0  # a run of migrate-data that takes longer is hung
 
 
+def statuses_from(events, first_id):
+    """The (id, status) of a stream's status events, once its events (status
+    and progress alike) are seen numbered on from `first_id` without a gap."""
+    ids = [int(e["id"]) for e in events]
+    assert ids == list(range(first_id, first_id + len(ids))), events
+    return [(e["id"], json.loads(e["data"])["status"]) for e in events if e["event"] == "status"]
+
+
 def post_json(server, path, obj):
     return server.request("POST", path, headers={"Content-Type": "application/json"}, body=json.dumps(obj),
                           timeout=30)
@@ -288,16 +296,14 @@ class MigrateDataTest(ServerTestCase):
         self.addCleanup(stream.close)
         self.assertEqual(stream.status, 200)
         events = stream.events_until_end()
-        self.assertEqual([(e["id"], json.loads(e["data"])["status"]) for e in events],
-                         [("2", "PROCESSING"), ("3", "COMPLETED")], events)
+        self.assertEqual(statuses_from(events, 2), [("2", "PROCESSING"), (str(len(events) + 1), "COMPLETED")])
         failed = docs["failed"][1]
         self.assertEqual(process(server, alice["access_token"], failed).status, 202)
         self.assertEqual(wait_status(server, alice["access_token"], failed)["status"], "FAILED")
         stream = EventStream(server, failed, alice["access_token"], last_event_id=3)
         self.addCleanup(stream.close)
         events = stream.events_until_end()
-        self.assertEqual([(e["id"], json.loads(e["data"])["status"]) for e in events],
-                         [("4", "PROCESSING"), ("5", "FAILED")], events)
+        self.assertEqual(statuses_from(events, 4), [("4", "PROCESSING"), (str(len(events) + 3), "FAILED")])
 
 
 if __name__ == "__main__":

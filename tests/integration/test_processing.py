@@ -415,6 +415,16 @@ class EventStream:
         self.conn.close()
 
 
+def status_events(events):
+    """The status events of a stream's events, their data parsed: what a
+    lifecycle assertion looks at (a run long enough to watch also sends
+    progress events between PROCESSING and its end)."""
+    return [json.loads(e["data"]) for e in events if e.get("event") == "status"]
+
+
+PROGRESS_FIELDS = {"document_id", "stage", "pages_done", "pages_total", "at"}
+
+
 # --------------------------------------------------------------------------
 # Test cases
 
@@ -806,7 +816,7 @@ class ProcessingTest(SharedProcessingCase):
         stream = EventStream(self.server, doc_id, self.token, last_event_id=0)
         self.addCleanup(stream.close)
         self.assertEqual(
-            [json.loads(e["data"])["status"] for e in stream.events_until_end()],
+            [d["status"] for d in status_events(stream.events_until_end())],
             ["UPLOADED", "PROCESSING", "COMPLETED"],
         )
         self.assertEqual(get_result(self.server, self.token, doc_id).json()["attempts"], 1)
@@ -866,10 +876,14 @@ class ProcessingTest(SharedProcessingCase):
         self.assertTrue(stream.ended and stream.clean_end, "the stream did not end cleanly after COMPLETED")
         events = [first] + rest
 
-        self.assertEqual([e.get("event") for e in events], ["status"] * len(events), events)
+        kinds = [e.get("event") for e in events]
+        self.assertEqual(kinds[:2] + kinds[-1:], ["status"] * 3, events)
+        self.assertEqual(set(kinds[2:-1]) - {"progress"}, set(), events)
         ids = [int(e["id"]) for e in events]
-        self.assertEqual(ids, [1, 2, 3], events)
-        datas = [json.loads(e["data"]) for e in events]
+        self.assertEqual(ids, list(range(1, len(events) + 1)), events)
+        for e in events[2:-1]:
+            self.assertEqual(set(json.loads(e["data"])), PROGRESS_FIELDS, e)
+        datas = status_events(events)
         self.assertEqual([d["status"] for d in datas], ["UPLOADED", "PROCESSING", "COMPLETED"], datas)
         for d in datas:
             self.assertEqual(set(d), {"document_id", "status", "at", "error"}, d)
@@ -884,14 +898,14 @@ class ProcessingTest(SharedProcessingCase):
         self.assertEqual(again.status, 200)
         resumed = again.events_until_end()
         self.assertTrue(again.clean_end, "the resumed stream did not end cleanly")
-        self.assertEqual([int(e["id"]) for e in resumed], [2, 3], resumed)
+        self.assertEqual([int(e["id"]) for e in resumed], ids[1:], resumed)
         # ids never change: the same events, byte for byte
         self.assertEqual([e["data"] for e in resumed], [e["data"] for e in events[1:]])
 
         fresh = EventStream(self.server, doc_id, self.token)
         self.addCleanup(fresh.close)
         now = fresh.events_until_end()
-        self.assertEqual([(int(e["id"]), json.loads(e["data"])["status"]) for e in now], [(3, "COMPLETED")])
+        self.assertEqual([(int(e["id"]), json.loads(e["data"])["status"]) for e in now], [(ids[-1], "COMPLETED")])
 
     def test_events_of_failed_document_carry_the_error(self):
         doc = upload(self.server, self.token, fixture("encrypted.pdf"), "encrypted.pdf")
@@ -899,7 +913,7 @@ class ProcessingTest(SharedProcessingCase):
         wait_status(self.server, self.token, doc["id"])
         stream = EventStream(self.server, doc["id"], self.token, last_event_id=0)
         self.addCleanup(stream.close)
-        datas = [json.loads(e["data"]) for e in stream.events_until_end()]
+        datas = status_events(stream.events_until_end())
         self.assertEqual([d["status"] for d in datas], ["UPLOADED", "PROCESSING", "FAILED"], datas)
         err = datas[-1]["error"]
         self.assertIsInstance(err, dict, datas)
@@ -1033,6 +1047,36 @@ class NoOcrTest(SharedProcessingCase):
         self.assertIsNone(r["ocr"], r)
 
 
+class OcrProgressTest(SharedProcessingCase):
+    # Every page read by OCR, so that three text pages take long enough to watch.
+    server_env = {"DOCFLOW_OCR": "always"}
+
+    def test_ocr_reports_its_pages_as_it_reads_them(self):
+        doc = upload(self.server, self.token, fixture("multipage.pdf"), "multipage.pdf")
+        stream = EventStream(self.server, doc["id"], self.token)
+        self.addCleanup(stream.close)
+        self.assertAccepted(process(self.server, self.token, doc["id"]), doc["id"])
+        stages = []
+        while "ocr" not in stages:
+            seen = get_doc(self.server, self.token, doc["id"])
+            self.assertEqual(seen["status"], "PROCESSING", "OCR ended unseen after stages %r: %r" % (stages, seen))
+            stages.append(seen["stage"])
+            time.sleep(0.05)
+        self.assertEqual(set(stages) - {"queued", "verify", "extract", "ocr"}, set(), stages)
+        events = stream.events_until_end()
+        self.assertEqual(status_events(events)[-1]["status"], "COMPLETED", events)
+        progress = [json.loads(e["data"]) for e in events if e["event"] == "progress"]
+        ocr = [p for p in progress if p["stage"] == "ocr"]
+        self.assertTrue(ocr, events)
+        self.assertEqual({p["pages_total"] for p in ocr}, {3}, ocr)
+        done = [p["pages_done"] for p in ocr]
+        self.assertEqual(done, sorted(done), ocr)
+        self.assertTrue(set(done) <= {0, 1, 2, 3} and max(done) >= 1, ocr)
+        for p in progress:
+            if p["stage"] != "ocr":
+                self.assertEqual((p["pages_done"], p["pages_total"]), (None, None), p)
+
+
 class SlowProcessingTest(SharedProcessingCase):
     server_env = {"DOCFLOW_WORKERS": 4, "DOCFLOW_SIMULATED_DELAY_MS": SLOW_MS}
 
@@ -1097,12 +1141,66 @@ class SlowProcessingTest(SharedProcessingCase):
 
         stream = EventStream(self.server, doc_id, self.token, last_event_id=0)
         self.addCleanup(stream.close)
-        datas = [json.loads(e["data"]) for e in stream.events_until_end()]
+        datas = status_events(stream.events_until_end())
         self.assertEqual(
             [d["status"] for d in datas], ["UPLOADED", "PROCESSING", "FAILED", "PROCESSING", "COMPLETED"], datas
         )
         self.assertEqual((datas[2]["error"] or {}).get("code"), "cancelled", datas)
         self.assertIs((datas[2]["error"] or {}).get("retryable"), True, datas)
+
+    def test_a_run_shows_its_stage_and_streams_progress(self):
+        doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
+        doc_id = doc["id"]
+        self.assertIsNone(doc["stage"], doc)
+        stream = EventStream(self.server, doc_id, self.token)
+        self.addCleanup(stream.close)
+        self.assertEqual(json.loads(stream.next_event()["data"])["status"], "UPLOADED")
+        self.assertAccepted(process(self.server, self.token, doc_id), doc_id)
+        # The simulated delay is spent in the first stage, verify.
+        deadline = time.monotonic() + SLOW_MS / 1000
+        seen = None
+        while time.monotonic() < deadline:
+            seen = get_doc(self.server, self.token, doc_id)
+            if seen["stage"] == "verify":
+                break
+            self.assertEqual((seen["status"], seen["stage"]), ("PROCESSING", "queued"), seen)
+            time.sleep(0.05)
+        self.assertEqual((seen["status"], seen["stage"]), ("PROCESSING", "verify"), seen)
+
+        events = stream.events_until_end()
+        self.assertTrue(stream.clean_end, events)
+        self.assertEqual(events[0]["event"], "status", events)
+        self.assertEqual(json.loads(events[0]["data"])["status"], "PROCESSING", events)
+        self.assertEqual(events[-1]["event"], "status", events)
+        self.assertEqual(json.loads(events[-1]["data"])["status"], "COMPLETED", events)
+        progress = [json.loads(e["data"]) for e in events[1:-1]]
+        self.assertEqual([e["event"] for e in events[1:-1]], ["progress"] * len(progress), events)
+        self.assertIn("verify", [p["stage"] for p in progress], events)
+        for p in progress:
+            self.assertEqual(set(p), PROGRESS_FIELDS, p)
+            self.assertEqual(p["document_id"], doc_id, p)
+            self.assertIn(p["stage"], ("verify", "extract"), p)
+            self.assertIsNone(p["pages_done"], p)
+            self.assertIsNone(p["pages_total"], p)
+            self.assertRegex(p["at"], RFC3339_RE)
+        self.assertIsNone(get_doc(self.server, self.token, doc_id)["stage"], "a COMPLETED document has no stage")
+
+        # A stream opened while the document is in a stage begins with its
+        # status, then where it has got.
+        again = EventStream(self.server, doc_id, self.token, last_event_id=1)
+        self.addCleanup(again.close)
+        self.assertEqual([e["data"] for e in again.events_until_end()], [e["data"] for e in events])
+
+    def test_a_stream_opened_mid_run_begins_with_the_status_and_the_stage(self):
+        doc_id = self.start()
+        while get_doc(self.server, self.token, doc_id)["stage"] != "verify":
+            time.sleep(0.05)
+        stream = EventStream(self.server, doc_id, self.token)
+        self.addCleanup(stream.close)
+        first, second = stream.next_event(), stream.next_event()
+        self.assertEqual((first["event"], json.loads(first["data"])["status"]), ("status", "PROCESSING"), first)
+        self.assertEqual((second["event"], json.loads(second["data"])["stage"]), ("progress", "verify"), second)
+        self.assertGreater(int(second["id"]), int(first["id"]))
 
     def test_cancel_is_409_unless_processing(self):
         doc = upload(self.server, self.token, fixture("en-1page.pdf"), "en-1page.pdf")
@@ -1142,11 +1240,14 @@ class SlowProcessingTest(SharedProcessingCase):
         self.assertEqual(json.loads(second["data"])["status"], "PROCESSING", second)
         self.assertEqual(cancel(self.server, self.token, doc_id).status, 202)
         rest = stream.events_until_end(timeout=10)
-        self.assertEqual(len(rest), 1, rest)
-        data = json.loads(rest[0]["data"])
+        datas = status_events(rest)
+        self.assertEqual(len(datas), 1, rest)
+        data = datas[0]
         self.assertEqual(data["status"], "FAILED", data)
         self.assertEqual(data["error"], {"code": "cancelled", "message": data["error"]["message"], "retryable": True})
-        self.assertEqual([int(e["id"]) for e in [first, second] + rest], [1, 2, 3])
+        self.assertEqual(rest[-1]["event"], "status", rest)
+        ids = [int(e["id"]) for e in [first, second] + rest]
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
 
 
 # ==========================================================================
@@ -1166,6 +1267,9 @@ class BackpressureTest(ProcessingCase):
         self.assertIsNotNone(retry_after, res)
         self.assertRegex(retry_after, r"^[1-9][0-9]*$", res)
         self.assertEqual(get_doc(server, token, docs[2])["status"], "UPLOADED")
+        self.assertIsNone(get_doc(server, token, docs[2])["stage"], "only a PROCESSING document has a stage")
+        waiting = get_doc(server, token, docs[0])
+        self.assertEqual((waiting["status"], waiting["stage"]), ("PROCESSING", "queued"), waiting)
         self.assertEqual(logs_for(server, "document.process_requested", docs[2]), [])
         # a document already queued is still answered 202, not 429
         self.assertAccepted(process(server, token, docs[0]), docs[0])
@@ -1495,7 +1599,7 @@ class CrashRecoveryTest(ProcessingCase):
                 stream = EventStream(second, d, token, last_event_id=0)
                 self.addCleanup(stream.close)
                 self.assertEqual(
-                    [json.loads(e["data"])["status"] for e in stream.events_until_end()],
+                    [d["status"] for d in status_events(stream.events_until_end())],
                     ["UPLOADED", "PROCESSING", "COMPLETED"],
                 )
 

@@ -914,6 +914,18 @@ TEST(child_protocol, page_sources_and_ocr_round_trip) {
             core::name(core::errc::extractor_crashed));
 }
 
+TEST(child_protocol, progress_lines) {
+  EXPECT_EQ(encode_child_progress(2, 5), "progress 2 5\n");
+  EXPECT_EQ(decode_child_progress("progress 2 5", 5), 2u);
+  EXPECT_EQ(decode_child_progress("progress 5 5", 5), 5u);
+  for (const auto* bad :
+       {"progress 0 5", "progress 6 5", "progress 2 4", "progress 2 5 ", "progress  2 5", "progress 2",
+        "progress -1 5", "progress 2 5\n", "Progress 2 5", "progress a 5", "progress 99999999999 5", ""}) {
+    EXPECT_FALSE(decode_child_progress(bad, 5)) << bad;
+  }
+  EXPECT_FALSE(decode_child_progress("progress 1 1", 0)) << "a child asked to read no page reports none";
+}
+
 TEST(child_protocol, docx_check_round_trip) {
   EXPECT_TRUE(decode_docx_check(encode_docx_check(true)));
   EXPECT_FALSE(decode_docx_check(encode_docx_check(false)));
@@ -1557,6 +1569,29 @@ TEST(ocr, png_jpeg_and_a_two_page_tiff_are_read) {
   EXPECT_LT(tiff.text.find("First"), tiff.text.find("Second"));
   ASSERT_TRUE(tiff.ocr);
   EXPECT_EQ(tiff.ocr->pages, 2);
+}
+
+TEST(ocr, each_page_read_is_reported_as_it_is_done) {
+  std::vector<core::progress> heard;
+  const auto sink = [&heard](const core::progress& p) { heard.push_back(p); };
+  const auto tiff = extract_in_child(docflow_bin(), fixture("two-pages.tiff"), core::file_kind::tiff,
+                                     test_limits(), {}, {}, sink);
+  EXPECT_TRUE(reads(tiff.text, "Second page lists the results")) << tiff.text;
+  const std::vector<core::progress> expected{{"ocr", 0u, 2u}, {"ocr", 1u, 2u}, {"ocr", 2u, 2u}};
+  EXPECT_EQ(heard, expected);
+
+  heard.clear();
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits(), {}, {}, sink);
+  EXPECT_TRUE(heard.empty()) << "a text layer needs no OCR, so no page is reported";
+
+  // A sink that throws (the job was lost) stops the run, as a heartbeat does.
+  struct lost {};
+  EXPECT_THROW(
+      extract_in_child(docflow_bin(), fixture("two-pages.tiff"), core::file_kind::tiff, test_limits(), {}, {},
+                       [](const core::progress& p) {
+                         if (p.pages_done == 1u) throw lost{};
+                       }),
+      lost);
 }
 
 TEST(ocr, max_pages_bounds_the_pages_read) {

@@ -249,7 +249,8 @@ TEST_F(sqlite_store_test, rebuilding_the_documents_table_keeps_what_refers_to_it
         "INSERT INTO jobs (id, document_id, state, available_at, created_at, updated_at)"
         " VALUES ('j-" +
         id + "', '" + id + "', 'queued', 1, 1, 1)");
-    c.exec("INSERT INTO document_events VALUES ('" + id + "', 1, 'UPLOADED', 1, NULL)");
+    c.exec("INSERT INTO document_events (document_id, seq, status, at) VALUES ('" + id +
+           "', 1, 'UPLOADED', 1)");
   };
   const auto count = [&](std::string_view table) {
     return query_int(db(), "SELECT count(*) FROM " + std::string(table));

@@ -823,6 +823,60 @@ TEST_P(lease_protocol, events_number_every_transition) {
   EXPECT_TRUE(db().events_after(doc_id_, 3).empty());
 }
 
+TEST_P(lease_protocol, progress_is_an_event_and_the_documents_stage_until_its_status_changes) {
+  ASSERT_TRUE(request(t0).has_value());
+  EXPECT_FALSE(db().find_document(doc_id_, std::nullopt)->stage) << "no stage before a worker reports one";
+  const auto job = db().claim_job(t0, 30s, "t");
+  const auto feed = db().documents_with_events_since(-1, 100);
+  ASSERT_TRUE(db().report_progress(*job, {"verify", std::nullopt, std::nullopt}, t0 + 1s));
+  ASSERT_TRUE(db().report_progress(*job, {"ocr", 2, 5}, t0 + 2s));
+  EXPECT_EQ(db().find_document(doc_id_, std::nullopt)->stage, "ocr");
+  const auto woken = db().documents_with_events_since(feed.next, 100).ids;
+  EXPECT_TRUE(std::count(woken.begin(), woken.end(), doc_id_) >= 1) << "progress wakes the streams";
+  const auto events = db().events_after(doc_id_, 2);
+  ASSERT_EQ(events.size(), 2U);
+  EXPECT_EQ(events[0].seq, 3);
+  EXPECT_EQ(events[0].status, core::status::processing);
+  EXPECT_EQ(events[0].progress, (core::progress{"verify", std::nullopt, std::nullopt}));
+  EXPECT_EQ(events[1].progress, (core::progress{"ocr", 2U, 5U}));
+  EXPECT_EQ(events[1].at, t0 + 2s);
+  EXPECT_FALSE(db().events_after(doc_id_, 0)[1].progress) << "a status event has none";
+  ASSERT_TRUE(db().complete_job(*job, result_at(t0 + 3s)));
+  const auto done = db().find_document(doc_id_, std::nullopt);
+  EXPECT_FALSE(done->stage) << "a status change clears the stage";
+  const auto last = db().events_after(doc_id_, 4);
+  ASSERT_EQ(last.size(), 1U);
+  EXPECT_EQ(last[0].seq, 5) << "status and progress events share one numbering";
+  EXPECT_EQ(last[0].status, core::status::completed);
+  EXPECT_FALSE(last[0].progress);
+}
+
+TEST_P(lease_protocol, only_the_lease_holder_reports_progress) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto stale = db().claim_job(t0, 30s, "token-a");
+  const auto current = db().claim_job(t0 + 31s, 30s, "token-b");
+  EXPECT_FALSE(db().report_progress(*stale, {"extract", std::nullopt, std::nullopt}, t0 + 32s));
+  EXPECT_TRUE(db().report_progress(*current, {"ocr", 1, 3}, t0 + 33s));
+  ASSERT_TRUE(db().cancel_processing(doc_id_, user_, {"cancelled", "by owner", true}, t0 + 34s).has_value());
+  EXPECT_FALSE(db().report_progress(*current, {"ocr", 2, 3}, t0 + 35s)) << "cancelled";
+  const auto events = db().events_after(doc_id_, 0);
+  ASSERT_EQ(events.size(), 4U) << "UPLOADED, PROCESSING, one progress, FAILED";
+  EXPECT_EQ(events[2].progress, (core::progress{"ocr", 1U, 3U}));
+  EXPECT_EQ(events[3].status, core::status::failed);
+  EXPECT_FALSE(db().find_document(doc_id_, std::nullopt)->stage);
+}
+
+TEST_P(lease_protocol, a_retry_clears_the_stage) {
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  ASSERT_TRUE(db().report_progress(*job, {"extract", std::nullopt, std::nullopt}, t0 + 1s));
+  ASSERT_EQ(db().fail_job(*job, t0 + 2s, {"extractor_crashed", "boom", true}, t0 + 10s),
+            store::failure_outcome::retry_scheduled);
+  const auto doc = db().find_document(doc_id_, std::nullopt);
+  EXPECT_EQ(doc->status, core::status::processing);
+  EXPECT_FALSE(doc->stage) << "queued again, no stage runs";
+}
+
 TEST_P(lease_protocol, the_change_feed_reports_documents_with_new_events) {
   const auto start = db().documents_with_events_since(-1, 100);
   EXPECT_TRUE(start.ids.empty()) << "a negative position means from now";

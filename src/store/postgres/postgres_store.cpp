@@ -78,7 +78,7 @@ std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
 
 constexpr std::string_view document_columns =
     "id, owner_id, filename, title, kind, size_bytes, sha256, status, created_at, updated_at, attempts,"
-    " started_at, finished_at, error_code, error_message, error_retryable";
+    " started_at, finished_at, error_code, error_message, error_retryable, stage";
 
 core::document read_document(const pq::result& r, int row) {
   core::document d;
@@ -98,6 +98,7 @@ core::document read_document(const pq::result& r, int row) {
   if (!r.is_null(row, 13)) {
     d.error = core::failure{r.text(row, 13), r.text(row, 14), !r.is_null(row, 15) && r.boolean(row, 15)};
   }
+  d.stage = r.optional_text(row, 16);
   return d;
 }
 
@@ -168,7 +169,7 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
       "WITH d AS (UPDATE documents SET status = $1::text, updated_at = $2::timestamptz,"
       " started_at = CASE WHEN $1::text = 'PROCESSING' THEN NULL ELSE started_at END,"
       " finished_at = CASE WHEN $1::text IN ('COMPLETED', 'FAILED') THEN $2::timestamptz ELSE NULL END,"
-      " error_code = $3::text, error_message = $4::text, error_retryable = $5::boolean,"
+      " error_code = $3::text, error_message = $4::text, error_retryable = $5::boolean, stage = NULL,"
       " last_event_seq = last_event_seq + 1 WHERE id = $6::uuid RETURNING " +
       std::string(document_columns) +
       ", last_event_seq),"
@@ -429,7 +430,7 @@ void insert_document_row(pq::connection& c, const core::document& d) {
   static const std::string sql =
       "WITH d AS (INSERT INTO documents (" + std::string(document_columns) +
       ", last_event_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-      " NULL, NULL, NULL, NULL, NULL, 1) RETURNING id, status, created_at)"
+      " NULL, NULL, NULL, NULL, NULL, NULL, 1) RETURNING id, status, created_at)"
       " INSERT INTO document_events (document_id, seq, status, at) SELECT id, 1, status, created_at FROM d";
   c.exec(sql, d.id, d.owner_id, d.filename, d.title, core::kind_name(d.kind), d.size_bytes, d.sha256,
          core::to_string(d.status), d.created_at, d.updated_at, d.attempts);
@@ -628,6 +629,29 @@ bool postgres_store::renew_lease(const claimed_job& job, core::time_point now,
   });
 }
 
+// The document is locked first, as in complete_job, so that a cancel or a
+// deletion cannot slip between the lease check and the event.
+bool postgres_store::report_progress(const claimed_job& job, const core::progress& p, core::time_point now) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+    const auto doc = load_document(c, job.document.id, std::nullopt, true);
+    if (!doc || doc->status != core::status::processing ||
+        c.exec("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running'", job.job_id,
+               job.lease_token)
+            .empty()) {
+      tx.rollback();
+      return false;
+    }
+    c.exec(
+        "WITH d AS (UPDATE documents SET stage = $2, last_event_seq = last_event_seq + 1 WHERE id = $1"
+        " RETURNING id, last_event_seq)"
+        " INSERT INTO document_events (document_id, seq, status, at, kind, stage, pages_done, pages_total)"
+        " SELECT id, last_event_seq, 'PROCESSING', $3, 'progress', $2, $4, $5 FROM d",
+        doc->id, p.stage, now, p.pages_done, p.pages_total);
+    c.exec("SELECT pg_notify($1, $2)", channel(wakeup_topic::document_changed), doc->id);
+    return true;
+  });
+}
+
 // The document is locked first, as cancel and delete lock it, so the three
 // never deadlock; then the job moves on only under the worker's token.
 bool postgres_store::complete_job(const claimed_job& job, const stored_result& res) {
@@ -665,6 +689,8 @@ failure_outcome postgres_store::fail_job(const claimed_job& job, core::time_poin
       return failure_outcome::lease_lost;
     }
     if (retry_at) {
+      // Queued again: no stage runs until the next claim.
+      c.exec("UPDATE documents SET stage = NULL WHERE id = $1", doc->id);
       // Every process's idle workers learn when to look, rather than at their next poll.
       c.exec("SELECT pg_notify($1, $2)", channel(wakeup_topic::job_available), core::to_unix_ms(*retry_at));
       return failure_outcome::retry_scheduled;
@@ -736,8 +762,13 @@ std::vector<document_event> postgres_store::events_after(std::string_view docume
   if (!canonical_id(document_id)) return {};
   return retrying([&](pq::connection& c) {
     const auto r = c.exec(
-        "SELECT seq, status, at, error FROM document_events WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+        "SELECT seq, status, at, error, kind, stage, pages_done, pages_total FROM document_events"
+        " WHERE document_id = $1 AND seq > $2 ORDER BY seq",
         document_id, after);
+    const auto count = [&r](int row, int column) -> std::optional<unsigned> {
+      if (r.is_null(row, column)) return std::nullopt;
+      return static_cast<unsigned>(r.integer(row, column));
+    };
     std::vector<document_event> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
@@ -746,6 +777,7 @@ std::vector<document_event> postgres_store::events_after(std::string_view docume
       e.status = core::parse_status(r.text(i, 1)).value_or(core::status::uploaded);
       e.at = r.time(i, 2);
       if (!r.is_null(i, 3)) e.error = parse_failure_record(r.text(i, 3));
+      if (r.text(i, 4) == "progress") e.progress = core::progress{r.text(i, 5), count(i, 6), count(i, 7)};
       out.push_back(std::move(e));
     }
     return out;

@@ -57,6 +57,7 @@ public:
   bool lease_held(const claimed_job& job) override;
   bool renew_lease(const claimed_job& job, core::time_point now,
                    std::chrono::milliseconds lease_for) override;
+  bool report_progress(const claimed_job& job, const core::progress& p, core::time_point now) override;
   bool complete_job(const claimed_job& job, const stored_result& result) override;
   failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
                            std::optional<core::time_point> retry_at) override;

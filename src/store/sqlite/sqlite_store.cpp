@@ -51,7 +51,7 @@ void insert_token(connection& c, const refresh_grant& g) {
 
 constexpr std::string_view document_columns =
     "id, owner_id, filename, title, kind, size_bytes, sha256, status, created_at, updated_at, attempts,"
-    " started_at, finished_at, error_code, error_message, error_retryable";
+    " started_at, finished_at, error_code, error_message, error_retryable, stage";
 
 std::optional<core::time_point> optional_time(const statement& st, int i) {
   if (st.column_is_null(i)) return std::nullopt;
@@ -76,6 +76,7 @@ core::document read_document(const statement& st) {
   if (!st.column_is_null(13)) {
     d.error = core::failure{st.column_text(13), st.column_text(14), st.column_int(15) != 0};
   }
+  if (!st.column_is_null(16)) d.stage = st.column_text(16);
   return d;
 }
 
@@ -91,17 +92,36 @@ std::optional<core::document> load_document(connection& c, std::string_view id,
   return read_document(st);
 }
 
-// Appends the next status event of a document (seq = previous + 1).
+void bind_optional(statement& st, int i, std::optional<unsigned> v) {
+  if (v) {
+    st.bind(i, static_cast<std::int64_t>(*v));
+  } else {
+    st.bind_null(i);
+  }
+}
+
+// Appends the next event of a document (seq = previous + 1): a status
+// change, or with `progress` a progress report.
 void append_event(connection& c, std::string_view document_id, core::status status, core::time_point at,
-                  const std::optional<core::failure>& error) {
+                  const std::optional<core::failure>& error,
+                  const std::optional<core::progress>& progress = std::nullopt) {
   auto st = c.prepare(
-      "INSERT INTO document_events (document_id, seq, status, at, error)"
-      " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM document_events WHERE document_id = ?1");
+      "INSERT INTO document_events (document_id, seq, status, at, error, kind, stage, pages_done, "
+      "pages_total)"
+      " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM document_events"
+      " WHERE document_id = ?1");
   st.bind(1, document_id).bind(2, core::to_string(status)).bind(3, core::to_unix_ms(at));
   if (error) {
     st.bind(4, failure_record(*error));
   } else {
     st.bind_null(4);
+  }
+  if (progress) {
+    st.bind(5, "progress").bind(6, progress->stage);
+    bind_optional(st, 7, progress->pages_done);
+    bind_optional(st, 8, progress->pages_total);
+  } else {
+    st.bind(5, "status").bind_null(6).bind_null(7).bind_null(8);
   }
   st.step();
 }
@@ -118,7 +138,7 @@ void transition(connection& c, const core::document& d, core::status to, core::t
       "UPDATE documents SET status = ?, updated_at = ?,"
       " started_at = CASE WHEN ? = 'PROCESSING' THEN NULL ELSE started_at END,"
       " finished_at = CASE WHEN ? IN ('COMPLETED', 'FAILED') THEN ? ELSE NULL END,"
-      " error_code = ?, error_message = ?, error_retryable = ? WHERE id = ?");
+      " error_code = ?, error_message = ?, error_retryable = ?, stage = NULL WHERE id = ?");
   const auto name = core::to_string(to);
   st.bind(1, name).bind(2, core::to_unix_ms(now)).bind(3, name).bind(4, name).bind(5, core::to_unix_ms(now));
   if (error) {
@@ -367,7 +387,7 @@ namespace docflow::store::sqlite {
 namespace {
 void insert_document_row(connection& c, const core::document& d) {
   auto st = c.prepare("INSERT INTO documents (" + std::string(document_columns) +
-                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)");
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL)");
   st.bind(1, d.id).bind(2, d.owner_id).bind(3, d.filename);
   if (d.title) {
     st.bind(4, *d.title);
@@ -614,6 +634,16 @@ bool sqlite_store::renew_lease(const claimed_job& job, core::time_point now,
   return sqlite3_changes(c->handle()) == 1;
 }
 
+bool sqlite_store::report_progress(const claimed_job& job, const core::progress& p, core::time_point now) {
+  const lease c(*this);
+  transaction tx(*c);
+  if (!holds_lease(*c, job)) return false;
+  c->prepare("UPDATE documents SET stage = ? WHERE id = ?").bind(1, p.stage).bind(2, job.document.id).step();
+  append_event(*c, job.document.id, core::status::processing, now, std::nullopt, p);
+  tx.commit();
+  return true;
+}
+
 bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) {
   const lease c(*this);
   transaction tx(*c);
@@ -655,6 +685,8 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
         .bind(2, core::to_unix_ms(now))
         .bind(3, job.job_id)
         .step();
+    // Queued again: no stage runs until the next claim.
+    c->prepare("UPDATE documents SET stage = NULL WHERE id = ?").bind(1, job.document.id).step();
     tx.commit();
     return failure_outcome::retry_scheduled;
   }
@@ -742,15 +774,21 @@ std::optional<std::string> sqlite_store::read_result_text(std::string_view docum
 std::vector<document_event> sqlite_store::events_after(std::string_view document_id, std::int64_t after) {
   const lease c(*this);
   auto st = c->prepare(
-      "SELECT seq, status, at, error FROM document_events WHERE document_id = ? AND seq > ? ORDER BY seq");
+      "SELECT seq, status, at, error, kind, stage, pages_done, pages_total FROM document_events"
+      " WHERE document_id = ? AND seq > ? ORDER BY seq");
   st.bind(1, document_id).bind(2, after);
   std::vector<document_event> out;
+  const auto count = [&st](int i) -> std::optional<unsigned> {
+    if (st.column_is_null(i)) return std::nullopt;
+    return static_cast<unsigned>(st.column_int(i));
+  };
   while (st.step()) {
     document_event e;
     e.seq = st.column_int(0);
     e.status = core::parse_status(st.column_text(1)).value_or(core::status::uploaded);
     e.at = from_ms(st.column_int(2));
     if (!st.column_is_null(3)) e.error = parse_failure_record(st.column_text(3));
+    if (st.column_text(4) == "progress") e.progress = core::progress{st.column_text(5), count(6), count(7)};
     out.push_back(std::move(e));
   }
   return out;
