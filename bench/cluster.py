@@ -159,7 +159,8 @@ def machine_busy_s():
 def parts(c):
     """The cluster's processes by part name: {name: [pid, ...]}."""
     children = children_of()
-    out = {p.name: [p.pid] for p in c.processes if p.running}
+    # A docflow process with its zygotes, whose cutime has their ended children (the extractors).
+    out = {p.name: tree(p.pid, children) for p in c.processes if p.running}
     out["nginx"] = tree(c.nginx.proc.pid, children)
     with open(os.path.join(c.pg.data, "postmaster.pid")) as f:
         out["postgresql"] = tree(int(f.readline()), children)

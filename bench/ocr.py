@@ -98,7 +98,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def server_cpu_s(pid):
+    """CPU seconds of `docflow serve` and its zygotes, with their reaped
+    children: the extractors (bench/cluster.py's cpu_s over the tree)."""
+    import cluster  # noqa: PLC0415  (bench/; imported late: ocr.py is also run alone)
+
+    return cluster.cpu_s(cluster.tree(pid, cluster.children_of()))
+
+
 def throughput(bin_path, scan, docs, workers, work):
+    """Queues `docs` copies of `scan` at once on a fresh `docflow serve`;
+    process.py's result, plus cpu_s: what the server used meanwhile."""
     data = tempfile.mkdtemp(prefix="ocr-bench-", dir=work)
     port = free_port()
     env = dict(os.environ, DOCFLOW_DATA_DIR=data, DOCFLOW_LISTEN="127.0.0.1:%d" % port, DOCFLOW_WORKERS=str(workers))
@@ -126,13 +136,15 @@ def throughput(bin_path, scan, docs, workers, work):
              "--file", scan, "-n", str(docs), "--ids", ids],
             check=True,
         )
+        cpu0 = server_cpu_s(server.pid)
         out = subprocess.run(
             [sys.executable, os.path.join(BENCH, "process.py"), "run", "--port", str(port), "--token", token,
              "--ids", ids, "--timeout", "1800"],
             check=True, stdout=subprocess.PIPE, text=True,
         ).stdout
+        cpu = server_cpu_s(server.pid) - cpu0
         line = next(l for l in out.splitlines() if l.startswith("PROCESS_RESULT "))
-        return json.loads(line[len("PROCESS_RESULT "):])
+        return dict(json.loads(line[len("PROCESS_RESULT "):]), cpu_s=round(cpu, 3))
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -19,6 +19,7 @@
 #include "config/config.hpp"
 #include "config/units.hpp"
 #include "pipeline/sandbox.hpp"
+#include "pipeline/zygote.hpp"
 
 namespace docflow::app {
 
@@ -213,12 +214,15 @@ int run_cli(int argc, char** argv) {
   auto* worker_cmd =
       app.add_subcommand("worker", "Run job workers only (no HTTP), against the same database");
   add_settings(*worker_cmd, config::for_worker, raw);
-  // The sandboxed child started for each extraction and DOCX check, its input
-  // on stdin; not for people.
+  // The zygote that forks the sandboxed child of each extraction and DOCX
+  // check (--zygote), or one such child, its input on stdin (--task, for
+  // profiling and debugging); not for people.
   std::string extract_task;
   std::string extract_sandbox = "best-effort";
+  bool extract_zygote = false;
   auto* extract_cmd = app.add_subcommand("extract", "")->group("");
-  extract_cmd->add_option("--task", extract_task)->required();
+  extract_cmd->add_flag("--zygote", extract_zygote);
+  extract_cmd->add_option("--task", extract_task);
   extract_cmd->add_option("--sandbox", extract_sandbox);
   std::uint64_t extract_max_text = std::uint64_t{16} << 20;
   extract_cmd->add_option("--max-text-bytes", extract_max_text);
@@ -264,13 +268,14 @@ int run_cli(int argc, char** argv) {
     return 0;
   }
   if (extract_cmd->parsed()) {
+    if (extract_zygote) return pipeline::zygote_main();
     const auto task = pipeline::parse_task_argument(extract_task);
     auto pages = pipeline::parse_page_list(extract_ocr_pages);
     if (!task || !pages || (extract_sandbox != "strict" && extract_sandbox != "best-effort")) {
       return exit_bad_config;
     }
     extract_ocr.pages = std::move(*pages);
-    return pipeline::child_main(*task, extract_sandbox == "strict", extract_max_text, extract_ocr);
+    return pipeline::child_main({*task, extract_sandbox == "strict", extract_max_text, extract_ocr, {}, 0});
   }
   if (routes_cmd->parsed()) {
     for (const auto& r : api::route_signatures()) {

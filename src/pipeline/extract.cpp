@@ -69,6 +69,15 @@ void prepare_extractors() {
   ::setenv("TZ", ":/etc/localtime", 0);
   ::tzset();
   (void)poppler::ustring::from_latin1("docflow").to_utf8();
+  // Poppler builds its global state (font tables, colour management) with
+  // the first document and drops it with the last: one kept open keeps it,
+  // so a zygote builds it once for every child it forks.
+  static constexpr std::string_view one_page =
+      "%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count "
+      "1>>endobj\n"
+      "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 1 1]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+  static const std::unique_ptr<poppler::document> kept(
+      poppler::document::load_from_raw_data(one_page.data(), static_cast<int>(one_page.size())));
 }
 
 namespace {

@@ -32,6 +32,7 @@
 #include "pipeline/docx_probe.hpp"
 #include "pipeline/extract.hpp"
 #include "pipeline/test_faults.hpp"
+#include "pipeline/zygote.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -154,11 +155,6 @@ boost::json::object parse_answer(std::string_view json) {
 
 // Limits as the child applies them: never above the current hard limit,
 // which an unprivileged process cannot raise.
-struct rlimit_setting {
-  int resource;
-  rlimit value;
-};
-
 rlimit_setting clamp(int resource, rlim_t value) {
   rlimit current{};
   getrlimit(resource, &current);
@@ -198,91 +194,6 @@ bool passed_to_child(std::string_view entry) {
   return false;
 }
 
-class unique_fd {
-public:
-  explicit unique_fd(int fd = -1) : fd_(fd) {}
-  unique_fd(unique_fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  unique_fd(const unique_fd&) = delete;
-  unique_fd& operator=(const unique_fd&) = delete;
-  unique_fd& operator=(unique_fd&&) = delete;
-  ~unique_fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-private:
-  int fd_;
-};
-
-// Kills and reaps the child on every way out, exceptions included, so no
-// zombie and no runaway extractor outlives the call.
-class child_process {
-public:
-  explicit child_process(pid_t pid) : pid_(pid) {}
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-  ~child_process() {
-    if (pid_ > 0) {
-      kill();
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-  void kill() const {
-    // The child leads its own process group; take anything it started too.
-    if (::kill(-pid_, SIGKILL) != 0) ::kill(pid_, SIGKILL);
-  }
-  // The exit status when the child has ended, without blocking.
-  std::optional<int> try_wait() {
-    int status = 0;
-    const auto r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      return status;
-    }
-    if (r < 0 && errno == ECHILD) {
-      // SIGCHLD ignored by the process: the kernel reaped it, status lost.
-      pid_ = -1;
-      return 0;
-    }
-    return std::nullopt;
-  }
-
-private:
-  pid_t pid_;
-};
-
-// Between fork and exec only async-signal-safe calls: the parent may have
-// other threads holding malloc's locks. Everything is prepared beforehand.
-[[noreturn]] void exec_child(pid_t parent, int in_fd, int out_fd, int null_fd,
-                             const std::vector<rlimit_setting>& limits, char* const* argv,
-                             char* const* envp) {
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(126);
-  ::setpgid(0, 0);
-  // Ignored signals and the signal mask survive exec; the server's choices
-  // (SIGPIPE ignored, signals blocked in pool threads) must not reach a child
-  // that relies on SIGXCPU and SIGPIPE to stop.
-  struct sigaction default_action {};
-  default_action.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) {
-    if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &default_action, nullptr);
-  }
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
-  close_inherited_descriptors();
-  for (const auto& l : limits) {
-    // Never run an untrusted parse without its limits.
-    if (::setrlimit(l.resource, &l.value) != 0) ::_exit(126);
-  }
-  ::execve(argv[0], argv, envp);
-  ::_exit(127);
-}
-
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
@@ -303,8 +214,6 @@ bool write_all(int fd, std::string_view data) {
   }
   return true;
 }
-
-const char* mode_argument(bool strict) { return strict ? "strict" : "best-effort"; }
 
 [[noreturn]] void unreadable() {
   throw stage_error(
@@ -362,10 +271,23 @@ struct child_run {
   std::string output;
 };
 
-// Runs `self_exe extract --task T --sandbox M` with `input` as its stdin
-// (-1: /dev/null) and collects its answer within `limits`; the child is
-// killed and reaped on every way out. Throws stage_error extractor_crashed
-// when it cannot be started, and whatever `heartbeat` throws.
+// The environment of a child (and of the zygote that forks it).
+std::vector<std::string> child_environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    if (passed_to_child(*e)) env.emplace_back(*e);
+  }
+  // Tesseract's OpenMP would start threads, which the sandbox forbids (the
+  // runtime aborts when it cannot); one thread per child is the plan anyway.
+  env.emplace_back("OMP_THREAD_LIMIT=1");
+  return env;
+}
+
+// Runs a child for `task` with `input` as its stdin (-1: /dev/null),
+// forked by a zygote (start_child), and collects its answer within
+// `limits`; the child is killed and reaped on every way out. Throws
+// stage_error extractor_crashed when it cannot be started, and whatever
+// `heartbeat` and `pages_read` throw.
 child_run run_child(const std::filesystem::path& self_exe, child_task task, int input,
                     const sandbox_limits& limits, const std::function<void()>& heartbeat,
                     const ocr_request* ocr = nullptr, const std::function<void(unsigned)>& pages_read = {}) {
@@ -373,47 +295,20 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
   const auto start = clock::now();
   const auto deadline = start + limits.wall;
 
-  // Everything the child needs is built before fork.
-  std::vector<std::string> args{self_exe.string(),  "extract",
-                                "--task",           task_argument(task),
-                                "--sandbox",        mode_argument(limits.strict),
-                                "--max-text-bytes", std::to_string(limits.max_text_bytes)};
-  if (ocr && !ocr->pages.empty()) {
-    args.insert(args.end(), {"--ocr-languages", ocr->languages, "--ocr-dpi", std::to_string(ocr->dpi),
-                             "--ocr-pages", format_page_list(ocr->pages)});
-  }
-  if (ocr && ocr->blank_checks > 0)
-    args.insert(args.end(), {"--blank-checks", std::to_string(ocr->blank_checks)});
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (char** e = environ; e && *e; ++e) {
-    if (passed_to_child(*e)) envp.push_back(*e);
-  }
-  // Tesseract's OpenMP would start threads, which the sandbox forbids (the
-  // runtime aborts when it cannot); one thread per child is the plan anyway.
-  static char one_thread[] = "OMP_THREAD_LIMIT=1";
-  envp.push_back(one_thread);
-  envp.push_back(nullptr);
-  const auto rlimits = child_limits(limits);
-
+  child_request request{
+      task,      limits.strict, limits.max_text_bytes, ocr ? *ocr : ocr_request{}, child_limits(limits),
+      ::getpid()};
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) crashed("the extractor could not be started");
   unique_fd read_end(pipe_fds[0]);
   unique_fd write_end(pipe_fds[1]);
-  unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (null_fd.get() < 0) crashed("the extractor could not be started");
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) crashed("the extractor could not be started");
-  if (pid == 0) {
-    exec_child(parent, input >= 0 ? input : null_fd.get(), write_end.get(), null_fd.get(), rlimits,
-               argv.data(), envp.data());
+  unique_fd null_fd;
+  if (input < 0) {
+    null_fd = unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (null_fd.get() < 0) crashed("the extractor could not be started");
   }
-  child_process child(pid);
+  auto child = start_child(self_exe, child_environment(), request, input >= 0 ? input : null_fd.get(),
+                           write_end.get());
   write_end.reset();  // else the pipe never reports end of file
   null_fd.reset();
 
@@ -430,7 +325,7 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
       return run;
     }
     if (now >= next_beat) {
-      if (heartbeat) heartbeat();  // may throw: the child_process guard kills the child
+      if (heartbeat) heartbeat();  // may throw: the started_child guard kills the child
       next_beat = now + beat_every;
     }
     // Both are in the future here, so poll never gets a negative (infinite) timeout.
@@ -467,14 +362,11 @@ child_run run_child(const std::filesystem::path& self_exe, child_task task, int 
 
   // Stdout is closed; the child should be exiting. It still gets only the
   // rest of the wall time.
-  std::optional<int> status;
-  while (!(status = child.try_wait())) {
-    if (clock::now() >= deadline) {
-      child.kill();
-      run.how = child_run::ending::timed_out;
-      return run;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto status = child.wait_until(deadline);
+  if (!status) {
+    child.kill();
+    run.how = child_run::ending::timed_out;
+    return run;
   }
   run.status = *status;
   return run;
@@ -808,13 +700,14 @@ sandbox_report decode_sandbox_report(std::string_view json) {
   return r;
 }
 
-int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const ocr_request& ocr) {
+int child_main(const child_request& request) {
   close_inherited_descriptors();
-  const pid_t parent = ::getppid();  // for the test faults: the sandbox hides it later
+  // For the test faults: the sandbox hides it later.
+  const pid_t parent = request.parent != 0 ? request.parent : ::getppid();
   std::string answer;
   try {
     try {
-      answer = run_task(task, strict, max_text_bytes, ocr, parent);
+      answer = run_task(request.task, request.strict, request.max_text_bytes, request.ocr, parent);
     } catch (const stage_error& e) {
       answer = encode_child_failure(e.failure());
     } catch (const std::bad_alloc&) {

@@ -9,6 +9,9 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/types.h>
+
 #include "core/document.hpp"
 #include "pipeline/lockdown.hpp"
 #include "pipeline/ocr.hpp"
@@ -148,6 +151,25 @@ bool is_docx_in_child(const std::filesystem::path& self_exe, std::uint64_t size,
 /// stage_error extractor_crashed when the child fails. Blocks.
 sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 
+/// A resource limit as the child applies it.
+struct rlimit_setting {
+  int resource;
+  rlimit value;
+};
+
+/// What one sandboxed child is asked: what `docflow extract --task T`
+/// says on its command line and, for a child a zygote forks (zygote.hpp),
+/// the limits it sets on itself and the pid its test faults take for the
+/// parent's (the server's, not the zygote's).
+struct child_request {
+  child_task task = child_task::extract_pdf;
+  bool strict = false;
+  std::uint64_t max_text_bytes = 16ULL << 20;
+  ocr_request ocr;
+  std::vector<rlimit_setting> limits;
+  pid_t parent = 0;  ///< 0: the process's parent
+};
+
 /// The child side: what `docflow extract --task T --sandbox M` runs. Closes
 /// every inherited descriptor but 0-2, maps its input (stdin), loads what the
 /// parsers would read from disk (prepare_extractors), locks itself down, then
@@ -157,7 +179,7 @@ sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 /// sandbox_unavailable and nothing is parsed. Never throws.
 /// The extraction tasks obey the test-only DOCFLOW_TEST_EXTRACTOR_FAULT
 /// (test_faults.hpp) instead of parsing.
-int child_main(child_task task, bool strict, std::uint64_t max_text_bytes, const ocr_request& ocr = {});
+int child_main(const child_request& request);
 
 /// The child's answer on success:
 /// {"ok":true,"pages":n|null,"text":"...","truncated":bool,"title":s|null,"author":s|null,

@@ -32,9 +32,11 @@
 #include <iterator>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1368,6 +1370,97 @@ TEST(sandbox, heartbeat_failure_kills_the_child) {
                std::runtime_error);
   EXPECT_EQ(beats, 1);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+namespace {
+
+// This process's children that are zygotes (`docflow extract --zygote`).
+std::vector<pid_t> zygotes() {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto end_of_name = line.rfind(')');
+    if (end_of_name == std::string::npos || line.size() < end_of_name + 5) continue;  // gone meanwhile
+    const auto fields = line.substr(end_of_name + 2);                                 // state, then ppid
+    if (std::stoi(fields.substr(2)) != ::getpid()) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    const std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (args.find("--zygote") != std::string::npos && fields[0] != 'Z') out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// The children of `pid`.
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (pid_t child = 0; f >> child;) out.push_back(child);
+  return out;
+}
+
+}  // namespace
+
+TEST(sandbox, each_document_gets_a_fresh_process_from_one_zygote) {
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  const auto before = zygotes();
+  ASSERT_EQ(before.size(), 1u) << "one zygote serves one caller at a time";
+  const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "hang");
+  std::vector<pid_t> seen;
+  pid_t forked_by = 0;
+  for (int run = 0; run < 2; ++run) {
+    EXPECT_THROW(extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits(),
+                                  [&] {
+                                    // The hanging child, seen from outside while it runs.
+                                    for (const pid_t z : zygotes()) {
+                                      for (const pid_t child : children_of(z)) {
+                                        seen.push_back(child);
+                                        forked_by = z;
+                                      }
+                                    }
+                                    throw std::runtime_error("enough");
+                                  }),
+                 std::runtime_error);
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_NE(seen[0], seen[1]) << "a process per document";
+  EXPECT_NE(forked_by, before[0]) << "another environment, another zygote";
+  EXPECT_EQ(zygotes(), std::vector<pid_t>{forked_by}) << "the one of the old environment was stopped";
+  EXPECT_TRUE(children_of(forked_by).empty()) << "the killed children were reaped";
+}
+
+TEST(sandbox, a_zygote_that_died_is_replaced) {
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  const auto first = zygotes();
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(::kill(first[0], SIGKILL), 0);
+  while (zygotes().size() == 1 && zygotes()[0] == first[0]) std::this_thread::sleep_for(10ms);
+  const auto e =
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  EXPECT_EQ(e.text, extract_pdf(bytes_of(fixture("en-1page.pdf"))).text);
+  const auto now = zygotes();
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_NE(now[0], first[0]);
+}
+
+TEST(sandbox, the_zygote_knows_no_secret) {
+  const scoped_env secret("DOCFLOW_DATABASE_PASSWORD", "hunter2-the-database-password");
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  const auto found = zygotes();
+  ASSERT_EQ(found.size(), 1u);
+  std::ifstream f("/proc/" + std::to_string(found[0]) + "/environ");
+  const std::string environ_text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(environ_text.find("hunter2"), std::string::npos);
+  std::istringstream entries(environ_text);
+  for (std::string entry; std::getline(entries, entry, '\0');) {
+    const auto name = entry.substr(0, entry.find('='));
+    EXPECT_TRUE(name == "OMP_THREAD_LIMIT" || name == "DOCFLOW_TEST_EXTRACTOR_FAULT" ||
+                name.ends_with("SAN_OPTIONS"))
+        << entry;
+  }
 }
 
 // ==================================================================== ocr
