@@ -271,7 +271,14 @@ public:
   }
   int socket() const { return socket_.get(); }
 
+  // Its children share its address layout and stack canary, which a child
+  // that leaks them (in its answer's text, say) hands to the next document's
+  // exploit; a fresh zygote every so many children bounds that.
+  bool worn_out() { return ++children_ >= max_children; }
+
 private:
+  static constexpr unsigned max_children = 100;
+  unsigned children_ = 0;
   std::filesystem::path exe_;
   std::vector<std::string> env_;
   unique_fd socket_;
@@ -296,6 +303,7 @@ public:
     return std::make_unique<zygote>(exe, env);
   }
   void give_back(std::unique_ptr<zygote> z) {
+    if (z->worn_out()) return;
     const std::lock_guard lock(mutex_);
     if (idle_.size() < max_idle) idle_.push_back(std::move(z));
   }

@@ -1446,6 +1446,21 @@ TEST(sandbox, a_zygote_that_died_is_replaced) {
   EXPECT_NE(now[0], first[0]);
 }
 
+TEST(sandbox, a_zygote_forks_a_hundred_children_then_is_replaced) {
+  const auto run = [] {
+    is_docx_in_child(docflow_bin(), fixture("de.docx"), docx_check_limits(false));
+    const auto z = zygotes();
+    return z.size() == 1 ? z[0] : pid_t{-1};
+  };
+  const pid_t first = run();
+  ASSERT_GT(first, 0);
+  for (int child = 2; child < 100; ++child) ASSERT_EQ(run(), first) << "child " << child;
+  EXPECT_EQ(run(), pid_t{-1}) << "stopped after its hundredth child";
+  const pid_t next = run();
+  EXPECT_GT(next, 0);
+  EXPECT_NE(next, first);
+}
+
 TEST(sandbox, the_zygote_knows_no_secret) {
   const scoped_env secret("DOCFLOW_DATABASE_PASSWORD", "hunter2-the-database-password");
   extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
