@@ -106,6 +106,7 @@ std::string summary_json(const pipeline::result_data& r, const std::string& pipe
       {"char_count", a.char_count},
       {"line_count", a.line_count},
       {"language", a.language},
+      {"language_confidence", a.language_confidence},
       {"keywords", std::move(keywords)},
       {"metadata", pipeline::metadata_json(e.metadata)},
       {"truncated", e.truncated},

@@ -19,6 +19,7 @@
 #include <poppler/cpp/poppler-page.h>
 #include <pugixml.hpp>
 
+#include "pipeline/analyze.hpp"
 #include "pipeline/ocr.hpp"
 #include "pipeline/zip_archive.hpp"
 
@@ -78,6 +79,8 @@ void prepare_extractors() {
       "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 1 1]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
   static const std::unique_ptr<poppler::document> kept(
       poppler::document::load_from_raw_data(one_page.data(), static_cast<int>(one_page.size())));
+  // The analysis of the text, which the child runs after extraction.
+  prepare_analysis();
 }
 
 namespace {

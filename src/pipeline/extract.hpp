@@ -53,9 +53,10 @@ extraction extract_docx(std::string_view bytes, const docx_limits& limits = {});
 /// needed, so that they behave the same once the sandbox forbids opening
 /// files: glibc's time zone (libzip turns DOS times into time_t with mktime,
 /// and glibc looks at /etc/localtime again on every call unless TZ names
-/// it) and iconv's module cache (poppler converts its strings with iconv),
-/// and poppler's global state, kept for the process's life. The extraction
-/// child calls it just before lock_down(); a zygote once, before it forks.
+/// it), iconv's module cache (poppler converts its strings with iconv),
+/// the analysis' own data (prepare_analysis, analyze.hpp), and poppler's
+/// global state, kept for the process's life. The extraction child calls it
+/// just before lock_down(); a zygote once, before it forks.
 void prepare_extractors();
 
 /// W3C-DTF (the dcterms:created format): YYYY, YYYY-MM, YYYY-MM-DD, or a

@@ -126,6 +126,17 @@ std::uint64_t decode_count(const boost::json::object& o, const char* key) {
   return static_cast<std::uint64_t>(*n);
 }
 
+// A number in [0, 1]; JSON has one kind of number, so 0 and 1 may come as integers.
+double decode_fraction(const boost::json::object& o, const char* key) {
+  const auto& v = member(o, key);
+  double x = -1;
+  if (v.is_double()) x = v.get_double();
+  if (v.is_int64()) x = static_cast<double>(v.get_int64());
+  if (v.is_uint64()) x = static_cast<double>(v.get_uint64());
+  if (!(x >= 0 && x <= 1)) crashed("the extractor answered a bad " + std::string(key));
+  return x;
+}
+
 // Every answer is one JSON object with "ok". Returns it when "ok" is true;
 // throws the child's own failure when it is false (and a child may report
 // it), extractor_crashed for anything else.
@@ -559,6 +570,7 @@ std::string encode_child_output(const extraction& e) {
                                       {"words", e.analysis.word_count},
                                       {"lines", e.analysis.line_count},
                                       {"language", valid_utf8(e.analysis.language)},
+                                      {"language_confidence", e.analysis.language_confidence},
                                       {"keywords", std::move(keywords)}};
   o["page_sources"] = page_sources_json(e.per_page);
   o["ocr"] = ocr_json(e.ocr);
@@ -616,8 +628,10 @@ extraction decode_child_output(std::string_view json) {
   e.analysis.word_count = decode_count(*a, "words");
   e.analysis.line_count = decode_count(*a, "lines");
   const auto language = decode_optional_string(*a, "language");
-  if (!language || language->size() > 8) crashed("the extractor answered a bad language");
+  // 35: the longest BCP 47 tag a conforming reader must accept (RFC 5646, 4.4.1).
+  if (!language || language->size() > 35) crashed("the extractor answered a bad language");
   e.analysis.language = *language;
+  e.analysis.language_confidence = decode_fraction(*a, "language_confidence");
   const auto* keywords = member(*a, "keywords").if_array();
   if (!keywords || keywords->size() > 10) crashed("the extractor answered bad keywords");
   for (const auto& k : *keywords) {

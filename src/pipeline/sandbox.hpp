@@ -183,8 +183,8 @@ int child_main(const child_request& request);
 
 /// The child's answer on success:
 /// {"ok":true,"pages":n|null,"text":"...","truncated":bool,"title":s|null,"author":s|null,
-///  "created_ms":n|null,"analysis":{"chars":n,"words":n,"lines":n,"language":s,
-///  "keywords":[{"term":s,"count":n}...]},
+///  "created_ms":n|null,"analysis":{"chars":n,"words":n,"lines":n,"language":s (BCP 47, at most
+///  35 bytes),"language_confidence":x (0 to 1),"keywords":[{"term":s,"count":n}...]},
 ///  "page_sources":[{"source":"text_layer"|"ocr"|"none","chars":n,"confidence":n|null,"blank":b}...],
 ///  "ocr":{"pages":n,"mean_confidence":x,"languages":[s...]}|null}
 /// (created_ms: milliseconds since the Unix epoch). Invalid UTF-8 in any

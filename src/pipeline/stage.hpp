@@ -53,8 +53,9 @@ struct analysis {
   std::size_t char_count = 0;  ///< Unicode code points
   std::size_t word_count = 0;
   std::size_t line_count = 0;
-  std::string language;           ///< ISO 639-1 ("en", "de", "fr", "es", ...) or "und"
-  std::vector<keyword> keywords;  ///< most frequent first, stop-words removed, at most 10
+  std::string language;            ///< BCP 47 ("en", "de", "pt", "zh", "zh-Hant", ...) or "und"
+  double language_confidence = 0;  ///< in [0, 1]; 0 for "und"
+  std::vector<keyword> keywords;   ///< most frequent first, stop-words removed, at most 10
 };
 
 /// Where a page's text came from.

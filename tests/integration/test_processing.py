@@ -69,6 +69,7 @@ RESULT_FIELDS = {
     "char_count",
     "line_count",
     "language",
+    "language_confidence",
     "keywords",
     "metadata",
     "text_preview",
@@ -540,6 +541,12 @@ class ProcessingTest(SharedProcessingCase):
         if "lines" in exp:
             self.assertEqual(r["line_count"], exp["lines"], r)
         self.assertEqual(r["language"], exp["language"], r)
+        self.assertIsInstance(r["language_confidence"], (int, float), r)
+        if exp["language"] == "und":
+            self.assertEqual(r["language_confidence"], 0, r)
+        else:
+            self.assertGreater(r["language_confidence"], 0, r)
+            self.assertLessEqual(r["language_confidence"], 1, r)
 
         # metadata
         self.assertEqual(set(r["metadata"]), {"title", "author", "created"}, r)

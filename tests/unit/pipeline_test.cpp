@@ -322,13 +322,39 @@ TEST(analyze_counts, words) {
   EXPECT_EQ(analyze("don't stop").word_count, 2u);
   EXPECT_EQ(analyze("l’homme est là").word_count, 3u);
   EXPECT_EQ(analyze("'quoted' words'").word_count, 2u);  // apostrophes at the edges are not inside
-  EXPECT_EQ(analyze("well-known 3.14").word_count, 4u);
+  // ICU's word rules: a hyphen separates ("well", "known") and a number
+  // keeps its separators ("3.14"); `wc -w` would say 2, the rules before ICU 4.
+  EXPECT_EQ(analyze("well-known 3.14").word_count, 3u);
+  EXPECT_EQ(analyze("1,000.50 euros").word_count, 2u);
   EXPECT_EQ(analyze("café naïve Straße").word_count, 3u);
   EXPECT_EQ(analyze("αβγ δ кошка").word_count, 3u);
   EXPECT_EQ(analyze("日本語").word_count, 1u);
   EXPECT_EQ(analyze("— … « » \xF0\x9F\x99\x82 ¿").word_count, 0u);
   EXPECT_EQ(analyze("tab\tseparated\nlines\r\nhere").word_count, 4u);
   EXPECT_EQ(analyze("2024 x").word_count, 2u);
+}
+
+// Text without spaces: ICU's dictionaries find the words (ICU 72, Debian
+// bookworm's; another ICU may cut a word differently).
+TEST(analyze_counts, words_of_scripts_without_spaces) {
+  EXPECT_EQ(analyze("我们今天去公园散步").word_count, 5u);  // 我们 今天 去 公园 散步
+  EXPECT_EQ(analyze("私は東京に住んでいます").word_count, 8u);
+  EXPECT_EQ(analyze("สวัสดีครับ ผมชื่อ").word_count, 4u);  // สวัสดี ครับ ผม ชื่อ
+  EXPECT_EQ(analyze("我们今天去公园散步。").word_count, 5u) << "the full stop is no word";
+  EXPECT_EQ(analyze("東京 2024 Tokyo").word_count, 3u);
+}
+
+TEST(analyze_keywords, words_of_ideographs_count_from_two_characters) {
+  const auto a = analyze("公园很大。我们在公园散步。公园里有很多人。");
+  ASSERT_FALSE(a.keywords.empty());
+  EXPECT_EQ(a.keywords[0].term, "公园");
+  EXPECT_EQ(a.keywords[0].count, 3u);
+  for (const auto& k : a.keywords) EXPECT_NE(k.term, "在") << "one ideograph is too short";
+  // Words in kana that short are particles and endings, not keywords.
+  for (const auto& k : analyze("東京にいました。東京にいました。東京にいました。").keywords) {
+    EXPECT_NE(k.term, "に");
+    EXPECT_NE(k.term, "まし");
+  }
 }
 
 TEST(analyze_language, english) {
@@ -368,13 +394,88 @@ TEST(analyze_language, spanish) {
       "es");
 }
 
+// Beyond the four languages of the stop-word lists: libexttextcat.
+TEST(analyze_language, the_fingerprints_are_loaded) { EXPECT_TRUE(language_model_loaded()); }
+
+TEST(analyze_language, italian) {
+  EXPECT_EQ(analyze("Il comitato si è riunito martedì per discutere il nuovo bilancio. La maggior parte dei "
+                    "membri ha ritenuto che il piano fosse troppo costoso, ma non è riuscita a trovarne uno "
+                    "migliore. Si riuniranno di nuovo la prossima settimana per prendere una decisione.")
+                .language,
+            "it");
+}
+
+TEST(analyze_language, dutch) {
+  EXPECT_EQ(analyze("De commissie kwam dinsdag bijeen om de nieuwe begroting te bespreken. De meeste leden "
+                    "vonden het plan te duur, maar ze konden geen beter plan vinden. Ze komen volgende week "
+                    "opnieuw bijeen om een definitief besluit te nemen.")
+                .language,
+            "nl");
+}
+
+TEST(analyze_language, portuguese_although_its_function_words_look_spanish) {
+  const std::string_view text =
+      "O comitê reuniu-se na terça-feira para discutir o novo orçamento. A maioria dos membros concordou "
+      "que o plano era caro demais, mas não conseguiram encontrar um melhor. Eles vão se reunir novamente "
+      "na próxima semana para tomar uma decisão final.";
+  const auto a = analyze(text);
+  EXPECT_EQ(a.language, "pt");
+  // The stop-word judge said Spanish and was overruled: a contested answer.
+  EXPECT_GT(a.language_confidence, 0.0);
+  EXPECT_LT(a.language_confidence, 0.5);
+}
+
+TEST(analyze_language, russian) {
+  EXPECT_EQ(analyze("Комитет собрался во вторник, чтобы обсудить новый бюджет. Большинство членов "
+                    "согласились, что план слишком дорогой, но не смогли найти лучший. Они снова "
+                    "встретятся на следующей неделе, чтобы принять окончательное решение.")
+                .language,
+            "ru");
+}
+
+TEST(analyze_language, chinese_japanese_thai) {
+  EXPECT_EQ(analyze("委员会星期二开会讨论新的预算。大多数成员认为这个计划太贵了，但是他们找不到更好的方案。"
+                    "他们下周将再次开会做出最后的决定。")
+                .language,
+            "zh");
+  EXPECT_EQ(analyze("委員会は火曜日に新しい予算について話し合うために集まりました。ほとんどのメンバーは計画が"
+                    "高すぎると考えましたが、より良い案は見つかりませんでした。")
+                .language,
+            "ja");
+  EXPECT_EQ(analyze("คณะกรรมการประชุมกันในวันอังคารเพื่อหารือเกี่ยวกับงบประมาณใหม่ "
+                    "สมาชิกส่วนใหญ่เห็นว่าแผนนี้แพงเกินไป")
+                .language,
+            "th");
+}
+
+TEST(analyze_language, confidence_is_a_fraction_that_grows_with_the_evidence) {
+  const std::string one = "The committee met on Tuesday to discuss the new budget.";
+  const std::string three = one +
+                            " Most of the members agreed that the plan was too expensive, but they could not "
+                            "find a better one. They will meet again next week to make a final decision.";
+  const auto short_guess = detect_language(one);
+  const auto long_guess = detect_language(three);
+  EXPECT_EQ(short_guess.tag, "en");
+  EXPECT_EQ(long_guess.tag, "en");
+  EXPECT_GT(short_guess.confidence, 0.0);
+  EXPECT_LT(short_guess.confidence, long_guess.confidence);
+  EXPECT_LE(long_guess.confidence, 1.0);
+  EXPECT_GT(long_guess.confidence, 0.9) << "two judges agree on three sentences";
+  EXPECT_EQ(analyze(three).language_confidence, long_guess.confidence);
+  EXPECT_EQ(detect_language("").confidence, 0.0);
+}
+
 TEST(analyze_language, undetermined_without_evidence) {
   EXPECT_EQ(analyze("12345").language, "und");
   EXPECT_EQ(analyze("").language, "und");
   EXPECT_EQ(analyze("Hello world").language, "und");                             // too short
   EXPECT_EQ(analyze("Quarterly revenue forecast spreadsheet").language, "und");  // no function words
   EXPECT_EQ(analyze("de la en que de la en que").language, "und");               // French or Spanish alike
-  EXPECT_EQ(detect_language("1 2 3 4 5 6 7 8 9 10"), "und");
+  EXPECT_EQ(detect_language("1 2 3 4 5 6 7 8 9 10").tag, "und");
+  // Too few words for n-grams, and no stop-word list of its own.
+  EXPECT_EQ(analyze("Buongiorno a tutti").language, "und");
+  EXPECT_EQ(analyze("Buongiorno a tutti").language_confidence, 0.0);
+  EXPECT_EQ(analyze("我们今天去公园散步").language, "und");
 }
 
 TEST(analyze_keywords, ranked_by_count_then_alphabet) {
@@ -758,7 +859,7 @@ TEST(child_protocol, round_trip) {
   e.metadata.author = "An author";
   e.metadata.created = utc(2024, 3, 15, 10, 30, 0) + 123ms;
   e.truncated = true;
-  e.analysis = {12, 3, 2, "en", {{"alpha", 2}, {"beta", 1}}};
+  e.analysis = {12, 3, 2, "en", 0.75, {{"alpha", 2}, {"beta", 1}}};
   const auto back = decode_child_output(encode_child_output(e));
   EXPECT_EQ(back.pages, e.pages);
   EXPECT_EQ(back.text, e.text);
@@ -767,6 +868,7 @@ TEST(child_protocol, round_trip) {
   EXPECT_EQ(back.analysis.word_count, 3u);
   EXPECT_EQ(back.analysis.line_count, 2u);
   EXPECT_EQ(back.analysis.language, "en");
+  EXPECT_EQ(back.analysis.language_confidence, 0.75);
   ASSERT_EQ(back.analysis.keywords.size(), 2u);
   EXPECT_EQ(back.analysis.keywords[0].term, "alpha");
   EXPECT_EQ(back.analysis.keywords[0].count, 2u);
@@ -828,7 +930,8 @@ TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
   const auto answer = [](std::string_view ms) {
     return R"({"ok":true,"pages":1,"text":"","truncated":false,"title":null,"author":null,"created_ms":)" +
            std::string(ms) +
-           R"(,"analysis":{"chars":0,"words":0,"lines":0,"language":"und","keywords":[]},"page_sources":[],"ocr":null})";
+           R"(,"analysis":{"chars":0,"words":0,"lines":0,"language":"und","language_confidence":0,"keywords":[]},)"
+           R"("page_sources":[],"ocr":null})";
   };
   for (const std::string_view ms : {"1700000000000000", "9223372036855", "-9223372036855",
                                     "9223372036854775807", "-9223372036854775808"}) {
@@ -838,6 +941,30 @@ TEST(child_protocol, creation_times_beyond_a_time_point_are_a_crash) {
   }
   const auto edge = decode_child_output(answer("9223372036854"));
   EXPECT_EQ(edge.metadata.created, core::time_point(std::chrono::milliseconds(9'223'372'036'854)));
+}
+
+TEST(child_protocol, language_tags_and_confidences) {
+  const auto answer = [](std::string_view language, std::string_view confidence) {
+    return R"({"ok":true,"pages":null,"text":"","truncated":false,"title":null,"author":null,"created_ms":null,)"
+           R"("analysis":{"chars":0,"words":0,"lines":0,"language":")" +
+           std::string(language) + R"(","language_confidence":)" + std::string(confidence) +
+           R"(,"keywords":[]},"page_sources":[],"ocr":null})";
+  };
+  const auto longest = std::string(35, 'x');  // BCP 47's longest that readers must take
+  EXPECT_EQ(decode_child_output(answer(longest, "0.5")).analysis.language, longest);
+  EXPECT_EQ(decode_child_output(answer("zh-Hant", "1")).analysis.language_confidence, 1.0);
+  EXPECT_EQ(decode_child_output(answer("und", "0")).analysis.language_confidence, 0.0);
+  EXPECT_EQ(decode_child_output(answer("pt", "2.5E-1")).analysis.language_confidence, 0.25);
+  for (const auto& [language, confidence] :
+       std::vector<std::pair<std::string, std::string>>{{std::string(36, 'x'), "0.5"},
+                                                        {"en", "1.5"},
+                                                        {"en", "-0.1"},
+                                                        {"en", "\"0.5\""},
+                                                        {"en", "null"},
+                                                        {"en", "1E400"}}) {
+    const auto f = failure_of([&] { decode_child_output(answer(language, confidence)); });
+    EXPECT_EQ(f.code, core::name(core::errc::extractor_crashed)) << language << " " << confidence;
+  }
 }
 
 TEST(child_protocol, task_arguments) {
@@ -1004,6 +1131,37 @@ TEST(sandbox, extracts_a_docx_in_the_child) {
   EXPECT_EQ(e.text, extract_docx(bytes_of(fixture("table-header-footer.docx"))).text);
   EXPECT_EQ(e.metadata.author, "John Smith");
   EXPECT_EQ(e.pages, 1);
+}
+
+// ICU segments and libexttextcat judges inside the locked-down child as in
+// this process: ICU's rules and dictionaries are in libicudata, mapped with
+// the library, and the fingerprints are read before lock_down().
+TEST(sandbox, analyses_chinese_in_the_child_as_in_process) {
+  const std::string chinese =
+      "委员会星期二开会讨论新的预算。大多数成员认为这个计划太贵了，但是他们找不到更好的方案。"
+      "他们下周将再次开会做出最后的决定。";
+  temp_dir dir;
+  const auto file = dir.write("zh.docx", minimal_docx("<w:p><w:r><w:t>" + chinese + "</w:t></w:r></w:p>"));
+  const auto e = extract_in_child(docflow_bin(), file, core::file_kind::docx, test_limits());
+  const auto direct = analyze(chinese);
+  EXPECT_EQ(e.text, chinese);
+  EXPECT_EQ(e.analysis.word_count, direct.word_count);
+  EXPECT_GT(e.analysis.word_count, 20u);
+  EXPECT_EQ(e.analysis.language, "zh");
+  EXPECT_EQ(e.analysis.language_confidence, direct.language_confidence);
+  ASSERT_FALSE(e.analysis.keywords.empty());
+  EXPECT_EQ(e.analysis.keywords[0].term, direct.keywords[0].term);
+}
+
+TEST(sandbox, analyses_thai_and_italian_in_the_child) {
+  const std::string text =
+      "Il comitato si è riunito martedì per discutere il nuovo bilancio. La maggior parte dei membri ha "
+      "ritenuto che il piano fosse troppo costoso. สวัสดีครับ ผมชื่อ";
+  temp_dir dir;
+  const auto file = dir.write("it.docx", minimal_docx("<w:p><w:r><w:t>" + text + "</w:t></w:r></w:p>"));
+  const auto e = extract_in_child(docflow_bin(), file, core::file_kind::docx, test_limits());
+  EXPECT_EQ(e.analysis.word_count, analyze(text).word_count);
+  EXPECT_EQ(e.analysis.language, "it");
 }
 
 TEST(sandbox, child_failures_keep_their_code) {
