@@ -874,7 +874,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   c.ocr_languages = ocr_languages(r);
   c.ocr_dpi = static_cast<unsigned>(r.integer("DOCFLOW_OCR_DPI", 300, 72, 1200));
   c.ocr_min_page_chars = static_cast<unsigned>(r.integer("DOCFLOW_OCR_MIN_PAGE_CHARS", 16, 0, 1000000));
-  c.ocr_max_pages = static_cast<unsigned>(r.integer("DOCFLOW_OCR_MAX_PAGES", 100, 1, 100000));
+  c.ocr_max_pages = static_cast<unsigned>(r.integer("DOCFLOW_OCR_MAX_PAGES", 100, 1, 10000));
   c.ocr_page_cpu_seconds = static_cast<unsigned>(r.integer("DOCFLOW_OCR_PAGE_CPU_SECONDS", 30, 1, 3600));
   c.ocr_page_timeout = r.duration("DOCFLOW_OCR_PAGE_TIMEOUT", "60s", 1s, 1h);
 

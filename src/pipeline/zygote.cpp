@@ -9,8 +9,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,10 +48,14 @@ namespace {
 // ---------------------------------------------------------------------------
 // Messages: one per datagram of a SOCK_SEQPACKET pair, with up to two
 // descriptors. The parent sends a request and the child's stdin and stdout;
-// the zygote answers "started" with the child's pid file descriptor (or
-// "failed"), then "exit <wait status>" once it has reaped the child.
+// the zygote answers "started" (or "failed"), then "exit <wait status>" once
+// it has reaped the child. Meanwhile the parent may send "kill". The
+// zygote, the child's parent, kills it: no pid that may have been reused is
+// ever signalled, and no pidfd is needed.
 
-constexpr std::size_t max_message = 64 * 1024;
+// A request with DOCFLOW_OCR_MAX_PAGES' largest page list (10,000 pages)
+// is under 60 KiB; the socket's buffers are raised to hold this.
+constexpr std::size_t max_message = 256 * 1024;
 
 bool send_message(int socket, std::string_view data, std::initializer_list<int> fds = {}) {
   iovec iov{const_cast<char*>(data.data()), data.size()};
@@ -150,6 +154,9 @@ child_request decode_request(std::string_view json) {
 [[noreturn]] void become_child(pid_t zygote, int input, int output, int null_fd, const child_request& r) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != zygote) ::_exit(126);
   ::setpgid(0, 0);
+  sigset_t none;  // the zygote blocks SIGCHLD; a child starts with nothing blocked
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (::dup2(input, 0) < 0 || ::dup2(output, 1) < 0 || ::dup2(null_fd, 2) < 0) ::_exit(126);
   close_inherited_descriptors();
   for (const auto& l : r.limits) {
@@ -159,16 +166,46 @@ child_request decode_request(std::string_view json) {
   ::_exit(child_main(r));
 }
 
-// Waits for the child to end, kills whatever it left in its process group
-// (possible only where seccomp is missing), then reaps it.
-int reap(pid_t child) {
+void kill_child(pid_t child) {
+  ::kill(child, SIGKILL);
+  ::kill(-child, SIGKILL);  // and what it started, once it leads its group
+}
+
+bool has_ended(pid_t child) {
   siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR) {
+  return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid != 0;
+}
+
+// Watches the child until it ends, killing it when the parent asks; kills
+// whatever it left in its process group (possible only where seccomp is
+// missing), then reaps it. Its wait status, or nullopt when the parent went
+// away meanwhile (then the child is killed) or the child could not be
+// reaped. SIGCHLD is blocked and read from `sigchld` (a signalfd).
+std::optional<int> supervise(pid_t child, int sigchld) {
+  bool parent_gone = false;
+  while (!has_ended(child)) {
+    pollfd p[2] = {{0, POLLIN, 0}, {sigchld, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0 && errno != EINTR) return std::nullopt;
+    if ((p[1].revents & POLLIN) != 0) {
+      signalfd_siginfo drained{};
+      while (::read(sigchld, &drained, sizeof drained) > 0) {
+      }
+    }
+    if (p[0].revents != 0) {
+      std::vector<unique_fd> ignored;
+      const auto message = receive_message(0, ignored);
+      if (!message) parent_gone = true;
+      // "kill" is the one message that may come while a child runs.
+      kill_child(child);
+    }
   }
   ::kill(-child, SIGKILL);
   int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  pid_t reaped = -1;
+  while ((reaped = ::waitpid(child, &status, 0)) < 0 && errno == EINTR) {
   }
+  if (reaped != child || parent_gone) return std::nullopt;
   return status;
 }
 
@@ -176,13 +213,27 @@ int reap(pid_t child) {
 
 int zygote_main() {
   close_inherited_descriptors();
+#if !defined(__SANITIZE_ADDRESS__)
+  // Nor may a child that lost its sandbox (best effort, on a kernel without
+  // seccomp) ptrace the zygote and, through it, the next documents.
+  // LeakSanitizer's check needs the process dumpable.
+  ::prctl(PR_SET_DUMPABLE, 0);
+#endif
+  // Its children's ends are read here, not by a handler.
+  sigset_t child_ended;
+  ::sigemptyset(&child_ended);
+  ::sigaddset(&child_ended, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &child_ended, nullptr);
+  const unique_fd sigchld(::signalfd(-1, &child_ended, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (sigchld.get() < 0) return 1;
   // What every child would load from disk, loaded once: the fork shares it.
   prepare_extractors();
   const pid_t self = ::getpid();
   for (;;) {
     std::vector<unique_fd> fds;
     const auto message = receive_message(0, fds);
-    if (!message) return 0;  // the parent is gone, or done with us
+    if (!message) return 0;            // the parent is gone, or done with us
+    if (*message == "kill") continue;  // for a child that has ended meanwhile
     if (fds.size() != 2) return 1;
     const auto request = decode_request(*message);
     const pid_t child = ::fork();
@@ -192,12 +243,9 @@ int zygote_main() {
       if (!send_message(0, "failed")) return 1;
       continue;
     }
-    // The parent kills by this, never by a pid that may have been reused.
-    const unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
-    const bool told = pidfd.get() >= 0 && send_message(0, "started", {pidfd.get()});
-    if (!told) ::kill(child, SIGKILL);
-    const int status = reap(child);
-    if (!told || !send_message(0, "exit " + std::to_string(status))) return 1;
+    if (!send_message(0, "started")) kill_child(child);
+    const auto status = supervise(child, sigchld.get());
+    if (!status || !send_message(0, "exit " + std::to_string(*status))) return 1;
   }
 }
 
@@ -208,8 +256,10 @@ namespace {
 
 // Between fork and exec only async-signal-safe calls: the parent may have
 // other threads holding malloc's locks. Everything is prepared beforehand.
-[[noreturn]] void exec_zygote(pid_t parent, int socket, int null_fd, char* const* argv, char* const* envp) {
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(126);
+// No parent-death signal: it would come when the thread that started the
+// zygote ends, while another may be using it. The zygote ends when its
+// socket closes instead, which the kernel does when the server dies.
+[[noreturn]] void exec_zygote(int socket, int null_fd, char* const* argv, char* const* envp) {
   ::setpgid(0, 0);
   // Ignored signals and the signal mask survive exec; the server's choices
   // (SIGPIPE ignored, signals blocked in pool threads) must not reach the
@@ -245,14 +295,18 @@ public:
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
       crashed("the extractor could not be started");
     }
+    for (const int fd : pair) {
+      const int size = static_cast<int>(2 * max_message);
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
     socket_ = unique_fd(pair[0]);
     const unique_fd theirs(pair[1]);
     const unique_fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (null_fd.get() < 0) crashed("the extractor could not be started");
-    const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) crashed("the extractor could not be started");
-    if (pid_ == 0) exec_zygote(parent, theirs.get(), null_fd.get(), argv.data(), envp.data());
+    if (pid_ == 0) exec_zygote(theirs.get(), null_fd.get(), argv.data(), envp.data());
   }
   zygote(const zygote&) = delete;
   zygote& operator=(const zygote&) = delete;
@@ -268,6 +322,12 @@ public:
   // socket, not the zygote: it starts its own.
   bool serves(const std::filesystem::path& exe, const std::vector<std::string>& env) const {
     return ::getpid() == owner_ && exe == exe_ && env == env_;
+  }
+  // An idle zygote has nothing to say: a readable or closed socket means it
+  // died (or is out of step), and it is not used again.
+  bool alive() const {
+    pollfd p{socket_.get(), POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 0;
   }
   int socket() const { return socket_.get(); }
 
@@ -292,13 +352,17 @@ private:
 class zygote_pool {
 public:
   std::unique_ptr<zygote> take(const std::filesystem::path& exe, const std::vector<std::string>& env) {
-    {
-      const std::lock_guard lock(mutex_);
-      while (!idle_.empty()) {
-        auto z = std::move(idle_.back());
+    std::vector<std::unique_ptr<zygote>> unfit;  // stopped after the lock is released
+    for (;;) {
+      std::unique_ptr<zygote> z;
+      {
+        const std::lock_guard lock(mutex_);
+        if (idle_.empty()) break;
+        z = std::move(idle_.back());
         idle_.pop_back();
-        if (z->serves(exe, env)) return z;
       }
+      if (z->serves(exe, env) && z->alive()) return z;
+      unfit.push_back(std::move(z));
     }
     return std::make_unique<zygote>(exe, env);
   }
@@ -316,7 +380,7 @@ private:
 
 zygote_pool& pool() {
   // Never destroyed: a worker may still be giving a zygote back as the
-  // process exits; the zygotes die with it (their parent-death signal).
+  // process exits; the zygotes end with it (their sockets close).
   static auto* p = new zygote_pool;
   return *p;
 }
@@ -338,9 +402,18 @@ bool readable_by(int socket, std::chrono::steady_clock::time_point deadline) {
 
 struct started_child::impl {
   std::unique_ptr<zygote> owner;
-  unique_fd pidfd;
   std::optional<int> status;
 };
+
+namespace {
+// A child that crashed may have been probing what its siblings share (the
+// canary, the layout): its zygote forks no more.
+bool crashed_by_signal(int status) {
+  if (!WIFSIGNALED(status)) return false;
+  const int sig = WTERMSIG(status);
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGILL || sig == SIGFPE;
+}
+}  // namespace
 
 started_child::started_child(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 started_child::started_child(started_child&&) noexcept = default;
@@ -357,10 +430,13 @@ started_child::~started_child() {
       impl_->owner.reset();
     }
   }
-  if (impl_->owner) pool().give_back(std::move(impl_->owner));
+  if (impl_->owner && impl_->status && !crashed_by_signal(*impl_->status))
+    pool().give_back(std::move(impl_->owner));
 }
 
-void started_child::kill() { ::syscall(SYS_pidfd_send_signal, impl_->pidfd.get(), SIGKILL, nullptr, 0); }
+void started_child::kill() {
+  if (impl_->owner && !impl_->status && !send_message(impl_->owner->socket(), "kill")) impl_->owner.reset();
+}
 
 std::optional<int> started_child::wait_until(std::chrono::steady_clock::time_point deadline) {
   if (impl_->status) return impl_->status;
@@ -381,21 +457,23 @@ std::optional<int> started_child::wait_until(std::chrono::steady_clock::time_poi
 started_child start_child(const std::filesystem::path& self_exe, const std::vector<std::string>& env,
                           const child_request& request, int input, int output) {
   const auto message = encode_request(request);
-  // An idle zygote may have died (killed, or its parent thread gone): one
-  // more try, with a fresh one.
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto z = pool().take(self_exe, env);
-    if (!send_message(z->socket(), message, {input, output})) continue;
-    std::vector<unique_fd> fds;
-    const auto answer = receive_message(z->socket(), fds);
-    if (!answer) continue;
-    if (*answer != "started" || fds.size() != 1) crashed("the extractor could not be started");
-    auto i = std::make_unique<started_child::impl>();
-    i->owner = std::move(z);
-    i->pidfd = std::move(fds[0]);
-    return started_child(std::move(i));
+  if (message.size() > max_message) crashed("the extractor's request is too large");
+  auto z = pool().take(self_exe, env);
+  // An idle zygote may have died between the pool's look and the request
+  // (no child was started then): once more, with a fresh one.
+  if (!send_message(z->socket(), message, {input, output})) {
+    z = std::make_unique<zygote>(self_exe, env);
+    if (!send_message(z->socket(), message, {input, output})) crashed("the extractor could not be started");
   }
-  crashed("the extractor could not be started");
+  // A fork takes milliseconds; a zygote that does not answer in 10 s is
+  // stuck (stopped, frozen), and dropping it kills whatever it started.
+  std::vector<unique_fd> fds;
+  const bool answered = readable_by(z->socket(), std::chrono::steady_clock::now() + std::chrono::seconds(10));
+  const auto answer = answered ? receive_message(z->socket(), fds) : std::nullopt;
+  if (answer != "started") crashed("the extractor could not be started");
+  auto i = std::make_unique<started_child::impl>();
+  i->owner = std::move(z);
+  return started_child(std::move(i));
 }
 
 }  // namespace docflow::pipeline

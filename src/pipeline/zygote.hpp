@@ -38,7 +38,8 @@ public:
   started_child& operator=(started_child&&) = delete;
   ~started_child();
 
-  /// SIGKILL, by pid file descriptor: never another process.
+  /// Asks the zygote to SIGKILL it: the child's parent, which has not
+  /// reaped it, so never another process that took its pid.
   void kill();
   /// The wait status once the child has ended; nullopt when `deadline`
   /// passes first. Throws stage_error extractor_crashed when the zygote

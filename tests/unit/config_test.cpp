@@ -305,7 +305,7 @@ INSTANTIATE_TEST_SUITE_P(
         bad("DOCFLOW_ML_TIMEOUT", {"0s", "2h", "30"}), bad("DOCFLOW_OCR", {"Auto", "on", "yes", ""}),
         bad("DOCFLOW_OCR_LANGUAGES", {"", "eng,", "eng+deu", "../eng", "eng deu", "en/g"}),
         bad("DOCFLOW_OCR_DPI", {"71", "1201", "300dpi"}), bad("DOCFLOW_OCR_MIN_PAGE_CHARS", {"-1", "many"}),
-        bad("DOCFLOW_OCR_MAX_PAGES", {"0", "100001"}), bad("DOCFLOW_OCR_PAGE_CPU_SECONDS", {"0", "3601"}),
+        bad("DOCFLOW_OCR_MAX_PAGES", {"0", "10001"}), bad("DOCFLOW_OCR_PAGE_CPU_SECONDS", {"0", "3601"}),
         bad("DOCFLOW_OCR_PAGE_TIMEOUT", {"0s", "2h", "60"}))));
 
 INSTANTIATE_TEST_SUITE_P(

@@ -47,6 +47,7 @@
 #include "pipeline/ocr.hpp"
 #include "pipeline/sandbox.hpp"
 #include "pipeline/stages.hpp"
+#include "pipeline/zygote.hpp"
 
 #ifndef DOCFLOW_FIXTURES
 #define DOCFLOW_FIXTURES "tests/fixtures"
@@ -1595,7 +1596,7 @@ TEST(sandbox, a_zygote_that_died_is_replaced) {
   const auto first = zygotes();
   ASSERT_EQ(first.size(), 1u);
   ASSERT_EQ(::kill(first[0], SIGKILL), 0);
-  while (zygotes().size() == 1 && zygotes()[0] == first[0]) std::this_thread::sleep_for(10ms);
+  while (zygotes() == first) std::this_thread::sleep_for(10ms);
   const auto e =
       extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
   EXPECT_EQ(e.text, extract_pdf(bytes_of(fixture("en-1page.pdf"))).text);
@@ -1619,6 +1620,93 @@ TEST(sandbox, a_zygote_forks_a_hundred_children_then_is_replaced) {
   EXPECT_NE(next, first);
 }
 
+TEST(sandbox, a_zygote_outlives_the_thread_that_started_it) {
+  // Threads share the pool: a worker thread that ends (a drain) must not
+  // take with it the zygote another thread is using.
+  std::thread([] {
+    extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  }).join();
+  const auto started = zygotes();
+  ASSERT_EQ(started.size(), 1u);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(zygotes(), started) << "alive after its thread ended";
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  EXPECT_EQ(zygotes(), started) << "and used by another";
+}
+
+TEST(sandbox, a_zygote_and_its_child_end_when_the_server_dies) {
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
+  const pid_t server = ::fork();
+  if (server == 0) {
+    // A server with a hanging extraction, killed while it waits.
+    ::setenv("DOCFLOW_TEST_EXTRACTOR_FAULT", "hang", 1);
+    try {
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits(), [&] {
+        for (const pid_t z : zygotes()) {
+          for (const pid_t child : children_of(z)) {
+            const pid_t pids[2] = {z, child};
+            (void)!::write(report[1], pids, sizeof pids);
+            ::kill(::getpid(), SIGKILL);
+          }
+        }
+      });
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ::close(report[1]);
+  pid_t pids[2] = {0, 0};
+  ASSERT_EQ(::read(report[0], pids, sizeof pids), static_cast<ssize_t>(sizeof pids));
+  ::close(report[0]);
+  ::waitpid(server, nullptr, 0);
+  const auto ended = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    return !std::getline(stat, line) || line.substr(line.rfind(')') + 2, 1) == "Z";
+  };
+  for (int i = 0; i < 500 && !(ended(pids[0]) && ended(pids[1])); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(ended(pids[0])) << "the zygote " << pids[0];
+  EXPECT_TRUE(ended(pids[1])) << "its hanging child " << pids[1];
+}
+
+TEST(sandbox, a_zygote_whose_child_crashed_forks_no_more) {
+  extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+  {
+    const scoped_env fault("DOCFLOW_TEST_EXTRACTOR_FAULT", "crash");
+    failure_of([] {
+      extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
+    });
+    EXPECT_EQ(zygotes(), std::vector<pid_t>{}) << "its child died of SIGABRT";
+  }
+}
+
+TEST(sandbox, a_request_for_the_most_pages_ocr_may_read_reaches_the_child) {
+  child_request request;
+  request.task = child_task::ocr_pdf;
+  for (int page = 0; page < 10000; ++page)
+    request.ocr.pages.push_back(page);  // DOCFLOW_OCR_MAX_PAGES' maximum
+  const int input = ::open(fixture("en-1page.pdf").c_str(), O_RDONLY | O_CLOEXEC);
+  int out[2];
+  ASSERT_TRUE(input >= 0 && ::pipe2(out, O_CLOEXEC) == 0);
+  std::vector<std::string> env{"OMP_THREAD_LIMIT=1"};
+  auto child = start_child(docflow_bin(), env, request, input, out[1]);
+  ::close(out[1]);
+  ::close(input);
+  std::string answer;
+  char buffer[4096];
+  for (ssize_t n = 0; (n = ::read(out[0], buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  const auto status = child.wait_until(std::chrono::steady_clock::now() + 60s);
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  EXPECT_NE(answer.find("progress 1 10000"), std::string::npos) << answer.substr(0, 200);
+  const auto e = decode_child_output(answer.substr(answer.find('{')));
+  ASSERT_EQ(e.per_page.size(), 1u);
+  EXPECT_EQ(e.per_page[0].source, page_source::ocr);
+}
+
 TEST(sandbox, the_zygote_knows_no_secret) {
   const scoped_env secret("DOCFLOW_DATABASE_PASSWORD", "hunter2-the-database-password");
   extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
@@ -1626,6 +1714,8 @@ TEST(sandbox, the_zygote_knows_no_secret) {
   ASSERT_EQ(found.size(), 1u);
   std::ifstream f("/proc/" + std::to_string(found[0]) + "/environ");
   const std::string environ_text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The zygote is not dumpable: reading this takes root (as the suite runs).
+  ASSERT_NE(environ_text.find("OMP_THREAD_LIMIT=1"), std::string::npos) << "unreadable or empty";
   EXPECT_EQ(environ_text.find("hunter2"), std::string::npos);
   std::istringstream entries(environ_text);
   for (std::string entry; std::getline(entries, entry, '\0');) {
