@@ -1553,6 +1553,13 @@ std::vector<pid_t> zygotes() {
   return out;
 }
 
+// Whether `pid` has ended: gone, or a zombie (its descriptors closed).
+bool ended(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  return !std::getline(stat, line) || line.substr(line.rfind(')') + 2, 1) == "Z";
+}
+
 // The children of `pid`.
 std::vector<pid_t> children_of(pid_t pid) {
   std::vector<pid_t> out;
@@ -1596,7 +1603,7 @@ TEST(sandbox, a_zygote_that_died_is_replaced) {
   const auto first = zygotes();
   ASSERT_EQ(first.size(), 1u);
   ASSERT_EQ(::kill(first[0], SIGKILL), 0);
-  while (zygotes() == first) std::this_thread::sleep_for(10ms);
+  while (!ended(first[0])) std::this_thread::sleep_for(10ms);
   const auto e =
       extract_in_child(docflow_bin(), fixture("en-1page.pdf"), core::file_kind::pdf, test_limits());
   EXPECT_EQ(e.text, extract_pdf(bytes_of(fixture("en-1page.pdf"))).text);
@@ -1660,11 +1667,6 @@ TEST(sandbox, a_zygote_and_its_child_end_when_the_server_dies) {
   ASSERT_EQ(::read(report[0], pids, sizeof pids), static_cast<ssize_t>(sizeof pids));
   ::close(report[0]);
   ::waitpid(server, nullptr, 0);
-  const auto ended = [](pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    return !std::getline(stat, line) || line.substr(line.rfind(')') + 2, 1) == "Z";
-  };
   for (int i = 0; i < 500 && !(ended(pids[0]) && ended(pids[1])); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(ended(pids[0])) << "the zygote " << pids[0];
   EXPECT_TRUE(ended(pids[1])) << "its hanging child " << pids[1];
