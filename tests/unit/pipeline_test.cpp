@@ -1134,6 +1134,15 @@ TEST(sandbox, extracts_a_docx_in_the_child) {
   EXPECT_EQ(e.pages, 1);
 }
 
+namespace {
+// `text` as one paragraph of a DOCX, extracted and analysed in the child.
+extraction paragraph_in_child(const std::string& text) {
+  temp_dir dir;
+  const auto file = dir.write("text.docx", minimal_docx("<w:p><w:r><w:t>" + text + "</w:t></w:r></w:p>"));
+  return extract_in_child(docflow_bin(), file, core::file_kind::docx, test_limits());
+}
+}  // namespace
+
 // ICU segments and libexttextcat judges inside the locked-down child as in
 // this process: ICU's rules and dictionaries are in libicudata, mapped with
 // the library, and the fingerprints are read before lock_down().
@@ -1141,9 +1150,7 @@ TEST(sandbox, analyses_chinese_in_the_child_as_in_process) {
   const std::string chinese =
       "委员会星期二开会讨论新的预算。大多数成员认为这个计划太贵了，但是他们找不到更好的方案。"
       "他们下周将再次开会做出最后的决定。";
-  temp_dir dir;
-  const auto file = dir.write("zh.docx", minimal_docx("<w:p><w:r><w:t>" + chinese + "</w:t></w:r></w:p>"));
-  const auto e = extract_in_child(docflow_bin(), file, core::file_kind::docx, test_limits());
+  const auto e = paragraph_in_child(chinese);
   const auto direct = analyze(chinese);
   EXPECT_EQ(e.text, chinese);
   EXPECT_EQ(e.analysis.word_count, direct.word_count);
@@ -1158,9 +1165,7 @@ TEST(sandbox, analyses_thai_and_italian_in_the_child) {
   const std::string text =
       "Il comitato si è riunito martedì per discutere il nuovo bilancio. La maggior parte dei membri ha "
       "ritenuto che il piano fosse troppo costoso. สวัสดีครับ ผมชื่อ";
-  temp_dir dir;
-  const auto file = dir.write("it.docx", minimal_docx("<w:p><w:r><w:t>" + text + "</w:t></w:r></w:p>"));
-  const auto e = extract_in_child(docflow_bin(), file, core::file_kind::docx, test_limits());
+  const auto e = paragraph_in_child(text);
   EXPECT_EQ(e.analysis.word_count, analyze(text).word_count);
   EXPECT_EQ(e.analysis.language, "it");
 }
