@@ -286,9 +286,11 @@ public:
       : exe_(std::move(exe)), env_(std::move(env)) {
     std::vector<std::string> args{exe_.string(), "extract", "--zygote"};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     std::vector<char*> envp;
+    envp.reserve(env_.size() + 1);
     for (auto& e : env_) envp.push_back(e.data());
     envp.push_back(nullptr);
     int pair[2];
