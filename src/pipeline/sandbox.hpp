@@ -90,11 +90,12 @@ const char* task_argument(child_task task) noexcept;
 /// The inverse of task_argument; nullopt for anything else.
 std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 
-/// Extracts `file` in a child process: `self_exe extract --task pdf|docx|image`,
-/// with `limits` (plus RLIMIT_FSIZE=0 and RLIMIT_CORE=0), the file opened
-/// here and handed over as its stdin, its answer on a pipe as stdout,
-/// stderr on /dev/null, no other descriptor, and an environment of only
-/// DOCFLOW_TEST_EXTRACTOR_FAULT and sanitizer options. The child locks
+/// Extracts `file` in a child process forked by a zygote of `self_exe`
+/// (start_child, zygote.hpp) for the task pdf, docx or image, with `limits`
+/// (plus RLIMIT_FSIZE=0 and RLIMIT_CORE=0), the file opened here and handed
+/// over as its stdin, its answer on a pipe as stdout, stderr on /dev/null,
+/// no other descriptor, and an environment of only
+/// DOCFLOW_TEST_EXTRACTOR_FAULT, sanitizer options and OMP_THREAD_LIMIT=1. The child locks
 /// itself down (lock_down()) before it parses. `heartbeat`, when set, is
 /// called about four times a second while waiting; if it throws, the child is
 /// killed and the exception propagates. Blocks: call it off the I/O threads.
@@ -112,7 +113,7 @@ std::optional<child_task> parse_task_argument(std::string_view task) noexcept;
 /// something. When `ocr` wants pages of a PDF or
 /// an image read by OCR (pages_to_recognise on the first answer), a second
 /// child does the whole
-/// extraction again with those pages recognised (`--task ocr-pdf|ocr-image`),
+/// extraction again with those pages recognised (task ocr-pdf or ocr-image),
 /// its CPU and wall-clock limits raised by ocr.page_cpu_seconds and
 /// ocr.page_timeout per page: a document with a text layer costs no OCR.
 /// `progress`, when set, hears {"ocr", 0, n} as that child starts and
@@ -123,7 +124,7 @@ extraction extract_in_child(const std::filesystem::path& self_exe, const std::fi
                             const progress_sink& progress = {});
 
 /// is_docx (docx_probe.hpp) on `file`, in a child started and locked down as
-/// for extract_in_child (`--task is-docx`). A child that crashes, hangs or
+/// for extract_in_child (task is-docx). A child that crashes, hangs or
 /// answers nonsense has judged the file: false. Throws stage_error only when
 /// the check could not be made: sandbox_unavailable (permanent, strict mode
 /// on a kernel that lacks a mechanism), storage_unavailable or
@@ -147,7 +148,7 @@ bool is_docx_in_child(const std::filesystem::path& self_exe, std::uint64_t size,
                       const sandbox_limits& limits);
 
 /// Starts a child that locks itself down and reports which mechanisms took
-/// (`--task report`): what every extraction on this machine gets. Throws
+/// (task report): what every extraction on this machine gets. Throws
 /// stage_error extractor_crashed when the child fails. Blocks.
 sandbox_report check_sandbox(const std::filesystem::path& self_exe);
 

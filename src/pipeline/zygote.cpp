@@ -79,10 +79,14 @@ bool send_message(int socket, std::string_view data, std::initializer_list<int> 
   }
 }
 
-// One message and the descriptors it carried (close-on-exec); nullopt at
-// end of stream or on error.
-std::optional<std::string> receive_message(int socket, std::vector<unique_fd>& fds) {
-  std::string data(max_message, '\0');
+// The zygote's answers ("started", "exit <status>") are a few bytes: the
+// server reads them, per child, into a buffer this size.
+constexpr std::size_t max_answer = 64;
+
+// One message of at most `max` bytes and the descriptors it carried
+// (close-on-exec); nullopt at end of stream, on error, or when longer.
+std::optional<std::string> receive_message(int socket, std::vector<unique_fd>& fds, std::size_t max) {
+  std::string data(max, '\0');
   iovec iov{data.data(), data.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -194,7 +198,7 @@ std::optional<int> supervise(pid_t child, int sigchld) {
     }
     if (p[0].revents != 0) {
       std::vector<unique_fd> ignored;
-      const auto message = receive_message(0, ignored);
+      const auto message = receive_message(0, ignored, max_message);
       if (!message) parent_gone = true;
       // "kill" is the one message that may come while a child runs.
       kill_child(child);
@@ -231,7 +235,7 @@ int zygote_main() {
   const pid_t self = ::getpid();
   for (;;) {
     std::vector<unique_fd> fds;
-    const auto message = receive_message(0, fds);
+    const auto message = receive_message(0, fds, max_message);
     if (!message) return 0;            // the parent is gone, or done with us
     if (*message == "kill") continue;  // for a child that has ended meanwhile
     if (fds.size() != 2) return 1;
@@ -445,7 +449,7 @@ std::optional<int> started_child::wait_until(std::chrono::steady_clock::time_poi
   const int socket = impl_->owner->socket();
   if (!readable_by(socket, deadline)) return std::nullopt;
   std::vector<unique_fd> fds;
-  const auto message = receive_message(socket, fds);
+  const auto message = receive_message(socket, fds, max_answer);
   int status = 0;
   if (!message || !message->starts_with("exit ") ||
       std::sscanf(message->c_str() + 5, "%d", &status) != 1) {  // NOLINT(cert-err34-c): the zygote wrote it
@@ -471,7 +475,7 @@ started_child start_child(const std::filesystem::path& self_exe, const std::vect
   // stuck (stopped, frozen), and dropping it kills whatever it started.
   std::vector<unique_fd> fds;
   const bool answered = readable_by(z->socket(), std::chrono::steady_clock::now() + std::chrono::seconds(10));
-  const auto answer = answered ? receive_message(z->socket(), fds) : std::nullopt;
+  const auto answer = answered ? receive_message(z->socket(), fds, max_answer) : std::nullopt;
   if (answer != "started") crashed("the extractor could not be started");
   auto i = std::make_unique<started_child::impl>();
   i->owner = std::move(z);

@@ -186,6 +186,13 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
   return read_document(r, 0);
 }
 
+// True when `job` still holds its lease (same token, still running).
+bool holds_lease(pq::connection& c, const claimed_job& job) {
+  return !c.exec("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running'", job.job_id,
+                 job.lease_token)
+              .empty();
+}
+
 // The job's lease moves on: state and token change only while `job` holds
 // it (the fence). False when it no longer does.
 bool fenced_job_update(pq::connection& c, const claimed_job& job, std::string_view state,
@@ -611,11 +618,7 @@ std::optional<claimed_job> postgres_store::claim_job(core::time_point now,
 }
 
 bool postgres_store::lease_held(const claimed_job& job) {
-  return retrying([&](pq::connection& c) {
-    return !c.exec("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running'", job.job_id,
-                   job.lease_token)
-                .empty();
-  });
+  return retrying([&](pq::connection& c) { return holds_lease(c, job); });
 }
 
 bool postgres_store::renew_lease(const claimed_job& job, core::time_point now,
@@ -634,20 +637,19 @@ bool postgres_store::renew_lease(const claimed_job& job, core::time_point now,
 bool postgres_store::report_progress(const claimed_job& job, const core::progress& p, core::time_point now) {
   return in_transaction([&](pq::connection& c, pq::transaction& tx) {
     const auto doc = load_document(c, job.document.id, std::nullopt, true);
-    if (!doc || doc->status != core::status::processing ||
-        c.exec("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running'", job.job_id,
-               job.lease_token)
-            .empty()) {
+    if (!doc || doc->status != core::status::processing || !holds_lease(c, job)) {
       tx.rollback();
       return false;
     }
+    // The stage, the event and its announcement in one statement, as transition() does.
     c.exec(
         "WITH d AS (UPDATE documents SET stage = $2, last_event_seq = last_event_seq + 1 WHERE id = $1"
-        " RETURNING id, last_event_seq)"
-        " INSERT INTO document_events (document_id, seq, status, at, kind, stage, pages_done, pages_total)"
-        " SELECT id, last_event_seq, 'PROCESSING', $3, 'progress', $2, $4, $5 FROM d",
-        doc->id, p.stage, now, p.pages_done, p.pages_total);
-    c.exec("SELECT pg_notify($1, $2)", channel(wakeup_topic::document_changed), doc->id);
+        " RETURNING id, last_event_seq),"
+        " e AS (INSERT INTO document_events (document_id, seq, status, at, kind, stage, pages_done, "
+        "pages_total)"
+        " SELECT id, last_event_seq, 'PROCESSING', $3, 'progress', $2, $4, $5 FROM d)"
+        " SELECT pg_notify($6, id::text) FROM d",
+        doc->id, p.stage, now, p.pages_done, p.pages_total, channel(wakeup_topic::document_changed));
     return true;
   });
 }
