@@ -23,6 +23,9 @@ const std::vector<table>& tables() {
         {"issued_at", time},
         {"expires_at", time},
         {"used_at", time}}},
+      // Before the jobs: on PostgreSQL their insert makes the owner's row
+      // (served 0) when it is missing, and the source's would not be written then.
+      {"job_owners", {{"owner_id", id}, {"served", integer}}},
       {"documents",
        {{"id", id},
         {"owner_id", id},
@@ -50,7 +53,8 @@ const std::vector<table>& tables() {
         {"lease_token", text},
         {"lease_expires_at", time},
         {"created_at", time},
-        {"updated_at", time}},
+        {"updated_at", time},
+        {"owner_id", id}},
        1,
        true},
       {"results",
