@@ -348,13 +348,31 @@ public:
                                                           const std::string& job_id, core::time_point now,
                                                           std::uint64_t max_queued, bool force = false) = 0;
 
-  /// Takes the oldest available job, or one whose lease lapsed, under a new
-  /// lease `lease_token` until now + lease; counts the attempt.
+  /// Takes a job whose lease lapsed (taken_over), or else an available one,
+  /// under a new lease `lease_token` until now + lease; counts the attempt.
+  /// Fairness: the available job comes from the owner served least recently
+  /// (by any claim, in any process) among the owners that have a job whose
+  /// available_at has come, and is that owner's oldest; so owners take turns
+  /// (round-robin), and with k such owners each one's next job is claimed
+  /// within k claims, however many jobs the others queued. An owner whose
+  /// jobs all wait for a retry's time is passed over, not waited for. With
+  /// `max_running_per_owner` > 0, an owner holding that many unexpired
+  /// leases is passed over too, until one of them ends; a lapsed lease is
+  /// taken over whatever the limit (its job was counted while it ran). The
+  /// cost grows with the number of owners that have queued jobs, never with
+  /// the number of jobs.
   /// Isolation: the job and its document are locked together, skipping
   /// rows another transaction holds (FOR UPDATE SKIP LOCKED): concurrent
-  /// claimers never wait on each other nor take the same job.
+  /// claimers never wait on each other nor take the same job. The owners'
+  /// "last served" marks are written only where no other claim holds the
+  /// row (two claims at once may serve one owner twice in a row). With a
+  /// limit, the owner's row is locked (SKIP LOCKED: an owner another claim
+  /// is serving is passed over) before its running jobs are counted, so of
+  /// concurrent claims at most the limit's worth hold leases: exact, on
+  /// PostgreSQL as under SQLite's single writer.
   virtual std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
-                                               const std::string& lease_token) = 0;
+                                               const std::string& lease_token,
+                                               unsigned max_running_per_owner = 0) = 0;
 
   /// Whether `job` still holds its lease (not cancelled, deleted or taken
   /// over): a read, cheap enough to ask every second.

@@ -556,9 +556,9 @@ core::result<process_result> postgres_store::request_processing(std::string_view
       // Idle workers, in every process, claim it as soon as this commits.
       c.exec(
           "WITH j AS (INSERT INTO jobs"
-          " (id, document_id, state, attempts, available_at, created_at, updated_at)"
-          " VALUES ($1, $2, 'queued', 0, $3, $3, $3) RETURNING id) SELECT pg_notify($4, $5) FROM j",
-          job_id, doc->id, now, channel(wakeup_topic::job_available), core::to_unix_ms(now));
+          " (id, document_id, state, attempts, available_at, created_at, updated_at, owner_id)"
+          " VALUES ($1, $2, 'queued', 0, $3, $3, $3, $6) RETURNING id) SELECT pg_notify($4, $5) FROM j",
+          job_id, doc->id, now, channel(wakeup_topic::job_available), core::to_unix_ms(now), doc->owner_id);
       return process_result{process_outcome::accepted, std::move(after)};
     });
   };
@@ -572,19 +572,27 @@ core::result<process_result> postgres_store::request_processing(std::string_view
   return attempt();
 }
 
-// One lapsed lease first (its worker died), else the oldest available job.
-// The job's row and its document's are locked together and skipped when
-// either is locked already: two claimers never wait on each other or take
-// the same job, and a claim never waits on a cancel or a delete.
+// One lapsed lease first (its worker died). Otherwise the owners that have
+// a job available, least recently served first: the recursive query walks
+// jobs_owner_queued from one owner to the next (a probe per owner with
+// queued jobs, never one per job), and the first owner that yields a job
+// gives its oldest. The job's row and its document's are locked together and
+// skipped when either is locked already: two claimers never wait on each
+// other or take the same job, and a claim never waits on a cancel or a
+// delete. With a running limit the owner's row is locked too (skipped when
+// another claim holds it) before its running jobs are counted, in a later
+// statement so that the count sees every claim committed before the lock was
+// ours: the limit is exact.
 std::optional<claimed_job> postgres_store::claim_job(core::time_point now,
                                                      std::chrono::milliseconds lease_for,
-                                                     const std::string& lease_token) {
+                                                     const std::string& lease_token,
+                                                     unsigned max_running_per_owner) {
   return in_transaction([&](pq::connection& c, pq::transaction&) -> std::optional<claimed_job> {
     static const std::string take =
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $2, lease_expires_at = $3,"
         " updated_at = $1 WHERE id = (SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id"
         " WHERE %s LIMIT 1 FOR UPDATE OF j, d SKIP LOCKED)"
-        " RETURNING id, document_id, attempts, available_at";
+        " RETURNING id, document_id, attempts, available_at, owner_id";
     static const std::string lapsed = [] {
       auto s = take;
       s.replace(s.find("%s"), 2,
@@ -593,13 +601,44 @@ std::optional<claimed_job> postgres_store::claim_job(core::time_point now,
     }();
     static const std::string queued = [] {
       auto s = take;
-      s.replace(s.find("%s"), 2, "j.state = 'queued' AND j.available_at <= $1 ORDER BY j.available_at");
+      s.replace(s.find("%s"), 2,
+                "j.state = 'queued' AND j.owner_id = $4 AND j.available_at <= $1 ORDER BY j.available_at");
       return s;
     }();
+    static const std::string owners =
+        "WITH RECURSIVE o AS ("
+        " (SELECT owner_id, available_at FROM jobs WHERE state = 'queued' AND owner_id IS NOT NULL"
+        " ORDER BY owner_id, available_at LIMIT 1)"
+        " UNION ALL SELECT n.owner_id, n.available_at FROM o CROSS JOIN LATERAL"
+        " (SELECT owner_id, available_at FROM jobs WHERE state = 'queued' AND owner_id > o.owner_id"
+        " ORDER BY owner_id, available_at LIMIT 1) n)"
+        " SELECT o.owner_id FROM o LEFT JOIN job_owners w ON w.owner_id = o.owner_id"
+        " WHERE o.available_at <= $1 ORDER BY coalesce(w.served, 0), o.owner_id";
+    static const std::string lock_owner =
+        "SELECT 1 FROM job_owners WHERE owner_id = $1 FOR UPDATE SKIP LOCKED";
+    static const std::string running =
+        "SELECT count(*) FROM jobs WHERE state = 'running' AND owner_id = $1 AND lease_expires_at >= $2";
+    // Skipped when another claim of the same owner holds the row: that one
+    // marks the owner served.
+    static const std::string served =
+        "UPDATE job_owners SET served = (SELECT coalesce(max(served), 0) + 1 FROM job_owners)"
+        " WHERE owner_id = (SELECT owner_id FROM job_owners WHERE owner_id = $1 FOR UPDATE SKIP LOCKED)";
     auto r = c.exec(lapsed, now, lease_token, now + lease_for);
     const bool taken_over = !r.empty();
-    if (r.empty()) r = c.exec(queued, now, lease_token, now + lease_for);
+    if (!taken_over) {
+      const auto candidates = c.exec(owners, now);
+      for (int i = 0; i < candidates.rows() && r.empty(); ++i) {
+        const auto owner = candidates.text(i, 0);
+        if (max_running_per_owner > 0) {
+          if (c.exec(lock_owner, owner).empty()) continue;
+          if (c.exec(running, owner, now).integer(0, 0) >= static_cast<std::int64_t>(max_running_per_owner))
+            continue;
+        }
+        r = c.exec(queued, now, lease_token, now + lease_for, owner);
+      }
+    }
     if (r.empty()) return std::nullopt;
+    if (!r.is_null(0, 4)) c.exec(served, r.text(0, 4));
     claimed_job job;
     job.taken_over = taken_over;
     job.job_id = r.text(0, 0);

@@ -564,37 +564,74 @@ core::result<process_result> sqlite_store::request_processing(std::string_view d
   if (static_cast<std::uint64_t>(depth.column_int(0)) >= max_queued) return core::errc::queue_full;
   transition(*c, *doc, core::status::processing, now, std::nullopt);
   c->prepare(
-       "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at)"
-       " VALUES (?, ?, 'queued', 0, ?, ?, ?)")
+       "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at, owner_id)"
+       " VALUES (?1, ?2, 'queued', 0, ?3, ?3, ?3, ?4)")
       .bind(1, job_id)
       .bind(2, doc->id)
       .bind(3, core::to_unix_ms(now))
-      .bind(4, core::to_unix_ms(now))
-      .bind(5, core::to_unix_ms(now))
+      .bind(4, doc->owner_id)
       .step();
+  // As PostgreSQL's trigger does: every owner with a job has its row.
+  c->prepare("INSERT OR IGNORE INTO job_owners (owner_id) VALUES (?)").bind(1, doc->owner_id).step();
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
   return process_result{process_outcome::accepted, std::move(*after)};
 }
 
+// The lapsed lease first; otherwise the least recently served owner that has
+// a job available (and, with a limit, fewer running jobs than it) gives its
+// oldest one. The owners are walked through jobs_owner_queued, one index
+// probe per owner with queued jobs, never job by job; the write lock makes
+// the count of running jobs exact.
 std::optional<claimed_job> sqlite_store::claim_job(core::time_point now, std::chrono::milliseconds lease_for,
-                                                   const std::string& lease_token) {
+                                                   const std::string& lease_token,
+                                                   unsigned max_running_per_owner) {
   const lease c(*this);
   transaction tx(*c);
-  // A job whose worker died first (its lease lapsed), then the oldest available.
-  auto st = c->prepare(
-      "SELECT id, document_id, attempts, available_at, 1 FROM jobs"
-      " WHERE state = 'running' AND lease_expires_at < ?1"
-      " UNION ALL SELECT * FROM (SELECT id, document_id, attempts, available_at, 0 FROM jobs"
-      " WHERE state = 'queued' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
-  st.bind(1, core::to_unix_ms(now));
-  if (!st.step()) return std::nullopt;
   claimed_job job;
-  job.job_id = st.column_text(0);
-  const auto document_id = st.column_text(1);
-  job.attempt = static_cast<unsigned>(st.column_int(2)) + 1;
-  job.queued_at = from_ms(st.column_int(3));
-  job.taken_over = st.column_int(4) != 0;
+  std::string document_id;
+  std::optional<std::string> owner_id;
+  const auto take = [&](statement& st) {
+    if (!st.step()) return false;
+    job.job_id = st.column_text(0);
+    document_id = st.column_text(1);
+    job.attempt = static_cast<unsigned>(st.column_int(2)) + 1;
+    job.queued_at = from_ms(st.column_int(3));
+    if (!st.column_is_null(4)) owner_id = st.column_text(4);
+    return true;
+  };
+  auto lapsed = c->prepare(
+      "SELECT id, document_id, attempts, available_at, owner_id FROM jobs"
+      " WHERE state = 'running' AND lease_expires_at < ? LIMIT 1");
+  lapsed.bind(1, core::to_unix_ms(now));
+  job.taken_over = take(lapsed);
+  if (!job.taken_over) {
+    auto next = c->prepare(
+        "WITH RECURSIVE o(owner_id) AS ("
+        " SELECT (SELECT owner_id FROM jobs WHERE state = 'queued' AND owner_id IS NOT NULL"
+        " ORDER BY owner_id LIMIT 1)"
+        " UNION ALL SELECT (SELECT owner_id FROM jobs WHERE state = 'queued' AND owner_id > o.owner_id"
+        " ORDER BY owner_id LIMIT 1) FROM o WHERE o.owner_id IS NOT NULL),"
+        " chosen AS (SELECT o.owner_id FROM o LEFT JOIN job_owners w ON w.owner_id = o.owner_id"
+        " WHERE o.owner_id IS NOT NULL"
+        " AND (SELECT available_at FROM jobs WHERE state = 'queued' AND owner_id = o.owner_id"
+        " ORDER BY available_at LIMIT 1) <= ?1"
+        " AND (?2 = 0 OR (SELECT count(*) FROM jobs WHERE state = 'running' AND owner_id = o.owner_id"
+        " AND lease_expires_at >= ?1) < ?2)"
+        " ORDER BY coalesce(w.served, 0), o.owner_id LIMIT 1)"
+        " SELECT id, document_id, attempts, available_at, owner_id FROM jobs"
+        " WHERE state = 'queued' AND owner_id = (SELECT owner_id FROM chosen) AND available_at <= ?1"
+        " ORDER BY available_at LIMIT 1");
+    next.bind(1, core::to_unix_ms(now)).bind(2, static_cast<std::int64_t>(max_running_per_owner));
+    if (!take(next)) return std::nullopt;
+  }
+  if (owner_id) {
+    c->prepare(
+         "INSERT INTO job_owners (owner_id, served) VALUES (?1, (SELECT coalesce(max(served), 0) + 1 FROM "
+         "job_owners)) ON CONFLICT (owner_id) DO UPDATE SET served = excluded.served")
+        .bind(1, *owner_id)
+        .step();
+  }
   job.lease_token = lease_token;
   c->prepare(
        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_expires_at = ?,"

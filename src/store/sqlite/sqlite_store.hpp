@@ -49,7 +49,8 @@ public:
                                                   const std::string& job_id, core::time_point now,
                                                   std::uint64_t max_queued, bool force) override;
   std::optional<claimed_job> claim_job(core::time_point now, std::chrono::milliseconds lease_for,
-                                       const std::string& lease_token) override;
+                                       const std::string& lease_token,
+                                       unsigned max_running_per_owner = 0) override;
   bool lease_held(const claimed_job& job) override;
   bool renew_lease(const claimed_job& job, core::time_point now,
                    std::chrono::milliseconds lease_for) override;
