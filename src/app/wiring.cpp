@@ -522,6 +522,7 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   options.workers = cfg.workers;
   options.lease = cfg.job_lease;
   options.max_attempts = cfg.job_max_attempts;
+  options.max_running_per_owner = cfg.max_running_per_user;
   options.simulated_delay = cfg.simulated_delay;
   options.pipeline_version = pipeline_version;
   pipeline::sandbox_limits limits;

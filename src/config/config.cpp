@@ -103,6 +103,8 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_JOB_LEASE", "--job-lease", "job lease duration (default 30s)", job_commands},
       {"DOCFLOW_JOB_MAX_ATTEMPTS", "--job-max-attempts", "attempts before a job fails (default 3)",
        job_commands},
+      {"DOCFLOW_MAX_RUNNING_PER_USER", "--max-running-per-user",
+       "jobs of one user that may run at once, over every process; 0: no limit (default 0)", job_commands},
       {"DOCFLOW_IDEMPOTENCY_TTL", "--idempotency-ttl",
        "how long Idempotency-Key responses are kept (default 24h)", for_serve},
       {"DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "--idempotency-claim-timeout",
@@ -851,6 +853,7 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   }
   c.job_lease = r.duration("DOCFLOW_JOB_LEASE", "30s", 1s, 24h);
   c.job_max_attempts = static_cast<unsigned>(r.integer("DOCFLOW_JOB_MAX_ATTEMPTS", 3, 1, 100));
+  c.max_running_per_user = static_cast<unsigned>(r.integer("DOCFLOW_MAX_RUNNING_PER_USER", 0, 0, 100000));
   c.idempotency_ttl = r.duration("DOCFLOW_IDEMPOTENCY_TTL", "24h", 1s, 24h * 366);
   c.tus_expiry = r.duration("DOCFLOW_TUS_EXPIRY", "24h", 1s, 24h * 366);
   c.idempotency_claim_timeout = r.duration("DOCFLOW_IDEMPOTENCY_CLAIM_TIMEOUT", "5m", 1s, 24h);

@@ -119,6 +119,8 @@ struct config {
   std::optional<listen_address> worker_listen;
   milliseconds job_lease{};
   unsigned job_max_attempts = 0;
+  /// Jobs of one owner running at once, over every process; 0: no limit.
+  unsigned max_running_per_user = 0;
   milliseconds idempotency_ttl{};
   milliseconds idempotency_claim_timeout{};
   /// How long a resumable upload is kept after its last bytes arrived.

@@ -207,7 +207,7 @@ struct worker_pool::impl {
       }
       std::optional<store::claimed_job> job;
       try {
-        job = db.claim_job(clock.now(), options.lease, core::random_hex(16));
+        job = db.claim_job(clock.now(), options.lease, core::random_hex(16), options.max_running_per_owner);
       } catch (const std::exception& e) {
         obs::log(obs::level::warn, "job.claim_failed", {{"error", e.what()}});
       }

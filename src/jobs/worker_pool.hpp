@@ -27,6 +27,8 @@ struct worker_options {
   unsigned workers = 1;
   std::chrono::milliseconds lease{30000};
   unsigned max_attempts = 3;
+  /// Jobs of one owner running at once, over every process; 0: no limit.
+  unsigned max_running_per_owner = 0;
   std::chrono::milliseconds simulated_delay{0};
   /// How often an idle worker looks for a job when the database gives no
   /// wake-ups (SQLite).

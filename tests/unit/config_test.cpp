@@ -70,6 +70,7 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_EQ(c.workers, 3U);
   EXPECT_EQ(c.job_lease, 30s);
   EXPECT_EQ(c.job_max_attempts, 3U);
+  EXPECT_EQ(c.max_running_per_user, 0U) << "no limit";
   EXPECT_EQ(c.idempotency_ttl, 24h);
   EXPECT_EQ(c.queue_max_depth, 10000U);
   EXPECT_EQ(c.simulated_delay, 0ms);
@@ -189,6 +190,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
                                {"DOCFLOW_JOB_LEASE", "15m"},
                                {"DOCFLOW_IDEMPOTENCY_TTL", "7d"},
                                {"DOCFLOW_QUEUE_MAX_DEPTH", "4294967295"},
+                               {"DOCFLOW_MAX_RUNNING_PER_USER", "2"},
                                {"DOCFLOW_SANDBOX", "strict"},
                                {"DOCFLOW_ML_URL", "https://ml.internal:9000/enrich"},
                                {"DOCFLOW_ML_TIMEOUT", "2m"},
@@ -206,6 +208,7 @@ TEST(config_accepts, explicit_values_are_parsed) {
   EXPECT_EQ(c.job_lease, 15min);
   EXPECT_EQ(c.idempotency_ttl, 7 * 24h);
   EXPECT_EQ(c.queue_max_depth, 4294967295U);
+  EXPECT_EQ(c.max_running_per_user, 2U);
   EXPECT_TRUE(c.sandbox_strict);
   EXPECT_EQ(c.ml_url, "https://ml.internal:9000/enrich");
   EXPECT_EQ(c.ml_timeout, 2min);
@@ -299,6 +302,7 @@ INSTANTIATE_TEST_SUITE_P(
         bad("DOCFLOW_WORKER_LISTEN", {"9100", "127.0.0.1", "[::1]", "localhost:http"}),
         bad("DOCFLOW_JOB_LEASE", {"0s", "30"}), bad("DOCFLOW_JOB_MAX_ATTEMPTS", {"0", "101"}),
         bad("DOCFLOW_IDEMPOTENCY_TTL", {"1d2h"}), bad("DOCFLOW_QUEUE_MAX_DEPTH", {"0", "4294967296"}),
+        bad("DOCFLOW_MAX_RUNNING_PER_USER", {"-1", "100001", "two", ""}),
         bad("DOCFLOW_SIMULATED_DELAY_MS", {"3600001", "10ms"}),
         bad("DOCFLOW_SANDBOX", {"Strict", "best_effort", "off", ""}),
         bad("DOCFLOW_ML_URL", {"ftp://ml", "ml.internal:9000"}),
@@ -963,6 +967,7 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
                                            "DOCFLOW_WORKER_LISTEN",
                                            "DOCFLOW_JOB_LEASE",
                                            "DOCFLOW_JOB_MAX_ATTEMPTS",
+                                           "DOCFLOW_MAX_RUNNING_PER_USER",
                                            "DOCFLOW_MAX_TEXT_BYTES",
                                            "DOCFLOW_SIMULATED_DELAY_MS",
                                            "DOCFLOW_SANDBOX",
