@@ -24,6 +24,7 @@
 #include <boost/json/parse.hpp>
 
 #include "api/throttle.hpp"
+#include "bulk_jobs.hpp"
 #include "core/ids.hpp"
 #include "pg_server.hpp"
 #include "samples.hpp"
@@ -1018,6 +1019,183 @@ TEST_P(store_contract, a_finished_key_replays_an_abandoned_one_runs_again_an_exp
 }
 
 // -----------------------------------------------------------------------------------------------------------
+// Fair claims: owners take turns, whatever each one queued
+
+namespace {
+
+class fair_claims : public store_contract {
+protected:
+  // Queues `n` jobs of `owner`, the i-th available at `at` + i ms; returns
+  // their documents' ids.
+  std::vector<std::string> queue(const std::string& owner, int n, time_point at) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      const auto when = at + std::chrono::milliseconds(i);
+      const auto d = add_document(owner, when);
+      EXPECT_TRUE(db().request_processing(d.id, owner, core::new_uuid_v7(), when, 1'000'000).has_value());
+      ids.push_back(d.id);
+    }
+    return ids;
+  }
+
+  // The owner of each job claimed, up to `n` claims at `at`.
+  std::vector<std::string> claim_owners(int n, time_point at, unsigned max_running = 0) {
+    std::vector<std::string> owners;
+    for (int i = 0; i < n; ++i) {
+      const auto job = db().claim_job(at, 30s, "lease-" + std::to_string(i), max_running);
+      if (!job) break;
+      owners.push_back(job->document.owner_id);
+    }
+    return owners;
+  }
+
+  static store::stored_result result_at(time_point at) { return {"test/1", t0, at, 1, "{}", "text", {}, 0}; }
+
+  // As queue(), in one transaction: for a long queue.
+  void bulk_queue(const std::string& owner, int n, time_point at) {
+    if (GetParam() == engine::sqlite) {
+      test::bulk_queue_sqlite(location_, owner, n, at, 1ms);
+    } else {
+      test::bulk_queue_postgres(location_, owner, n, at, 1ms);
+    }
+  }
+};
+
+}  // namespace
+
+// With the oldest-first claim of old, bob's job waited for all 10,000 of
+// alice's.
+TEST_P(fair_claims, one_job_is_claimed_within_two_claims_of_another_owners_burst) {
+  const auto alice = add_user("alice").id;
+  const auto bob = add_user("bob").id;
+  bulk_queue(alice, 10'000, t0);
+  queue(bob, 1, t0 + 20s);
+  const auto owners = claim_owners(2, t0 + 30s);
+  ASSERT_EQ(owners.size(), 2U);
+  EXPECT_EQ(std::count(owners.begin(), owners.end(), bob), 1) << "bob's one job within 2 claims";
+  EXPECT_EQ(db().job_stats().queued, 9'999U);
+}
+
+TEST_P(fair_claims, three_owners_take_turns) {
+  const std::array owners{add_user("alice").id, add_user("bob").id, add_user("carol").id};
+  for (std::size_t i = 0; i < owners.size(); ++i) queue(owners[i], 4, t0 + std::chrono::seconds(i));
+  const auto claimed = claim_owners(12, t0 + 10s);
+  ASSERT_EQ(claimed.size(), 12U);
+  for (std::size_t round = 0; round < 4; ++round) {
+    const std::set<std::string> in_round(claimed.begin() + static_cast<std::ptrdiff_t>(round * 3),
+                                         claimed.begin() + static_cast<std::ptrdiff_t>(round * 3 + 3));
+    EXPECT_EQ(in_round.size(), 3U) << "each owner once in claims " << round * 3 << " to " << round * 3 + 2;
+  }
+}
+
+TEST_P(fair_claims, an_owner_is_served_its_oldest_job_first) {
+  const auto alice = add_user("alice").id;
+  const auto docs = queue(alice, 3, t0);
+  for (const auto& id : docs) {
+    const auto job = db().claim_job(t0 + 1s, 30s, "t");
+    ASSERT_TRUE(job);
+    EXPECT_EQ(job->document.id, id);
+  }
+}
+
+TEST_P(fair_claims, a_retry_waiting_for_its_time_neither_blocks_its_owner_nor_is_claimed_early) {
+  const auto alice = add_user("alice").id;
+  const auto bob = add_user("bob").id;
+  queue(alice, 1, t0);
+  const auto first = db().claim_job(t0, 30s, "a");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(db().fail_job(*first, t0 + 1s, {"extractor_crashed", "boom", true}, t0 + 60s),
+            store::failure_outcome::retry_scheduled);
+  // alice's oldest queued job now waits for t0 + 60 s; her newer one does not.
+  const auto alices_next = queue(alice, 1, t0 + 2s);
+  queue(bob, 1, t0 + 3s);
+  // Leases that outlast the test: nothing lapses to be taken over.
+  const auto a = db().claim_job(t0 + 4s, 1h, "b");
+  const auto b = db().claim_job(t0 + 4s, 1h, "c");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(std::set<std::string>({a->document.owner_id, b->document.owner_id}),
+            std::set<std::string>({alice, bob}));
+  EXPECT_EQ((a->document.owner_id == alice ? a : b)->document.id, alices_next[0]);
+  EXPECT_FALSE(db().claim_job(t0 + 59s, 30s, "d")) << "the retry is not claimed early";
+  const auto retried = db().claim_job(t0 + 60s, 30s, "e");
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->job_id, first->job_id);
+}
+
+TEST_P(fair_claims, a_lapsed_lease_is_taken_over_before_any_owners_turn) {
+  const auto alice = add_user("alice").id;
+  const auto bob = add_user("bob").id;
+  queue(alice, 2, t0);
+  const auto held = db().claim_job(t0, 30s, "a");
+  ASSERT_TRUE(held);
+  queue(bob, 1, t0 + 1s);
+  const auto next = db().claim_job(t0 + 31s, 30s, "b", 1);
+  ASSERT_TRUE(next);
+  EXPECT_TRUE(next->taken_over);
+  EXPECT_EQ(next->job_id, held->job_id);
+}
+
+TEST_P(fair_claims, the_running_limit_holds_per_owner_until_a_job_ends) {
+  const auto alice = add_user("alice").id;
+  const auto bob = add_user("bob").id;
+  const auto alices = queue(alice, 6, t0);
+  queue(bob, 3, t0 + 1s);
+  constexpr unsigned limit = 2;
+  const auto claim = [&](time_point at) { return db().claim_job(at, 30s, core::random_hex(8), limit); };
+  std::vector<store::claimed_job> running;
+  while (auto job = claim(t0 + 2s)) running.push_back(std::move(*job));
+  ASSERT_EQ(running.size(), 4U) << "two of alice's and two of bob's";
+  EXPECT_EQ(std::count_if(running.begin(), running.end(),
+                          [&](const auto& j) { return j.document.owner_id == alice; }),
+            2);
+  EXPECT_EQ(db().job_stats().queued, 5U);
+
+  // Each way a job ends makes room for exactly one more of that owner's.
+  const auto alices_running = [&] {
+    std::vector<store::claimed_job> out;
+    for (const auto& j : running) {
+      if (j.document.owner_id == alice && db().lease_held(j)) out.push_back(j);
+    }
+    return out;
+  };
+  const auto one_more_of_alices = [&](time_point at) {
+    const auto job = claim(at);
+    EXPECT_TRUE(job);
+    if (!job) return;
+    EXPECT_EQ(job->document.owner_id, alice);
+    EXPECT_FALSE(claim(at)) << "alice is at her limit again, bob at his";
+    running.push_back(*job);
+  };
+  ASSERT_TRUE(db().complete_job(alices_running()[0], result_at(t0 + 3s)));
+  one_more_of_alices(t0 + 3s);
+  ASSERT_EQ(db().fail_job(alices_running()[0], t0 + 4s, {"unreadable_document", "x", false}, std::nullopt),
+            store::failure_outcome::failed);
+  one_more_of_alices(t0 + 4s);
+  ASSERT_TRUE(
+      db().cancel_processing(alices_running()[0].document.id, alice, {"cancelled", "by owner", true}, t0 + 5s)
+          .has_value());
+  one_more_of_alices(t0 + 5s);
+  ASSERT_EQ(db().fail_job(alices_running()[0], t0 + 6s, {"extractor_crashed", "boom", true}, t0 + 7s),
+            store::failure_outcome::retry_scheduled);
+  one_more_of_alices(t0 + 6s);
+  EXPECT_EQ(alices_running().size(), limit);
+  EXPECT_FALSE(claim(t0 + 8s)) << "alice's retry waits for room too";
+  EXPECT_TRUE(db().claim_job(t0 + 8s, 30s, "no-limit")) << "without a limit it is claimed";
+}
+
+TEST_P(fair_claims, a_job_taken_over_counts_against_the_limit) {
+  const auto alice = add_user("alice").id;
+  queue(alice, 3, t0);
+  ASSERT_TRUE(db().claim_job(t0, 30s, "a", 1));
+  EXPECT_FALSE(db().claim_job(t0 + 1s, 30s, "b", 1));
+  // The lapsed lease is taken over whatever the limit; then it counts again.
+  const auto taken = db().claim_job(t0 + 31s, 30s, "c", 1);
+  ASSERT_TRUE(taken);
+  EXPECT_TRUE(taken->taken_over);
+  EXPECT_FALSE(db().claim_job(t0 + 31s, 30s, "d", 1));
+}
+
+// -----------------------------------------------------------------------------------------------------------
 // Concurrency: callers that share nothing but the database, each with a
 // store of its own (as separate processes would be).
 
@@ -1120,6 +1298,71 @@ TEST_P(store_concurrency, concurrent_claimers_take_each_job_once) {
   EXPECT_EQ(all.size(), static_cast<std::size_t>(jobs));
   EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), all.size()) << "a job was claimed twice";
   EXPECT_EQ(db().job_stats().running, static_cast<std::uint64_t>(jobs));
+}
+
+// Many owners, claimers that share only the database: no job twice, none
+// left behind.
+TEST_P(store_concurrency, concurrent_fair_claims_take_each_job_once) {
+  constexpr int owners = 6;
+  constexpr int per_owner = 8;
+  std::vector<std::string> ids;
+  for (int o = 0; o < owners; ++o) {
+    ids.push_back(add_user("owner-" + std::to_string(o)).id);
+    for (int i = 0; i < per_owner; ++i) {
+      const auto d = add_document(ids.back());
+      ASSERT_TRUE(db().request_processing(d.id, ids.back(), core::new_uuid_v7(),
+                                          t0 + std::chrono::milliseconds(o * per_owner + i), 1000)
+                      .has_value());
+    }
+  }
+  std::vector<std::vector<std::string>> taken(callers);
+  on_threads(callers, [&](int i) {
+    while (const auto job = stores_[i]->claim_job(t0 + 1s, 30s, "lease-" + std::to_string(i))) {
+      taken[i].push_back(job->job_id);
+    }
+  });
+  std::multiset<std::string> all;
+  for (const auto& t : taken) all.insert(t.begin(), t.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(owners * per_owner));
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), all.size()) << "a job was claimed twice";
+}
+
+// Of concurrent claims with a limit, at most the limit's worth of one
+// owner's jobs are running, whoever claims.
+TEST_P(store_concurrency, concurrent_claims_never_pass_the_running_limit) {
+  constexpr unsigned limit = 3;
+  const auto alice = add_user("alice").id;
+  const auto bob = add_user("bob").id;
+  for (int i = 0; i < 30; ++i) {
+    for (const auto& owner : {alice, bob}) {
+      const auto d = add_document(owner);
+      ASSERT_TRUE(db().request_processing(d.id, owner, core::new_uuid_v7(), t0, 1000).has_value());
+    }
+  }
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::vector<store::claimed_job>> taken(callers);
+    on_threads(callers, [&](int i) {
+      // A claim may find nothing while another holds the owner it would take.
+      for (int tries = 0; tries < 4; ++tries) {
+        if (auto job = stores_[i]->claim_job(t0 + 1s, 30s, "lease-" + std::to_string(i), limit)) {
+          taken[i].push_back(std::move(*job));
+        }
+      }
+    });
+    std::map<std::string, unsigned> per_owner;
+    for (const auto& t : taken) {
+      for (const auto& j : t) ++per_owner[j.document.owner_id];
+    }
+    EXPECT_LE(per_owner[alice], limit) << "round " << round;
+    EXPECT_LE(per_owner[bob], limit) << "round " << round;
+    EXPECT_GE(per_owner[alice] + per_owner[bob], 1U) << "round " << round;
+    // Done, each: room for the next round.
+    for (const auto& t : taken) {
+      for (const auto& j : t) {
+        ASSERT_TRUE(db().complete_job(j, {"test/1", t0, t0 + 1s, 1, "{}", "text", {}, 0}));
+      }
+    }
+  }
 }
 
 // A delete that read UPLOADED before a request moved the document to
@@ -1516,6 +1759,8 @@ TEST_P(store_contract, one_store_at_a_time_leads_and_a_pass_can_run_beside_the_l
 INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);
 INSTANTIATE_TEST_SUITE_P(engines, lease_protocol, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
+INSTANTIATE_TEST_SUITE_P(engines, fair_claims, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);
 INSTANTIATE_TEST_SUITE_P(engines, store_concurrency, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);
