@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "core/ids.hpp"
 #include "store/postgres/pq.hpp"
 #include "store/sqlite/connection.hpp"
 
@@ -17,26 +18,28 @@ std::int64_t ms(core::time_point t) {
 
 void bulk_queue_sqlite(const std::filesystem::path& path, const std::string& owner, int n,
                        core::time_point from, std::chrono::milliseconds step) {
+  // The batch's documents, found again for their jobs by this name.
+  const auto batch = "bulk-" + core::random_hex(8) + ".pdf";
   store::sqlite::connection c(path, false);
   store::sqlite::transaction tx(c, store::sqlite::durability::relaxed);
   c.prepare(
        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?2)"
-       " INSERT INTO documents (id, owner_id, filename, kind, size_bytes, sha256, status, created_at, "
-       "updated_at)"
-       " SELECT lower(hex(randomblob(16))), ?1, 'a.pdf', 'pdf', 1, 'a', 'PROCESSING', ?3 + i * ?4, ?3 + i * "
-       "?4"
-       " FROM n")
+       " INSERT INTO documents (id, owner_id, filename, kind, size_bytes, sha256, status, created_at,"
+       " updated_at)"
+       " SELECT lower(hex(randomblob(16))), ?1, ?5, 'pdf', 1, 'a', 'PROCESSING', ?3 + i * ?4,"
+       " ?3 + i * ?4 FROM n")
       .bind(1, owner)
       .bind(2, n)
       .bind(3, ms(from))
       .bind(4, step.count())
+      .bind(5, batch)
       .step();
   c.prepare(
        "INSERT INTO jobs (id, document_id, state, attempts, available_at, created_at, updated_at, owner_id)"
        " SELECT lower(hex(randomblob(16))), id, 'queued', 0, created_at, created_at, created_at, owner_id"
-       " FROM documents d WHERE owner_id = ?1 AND status = 'PROCESSING'"
-       " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)")
+       " FROM documents WHERE owner_id = ?1 AND filename = ?2")
       .bind(1, owner)
+      .bind(2, batch)
       .step();
   c.prepare("INSERT OR IGNORE INTO job_owners (owner_id) VALUES (?)").bind(1, owner).step();
   tx.commit();
