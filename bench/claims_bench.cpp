@@ -74,7 +74,9 @@ void report(const char* engine, const char* variant, const queue& q) {
   double total = 0;
   for (const auto m : micros) total += m;
   std::sort(micros.begin(), micros.end());
-  const auto at = [&](double p) { return micros[static_cast<std::size_t>(p * (micros.size() - 1))]; };
+  const auto at = [&](double p) {
+    return micros[static_cast<std::size_t>(p * static_cast<double>(micros.size() - 1))];
+  };
   std::printf(
       "%-8s %-4s %7d queued %5d claims  p50 %7.0f us  p95 %7.0f us  p99 %7.0f us  %7.0f claims/s  first "
       "light job: %s\n",
@@ -176,7 +178,7 @@ std::optional<std::string> old_postgres_claim(pq::connection& c, core::time_poin
       " updated_at = $1 WHERE id = (SELECT j.id FROM jobs j JOIN documents d ON d.id = j.document_id"
       " WHERE %s LIMIT 1 FOR UPDATE OF j, d SKIP LOCKED)"
       " RETURNING id, document_id, attempts, available_at";
-  const auto with = [](std::string where) {
+  const auto with = [](const std::string& where) {
     auto s = take;
     s.replace(s.find("%s"), 2, where);
     return s;
