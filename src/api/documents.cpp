@@ -268,8 +268,11 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
     crash_point("inserted");
     return done;
   });
-  // Stored with the row, or (the claim lost to a retry) the retry's to store.
-  if (scope) scope->recorded = true;
+  // Stored with the row, or (the claim lost to a retry) the retry's to
+  // store; a refusal (over quota) is answered and stored like any other.
+  if (scope && (inserted || inserted.error().code == core::errc::idempotency_key_in_flight)) {
+    scope->recorded = true;
+  }
   if (!inserted) co_return error_response(req, inserted.error());
   announce_upload(s, req, doc);
   co_return res;
@@ -331,6 +334,11 @@ awaitable<http::response> upload_request(services& s, http::request& req) {
   }
   const auto key = idempotency_key(req);
   if (!key) co_return error_response(req, key.error());
+  // The file is at least the body less the rest of the form: no room for
+  // that, and no byte needs reading. The commit checks the file's own size.
+  const auto declared = count_field(req, "Content-Length").value_or(0);
+  const auto least = declared > multipart_framing ? declared - multipart_framing : 0;
+  if (auto e = co_await quota_refusal(s, req, least)) co_return error_response(req, *e);
   try {
     co_return co_await receive_upload(s, req, *boundary, *key);
   } catch (const blob::blob_full& e) {

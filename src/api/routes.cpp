@@ -3,6 +3,7 @@
 #include <iterator>
 
 #include "api/accounts.hpp"
+#include "api/api_keys.hpp"
 #include "api/docs.hpp"
 #include "api/documents.hpp"
 #include "api/errors.hpp"
@@ -20,8 +21,6 @@ namespace docflow::api {
 namespace {
 constexpr std::size_t no_body = 0;
 constexpr std::size_t small_json = 16 * 1024;
-// Spec §3: the body may exceed the file limit only by the form's framing.
-constexpr std::size_t multipart_framing = 64 * 1024;
 
 ops_context ops_of(services& s) {
   return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads, s.maintenance_leader};
@@ -71,6 +70,9 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
       {"POST", "/auth/refresh", bind(accounts::refresh), auth_policy::none, small_json},
       {"POST", "/auth/logout", bind(accounts::logout), auth_policy::none, small_json},
       {"GET", "/auth/me", bind(accounts::me), auth_policy::user, no_body},
+      {"POST", "/auth/api-keys", bind(api_keys::create), auth_policy::session, small_json},
+      {"GET", "/auth/api-keys", bind(api_keys::list), auth_policy::session, no_body},
+      {"DELETE", "/auth/api-keys/{id}", bind(api_keys::remove), auth_policy::session, no_body},
       {"POST", "/documents", bind(documents::upload), auth_policy::user, upload_limit, true},
       {"GET", "/documents", bind(documents::list), auth_policy::user, no_body},
       {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
@@ -95,7 +97,7 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
 
 std::vector<http::route> routes(services& s) {
   const auto file_limit = static_cast<std::size_t>(s.cfg.max_upload_bytes);
-  return table(&s, file_limit + multipart_framing, file_limit);
+  return table(&s, file_limit + documents::multipart_framing, file_limit);
 }
 
 std::vector<route_signature> route_signatures() {

@@ -77,6 +77,11 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_JWT_SECRET_PREVIOUS", "--jwt-secret-previous",
        "the key before the current one, still accepted when verifying during a rotation (default unset)",
        for_serve, true},
+      {"DOCFLOW_API_KEY_SECRET", "--api-key-secret",
+       "key of the hashes API keys are stored as, at least 32 bytes (default: DOCFLOW_JWT_SECRET); set it to "
+       "the "
+       "JWT secret before rotating that",
+       for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
       {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)", for_serve},
       {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)", for_serve},
@@ -92,6 +97,10 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_SIGNUP_MAX_PER_ADDRESS", "--signup-max-per-address",
        "registrations per client address per hour before 429 (default 10)", for_serve},
       {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)", for_serve},
+      {"DOCFLOW_QUOTA_BYTES", "--quota-bytes",
+       "bytes of documents each user may store, unless set for the user (default: unlimited)", for_serve},
+      {"DOCFLOW_QUOTA_DOCUMENTS", "--quota-documents",
+       "documents each user may store, unless set for the user (default: unlimited)", for_serve},
       {"DOCFLOW_MAX_ACTIVE_UPLOADS", "--max-active-uploads",
        "uploads receiving their body at once; more wait up to 5 s for a turn (default: 32 x cores)",
        for_serve},
@@ -806,6 +815,10 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
   }
+  c.api_key_secret = r.optional_string("DOCFLOW_API_KEY_SECRET");
+  if (c.api_key_secret && c.api_key_secret->size() < 32) {
+    r.fail("DOCFLOW_API_KEY_SECRET", "must be at least 32 bytes long");
+  }
   c.jwt_secret_previous = r.optional_string("DOCFLOW_JWT_SECRET_PREVIOUS");
   if (c.jwt_secret_previous && c.jwt_secret_previous->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET_PREVIOUS", "must be at least 32 bytes long");
@@ -831,6 +844,11 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
       static_cast<unsigned>(r.integer("DOCFLOW_SIGNUP_MAX_PER_ADDRESS", 10, 1, 100000));
 
   c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
+  if (r.optional_string("DOCFLOW_QUOTA_BYTES")) c.default_quota.bytes = r.size("DOCFLOW_QUOTA_BYTES", "", 0);
+  if (r.optional_string("DOCFLOW_QUOTA_DOCUMENTS")) {
+    c.default_quota.documents =
+        r.integer("DOCFLOW_QUOTA_DOCUMENTS", 0, 0, std::numeric_limits<std::int64_t>::max());
+  }
   if (c.storage == storage_kind::s3 && c.max_upload_bytes > c.s3.part_size * s3_max_parts) {
     const auto least = (c.max_upload_bytes + s3_max_parts - 1) / s3_max_parts;
     r.fail("DOCFLOW_S3_PART_SIZE",

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/ip_network.hpp"
+#include "core/quota.hpp"
 
 namespace docflow::config {
 
@@ -103,6 +104,8 @@ struct config {
   bool auto_migrate = true;
   std::optional<std::string> jwt_secret;
   std::optional<std::string> jwt_secret_previous;  ///< verifies only, during a rotation
+  /// Keys the hashes of API keys; unset: the JWT secret (and its previous one).
+  std::optional<std::string> api_key_secret;
   std::string jwt_issuer;
   milliseconds access_ttl{};
   milliseconds refresh_ttl{};
@@ -113,6 +116,8 @@ struct config {
   unsigned signup_max_per_address = 0;
   unsigned max_streams_per_user = 0;
   std::uint64_t max_upload_bytes = 0;
+  /// For users without limits of their own; none: unlimited.
+  core::quota_limits default_quota;
   unsigned max_active_uploads = 0;
   unsigned workers = 0;
   /// Where `docflow worker` serves /healthz, /readyz and /metrics; none when unset.

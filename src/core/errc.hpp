@@ -28,6 +28,8 @@ enum class errc {
   account_gone,       ///< a valid token whose account no longer exists
   too_many_attempts,  ///< login or registration throttled; core::error::retry_after says how long
   hashing_busy,       ///< every password-hashing slot is taken
+  limit_reached,      ///< the account holds the most it may of something (API keys)
+  quota_exceeded,     ///< one more document would pass a quota; core::error::quota says which
 
   // Documents and their processing.
   document_busy,      ///< deleting a document being processed

@@ -12,6 +12,7 @@
 
 #include "core/clock.hpp"
 #include "core/document.hpp"
+#include "core/quota.hpp"
 #include "core/refresh_rules.hpp"
 #include "core/result.hpp"
 #include "core/user.hpp"
@@ -92,6 +93,23 @@ struct document_event {
   core::time_point at;
   std::optional<core::failure> error;
   std::optional<core::progress> progress;  ///< set for a progress event
+};
+
+/// An API key as its owner sees it: never the key itself.
+struct api_key {
+  std::string id;
+  std::string user_id;
+  std::string name;
+  std::string prefix;  ///< "dfk_" and the key's next 8 characters
+  core::time_point created_at;
+  std::optional<core::time_point> expires_at;  ///< none: never
+  std::optional<core::time_point> last_used_at;
+};
+
+/// A key found by its hash, with the account it acts for.
+struct api_key_holder {
+  api_key key;
+  core::user user;
 };
 
 /// What a first request with an Idempotency-Key finds, when it may go on.
@@ -282,6 +300,48 @@ public:
   /// Every user, oldest first.
   virtual std::vector<core::user> list_users() = 0;
 
+  // --- quotas
+
+  /// The limits for users who have none of their own (DOCFLOW_QUOTA_*);
+  /// none set: unlimited. Set once, before the database is shared.
+  void set_default_quota(const core::quota_limits& q) { default_quota_ = q; }
+
+  /// What `user_id` stores, and the limits that apply to them (their own
+  /// settings over the defaults).
+  virtual core::quota_state find_quota(std::string_view user_id) = 0;
+
+  /// Changes the user's own limits; a limit not given stays as it is.
+  /// False when there is no such user.
+  virtual bool set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                         const std::optional<core::limit_setting>& documents) = 0;
+
+  // --- API keys
+
+  /// Inserts `k`, stored under `key_hash`, unless its user already holds
+  /// `max_per_user` keys (limit_reached).
+  /// Isolation: the user's row is locked while their keys are counted.
+  virtual core::result<void> create_api_key(const api_key& k, std::string_view key_hash,
+                                            std::size_t max_per_user) = 0;
+
+  /// The user's keys, oldest first.
+  virtual std::vector<api_key> list_api_keys(std::string_view user_id) = 0;
+
+  /// Deletes the user's key `id`, so that it opens nothing from the next
+  /// request on, in every process; false when they have no such key.
+  virtual bool delete_api_key(std::string_view id, std::string_view user_id) = 0;
+
+  /// The key stored under `key_hash`, with its account.
+  virtual std::optional<api_key_holder> find_api_key(std::string_view key_hash) = 0;
+
+  /// Stores key `id` under `key_hash` instead (after a rotation of the
+  /// secret it was hashed with).
+  virtual void rehash_api_key(std::string_view id, std::string_view key_hash) = 0;
+
+  /// Records that key `id` was used at `now`, unless that was already
+  /// recorded less than `interval` before: a conditional UPDATE.
+  virtual void touch_api_key(std::string_view id, core::time_point now,
+                             std::chrono::milliseconds interval) = 0;
+
   // --- refresh-token families
 
   /// Starts a family (a login) holding its first token.
@@ -306,13 +366,19 @@ public:
 
   // --- documents
 
-  /// Inserts the document and its UPLOADED event. With an `answer`, stores
+  /// Inserts the document and its UPLOADED event, unless one more document
+  /// of its size would take its owner past their quota: quota_exceeded,
+  /// with the usage and limits in error().quota, and nothing inserted.
+  /// With an `answer`, stores
   /// it for the claim in the same transaction, so that a crash leaves
   /// either both or neither: a retry then replays the answer, or makes the
   /// document. idempotency_key_in_flight (and nothing inserted) when the
   /// claim is no longer the answer's: a retry took the key over.
   /// Isolation: the answer is written only where the claim still names it
   /// (a conditional UPDATE); otherwise the whole transaction rolls back.
+  /// The owner's users row is locked before their usage is read, so
+  /// concurrent uploads of one user commit one after the other and cannot
+  /// together pass the quota (usage is kept by triggers on documents).
   /// store_outcome_unknown: the row may be there all the same.
   virtual core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
@@ -512,9 +578,11 @@ public:
   /// Ends the upload where `token` holds its lock, in one transaction:
   /// u.offset and u.answer_* recorded, the lock released and, with `doc`,
   /// the document and its UPLOADED event inserted as insert_document does
-  /// (wakeups included). False, writing nothing, when the lock was lost.
+  /// (wakeups included) and with its quota check. upload_locked, writing
+  /// nothing, when the lock was lost; quota_exceeded as insert_document.
   /// store_outcome_unknown: it may have committed all the same.
-  virtual bool finish_upload(const upload_record& u, std::string_view token, const core::document* doc) = 0;
+  virtual core::result<void> finish_upload(const upload_record& u, std::string_view token,
+                                           const core::document* doc) = 0;
 
   /// Deletes the upload where `token` holds its lock; false otherwise.
   virtual bool delete_upload(std::string_view id, std::string_view token) = 0;
@@ -545,6 +613,9 @@ public:
   /// embedded database, whose connections are no shared resource. Never
   /// blocks on the database.
   virtual std::optional<pool_usage> connection_pool() const { return std::nullopt; }
+
+protected:
+  core::quota_limits default_quota_;
 };
 
 }  // namespace docflow::store

@@ -14,7 +14,9 @@ const std::vector<table>& tables() {
         {"username_key", text},
         {"password_hash", text},
         {"role", text},
-        {"created_at", time}}},
+        {"created_at", time},
+        {"quota_bytes", integer},
+        {"quota_documents", integer}}},
       {"refresh_families",
        {{"id", id}, {"user_id", id}, {"created_at", time}, {"expires_at", time}, {"revoked_at", time}}},
       {"refresh_tokens",
@@ -23,6 +25,16 @@ const std::vector<table>& tables() {
         {"issued_at", time},
         {"expires_at", time},
         {"used_at", time}}},
+      // Hashed under the signing secret: the target's DOCFLOW_JWT_SECRET must be the source's.
+      {"api_keys",
+       {{"id", id},
+        {"user_id", id},
+        {"name", text},
+        {"prefix", text},
+        {"key_hash", text},
+        {"created_at", time},
+        {"expires_at", time},
+        {"last_used_at", time}}},
       {"documents",
        {{"id", id},
         {"owner_id", id},
@@ -107,6 +119,7 @@ const table& table_named(std::string_view name) {
 const std::vector<skipped_table>& not_copied() {
   static const std::vector<skipped_table> all{
       {"schema_migrations", "the target's own migrations record its schema version"},
+      {"user_usage", "the target's own triggers count the documents as they are copied"},
       {"uploads",
        "a resumable upload's bytes so far are a partial file of the source's store, which the target cannot "
        "resume: its client starts it again (a finished one's Document is copied)"},

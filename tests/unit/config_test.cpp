@@ -156,6 +156,15 @@ TEST(config_accepts, jwt_secret_of_exactly_32_bytes) {
   EXPECT_EQ(load_with("DOCFLOW_JWT_SECRET", secret).jwt_secret, secret);
 }
 
+TEST(config_accepts, quotas_unset_are_unlimited_and_set_are_limits) {
+  const auto none = config::load({}, 4);
+  EXPECT_FALSE(none.default_quota.bytes);
+  EXPECT_FALSE(none.default_quota.documents);
+  const auto c = config::load({{"DOCFLOW_QUOTA_BYTES", "10GiB"}, {"DOCFLOW_QUOTA_DOCUMENTS", "0"}}, 4);
+  EXPECT_EQ(c.default_quota.bytes, 10ULL << 30);
+  EXPECT_EQ(c.default_quota.documents, 0u);
+}
+
 TEST(config_accepts, empty_optional_strings_mean_unset) {
   const auto c = config::load({{"DOCFLOW_JWT_SECRET", ""},
                                {"DOCFLOW_ML_URL", ""},
@@ -280,6 +289,9 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
                                                 bad("DOCFLOW_JWT_SECRET_PREVIOUS", {std::string(31, 'k')}),
+                                                bad("DOCFLOW_API_KEY_SECRET", {std::string(31, 'k')}),
+                                                bad("DOCFLOW_QUOTA_BYTES", {"-1", "lots", "10 apples"}),
+                                                bad("DOCFLOW_QUOTA_DOCUMENTS", {"-1", "1.5", "many"}),
                                                 bad("DOCFLOW_DATABASE_POOL", {"0", "10001", "many"}),
                                                 bad("DOCFLOW_JWT_ISSUER", {""}),
                                                 bad("DOCFLOW_ACCESS_TTL", {"5", "5x", "", "0s", "25h"}),
@@ -508,10 +520,10 @@ TEST(config_secrets, are_the_keys_the_database_password_the_metrics_token_and_th
   for (const auto& s : config::settings()) {
     if (s.secret) secrets.insert(s.env);
   }
-  EXPECT_EQ(secrets,
-            (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
-                                   "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_METRICS_TOKEN",
-                                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}));
+  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
+                                            "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_API_KEY_SECRET",
+                                            "DOCFLOW_METRICS_TOKEN", "AWS_ACCESS_KEY_ID",
+                                            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}));
 }
 
 TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {

@@ -153,6 +153,13 @@ protected:
     }
     documents_.insert(documents_.begin(), {completed_, failed_});
 
+    const auto key_id = core::new_uuid_v7();
+    ASSERT_TRUE(db.create_api_key(
+        {key_id, bob_.id, "scanner", "dfk_abcdefgh", t0, std::nullopt, std::nullopt}, "key-hash-1", 10));
+    db.touch_api_key(key_id, t0 + 1min, 1min);
+    ASSERT_TRUE(db.set_quota(alice_.id, core::limit_setting{false, 1 << 20},
+                             core::limit_setting{false, std::nullopt}));
+
     const std::array keys{store::attempt_key{"login", "bob", 5}};
     ASSERT_EQ(db.count_attempt(keys, t0, 24h * 3650), std::nullopt);
     ASSERT_EQ(db.count_attempt(keys, t0 + 1s, 24h * 3650), std::nullopt);
@@ -256,6 +263,19 @@ TEST_F(postgres_migrate_data, an_interrupted_copy_resumes_without_duplicates_and
     }
   }
   EXPECT_EQ(target->find_document(failed_.id, std::nullopt)->error->code, "unreadable");
+  // Usage is not copied but counted again by the target, as documents arrive.
+  for (const auto& u : {alice_, bob_}) {
+    const auto was = source.find_quota(u.id);
+    const auto is = target->find_quota(u.id);
+    EXPECT_EQ(is.usage.bytes, was.usage.bytes) << u.username;
+    EXPECT_EQ(is.usage.documents, was.usage.documents) << u.username;
+    EXPECT_EQ(is.limits.bytes, was.limits.bytes) << u.username;
+  }
+  EXPECT_EQ(target->find_quota(alice_.id).limits.bytes, 1u << 20);
+  const auto key = target->find_api_key("key-hash-1");
+  ASSERT_TRUE(key);
+  EXPECT_EQ(key->user.id, bob_.id);
+  EXPECT_EQ(key->key.last_used_at, t0 + 1min);
   const auto result = target->find_result(completed_.id);
   ASSERT_TRUE(result);
   EXPECT_EQ(target->read_result_text(completed_.id, result->completed_at, 0, 4096), text_);

@@ -450,6 +450,215 @@ store::upload_record sample_upload(const std::string& owner, std::optional<std::
 }
 }  // namespace
 
+// -----------------------------------------------------------------------------------------------------------
+// Quotas: usage kept by the database itself, checked at the commit
+
+namespace {
+core::document sized_document(const std::string& owner, std::uint64_t bytes) {
+  auto d = test::sample_document(owner, t0);
+  d.size_bytes = bytes;
+  return d;
+}
+}  // namespace
+
+TEST_P(store_contract, usage_counts_every_insert_and_delete) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  EXPECT_EQ(db().find_quota(alice.id).usage.documents, 0u);
+  const auto a = sized_document(alice.id, 100);
+  ASSERT_TRUE(db().insert_document(a, nullptr));
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 50), nullptr));
+  ASSERT_TRUE(db().insert_document(sized_document(bob.id, 7), nullptr));
+  auto q = db().find_quota(alice.id);
+  EXPECT_EQ(q.usage.bytes, 150u);
+  EXPECT_EQ(q.usage.documents, 2u);
+  EXPECT_FALSE(q.limits.bytes);
+  EXPECT_FALSE(q.limits.documents);
+  ASSERT_TRUE(db().delete_document(a.id, alice.id));
+  q = db().find_quota(alice.id);
+  EXPECT_EQ(q.usage.bytes, 50u);
+  EXPECT_EQ(q.usage.documents, 1u);
+  EXPECT_EQ(db().find_quota(bob.id).usage.bytes, 7u);
+}
+
+TEST_P(store_contract, an_insert_past_the_quota_is_refused_and_leaves_nothing) {
+  const auto alice = add_user("alice");
+  db().set_default_quota({100, 3});
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 60), nullptr));
+  const auto big = sized_document(alice.id, 41);
+  const auto refused = db().insert_document(big, nullptr);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::errc::quota_exceeded);
+  ASSERT_TRUE(refused.error().quota);
+  EXPECT_EQ(refused.error().quota->usage.bytes, 60u);
+  EXPECT_EQ(refused.error().quota->usage.documents, 1u);
+  EXPECT_EQ(refused.error().quota->limits.bytes, 100u);
+  EXPECT_EQ(refused.error().quota->limits.documents, 3u);
+  EXPECT_FALSE(db().find_document(big.id, std::nullopt));
+  EXPECT_EQ(db().find_quota(alice.id).usage.documents, 1u);
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 40), nullptr)) << "exactly at the limit fits";
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 0), nullptr));
+  const auto fourth = db().insert_document(sized_document(alice.id, 0), nullptr);
+  ASSERT_FALSE(fourth) << "three documents at most";
+  EXPECT_EQ(fourth.error().code, core::errc::quota_exceeded);
+}
+
+TEST_P(store_contract, a_users_own_limits_win_over_the_defaults) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  db().set_default_quota({10, std::nullopt});
+  EXPECT_TRUE(
+      db().set_quota(alice.id, core::limit_setting{false, std::nullopt}, core::limit_setting{false, 1}));
+  auto q = db().find_quota(alice.id);
+  EXPECT_FALSE(q.limits.bytes) << "unlimited for her";
+  EXPECT_EQ(q.limits.documents, 1u);
+  EXPECT_EQ(db().find_quota(bob.id).limits.bytes, 10u);
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 1000), nullptr));
+  EXPECT_FALSE(db().insert_document(sized_document(alice.id, 0), nullptr));
+  // A limit not given stays; "default" goes back to the server's.
+  EXPECT_TRUE(db().set_quota(alice.id, core::limit_setting{}, std::nullopt));
+  q = db().find_quota(alice.id);
+  EXPECT_EQ(q.limits.bytes, 10u);
+  EXPECT_EQ(q.limits.documents, 1u);
+  EXPECT_FALSE(db().set_quota(core::new_uuid_v7(), core::limit_setting{}, std::nullopt));
+}
+
+TEST_P(store_contract, concurrent_inserts_never_pass_the_quota_together) {
+  const auto alice = add_user("alice");
+  constexpr int threads = 8;
+  db().set_default_quota({5 * 10, std::nullopt});
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  EXPECT_EQ(on_threads(threads,
+                       [&](int) {
+                         const auto other = open(2);  // each its own process
+                         other->set_default_quota({5 * 10, std::nullopt});
+                         for (int i = 0; i < 2; ++i) {
+                           const auto r = other->insert_document(sized_document(alice.id, 10), nullptr);
+                           if (r) {
+                             ++accepted;
+                           } else if (r.error().code == core::errc::quota_exceeded) {
+                             ++refused;
+                           }
+                         }
+                       }),
+            0);
+  EXPECT_EQ(accepted.load(), 5);
+  EXPECT_EQ(refused.load(), 2 * threads - 5);
+  EXPECT_EQ(db().find_quota(alice.id).usage.bytes, 50u);
+  EXPECT_EQ(db().list_documents({alice.id, std::nullopt, 100, std::nullopt}).size(), 5u);
+}
+
+TEST_P(store_contract, a_finished_upload_is_held_to_the_quota) {
+  const auto alice = add_user("alice");
+  db().set_default_quota({100, std::nullopt});
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 90), nullptr));
+  const auto u = [&] {
+    auto r = sample_upload(alice.id);
+    db().create_upload(r);
+    return r;
+  }();
+  ASSERT_EQ(db().lock_upload(u.id, alice.id, "mine", t0, 30s).outcome, store::upload_lock::kind::locked);
+  auto doc = sized_document(alice.id, 11);
+  doc.id = u.id;
+  const auto refused = db().finish_upload(u, "mine", &doc);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::errc::quota_exceeded);
+  EXPECT_FALSE(db().find_document(doc.id, std::nullopt));
+  EXPECT_EQ(db().find_upload(u.id, alice.id)->answer_status, 0) << "the upload is as it was";
+  EXPECT_TRUE(db().renew_upload_lock(u.id, "mine", t0 + 1s, 30s)) << "and still the caller's to end";
+  EXPECT_EQ(db().finish_upload(u, "stale", nullptr).error().code, core::errc::upload_locked);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// API keys
+
+namespace {
+store::api_key sample_key(const std::string& user, std::string name, time_point at = t0) {
+  return {core::new_uuid_v7(), user, std::move(name), "dfk_abcdefgh", at, std::nullopt, std::nullopt};
+}
+}  // namespace
+
+TEST_P(store_contract, an_api_key_is_found_by_its_hash_with_its_user) {
+  const auto alice = add_user("alice");
+  auto k = sample_key(alice.id, "scanner");
+  k.expires_at = t0 + 24h;
+  ASSERT_TRUE(db().create_api_key(k, "hash-1", 10));
+  const auto found = db().find_api_key("hash-1");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->key.id, k.id);
+  EXPECT_EQ(found->key.name, "scanner");
+  EXPECT_EQ(found->key.prefix, "dfk_abcdefgh");
+  EXPECT_EQ(found->key.created_at, t0);
+  EXPECT_EQ(found->key.expires_at, t0 + 24h);
+  EXPECT_FALSE(found->key.last_used_at);
+  EXPECT_EQ(found->user.id, alice.id);
+  EXPECT_EQ(found->user.role, core::role::user);
+  EXPECT_FALSE(db().find_api_key("hash-2"));
+  // Another process sees it, and sees it go.
+  const auto other = open();
+  EXPECT_TRUE(other->find_api_key("hash-1"));
+  EXPECT_TRUE(db().delete_api_key(k.id, alice.id));
+  EXPECT_FALSE(other->find_api_key("hash-1"));
+  EXPECT_FALSE(db().delete_api_key(k.id, alice.id));
+}
+
+TEST_P(store_contract, api_keys_are_listed_and_deleted_by_their_owner_only) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  const auto first = sample_key(alice.id, "one", t0);
+  const auto second = sample_key(alice.id, "two", t0 + 1s);
+  ASSERT_TRUE(db().create_api_key(second, "h2", 10));
+  ASSERT_TRUE(db().create_api_key(first, "h1", 10));
+  ASSERT_TRUE(db().create_api_key(sample_key(bob.id, "bobs"), "h3", 10));
+  const auto keys = db().list_api_keys(alice.id);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].name, "one");
+  EXPECT_EQ(keys[1].name, "two");
+  EXPECT_FALSE(db().delete_api_key(first.id, bob.id));
+  EXPECT_TRUE(db().find_api_key("h1"));
+  EXPECT_FALSE(db().delete_api_key("not-a-uuid", alice.id));
+  EXPECT_TRUE(db().list_api_keys("not-a-uuid").empty());
+}
+
+TEST_P(store_contract, a_user_holds_at_most_the_limit_of_keys_even_at_once) {
+  const auto alice = add_user("alice");
+  constexpr int threads = 6;
+  std::atomic<int> made{0};
+  std::atomic<int> limited{0};
+  EXPECT_EQ(on_threads(threads,
+                       [&](int i) {
+                         const auto other = open(2);
+                         const auto r =
+                             other->create_api_key(sample_key(alice.id, "k"), "hash-" + std::to_string(i), 4);
+                         if (r) {
+                           ++made;
+                         } else if (r.error().code == core::errc::limit_reached) {
+                           ++limited;
+                         }
+                       }),
+            0);
+  EXPECT_EQ(made.load(), 4);
+  EXPECT_EQ(limited.load(), threads - 4);
+  EXPECT_EQ(db().list_api_keys(alice.id).size(), 4u);
+}
+
+TEST_P(store_contract, last_use_is_written_at_most_once_an_interval_and_a_rehash_keeps_the_key) {
+  const auto alice = add_user("alice");
+  const auto k = sample_key(alice.id, "k");
+  ASSERT_TRUE(db().create_api_key(k, "old", 10));
+  db().touch_api_key(k.id, t0 + 10s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 10s);
+  db().touch_api_key(k.id, t0 + 50s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 10s) << "within the interval: not written";
+  db().touch_api_key(k.id, t0 + 70s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 70s);
+  db().rehash_api_key(k.id, "new");
+  EXPECT_FALSE(db().find_api_key("old"));
+  ASSERT_TRUE(db().find_api_key("new"));
+  EXPECT_EQ(db().find_api_key("new")->key.id, k.id);
+}
+
 TEST_P(store_contract, an_upload_round_trips_and_is_scoped_to_its_owner) {
   const auto alice = add_user("alice");
   const auto bob = add_user("bob");

@@ -64,9 +64,10 @@ void pause_before_retry(int attempt) {
 
 constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
 
-core::user read_user(const pq::result& r, int row) {
-  return {r.text(row, 0), r.text(row, 1), r.text(row, 2),
-          core::parse_role(r.text(row, 3)).value_or(core::role::user), r.time(row, 4)};
+// The user_columns from column `at` on.
+core::user read_user(const pq::result& r, int row, int at = 0) {
+  return {r.text(row, at), r.text(row, at + 1), r.text(row, at + 2),
+          core::parse_role(r.text(row, at + 3)).value_or(core::role::user), r.time(row, at + 4)};
 }
 
 std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
@@ -74,6 +75,58 @@ std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
   const auto r = c.exec("SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1", id);
   if (r.empty()) return std::nullopt;
   return read_user(r, 0);
+}
+
+// A limit as a users row stores it: NULL for the default, -1 for none.
+core::limit_setting read_limit(const pq::result& r, int row, int col) {
+  if (r.is_null(row, col)) return {};
+  const auto v = r.integer(row, col);
+  return {false, v < 0 ? std::nullopt : std::optional(static_cast<std::uint64_t>(v))};
+}
+
+std::optional<std::int64_t> limit_param(const core::limit_setting& l) {
+  if (l.inherit) return std::nullopt;
+  return l.value ? static_cast<std::int64_t>(*l.value) : -1;
+}
+
+// The user's usage and limits. With `lock`, the users row is locked by a
+// statement of its own first, so that the caller's insert is the only one
+// of this user until it commits, and the usage is read after the lock was
+// granted: one statement that locked and read would, having waited for
+// the lock, still see the usage of its own snapshot.
+core::quota_state read_quota(pq::connection& c, std::string_view user_id, const core::quota_limits& defaults,
+                             bool lock) {
+  core::quota_state q{{}, defaults};
+  if (!canonical_id(user_id)) return q;
+  // NO KEY UPDATE: it excludes the user's other inserts, not the key-share
+  // locks of rows that refer to the user (a login's refresh family).
+  if (lock) c.exec("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id);
+  const auto r = c.exec(
+      "SELECT u.quota_bytes, u.quota_documents, coalesce(g.bytes, 0), coalesce(g.documents, 0)"
+      " FROM users u LEFT JOIN user_usage g ON g.user_id = u.id WHERE u.id = $1",
+      user_id);
+  if (r.empty()) return q;
+  q.limits = {core::apply(read_limit(r, 0, 0), defaults.bytes),
+              core::apply(read_limit(r, 0, 1), defaults.documents)};
+  q.usage = {static_cast<std::uint64_t>(r.integer(0, 2)), static_cast<std::uint64_t>(r.integer(0, 3))};
+  return q;
+}
+
+// Nothing when `d` fits its owner's quota (whose row is then locked);
+// otherwise the refusal.
+std::optional<core::error> quota_refusal(pq::connection& c, const core::document& d,
+                                         const core::quota_limits& defaults) {
+  auto q = read_quota(c, d.owner_id, defaults, true);
+  if (core::fits(q, d.size_bytes)) return std::nullopt;
+  return core::quota_exceeded(q);
+}
+
+constexpr std::string_view api_key_columns =
+    "k.id, k.user_id, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at";
+
+api_key read_api_key(const pq::result& r, int row) {
+  return {r.text(row, 0), r.text(row, 1),          r.text(row, 2),         r.text(row, 3),
+          r.time(row, 4), r.optional_time(row, 5), r.optional_time(row, 6)};
 }
 
 constexpr std::string_view document_columns =
@@ -357,6 +410,88 @@ std::vector<core::user> postgres_store::list_users() {
   });
 }
 
+core::quota_state postgres_store::find_quota(std::string_view user_id) {
+  return retrying([&](pq::connection& c) { return read_quota(c, user_id, default_quota_, false); });
+}
+
+bool postgres_store::set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                               const std::optional<core::limit_setting>& documents) {
+  if (!canonical_id(user_id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec(
+                "UPDATE users SET quota_bytes = CASE WHEN $1 THEN $2::bigint ELSE quota_bytes END,"
+                " quota_documents = CASE WHEN $3 THEN $4::bigint ELSE quota_documents END WHERE id = $5",
+                bytes.has_value(), limit_param(bytes.value_or(core::limit_setting{})), documents.has_value(),
+                limit_param(documents.value_or(core::limit_setting{})), user_id)
+               .affected() == 1;
+  });
+}
+
+core::result<void> postgres_store::create_api_key(const api_key& k, std::string_view key_hash,
+                                                  std::size_t max_per_user) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    c.exec("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", k.user_id);
+    const auto held = c.exec("SELECT count(*) FROM api_keys WHERE user_id = $1", k.user_id).integer(0, 0);
+    if (static_cast<std::size_t>(held) >= max_per_user) {
+      tx.rollback();
+      return core::errc::limit_reached;
+    }
+    c.exec(
+        "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        k.id, k.user_id, k.name, k.prefix, key_hash, k.created_at, k.expires_at);
+    return {};
+  });
+}
+
+std::vector<api_key> postgres_store::list_api_keys(std::string_view user_id) {
+  if (!canonical_id(user_id)) return {};
+  return retrying([&](pq::connection& c) {
+    const auto r = c.exec("SELECT " + std::string(api_key_columns) +
+                              " FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id",
+                          user_id);
+    std::vector<api_key> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_api_key(r, i));
+    return out;
+  });
+}
+
+bool postgres_store::delete_api_key(std::string_view id, std::string_view user_id) {
+  if (!canonical_id(id) || !canonical_id(user_id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec("DELETE FROM api_keys WHERE id = $1 AND user_id = $2", id, user_id).affected() == 1;
+  });
+}
+
+std::optional<api_key_holder> postgres_store::find_api_key(std::string_view key_hash) {
+  return retrying([&](pq::connection& c) -> std::optional<api_key_holder> {
+    const auto r = c.exec("SELECT " + std::string(api_key_columns) +
+                              ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                              " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+                          key_hash);
+    if (r.empty()) return std::nullopt;
+    return api_key_holder{read_api_key(r, 0), read_user(r, 0, 7)};
+  });
+}
+
+void postgres_store::rehash_api_key(std::string_view id, std::string_view key_hash) {
+  if (!canonical_id(id)) return;
+  retrying(
+      [&](pq::connection& c) { c.exec("UPDATE api_keys SET key_hash = $1 WHERE id = $2", key_hash, id); });
+}
+
+void postgres_store::touch_api_key(std::string_view id, core::time_point now,
+                                   std::chrono::milliseconds interval) {
+  if (!canonical_id(id)) return;
+  retrying([&](pq::connection& c) {
+    c.exec(
+        "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= "
+        "$3)",
+        now, id, now - interval);
+  });
+}
+
 // --- refresh-token families
 
 void postgres_store::start_refresh_family(const refresh_grant& first) {
@@ -459,18 +594,16 @@ bool record_answer(pq::connection& c, const idempotent_answer& a) {
 // WAL of commits that arrive together once (and each call holds its own
 // connection), so inserts are one transaction each.
 core::result<void> postgres_store::insert_document(const core::document& d, const idempotent_answer* answer) {
-  if (!answer) {
-    retrying([&](pq::connection& c) { insert_document_row(c, d); });
-    return {};
-  }
-  const bool recorded = in_transaction([&](pq::connection& c, pq::transaction& tx) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    if (auto refused = quota_refusal(c, d, default_quota_)) {
+      tx.rollback();
+      return *refused;
+    }
     insert_document_row(c, d);
-    if (record_answer(c, *answer)) return true;
+    if (!answer || record_answer(c, *answer)) return {};
     tx.rollback();
-    return false;
+    return core::errc::idempotency_key_in_flight;
   });
-  if (!recorded) return core::errc::idempotency_key_in_flight;
-  return {};
 }
 
 std::optional<core::document> postgres_store::find_document(std::string_view id,
@@ -1139,19 +1272,25 @@ void postgres_store::unlock_upload(std::string_view id, std::string_view token) 
   });
 }
 
-bool postgres_store::finish_upload(const upload_record& u, std::string_view token,
-                                   const core::document* doc) {
-  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+core::result<void> postgres_store::finish_upload(const upload_record& u, std::string_view token,
+                                                 const core::document* doc) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    if (doc) {
+      if (auto refused = quota_refusal(c, *doc, default_quota_)) {
+        tx.rollback();
+        return *refused;
+      }
+    }
     const auto ended = c.exec(
         "UPDATE uploads SET received = $3, answer_status = $4, answer_body = $5, answer_content_type = $6,"
         " lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2",
         u.id, token, u.offset, u.answer_status, u.answer_body, u.answer_content_type);
     if (ended.affected() != 1) {
       tx.rollback();
-      return false;
+      return core::errc::upload_locked;
     }
     if (doc) insert_document_row(c, *doc);
-    return true;
+    return {};
   });
 }
 

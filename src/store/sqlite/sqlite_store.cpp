@@ -26,9 +26,11 @@ core::time_point from_ms(std::int64_t ms) { return core::time_point{std::chrono:
 
 constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
 
-core::user read_user(const statement& st) {
-  return {st.column_text(0), st.column_text(1), st.column_text(2),
-          core::parse_role(st.column_text(3)).value_or(core::role::user), from_ms(st.column_int(4))};
+// The user_columns from column `at` on.
+core::user read_user(const statement& st, int at = 0) {
+  return {st.column_text(at), st.column_text(at + 1), st.column_text(at + 2),
+          core::parse_role(st.column_text(at + 3)).value_or(core::role::user),
+          from_ms(st.column_int(at + 4))};
 }
 
 std::optional<core::user> one_user(connection& c, std::string_view where, std::string_view value) {
@@ -38,6 +40,44 @@ std::optional<core::user> one_user(connection& c, std::string_view where, std::s
     return std::nullopt;
   }
   return read_user(st);
+}
+
+// A limit as a users row stores it: NULL for the default, -1 for none.
+core::limit_setting read_limit(const statement& st, int i) {
+  if (st.column_is_null(i)) return {};
+  const auto v = st.column_int(i);
+  return {false, v < 0 ? std::nullopt : std::optional(static_cast<std::uint64_t>(v))};
+}
+
+void bind_limit(statement& st, int i, const core::limit_setting& l) {
+  if (l.inherit) {
+    st.bind_null(i);
+  } else {
+    st.bind(i, l.value ? static_cast<std::int64_t>(*l.value) : std::int64_t{-1});
+  }
+}
+
+core::quota_state read_quota(connection& c, std::string_view user_id, const core::quota_limits& defaults) {
+  auto st = c.prepare(
+      "SELECT u.quota_bytes, u.quota_documents, coalesce(g.bytes, 0), coalesce(g.documents, 0)"
+      " FROM users u LEFT JOIN user_usage g ON g.user_id = u.id WHERE u.id = ?");
+  st.bind(1, user_id);
+  core::quota_state q{{}, defaults};
+  if (!st.step()) return q;
+  q.limits = {core::apply(read_limit(st, 0), defaults.bytes),
+              core::apply(read_limit(st, 1), defaults.documents)};
+  q.usage = {static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3))};
+  return q;
+}
+
+// Thrown inside a transaction that would take a user past their quota.
+struct over_quota {
+  core::quota_state state;
+};
+
+void check_quota(connection& c, const core::document& d, const core::quota_limits& defaults) {
+  auto q = read_quota(c, d.owner_id, defaults);
+  if (!core::fits(q, d.size_bytes)) throw over_quota{q};
 }
 
 void insert_token(connection& c, const refresh_grant& g) {
@@ -56,6 +96,14 @@ constexpr std::string_view document_columns =
 std::optional<core::time_point> optional_time(const statement& st, int i) {
   if (st.column_is_null(i)) return std::nullopt;
   return from_ms(st.column_int(i));
+}
+
+constexpr std::string_view api_key_columns =
+    "k.id, k.user_id, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at";
+
+api_key read_api_key(const statement& st) {
+  return {st.column_text(0),         st.column_text(1),    st.column_text(2),   st.column_text(3),
+          from_ms(st.column_int(4)), optional_time(st, 5), optional_time(st, 6)};
 }
 
 core::document read_document(const statement& st) {
@@ -302,6 +350,89 @@ std::vector<core::user> sqlite_store::list_users() {
   return out;
 }
 
+core::quota_state sqlite_store::find_quota(std::string_view user_id) {
+  const lease c(*this);
+  return read_quota(*c, user_id, default_quota_);
+}
+
+bool sqlite_store::set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                             const std::optional<core::limit_setting>& documents) {
+  const lease c(*this);
+  auto st = c->prepare(
+      "UPDATE users SET quota_bytes = CASE WHEN ?1 THEN ?2 ELSE quota_bytes END,"
+      " quota_documents = CASE WHEN ?3 THEN ?4 ELSE quota_documents END WHERE id = ?5");
+  st.bind(1, static_cast<std::int64_t>(bytes.has_value()));
+  bind_limit(st, 2, bytes.value_or(core::limit_setting{}));
+  st.bind(3, static_cast<std::int64_t>(documents.has_value()));
+  bind_limit(st, 4, documents.value_or(core::limit_setting{}));
+  st.bind(5, user_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+core::result<void> sqlite_store::create_api_key(const api_key& k, std::string_view key_hash,
+                                                std::size_t max_per_user) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto count = c->prepare("SELECT count(*) FROM api_keys WHERE user_id = ?");
+  count.bind(1, k.user_id).step();
+  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_user) return core::errc::limit_reached;
+  auto st = c->prepare(
+      "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, k.id).bind(2, k.user_id).bind(3, k.name).bind(4, k.prefix).bind(5, key_hash);
+  st.bind(6, core::to_unix_ms(k.created_at));
+  if (k.expires_at) {
+    st.bind(7, core::to_unix_ms(*k.expires_at));
+  } else {
+    st.bind_null(7);
+  }
+  st.step();
+  tx.commit();
+  return {};
+}
+
+std::vector<api_key> sqlite_store::list_api_keys(std::string_view user_id) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(api_key_columns) +
+                       " FROM api_keys k WHERE k.user_id = ? ORDER BY k.created_at, k.id");
+  st.bind(1, user_id);
+  std::vector<api_key> out;
+  while (st.step()) out.push_back(read_api_key(st));
+  return out;
+}
+
+bool sqlite_store::delete_api_key(std::string_view id, std::string_view user_id) {
+  const lease c(*this);
+  c->prepare("DELETE FROM api_keys WHERE id = ? AND user_id = ?").bind(1, id).bind(2, user_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::optional<api_key_holder> sqlite_store::find_api_key(std::string_view key_hash) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(api_key_columns) +
+                       ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                       " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?");
+  st.bind(1, key_hash);
+  if (!st.step()) return std::nullopt;
+  return api_key_holder{read_api_key(st), read_user(st, 7)};
+}
+
+void sqlite_store::rehash_api_key(std::string_view id, std::string_view key_hash) {
+  const lease c(*this);
+  c->prepare("UPDATE api_keys SET key_hash = ? WHERE id = ?").bind(1, key_hash).bind(2, id).step();
+}
+
+void sqlite_store::touch_api_key(std::string_view id, core::time_point now,
+                                 std::chrono::milliseconds interval) {
+  const lease c(*this);
+  c->prepare(
+       "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?3)")
+      .bind(1, core::to_unix_ms(now))
+      .bind(2, id)
+      .bind(3, core::to_unix_ms(now - interval))
+      .step();
+}
+
 void sqlite_store::start_refresh_family(const refresh_grant& first) {
   const lease c(*this);
   transaction tx(*c);
@@ -426,7 +557,9 @@ bool record_answer(connection& c, const idempotent_answer& a) {
 // was taken over; its caller gets idempotency_key_in_flight.
 struct claim_lost {};
 
-void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer) {
+void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer,
+                        const core::quota_limits& defaults) {
+  check_quota(c, d, defaults);
   insert_document_row(c, d);
   if (answer && !record_answer(c, *answer)) throw claim_lost{};
 }
@@ -462,6 +595,8 @@ core::result<void> sqlite_store::insert_document(const core::document& d, const 
       std::rethrow_exception(me.error);
     } catch (const claim_lost&) {
       return core::errc::idempotency_key_in_flight;
+    } catch (const over_quota& o) {
+      return core::quota_exceeded(o.state);
     }
   }
   return {};
@@ -471,7 +606,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
   try {
     const lease c(*this);
     transaction tx(*c);
-    for (const auto* p : batch) insert_with_answer(*c, p->doc, p->answer);
+    for (const auto* p : batch) insert_with_answer(*c, p->doc, p->answer, default_quota_);
     tx.commit();
     return;
   } catch (...) {
@@ -485,7 +620,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
     try {
       const lease c(*this);
       transaction tx(*c);
-      insert_with_answer(*c, p->doc, p->answer);
+      insert_with_answer(*c, p->doc, p->answer, default_quota_);
       tx.commit();
     } catch (...) {
       p->error = std::current_exception();
@@ -1149,9 +1284,17 @@ void sqlite_store::unlock_upload(std::string_view id, std::string_view token) {
       .step();
 }
 
-bool sqlite_store::finish_upload(const upload_record& u, std::string_view token, const core::document* doc) {
+core::result<void> sqlite_store::finish_upload(const upload_record& u, std::string_view token,
+                                               const core::document* doc) {
   const lease c(*this);
   transaction tx(*c);
+  if (doc) {
+    try {
+      check_quota(*c, *doc, default_quota_);
+    } catch (const over_quota& o) {
+      return core::quota_exceeded(o.state);
+    }
+  }
   c->prepare(
        "UPDATE uploads SET received = ?, answer_status = ?, answer_body = ?, answer_content_type = ?,"
        " lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?")
@@ -1162,10 +1305,10 @@ bool sqlite_store::finish_upload(const upload_record& u, std::string_view token,
       .bind(5, u.id)
       .bind(6, token)
       .step();
-  if (sqlite3_changes(c->handle()) != 1) return false;
+  if (sqlite3_changes(c->handle()) != 1) return core::errc::upload_locked;
   if (doc) insert_document_row(*c, *doc);
   tx.commit();
-  return true;
+  return {};
 }
 
 bool sqlite_store::delete_upload(std::string_view id, std::string_view token) {
