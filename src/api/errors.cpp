@@ -42,6 +42,7 @@ problem_shape shape_of(core::errc e) noexcept {
     case errc::idempotency_key_reused:
       return {422, "idempotency-key-reused", "Unprocessable Content", std::nullopt};
     case errc::idempotency_key_in_flight: return {409, "idempotency-key-in-flight", "Conflict", std::nullopt};
+    case errc::webhook_limit_reached: return {409, "webhook-limit-reached", "Conflict", std::nullopt};
     case errc::tus_version_unsupported:
       return {412, "tus-version-unsupported", "Precondition Failed", std::nullopt};
     case errc::upload_offset_mismatch: return {409, "upload-offset-mismatch", "Conflict", std::nullopt};

@@ -46,6 +46,8 @@ constexpr std::array entries{
           "This Idempotency-Key was already used for a different request."},
     entry{errc::idempotency_key_in_flight, "idempotency_key_in_flight",
           "A request with this Idempotency-Key is still being handled; retry later."},
+    entry{errc::webhook_limit_reached, "webhook_limit_reached",
+          "This account has the most webhooks it may register; delete one first."},
     entry{errc::tus_version_unsupported, "tus_version_unsupported",
           "This server speaks tus 1.0.0 only (Tus-Resumable: 1.0.0)."},
     entry{errc::upload_offset_mismatch, "upload_offset_mismatch",
