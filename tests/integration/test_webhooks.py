@@ -405,6 +405,18 @@ class RegistrationTest(WebhookCase, SharedServerTestCase):
         res = self.server.request("POST", "/webhooks", headers=headers, body="[1]")
         self.assertProblem(res, 422, "validation-failed")
 
+    def test_a_body_where_none_belongs_is_413(self):
+        hook = self.register(self.server, self.token, self.receiver.url())
+        delivery = "00000000-0000-7000-8000-000000000000"
+        for method, path in [("GET", "/webhooks"), ("DELETE", "/webhooks/" + hook["id"]),
+                             ("GET", "/webhooks/%s/deliveries" % hook["id"]),
+                             ("POST", "/webhooks/%s/deliveries/%s/retry" % (hook["id"], delivery))]:
+            res = self.server.request(method, path, headers={"Content-Type": "application/json",
+                                                             **bearer(self.token)}, body="{}" * 512)
+            self.assertProblem(res, 413, "payload-too-large")
+        self.assertEqual(self.server.get("/webhooks/%s/deliveries" % hook["id"], headers=bearer(self.token)).status,
+                         200, "the webhook is still there")
+
     def test_every_endpoint_needs_a_token(self):
         fake = "00000000-0000-7000-8000-000000000000"
         for method, path in [("POST", "/webhooks"), ("GET", "/webhooks"), ("DELETE", "/webhooks/" + fake),
