@@ -1,12 +1,9 @@
 #include "api/documents.hpp"
 
-#include <charconv>
 #include <vector>
 
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/encoding_opts.hpp>
-#include <boost/url/parse_query.hpp>
 
 #include "api/access.hpp"
 #include "api/backend.hpp"
@@ -366,51 +363,28 @@ awaitable<http::response> upload(services& s, http::request& req) {
 awaitable<http::response> list(services& s, http::request& req) {
   store::document_query q;
   q.owner_id = owner_scope(req);
-  auto params = boost::urls::parse_query(req.query);
-  if (!params)
-    co_return error_response(req, {core::errc::invalid_request, "The query string cannot be parsed."});
-  std::vector<core::field_error> errors;
-  const boost::urls::encoding_opts query_encoding(true);
-  for (const auto& p : *params) {
-    const auto key = p.key.decode(query_encoding);
-    const auto value = p.value.decode(query_encoding);
-    if (key == "limit") {
-      std::int64_t n = 0;
-      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
-        co_return error_response(req, {core::errc::invalid_request, "limit must be a whole number."});
-      }
-      if (n < 1 || n > 200) {
-        errors.push_back({"limit", "must be between 1 and 200"});
-      } else {
-        q.limit = static_cast<std::size_t>(n);
-      }
-    } else if (key == "status") {
-      q.status = core::parse_status(value);
-      if (!q.status) errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
-    } else if (key == "cursor") {
-      q.after = s.cursors.decode(value);
-      if (!q.after) {
-        co_return error_response(req,
-                                 {core::errc::invalid_request, "The cursor is not one this server issued."});
-      }
-    }
-  }
-  if (!errors.empty()) co_return error_response(req, core::invalid_fields(std::move(errors)));
+  const auto page = read_page_request(
+      req.query, s.cursors, [&q](std::string_view key, std::string_view value, auto& errors) {
+        if (key != "status") return;
+        q.status = core::parse_status(value);
+        if (!q.status) {
+          errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
+        }
+      });
+  if (!page) co_return error_response(req, page.error());
+  q.limit = page->limit;
+  q.after = page->after;
   const auto page_size = q.limit;
   ++q.limit;  // one more tells whether a next page exists
   // An indexed page of at most 201 rows: as cheap as a point read.
   auto docs = co_await backend_call(s, cost::point_read, [&s, &q] { return s.db.list_documents(q); });
-  boost::json::value next = nullptr;
-  if (docs.size() > page_size) {
-    docs.resize(page_size);
-    next = s.cursors.encode(docs.back().created_at, docs.back().id);
-  }
+  const auto next = close_page(docs, page_size, s.cursors);
   boost::json::array items;
   items.reserve(docs.size());
   for (const auto& d : docs) items.push_back(document_json(d));
-  co_return http::response::json(200,
-                                 boost::json::object{{"items", std::move(items)}, {"next_cursor", next}});
+  co_return http::response::json(
+      200, boost::json::object{{"items", std::move(items)},
+                               {"next_cursor", next ? boost::json::value(*next) : nullptr}});
 }
 
 awaitable<http::response> get(services& s, http::request& req) {

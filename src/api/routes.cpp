@@ -11,6 +11,7 @@
 #include "api/processing.hpp"
 #include "api/services.hpp"
 #include "api/uploads.hpp"
+#include "api/webhooks.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "obs/log.hpp"
@@ -89,6 +90,12 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
       {"GET", "/uploads/{id}", bind(uploads::status), auth_policy::user, no_body, false, tus},
       {"PATCH", "/uploads/{id}", bind(uploads::append), auth_policy::user, chunk_limit, true, tus},
       {"DELETE", "/uploads/{id}", bind(uploads::terminate), auth_policy::user, no_body, false, tus},
+      {"POST", "/webhooks", bind(webhook_endpoints::create), auth_policy::user, small_json},
+      {"GET", "/webhooks", bind(webhook_endpoints::list), auth_policy::user, no_body},
+      {"DELETE", "/webhooks/{id}", bind(webhook_endpoints::remove), auth_policy::user, no_body},
+      {"GET", "/webhooks/{id}/deliveries", bind(webhook_endpoints::deliveries), auth_policy::user, no_body},
+      {"POST", "/webhooks/{id}/deliveries/{delivery_id}/retry", bind(webhook_endpoints::redeliver),
+       auth_policy::user, no_body},
   };
   out.insert(out.end(), std::make_move_iterator(api.begin()), std::make_move_iterator(api.end()));
   return out;

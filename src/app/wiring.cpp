@@ -54,6 +54,7 @@
 #include "pipeline/stages.hpp"
 #include "store/change_feed.hpp"
 #include "store/database.hpp"
+#include "webhooks/sender.hpp"
 
 namespace docflow::app {
 
@@ -546,6 +547,23 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   return std::make_unique<jobs::worker_pool>(db, blobs, std::move(stages), options, metrics, clock);
 }
 
+// The webhook sender of this process: wherever jobs are worked on, none on
+// an API-only node (workers = 0) or with DOCFLOW_WEBHOOK_CONCURRENCY=0.
+std::unique_ptr<webhooks::sender> start_webhook_sender(const config::config& cfg, store::database& db,
+                                                       obs::metrics& metrics, const core::clock& clock) {
+  webhooks::sender::describe_metrics(metrics);
+  if (cfg.workers == 0 || cfg.webhook_concurrency == 0) return nullptr;
+  webhooks::sender_options options;
+  options.concurrency = cfg.webhook_concurrency;
+  options.timeout = cfg.webhook_timeout;
+  options.retry_base = cfg.webhook_retry_base;
+  options.retry_for = cfg.webhook_retry_for;
+  options.allowed_networks = cfg.webhook_allowed_networks;
+  options.user_agent = std::string("docflow-webhooks/") + DOCFLOW_VERSION;
+  obs::log(obs::level::info, "webhooks.started", {{"concurrency", cfg.webhook_concurrency}});
+  return std::make_unique<webhooks::sender>(db, options, metrics, clock);
+}
+
 int migrate(const config::config& cfg) {
   start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
@@ -605,6 +623,7 @@ int serve(config::config cfg) {
     services.maintenance_leader = &housekeeping.leading();
     const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
+    const auto hooks = start_webhook_sender(cfg, db, metrics, clock);
     http::server_options options;
     options.host = cfg.listen.host;
     options.port = cfg.listen.port;
@@ -622,10 +641,11 @@ int serve(config::config cfg) {
     }
     options.max_connections_per_address = cfg.max_connections_per_address;
     options.trusted_proxies = cfg.trusted_proxies;
-    options.on_drain = [&services, &workers, &changes] {
+    options.on_drain = [&services, &workers, &hooks, &changes] {
       services.shutting_down = true;
       changes.notify_all();          // event streams wake, see the drain and end
       if (workers) workers->stop();  // no new jobs while HTTP drains
+      if (hooks) hooks->stop();
     };
     std::optional<http::server> server;
     try {
@@ -675,6 +695,7 @@ int work(const config::config& cfg) {
     log_sandbox(config);
     const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
+    const auto hooks = start_webhook_sender(config, *db, metrics, core::system_clock());
     std::optional<ops_endpoint> endpoint;
     if (cfg.worker_listen) {
       endpoint.emplace(cfg, *cfg.worker_listen, *db, *blobs, metrics);

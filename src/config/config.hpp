@@ -154,6 +154,12 @@ struct config {
   std::optional<std::string> metrics_token;
   /// Peers whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
   std::vector<core::ip_network> trusted_proxies;
+  /// Webhooks: special-purpose addresses they may reach all the same (none by default).
+  std::vector<core::ip_network> webhook_allowed_networks;
+  milliseconds webhook_timeout{};     ///< one delivery attempt
+  unsigned webhook_concurrency = 0;   ///< deliveries in flight at once, per process
+  milliseconds webhook_retry_base{};  ///< the first retry's delay, doubling up to an hour
+  milliseconds webhook_retry_for{};   ///< how long a delivery is retried before it fails
   /// The `node` of every log line and of docflow_build_info; unset: <hostname>:<pid>.
   std::optional<std::string> node_name;
   /// DOCFLOW_SANDBOX=strict: no parsing without every sandbox mechanism.

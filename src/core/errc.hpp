@@ -45,6 +45,8 @@ enum class errc {
   idempotency_key_reused,
   idempotency_key_in_flight,
 
+  // Webhooks.
+
   // Resumable uploads (tus).
   tus_version_unsupported,  ///< no or another Tus-Resumable than 1.0.0
   upload_offset_mismatch,   ///< a PATCH at another offset than the bytes received

@@ -105,6 +105,37 @@ const std::vector<table>& tables() {
        2},
       // One row per attempt; (scope, key) is what the attempts are counted against.
       {"throttle_attempts", {{"scope", text}, {"key", text}, {"leaves_at", time}}, 2},
+      // Webhooks, then the outbox's events (which outlive their document, so
+      // they are not copied with it), then the deliveries that name both.
+      {"webhooks",
+       {{"id", id},
+        {"owner_id", id},
+        {"url", text},
+        {"events", integer},
+        {"secret", text},
+        {"created_at", time}}},
+      {"webhook_events",
+       {{"id", id},
+        {"type", text},
+        {"owner_id", id},
+        {"document_id", id},
+        {"status", text},
+        {"error", json},
+        {"created_at", time}}},
+      {"webhook_deliveries",
+       {{"id", id},
+        {"webhook_id", id},
+        {"event_id", id},
+        {"state", text},
+        {"attempts", integer},
+        {"available_at", time},
+        {"lease_token", text},
+        {"lease_expires_at", time},
+        {"last_status", integer},
+        {"last_error", text},
+        {"created_at", time},
+        {"updated_at", time},
+        {"delivered_at", time}}},
   };
   return all;
 }

@@ -93,6 +93,11 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_FALSE(c.metrics_token.has_value());
   EXPECT_TRUE(c.trusted_proxies.empty());
   EXPECT_FALSE(c.node_name.has_value());
+  EXPECT_TRUE(c.webhook_allowed_networks.empty());
+  EXPECT_EQ(c.webhook_timeout, 10s);
+  EXPECT_EQ(c.webhook_concurrency, 4U);
+  EXPECT_EQ(c.webhook_retry_base, 30s);
+  EXPECT_EQ(c.webhook_retry_for, 24h);
 }
 
 TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
@@ -336,6 +341,22 @@ INSTANTIATE_TEST_SUITE_P(proxies, config_rejects,
                                                      "10.0.0.0/8;::1", "256.0.0.1", "fe80::1%eth0"}),
                                                 bad("DOCFLOW_NODE_NAME", {"", std::string(65, 'n'), "api\n1",
                                                                           "caf\xc3\xa9", "a\tb"}))));
+
+INSTANTIATE_TEST_SUITE_P(webhooks, config_rejects,
+                         testing::ValuesIn(join(bad("DOCFLOW_WEBHOOK_ALLOWED_NETWORKS",
+                                                    {"localhost", "127.0.0.1,,::1", "10.0.0.1/8", "::/129"}),
+                                                bad("DOCFLOW_WEBHOOK_TIMEOUT", {"0s", "50ms", "6m", "10"}),
+                                                bad("DOCFLOW_WEBHOOK_CONCURRENCY", {"-1", "257", "four"}),
+                                                bad("DOCFLOW_WEBHOOK_RETRY_BASE", {"0s", "2h", "1x"}),
+                                                bad("DOCFLOW_WEBHOOK_RETRY_FOR", {"0s", "31d", "1"}))));
+
+TEST(config_webhooks, the_allow_list_reads_addresses_and_blocks) {
+  const auto c = load_with("DOCFLOW_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32, 10.1.0.0/16,fd00::/8");
+  ASSERT_EQ(c.webhook_allowed_networks.size(), 3U);
+  EXPECT_EQ(c.webhook_allowed_networks[1].prefix, 16U);
+  EXPECT_EQ(load_with("DOCFLOW_WEBHOOK_RETRY_BASE", "200ms").webhook_retry_base, 200ms);
+  EXPECT_EQ(load_with("DOCFLOW_WEBHOOK_CONCURRENCY", "0").webhook_concurrency, 0U);
+}
 
 INSTANTIATE_TEST_SUITE_P(
     s3, config_rejects,
@@ -989,6 +1010,11 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
                                            "DOCFLOW_ML_TIMEOUT",
                                            "DOCFLOW_LOG_LEVEL",
                                            "DOCFLOW_METRICS_TOKEN",
+                                           "DOCFLOW_WEBHOOK_ALLOWED_NETWORKS",
+                                           "DOCFLOW_WEBHOOK_TIMEOUT",
+                                           "DOCFLOW_WEBHOOK_CONCURRENCY",
+                                           "DOCFLOW_WEBHOOK_RETRY_BASE",
+                                           "DOCFLOW_WEBHOOK_RETRY_FOR",
                                            "DOCFLOW_NODE_NAME"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",

@@ -113,6 +113,19 @@ public:
   bool delete_upload(std::string_view id, std::string_view token) override;
   std::vector<upload_record> expired_uploads(core::time_point now, std::size_t limit) override;
 
+  core::result<void> create_webhook(const webhook& w, std::size_t max_per_owner) override;
+  std::vector<webhook> list_webhooks(std::string_view owner_id) override;
+  std::optional<webhook> find_webhook(std::string_view id, std::string_view owner_id) override;
+  bool delete_webhook(std::string_view id, std::string_view owner_id) override;
+  std::vector<webhook_delivery> list_deliveries(const delivery_query& q) override;
+  std::optional<webhook_delivery> redeliver(std::string_view webhook_id, std::string_view delivery_id,
+                                            std::string_view owner_id, const std::string& new_id,
+                                            core::time_point now) override;
+  std::optional<claimed_delivery> claim_delivery(core::time_point now, std::chrono::milliseconds lease_for,
+                                                 const std::string& lease_token) override;
+  bool finish_delivery(const claimed_delivery& d, core::time_point now, const delivery_outcome& o) override;
+  std::uint64_t pending_deliveries() override;
+
   std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
   std::unique_ptr<maintenance_lease> try_maintenance_leadership() override;
 

@@ -198,6 +198,52 @@ void transition(connection& c, const core::document& d, core::status to, core::t
   append_event(c, d.id, to, now, error);
 }
 
+// A delivery of an event to a webhook, to be sent from `at` on.
+void insert_delivery(connection& c, std::string_view id, std::string_view webhook_id,
+                     std::string_view event_id, core::time_point at) {
+  const auto ms = core::to_unix_ms(at);
+  c.prepare(
+       "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, available_at, created_at,"
+       " updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)")
+      .bind(1, id)
+      .bind(2, webhook_id)
+      .bind(3, event_id)
+      .bind(4, ms)
+      .bind(5, ms)
+      .bind(6, ms)
+      .step();
+}
+
+// The outbox: an event for the owner's webhooks subscribed to `type`, and
+// one delivery to each, in the transaction of the status change itself, so
+// that a change that rolls back sends nothing and one that commits is sent.
+// No row at all when no webhook listens.
+void record_webhook_event(connection& c, core::webhook_event type, const core::document& d,
+                          core::status status, core::time_point at,
+                          const std::optional<core::failure>& error) {
+  auto subscribed = c.prepare("SELECT id FROM webhooks WHERE owner_id = ? AND (events & ?) != 0");
+  subscribed.bind(1, d.owner_id).bind(2, static_cast<std::int64_t>(core::bit(type)));
+  std::vector<std::string> hooks;
+  while (subscribed.step()) hooks.push_back(subscribed.column_text(0));
+  if (hooks.empty()) return;
+  const auto event_id = core::new_uuid_v7();
+  auto event = c.prepare(
+      "INSERT INTO webhook_events (id, type, owner_id, document_id, status, error, created_at)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?)");
+  event.bind(1, event_id)
+      .bind(2, core::to_string(type))
+      .bind(3, d.owner_id)
+      .bind(4, d.id)
+      .bind(5, core::to_string(status));
+  if (error) {
+    event.bind(6, failure_record(*error));
+  } else {
+    event.bind_null(6);
+  }
+  event.bind(7, core::to_unix_ms(at)).step();
+  for (const auto& hook : hooks) insert_delivery(c, core::new_uuid_v7(), hook, event_id, at);
+}
+
 // True when `job` still holds its lease (same token, still running).
 bool holds_lease(connection& c, const claimed_job& job) {
   auto st = c.prepare("SELECT 1 FROM jobs WHERE id = ? AND lease_token = ? AND state = 'running'");
@@ -534,6 +580,7 @@ void insert_document_row(connection& c, const core::document& d) {
       .bind(11, static_cast<std::int64_t>(d.attempts));
   st.step();
   append_event(c, d.id, d.status, d.created_at, std::nullopt);
+  record_webhook_event(c, core::webhook_event::document_uploaded, d, d.status, d.created_at, std::nullopt);
 }
 
 // Stores the answer for its claim; false when the claim is no longer the
@@ -802,6 +849,8 @@ bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) 
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::completed, r.completed_at, std::nullopt);
+  record_webhook_event(*c, core::webhook_event::document_completed, *doc, core::status::completed,
+                       r.completed_at, std::nullopt);
   tx.commit();
   return true;
 }
@@ -832,6 +881,7 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
+  record_webhook_event(*c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
   tx.commit();
   return failure_outcome::failed;
 }
@@ -859,6 +909,7 @@ core::result<cancel_result> sqlite_store::cancel_processing(std::string_view doc
       .bind(2, doc->id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
+  record_webhook_event(*c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
   return cancel_result{std::move(*after), std::move(job_id)};
@@ -1326,6 +1377,214 @@ std::vector<upload_record> sqlite_store::expired_uploads(core::time_point now, s
   std::vector<upload_record> out;
   while (st.step()) out.push_back(read_upload(st));
   return out;
+}
+
+}  // namespace docflow::store::sqlite
+
+// --- webhooks
+
+namespace docflow::store::sqlite {
+
+namespace {
+constexpr std::string_view webhook_columns = "id, owner_id, url, events, secret, created_at";
+
+webhook read_webhook(const statement& st) {
+  return {st.column_text(0), st.column_text(1),
+          st.column_text(2), static_cast<unsigned>(st.column_int(3)),
+          st.column_text(4), from_ms(st.column_int(5))};
+}
+
+// A delivery with its event: the columns read_delivery takes, from
+// webhook_deliveries d joined with webhook_events e.
+constexpr std::string_view delivery_columns =
+    "d.id, d.webhook_id, d.state, d.attempts, d.available_at, d.last_status, d.last_error, d.created_at,"
+    " d.delivered_at, e.id, e.type, e.document_id, e.status, e.error, e.created_at";
+
+webhook_delivery read_delivery(const statement& st) {
+  webhook_delivery d;
+  d.id = st.column_text(0);
+  d.webhook_id = st.column_text(1);
+  d.state = st.column_text(2);
+  d.attempts = static_cast<unsigned>(st.column_int(3));
+  d.available_at = from_ms(st.column_int(4));
+  if (!st.column_is_null(5)) d.last_status = static_cast<int>(st.column_int(5));
+  if (!st.column_is_null(6)) d.last_error = st.column_text(6);
+  d.created_at = from_ms(st.column_int(7));
+  d.delivered_at = optional_time(st, 8);
+  d.event.id = st.column_text(9);
+  d.event.type =
+      core::parse_webhook_event(st.column_text(10)).value_or(core::webhook_event::document_uploaded);
+  d.event.document_id = st.column_text(11);
+  d.event.status = core::parse_status(st.column_text(12)).value_or(core::status::uploaded);
+  if (!st.column_is_null(13)) d.event.error = parse_failure_record(st.column_text(13));
+  d.event.created_at = from_ms(st.column_int(14));
+  return d;
+}
+
+std::optional<webhook_delivery> load_delivery(connection& c, std::string_view id) {
+  static const std::string sql = "SELECT " + std::string(delivery_columns) +
+                                 " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                                 " WHERE d.id = ?";
+  auto st = c.prepare(sql);
+  st.bind(1, id);
+  if (!st.step()) return std::nullopt;
+  return read_delivery(st);
+}
+}  // namespace
+
+core::result<void> sqlite_store::create_webhook(const webhook& w, std::size_t max_per_owner) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto count = c->prepare("SELECT count(*) FROM webhooks WHERE owner_id = ?");
+  count.bind(1, w.owner_id).step();
+  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_owner)
+    return core::errc::limit_reached;
+  c->prepare("INSERT INTO webhooks (" + std::string(webhook_columns) + ") VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(1, w.id)
+      .bind(2, w.owner_id)
+      .bind(3, w.url)
+      .bind(4, static_cast<std::int64_t>(w.events))
+      .bind(5, w.secret)
+      .bind(6, core::to_unix_ms(w.created_at))
+      .step();
+  tx.commit();
+  return {};
+}
+
+std::vector<webhook> sqlite_store::list_webhooks(std::string_view owner_id) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(webhook_columns) +
+                       " FROM webhooks WHERE owner_id = ? ORDER BY created_at, id");
+  st.bind(1, owner_id);
+  std::vector<webhook> out;
+  while (st.step()) out.push_back(read_webhook(st));
+  return out;
+}
+
+std::optional<webhook> sqlite_store::find_webhook(std::string_view id, std::string_view owner_id) {
+  const lease c(*this);
+  auto st =
+      c->prepare("SELECT " + std::string(webhook_columns) + " FROM webhooks WHERE id = ? AND owner_id = ?");
+  st.bind(1, id).bind(2, owner_id);
+  if (!st.step()) return std::nullopt;
+  return read_webhook(st);
+}
+
+bool sqlite_store::delete_webhook(std::string_view id, std::string_view owner_id) {
+  const lease c(*this);
+  c->prepare("DELETE FROM webhooks WHERE id = ? AND owner_id = ?").bind(1, id).bind(2, owner_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::vector<webhook_delivery> sqlite_store::list_deliveries(const delivery_query& q) {
+  std::string sql = "SELECT " + std::string(delivery_columns) +
+                    " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                    " JOIN webhooks w ON w.id = d.webhook_id WHERE d.webhook_id = ? AND w.owner_id = ?";
+  if (q.after) sql += " AND (d.created_at, d.id) < (?, ?)";
+  sql += " ORDER BY d.created_at DESC, d.id DESC LIMIT ?";
+  const lease c(*this);
+  auto st = c->prepare(sql);
+  st.bind(1, q.webhook_id).bind(2, q.owner_id);
+  int i = 2;
+  if (q.after) {
+    st.bind(++i, core::to_unix_ms(q.after->first));
+    st.bind(++i, q.after->second);
+  }
+  st.bind(++i, static_cast<std::int64_t>(q.limit));
+  std::vector<webhook_delivery> out;
+  while (st.step()) out.push_back(read_delivery(st));
+  return out;
+}
+
+std::optional<webhook_delivery> sqlite_store::redeliver(std::string_view webhook_id,
+                                                        std::string_view delivery_id,
+                                                        std::string_view owner_id, const std::string& new_id,
+                                                        core::time_point now) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto st = c->prepare(
+      "SELECT d.event_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+      " WHERE d.id = ? AND d.webhook_id = ? AND w.owner_id = ?");
+  st.bind(1, delivery_id).bind(2, webhook_id).bind(3, owner_id);
+  if (!st.step()) return std::nullopt;
+  insert_delivery(*c, new_id, webhook_id, st.column_text(0), now);
+  auto made = load_delivery(*c, new_id);
+  tx.commit();
+  return made;
+}
+
+std::optional<claimed_delivery> sqlite_store::claim_delivery(core::time_point now,
+                                                             std::chrono::milliseconds lease_for,
+                                                             const std::string& lease_token) {
+  const lease c(*this);
+  transaction tx(*c);
+  // One whose sender died first (its lease lapsed), then the longest available.
+  auto st = c->prepare(
+      "SELECT id FROM webhook_deliveries WHERE state = 'sending' AND lease_expires_at < ?1"
+      " UNION ALL SELECT * FROM (SELECT id FROM webhook_deliveries"
+      " WHERE state = 'pending' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
+  st.bind(1, core::to_unix_ms(now));
+  if (!st.step()) return std::nullopt;
+  const auto id = st.column_text(0);
+  c->prepare(
+       "UPDATE webhook_deliveries SET state = 'sending', attempts = attempts + 1, lease_token = ?,"
+       " lease_expires_at = ?, updated_at = ? WHERE id = ?")
+      .bind(1, lease_token)
+      .bind(2, core::to_unix_ms(now + lease_for))
+      .bind(3, core::to_unix_ms(now))
+      .bind(4, id)
+      .step();
+  auto target = c->prepare(
+      "SELECT w.url, w.secret FROM webhook_deliveries d JOIN webhooks w ON w.id = "
+      "d.webhook_id WHERE d.id = ?");
+  target.bind(1, id);
+  if (!target.step()) return std::nullopt;  // cannot happen: deliveries cascade with their webhook
+  claimed_delivery out;
+  out.url = target.column_text(0);
+  out.secret = target.column_text(1);
+  out.lease_token = lease_token;
+  out.delivery = std::move(*load_delivery(*c, id));
+  tx.commit();
+  return out;
+}
+
+bool sqlite_store::finish_delivery(const claimed_delivery& d, core::time_point now,
+                                   const delivery_outcome& o) {
+  using kind = delivery_outcome::kind;
+  const lease c(*this);
+  auto st = c->prepare(
+      "UPDATE webhook_deliveries SET state = ?, lease_token = NULL, lease_expires_at = NULL,"
+      " available_at = ?, last_status = ?, last_error = ?, updated_at = ?, delivered_at = ?"
+      " WHERE id = ? AND lease_token = ? AND state = 'sending'");
+  st.bind(1, o.outcome == kind::delivered ? "delivered"
+             : o.outcome == kind::failed  ? "failed"
+                                          : "pending")
+      .bind(2, core::to_unix_ms(o.outcome == kind::retry ? o.retry_at : now));
+  if (o.status) {
+    st.bind(3, static_cast<std::int64_t>(*o.status));
+  } else {
+    st.bind_null(3);
+  }
+  if (o.error) {
+    st.bind(4, *o.error);
+  } else {
+    st.bind_null(4);
+  }
+  st.bind(5, core::to_unix_ms(now));
+  if (o.outcome == kind::delivered) {
+    st.bind(6, core::to_unix_ms(now));
+  } else {
+    st.bind_null(6);
+  }
+  st.bind(7, d.delivery.id).bind(8, d.lease_token).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::uint64_t sqlite_store::pending_deliveries() {
+  const lease c(*this);
+  auto st = c->prepare("SELECT count(*) FROM webhook_deliveries WHERE state IN ('pending', 'sending')");
+  st.step();
+  return static_cast<std::uint64_t>(st.column_int(0));
 }
 
 }  // namespace docflow::store::sqlite
