@@ -15,4 +15,12 @@ boost::asio::awaitable<core::result<core::document>> caller_document(services& s
   co_return std::move(*found);
 }
 
+boost::asio::awaitable<std::optional<core::error>> quota_refusal(services& s, const http::request& req,
+                                                                 std::uint64_t bytes) {
+  const auto& user = req.user->user_id;
+  auto q = co_await backend_call(s, cost::point_read, [&s, &user] { return s.db.find_quota(user); });
+  if (core::fits(q, bytes)) co_return std::nullopt;
+  co_return core::quota_exceeded(q);
+}
+
 }  // namespace docflow::api

@@ -23,4 +23,10 @@ inline std::optional<std::string> owner_scope(const http::request& req) {
 /// starts here.
 boost::asio::awaitable<core::result<core::document>> caller_document(services& s, const http::request& req);
 
+/// A quota_exceeded refusal when the caller's quota has no room for one
+/// more document of at least `bytes`, checked before an upload's body is
+/// read; the commit checks again, exactly (store::database::insert_document).
+boost::asio::awaitable<std::optional<core::error>> quota_refusal(services& s, const http::request& req,
+                                                                 std::uint64_t bytes);
+
 }  // namespace docflow::api

@@ -3,11 +3,14 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "api/api_keys.hpp"
 #include "api/backend.hpp"
+#include "api/document_json.hpp"
 #include "api/errors.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "api/throttle.hpp"
+#include "auth/api_key.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "auth/refresh_token.hpp"
@@ -246,22 +249,45 @@ awaitable<http::response> me(services& s, http::request& req) {
   const auto id = req.user->user_id;
   const auto user = co_await backend_call(s, cost::point_read, [&s, &id] { return s.db.find_user(id); });
   if (!user) co_return error_response(req, core::errc::account_gone);
-  co_return http::response::json(200, user_json(*user));
+  const auto quota = co_await backend_call(s, cost::point_read, [&s, &id] { return s.db.find_quota(id); });
+  auto json = user_json(*user);
+  for (auto& [name, value] : quota_json(quota)) json[name] = std::move(value);
+  co_return http::response::json(200, json);
 }
 
-http::authentication authenticate(services& s, std::string_view token) {
-  const auto result = s.tokens.verify(token, s.clock.now());
-  if (!result.claims) {
-    return {std::nullopt, docflow::auth::describe(result.error)};
+awaitable<http::authentication> authenticate(services& s, std::string_view token) {
+  const bool key = docflow::auth::looks_like_api_key(token);
+  http::authentication out;
+  if (key) {
+    try {
+      out = co_await api_keys::authenticate(s, token);
+    } catch (const store::store_unavailable& e) {
+      obs::log(obs::level::warn, "auth.api_key_unchecked", {{"error", e.what()}});
+      out.unavailable = true;
+    }
+  } else {
+    const auto result = s.tokens.verify(token, s.clock.now());
+    if (result.claims) {
+      out.who = http::identity{
+          result.claims->subject, result.claims->role == "admin",
+          std::chrono::system_clock::time_point{std::chrono::seconds{result.claims->expires_at}}};
+    } else {
+      out.error_description = docflow::auth::describe(result.error);
+    }
   }
-  const auto expires_at =
-      std::chrono::system_clock::time_point{std::chrono::seconds{result.claims->expires_at}};
-  return {http::identity{result.claims->subject, result.claims->role == "admin", expires_at}, {}};
+  const char* outcome = out.who ? "accepted" : out.unavailable ? "unavailable" : "refused";
+  s.metrics.add("docflow_auth_requests_total",
+                obs::metrics::label("method", key ? "api_key" : "access_token") + ',' +
+                    obs::metrics::label("outcome", outcome));
+  co_return out;
 }
 
 void describe_metrics(services& s) {
   s.metrics.describe("docflow_auth_logins_total", obs::metrics::kind::counter,
                      "Login attempts by outcome (succeeded, failed, throttled, busy).");
+  s.metrics.describe("docflow_auth_requests_total", obs::metrics::kind::counter,
+                     "Bearer credentials checked, by method (access_token, api_key) and outcome (accepted, "
+                     "refused, unavailable).");
 }
 
 }  // namespace docflow::api::accounts

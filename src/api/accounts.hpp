@@ -29,11 +29,12 @@ boost::asio::awaitable<http::response> refresh(services& s, http::request& req);
 /// POST /auth/logout: 204; revokes the token's family.
 boost::asio::awaitable<http::response> logout(services& s, http::request& req);
 
-/// GET /auth/me: 200 {id, username, role}.
+/// GET /auth/me: 200 {id, username, role, usage, limits}.
 boost::asio::awaitable<http::response> me(services& s, http::request& req);
 
-/// Verifies an access token for the server's auth policies.
-http::authentication authenticate(services& s, std::string_view token);
+/// Checks a bearer token, an access token or an API key, for the server's
+/// auth policies; counted in docflow_auth_requests_total.
+boost::asio::awaitable<http::authentication> authenticate(services& s, std::string_view token);
 
 void describe_metrics(services& s);
 

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include <boost/url/parse_query.hpp>
+
 #include <openssl/crypto.h>
 
 #include "core/crypto.hpp"
@@ -52,6 +54,39 @@ std::optional<std::pair<core::time_point, std::string>> cursor_codec::decode(std
   const auto id = payload.substr(colon + 1);
   if (!created_at || !core::is_uuid(id)) return std::nullopt;
   return std::pair{*created_at, std::string(id)};
+}
+
+core::result<page_request> read_page_request(std::string_view query, const cursor_codec& cursors,
+                                             const page_parameter& other) {
+  auto params = boost::urls::parse_query(query);
+  if (!params) return core::error{core::errc::invalid_request, "The query string cannot be parsed."};
+  page_request page;
+  std::vector<core::field_error> errors;
+  const boost::urls::encoding_opts query_encoding(true);
+  for (const auto& p : *params) {
+    const auto key = p.key.decode(query_encoding);
+    const auto value = p.value.decode(query_encoding);
+    if (key == "limit") {
+      std::int64_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
+        return core::error{core::errc::invalid_request, "limit must be a whole number."};
+      }
+      if (n < 1 || n > 200) {
+        errors.push_back({"limit", "must be between 1 and 200"});
+      } else {
+        page.limit = static_cast<std::size_t>(n);
+      }
+    } else if (key == "cursor") {
+      page.after = cursors.decode(value);
+      if (!page.after)
+        return core::error{core::errc::invalid_request, "The cursor is not one this server issued."};
+    } else if (other) {
+      other(key, value, errors);
+    }
+  }
+  if (!errors.empty()) return core::invalid_fields(std::move(errors));
+  return page;
 }
 
 }  // namespace docflow::api

@@ -15,6 +15,15 @@ boost::json::value failure_json(const std::optional<core::failure>& f) {
   return boost::json::object{{"code", f->code}, {"message", f->message}, {"retryable", f->retryable}};
 }
 
+boost::json::object quota_json(const core::quota_state& q) {
+  const auto limit = [](std::optional<std::uint64_t> l) -> boost::json::value {
+    if (!l) return nullptr;
+    return *l;
+  };
+  return {{"usage", {{"bytes", q.usage.bytes}, {"documents", q.usage.documents}}},
+          {"limits", {{"bytes", limit(q.limits.bytes)}, {"documents", limit(q.limits.documents)}}}};
+}
+
 boost::json::object document_json(const core::document& d) {
   const std::string self = "/documents/" + d.id;
   return {

@@ -1,12 +1,9 @@
 #include "api/documents.hpp"
 
-#include <charconv>
 #include <vector>
 
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
-#include <boost/url/encoding_opts.hpp>
-#include <boost/url/parse_query.hpp>
 
 #include "api/access.hpp"
 #include "api/backend.hpp"
@@ -268,8 +265,11 @@ awaitable<http::response> commit_upload(services& s, const http::request& req, b
     crash_point("inserted");
     return done;
   });
-  // Stored with the row, or (the claim lost to a retry) the retry's to store.
-  if (scope) scope->recorded = true;
+  // Stored with the row, or (the claim lost to a retry) the retry's to
+  // store; a refusal (over quota) is answered and stored like any other.
+  if (scope && (inserted || inserted.error().code == core::errc::idempotency_key_in_flight)) {
+    scope->recorded = true;
+  }
   if (!inserted) co_return error_response(req, inserted.error());
   announce_upload(s, req, doc);
   co_return res;
@@ -331,6 +331,11 @@ awaitable<http::response> upload_request(services& s, http::request& req) {
   }
   const auto key = idempotency_key(req);
   if (!key) co_return error_response(req, key.error());
+  // The file is at least the body less the rest of the form: no room for
+  // that, and no byte needs reading. The commit checks the file's own size.
+  const auto declared = count_field(req, "Content-Length").value_or(0);
+  const auto least = declared > multipart_framing ? declared - multipart_framing : 0;
+  if (auto e = co_await quota_refusal(s, req, least)) co_return error_response(req, *e);
   try {
     co_return co_await receive_upload(s, req, *boundary, *key);
   } catch (const blob::blob_full& e) {
@@ -358,51 +363,28 @@ awaitable<http::response> upload(services& s, http::request& req) {
 awaitable<http::response> list(services& s, http::request& req) {
   store::document_query q;
   q.owner_id = owner_scope(req);
-  auto params = boost::urls::parse_query(req.query);
-  if (!params)
-    co_return error_response(req, {core::errc::invalid_request, "The query string cannot be parsed."});
-  std::vector<core::field_error> errors;
-  const boost::urls::encoding_opts query_encoding(true);
-  for (const auto& p : *params) {
-    const auto key = p.key.decode(query_encoding);
-    const auto value = p.value.decode(query_encoding);
-    if (key == "limit") {
-      std::int64_t n = 0;
-      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (value.empty() || ec != std::errc{} || end != value.data() + value.size()) {
-        co_return error_response(req, {core::errc::invalid_request, "limit must be a whole number."});
-      }
-      if (n < 1 || n > 200) {
-        errors.push_back({"limit", "must be between 1 and 200"});
-      } else {
-        q.limit = static_cast<std::size_t>(n);
-      }
-    } else if (key == "status") {
-      q.status = core::parse_status(value);
-      if (!q.status) errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
-    } else if (key == "cursor") {
-      q.after = s.cursors.decode(value);
-      if (!q.after) {
-        co_return error_response(req,
-                                 {core::errc::invalid_request, "The cursor is not one this server issued."});
-      }
-    }
-  }
-  if (!errors.empty()) co_return error_response(req, core::invalid_fields(std::move(errors)));
+  const auto page = read_page_request(
+      req.query, s.cursors, [&q](std::string_view key, std::string_view value, auto& errors) {
+        if (key != "status") return;
+        q.status = core::parse_status(value);
+        if (!q.status) {
+          errors.push_back({"status", "must be UPLOADED, PROCESSING, COMPLETED or FAILED"});
+        }
+      });
+  if (!page) co_return error_response(req, page.error());
+  q.limit = page->limit;
+  q.after = page->after;
   const auto page_size = q.limit;
   ++q.limit;  // one more tells whether a next page exists
   // An indexed page of at most 201 rows: as cheap as a point read.
   auto docs = co_await backend_call(s, cost::point_read, [&s, &q] { return s.db.list_documents(q); });
-  boost::json::value next = nullptr;
-  if (docs.size() > page_size) {
-    docs.resize(page_size);
-    next = s.cursors.encode(docs.back().created_at, docs.back().id);
-  }
+  const auto next = close_page(docs, page_size, s.cursors);
   boost::json::array items;
   items.reserve(docs.size());
   for (const auto& d : docs) items.push_back(document_json(d));
-  co_return http::response::json(200,
-                                 boost::json::object{{"items", std::move(items)}, {"next_cursor", next}});
+  co_return http::response::json(
+      200, boost::json::object{{"items", std::move(items)},
+                               {"next_cursor", next ? boost::json::value(*next) : nullptr}});
 }
 
 awaitable<http::response> get(services& s, http::request& req) {

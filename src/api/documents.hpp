@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstddef>
+
 #include <boost/asio/awaitable.hpp>
 
 #include "http/message.hpp"
@@ -10,9 +12,15 @@ struct services;
 
 namespace docflow::api::documents {
 
+/// What a POST /documents body may hold besides the file: the form's
+/// framing and its small fields (spec §3).
+inline constexpr std::size_t multipart_framing = 64 * 1024;
+
 /// POST /documents: streams a multipart/form-data upload to the blob store.
 /// 201 with Location and the Document; 400 malformed multipart, 413 too
-/// large, 415 not PDF/DOCX (by content and extension), 422 invalid form.
+/// large, 415 not PDF/DOCX (by content and extension), 422 invalid form,
+/// 403 quota-exceeded (before the body is read when Content-Length less
+/// multipart_framing already would not fit).
 boost::asio::awaitable<http::response> upload(services& s, http::request& req);
 
 /// GET /documents: the caller's documents, newest first, keyset paginated.

@@ -31,6 +31,8 @@ problem_shape shape_of(core::errc e) noexcept {
     case errc::account_gone: return {401, "unauthorized", "Unauthorized", std::nullopt};
     case errc::too_many_attempts: return {429, "too-many-attempts", "Too Many Requests", std::nullopt};
     case errc::hashing_busy: return {503, "busy", "Service Unavailable", seconds{1}};
+    case errc::limit_reached: return {409, "limit-reached", "Conflict", std::nullopt};
+    case errc::quota_exceeded: return {403, "quota-exceeded", "Forbidden", std::nullopt};
     case errc::document_busy: return {409, "document-busy", "Conflict", std::nullopt};
     case errc::not_processing: return {409, "not-processing", "Conflict", std::nullopt};
     case errc::result_not_ready: return {409, "result-not-ready", "Conflict", std::nullopt};
@@ -72,6 +74,9 @@ http::response error_response(const http::request& req, const core::error& e) {
   }
   if (e.document_status) p.extensions["document_status"] = core::to_string(*e.document_status);
   if (e.code == core::errc::processing_failed) p.extensions["error"] = failure_json(e.document_error);
+  if (e.quota) {
+    for (auto& [name, value] : quota_json(*e.quota)) p.extensions[name] = std::move(value);
+  }
   auto res = http::make_problem(req, p);
   if (const auto wait = e.retry_after ? e.retry_after : shape.retry_after) {
     res.fields.set("Retry-After", std::to_string(wait->count()));

@@ -38,8 +38,9 @@ boost::asio::awaitable<std::string> probe(ops_context s, const http::request& re
 }
 
 // Read from the database: the same figures whichever process reads them.
-constexpr std::array<const char*, 3> shared_gauges{"docflow_jobs_queued", "docflow_jobs_running",
-                                                   "docflow_jobs_oldest_queued_age_seconds"};
+constexpr std::array<const char*, 4> shared_gauges{"docflow_jobs_queued", "docflow_jobs_running",
+                                                   "docflow_jobs_oldest_queued_age_seconds",
+                                                   "docflow_webhook_deliveries_pending"};
 
 bool same_secret(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
@@ -101,6 +102,9 @@ boost::asio::awaitable<http::response> metrics(ops_context s, http::request& req
                                                  : core::time_point::duration::zero();
       s.metrics.set("docflow_jobs_oldest_queued_age_seconds", "",
                     std::max(0.0, std::chrono::duration<double>(waited).count()));
+      const auto pending =
+          co_await backend_call(s, cost::blocking, [&s] { return s.db.pending_deliveries(); });
+      s.metrics.set("docflow_webhook_deliveries_pending", "", static_cast<double>(pending));
     } catch (const store::store_error& e) {
       obs::log(obs::level::warn, "metrics.job_stats_failed",
                {{"request_id", req.request_id}, {"error", e.what()}});
@@ -128,6 +132,8 @@ void describe_metrics(const ops_context& c) {
                      "Jobs held by a worker now (maintenance leader only: shared state).");
   c.metrics.describe("docflow_jobs_oldest_queued_age_seconds", obs::metrics::kind::gauge,
                      "Age of the longest-waiting available job, 0 when none (maintenance leader only).");
+  c.metrics.describe("docflow_webhook_deliveries_pending", obs::metrics::kind::gauge,
+                     "Webhook deliveries waiting to be sent or being sent (maintenance leader only).");
   c.metrics.describe("docflow_db_pool_connections", obs::metrics::kind::gauge,
                      "PostgreSQL connections this process's pool may open (DOCFLOW_DATABASE_POOL).");
   c.metrics.describe("docflow_db_pool_connections_in_use", obs::metrics::kind::gauge,

@@ -1,6 +1,7 @@
 #include "api/request_body.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -10,6 +11,15 @@
 #include "core/encoding.hpp"
 
 namespace docflow::api {
+
+std::optional<std::uint64_t> count_field(const http::request& req, std::string_view name) {
+  const auto v = req.fields.get(name);
+  if (!v || v->empty()) return std::nullopt;
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc{} || end != v->data() + v->size()) return std::nullopt;
+  return n;
+}
 
 std::string media_type(const http::request& req) {
   std::string_view type = req.fields.get("Content-Type").value_or("");

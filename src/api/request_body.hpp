@@ -13,6 +13,11 @@
 
 namespace docflow::api {
 
+/// The header `name` as a non-negative decimal that fits 64 bits, as
+/// Content-Length, Upload-Length and Upload-Offset are written: no sign, no
+/// spaces; none when it is missing or otherwise.
+std::optional<std::uint64_t> count_field(const http::request& req, std::string_view name);
+
 /// The media type of the request (lowercased, parameters dropped), or "".
 std::string media_type(const http::request& req);
 

@@ -3,6 +3,7 @@
 #include <iterator>
 
 #include "api/accounts.hpp"
+#include "api/api_keys.hpp"
 #include "api/docs.hpp"
 #include "api/documents.hpp"
 #include "api/errors.hpp"
@@ -10,6 +11,7 @@
 #include "api/processing.hpp"
 #include "api/services.hpp"
 #include "api/uploads.hpp"
+#include "api/webhooks.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
 #include "obs/log.hpp"
@@ -20,8 +22,6 @@ namespace docflow::api {
 namespace {
 constexpr std::size_t no_body = 0;
 constexpr std::size_t small_json = 16 * 1024;
-// Spec §3: the body may exceed the file limit only by the form's framing.
-constexpr std::size_t multipart_framing = 64 * 1024;
 
 ops_context ops_of(services& s) {
   return {s.cfg, s.db, s.blobs, s.metrics, s.blocking, &s.uploads, s.maintenance_leader};
@@ -71,6 +71,9 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
       {"POST", "/auth/refresh", bind(accounts::refresh), auth_policy::none, small_json},
       {"POST", "/auth/logout", bind(accounts::logout), auth_policy::none, small_json},
       {"GET", "/auth/me", bind(accounts::me), auth_policy::user, no_body},
+      {"POST", "/auth/api-keys", bind(api_keys::create), auth_policy::session, small_json},
+      {"GET", "/auth/api-keys", bind(api_keys::list), auth_policy::session, no_body},
+      {"DELETE", "/auth/api-keys/{id}", bind(api_keys::remove), auth_policy::session, no_body},
       {"POST", "/documents", bind(documents::upload), auth_policy::user, upload_limit, true},
       {"GET", "/documents", bind(documents::list), auth_policy::user, no_body},
       {"GET", "/documents/{id}", bind(documents::get), auth_policy::user, no_body},
@@ -87,6 +90,12 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
       {"GET", "/uploads/{id}", bind(uploads::status), auth_policy::user, no_body, false, tus},
       {"PATCH", "/uploads/{id}", bind(uploads::append), auth_policy::user, chunk_limit, true, tus},
       {"DELETE", "/uploads/{id}", bind(uploads::terminate), auth_policy::user, no_body, false, tus},
+      {"POST", "/webhooks", bind(webhook_endpoints::create), auth_policy::user, small_json},
+      {"GET", "/webhooks", bind(webhook_endpoints::list), auth_policy::user, no_body},
+      {"DELETE", "/webhooks/{id}", bind(webhook_endpoints::remove), auth_policy::user, no_body},
+      {"GET", "/webhooks/{id}/deliveries", bind(webhook_endpoints::deliveries), auth_policy::user, no_body},
+      {"POST", "/webhooks/{id}/deliveries/{delivery_id}/retry", bind(webhook_endpoints::redeliver),
+       auth_policy::user, no_body},
   };
   out.insert(out.end(), std::make_move_iterator(api.begin()), std::make_move_iterator(api.end()));
   return out;
@@ -95,7 +104,7 @@ std::vector<http::route> table(services* s, std::size_t upload_limit, std::size_
 
 std::vector<http::route> routes(services& s) {
   const auto file_limit = static_cast<std::size_t>(s.cfg.max_upload_bytes);
-  return table(&s, file_limit + multipart_framing, file_limit);
+  return table(&s, file_limit + documents::multipart_framing, file_limit);
 }
 
 std::vector<route_signature> route_signatures() {

@@ -26,6 +26,7 @@ class admission_gate;
 }  // namespace docflow::http
 namespace docflow::auth {
 class jwt_codec;
+class api_key_hasher;
 class password_hasher;
 class hash_slots;
 }  // namespace docflow::auth
@@ -63,6 +64,7 @@ struct services {
   /// Uploads receiving their body at once (DOCFLOW_MAX_ACTIVE_UPLOADS).
   http::admission_gate& uploads;
   docflow::auth::jwt_codec& tokens;
+  const docflow::auth::api_key_hasher& api_keys;
   docflow::auth::password_hasher& passwords;
   /// Password hashing for logins; registrations have their own, smaller
   /// budget, so that a registration loop cannot starve existing users' logins.

@@ -56,17 +56,6 @@ std::optional<core::error> version_problem(const http::request& req) {
   return core::error(core::errc::tus_version_unsupported);
 }
 
-// A non-negative decimal that fits 64 bits, as Upload-Length and
-// Upload-Offset are written: no sign, no spaces.
-std::optional<std::uint64_t> count_field(const http::request& req, std::string_view name) {
-  const auto v = req.fields.get(name);
-  if (!v || v->empty()) return std::nullopt;
-  std::uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-  if (ec != std::errc{} || end != v->data() + v->size()) return std::nullopt;
-  return n;
-}
-
 // Upload-Metadata: comma-separated pairs of a key and its base64 value
 // (which may be left out); keys unique, without spaces or commas.
 core::result<std::map<std::string, std::string, std::less<>>> parse_metadata(std::string_view header) {
@@ -276,9 +265,15 @@ awaitable<http::response> finish(services& s, const http::request& req, held_upl
   u.answer_status = made.status;
   u.answer_body = made.body;
   u.answer_content_type = "application/json";
-  const bool finished =
+  const auto finished =
       co_await backend_call(s, cost::blocking, [&] { return s.db.finish_upload(u, held.token, &doc); });
-  if (!finished) co_return refuse(req, core::errc::upload_locked);
+  if (!finished) {
+    // Another upload of the same user took the room since this one began.
+    if (finished.error().code == core::errc::quota_exceeded) {
+      co_return co_await end_refused(s, req, held, finished.error());
+    }
+    co_return refuse(req, finished.error());
+  }
   co_await discard_bytes(s, req, u);
   s.metrics.add("docflow_uploads_total", obs::metrics::label("outcome", "created"));
   announce_upload(s, req, doc);
@@ -442,6 +437,7 @@ awaitable<http::response> create(services& s, http::request& req) {
   auto described = described_file(u);
   if (!described) co_return refuse(req, described.error());
   if (auto e = size_problem(u.length, s.cfg.max_upload_bytes)) co_return refuse(req, *e);
+  if (auto e = co_await quota_refusal(s, req, u.length)) co_return refuse(req, *e);
 
   u.store_state = co_await backend_call(s, cost::blocking, [&] { return s.blobs.begin_resumable(u.id); });
   auto stored = co_await backend_call(s, cost::blocking, [&] { return s.db.create_upload(u); });

@@ -247,6 +247,14 @@ int run_cli(int argc, char** argv) {
   add_settings(*user_add_cmd, config::for_user, raw);
   auto* user_list_cmd = user_cmd->add_subcommand("list", "List accounts");
   add_settings(*user_list_cmd, config::for_user, raw);
+  std::optional<std::string> quota_bytes;
+  std::optional<std::string> quota_documents;
+  auto* user_quota_cmd = user_cmd->add_subcommand(
+      "set-quota", "Set an account's own limits (a number, 'unlimited', or 'default' for DOCFLOW_QUOTA_*)");
+  user_quota_cmd->add_option("name", user_name, "Username")->required();
+  user_quota_cmd->add_option("--bytes", quota_bytes, "Bytes of documents it may store, like 10GiB");
+  user_quota_cmd->add_option("--documents", quota_documents, "Documents it may store");
+  add_settings(*user_quota_cmd, config::for_user, raw);
 
   if (const auto refusal = refuse_secret_flags(argc, argv)) {
     std::cerr << "docflow: " << *refusal << '\n';
@@ -303,6 +311,9 @@ int run_cli(int argc, char** argv) {
   }
   if (user_add_cmd->parsed()) {
     return user_add(load_or_exit(raw, config::for_user), user_name, user_admin);
+  }
+  if (user_quota_cmd->parsed()) {
+    return user_set_quota(load_or_exit(raw, config::for_user), user_name, quota_bytes, quota_documents);
   }
   if (user_list_cmd->parsed()) {
     return user_list(load_or_exit(raw, config::for_user));

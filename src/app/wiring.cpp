@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
+#include <charconv>
 #include <csignal>
+#include <limits>
 
 #include <atomic>
 #include <cerrno>
@@ -32,10 +34,12 @@
 #include "api/stream_limit.hpp"
 #include "api/throttle.hpp"
 #include "app/backends.hpp"
+#include "auth/api_key.hpp"
 #include "auth/jwt.hpp"
 #include "auth/password.hpp"
 #include "blob/blob_store.hpp"
 #include "config/config.hpp"
+#include "config/units.hpp"
 #include "core/ids.hpp"
 #include "http/admission.hpp"
 #include "http/blocking_pool.hpp"
@@ -50,6 +54,7 @@
 #include "pipeline/stages.hpp"
 #include "store/change_feed.hpp"
 #include "store/database.hpp"
+#include "webhooks/sender.hpp"
 
 namespace docflow::app {
 
@@ -258,6 +263,7 @@ std::unique_ptr<store::database> open_database(const config::config& cfg, bool m
   prepare_directories(cfg);
   auto db = make_database(cfg);
   ready_schema(*db, migrate);
+  db->set_default_quota(cfg.default_quota);
   return db;
 }
 
@@ -288,8 +294,8 @@ public:
     options.max_connections = scrapers;
     options.shutdown_timeout = std::chrono::seconds(5);
     // Every route here is open (auth_policy::none): no token is ever checked.
-    const auto no_tokens = [](std::string_view) {
-      return http::authentication{std::nullopt, "no accounts here"};
+    const auto no_tokens = [](std::string_view) -> boost::asio::awaitable<http::authentication> {
+      co_return http::authentication{std::nullopt, "no accounts here"};
     };
     try {
       server_.emplace(options, router_, no_tokens, metrics);
@@ -542,6 +548,23 @@ std::unique_ptr<jobs::worker_pool> start_workers(const config::config& cfg, stor
   return std::make_unique<jobs::worker_pool>(db, blobs, std::move(stages), options, metrics, clock);
 }
 
+// The webhook sender of this process: wherever jobs are worked on, none on
+// an API-only node (workers = 0) or with DOCFLOW_WEBHOOK_CONCURRENCY=0.
+std::unique_ptr<webhooks::sender> start_webhook_sender(const config::config& cfg, store::database& db,
+                                                       obs::metrics& metrics, const core::clock& clock) {
+  webhooks::sender::describe_metrics(metrics);
+  if (cfg.workers == 0 || cfg.webhook_concurrency == 0) return nullptr;
+  webhooks::sender_options options;
+  options.concurrency = cfg.webhook_concurrency;
+  options.timeout = cfg.webhook_timeout;
+  options.retry_base = cfg.webhook_retry_base;
+  options.retry_for = cfg.webhook_retry_for;
+  options.allowed_networks = cfg.webhook_allowed_networks;
+  options.user_agent = std::string("docflow-webhooks/") + DOCFLOW_VERSION;
+  obs::log(obs::level::info, "webhooks.started", {{"concurrency", cfg.webhook_concurrency}});
+  return std::make_unique<webhooks::sender>(db, options, metrics, clock);
+}
+
 int migrate(const config::config& cfg) {
   start_logging(cfg, obs::parse_level(cfg.log_level).value_or(obs::level::info));
   try {
@@ -574,6 +597,11 @@ int serve(config::config cfg) {
     http::admission_gate uploads(cfg.max_active_uploads, upload_patience);
     const auto& clock = core::system_clock();
     auth::jwt_codec tokens(*cfg.jwt_secret, cfg.jwt_issuer, cfg.jwt_secret_previous);
+    // Pinned by DOCFLOW_API_KEY_SECRET, the hashes outlive a rotation of
+    // the JWT secret; otherwise a key hashed under the previous JWT secret
+    // is hashed again when it is next used.
+    const auth::api_key_hasher api_keys(cfg.api_key_secret.value_or(*cfg.jwt_secret),
+                                        cfg.api_key_secret ? std::nullopt : cfg.jwt_secret_previous);
     auth::password_hasher passwords;
     auth::hash_slots hashing(cfg.max_concurrent_hashes);
     auth::hash_slots signup_hashing(std::max(1U, cfg.max_concurrent_hashes / 2));
@@ -583,9 +611,9 @@ int serve(config::config cfg) {
     const api::cursor_codec cursors(*cfg.jwt_secret, cfg.jwt_secret_previous);
     store::change_feed changes(db, event_poll);
     api::stream_limit streams(cfg.max_streams_per_user);
-    api::services services{cfg,     clock,   db,        blobs,   metrics,        blocking,
-                           uploads, tokens,  passwords, hashing, signup_hashing, throttle,
-                           signups, cursors, changes,   streams, self_exe};
+    api::services services{cfg,      clock,   db,       blobs,     metrics, blocking,
+                           uploads,  tokens,  api_keys, passwords, hashing, signup_hashing,
+                           throttle, signups, cursors,  changes,   streams, self_exe};
     api::describe_metrics(services);
     const http::router router(api::routes(services));
 
@@ -596,6 +624,7 @@ int serve(config::config cfg) {
     services.maintenance_leader = &housekeeping.leading();
     const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(cfg, db, blobs, metrics, clock);
+    const auto hooks = start_webhook_sender(cfg, db, metrics, clock);
     http::server_options options;
     options.host = cfg.listen.host;
     options.port = cfg.listen.port;
@@ -613,10 +642,11 @@ int serve(config::config cfg) {
     }
     options.max_connections_per_address = cfg.max_connections_per_address;
     options.trusted_proxies = cfg.trusted_proxies;
-    options.on_drain = [&services, &workers, &changes] {
+    options.on_drain = [&services, &workers, &hooks, &changes] {
       services.shutting_down = true;
       changes.notify_all();          // event streams wake, see the drain and end
       if (workers) workers->stop();  // no new jobs while HTTP drains
+      if (hooks) hooks->stop();
     };
     std::optional<http::server> server;
     try {
@@ -666,6 +696,7 @@ int work(const config::config& cfg) {
     log_sandbox(config);
     const heap_trimmer trimmer(heap_trim_period);
     const auto workers = start_workers(config, *db, *blobs, metrics, core::system_clock());
+    const auto hooks = start_webhook_sender(config, *db, metrics, core::system_clock());
     std::optional<ops_endpoint> endpoint;
     if (cfg.worker_listen) {
       endpoint.emplace(cfg, *cfg.worker_listen, *db, *blobs, metrics);
@@ -786,6 +817,60 @@ int maintain(const config::config& cfg, std::chrono::seconds min_age) {
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "docflow: maintenance failed: " << e.what() << '\n';
+    return exit_failure;
+  }
+}
+
+namespace {
+
+// "default", "unlimited", or a size (bytes) or count (documents).
+std::optional<core::limit_setting> parse_limit(std::string_view text, bool size) {
+  if (text == "default") return core::limit_setting{};
+  if (text == "unlimited") return core::limit_setting{false, std::nullopt};
+  std::optional<std::uint64_t> n;
+  if (size) {
+    n = config::parse_size(text);
+  } else {
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec == std::errc{} && end == text.data() + text.size() && !text.empty()) n = v;
+  }
+  if (!n || *n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+  return core::limit_setting{false, n};
+}
+
+std::string limit_text(std::optional<std::uint64_t> l) { return l ? std::to_string(*l) : "unlimited"; }
+
+}  // namespace
+
+int user_set_quota(const config::config& cfg, const std::string& name,
+                   const std::optional<std::string>& bytes, const std::optional<std::string>& documents) {
+  start_logging(cfg, obs::level::warn);
+  if (!bytes && !documents) {
+    std::cerr << "docflow: user set-quota: give --bytes, --documents or both\n";
+    return 2;
+  }
+  const auto bytes_limit = bytes ? parse_limit(*bytes, true) : std::nullopt;
+  const auto documents_limit = documents ? parse_limit(*documents, false) : std::nullopt;
+  if ((bytes && !bytes_limit) || (documents && !documents_limit)) {
+    std::cerr << "docflow: user set-quota: a limit is a "
+              << (bytes && !bytes_limit ? "size like 10GiB" : "whole number")
+              << ", 'unlimited' or 'default'\n";
+    return 2;
+  }
+  try {
+    const auto db = open_database(cfg, cfg.auto_migrate);
+    const auto user = db->find_user_by_name(name);
+    if (!user || !db->set_quota(user->id, bytes_limit, documents_limit)) {
+      std::cerr << "docflow: no user '" << name << "'\n";
+      return exit_failure;
+    }
+    const auto q = db->find_quota(user->id);
+    std::cout << "bytes\t" << q.usage.bytes << '\t' << limit_text(q.limits.bytes) << '\n'
+              << "documents\t" << q.usage.documents << '\t' << limit_text(q.limits.documents) << '\n';
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "docflow: user set-quota failed: " << e.what() << '\n';
     return exit_failure;
   }
 }

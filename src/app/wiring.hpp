@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 namespace docflow::config {
@@ -33,6 +34,14 @@ int maintain(const config::config& cfg, std::chrono::seconds min_age);
 /// the first line of standard input. Exit code 2 for an invalid name or
 /// password or two typings that differ, 1 when the name is taken.
 int user_add(const config::config& cfg, const std::string& name, bool admin);
+
+/// `docflow user set-quota NAME [--bytes B] [--documents N]`: sets the
+/// user's own limits, each a size (bytes) or a count, `unlimited`, or
+/// `default` (DOCFLOW_QUOTA_*); prints usage and limits as "what, used,
+/// limit" lines. Exit code 2 for a bad value or no limit given, 1 for an
+/// unknown user.
+int user_set_quota(const config::config& cfg, const std::string& name,
+                   const std::optional<std::string>& bytes, const std::optional<std::string>& documents);
 
 /// `docflow user list`: prints id, username, role and creation time.
 int user_list(const config::config& cfg);

@@ -77,6 +77,11 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_JWT_SECRET_PREVIOUS", "--jwt-secret-previous",
        "the key before the current one, still accepted when verifying during a rotation (default unset)",
        for_serve, true},
+      {"DOCFLOW_API_KEY_SECRET", "--api-key-secret",
+       "key of the hashes API keys are stored as, at least 32 bytes (default: DOCFLOW_JWT_SECRET); set it to "
+       "the "
+       "JWT secret before rotating that",
+       for_serve, true},
       {"DOCFLOW_JWT_ISSUER", "--jwt-issuer", "iss claim of access tokens (default docflow)", for_serve},
       {"DOCFLOW_ACCESS_TTL", "--access-ttl", "access token lifetime (default 15m)", for_serve},
       {"DOCFLOW_REFRESH_TTL", "--refresh-ttl", "refresh token lifetime (default 7d)", for_serve},
@@ -92,6 +97,10 @@ const std::vector<setting_info>& settings() {
       {"DOCFLOW_SIGNUP_MAX_PER_ADDRESS", "--signup-max-per-address",
        "registrations per client address per hour before 429 (default 10)", for_serve},
       {"DOCFLOW_MAX_UPLOAD_BYTES", "--max-upload-bytes", "largest accepted file (default 100MiB)", for_serve},
+      {"DOCFLOW_QUOTA_BYTES", "--quota-bytes",
+       "bytes of documents each user may store, unless set for the user (default: unlimited)", for_serve},
+      {"DOCFLOW_QUOTA_DOCUMENTS", "--quota-documents",
+       "documents each user may store, unless set for the user (default: unlimited)", for_serve},
       {"DOCFLOW_MAX_ACTIVE_UPLOADS", "--max-active-uploads",
        "uploads receiving their body at once; more wait up to 5 s for a turn (default: 32 x cores)",
        for_serve},
@@ -169,6 +178,20 @@ const std::vector<setting_info>& settings() {
        "comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For and "
        "X-Forwarded-Proto are believed, e.g. 127.0.0.1,10.0.0.0/8,::1 (default unset: none)",
        for_serve},
+      {"DOCFLOW_WEBHOOK_ALLOWED_NETWORKS", "--webhook-allowed-networks",
+       "comma-separated addresses or CIDR blocks that webhooks may reach although loopback, private, "
+       "link-local or otherwise special-purpose, e.g. 10.1.0.0/16 (default unset: none)",
+       for_serve | for_worker},
+      {"DOCFLOW_WEBHOOK_TIMEOUT", "--webhook-timeout",
+       "time allowed for one webhook delivery attempt (default 10s)", job_commands},
+      {"DOCFLOW_WEBHOOK_CONCURRENCY", "--webhook-concurrency",
+       "webhook deliveries this process sends at once; 0 sends none (default 4)", job_commands},
+      {"DOCFLOW_WEBHOOK_RETRY_BASE", "--webhook-retry-base",
+       "delay before a failed webhook delivery's first retry, doubling each time up to 1h, with jitter "
+       "(default 30s)",
+       job_commands},
+      {"DOCFLOW_WEBHOOK_RETRY_FOR", "--webhook-retry-for",
+       "how long a webhook delivery is retried before it is marked failed (default 24h)", job_commands},
       {"DOCFLOW_NODE_NAME", "--node-name",
        "this process's name in the `node` field of every log line and in docflow_build_info, 1-64 "
        "printable ASCII characters (default <hostname>:<pid>)",
@@ -539,19 +562,19 @@ std::vector<std::string_view> comma_separated(std::string_view text) {
   return entries;
 }
 
-// DOCFLOW_TRUSTED_PROXIES: every entry is checked, so that one run names
-// every bad one.
-std::vector<core::ip_network> parse_trusted_proxies(reader& r, const std::string& text) {
+// DOCFLOW_TRUSTED_PROXIES, DOCFLOW_WEBHOOK_ALLOWED_NETWORKS: every entry is
+// checked, so that one run names every bad one.
+std::vector<core::ip_network> parse_networks(reader& r, const std::string& setting, const std::string& text) {
   std::vector<core::ip_network> out;
   for (const auto entry : comma_separated(text)) {
     core::network_error error;
     if (entry.empty()) {
-      r.fail("DOCFLOW_TRUSTED_PROXIES", "'" + text + "' has an empty entry; write addresses or CIDR blocks " +
-                                            "separated by commas, e.g. 127.0.0.1,10.0.0.0/8,::1");
+      r.fail(setting, "'" + text + "' has an empty entry; write addresses or CIDR blocks " +
+                          "separated by commas, e.g. 127.0.0.1,10.0.0.0/8,::1");
     } else if (const auto n = core::parse_ip_network(entry, error)) {
       out.push_back(*n);
     } else {
-      r.fail("DOCFLOW_TRUSTED_PROXIES", error.message + " (e.g. 127.0.0.1,10.0.0.0/8,::1)");
+      r.fail(setting, error.message + " (e.g. 127.0.0.1,10.0.0.0/8,::1)");
     }
   }
   return out;
@@ -808,6 +831,10 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
   if (c.jwt_secret && c.jwt_secret->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET", "must be at least 32 bytes long");
   }
+  c.api_key_secret = r.optional_string("DOCFLOW_API_KEY_SECRET");
+  if (c.api_key_secret && c.api_key_secret->size() < 32) {
+    r.fail("DOCFLOW_API_KEY_SECRET", "must be at least 32 bytes long");
+  }
   c.jwt_secret_previous = r.optional_string("DOCFLOW_JWT_SECRET_PREVIOUS");
   if (c.jwt_secret_previous && c.jwt_secret_previous->size() < 32) {
     r.fail("DOCFLOW_JWT_SECRET_PREVIOUS", "must be at least 32 bytes long");
@@ -833,6 +860,11 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
       static_cast<unsigned>(r.integer("DOCFLOW_SIGNUP_MAX_PER_ADDRESS", 10, 1, 100000));
 
   c.max_upload_bytes = r.size("DOCFLOW_MAX_UPLOAD_BYTES", "100MiB", 1);
+  if (r.optional_string("DOCFLOW_QUOTA_BYTES")) c.default_quota.bytes = r.size("DOCFLOW_QUOTA_BYTES", "", 0);
+  if (r.optional_string("DOCFLOW_QUOTA_DOCUMENTS")) {
+    c.default_quota.documents =
+        r.integer("DOCFLOW_QUOTA_DOCUMENTS", 0, 0, std::numeric_limits<std::int64_t>::max());
+  }
   if (c.storage == storage_kind::s3 && c.max_upload_bytes > c.s3.part_size * s3_max_parts) {
     const auto least = (c.max_upload_bytes + s3_max_parts - 1) / s3_max_parts;
     r.fail("DOCFLOW_S3_PART_SIZE",
@@ -906,8 +938,15 @@ config load(const std::map<std::string, std::string>& given, unsigned cores) {
       static_cast<unsigned>(r.integer("DOCFLOW_BLOCKING_THREADS", std::max(32U, 4 * cores), 1, 1024));
   c.metrics_token = r.optional_string("DOCFLOW_METRICS_TOKEN");
   if (const auto proxies = r.optional_string("DOCFLOW_TRUSTED_PROXIES")) {
-    c.trusted_proxies = parse_trusted_proxies(r, *proxies);
+    c.trusted_proxies = parse_networks(r, "DOCFLOW_TRUSTED_PROXIES", *proxies);
   }
+  if (const auto networks = r.optional_string("DOCFLOW_WEBHOOK_ALLOWED_NETWORKS")) {
+    c.webhook_allowed_networks = parse_networks(r, "DOCFLOW_WEBHOOK_ALLOWED_NETWORKS", *networks);
+  }
+  c.webhook_timeout = r.duration("DOCFLOW_WEBHOOK_TIMEOUT", "10s", 100ms, 5min);
+  c.webhook_concurrency = static_cast<unsigned>(r.integer("DOCFLOW_WEBHOOK_CONCURRENCY", 4, 0, 256));
+  c.webhook_retry_base = r.duration("DOCFLOW_WEBHOOK_RETRY_BASE", "30s", 10ms, 1h);
+  c.webhook_retry_for = r.duration("DOCFLOW_WEBHOOK_RETRY_FOR", "24h", 1s, 24h * 30);
   c.node_name = r.raw("DOCFLOW_NODE_NAME");
   if (c.node_name && !valid_node_name(*c.node_name)) {
     // Not echoed: it may hold the control characters that made it invalid.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/ip_network.hpp"
+#include "core/quota.hpp"
 
 namespace docflow::config {
 
@@ -103,6 +104,8 @@ struct config {
   bool auto_migrate = true;
   std::optional<std::string> jwt_secret;
   std::optional<std::string> jwt_secret_previous;  ///< verifies only, during a rotation
+  /// Keys the hashes of API keys; unset: the JWT secret (and its previous one).
+  std::optional<std::string> api_key_secret;
   std::string jwt_issuer;
   milliseconds access_ttl{};
   milliseconds refresh_ttl{};
@@ -113,6 +116,8 @@ struct config {
   unsigned signup_max_per_address = 0;
   unsigned max_streams_per_user = 0;
   std::uint64_t max_upload_bytes = 0;
+  /// For users without limits of their own; none: unlimited.
+  core::quota_limits default_quota;
   unsigned max_active_uploads = 0;
   unsigned workers = 0;
   /// Where `docflow worker` serves /healthz, /readyz and /metrics; none when unset.
@@ -151,6 +156,12 @@ struct config {
   std::optional<std::string> metrics_token;
   /// Peers whose X-Forwarded-For and X-Forwarded-Proto are believed; none by default.
   std::vector<core::ip_network> trusted_proxies;
+  /// Webhooks: special-purpose addresses they may reach all the same (none by default).
+  std::vector<core::ip_network> webhook_allowed_networks;
+  milliseconds webhook_timeout{};     ///< one delivery attempt
+  unsigned webhook_concurrency = 0;   ///< deliveries in flight at once, per process
+  milliseconds webhook_retry_base{};  ///< the first retry's delay, doubling up to an hour
+  milliseconds webhook_retry_for{};   ///< how long a delivery is retried before it fails
   /// The `node` of every log line and of docflow_build_info; unset: <hostname>:<pid>.
   std::optional<std::string> node_name;
   /// DOCFLOW_SANDBOX=strict: no parsing without every sandbox mechanism.

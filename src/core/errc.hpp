@@ -28,6 +28,8 @@ enum class errc {
   account_gone,       ///< a valid token whose account no longer exists
   too_many_attempts,  ///< login or registration throttled; core::error::retry_after says how long
   hashing_busy,       ///< every password-hashing slot is taken
+  limit_reached,      ///< the account holds the most it may of something (API keys)
+  quota_exceeded,     ///< one more document would pass a quota; core::error::quota says which
 
   // Documents and their processing.
   document_busy,      ///< deleting a document being processed
@@ -42,6 +44,8 @@ enum class errc {
   // Idempotency keys.
   idempotency_key_reused,
   idempotency_key_in_flight,
+
+  // Webhooks.
 
   // Resumable uploads (tus).
   tus_version_unsupported,  ///< no or another Tus-Resumable than 1.0.0

@@ -9,6 +9,7 @@
 
 #include "core/document.hpp"
 #include "core/errc.hpp"
+#include "core/quota.hpp"
 
 namespace docflow::core {
 
@@ -28,6 +29,7 @@ struct error {
   std::optional<std::chrono::seconds> retry_after;  ///< when the code's usual wait does not apply
   std::optional<status> document_status;            ///< the document's status, when it explains the refusal
   std::optional<failure> document_error;            ///< processing_failed: why
+  std::optional<quota_state> quota;                 ///< quota_exceeded: the usage and the limits
 
   error() = default;
   error(errc c, std::string d = {}) : code(c), detail(std::move(d)) {}  // NOLINT: an errc is an error
@@ -37,6 +39,13 @@ struct error {
 inline error invalid_fields(std::vector<field_error> fields) {
   error e(errc::invalid_fields);
   e.fields = std::move(fields);
+  return e;
+}
+
+/// errc::quota_exceeded, with the usage and limits that refused.
+inline error quota_exceeded(const quota_state& q) {
+  error e(errc::quota_exceeded);
+  e.quota = q;
   return e;
 }
 

@@ -33,32 +33,44 @@ bool only_chunked(const std::vector<std::string>& fields) {
   return codings == 1;
 }
 
-// Applies the route's auth policy (RFC 6750): sets req.user, or returns the
-// 401/403 answer to send instead of running the handler.
-std::optional<response> authorize(const authenticator& auth, auth_policy policy, request& req) {
+// Applies the route's auth policy (RFC 6750) to what the authenticator
+// said of the bearer token: sets req.user, or returns the 401/403 answer
+// to send instead of running the handler.
+std::optional<response> authorize(const std::optional<authentication>& presented, auth_policy policy,
+                                  request& req) {
   if (policy == auth_policy::none) return std::nullopt;
-  const auto token = bearer_token(req);
-  if (!token) {
+  if (!presented) {
     auto res = make_problem(
         req, unauthorized("This endpoint needs an access token: Authorization: Bearer <token>."));
     res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow")");
     return res;
   }
-  auto result = auth(*token);
-  if (!result.who) {
-    auto res =
-        make_problem(req, unauthorized("The access token was refused: " + result.error_description + '.'));
+  if (presented->unavailable) {
+    auto res = make_problem(req, service_unavailable("The credential cannot be checked just now; try again "
+                                                     "shortly."));
+    res.fields.set("Retry-After", "2");
+    return res;
+  }
+  if (!presented->who) {
+    auto res = make_problem(
+        req, unauthorized("The access token was refused: " + presented->error_description + '.'));
     res.fields.set("WWW-Authenticate",
                    R"(Bearer realm="docflow", error="invalid_token", error_description=")" +
-                       result.error_description + '"');
+                       presented->error_description + '"');
     return res;
   }
-  if (policy == auth_policy::admin && !result.who->admin) {
-    auto res = make_problem(req, forbidden("This endpoint is for administrators."));
+  const auto refuse = [&req](std::string detail) {
+    auto res = make_problem(req, forbidden(std::move(detail)));
     res.fields.set("WWW-Authenticate", R"(Bearer realm="docflow", error="insufficient_scope")");
     return res;
+  };
+  if (policy == auth_policy::session && presented->who->api_key) {
+    return refuse("An API key cannot manage API keys or change the account: use an access token.");
   }
-  req.user = std::move(result.who);
+  if (policy == auth_policy::admin && !presented->who->admin) {
+    return refuse("This endpoint is for administrators.");
+  }
+  req.user = presented->who;
   return std::nullopt;
 }
 
@@ -79,7 +91,7 @@ bool has_obs_fold(std::string_view head) noexcept {
   return false;
 }
 
-dispatch decide(const head_view& head, request& req, const router& routes, const authenticator& auth) {
+dispatch decide(const head_view& head, request& req, const router& routes) {
   dispatch d;
   const bool has_te = !head.transfer_encodings.empty();
   // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
@@ -111,23 +123,27 @@ dispatch decide(const head_view& head, request& req, const router& routes, const
   d.matched = m.found;
   req.route = m.found->pattern;
   req.params = std::move(m.params);
-  if (auto refused = authorize(auth, m.found->auth, req)) {
+  d.has_token = m.found->auth != auth_policy::none && bearer_token(req).has_value();
+  return d;
+}
+
+void admit(const head_view& head, request& req, const std::optional<authentication>& presented, dispatch& d) {
+  if (auto refused = authorize(presented, d.matched->auth, req)) {
     d.answer = std::move(*refused);
     d.answer->close = d.has_body;
-    return d;
+    return;
   }
-  if (head.content_length.value_or(0) > m.found->body_limit) {
+  if (head.content_length.value_or(0) > d.matched->body_limit) {
     d.answer =
         closing(make_problem(req, payload_too_large("The request body exceeds this endpoint's limit of " +
-                                                    std::to_string(m.found->body_limit) + " bytes.")));
-    return d;
+                                                    std::to_string(d.matched->body_limit) + " bytes.")));
+    return;
   }
-  d.found = m.found;
-  d.body_limit = m.found->body_limit;
+  d.found = d.matched;
+  d.body_limit = d.matched->body_limit;
   // RFC 9110 §10.1.1: the expectation is compared case-insensitively.
   const auto expect = req.fields.get("Expect");
   d.expect_continue = d.has_body && expect && core::iequals(*expect, "100-continue");
-  return d;
 }
 
 }  // namespace docflow::http

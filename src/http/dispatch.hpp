@@ -35,9 +35,12 @@ struct dispatch {
   /// The route the method and path matched, whether or not it runs (its
   /// response_fields go on the answer either way).
   const route* matched = nullptr;
+  /// The route asks for a credential and the request carries a bearer
+  /// token: the authenticator checks it before admit().
   std::size_t body_limit = 0;
   bool has_body = false;
   bool expect_continue = false;
+  bool has_token = false;
   /// Whether the connection may carry another request after this one.
   bool keep_alive = true;
 };
@@ -48,13 +51,19 @@ struct dispatch {
 /// front might read it otherwise, so the server answers 400 instead.
 bool has_obs_fold(std::string_view head) noexcept;
 
-/// The server's decisions from the head alone, in order: framing (RFC 9112
-/// §6: Content-Length with Transfer-Encoding, a coding list not ending in
-/// chunked, a coding other than chunked, HTTP/1.0 with Transfer-Encoding),
-/// Host (§3.2), routing (404, 405 with Allow), the route's auth policy (401,
-/// 403; sets req.user), the declared length against the route's limit (413),
-/// and Expect: 100-continue. Fills req.route and req.params when a route
-/// matches. Touches no socket and blocks on nothing.
-dispatch decide(const head_view& head, request& req, const router& routes, const authenticator& auth);
+/// The server's first decisions from the head alone, in order: framing
+/// (RFC 9112 §6: Content-Length with Transfer-Encoding, a coding list not
+/// ending in chunked, a coding other than chunked, HTTP/1.0 with
+/// Transfer-Encoding), Host (§3.2) and routing (404, 405 with Allow). Fills
+/// req.route and req.params when a route matches. Touches no socket and
+/// blocks on nothing.
+dispatch decide(const head_view& head, request& req, const router& routes);
+
+/// The rest, for a request decide() left unanswered, once the authenticator
+/// checked its bearer token (`presented`; none when decide() found no token
+/// to check): the route's auth policy (401, 403; sets req.user), the
+/// declared length against the route's limit (413), and Expect:
+/// 100-continue. Sets d.found when the handler is to run.
+void admit(const head_view& head, request& req, const std::optional<authentication>& presented, dispatch& d);
 
 }  // namespace docflow::http

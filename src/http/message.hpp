@@ -36,13 +36,14 @@ private:
   std::vector<std::pair<std::string, std::string>> fields_;
 };
 
-/// The caller, as established from a valid access token.
+/// The caller, as established from a valid access token or API key.
 struct identity {
   std::string user_id;
   bool admin = false;
   /// When the credential that admitted the caller expires: a long-lived
   /// response (an event stream) ends then.
   std::chrono::system_clock::time_point expires_at = std::chrono::system_clock::time_point::max();
+  bool api_key = false;  ///< admitted by an API key, not an access token
 };
 
 /// Why a request body could not be read to its end.

@@ -16,20 +16,25 @@ namespace docflow::http {
 
 /// Who may call a route. The server enforces it before reading the body.
 enum class auth_policy {
-  none,   ///< anyone
-  user,   ///< any valid access token
-  admin,  ///< a valid access token with role admin
+  none,     ///< anyone
+  user,     ///< any valid access token or API key
+  session,  ///< a valid access token, never an API key: key management, account changes
+  admin,    ///< a valid access token or API key of a user with role admin
 };
 
 /// What the server learns from a bearer token: an identity, or why not.
 struct authentication {
   std::optional<identity> who;
   std::string error_description;  ///< for WWW-Authenticate when `who` is empty
+  /// The token could not be checked just now (its database is down): the
+  /// answer is 503, not a refusal of the token.
+  bool unavailable = false;
 };
 
-/// Verifies a bearer token (the text after "Bearer "). Must not block: it
-/// runs on an I/O thread.
-using authenticator = std::function<authentication(std::string_view token)>;
+/// Verifies a bearer token (the text after "Bearer "), on an I/O thread: it
+/// must not block there, so what needs the database awaits it. `token`
+/// stays valid until the coroutine ends.
+using authenticator = std::function<boost::asio::awaitable<authentication>(std::string_view token)>;
 
 using handler = std::function<boost::asio::awaitable<response>(request&)>;
 

@@ -636,7 +636,13 @@ net::awaitable<bool> serve_one(server::impl& s, beast::tcp_stream& stream, beast
       x.req.scheme = std::move(origin.scheme);
     }
     x.head_only = x.req.method == "HEAD";
-    auto d = decide(view_of(head), x.req, s.routes, s.auth);
+    const auto view = view_of(head);
+    auto d = decide(view, x.req, s.routes);
+    if (!d.answer) {
+      std::optional<authentication> presented;
+      if (d.has_token) presented = co_await s.auth(*bearer_token(x.req));
+      admit(view, x.req, presented, d);
+    }
     matched = d.matched;
     x.keep_alive = d.keep_alive;
     if (d.answer) {

@@ -12,9 +12,11 @@
 
 #include "core/clock.hpp"
 #include "core/document.hpp"
+#include "core/quota.hpp"
 #include "core/refresh_rules.hpp"
 #include "core/result.hpp"
 #include "core/user.hpp"
+#include "core/webhook.hpp"
 
 namespace docflow::store {
 
@@ -94,6 +96,23 @@ struct document_event {
   std::optional<core::progress> progress;  ///< set for a progress event
 };
 
+/// An API key as its owner sees it: never the key itself.
+struct api_key {
+  std::string id;
+  std::string user_id;
+  std::string name;
+  std::string prefix;  ///< "dfk_" and the key's next 8 characters
+  core::time_point created_at;
+  std::optional<core::time_point> expires_at;  ///< none: never
+  std::optional<core::time_point> last_used_at;
+};
+
+/// A key found by its hash, with the account it acts for.
+struct api_key_holder {
+  api_key key;
+  core::user user;
+};
+
 /// What a first request with an Idempotency-Key finds, when it may go on.
 struct idempotency_claim {
   enum class kind {
@@ -150,6 +169,68 @@ struct upload_lock {
   };
   kind outcome = kind::not_found;
   upload_record record;  ///< locked: the row as it is under the lock
+};
+
+/// An endpoint a user registered for webhooks.
+struct webhook {
+  std::string id;
+  std::string owner_id;
+  std::string url;
+  unsigned events = 0;  ///< a mask of core::bit(core::webhook_event)
+  std::string secret;   ///< the signing secret, as the user was shown it
+  core::time_point created_at;
+};
+
+/// One event of the outbox: what its body reports, fixed when the status
+/// changed, so that every attempt sends the same body.
+struct webhook_event_record {
+  std::string id;  ///< the body's `id`, the same in every delivery and attempt
+  core::webhook_event type = core::webhook_event::document_uploaded;
+  std::string document_id;
+  core::status status = core::status::uploaded;
+  std::optional<core::failure> error;
+  core::time_point created_at;
+};
+
+/// One event on its way to one webhook. `state` is pending (waiting for
+/// available_at), sending (a sender holds its lease), delivered or failed.
+struct webhook_delivery {
+  std::string id;
+  std::string webhook_id;
+  webhook_event_record event;
+  std::string state = "pending";
+  unsigned attempts = 0;
+  core::time_point available_at;
+  std::optional<int> last_status;         ///< the HTTP status of the last attempt that got one
+  std::optional<std::string> last_error;  ///< why the last attempt failed, when it did
+  core::time_point created_at;
+  std::optional<core::time_point> delivered_at;
+};
+
+/// A delivery a sender holds: valid while its lease token is the current one.
+struct claimed_delivery {
+  webhook_delivery delivery;  ///< attempts counts this one
+  std::string lease_token;
+  std::string url;
+  std::string secret;
+};
+
+/// What one attempt of a claimed delivery came to.
+struct delivery_outcome {
+  enum class kind { delivered, retry, failed };
+  kind outcome = kind::retry;
+  std::optional<int> status;         ///< the answer's HTTP status, when there was one
+  std::optional<std::string> error;  ///< why it failed, when it did
+  core::time_point retry_at;         ///< retry: when the next attempt may start
+};
+
+/// A page of a webhook's delivery log, newest first.
+struct delivery_query {
+  std::string webhook_id;
+  std::string owner_id;
+  std::size_t limit = 50;
+  /// Keyset position: only deliveries strictly older than (created_at, id).
+  std::optional<std::pair<core::time_point, std::string>> after;
 };
 
 /// A key attempts are counted against (a username, a client address), in
@@ -282,6 +363,48 @@ public:
   /// Every user, oldest first.
   virtual std::vector<core::user> list_users() = 0;
 
+  // --- quotas
+
+  /// The limits for users who have none of their own (DOCFLOW_QUOTA_*);
+  /// none set: unlimited. Set once, before the database is shared.
+  void set_default_quota(const core::quota_limits& q) { default_quota_ = q; }
+
+  /// What `user_id` stores, and the limits that apply to them (their own
+  /// settings over the defaults).
+  virtual core::quota_state find_quota(std::string_view user_id) = 0;
+
+  /// Changes the user's own limits; a limit not given stays as it is.
+  /// False when there is no such user.
+  virtual bool set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                         const std::optional<core::limit_setting>& documents) = 0;
+
+  // --- API keys
+
+  /// Inserts `k`, stored under `key_hash`, unless its user already holds
+  /// `max_per_user` keys (limit_reached).
+  /// Isolation: the user's row is locked while their keys are counted.
+  virtual core::result<void> create_api_key(const api_key& k, std::string_view key_hash,
+                                            std::size_t max_per_user) = 0;
+
+  /// The user's keys, oldest first.
+  virtual std::vector<api_key> list_api_keys(std::string_view user_id) = 0;
+
+  /// Deletes the user's key `id`, so that it opens nothing from the next
+  /// request on, in every process; false when they have no such key.
+  virtual bool delete_api_key(std::string_view id, std::string_view user_id) = 0;
+
+  /// The key stored under `key_hash`, with its account.
+  virtual std::optional<api_key_holder> find_api_key(std::string_view key_hash) = 0;
+
+  /// Stores key `id` under `key_hash` instead (after a rotation of the
+  /// secret it was hashed with).
+  virtual void rehash_api_key(std::string_view id, std::string_view key_hash) = 0;
+
+  /// Records that key `id` was used at `now`, unless that was already
+  /// recorded less than `interval` before: a conditional UPDATE.
+  virtual void touch_api_key(std::string_view id, core::time_point now,
+                             std::chrono::milliseconds interval) = 0;
+
   // --- refresh-token families
 
   /// Starts a family (a login) holding its first token.
@@ -306,13 +429,20 @@ public:
 
   // --- documents
 
-  /// Inserts the document and its UPLOADED event. With an `answer`, stores
+  /// Inserts the document and its UPLOADED event (and the outbox's
+  /// document.uploaded, with a delivery to each of the owner's webhooks
+  /// subscribed to it), unless one more document of its size would take its
+  /// owner past their quota: quota_exceeded, with the usage and limits in
+  /// error().quota, and nothing inserted. With an `answer`, stores
   /// it for the claim in the same transaction, so that a crash leaves
   /// either both or neither: a retry then replays the answer, or makes the
   /// document. idempotency_key_in_flight (and nothing inserted) when the
   /// claim is no longer the answer's: a retry took the key over.
   /// Isolation: the answer is written only where the claim still names it
   /// (a conditional UPDATE); otherwise the whole transaction rolls back.
+  /// The owner's users row is locked before their usage is read, so
+  /// concurrent uploads of one user commit one after the other and cannot
+  /// together pass the quota (usage is kept by triggers on documents).
   /// store_outcome_unknown: the row may be there all the same.
   virtual core::result<void> insert_document(const core::document& d, const idempotent_answer* answer) = 0;
 
@@ -388,21 +518,23 @@ public:
   /// recording nothing, when the lease was lost. Isolation: as complete_job.
   virtual bool report_progress(const claimed_job& job, const core::progress& p, core::time_point now) = 0;
 
-  /// In one transaction that checks the token: the result row, the job done
-  /// and the document COMPLETED. False when the lease was lost.
+  /// In one transaction that checks the token: the result row, the job done,
+  /// the document COMPLETED and the outbox's document.completed. False,
+  /// writing none of them, when the lease was lost.
   /// Isolation: the document's row is locked, then the job moves on only
   /// where its lease token is still this one (the fence); a cancel or a
   /// takeover that got there first leaves nothing to write.
   virtual bool complete_job(const claimed_job& job, const stored_result& result) = 0;
 
   /// Requeues the job at `retry_at`, or (without one) fails it and the
-  /// document with `failure`; checks the token like complete_job.
+  /// document with `failure` (and writes the outbox's document.failed);
+  /// checks the token like complete_job.
   /// Isolation: as complete_job.
   virtual failure_outcome fail_job(const claimed_job& job, core::time_point now, const core::failure& failure,
                                    std::optional<core::time_point> retry_at) = 0;
 
-  /// PROCESSING → FAILED with `failure` (code cancelled); the job stops
-  /// being anyone's. not_processing (with the document's status) otherwise.
+  /// PROCESSING → FAILED with `failure` (code cancelled), with the outbox's
+  /// document.failed; the job stops being anyone's. not_processing (with the document's status) otherwise.
   /// Isolation: the document's row is locked before its status is checked.
   virtual core::result<cancel_result> cancel_processing(std::string_view document_id,
                                                         const std::optional<std::string>& owner_id,
@@ -530,9 +662,11 @@ public:
   /// Ends the upload where `token` holds its lock, in one transaction:
   /// u.offset and u.answer_* recorded, the lock released and, with `doc`,
   /// the document and its UPLOADED event inserted as insert_document does
-  /// (wakeups included). False, writing nothing, when the lock was lost.
+  /// (wakeups included) and with its quota check. upload_locked, writing
+  /// nothing, when the lock was lost; quota_exceeded as insert_document.
   /// store_outcome_unknown: it may have committed all the same.
-  virtual bool finish_upload(const upload_record& u, std::string_view token, const core::document* doc) = 0;
+  virtual core::result<void> finish_upload(const upload_record& u, std::string_view token,
+                                           const core::document* doc) = 0;
 
   /// Deletes the upload where `token` holds its lock; false otherwise.
   virtual bool delete_upload(std::string_view id, std::string_view token) = 0;
@@ -541,6 +675,49 @@ public:
   /// no one holds (or has lapsed), the earliest to expire first: what the
   /// maintenance pass removes (each under lock_upload, then delete_upload).
   virtual std::vector<upload_record> expired_uploads(core::time_point now, std::size_t limit) = 0;
+
+  // --- webhooks (the deliveries are a queue of their own beside the jobs)
+
+  /// Inserts `w` unless its owner has `max_per_owner` webhooks already
+  /// (limit_reached). Isolation: the owner's user row is locked
+  /// before counting, so concurrent registrations never pass the cap.
+  virtual core::result<void> create_webhook(const webhook& w, std::size_t max_per_owner) = 0;
+  /// The owner's webhooks, oldest first.
+  virtual std::vector<webhook> list_webhooks(std::string_view owner_id) = 0;
+  /// The webhook `id` if it is the owner's.
+  virtual std::optional<webhook> find_webhook(std::string_view id, std::string_view owner_id) = 0;
+  /// Deletes the webhook with its deliveries, pending ones included (they
+  /// stop); false for a missing webhook and another owner's.
+  virtual bool delete_webhook(std::string_view id, std::string_view owner_id) = 0;
+
+  /// Up to q.limit deliveries of the owner's webhook, newest first; none
+  /// for another owner's.
+  virtual std::vector<webhook_delivery> list_deliveries(const delivery_query& q) = 0;
+
+  /// A new delivery `new_id` of the event of delivery `delivery_id` to the
+  /// same webhook, pending from `now`: the same event (and event id) once
+  /// more. nullopt when the webhook is not the owner's or the delivery not
+  /// the webhook's.
+  virtual std::optional<webhook_delivery> redeliver(std::string_view webhook_id, std::string_view delivery_id,
+                                                    std::string_view owner_id, const std::string& new_id,
+                                                    core::time_point now) = 0;
+
+  /// Takes a delivery whose sender's lease lapsed (it died mid-attempt), or
+  /// the pending one available longest, under `lease_token` until now +
+  /// lease_for; counts the attempt. Isolation: FOR UPDATE SKIP LOCKED on
+  /// PostgreSQL, as claim_job: two senders never take the same delivery.
+  virtual std::optional<claimed_delivery> claim_delivery(core::time_point now,
+                                                         std::chrono::milliseconds lease_for,
+                                                         const std::string& lease_token) = 0;
+
+  /// Records the attempt's outcome where `d`'s lease token is still the
+  /// current one (the fence); false, writing nothing, when it is not (the
+  /// lease lapsed and another sender took it, or the webhook was deleted).
+  virtual bool finish_delivery(const claimed_delivery& d, core::time_point now,
+                               const delivery_outcome& o) = 0;
+
+  /// Deliveries pending or being sent: the queue's depth.
+  virtual std::uint64_t pending_deliveries() = 0;
 
   // --- maintenance
 
@@ -563,6 +740,9 @@ public:
   /// embedded database, whose connections are no shared resource. Never
   /// blocks on the database.
   virtual std::optional<pool_usage> connection_pool() const { return std::nullopt; }
+
+protected:
+  core::quota_limits default_quota_;
 };
 
 }  // namespace docflow::store

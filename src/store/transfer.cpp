@@ -14,7 +14,9 @@ const std::vector<table>& tables() {
         {"username_key", text},
         {"password_hash", text},
         {"role", text},
-        {"created_at", time}}},
+        {"created_at", time},
+        {"quota_bytes", integer},
+        {"quota_documents", integer}}},
       {"refresh_families",
        {{"id", id}, {"user_id", id}, {"created_at", time}, {"expires_at", time}, {"revoked_at", time}}},
       {"refresh_tokens",
@@ -26,6 +28,16 @@ const std::vector<table>& tables() {
       // Before the jobs: on PostgreSQL their insert makes the owner's row
       // (served 0) when it is missing, and the source's would not be written then.
       {"job_owners", {{"owner_id", id}, {"served", integer}}},
+      // Hashed under the signing secret: the target's DOCFLOW_JWT_SECRET must be the source's.
+      {"api_keys",
+       {{"id", id},
+        {"user_id", id},
+        {"name", text},
+        {"prefix", text},
+        {"key_hash", text},
+        {"created_at", time},
+        {"expires_at", time},
+        {"last_used_at", time}}},
       {"documents",
        {{"id", id},
         {"owner_id", id},
@@ -97,6 +109,37 @@ const std::vector<table>& tables() {
        2},
       // One row per attempt; (scope, key) is what the attempts are counted against.
       {"throttle_attempts", {{"scope", text}, {"key", text}, {"leaves_at", time}}, 2},
+      // Webhooks, then the outbox's events (which outlive their document, so
+      // they are not copied with it), then the deliveries that name both.
+      {"webhooks",
+       {{"id", id},
+        {"owner_id", id},
+        {"url", text},
+        {"events", integer},
+        {"secret", text},
+        {"created_at", time}}},
+      {"webhook_events",
+       {{"id", id},
+        {"type", text},
+        {"owner_id", id},
+        {"document_id", id},
+        {"status", text},
+        {"error", json},
+        {"created_at", time}}},
+      {"webhook_deliveries",
+       {{"id", id},
+        {"webhook_id", id},
+        {"event_id", id},
+        {"state", text},
+        {"attempts", integer},
+        {"available_at", time},
+        {"lease_token", text},
+        {"lease_expires_at", time},
+        {"last_status", integer},
+        {"last_error", text},
+        {"created_at", time},
+        {"updated_at", time},
+        {"delivered_at", time}}},
   };
   return all;
 }
@@ -111,6 +154,7 @@ const table& table_named(std::string_view name) {
 const std::vector<skipped_table>& not_copied() {
   static const std::vector<skipped_table> all{
       {"schema_migrations", "the target's own migrations record its schema version"},
+      {"user_usage", "the target's own triggers count the documents as they are copied"},
       {"uploads",
        "a resumable upload's bytes so far are a partial file of the source's store, which the target cannot "
        "resume: its client starts it again (a finished one's Document is copied)"},

@@ -637,7 +637,9 @@ class BearerTest(AuthTestCase):
         res = me(self.server, self.pair["access_token"])
         self.assertEqual(res.status, 200, res)
         self.assertEqual(res.content_type, "application/json")
-        self.assertEqual(res.json(), {"id": self.user_id, "username": self.username, "role": "user"})
+        self.assertEqual(
+            res.json(), {"id": self.user_id, "username": self.username, "role": "user", "usage": {"bytes": 0, "documents": 0}, "limits": {"bytes": None, "documents": None}}
+        )
 
     def test_scheme_name_is_case_insensitive(self):
         for scheme in ("bearer", "BEARER"):
@@ -1006,10 +1008,10 @@ class UserCommandTest(AuthTestCase):
         server = self.start_server(data_dir=self.data_dir, DOCFLOW_SIGNUP="closed")
         pair = self.login_ok(server, "cli.alice", password)
         res = me(server, pair["access_token"])
-        self.assertEqual(res.json(), {"id": user_id, "username": "cli.alice", "role": "user"})
+        self.assertEqual(res.json(), {"id": user_id, "username": "cli.alice", "role": "user", "usage": {"bytes": 0, "documents": 0}, "limits": {"bytes": None, "documents": None}})
         pair = self.login_ok(server, "CLI.ROOT", admin_password)
         res = me(server, pair["access_token"])
-        self.assertEqual(res.json(), {"id": admin_id, "username": "cli.root", "role": "admin"})
+        self.assertEqual(res.json(), {"id": admin_id, "username": "cli.root", "role": "admin", "usage": {"bytes": 0, "documents": 0}, "limits": {"bytes": None, "documents": None}})
         self.assertEqual(jwt_parts(pair["access_token"])[1]["role"], "admin")
         for line in server.lines + server.stderr_lines:
             self.assertNotIn(password, line)

@@ -438,7 +438,7 @@ class CommandsTest(unittest.TestCase):
         cases = {
             ("bogus",): top,
             ("--help-all", "bogus"): top,
-            ("user", "delete"): "docflow user: unknown command 'delete' (commands: add, list)",
+            ("user", "delete"): "docflow user: unknown command 'delete' (commands: add, list, set-quota)",
         }
         for args, message in cases.items():
             with self.subTest(args=args):

@@ -101,10 +101,19 @@ class MigrateDataTest(ServerTestCase):
 
     def populate(self):
         """Every kind of row the node can hold; returns what to check later."""
-        node = start_server(data_dir=self.node_dir)
+        node = start_server(data_dir=self.node_dir, DOCFLOW_WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32")
         try:
             alice = self.account(node, "alice-" + secrets.token_hex(3))
             bob = self.account(node, "bob-" + secrets.token_hex(3))
+            # A webhook whose events (one per upload, completion, failure) nobody answers:
+            # its deliveries, pending or failed, move with it.
+            res = node.request("POST", "/webhooks", headers={"Content-Type": "application/json",
+                                                             **bearer(alice["access_token"])},
+                               body=json.dumps({"url": "http://127.0.0.1:9/hook",
+                                                "events": ["document.uploaded", "document.completed",
+                                                           "document.failed"]}))
+            self.assertEqual(res.status, 201, res)
+            alice["webhook"] = res.json()["id"]
             # A rotated refresh family: the newest token is the one to present later.
             res = post_json(node, "/auth/refresh", {"refresh_token": alice["refresh_token"]})
             self.assertEqual(res.status, 200, res)
@@ -226,6 +235,10 @@ class MigrateDataTest(ServerTestCase):
             self.assertEqual(counts["target"], counts["source"], (name, counts))
         self.assertEqual(done["tables"]["users"]["source"], 2)
         self.assertEqual(done["tables"]["documents"]["source"], total)
+        self.assertEqual(done["tables"]["webhooks"]["source"], 1)
+        self.assertGreater(done["tables"]["webhook_events"]["source"], 0)
+        self.assertGreater(done["tables"]["webhook_deliveries"]["source"], 0)
+        self.webhook_deliveries = done["tables"]["webhook_deliveries"]["source"]
         print("\nmigrate-data resumed: %d documents, %d bytes copied, %d bytes verified, %.1f s"
               % (total, done["bytes_copied"], done["bytes_verified"], seconds))
 
@@ -269,6 +282,13 @@ class MigrateDataTest(ServerTestCase):
                 self.assertEqual(get_text(server, token, doc_id).body, want["text"], name)
         res = server.get("/documents/" + deleted, headers=bearer(alice["access_token"]))
         self.assertEqual(res.status, 404, res)
+
+        # The webhook and its delivery log, as the node left them.
+        hooks = server.get("/webhooks", headers=bearer(alice["access_token"])).json()["items"]
+        self.assertEqual([h["id"] for h in hooks], [alice["webhook"]])
+        log = server.get("/webhooks/%s/deliveries?limit=200" % alice["webhook"],
+                         headers=bearer(alice["access_token"])).json()["items"]
+        self.assertGreaterEqual(len(log), self.webhook_deliveries)
 
         # The job left queued on the node runs on the cluster.
         queued = docs["queued"][1]

@@ -94,6 +94,11 @@ TEST(config_defaults, every_setting_has_its_documented_default) {
   EXPECT_FALSE(c.metrics_token.has_value());
   EXPECT_TRUE(c.trusted_proxies.empty());
   EXPECT_FALSE(c.node_name.has_value());
+  EXPECT_TRUE(c.webhook_allowed_networks.empty());
+  EXPECT_EQ(c.webhook_timeout, 10s);
+  EXPECT_EQ(c.webhook_concurrency, 4U);
+  EXPECT_EQ(c.webhook_retry_base, 30s);
+  EXPECT_EQ(c.webhook_retry_for, 24h);
 }
 
 TEST(config_defaults, core_scaled_defaults_follow_the_core_count) {
@@ -155,6 +160,15 @@ TEST(config_accepts, bracketed_ipv6_listen_address) {
 TEST(config_accepts, jwt_secret_of_exactly_32_bytes) {
   const std::string secret(32, 'k');
   EXPECT_EQ(load_with("DOCFLOW_JWT_SECRET", secret).jwt_secret, secret);
+}
+
+TEST(config_accepts, quotas_unset_are_unlimited_and_set_are_limits) {
+  const auto none = config::load({}, 4);
+  EXPECT_FALSE(none.default_quota.bytes);
+  EXPECT_FALSE(none.default_quota.documents);
+  const auto c = config::load({{"DOCFLOW_QUOTA_BYTES", "10GiB"}, {"DOCFLOW_QUOTA_DOCUMENTS", "0"}}, 4);
+  EXPECT_EQ(c.default_quota.bytes, 10ULL << 30);
+  EXPECT_EQ(c.default_quota.documents, 0u);
 }
 
 TEST(config_accepts, empty_optional_strings_mean_unset) {
@@ -283,6 +297,9 @@ INSTANTIATE_TEST_SUITE_P(
 INSTANTIATE_TEST_SUITE_P(auth, config_rejects,
                          testing::ValuesIn(join(bad("DOCFLOW_JWT_SECRET", {std::string(31, 'k'), "x"}),
                                                 bad("DOCFLOW_JWT_SECRET_PREVIOUS", {std::string(31, 'k')}),
+                                                bad("DOCFLOW_API_KEY_SECRET", {std::string(31, 'k')}),
+                                                bad("DOCFLOW_QUOTA_BYTES", {"-1", "lots", "10 apples"}),
+                                                bad("DOCFLOW_QUOTA_DOCUMENTS", {"-1", "1.5", "many"}),
                                                 bad("DOCFLOW_DATABASE_POOL", {"0", "10001", "many"}),
                                                 bad("DOCFLOW_JWT_ISSUER", {""}),
                                                 bad("DOCFLOW_ACCESS_TTL", {"5", "5x", "", "0s", "25h"}),
@@ -328,6 +345,22 @@ INSTANTIATE_TEST_SUITE_P(proxies, config_rejects,
                                                      "10.0.0.0/8;::1", "256.0.0.1", "fe80::1%eth0"}),
                                                 bad("DOCFLOW_NODE_NAME", {"", std::string(65, 'n'), "api\n1",
                                                                           "caf\xc3\xa9", "a\tb"}))));
+
+INSTANTIATE_TEST_SUITE_P(webhooks, config_rejects,
+                         testing::ValuesIn(join(bad("DOCFLOW_WEBHOOK_ALLOWED_NETWORKS",
+                                                    {"localhost", "127.0.0.1,,::1", "10.0.0.1/8", "::/129"}),
+                                                bad("DOCFLOW_WEBHOOK_TIMEOUT", {"0s", "50ms", "6m", "10"}),
+                                                bad("DOCFLOW_WEBHOOK_CONCURRENCY", {"-1", "257", "four"}),
+                                                bad("DOCFLOW_WEBHOOK_RETRY_BASE", {"0s", "2h", "1x"}),
+                                                bad("DOCFLOW_WEBHOOK_RETRY_FOR", {"0s", "31d", "1"}))));
+
+TEST(config_webhooks, the_allow_list_reads_addresses_and_blocks) {
+  const auto c = load_with("DOCFLOW_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32, 10.1.0.0/16,fd00::/8");
+  ASSERT_EQ(c.webhook_allowed_networks.size(), 3U);
+  EXPECT_EQ(c.webhook_allowed_networks[1].prefix, 16U);
+  EXPECT_EQ(load_with("DOCFLOW_WEBHOOK_RETRY_BASE", "200ms").webhook_retry_base, 200ms);
+  EXPECT_EQ(load_with("DOCFLOW_WEBHOOK_CONCURRENCY", "0").webhook_concurrency, 0U);
+}
 
 INSTANTIATE_TEST_SUITE_P(
     s3, config_rejects,
@@ -512,10 +545,10 @@ TEST(config_secrets, are_the_keys_the_database_password_the_metrics_token_and_th
   for (const auto& s : config::settings()) {
     if (s.secret) secrets.insert(s.env);
   }
-  EXPECT_EQ(secrets,
-            (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
-                                   "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_METRICS_TOKEN",
-                                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}));
+  EXPECT_EQ(secrets, (std::set<std::string>{"DOCFLOW_DATABASE_PASSWORD", "DOCFLOW_JWT_SECRET",
+                                            "DOCFLOW_JWT_SECRET_PREVIOUS", "DOCFLOW_API_KEY_SECRET",
+                                            "DOCFLOW_METRICS_TOKEN", "AWS_ACCESS_KEY_ID",
+                                            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}));
 }
 
 TEST(config_secrets, come_from_the_file_without_one_trailing_newline) {
@@ -982,6 +1015,11 @@ TEST(config_settings, serve_reads_every_setting_but_the_worker_listener_and_the_
                                            "DOCFLOW_ML_TIMEOUT",
                                            "DOCFLOW_LOG_LEVEL",
                                            "DOCFLOW_METRICS_TOKEN",
+                                           "DOCFLOW_WEBHOOK_ALLOWED_NETWORKS",
+                                           "DOCFLOW_WEBHOOK_TIMEOUT",
+                                           "DOCFLOW_WEBHOOK_CONCURRENCY",
+                                           "DOCFLOW_WEBHOOK_RETRY_BASE",
+                                           "DOCFLOW_WEBHOOK_RETRY_FOR",
                                            "DOCFLOW_NODE_NAME"}));
   EXPECT_EQ(migrate,
             (std::set<std::string>{"DOCFLOW_DATA_DIR", "DOCFLOW_DATABASE_URL", "DOCFLOW_DATABASE_PASSWORD",

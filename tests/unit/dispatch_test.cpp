@@ -24,13 +24,18 @@ const http::router& routes() {
                                make_route("POST", "/auth/login", http::auth_policy::none, 16 * 1024),
                                make_route("GET", "/documents/{id}", http::auth_policy::user, 0),
                                make_route("POST", "/documents", http::auth_policy::user, 1 << 20),
-                               make_route("POST", "/admin", http::auth_policy::admin, 0)});
+                               make_route("POST", "/admin", http::auth_policy::admin, 0),
+                               make_route("GET", "/keys", http::auth_policy::session, 0)});
   return r;
 }
 
 http::authentication authenticate(std::string_view token) {
   if (token == "user-token") return {http::identity{"u1", false}, {}};
   if (token == "admin-token") return {http::identity{"a1", true}, {}};
+  if (token == "admin-key") {
+    return {http::identity{"a1", true, std::chrono::system_clock::time_point::max(), true}, {}};
+  }
+  if (token == "unreachable") return {std::nullopt, {}, true};
   return {std::nullopt, "the token is not valid"};
 }
 
@@ -58,7 +63,15 @@ struct exchange {
     head.chunked = ends_chunked;
     return *this;
   }
-  http::dispatch decide() { return http::decide(head, req, routes(), authenticate); }
+  // Both steps, as the server takes them, with a synchronous authenticator.
+  http::dispatch decide() {
+    auto d = http::decide(head, req, routes());
+    if (d.answer) return d;
+    std::optional<http::authentication> presented;
+    if (d.has_token) presented = authenticate(*http::bearer_token(req));
+    http::admit(head, req, presented, d);
+    return d;
+  }
 };
 
 void expect_answer(const http::dispatch& d, int status, bool close) {
@@ -191,6 +204,35 @@ TEST(dispatch, a_refused_request_still_names_the_route_it_matched) {
   EXPECT_EQ(unknown.decide().matched, nullptr);
   exchange wrong_method("DELETE", "/healthz");
   EXPECT_EQ(wrong_method.decide().matched, nullptr);
+}
+
+// An API key acts as its user everywhere but where keys are managed and
+// the account changes; admin routes follow the user's role.
+TEST(dispatch, an_api_key_is_refused_where_only_a_session_may_go) {
+  exchange key("GET", "/keys");
+  key.header("Authorization", "Bearer admin-key");
+  const auto refused = key.decide();
+  expect_answer(refused, 403, false);
+  EXPECT_NE(refused.answer->fields.get("WWW-Authenticate").value_or("").find("insufficient_scope"),
+            std::string::npos);
+  EXPECT_FALSE(key.req.user.has_value());
+  exchange token("GET", "/keys");
+  token.header("Authorization", "Bearer admin-token");
+  EXPECT_FALSE(token.decide().answer.has_value());
+  exchange admin("POST", "/admin");
+  admin.header("Authorization", "Bearer admin-key");
+  EXPECT_FALSE(admin.decide().answer.has_value());
+  ASSERT_TRUE(admin.req.user.has_value());
+  EXPECT_TRUE(admin.req.user->api_key);
+}
+
+TEST(dispatch, a_credential_that_cannot_be_checked_is_503_not_401) {
+  exchange x("GET", "/documents/1");
+  x.header("Authorization", "Bearer unreachable");
+  const auto d = x.decide();
+  expect_answer(d, 503, false);
+  EXPECT_EQ(d.answer->fields.get("Retry-After").value_or(""), "2");
+  EXPECT_FALSE(x.req.user.has_value());
 }
 
 TEST(dispatch, an_unauthorised_request_with_a_body_closes) {

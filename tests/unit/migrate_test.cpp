@@ -129,6 +129,10 @@ protected:
     ASSERT_EQ(db.rotate_refresh_token("h1", {"", "", "h2", t0 + 1min, t0 + 24h * 3650}, 0ms).decision,
               core::rotation_decision::rotate);
 
+    // Alice's webhook gets an event for each of her uploads, completions and failures.
+    hook_ = {core::new_uuid_v7(), alice_.id, "https://hooks.example.com/x", 7, "whsec_migrated", t0};
+    ASSERT_TRUE(db.create_webhook(hook_, 20).has_value());
+
     completed_ = upload(db, alice_.id, 3000, 1);
     ASSERT_EQ(db.request_processing(completed_.id, std::nullopt, core::new_uuid_v7(), t0 + 10s, 100, false)
                   ->outcome,
@@ -153,6 +157,20 @@ protected:
     }
     documents_.insert(documents_.begin(), {completed_, failed_});
 
+    const auto key_id = core::new_uuid_v7();
+    ASSERT_TRUE(db.create_api_key(
+        {key_id, bob_.id, "scanner", "dfk_abcdefgh", t0, std::nullopt, std::nullopt}, "key-hash-1", 10));
+    db.touch_api_key(key_id, t0 + 1min, 1min);
+    ASSERT_TRUE(db.set_quota(alice_.id, core::limit_setting{false, 1 << 20},
+                             core::limit_setting{false, std::nullopt}));
+
+    // One delivery sent (every column of its row set), one being sent, the rest pending.
+    const auto sent = db.claim_delivery(t0 + 40s, 30s, "send-1");
+    ASSERT_TRUE(sent);
+    ASSERT_TRUE(db.finish_delivery(*sent, t0 + 41s,
+                                   {store::delivery_outcome::kind::delivered, 204, std::nullopt, t0 + 41s}));
+    ASSERT_TRUE(db.claim_delivery(t0 + 42s, 30s, "send-2"));
+
     const std::array keys{store::attempt_key{"login", "bob", 5}};
     ASSERT_EQ(db.count_attempt(keys, t0, 24h * 3650), std::nullopt);
     ASSERT_EQ(db.count_attempt(keys, t0 + 1s, 24h * 3650), std::nullopt);
@@ -169,6 +187,7 @@ protected:
   std::unique_ptr<store::transfer::sink> sink_;
   core::user alice_;
   core::user bob_;
+  store::webhook hook_;
   core::document completed_;
   core::document failed_;
   std::vector<core::document> documents_;
@@ -256,10 +275,46 @@ TEST_F(postgres_migrate_data, an_interrupted_copy_resumes_without_duplicates_and
     }
   }
   EXPECT_EQ(target->find_document(failed_.id, std::nullopt)->error->code, "unreadable");
+  // Usage is not copied but counted again by the target, as documents arrive.
+  for (const auto& u : {alice_, bob_}) {
+    const auto was = source.find_quota(u.id);
+    const auto is = target->find_quota(u.id);
+    EXPECT_EQ(is.usage.bytes, was.usage.bytes) << u.username;
+    EXPECT_EQ(is.usage.documents, was.usage.documents) << u.username;
+    EXPECT_EQ(is.limits.bytes, was.limits.bytes) << u.username;
+  }
+  EXPECT_EQ(target->find_quota(alice_.id).limits.bytes, 1u << 20);
+  const auto key = target->find_api_key("key-hash-1");
+  ASSERT_TRUE(key);
+  EXPECT_EQ(key->user.id, bob_.id);
+  EXPECT_EQ(key->key.last_used_at, t0 + 1min);
   const auto result = target->find_result(completed_.id);
   ASSERT_TRUE(result);
   EXPECT_EQ(target->read_result_text(completed_.id, result->completed_at, 0, 4096), text_);
   EXPECT_EQ(result->text_bytes, text_.size());
+
+  // The webhook, its secret and its delivery log as they were; the delivery
+  // left being sent is taken over once its lease lapses.
+  EXPECT_EQ(target->find_webhook(hook_.id, alice_.id)->secret, hook_.secret);
+  const store::delivery_query log{hook_.id, alice_.id, 100, std::nullopt};
+  const auto log_was = source.list_deliveries(log);
+  const auto log_is = target->list_deliveries(log);
+  ASSERT_EQ(log_is.size(), log_was.size());
+  ASSERT_GE(log_is.size(), 3U);
+  for (std::size_t i = 0; i < log_is.size(); ++i) {
+    EXPECT_EQ(log_is[i].id, log_was[i].id);
+    EXPECT_EQ(log_is[i].state, log_was[i].state);
+    EXPECT_EQ(log_is[i].event.id, log_was[i].event.id);
+    EXPECT_EQ(log_is[i].event.type, log_was[i].event.type);
+    EXPECT_EQ(log_is[i].event.created_at, log_was[i].event.created_at);
+    EXPECT_EQ(log_is[i].event.error.has_value(), log_was[i].event.error.has_value());
+    EXPECT_EQ(log_is[i].last_status, log_was[i].last_status);
+    EXPECT_EQ(log_is[i].delivered_at, log_was[i].delivered_at);
+  }
+  const auto taken = target->claim_delivery(t0 + 1h, 30s, "send-3");
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->url, hook_.url);
+  EXPECT_EQ(taken->delivery.attempts, 2U) << "first the one whose lease lapsed";
 
   // Logins, refresh tokens, idempotent answers and throttles go on.
   EXPECT_EQ(target->find_user_by_name("ALICE")->id, alice_.id);

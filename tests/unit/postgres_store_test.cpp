@@ -361,9 +361,11 @@ TEST_F(postgres_test, the_change_feed_misses_no_event_that_commits_late) {
   s.migrate();
   core::user u{core::new_uuid_v7(), "alice", "h", core::role::user, t0};
   ASSERT_TRUE(s.create_user(u).has_value());
+  // Another user's: one user's inserts wait for each other (their usage).
+  core::user v{core::new_uuid_v7(), "bob", "h", core::role::user, t0};
+  ASSERT_TRUE(s.create_user(v).has_value());
   const auto early = test::sample_document(u.id, t0);
-  auto late = early;
-  late.id = core::new_uuid_v7();
+  const auto late = test::sample_document(v.id, t0);
 
   const auto start = s.documents_with_events_since(-1, 100);
   pq::connection slow(url_, {});

@@ -239,7 +239,9 @@ TEST_F(sqlite_store_test, rebuilding_the_documents_table_keeps_what_refers_to_it
   ASSERT_EQ(rebuild.version, 9);
   ASSERT_TRUE(std::string_view(rebuild.sql).starts_with("-- docflow: foreign-keys-off"));
   const auto seed = [&](connection& c, const std::string& id) {
-    c.exec("INSERT OR IGNORE INTO users VALUES ('u1', 'ann', 'ann', 'x', 'user', 1)");
+    c.exec(
+        "INSERT OR IGNORE INTO users (id, username, username_key, password_hash, role, created_at)"
+        " VALUES ('u1', 'ann', 'ann', 'x', 'user', 1)");
     c.exec(
         "INSERT INTO documents (id, owner_id, filename, kind, size_bytes, sha256, status, created_at, "
         "updated_at)"

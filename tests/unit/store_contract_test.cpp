@@ -15,6 +15,7 @@
 #include <latch>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -450,6 +451,215 @@ store::upload_record sample_upload(const std::string& owner, std::optional<std::
   return u;
 }
 }  // namespace
+
+// -----------------------------------------------------------------------------------------------------------
+// Quotas: usage kept by the database itself, checked at the commit
+
+namespace {
+core::document sized_document(const std::string& owner, std::uint64_t bytes) {
+  auto d = test::sample_document(owner, t0);
+  d.size_bytes = bytes;
+  return d;
+}
+}  // namespace
+
+TEST_P(store_contract, usage_counts_every_insert_and_delete) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  EXPECT_EQ(db().find_quota(alice.id).usage.documents, 0u);
+  const auto a = sized_document(alice.id, 100);
+  ASSERT_TRUE(db().insert_document(a, nullptr));
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 50), nullptr));
+  ASSERT_TRUE(db().insert_document(sized_document(bob.id, 7), nullptr));
+  auto q = db().find_quota(alice.id);
+  EXPECT_EQ(q.usage.bytes, 150u);
+  EXPECT_EQ(q.usage.documents, 2u);
+  EXPECT_FALSE(q.limits.bytes);
+  EXPECT_FALSE(q.limits.documents);
+  ASSERT_TRUE(db().delete_document(a.id, alice.id));
+  q = db().find_quota(alice.id);
+  EXPECT_EQ(q.usage.bytes, 50u);
+  EXPECT_EQ(q.usage.documents, 1u);
+  EXPECT_EQ(db().find_quota(bob.id).usage.bytes, 7u);
+}
+
+TEST_P(store_contract, an_insert_past_the_quota_is_refused_and_leaves_nothing) {
+  const auto alice = add_user("alice");
+  db().set_default_quota({100, 3});
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 60), nullptr));
+  const auto big = sized_document(alice.id, 41);
+  const auto refused = db().insert_document(big, nullptr);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::errc::quota_exceeded);
+  ASSERT_TRUE(refused.error().quota);
+  EXPECT_EQ(refused.error().quota->usage.bytes, 60u);
+  EXPECT_EQ(refused.error().quota->usage.documents, 1u);
+  EXPECT_EQ(refused.error().quota->limits.bytes, 100u);
+  EXPECT_EQ(refused.error().quota->limits.documents, 3u);
+  EXPECT_FALSE(db().find_document(big.id, std::nullopt));
+  EXPECT_EQ(db().find_quota(alice.id).usage.documents, 1u);
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 40), nullptr)) << "exactly at the limit fits";
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 0), nullptr));
+  const auto fourth = db().insert_document(sized_document(alice.id, 0), nullptr);
+  ASSERT_FALSE(fourth) << "three documents at most";
+  EXPECT_EQ(fourth.error().code, core::errc::quota_exceeded);
+}
+
+TEST_P(store_contract, a_users_own_limits_win_over_the_defaults) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  db().set_default_quota({10, std::nullopt});
+  EXPECT_TRUE(
+      db().set_quota(alice.id, core::limit_setting{false, std::nullopt}, core::limit_setting{false, 1}));
+  auto q = db().find_quota(alice.id);
+  EXPECT_FALSE(q.limits.bytes) << "unlimited for her";
+  EXPECT_EQ(q.limits.documents, 1u);
+  EXPECT_EQ(db().find_quota(bob.id).limits.bytes, 10u);
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 1000), nullptr));
+  EXPECT_FALSE(db().insert_document(sized_document(alice.id, 0), nullptr));
+  // A limit not given stays; "default" goes back to the server's.
+  EXPECT_TRUE(db().set_quota(alice.id, core::limit_setting{}, std::nullopt));
+  q = db().find_quota(alice.id);
+  EXPECT_EQ(q.limits.bytes, 10u);
+  EXPECT_EQ(q.limits.documents, 1u);
+  EXPECT_FALSE(db().set_quota(core::new_uuid_v7(), core::limit_setting{}, std::nullopt));
+}
+
+TEST_P(store_contract, concurrent_inserts_never_pass_the_quota_together) {
+  const auto alice = add_user("alice");
+  constexpr int threads = 8;
+  db().set_default_quota({5 * 10, std::nullopt});
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  EXPECT_EQ(on_threads(threads,
+                       [&](int) {
+                         const auto other = open(2);  // each its own process
+                         other->set_default_quota({5 * 10, std::nullopt});
+                         for (int i = 0; i < 2; ++i) {
+                           const auto r = other->insert_document(sized_document(alice.id, 10), nullptr);
+                           if (r) {
+                             ++accepted;
+                           } else if (r.error().code == core::errc::quota_exceeded) {
+                             ++refused;
+                           }
+                         }
+                       }),
+            0);
+  EXPECT_EQ(accepted.load(), 5);
+  EXPECT_EQ(refused.load(), 2 * threads - 5);
+  EXPECT_EQ(db().find_quota(alice.id).usage.bytes, 50u);
+  EXPECT_EQ(db().list_documents({alice.id, std::nullopt, 100, std::nullopt}).size(), 5u);
+}
+
+TEST_P(store_contract, a_finished_upload_is_held_to_the_quota) {
+  const auto alice = add_user("alice");
+  db().set_default_quota({100, std::nullopt});
+  ASSERT_TRUE(db().insert_document(sized_document(alice.id, 90), nullptr));
+  const auto u = [&] {
+    auto r = sample_upload(alice.id);
+    db().create_upload(r);
+    return r;
+  }();
+  ASSERT_EQ(db().lock_upload(u.id, alice.id, "mine", t0, 30s).outcome, store::upload_lock::kind::locked);
+  auto doc = sized_document(alice.id, 11);
+  doc.id = u.id;
+  const auto refused = db().finish_upload(u, "mine", &doc);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, core::errc::quota_exceeded);
+  EXPECT_FALSE(db().find_document(doc.id, std::nullopt));
+  EXPECT_EQ(db().find_upload(u.id, alice.id)->answer_status, 0) << "the upload is as it was";
+  EXPECT_TRUE(db().renew_upload_lock(u.id, "mine", t0 + 1s, 30s)) << "and still the caller's to end";
+  EXPECT_EQ(db().finish_upload(u, "stale", nullptr).error().code, core::errc::upload_locked);
+}
+
+// -----------------------------------------------------------------------------------------------------------
+// API keys
+
+namespace {
+store::api_key sample_key(const std::string& user, std::string name, time_point at = t0) {
+  return {core::new_uuid_v7(), user, std::move(name), "dfk_abcdefgh", at, std::nullopt, std::nullopt};
+}
+}  // namespace
+
+TEST_P(store_contract, an_api_key_is_found_by_its_hash_with_its_user) {
+  const auto alice = add_user("alice");
+  auto k = sample_key(alice.id, "scanner");
+  k.expires_at = t0 + 24h;
+  ASSERT_TRUE(db().create_api_key(k, "hash-1", 10));
+  const auto found = db().find_api_key("hash-1");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->key.id, k.id);
+  EXPECT_EQ(found->key.name, "scanner");
+  EXPECT_EQ(found->key.prefix, "dfk_abcdefgh");
+  EXPECT_EQ(found->key.created_at, t0);
+  EXPECT_EQ(found->key.expires_at, t0 + 24h);
+  EXPECT_FALSE(found->key.last_used_at);
+  EXPECT_EQ(found->user.id, alice.id);
+  EXPECT_EQ(found->user.role, core::role::user);
+  EXPECT_FALSE(db().find_api_key("hash-2"));
+  // Another process sees it, and sees it go.
+  const auto other = open();
+  EXPECT_TRUE(other->find_api_key("hash-1"));
+  EXPECT_TRUE(db().delete_api_key(k.id, alice.id));
+  EXPECT_FALSE(other->find_api_key("hash-1"));
+  EXPECT_FALSE(db().delete_api_key(k.id, alice.id));
+}
+
+TEST_P(store_contract, api_keys_are_listed_and_deleted_by_their_owner_only) {
+  const auto alice = add_user("alice");
+  const auto bob = add_user("bob");
+  const auto first = sample_key(alice.id, "one", t0);
+  const auto second = sample_key(alice.id, "two", t0 + 1s);
+  ASSERT_TRUE(db().create_api_key(second, "h2", 10));
+  ASSERT_TRUE(db().create_api_key(first, "h1", 10));
+  ASSERT_TRUE(db().create_api_key(sample_key(bob.id, "bobs"), "h3", 10));
+  const auto keys = db().list_api_keys(alice.id);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].name, "one");
+  EXPECT_EQ(keys[1].name, "two");
+  EXPECT_FALSE(db().delete_api_key(first.id, bob.id));
+  EXPECT_TRUE(db().find_api_key("h1"));
+  EXPECT_FALSE(db().delete_api_key("not-a-uuid", alice.id));
+  EXPECT_TRUE(db().list_api_keys("not-a-uuid").empty());
+}
+
+TEST_P(store_contract, a_user_holds_at_most_the_limit_of_keys_even_at_once) {
+  const auto alice = add_user("alice");
+  constexpr int threads = 6;
+  std::atomic<int> made{0};
+  std::atomic<int> limited{0};
+  EXPECT_EQ(on_threads(threads,
+                       [&](int i) {
+                         const auto other = open(2);
+                         const auto r =
+                             other->create_api_key(sample_key(alice.id, "k"), "hash-" + std::to_string(i), 4);
+                         if (r) {
+                           ++made;
+                         } else if (r.error().code == core::errc::limit_reached) {
+                           ++limited;
+                         }
+                       }),
+            0);
+  EXPECT_EQ(made.load(), 4);
+  EXPECT_EQ(limited.load(), threads - 4);
+  EXPECT_EQ(db().list_api_keys(alice.id).size(), 4u);
+}
+
+TEST_P(store_contract, last_use_is_written_at_most_once_an_interval_and_a_rehash_keeps_the_key) {
+  const auto alice = add_user("alice");
+  const auto k = sample_key(alice.id, "k");
+  ASSERT_TRUE(db().create_api_key(k, "old", 10));
+  db().touch_api_key(k.id, t0 + 10s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 10s);
+  db().touch_api_key(k.id, t0 + 50s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 10s) << "within the interval: not written";
+  db().touch_api_key(k.id, t0 + 70s, 60s);
+  EXPECT_EQ(db().find_api_key("old")->key.last_used_at, t0 + 70s);
+  db().rehash_api_key(k.id, "new");
+  EXPECT_FALSE(db().find_api_key("old"));
+  ASSERT_TRUE(db().find_api_key("new"));
+  EXPECT_EQ(db().find_api_key("new")->key.id, k.id);
+}
 
 TEST_P(store_contract, an_upload_round_trips_and_is_scoped_to_its_owner) {
   const auto alice = add_user("alice");
@@ -1730,6 +1940,254 @@ TEST_P(store_contract, one_store_at_a_time_leads_and_a_pass_can_run_beside_the_l
   EXPECT_TRUE(next) << "given up, it goes to the next who asks";
   EXPECT_TRUE(next && next->held());
 }
+
+// -----------------------------------------------------------------------------------------------------------
+// Webhooks: the outbox written with the status change, and the delivery queue
+
+namespace {
+
+class webhook_outbox : public lease_protocol {
+protected:
+  store::webhook add_webhook(const std::string& owner, unsigned events, time_point at = t0) {
+    store::webhook w{core::new_uuid_v7(),
+                     owner,
+                     "https://hooks.example.com/" + core::random_hex(4),
+                     events,
+                     "whsec_" + core::random_hex(8),
+                     at};
+    EXPECT_TRUE(db().create_webhook(w, 20).has_value());
+    return w;
+  }
+  static constexpr unsigned all_events = 7;
+
+  std::vector<store::webhook_delivery> log_of(const store::webhook& w) {
+    return db().list_deliveries({w.id, w.owner_id, 200, std::nullopt});
+  }
+  // The event types in a webhook's log, oldest first.
+  std::vector<std::string> types_of(const store::webhook& w) {
+    std::vector<std::string> out;
+    const auto log = log_of(w);
+    for (auto it = log.rbegin(); it != log.rend(); ++it) out.emplace_back(core::to_string(it->event.type));
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_P(webhook_outbox, webhooks_are_the_owners_and_capped) {
+  const auto bob = add_user("bob").id;
+  const auto first = add_webhook(user_, all_events, t0);
+  const auto second = add_webhook(user_, 1, t0 + 1s);
+  const auto hooks = db().list_webhooks(user_);
+  ASSERT_EQ(hooks.size(), 2U);
+  EXPECT_EQ(hooks[0].id, first.id);
+  EXPECT_EQ(hooks[0].secret, first.secret) << "kept as given: the sender signs with it";
+  EXPECT_EQ(hooks[0].events, all_events);
+  EXPECT_EQ(hooks[1].created_at, t0 + 1s);
+  EXPECT_TRUE(db().list_webhooks(bob).empty());
+  EXPECT_FALSE(db().find_webhook(first.id, bob));
+  EXPECT_FALSE(db().delete_webhook(first.id, bob)) << "another owner's is not found";
+  EXPECT_TRUE(db().find_webhook(first.id, user_));
+  store::webhook third{core::new_uuid_v7(), user_, "https://x.example/", 1, "s", t0};
+  EXPECT_EQ(db().create_webhook(third, 2).error().code, core::errc::limit_reached);
+  EXPECT_TRUE(db().delete_webhook(second.id, user_));
+  EXPECT_TRUE(db().create_webhook(third, 2).has_value());
+  EXPECT_FALSE(db().delete_webhook(second.id, user_));
+}
+
+TEST_P(webhook_outbox, each_status_change_writes_its_event_for_subscribed_webhooks_only) {
+  const auto everything = add_webhook(user_, all_events);
+  const auto finished = add_webhook(user_, core::bit(core::webhook_event::document_completed));
+  const auto bob = add_user("bob").id;
+  const auto bobs = add_webhook(bob, all_events);
+  const auto doc = add_document(user_, t0 + 1s);
+  EXPECT_EQ(types_of(everything), (std::vector<std::string>{"document.uploaded"}));
+  EXPECT_TRUE(types_of(finished).empty());
+  EXPECT_TRUE(types_of(bobs).empty()) << "never another user's webhooks";
+  ASSERT_TRUE(db().request_processing(doc.id, user_, core::new_uuid_v7(), t0 + 2s, 100).has_value());
+  const auto job = db().claim_job(t0 + 2s, 30s, "token-a");
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(db().complete_job(*job, result_at(t0 + 3s)));
+  EXPECT_EQ(types_of(everything), (std::vector<std::string>{"document.uploaded", "document.completed"}));
+  EXPECT_EQ(types_of(finished), (std::vector<std::string>{"document.completed"}));
+  const auto completed = log_of(finished).front();
+  EXPECT_EQ(completed.event.document_id, doc.id);
+  EXPECT_EQ(completed.event.status, core::status::completed);
+  EXPECT_EQ(completed.event.created_at, t0 + 3s);
+  EXPECT_FALSE(completed.event.error);
+  EXPECT_EQ(completed.state, "pending");
+  EXPECT_EQ(completed.attempts, 0U);
+  EXPECT_EQ(completed.available_at, t0 + 3s);
+  EXPECT_EQ(log_of(everything).front().event.id, completed.event.id) << "one event, one delivery per webhook";
+  EXPECT_NE(log_of(everything).front().id, completed.id);
+  EXPECT_TRUE(types_of(bobs).empty());
+}
+
+TEST_P(webhook_outbox, a_change_that_does_not_happen_writes_no_event) {
+  const auto hook = add_webhook(user_, all_events);
+  ASSERT_TRUE(request(t0).has_value());
+  const auto stale = db().claim_job(t0, 30s, "token-a");
+  const auto current = db().claim_job(t0 + 31s, 30s, "token-b");
+  ASSERT_TRUE(stale && current);
+  EXPECT_FALSE(db().complete_job(*stale, result_at(t0 + 32s)));
+  EXPECT_EQ(db().fail_job(*stale, t0 + 32s, {"x", "y", false}, std::nullopt),
+            store::failure_outcome::lease_lost);
+  EXPECT_TRUE(types_of(hook).empty()) << "the document was uploaded before the webhook existed";
+  ASSERT_EQ(db().fail_job(*current, t0 + 33s, {"extractor_crashed", "boom", true}, t0 + 40s),
+            store::failure_outcome::retry_scheduled);
+  EXPECT_TRUE(types_of(hook).empty()) << "a retry is no failure yet";
+  EXPECT_EQ(
+      db().cancel_processing(core::new_uuid_v7(), user_, {"cancelled", "c", true}, t0 + 34s).error().code,
+      core::errc::not_found);
+  EXPECT_TRUE(types_of(hook).empty());
+}
+
+TEST_P(webhook_outbox, final_failures_and_cancels_write_document_failed_with_the_error) {
+  const auto hook = add_webhook(user_, core::bit(core::webhook_event::document_failed));
+  ASSERT_TRUE(request(t0).has_value());
+  const auto job = db().claim_job(t0, 30s, "token-a");
+  ASSERT_EQ(db().fail_job(*job, t0 + 1s, {"unreadable_document", "bad", false}, std::nullopt),
+            store::failure_outcome::failed);
+  ASSERT_EQ(types_of(hook), (std::vector<std::string>{"document.failed"}));
+  const auto failed = log_of(hook).front().event;
+  EXPECT_EQ(failed.status, core::status::failed);
+  ASSERT_TRUE(failed.error);
+  EXPECT_EQ(failed.error->code, "unreadable_document");
+  EXPECT_FALSE(failed.error->retryable);
+  ASSERT_TRUE(request(t0 + 2s).has_value());
+  ASSERT_TRUE(
+      db().cancel_processing(doc_id_, user_, {"cancelled", "Processing was cancelled.", true}, t0 + 3s)
+          .has_value());
+  ASSERT_EQ(types_of(hook), (std::vector<std::string>{"document.failed", "document.failed"}));
+  EXPECT_EQ(log_of(hook).front().event.error->code, "cancelled");
+}
+
+TEST_P(webhook_outbox, a_finished_upload_writes_document_uploaded) {
+  const auto hook = add_webhook(user_, core::bit(core::webhook_event::document_uploaded));
+  store::upload_record u;
+  u.id = core::new_uuid_v7();
+  u.owner_id = user_;
+  u.length = 10;
+  u.created_at = t0;
+  u.expires_at = t0 + 1h;
+  db().create_upload(u);
+  ASSERT_EQ(db().lock_upload(u.id, user_, "lock", t0, 30s).outcome, store::upload_lock::kind::locked);
+  auto doc = sample_document(user_, t0 + 1s);
+  doc.id = u.id;
+  u.offset = 10;
+  u.answer_status = 201;
+  ASSERT_TRUE(db().finish_upload(u, "lock", &doc));
+  ASSERT_EQ(types_of(hook), (std::vector<std::string>{"document.uploaded"}));
+  EXPECT_EQ(log_of(hook).front().event.document_id, doc.id);
+}
+
+TEST_P(webhook_outbox, deliveries_are_claimed_once_fenced_and_retried_when_their_sender_dies) {
+  const auto hook = add_webhook(user_, all_events);
+  add_document(user_, t0);
+  const auto first = db().claim_delivery(t0, 20s, "send-a");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->url, hook.url);
+  EXPECT_EQ(first->secret, hook.secret);
+  EXPECT_EQ(first->delivery.attempts, 1U);
+  EXPECT_EQ(first->delivery.event.type, core::webhook_event::document_uploaded);
+  EXPECT_EQ(db().pending_deliveries(), 1U) << "being sent counts as pending";
+  EXPECT_FALSE(db().claim_delivery(t0 + 19s, 20s, "send-b")) << "the lease holds";
+  const auto second = db().claim_delivery(t0 + 21s, 20s, "send-b");
+  ASSERT_TRUE(second) << "a lapsed lease is taken over";
+  EXPECT_EQ(second->delivery.id, first->delivery.id);
+  EXPECT_EQ(second->delivery.event.id, first->delivery.event.id);
+  EXPECT_EQ(second->delivery.attempts, 2U);
+  store::delivery_outcome ok{store::delivery_outcome::kind::delivered, 204, std::nullopt, {}};
+  EXPECT_FALSE(db().finish_delivery(*first, t0 + 22s, ok)) << "the stale sender records nothing";
+  store::delivery_outcome retry{store::delivery_outcome::kind::retry, 500, "HTTP 500", t0 + 30s};
+  ASSERT_TRUE(db().finish_delivery(*second, t0 + 22s, retry));
+  auto row = log_of(hook).front();
+  EXPECT_EQ(row.state, "pending");
+  EXPECT_EQ(row.last_status, 500);
+  EXPECT_EQ(row.available_at, t0 + 30s);
+  EXPECT_FALSE(db().claim_delivery(t0 + 29s, 20s, "send-c")) << "the retry waits for its time";
+  const auto third = db().claim_delivery(t0 + 30s, 20s, "send-c");
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->delivery.attempts, 3U);
+  ASSERT_TRUE(db().finish_delivery(*third, t0 + 31s, ok));
+  EXPECT_FALSE(db().finish_delivery(*third, t0 + 31s, ok)) << "once";
+  row = log_of(hook).front();
+  EXPECT_EQ(row.state, "delivered");
+  EXPECT_EQ(row.delivered_at, t0 + 31s);
+  EXPECT_EQ(row.last_status, 204);
+  EXPECT_FALSE(db().claim_delivery(t0 + 1h, 20s, "send-d"));
+  EXPECT_EQ(db().pending_deliveries(), 0U);
+}
+
+TEST_P(webhook_outbox, redelivery_sends_the_same_event_again_and_deleting_the_webhook_stops_its_deliveries) {
+  const auto hook = add_webhook(user_, all_events);
+  const auto bob = add_user("bob").id;
+  add_document(user_, t0);
+  const auto claimed = db().claim_delivery(t0, 20s, "send-a");
+  ASSERT_TRUE(claimed);
+  ASSERT_TRUE(db().finish_delivery(*claimed, t0 + 1s,
+                                   {store::delivery_outcome::kind::failed, std::nullopt, "timeout", {}}));
+  EXPECT_EQ(log_of(hook).front().state, "failed");
+  EXPECT_FALSE(db().redeliver(hook.id, claimed->delivery.id, bob, core::new_uuid_v7(), t0 + 2s));
+  EXPECT_FALSE(
+      db().redeliver(core::new_uuid_v7(), claimed->delivery.id, user_, core::new_uuid_v7(), t0 + 2s));
+  const auto again = db().redeliver(hook.id, claimed->delivery.id, user_, core::new_uuid_v7(), t0 + 2s);
+  ASSERT_TRUE(again);
+  EXPECT_NE(again->id, claimed->delivery.id);
+  EXPECT_EQ(again->event.id, claimed->delivery.event.id) << "the same event, so the same id for receivers";
+  EXPECT_EQ(again->state, "pending");
+  EXPECT_EQ(again->attempts, 0U);
+  const auto log = log_of(hook);
+  ASSERT_EQ(log.size(), 2U);
+  EXPECT_EQ(log.front().id, again->id) << "newest first";
+  EXPECT_TRUE(db().list_deliveries({hook.id, bob, 10, std::nullopt}).empty());
+  const auto page =
+      db().list_deliveries({hook.id, user_, 1, std::pair(log.front().created_at, log.front().id)});
+  ASSERT_EQ(page.size(), 1U);
+  EXPECT_EQ(page.front().id, claimed->delivery.id);
+  const auto resent = db().claim_delivery(t0 + 2s, 20s, "send-b");
+  ASSERT_TRUE(resent);
+  EXPECT_EQ(resent->delivery.id, again->id);
+  EXPECT_TRUE(db().delete_webhook(hook.id, user_));
+  EXPECT_FALSE(db().finish_delivery(*resent, t0 + 3s,
+                                    {store::delivery_outcome::kind::delivered, 200, std::nullopt, {}}));
+  EXPECT_FALSE(db().claim_delivery(t0 + 1h, 20s, "send-c"));
+  EXPECT_EQ(db().pending_deliveries(), 0U);
+}
+
+TEST_P(webhook_outbox, deleting_a_document_leaves_its_pending_deliveries) {
+  const auto hook = add_webhook(user_, all_events);
+  const auto doc = add_document(user_, t0);
+  ASSERT_TRUE(db().delete_document(doc.id, user_).has_value());
+  const auto claimed = db().claim_delivery(t0, 20s, "send-a");
+  ASSERT_TRUE(claimed) << "the event is about a document that existed";
+  EXPECT_EQ(claimed->delivery.event.document_id, doc.id);
+}
+
+TEST_P(webhook_outbox, concurrent_senders_never_take_the_same_delivery) {
+  add_webhook(user_, all_events);
+  add_webhook(user_, all_events);
+  for (int i = 0; i < 4; ++i) add_document(user_, t0);
+  // 2 webhooks x 4 documents (the fixture's came before the webhooks) -> 8 deliveries.
+  std::vector<std::unique_ptr<store::database>> senders;
+  for (int i = 0; i < 4; ++i) senders.push_back(open(2));
+  std::mutex m;
+  std::vector<std::string> taken;
+  EXPECT_EQ(on_threads(4,
+                       [&](int i) {
+                         while (auto d = senders[i]->claim_delivery(t0, 30s, "t" + std::to_string(i))) {
+                           const std::lock_guard lock(m);
+                           taken.push_back(d->delivery.id);
+                         }
+                       }),
+            0);
+  std::set<std::string> distinct(taken.begin(), taken.end());
+  EXPECT_EQ(taken.size(), 8U);
+  EXPECT_EQ(distinct.size(), taken.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(engines, webhook_outbox, ::testing::Values(engine::sqlite, engine::postgres),
+                         engine_name);
 
 INSTANTIATE_TEST_SUITE_P(engines, store_contract, ::testing::Values(engine::sqlite, engine::postgres),
                          engine_name);

@@ -64,9 +64,10 @@ void pause_before_retry(int attempt) {
 
 constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
 
-core::user read_user(const pq::result& r, int row) {
-  return {r.text(row, 0), r.text(row, 1), r.text(row, 2),
-          core::parse_role(r.text(row, 3)).value_or(core::role::user), r.time(row, 4)};
+// The user_columns from column `at` on.
+core::user read_user(const pq::result& r, int row, int at = 0) {
+  return {r.text(row, at), r.text(row, at + 1), r.text(row, at + 2),
+          core::parse_role(r.text(row, at + 3)).value_or(core::role::user), r.time(row, at + 4)};
 }
 
 std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
@@ -74,6 +75,58 @@ std::optional<core::user> user_by_id(pq::connection& c, std::string_view id) {
   const auto r = c.exec("SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1", id);
   if (r.empty()) return std::nullopt;
   return read_user(r, 0);
+}
+
+// A limit as a users row stores it: NULL for the default, -1 for none.
+core::limit_setting read_limit(const pq::result& r, int row, int col) {
+  if (r.is_null(row, col)) return {};
+  const auto v = r.integer(row, col);
+  return {false, v < 0 ? std::nullopt : std::optional(static_cast<std::uint64_t>(v))};
+}
+
+std::optional<std::int64_t> limit_param(const core::limit_setting& l) {
+  if (l.inherit) return std::nullopt;
+  return l.value ? static_cast<std::int64_t>(*l.value) : -1;
+}
+
+// The user's usage and limits. With `lock`, the users row is locked by a
+// statement of its own first, so that the caller's insert is the only one
+// of this user until it commits, and the usage is read after the lock was
+// granted: one statement that locked and read would, having waited for
+// the lock, still see the usage of its own snapshot.
+core::quota_state read_quota(pq::connection& c, std::string_view user_id, const core::quota_limits& defaults,
+                             bool lock) {
+  core::quota_state q{{}, defaults};
+  if (!canonical_id(user_id)) return q;
+  // NO KEY UPDATE: it excludes the user's other inserts, not the key-share
+  // locks of rows that refer to the user (a login's refresh family).
+  if (lock) c.exec("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", user_id);
+  const auto r = c.exec(
+      "SELECT u.quota_bytes, u.quota_documents, coalesce(g.bytes, 0), coalesce(g.documents, 0)"
+      " FROM users u LEFT JOIN user_usage g ON g.user_id = u.id WHERE u.id = $1",
+      user_id);
+  if (r.empty()) return q;
+  q.limits = {core::apply(read_limit(r, 0, 0), defaults.bytes),
+              core::apply(read_limit(r, 0, 1), defaults.documents)};
+  q.usage = {static_cast<std::uint64_t>(r.integer(0, 2)), static_cast<std::uint64_t>(r.integer(0, 3))};
+  return q;
+}
+
+// Nothing when `d` fits its owner's quota (whose row is then locked);
+// otherwise the refusal.
+std::optional<core::error> quota_refusal(pq::connection& c, const core::document& d,
+                                         const core::quota_limits& defaults) {
+  auto q = read_quota(c, d.owner_id, defaults, true);
+  if (core::fits(q, d.size_bytes)) return std::nullopt;
+  return core::quota_exceeded(q);
+}
+
+constexpr std::string_view api_key_columns =
+    "k.id, k.user_id, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at";
+
+api_key read_api_key(const pq::result& r, int row) {
+  return {r.text(row, 0), r.text(row, 1),          r.text(row, 2),         r.text(row, 3),
+          r.time(row, 4), r.optional_time(row, 5), r.optional_time(row, 6)};
 }
 
 constexpr std::string_view document_columns =
@@ -184,6 +237,29 @@ core::document transition(pq::connection& c, const core::document& d, core::stat
                                 std::nullopt, changed);
   if (r.empty()) throw store_error("transition: document " + d.id + " vanished");
   return read_document(r, 0);
+}
+
+// The outbox, as the SQLite store writes it: an event for the owner's
+// webhooks subscribed to `type` and one delivery to each, in the
+// transaction of the status change; no row when no webhook listens.
+void record_webhook_event(pq::connection& c, core::webhook_event type, const core::document& d,
+                          core::status status, core::time_point at,
+                          const std::optional<core::failure>& error) {
+  const auto hooks = c.exec("SELECT id FROM webhooks WHERE owner_id = $1 AND (events & $2) != 0", d.owner_id,
+                            core::bit(type));
+  if (hooks.empty()) return;
+  const auto event_id = core::new_uuid_v7();
+  c.exec(
+      "INSERT INTO webhook_events (id, type, owner_id, document_id, status, error, created_at)"
+      " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)",
+      event_id, core::to_string(type), d.owner_id, d.id, core::to_string(status),
+      error ? std::optional(jsonb_safe(failure_record(*error))) : std::nullopt, at);
+  for (int i = 0; i < hooks.rows(); ++i) {
+    c.exec(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, available_at, created_at,"
+        " updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
+        core::new_uuid_v7(), hooks.text(i, 0), event_id, at);
+  }
 }
 
 // True when `job` still holds its lease (same token, still running).
@@ -357,6 +433,88 @@ std::vector<core::user> postgres_store::list_users() {
   });
 }
 
+core::quota_state postgres_store::find_quota(std::string_view user_id) {
+  return retrying([&](pq::connection& c) { return read_quota(c, user_id, default_quota_, false); });
+}
+
+bool postgres_store::set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                               const std::optional<core::limit_setting>& documents) {
+  if (!canonical_id(user_id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec(
+                "UPDATE users SET quota_bytes = CASE WHEN $1 THEN $2::bigint ELSE quota_bytes END,"
+                " quota_documents = CASE WHEN $3 THEN $4::bigint ELSE quota_documents END WHERE id = $5",
+                bytes.has_value(), limit_param(bytes.value_or(core::limit_setting{})), documents.has_value(),
+                limit_param(documents.value_or(core::limit_setting{})), user_id)
+               .affected() == 1;
+  });
+}
+
+core::result<void> postgres_store::create_api_key(const api_key& k, std::string_view key_hash,
+                                                  std::size_t max_per_user) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    c.exec("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", k.user_id);
+    const auto held = c.exec("SELECT count(*) FROM api_keys WHERE user_id = $1", k.user_id).integer(0, 0);
+    if (static_cast<std::size_t>(held) >= max_per_user) {
+      tx.rollback();
+      return core::errc::limit_reached;
+    }
+    c.exec(
+        "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        k.id, k.user_id, k.name, k.prefix, key_hash, k.created_at, k.expires_at);
+    return {};
+  });
+}
+
+std::vector<api_key> postgres_store::list_api_keys(std::string_view user_id) {
+  if (!canonical_id(user_id)) return {};
+  return retrying([&](pq::connection& c) {
+    const auto r = c.exec("SELECT " + std::string(api_key_columns) +
+                              " FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id",
+                          user_id);
+    std::vector<api_key> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_api_key(r, i));
+    return out;
+  });
+}
+
+bool postgres_store::delete_api_key(std::string_view id, std::string_view user_id) {
+  if (!canonical_id(id) || !canonical_id(user_id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec("DELETE FROM api_keys WHERE id = $1 AND user_id = $2", id, user_id).affected() == 1;
+  });
+}
+
+std::optional<api_key_holder> postgres_store::find_api_key(std::string_view key_hash) {
+  return retrying([&](pq::connection& c) -> std::optional<api_key_holder> {
+    const auto r = c.exec("SELECT " + std::string(api_key_columns) +
+                              ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                              " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
+                          key_hash);
+    if (r.empty()) return std::nullopt;
+    return api_key_holder{read_api_key(r, 0), read_user(r, 0, 7)};
+  });
+}
+
+void postgres_store::rehash_api_key(std::string_view id, std::string_view key_hash) {
+  if (!canonical_id(id)) return;
+  retrying(
+      [&](pq::connection& c) { c.exec("UPDATE api_keys SET key_hash = $1 WHERE id = $2", key_hash, id); });
+}
+
+void postgres_store::touch_api_key(std::string_view id, core::time_point now,
+                                   std::chrono::milliseconds interval) {
+  if (!canonical_id(id)) return;
+  retrying([&](pq::connection& c) {
+    c.exec(
+        "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= "
+        "$3)",
+        now, id, now - interval);
+  });
+}
+
 // --- refresh-token families
 
 void postgres_store::start_refresh_family(const refresh_grant& first) {
@@ -441,6 +599,7 @@ void insert_document_row(pq::connection& c, const core::document& d) {
       " INSERT INTO document_events (document_id, seq, status, at) SELECT id, 1, status, created_at FROM d";
   c.exec(sql, d.id, d.owner_id, d.filename, d.title, core::kind_name(d.kind), d.size_bytes, d.sha256,
          core::to_string(d.status), d.created_at, d.updated_at, d.attempts);
+  record_webhook_event(c, core::webhook_event::document_uploaded, d, d.status, d.created_at, std::nullopt);
 }
 
 // Stores the answer for its claim; false when the claim is no longer the
@@ -459,18 +618,16 @@ bool record_answer(pq::connection& c, const idempotent_answer& a) {
 // WAL of commits that arrive together once (and each call holds its own
 // connection), so inserts are one transaction each.
 core::result<void> postgres_store::insert_document(const core::document& d, const idempotent_answer* answer) {
-  if (!answer) {
-    retrying([&](pq::connection& c) { insert_document_row(c, d); });
-    return {};
-  }
-  const bool recorded = in_transaction([&](pq::connection& c, pq::transaction& tx) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    if (auto refused = quota_refusal(c, d, default_quota_)) {
+      tx.rollback();
+      return *refused;
+    }
     insert_document_row(c, d);
-    if (record_answer(c, *answer)) return true;
+    if (!answer || record_answer(c, *answer)) return {};
     tx.rollback();
-    return false;
+    return core::errc::idempotency_key_in_flight;
   });
-  if (!recorded) return core::errc::idempotency_key_in_flight;
-  return {};
 }
 
 std::optional<core::document> postgres_store::find_document(std::string_view id,
@@ -716,6 +873,8 @@ bool postgres_store::complete_job(const claimed_job& job, const stored_result& r
         doc->id, res.pipeline_version, res.started_at, res.completed_at, res.attempts, summary,
         bytes{res.text}, bytes{preview}, res.text.size());
     transition(c, *doc, core::status::completed, res.completed_at, std::nullopt);
+    record_webhook_event(c, core::webhook_event::document_completed, *doc, core::status::completed,
+                         res.completed_at, std::nullopt);
     return true;
   });
 }
@@ -737,6 +896,7 @@ failure_outcome postgres_store::fail_job(const claimed_job& job, core::time_poin
       return failure_outcome::retry_scheduled;
     }
     transition(c, *doc, core::status::failed, now, failure);
+    record_webhook_event(c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
     return failure_outcome::failed;
   });
 }
@@ -760,7 +920,9 @@ core::result<cancel_result> postgres_store::cancel_processing(std::string_view d
         " SELECT id, pg_notify($3, id::text) FROM j",
         doc->id, now, channel(wakeup_topic::job_stopped));
     std::string job_id = live.empty() ? std::string() : live.text(0, 0);
-    return cancel_result{transition(c, *doc, core::status::failed, now, failure), std::move(job_id)};
+    auto after = transition(c, *doc, core::status::failed, now, failure);
+    record_webhook_event(c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
+    return cancel_result{std::move(after), std::move(job_id)};
   });
 }
 
@@ -1178,19 +1340,25 @@ void postgres_store::unlock_upload(std::string_view id, std::string_view token) 
   });
 }
 
-bool postgres_store::finish_upload(const upload_record& u, std::string_view token,
-                                   const core::document* doc) {
-  return in_transaction([&](pq::connection& c, pq::transaction& tx) {
+core::result<void> postgres_store::finish_upload(const upload_record& u, std::string_view token,
+                                                 const core::document* doc) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    if (doc) {
+      if (auto refused = quota_refusal(c, *doc, default_quota_)) {
+        tx.rollback();
+        return *refused;
+      }
+    }
     const auto ended = c.exec(
         "UPDATE uploads SET received = $3, answer_status = $4, answer_body = $5, answer_content_type = $6,"
         " lock_token = NULL, locked_until = NULL WHERE id = $1 AND lock_token = $2",
         u.id, token, u.offset, u.answer_status, u.answer_body, u.answer_content_type);
     if (ended.affected() != 1) {
       tx.rollback();
-      return false;
+      return core::errc::upload_locked;
     }
     if (doc) insert_document_row(c, *doc);
-    return true;
+    return {};
   });
 }
 
@@ -1212,6 +1380,202 @@ std::vector<upload_record> postgres_store::expired_uploads(core::time_point now,
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_upload(r, i));
     return out;
+  });
+}
+
+}  // namespace docflow::store::postgres
+
+// --- webhooks
+
+namespace docflow::store::postgres {
+
+namespace {
+constexpr std::string_view webhook_columns = "id, owner_id, url, events, secret, created_at";
+
+webhook read_webhook(const pq::result& r, int row) {
+  return {r.text(row, 0), r.text(row, 1), r.text(row, 2), static_cast<unsigned>(r.integer(row, 3)),
+          r.text(row, 4), r.time(row, 5)};
+}
+
+// As the SQLite store's: webhook_deliveries d joined with webhook_events e.
+constexpr std::string_view delivery_columns =
+    "d.id, d.webhook_id, d.state, d.attempts, d.available_at, d.last_status, d.last_error, d.created_at,"
+    " d.delivered_at, e.id, e.type, e.document_id, e.status, e.error, e.created_at";
+
+webhook_delivery read_delivery(const pq::result& r, int row) {
+  webhook_delivery d;
+  d.id = r.text(row, 0);
+  d.webhook_id = r.text(row, 1);
+  d.state = r.text(row, 2);
+  d.attempts = static_cast<unsigned>(r.integer(row, 3));
+  d.available_at = r.time(row, 4);
+  if (!r.is_null(row, 5)) d.last_status = static_cast<int>(r.integer(row, 5));
+  d.last_error = r.optional_text(row, 6);
+  d.created_at = r.time(row, 7);
+  d.delivered_at = r.optional_time(row, 8);
+  d.event.id = r.text(row, 9);
+  d.event.type = core::parse_webhook_event(r.text(row, 10)).value_or(core::webhook_event::document_uploaded);
+  d.event.document_id = r.text(row, 11);
+  d.event.status = core::parse_status(r.text(row, 12)).value_or(core::status::uploaded);
+  if (!r.is_null(row, 13)) d.event.error = parse_failure_record(r.text(row, 13));
+  d.event.created_at = r.time(row, 14);
+  return d;
+}
+
+std::optional<webhook_delivery> load_delivery(pq::connection& c, std::string_view id) {
+  static const std::string sql = "SELECT " + std::string(delivery_columns) +
+                                 " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                                 " WHERE d.id = $1";
+  const auto r = c.exec(sql, id);
+  if (r.empty()) return std::nullopt;
+  return read_delivery(r, 0);
+}
+}  // namespace
+
+core::result<void> postgres_store::create_webhook(const webhook& w, std::size_t max_per_owner) {
+  return in_transaction([&](pq::connection& c, pq::transaction& tx) -> core::result<void> {
+    // The owner's row, locked: two registrations at once count one after the other.
+    c.exec("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", w.owner_id);
+    const auto n = c.exec("SELECT count(*) FROM webhooks WHERE owner_id = $1", w.owner_id).integer(0, 0);
+    if (static_cast<std::size_t>(n) >= max_per_owner) {
+      tx.rollback();
+      return core::errc::limit_reached;
+    }
+    c.exec("INSERT INTO webhooks (" + std::string(webhook_columns) + ") VALUES ($1, $2, $3, $4, $5, $6)",
+           w.id, w.owner_id, w.url, w.events, w.secret, w.created_at);
+    return {};
+  });
+}
+
+std::vector<webhook> postgres_store::list_webhooks(std::string_view owner_id) {
+  if (!canonical_id(owner_id)) return {};
+  return retrying([&](pq::connection& c) {
+    const auto r = c.exec("SELECT " + std::string(webhook_columns) +
+                              " FROM webhooks WHERE owner_id = $1 ORDER BY created_at, id",
+                          owner_id);
+    std::vector<webhook> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_webhook(r, i));
+    return out;
+  });
+}
+
+std::optional<webhook> postgres_store::find_webhook(std::string_view id, std::string_view owner_id) {
+  if (!canonical_id(id) || !canonical_id(owner_id)) return std::nullopt;
+  return retrying([&](pq::connection& c) -> std::optional<webhook> {
+    const auto r =
+        c.exec("SELECT " + std::string(webhook_columns) + " FROM webhooks WHERE id = $1 AND owner_id = $2",
+               id, owner_id);
+    if (r.empty()) return std::nullopt;
+    return read_webhook(r, 0);
+  });
+}
+
+bool postgres_store::delete_webhook(std::string_view id, std::string_view owner_id) {
+  if (!canonical_id(id) || !canonical_id(owner_id)) return false;
+  return retrying([&](pq::connection& c) {
+    return c.exec("DELETE FROM webhooks WHERE id = $1 AND owner_id = $2", id, owner_id).affected() == 1;
+  });
+}
+
+std::vector<webhook_delivery> postgres_store::list_deliveries(const delivery_query& q) {
+  if (!canonical_id(q.webhook_id) || !canonical_id(q.owner_id)) return {};
+  std::string sql = "SELECT " + std::string(delivery_columns) +
+                    " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                    " JOIN webhooks w ON w.id = d.webhook_id WHERE d.webhook_id = $1 AND w.owner_id = $2";
+  std::vector<pq::param> params{pq::to_param(q.webhook_id), pq::to_param(q.owner_id)};
+  const auto next = [&] { return "$" + std::to_string(params.size()); };
+  if (q.after) {
+    params.push_back(pq::to_param(q.after->first));
+    const auto at = next();
+    params.push_back(pq::to_param(canonical_id(q.after->second) ? q.after->second : std::string(36, '0')));
+    sql += " AND (d.created_at, d.id) < (" + at + ", " + next() + "::uuid)";
+  }
+  params.push_back(pq::to_param(q.limit));
+  sql += " ORDER BY d.created_at DESC, d.id DESC LIMIT " + next();
+  return retrying([&](pq::connection& c) {
+    const auto r = c.run(sql, params);
+    std::vector<webhook_delivery> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_delivery(r, i));
+    return out;
+  });
+}
+
+std::optional<webhook_delivery> postgres_store::redeliver(std::string_view webhook_id,
+                                                          std::string_view delivery_id,
+                                                          std::string_view owner_id,
+                                                          const std::string& new_id, core::time_point now) {
+  if (!canonical_id(webhook_id) || !canonical_id(delivery_id) || !canonical_id(owner_id)) return std::nullopt;
+  return in_transaction([&](pq::connection& c, pq::transaction&) -> std::optional<webhook_delivery> {
+    const auto made = c.exec(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, available_at, created_at,"
+        " updated_at) SELECT $4, d.webhook_id, d.event_id, 'pending', 0, $5, $5, $5"
+        " FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+        " WHERE d.id = $1 AND d.webhook_id = $2 AND w.owner_id = $3",
+        delivery_id, webhook_id, owner_id, new_id, now);
+    if (made.affected() != 1) return std::nullopt;
+    return load_delivery(c, new_id);
+  });
+}
+
+// As claim_job: a lapsed lease first, else the longest available; rows
+// another claimer holds are skipped, never waited for.
+std::optional<claimed_delivery> postgres_store::claim_delivery(core::time_point now,
+                                                               std::chrono::milliseconds lease_for,
+                                                               const std::string& lease_token) {
+  return in_transaction([&](pq::connection& c, pq::transaction&) -> std::optional<claimed_delivery> {
+    static const std::string take =
+        "UPDATE webhook_deliveries SET state = 'sending', attempts = attempts + 1, lease_token = $2,"
+        " lease_expires_at = $3, updated_at = $1 WHERE id = (SELECT id FROM webhook_deliveries"
+        " WHERE %s LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id";
+    static const std::string lapsed = [] {
+      auto s = take;
+      s.replace(s.find("%s"), 2, "state = 'sending' AND lease_expires_at < $1 ORDER BY lease_expires_at");
+      return s;
+    }();
+    static const std::string pending = [] {
+      auto s = take;
+      s.replace(s.find("%s"), 2, "state = 'pending' AND available_at <= $1 ORDER BY available_at");
+      return s;
+    }();
+    auto r = c.exec(lapsed, now, lease_token, now + lease_for);
+    if (r.empty()) r = c.exec(pending, now, lease_token, now + lease_for);
+    if (r.empty()) return std::nullopt;
+    const auto id = r.text(0, 0);
+    const auto target = c.exec(
+        "SELECT w.url, w.secret FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id "
+        "= $1",
+        id);
+    auto delivery = load_delivery(c, id);
+    if (target.empty() || !delivery) return std::nullopt;  // cannot happen: one transaction
+    return claimed_delivery{std::move(*delivery), lease_token, target.text(0, 0), target.text(0, 1)};
+  });
+}
+
+bool postgres_store::finish_delivery(const claimed_delivery& d, core::time_point now,
+                                     const delivery_outcome& o) {
+  using kind = delivery_outcome::kind;
+  const char* state = o.outcome == kind::delivered ? "delivered"
+                      : o.outcome == kind::failed  ? "failed"
+                                                   : "pending";
+  const auto available = o.outcome == kind::retry ? o.retry_at : now;
+  const auto delivered = o.outcome == kind::delivered ? std::optional(now) : std::nullopt;
+  return retrying([&](pq::connection& c) {
+    return c.exec(
+                "UPDATE webhook_deliveries SET state = $3, lease_token = NULL, lease_expires_at = NULL,"
+                " available_at = $4, last_status = $5, last_error = $6, updated_at = $7, delivered_at = $8"
+                " WHERE id = $1 AND lease_token = $2 AND state = 'sending'",
+                d.delivery.id, d.lease_token, state, available, o.status, o.error, now, delivered)
+               .affected() == 1;
+  });
+}
+
+std::uint64_t postgres_store::pending_deliveries() {
+  return retrying([](pq::connection& c) {
+    return static_cast<std::uint64_t>(
+        c.exec("SELECT count(*) FROM webhook_deliveries WHERE state IN ('pending', 'sending')")
+            .integer(0, 0));
   });
 }
 

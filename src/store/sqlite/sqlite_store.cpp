@@ -26,9 +26,11 @@ core::time_point from_ms(std::int64_t ms) { return core::time_point{std::chrono:
 
 constexpr std::string_view user_columns = "id, username, password_hash, role, created_at";
 
-core::user read_user(const statement& st) {
-  return {st.column_text(0), st.column_text(1), st.column_text(2),
-          core::parse_role(st.column_text(3)).value_or(core::role::user), from_ms(st.column_int(4))};
+// The user_columns from column `at` on.
+core::user read_user(const statement& st, int at = 0) {
+  return {st.column_text(at), st.column_text(at + 1), st.column_text(at + 2),
+          core::parse_role(st.column_text(at + 3)).value_or(core::role::user),
+          from_ms(st.column_int(at + 4))};
 }
 
 std::optional<core::user> one_user(connection& c, std::string_view where, std::string_view value) {
@@ -38,6 +40,44 @@ std::optional<core::user> one_user(connection& c, std::string_view where, std::s
     return std::nullopt;
   }
   return read_user(st);
+}
+
+// A limit as a users row stores it: NULL for the default, -1 for none.
+core::limit_setting read_limit(const statement& st, int i) {
+  if (st.column_is_null(i)) return {};
+  const auto v = st.column_int(i);
+  return {false, v < 0 ? std::nullopt : std::optional(static_cast<std::uint64_t>(v))};
+}
+
+void bind_limit(statement& st, int i, const core::limit_setting& l) {
+  if (l.inherit) {
+    st.bind_null(i);
+  } else {
+    st.bind(i, l.value ? static_cast<std::int64_t>(*l.value) : std::int64_t{-1});
+  }
+}
+
+core::quota_state read_quota(connection& c, std::string_view user_id, const core::quota_limits& defaults) {
+  auto st = c.prepare(
+      "SELECT u.quota_bytes, u.quota_documents, coalesce(g.bytes, 0), coalesce(g.documents, 0)"
+      " FROM users u LEFT JOIN user_usage g ON g.user_id = u.id WHERE u.id = ?");
+  st.bind(1, user_id);
+  core::quota_state q{{}, defaults};
+  if (!st.step()) return q;
+  q.limits = {core::apply(read_limit(st, 0), defaults.bytes),
+              core::apply(read_limit(st, 1), defaults.documents)};
+  q.usage = {static_cast<std::uint64_t>(st.column_int(2)), static_cast<std::uint64_t>(st.column_int(3))};
+  return q;
+}
+
+// Thrown inside a transaction that would take a user past their quota.
+struct over_quota {
+  core::quota_state state;
+};
+
+void check_quota(connection& c, const core::document& d, const core::quota_limits& defaults) {
+  auto q = read_quota(c, d.owner_id, defaults);
+  if (!core::fits(q, d.size_bytes)) throw over_quota{q};
 }
 
 void insert_token(connection& c, const refresh_grant& g) {
@@ -56,6 +96,14 @@ constexpr std::string_view document_columns =
 std::optional<core::time_point> optional_time(const statement& st, int i) {
   if (st.column_is_null(i)) return std::nullopt;
   return from_ms(st.column_int(i));
+}
+
+constexpr std::string_view api_key_columns =
+    "k.id, k.user_id, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at";
+
+api_key read_api_key(const statement& st) {
+  return {st.column_text(0),         st.column_text(1),    st.column_text(2),   st.column_text(3),
+          from_ms(st.column_int(4)), optional_time(st, 5), optional_time(st, 6)};
 }
 
 core::document read_document(const statement& st) {
@@ -148,6 +196,52 @@ void transition(connection& c, const core::document& d, core::status to, core::t
   }
   st.bind(9, d.id).step();
   append_event(c, d.id, to, now, error);
+}
+
+// A delivery of an event to a webhook, to be sent from `at` on.
+void insert_delivery(connection& c, std::string_view id, std::string_view webhook_id,
+                     std::string_view event_id, core::time_point at) {
+  const auto ms = core::to_unix_ms(at);
+  c.prepare(
+       "INSERT INTO webhook_deliveries (id, webhook_id, event_id, state, attempts, available_at, created_at,"
+       " updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)")
+      .bind(1, id)
+      .bind(2, webhook_id)
+      .bind(3, event_id)
+      .bind(4, ms)
+      .bind(5, ms)
+      .bind(6, ms)
+      .step();
+}
+
+// The outbox: an event for the owner's webhooks subscribed to `type`, and
+// one delivery to each, in the transaction of the status change itself, so
+// that a change that rolls back sends nothing and one that commits is sent.
+// No row at all when no webhook listens.
+void record_webhook_event(connection& c, core::webhook_event type, const core::document& d,
+                          core::status status, core::time_point at,
+                          const std::optional<core::failure>& error) {
+  auto subscribed = c.prepare("SELECT id FROM webhooks WHERE owner_id = ? AND (events & ?) != 0");
+  subscribed.bind(1, d.owner_id).bind(2, static_cast<std::int64_t>(core::bit(type)));
+  std::vector<std::string> hooks;
+  while (subscribed.step()) hooks.push_back(subscribed.column_text(0));
+  if (hooks.empty()) return;
+  const auto event_id = core::new_uuid_v7();
+  auto event = c.prepare(
+      "INSERT INTO webhook_events (id, type, owner_id, document_id, status, error, created_at)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?)");
+  event.bind(1, event_id)
+      .bind(2, core::to_string(type))
+      .bind(3, d.owner_id)
+      .bind(4, d.id)
+      .bind(5, core::to_string(status));
+  if (error) {
+    event.bind(6, failure_record(*error));
+  } else {
+    event.bind_null(6);
+  }
+  event.bind(7, core::to_unix_ms(at)).step();
+  for (const auto& hook : hooks) insert_delivery(c, core::new_uuid_v7(), hook, event_id, at);
 }
 
 // True when `job` still holds its lease (same token, still running).
@@ -302,6 +396,89 @@ std::vector<core::user> sqlite_store::list_users() {
   return out;
 }
 
+core::quota_state sqlite_store::find_quota(std::string_view user_id) {
+  const lease c(*this);
+  return read_quota(*c, user_id, default_quota_);
+}
+
+bool sqlite_store::set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                             const std::optional<core::limit_setting>& documents) {
+  const lease c(*this);
+  auto st = c->prepare(
+      "UPDATE users SET quota_bytes = CASE WHEN ?1 THEN ?2 ELSE quota_bytes END,"
+      " quota_documents = CASE WHEN ?3 THEN ?4 ELSE quota_documents END WHERE id = ?5");
+  st.bind(1, static_cast<std::int64_t>(bytes.has_value()));
+  bind_limit(st, 2, bytes.value_or(core::limit_setting{}));
+  st.bind(3, static_cast<std::int64_t>(documents.has_value()));
+  bind_limit(st, 4, documents.value_or(core::limit_setting{}));
+  st.bind(5, user_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+core::result<void> sqlite_store::create_api_key(const api_key& k, std::string_view key_hash,
+                                                std::size_t max_per_user) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto count = c->prepare("SELECT count(*) FROM api_keys WHERE user_id = ?");
+  count.bind(1, k.user_id).step();
+  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_user) return core::errc::limit_reached;
+  auto st = c->prepare(
+      "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?)");
+  st.bind(1, k.id).bind(2, k.user_id).bind(3, k.name).bind(4, k.prefix).bind(5, key_hash);
+  st.bind(6, core::to_unix_ms(k.created_at));
+  if (k.expires_at) {
+    st.bind(7, core::to_unix_ms(*k.expires_at));
+  } else {
+    st.bind_null(7);
+  }
+  st.step();
+  tx.commit();
+  return {};
+}
+
+std::vector<api_key> sqlite_store::list_api_keys(std::string_view user_id) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(api_key_columns) +
+                       " FROM api_keys k WHERE k.user_id = ? ORDER BY k.created_at, k.id");
+  st.bind(1, user_id);
+  std::vector<api_key> out;
+  while (st.step()) out.push_back(read_api_key(st));
+  return out;
+}
+
+bool sqlite_store::delete_api_key(std::string_view id, std::string_view user_id) {
+  const lease c(*this);
+  c->prepare("DELETE FROM api_keys WHERE id = ? AND user_id = ?").bind(1, id).bind(2, user_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::optional<api_key_holder> sqlite_store::find_api_key(std::string_view key_hash) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(api_key_columns) +
+                       ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                       " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?");
+  st.bind(1, key_hash);
+  if (!st.step()) return std::nullopt;
+  return api_key_holder{read_api_key(st), read_user(st, 7)};
+}
+
+void sqlite_store::rehash_api_key(std::string_view id, std::string_view key_hash) {
+  const lease c(*this);
+  c->prepare("UPDATE api_keys SET key_hash = ? WHERE id = ?").bind(1, key_hash).bind(2, id).step();
+}
+
+void sqlite_store::touch_api_key(std::string_view id, core::time_point now,
+                                 std::chrono::milliseconds interval) {
+  const lease c(*this);
+  c->prepare(
+       "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at <= ?3)")
+      .bind(1, core::to_unix_ms(now))
+      .bind(2, id)
+      .bind(3, core::to_unix_ms(now - interval))
+      .step();
+}
+
 void sqlite_store::start_refresh_family(const refresh_grant& first) {
   const lease c(*this);
   transaction tx(*c);
@@ -403,6 +580,7 @@ void insert_document_row(connection& c, const core::document& d) {
       .bind(11, static_cast<std::int64_t>(d.attempts));
   st.step();
   append_event(c, d.id, d.status, d.created_at, std::nullopt);
+  record_webhook_event(c, core::webhook_event::document_uploaded, d, d.status, d.created_at, std::nullopt);
 }
 
 // Stores the answer for its claim; false when the claim is no longer the
@@ -426,7 +604,9 @@ bool record_answer(connection& c, const idempotent_answer& a) {
 // was taken over; its caller gets idempotency_key_in_flight.
 struct claim_lost {};
 
-void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer) {
+void insert_with_answer(connection& c, const core::document& d, const idempotent_answer* answer,
+                        const core::quota_limits& defaults) {
+  check_quota(c, d, defaults);
   insert_document_row(c, d);
   if (answer && !record_answer(c, *answer)) throw claim_lost{};
 }
@@ -462,6 +642,8 @@ core::result<void> sqlite_store::insert_document(const core::document& d, const 
       std::rethrow_exception(me.error);
     } catch (const claim_lost&) {
       return core::errc::idempotency_key_in_flight;
+    } catch (const over_quota& o) {
+      return core::quota_exceeded(o.state);
     }
   }
   return {};
@@ -471,7 +653,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
   try {
     const lease c(*this);
     transaction tx(*c);
-    for (const auto* p : batch) insert_with_answer(*c, p->doc, p->answer);
+    for (const auto* p : batch) insert_with_answer(*c, p->doc, p->answer, default_quota_);
     tx.commit();
     return;
   } catch (...) {
@@ -485,7 +667,7 @@ void sqlite_store::insert_batch(const std::vector<pending_insert*>& batch) {
     try {
       const lease c(*this);
       transaction tx(*c);
-      insert_with_answer(*c, p->doc, p->answer);
+      insert_with_answer(*c, p->doc, p->answer, default_quota_);
       tx.commit();
     } catch (...) {
       p->error = std::current_exception();
@@ -704,6 +886,8 @@ bool sqlite_store::complete_job(const claimed_job& job, const stored_result& r) 
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::completed, r.completed_at, std::nullopt);
+  record_webhook_event(*c, core::webhook_event::document_completed, *doc, core::status::completed,
+                       r.completed_at, std::nullopt);
   tx.commit();
   return true;
 }
@@ -734,6 +918,7 @@ failure_outcome sqlite_store::fail_job(const claimed_job& job, core::time_point 
       .bind(2, job.job_id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
+  record_webhook_event(*c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
   tx.commit();
   return failure_outcome::failed;
 }
@@ -761,6 +946,7 @@ core::result<cancel_result> sqlite_store::cancel_processing(std::string_view doc
       .bind(2, doc->id)
       .step();
   transition(*c, *doc, core::status::failed, now, failure);
+  record_webhook_event(*c, core::webhook_event::document_failed, *doc, core::status::failed, now, failure);
   auto after = load_document(*c, document_id, owner_id);
   tx.commit();
   return cancel_result{std::move(*after), std::move(job_id)};
@@ -1186,9 +1372,17 @@ void sqlite_store::unlock_upload(std::string_view id, std::string_view token) {
       .step();
 }
 
-bool sqlite_store::finish_upload(const upload_record& u, std::string_view token, const core::document* doc) {
+core::result<void> sqlite_store::finish_upload(const upload_record& u, std::string_view token,
+                                               const core::document* doc) {
   const lease c(*this);
   transaction tx(*c);
+  if (doc) {
+    try {
+      check_quota(*c, *doc, default_quota_);
+    } catch (const over_quota& o) {
+      return core::quota_exceeded(o.state);
+    }
+  }
   c->prepare(
        "UPDATE uploads SET received = ?, answer_status = ?, answer_body = ?, answer_content_type = ?,"
        " lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?")
@@ -1199,10 +1393,10 @@ bool sqlite_store::finish_upload(const upload_record& u, std::string_view token,
       .bind(5, u.id)
       .bind(6, token)
       .step();
-  if (sqlite3_changes(c->handle()) != 1) return false;
+  if (sqlite3_changes(c->handle()) != 1) return core::errc::upload_locked;
   if (doc) insert_document_row(*c, *doc);
   tx.commit();
-  return true;
+  return {};
 }
 
 bool sqlite_store::delete_upload(std::string_view id, std::string_view token) {
@@ -1220,6 +1414,214 @@ std::vector<upload_record> sqlite_store::expired_uploads(core::time_point now, s
   std::vector<upload_record> out;
   while (st.step()) out.push_back(read_upload(st));
   return out;
+}
+
+}  // namespace docflow::store::sqlite
+
+// --- webhooks
+
+namespace docflow::store::sqlite {
+
+namespace {
+constexpr std::string_view webhook_columns = "id, owner_id, url, events, secret, created_at";
+
+webhook read_webhook(const statement& st) {
+  return {st.column_text(0), st.column_text(1),
+          st.column_text(2), static_cast<unsigned>(st.column_int(3)),
+          st.column_text(4), from_ms(st.column_int(5))};
+}
+
+// A delivery with its event: the columns read_delivery takes, from
+// webhook_deliveries d joined with webhook_events e.
+constexpr std::string_view delivery_columns =
+    "d.id, d.webhook_id, d.state, d.attempts, d.available_at, d.last_status, d.last_error, d.created_at,"
+    " d.delivered_at, e.id, e.type, e.document_id, e.status, e.error, e.created_at";
+
+webhook_delivery read_delivery(const statement& st) {
+  webhook_delivery d;
+  d.id = st.column_text(0);
+  d.webhook_id = st.column_text(1);
+  d.state = st.column_text(2);
+  d.attempts = static_cast<unsigned>(st.column_int(3));
+  d.available_at = from_ms(st.column_int(4));
+  if (!st.column_is_null(5)) d.last_status = static_cast<int>(st.column_int(5));
+  if (!st.column_is_null(6)) d.last_error = st.column_text(6);
+  d.created_at = from_ms(st.column_int(7));
+  d.delivered_at = optional_time(st, 8);
+  d.event.id = st.column_text(9);
+  d.event.type =
+      core::parse_webhook_event(st.column_text(10)).value_or(core::webhook_event::document_uploaded);
+  d.event.document_id = st.column_text(11);
+  d.event.status = core::parse_status(st.column_text(12)).value_or(core::status::uploaded);
+  if (!st.column_is_null(13)) d.event.error = parse_failure_record(st.column_text(13));
+  d.event.created_at = from_ms(st.column_int(14));
+  return d;
+}
+
+std::optional<webhook_delivery> load_delivery(connection& c, std::string_view id) {
+  static const std::string sql = "SELECT " + std::string(delivery_columns) +
+                                 " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                                 " WHERE d.id = ?";
+  auto st = c.prepare(sql);
+  st.bind(1, id);
+  if (!st.step()) return std::nullopt;
+  return read_delivery(st);
+}
+}  // namespace
+
+core::result<void> sqlite_store::create_webhook(const webhook& w, std::size_t max_per_owner) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto count = c->prepare("SELECT count(*) FROM webhooks WHERE owner_id = ?");
+  count.bind(1, w.owner_id).step();
+  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_owner)
+    return core::errc::limit_reached;
+  c->prepare("INSERT INTO webhooks (" + std::string(webhook_columns) + ") VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(1, w.id)
+      .bind(2, w.owner_id)
+      .bind(3, w.url)
+      .bind(4, static_cast<std::int64_t>(w.events))
+      .bind(5, w.secret)
+      .bind(6, core::to_unix_ms(w.created_at))
+      .step();
+  tx.commit();
+  return {};
+}
+
+std::vector<webhook> sqlite_store::list_webhooks(std::string_view owner_id) {
+  const lease c(*this);
+  auto st = c->prepare("SELECT " + std::string(webhook_columns) +
+                       " FROM webhooks WHERE owner_id = ? ORDER BY created_at, id");
+  st.bind(1, owner_id);
+  std::vector<webhook> out;
+  while (st.step()) out.push_back(read_webhook(st));
+  return out;
+}
+
+std::optional<webhook> sqlite_store::find_webhook(std::string_view id, std::string_view owner_id) {
+  const lease c(*this);
+  auto st =
+      c->prepare("SELECT " + std::string(webhook_columns) + " FROM webhooks WHERE id = ? AND owner_id = ?");
+  st.bind(1, id).bind(2, owner_id);
+  if (!st.step()) return std::nullopt;
+  return read_webhook(st);
+}
+
+bool sqlite_store::delete_webhook(std::string_view id, std::string_view owner_id) {
+  const lease c(*this);
+  c->prepare("DELETE FROM webhooks WHERE id = ? AND owner_id = ?").bind(1, id).bind(2, owner_id).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::vector<webhook_delivery> sqlite_store::list_deliveries(const delivery_query& q) {
+  std::string sql = "SELECT " + std::string(delivery_columns) +
+                    " FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+                    " JOIN webhooks w ON w.id = d.webhook_id WHERE d.webhook_id = ? AND w.owner_id = ?";
+  if (q.after) sql += " AND (d.created_at, d.id) < (?, ?)";
+  sql += " ORDER BY d.created_at DESC, d.id DESC LIMIT ?";
+  const lease c(*this);
+  auto st = c->prepare(sql);
+  st.bind(1, q.webhook_id).bind(2, q.owner_id);
+  int i = 2;
+  if (q.after) {
+    st.bind(++i, core::to_unix_ms(q.after->first));
+    st.bind(++i, q.after->second);
+  }
+  st.bind(++i, static_cast<std::int64_t>(q.limit));
+  std::vector<webhook_delivery> out;
+  while (st.step()) out.push_back(read_delivery(st));
+  return out;
+}
+
+std::optional<webhook_delivery> sqlite_store::redeliver(std::string_view webhook_id,
+                                                        std::string_view delivery_id,
+                                                        std::string_view owner_id, const std::string& new_id,
+                                                        core::time_point now) {
+  const lease c(*this);
+  transaction tx(*c);
+  auto st = c->prepare(
+      "SELECT d.event_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+      " WHERE d.id = ? AND d.webhook_id = ? AND w.owner_id = ?");
+  st.bind(1, delivery_id).bind(2, webhook_id).bind(3, owner_id);
+  if (!st.step()) return std::nullopt;
+  insert_delivery(*c, new_id, webhook_id, st.column_text(0), now);
+  auto made = load_delivery(*c, new_id);
+  tx.commit();
+  return made;
+}
+
+std::optional<claimed_delivery> sqlite_store::claim_delivery(core::time_point now,
+                                                             std::chrono::milliseconds lease_for,
+                                                             const std::string& lease_token) {
+  const lease c(*this);
+  transaction tx(*c);
+  // One whose sender died first (its lease lapsed), then the longest available.
+  auto st = c->prepare(
+      "SELECT id FROM webhook_deliveries WHERE state = 'sending' AND lease_expires_at < ?1"
+      " UNION ALL SELECT * FROM (SELECT id FROM webhook_deliveries"
+      " WHERE state = 'pending' AND available_at <= ?1 ORDER BY available_at LIMIT 1) LIMIT 1");
+  st.bind(1, core::to_unix_ms(now));
+  if (!st.step()) return std::nullopt;
+  const auto id = st.column_text(0);
+  c->prepare(
+       "UPDATE webhook_deliveries SET state = 'sending', attempts = attempts + 1, lease_token = ?,"
+       " lease_expires_at = ?, updated_at = ? WHERE id = ?")
+      .bind(1, lease_token)
+      .bind(2, core::to_unix_ms(now + lease_for))
+      .bind(3, core::to_unix_ms(now))
+      .bind(4, id)
+      .step();
+  auto target = c->prepare(
+      "SELECT w.url, w.secret FROM webhook_deliveries d JOIN webhooks w ON w.id = "
+      "d.webhook_id WHERE d.id = ?");
+  target.bind(1, id);
+  if (!target.step()) return std::nullopt;  // cannot happen: deliveries cascade with their webhook
+  claimed_delivery out;
+  out.url = target.column_text(0);
+  out.secret = target.column_text(1);
+  out.lease_token = lease_token;
+  out.delivery = std::move(*load_delivery(*c, id));
+  tx.commit();
+  return out;
+}
+
+bool sqlite_store::finish_delivery(const claimed_delivery& d, core::time_point now,
+                                   const delivery_outcome& o) {
+  using kind = delivery_outcome::kind;
+  const lease c(*this);
+  auto st = c->prepare(
+      "UPDATE webhook_deliveries SET state = ?, lease_token = NULL, lease_expires_at = NULL,"
+      " available_at = ?, last_status = ?, last_error = ?, updated_at = ?, delivered_at = ?"
+      " WHERE id = ? AND lease_token = ? AND state = 'sending'");
+  st.bind(1, o.outcome == kind::delivered ? "delivered"
+             : o.outcome == kind::failed  ? "failed"
+                                          : "pending")
+      .bind(2, core::to_unix_ms(o.outcome == kind::retry ? o.retry_at : now));
+  if (o.status) {
+    st.bind(3, static_cast<std::int64_t>(*o.status));
+  } else {
+    st.bind_null(3);
+  }
+  if (o.error) {
+    st.bind(4, *o.error);
+  } else {
+    st.bind_null(4);
+  }
+  st.bind(5, core::to_unix_ms(now));
+  if (o.outcome == kind::delivered) {
+    st.bind(6, core::to_unix_ms(now));
+  } else {
+    st.bind_null(6);
+  }
+  st.bind(7, d.delivery.id).bind(8, d.lease_token).step();
+  return sqlite3_changes(c->handle()) == 1;
+}
+
+std::uint64_t sqlite_store::pending_deliveries() {
+  const lease c(*this);
+  auto st = c->prepare("SELECT count(*) FROM webhook_deliveries WHERE state IN ('pending', 'sending')");
+  st.step();
+  return static_cast<std::uint64_t>(st.column_int(0));
 }
 
 }  // namespace docflow::store::sqlite

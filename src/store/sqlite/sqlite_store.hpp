@@ -31,6 +31,18 @@ public:
   std::optional<core::user> find_user(std::string_view id) override;
   std::vector<core::user> list_users() override;
 
+  core::quota_state find_quota(std::string_view user_id) override;
+  bool set_quota(std::string_view user_id, const std::optional<core::limit_setting>& bytes,
+                 const std::optional<core::limit_setting>& documents) override;
+
+  core::result<void> create_api_key(const api_key& k, std::string_view key_hash,
+                                    std::size_t max_per_user) override;
+  std::vector<api_key> list_api_keys(std::string_view user_id) override;
+  bool delete_api_key(std::string_view id, std::string_view user_id) override;
+  std::optional<api_key_holder> find_api_key(std::string_view key_hash) override;
+  void rehash_api_key(std::string_view id, std::string_view key_hash) override;
+  void touch_api_key(std::string_view id, core::time_point now, std::chrono::milliseconds interval) override;
+
   void start_refresh_family(const refresh_grant& first) override;
   rotation_result rotate_refresh_token(std::string_view presented_hash, refresh_grant successor,
                                        std::chrono::milliseconds grace) override;
@@ -93,9 +105,23 @@ public:
                          std::chrono::milliseconds lease_for) override;
   bool advance_upload(const upload_record& u, std::string_view token) override;
   void unlock_upload(std::string_view id, std::string_view token) override;
-  bool finish_upload(const upload_record& u, std::string_view token, const core::document* doc) override;
+  core::result<void> finish_upload(const upload_record& u, std::string_view token,
+                                   const core::document* doc) override;
   bool delete_upload(std::string_view id, std::string_view token) override;
   std::vector<upload_record> expired_uploads(core::time_point now, std::size_t limit) override;
+
+  core::result<void> create_webhook(const webhook& w, std::size_t max_per_owner) override;
+  std::vector<webhook> list_webhooks(std::string_view owner_id) override;
+  std::optional<webhook> find_webhook(std::string_view id, std::string_view owner_id) override;
+  bool delete_webhook(std::string_view id, std::string_view owner_id) override;
+  std::vector<webhook_delivery> list_deliveries(const delivery_query& q) override;
+  std::optional<webhook_delivery> redeliver(std::string_view webhook_id, std::string_view delivery_id,
+                                            std::string_view owner_id, const std::string& new_id,
+                                            core::time_point now) override;
+  std::optional<claimed_delivery> claim_delivery(core::time_point now, std::chrono::milliseconds lease_for,
+                                                 const std::string& lease_token) override;
+  bool finish_delivery(const claimed_delivery& d, core::time_point now, const delivery_outcome& o) override;
+  std::uint64_t pending_deliveries() override;
 
   std::unique_ptr<maintenance_lease> try_maintenance_lease() override;
   std::unique_ptr<maintenance_lease> try_maintenance_leadership() override;
