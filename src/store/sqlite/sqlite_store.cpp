@@ -1474,8 +1474,7 @@ core::result<void> sqlite_store::create_webhook(const webhook& w, std::size_t ma
   transaction tx(*c);
   auto count = c->prepare("SELECT count(*) FROM webhooks WHERE owner_id = ?");
   count.bind(1, w.owner_id).step();
-  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_owner)
-    return core::errc::limit_reached;
+  if (static_cast<std::size_t>(count.column_int(0)) >= max_per_owner) return core::errc::limit_reached;
   c->prepare("INSERT INTO webhooks (" + std::string(webhook_columns) + ") VALUES (?, ?, ?, ?, ?, ?)")
       .bind(1, w.id)
       .bind(2, w.owner_id)
