@@ -1,5 +1,7 @@
 #include "api/api_keys.hpp"
 
+#include <algorithm>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
@@ -8,6 +10,7 @@
 #include "api/request_body.hpp"
 #include "api/services.hpp"
 #include "auth/api_key.hpp"
+#include "config/config.hpp"
 #include "core/ids.hpp"
 #include "obs/log.hpp"
 #include "store/database.hpp"
@@ -149,10 +152,12 @@ awaitable<http::authentication> authenticate(services& s, std::string_view key) 
   if (!k.last_used_at || *k.last_used_at <= now - last_used_resolution) {
     co_await backend_call(s, cost::blocking, [&] { s.db.touch_api_key(k.id, now, last_used_resolution); });
   }
+  // A key may live for years: what it opens for long (an event stream) ends
+  // within an access token's lifetime all the same, and the client's
+  // reconnection checks the key again, so a revocation reaches it too.
+  const auto recheck_at = std::min(k.expires_at.value_or(core::time_point::max()), now + s.cfg.access_ttl);
   co_return http::authentication{
-      http::identity{found->user.id, found->user.role == core::role::admin,
-                     k.expires_at.value_or(std::chrono::system_clock::time_point::max()), true},
-      {}};
+      http::identity{found->user.id, found->user.role == core::role::admin, recheck_at, true}, {}};
 }
 
 }  // namespace docflow::api::api_keys

@@ -1329,6 +1329,26 @@ class EventStreamLimitTest(ProcessingCase):
         self.assertEqual(stream.events_until_end(timeout=10), [])
         self.assertTrue(stream.ended and stream.clean_end, "the stream outlived its access token")
 
+    def test_a_stream_opened_with_an_api_key_ends_within_the_access_lifetime(self):
+        # A key may never expire: its stream is held to the access-token
+        # lifetime, so that the client reconnects and a revoked key is refused.
+        server = self.start_server(DOCFLOW_ACCESS_TTL="3s", DOCFLOW_WORKERS=0)
+        token = new_user(server)
+        doc_id = upload(server, token, fixture("en-1page.pdf"), "a.pdf")["id"]
+        made = server.request(
+            "POST", "/auth/api-keys", headers={**bearer(token), "Content-Type": "application/json"},
+            body=json.dumps({"name": "stream"}),
+        )
+        self.assertEqual(made.status, 201, made)
+        key = made.json()
+        stream = self.open_streams(server, doc_id, key["key"], 1)[0]
+        self.assertEqual(server.request("DELETE", "/auth/api-keys/" + key["id"], headers=bearer(token)).status, 204)
+        self.assertEqual(stream.events_until_end(timeout=10), [])
+        self.assertTrue(stream.ended and stream.clean_end, "the stream outlived the check of its key")
+        again = EventStream(server, doc_id, key["key"])
+        self.addCleanup(again.close)
+        self.assertEqual(again.status, 401)
+
     def test_shutdown_ends_streams_at_once(self):
         server = self.start_server(DOCFLOW_WORKERS=0)
         token = new_user(server)
