@@ -6,6 +6,7 @@
 #include <boost/json/object.hpp>
 
 #include "api/backend.hpp"
+#include "api/document_json.hpp"
 #include "api/errors.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
@@ -28,18 +29,13 @@ constexpr std::int64_t max_lifetime_seconds = 5LL * 366 * 24 * 3600;
 // and it spares the database a write per request.
 constexpr std::chrono::minutes last_used_resolution{1};
 
-boost::json::value time_or_null(const std::optional<core::time_point>& t) {
-  if (!t) return nullptr;
-  return boost::json::value(core::format_rfc3339(*t));
-}
-
 boost::json::object key_json(const store::api_key& k) {
   return {{"id", k.id},
           {"name", k.name},
           {"prefix", k.prefix},
           {"created_at", core::format_rfc3339(k.created_at)},
-          {"expires_at", time_or_null(k.expires_at)},
-          {"last_used_at", time_or_null(k.last_used_at)}};
+          {"expires_at", optional_time_json(k.expires_at)},
+          {"last_used_at", optional_time_json(k.last_used_at)}};
 }
 
 bool printable(std::string_view name) {

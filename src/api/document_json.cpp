@@ -4,11 +4,9 @@
 
 namespace docflow::api {
 
-namespace {
-boost::json::value optional_time(const std::optional<core::time_point>& t) {
+boost::json::value optional_time_json(const std::optional<core::time_point>& t) {
   return t ? boost::json::value(core::format_rfc3339(*t)) : boost::json::value(nullptr);
 }
-}  // namespace
 
 boost::json::value failure_json(const std::optional<core::failure>& f) {
   if (!f) return nullptr;
@@ -41,8 +39,8 @@ boost::json::object document_json(const core::document& d) {
       {"updated_at", core::format_rfc3339(d.updated_at)},
       {"processing",
        {{"attempts", d.attempts},
-        {"started_at", optional_time(d.started_at)},
-        {"finished_at", optional_time(d.finished_at)},
+        {"started_at", optional_time_json(d.started_at)},
+        {"finished_at", optional_time_json(d.finished_at)},
         {"error", failure_json(d.error)}}},
       {"links",
        {{"self", self},

@@ -8,6 +8,9 @@
 
 namespace docflow::api {
 
+/// RFC 3339 time, or null: every optional time of an answer.
+boost::json::value optional_time_json(const std::optional<core::time_point>& t);
+
 /// {"code", "message", "retryable"}, or null without a failure: a
 /// document's processing.error, the error of an event and of a 409.
 boost::json::value failure_json(const std::optional<core::failure>& f);

@@ -7,6 +7,7 @@
 #include "api/access.hpp"
 #include "api/backend.hpp"
 #include "api/cursor.hpp"
+#include "api/document_json.hpp"
 #include "api/errors.hpp"
 #include "api/request_body.hpp"
 #include "api/services.hpp"
@@ -42,11 +43,6 @@ boost::json::object webhook_json(const store::webhook& w) {
           {"created_at", core::format_rfc3339(w.created_at)}};
 }
 
-boost::json::value time_or_null(const std::optional<core::time_point>& t) {
-  if (!t) return nullptr;
-  return boost::json::value(core::format_rfc3339(*t));
-}
-
 boost::json::object delivery_json(const store::webhook_delivery& d) {
   // A delivery being sent is still pending to its owner: it has not
   // reached the endpoint yet, and may not.
@@ -61,9 +57,9 @@ boost::json::object delivery_json(const store::webhook_delivery& d) {
       {"attempts", d.attempts},
       {"last_status_code", nullptr},
       {"last_error", nullptr},
-      {"next_attempt_at", time_or_null(pending ? std::optional(d.available_at) : std::nullopt)},
+      {"next_attempt_at", optional_time_json(pending ? std::optional(d.available_at) : std::nullopt)},
       {"created_at", core::format_rfc3339(d.created_at)},
-      {"delivered_at", time_or_null(d.delivered_at)}};
+      {"delivered_at", optional_time_json(d.delivered_at)}};
   if (d.last_status) o["last_status_code"] = *d.last_status;
   if (d.last_error) o["last_error"] = *d.last_error;
   return o;
