@@ -488,11 +488,12 @@ bool postgres_store::delete_api_key(std::string_view id, std::string_view user_i
 }
 
 std::optional<api_key_holder> postgres_store::find_api_key(std::string_view key_hash) {
+  // Every request made with a key runs it: the text is built once.
+  static const std::string sql = "SELECT " + std::string(api_key_columns) +
+                                 ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                                 " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1";
   return retrying([&](pq::connection& c) -> std::optional<api_key_holder> {
-    const auto r = c.exec("SELECT " + std::string(api_key_columns) +
-                              ", u.id, u.username, u.password_hash, u.role, u.created_at"
-                              " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = $1",
-                          key_hash);
+    const auto r = c.exec(sql, key_hash);
     if (r.empty()) return std::nullopt;
     return api_key_holder{read_api_key(r, 0), read_user(r, 0, 7)};
   });

@@ -454,10 +454,12 @@ bool sqlite_store::delete_api_key(std::string_view id, std::string_view user_id)
 }
 
 std::optional<api_key_holder> sqlite_store::find_api_key(std::string_view key_hash) {
+  // Every request made with a key runs it: the text is built once.
+  static const std::string sql = "SELECT " + std::string(api_key_columns) +
+                                 ", u.id, u.username, u.password_hash, u.role, u.created_at"
+                                 " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?";
   const lease c(*this);
-  auto st = c->prepare("SELECT " + std::string(api_key_columns) +
-                       ", u.id, u.username, u.password_hash, u.role, u.created_at"
-                       " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?");
+  auto st = c->prepare(sql);
   st.bind(1, key_hash);
   if (!st.step()) return std::nullopt;
   return api_key_holder{read_api_key(st), read_user(st, 7)};
